@@ -1,0 +1,337 @@
+#include "gemm.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <vector>
+
+#include "features.h"
+#include "parallel.h"
+
+#if DITCACHE_WITH_BLAS
+#include <cblas.h>
+#endif
+
+namespace dc::cpu {
+namespace {
+
+// ---- Built-in kernel: Goto/BLIS-style packing around a register-blocked micro-kernel. ----
+// Both operands are packed into slivers, which also makes transposed inputs free.
+
+constexpr int64_t kKC = 256;   // depth of one packed block
+constexpr int64_t kMC = 192;   // rows of A per packed block (multiple of every MR below)
+constexpr int64_t kNC = 3072;  // columns of B per packed block (multiple of every NR below)
+
+inline float at_a(const GemmArgs& g, int64_t i, int64_t p) {
+  return g.trans_a ? g.a[p * g.lda + i] : g.a[i * g.lda + p];
+}
+
+// Packs rows [i0, i0 + mc) x depth [p0, p0 + kc) of op(A) into MR-row slivers, zero-padded.
+template <int MR>
+void pack_a(const GemmArgs& g, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* dst) {
+  for (int64_t ir = 0; ir < mc; ir += MR) {
+    int64_t rows = std::min<int64_t>(MR, mc - ir);
+    if (!g.trans_a) {
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* src = g.a + (i0 + ir + r) * g.lda + p0;
+        for (int64_t p = 0; p < kc; ++p) dst[p * MR + r] = src[p];
+      }
+    } else {
+      for (int64_t p = 0; p < kc; ++p) {
+        const float* src = g.a + (p0 + p) * g.lda + i0 + ir;
+        for (int64_t r = 0; r < rows; ++r) dst[p * MR + r] = src[r];
+      }
+    }
+    for (int64_t r = rows; r < MR; ++r)
+      for (int64_t p = 0; p < kc; ++p) dst[p * MR + r] = 0.f;
+    dst += MR * kc;
+  }
+}
+
+// Packs depth [p0, p0 + kc) x columns [j0, j0 + nc) of op(B) into NR-column slivers.
+template <int NR>
+void pack_b(const GemmArgs& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  for (int64_t jr = 0; jr < nc; jr += NR) {
+    int64_t cols = std::min<int64_t>(NR, nc - jr);
+    if (!g.trans_b) {
+      for (int64_t p = 0; p < kc; ++p) {
+        const float* src = g.b + (p0 + p) * g.ldb + j0 + jr;
+        float* d = dst + p * NR;
+        int64_t c = 0;
+        for (; c < cols; ++c) d[c] = src[c];
+        for (; c < NR; ++c) d[c] = 0.f;
+      }
+    } else {
+      for (int64_t c = 0; c < cols; ++c) {
+        const float* src = g.b + (j0 + jr + c) * g.ldb + p0;
+        for (int64_t p = 0; p < kc; ++p) dst[p * NR + c] = src[p];
+      }
+      for (int64_t c = cols; c < NR; ++c)
+        for (int64_t p = 0; p < kc; ++p) dst[p * NR + c] = 0.f;
+    }
+    dst += NR * kc;
+  }
+}
+
+// Micro-kernels: c (MR x NR, row stride ldc) += alpha * a_sliver * b_sliver over kc.
+
+__attribute__((target("avx512f,avx512vl,fma"))) void ukernel_avx512(int64_t kc, const float* a,
+                                                                    const float* b, float* c,
+                                                                    int64_t ldc, float alpha) {
+  constexpr int MR = 12;
+  __m512 acc0[MR], acc1[MR];
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kc; ++p) {
+    __m512 b0 = _mm512_load_ps(b);
+    __m512 b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; ++i) {
+      __m512 ai = _mm512_set1_ps(a[i]);
+      acc0[i] = _mm512_fmadd_ps(ai, b0, acc0[i]);
+      acc1[i] = _mm512_fmadd_ps(ai, b1, acc1[i]);
+    }
+    a += MR;
+    b += 32;
+  }
+  __m512 va = _mm512_set1_ps(alpha);
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i) {
+    float* ci = c + i * ldc;
+    _mm512_storeu_ps(ci, _mm512_fmadd_ps(acc0[i], va, _mm512_loadu_ps(ci)));
+    _mm512_storeu_ps(ci + 16, _mm512_fmadd_ps(acc1[i], va, _mm512_loadu_ps(ci + 16)));
+  }
+}
+
+__attribute__((target("avx2,fma"))) void ukernel_avx2(int64_t kc, const float* a, const float* b,
+                                                       float* c, int64_t ldc, float alpha) {
+  constexpr int MR = 6;
+  __m256 acc0[MR], acc1[MR];
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) acc0[i] = acc1[i] = _mm256_setzero_ps();
+  for (int64_t p = 0; p < kc; ++p) {
+    __m256 b0 = _mm256_load_ps(b);
+    __m256 b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      __m256 ai = _mm256_broadcast_ss(a + i);
+      acc0[i] = _mm256_fmadd_ps(ai, b0, acc0[i]);
+      acc1[i] = _mm256_fmadd_ps(ai, b1, acc1[i]);
+    }
+    a += MR;
+    b += 16;
+  }
+  __m256 va = _mm256_set1_ps(alpha);
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) {
+    float* ci = c + i * ldc;
+    _mm256_storeu_ps(ci, _mm256_fmadd_ps(acc0[i], va, _mm256_loadu_ps(ci)));
+    _mm256_storeu_ps(ci + 8, _mm256_fmadd_ps(acc1[i], va, _mm256_loadu_ps(ci + 8)));
+  }
+}
+
+void ukernel_scalar(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                    float alpha) {
+  constexpr int MR = 4, NR = 8;
+  float acc[MR][NR] = {};
+  for (int64_t p = 0; p < kc; ++p) {
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
+    a += MR;
+    b += NR;
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) c[i * ldc + j] += alpha * acc[i][j];
+}
+
+using Ukernel = void (*)(int64_t, const float*, const float*, float*, int64_t, float);
+
+struct AlignedBuffer {
+  float* data = nullptr;
+  size_t size = 0;
+  ~AlignedBuffer() { std::free(data); }
+  float* get(size_t n) {
+    if (n > size) {
+      std::free(data);
+      data = static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64));
+      if (!data) throw std::bad_alloc();
+      size = n;
+    }
+    return data;
+  }
+};
+
+template <int MR, int NR, Ukernel K>
+void gemm_blocked(const GemmArgs& g) {
+  thread_local AlignedBuffer a_buf, b_buf;
+  float* ap = a_buf.get(size_t(kMC) * kKC);
+  float* bp = b_buf.get(size_t(kKC) * kNC);
+  alignas(64) float edge[MR * NR];
+  for (int64_t jc = 0; jc < g.n; jc += kNC) {
+    int64_t nc = std::min(kNC, g.n - jc);
+    for (int64_t pc = 0; pc < g.k; pc += kKC) {
+      int64_t kc = std::min(kKC, g.k - pc);
+      pack_b<NR>(g, pc, kc, jc, nc, bp);
+      for (int64_t ic = 0; ic < g.m; ic += kMC) {
+        int64_t mc = std::min(kMC, g.m - ic);
+        pack_a<MR>(g, ic, mc, pc, kc, ap);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          int64_t nr = std::min<int64_t>(NR, nc - jr);
+          const float* bs = bp + jr * kc;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            int64_t mr = std::min<int64_t>(MR, mc - ir);
+            const float* as = ap + ir * kc;
+            float* c = g.c + (ic + ir) * g.ldc + jc + jr;
+            if (mr == MR && nr == NR) {
+              K(kc, as, bs, c, g.ldc, g.alpha);
+            } else {
+              std::fill(edge, edge + MR * NR, 0.f);
+              K(kc, as, bs, edge, NR, g.alpha);
+              for (int64_t i = 0; i < mr; ++i)
+                for (int64_t j = 0; j < nr; ++j) c[i * g.ldc + j] += edge[i * NR + j];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// C = beta * C before accumulation; beta == 0 overwrites (C may hold NaN garbage).
+void scale_c(const GemmArgs& g) {
+  if (g.beta == 1.f) return;
+  for (int64_t i = 0; i < g.m; ++i) {
+    float* row = g.c + i * g.ldc;
+    if (g.beta == 0.f)
+      std::fill(row, row + g.n, 0.f);
+    else
+      for (int64_t j = 0; j < g.n; ++j) row[j] *= g.beta;
+  }
+}
+
+void gemm_builtin(const GemmArgs& g) {
+  scale_c(g);
+  if (g.k == 0 || g.alpha == 0.f) return;
+  switch (active_isa()) {
+    case Isa::Avx512: gemm_blocked<12, 32, ukernel_avx512>(g); break;
+    case Isa::Avx2: gemm_blocked<6, 16, ukernel_avx2>(g); break;
+    case Isa::Scalar: gemm_blocked<4, 8, ukernel_scalar>(g); break;
+  }
+}
+
+#if DITCACHE_WITH_BLAS
+void gemm_blas(const GemmArgs& g) {
+  if (g.k == 0) {
+    scale_c(g);
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, g.trans_a ? CblasTrans : CblasNoTrans,
+              g.trans_b ? CblasTrans : CblasNoTrans, int(g.m), int(g.n), int(g.k), g.alpha, g.a,
+              int(g.lda), g.b, int(g.ldb), g.beta, g.c, int(g.ldc));
+}
+#endif
+
+GemmBackend initial_backend() {
+#if DITCACHE_WITH_BLAS
+#if DITCACHE_WITH_OPENBLAS
+  // Our pool parallelises around the BLAS; its own threads would compete for the same cores.
+  openblas_set_num_threads(1);
+#endif
+  const char* env = std::getenv("DITCACHE_GEMM");
+  if (env && std::string(env) == "builtin") return GemmBackend::Builtin;
+  return GemmBackend::Blas;
+#else
+  return GemmBackend::Builtin;
+#endif
+}
+
+GemmBackend g_backend = initial_backend();
+
+// Sub-product of rows [i0, i1) (or columns [j0, j1)) of g.
+GemmArgs rows_of(const GemmArgs& g, int64_t i0, int64_t i1) {
+  GemmArgs s = g;
+  s.m = i1 - i0;
+  s.a = g.trans_a ? g.a + i0 : g.a + i0 * g.lda;
+  s.c = g.c + i0 * g.ldc;
+  return s;
+}
+GemmArgs cols_of(const GemmArgs& g, int64_t j0, int64_t j1) {
+  GemmArgs s = g;
+  s.n = j1 - j0;
+  s.b = g.trans_b ? g.b + j0 * g.ldb : g.b + j0;
+  s.c = g.c + j0;
+  return s;
+}
+
+}  // namespace
+
+bool blas_available() {
+#if DITCACHE_WITH_BLAS
+  return true;
+#else
+  return false;
+#endif
+}
+
+const char* blas_name() {
+#if DITCACHE_WITH_OPENBLAS
+  return openblas_get_config();
+#elif DITCACHE_WITH_BLAS
+  return "CBLAS";
+#else
+  return "none";
+#endif
+}
+
+GemmBackend gemm_backend() { return g_backend; }
+
+void set_gemm_backend(GemmBackend b) {
+  if (b == GemmBackend::Blas && !blas_available())
+    throw OpError("setGemmBackend: this build has no BLAS (CMake found none); use 'builtin'");
+  g_backend = b;
+}
+
+void gemm_serial(const GemmArgs& g) {
+  if (g.m == 0 || g.n == 0) return;
+#if DITCACHE_WITH_BLAS
+  if (g_backend == GemmBackend::Blas) return gemm_blas(g);
+#endif
+  gemm_builtin(g);
+}
+
+void gemm(const GemmArgs& g, Device) {
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return;
+  const int threads = num_threads();
+  const double flops = 2.0 * double(g.m) * double(g.n) * double(g.k);
+  auto product = [&](int64_t i) {
+    GemmArgs s = g;
+    s.a += i * g.stride_a;
+    s.b += i * g.stride_b;
+    s.c += i * g.stride_c;
+    return s;
+  };
+  // Many small products: one per task. Otherwise split each product over the threads.
+  if (g.batch >= threads || flops < 4e5) {
+    parallel_for(g.batch, flops < 4e5 ? std::max<int64_t>(1, int64_t(4e5 / (flops + 1))) : 1,
+                 [&](int64_t b0, int64_t b1) {
+                   for (int64_t i = b0; i < b1; ++i) gemm_serial(product(i));
+                 });
+    return;
+  }
+  for (int64_t i = 0; i < g.batch; ++i) {
+    GemmArgs s = product(i);
+    // Row blocks keep B shared; thin products (few rows) split their columns instead.
+    const bool by_rows = s.m >= 48 * threads || s.m >= s.n;
+    const int64_t extent = by_rows ? s.m : s.n;
+    const int64_t align = by_rows ? 12 : 32;
+    int64_t blocks = (extent + align - 1) / align;
+    int64_t per = std::max<int64_t>(1, (blocks + threads - 1) / threads);
+    parallel_for(blocks, per, [&](int64_t b0, int64_t b1) {
+      int64_t e0 = b0 * align, e1 = std::min(extent, b1 * align);
+      gemm_serial(by_rows ? rows_of(s, e0, e1) : cols_of(s, e0, e1));
+    });
+  }
+}
+
+}  // namespace dc::cpu

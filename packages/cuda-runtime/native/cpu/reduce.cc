@@ -1,0 +1,182 @@
+// Reductions and the kernels built on them: sums and extrema along a dimension, the fused
+// relative-L1 statistic the cache engine decides on, softmax and the normalisations.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "../kernels.h"
+#include "parallel.h"
+
+namespace dc::cpu {
+namespace {
+
+constexpr int64_t kGrainElems = 1 << 14;
+// Fixed chunking makes float64 sums independent of the number of threads.
+constexpr int64_t kSumChunk = 1 << 16;
+
+inline int64_t rows_grain(int64_t cols) { return std::max<int64_t>(1, kGrainElems / std::max<int64_t>(cols, 1)); }
+
+}  // namespace
+
+void reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t r, int64_t inner, Tensor& out) {
+  const float* px = x.f32();
+  float* po = out.f32();
+  const bool extremum = op == ReduceOp::Max || op == ReduceOp::Min;
+  parallel_for(outer * inner, rows_grain(r), [&](int64_t t0, int64_t t1) {
+    std::vector<double> acc;
+    // Work on runs of consecutive inner positions of one outer index at a time.
+    for (int64_t t = t0; t < t1;) {
+      const int64_t o = t / inner, i0 = t % inner;
+      const int64_t len = std::min(inner - i0, t1 - t);
+      acc.assign(size_t(len), extremum ? (op == ReduceOp::Max ? -INFINITY : INFINITY) : 0.0);
+      std::vector<char> has_nan(size_t(len), 0);
+      for (int64_t k = 0; k < r; ++k) {
+        const float* row = px + (o * r + k) * inner + i0;
+        if (!extremum) {
+          for (int64_t i = 0; i < len; ++i) acc[i] += row[i];
+        } else {
+          for (int64_t i = 0; i < len; ++i) {
+            const double v = row[i];
+            if (std::isnan(v)) has_nan[i] = 1;
+            else if (op == ReduceOp::Max ? v > acc[i] : v < acc[i]) acc[i] = v;
+          }
+        }
+      }
+      for (int64_t i = 0; i < len; ++i) {
+        double v = acc[i];
+        if (op == ReduceOp::Mean) v = r ? v / double(r) : std::numeric_limits<double>::quiet_NaN();
+        if (extremum && has_nan[i]) v = std::numeric_limits<double>::quiet_NaN();
+        po[o * inner + i0 + i] = float(v);
+      }
+      t += len;
+    }
+  });
+}
+
+void abs_diff_sums(const Tensor& a, const Tensor* b, double* sum_abs_diff, double* sum_abs_a) {
+  const int64_t n = a.numel();
+  const float* pa = a.f32();
+  const float* pb = b ? b->f32() : nullptr;
+  const int64_t chunks = (n + kSumChunk - 1) / kSumChunk;
+  std::vector<double> diff(size_t(chunks), 0.0), mag(size_t(chunks), 0.0);
+  parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t i0 = c * kSumChunk, i1 = std::min(n, i0 + kSumChunk);
+      double d = 0.0, m = 0.0;
+      for (int64_t i = i0; i < i1; ++i) {
+        m += std::fabs(double(pa[i]));
+        if (pb) d += std::fabs(double(pa[i]) - double(pb[i]));
+      }
+      diff[size_t(c)] = d;
+      mag[size_t(c)] = m;
+    }
+  });
+  double d = 0.0, m = 0.0;
+  for (int64_t c = 0; c < chunks; ++c) {
+    d += diff[size_t(c)];
+    m += mag[size_t(c)];
+  }
+  if (sum_abs_diff) *sum_abs_diff = d;
+  if (sum_abs_a) *sum_abs_a = m;
+}
+
+void softmax(const Tensor& x, Tensor& out, int64_t rows, int64_t cols) {
+  const float* px = x.f32();
+  float* po = out.f32();
+  parallel_for(rows, rows_grain(cols), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xi = px + r * cols;
+      float* o = po + r * cols;
+      float mx = -INFINITY;
+      for (int64_t j = 0; j < cols; ++j) mx = std::max(mx, xi[j]);
+      double sum = 0.0;
+      for (int64_t j = 0; j < cols; ++j) {
+        o[j] = std::exp(xi[j] - mx);
+        sum += o[j];
+      }
+      const float inv = float(1.0 / sum);
+      for (int64_t j = 0; j < cols; ++j) o[j] *= inv;
+    }
+  });
+}
+
+void layer_norm(const Tensor& x, const float* weight, const float* bias, Tensor& out, int64_t rows,
+                int64_t cols, float eps) {
+  const float* px = x.f32();
+  float* po = out.f32();
+  parallel_for(rows, rows_grain(cols), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xi = px + r * cols;
+      float* o = po + r * cols;
+      double mean = 0.0;
+      for (int64_t j = 0; j < cols; ++j) mean += xi[j];
+      mean /= double(cols);
+      double var = 0.0;
+      for (int64_t j = 0; j < cols; ++j) {
+        const double dv = xi[j] - mean;
+        var += dv * dv;
+      }
+      var /= double(cols);
+      const float rstd = float(1.0 / std::sqrt(var + double(eps)));
+      const float m = float(mean);
+      for (int64_t j = 0; j < cols; ++j) {
+        float v = (xi[j] - m) * rstd;
+        if (weight) v *= weight[j];
+        if (bias) v += bias[j];
+        o[j] = v;
+      }
+    }
+  });
+}
+
+void rms_norm(const Tensor& x, const float* weight, Tensor& out, int64_t rows, int64_t cols,
+              float eps) {
+  const float* px = x.f32();
+  float* po = out.f32();
+  parallel_for(rows, rows_grain(cols), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xi = px + r * cols;
+      float* o = po + r * cols;
+      double ss = 0.0;
+      for (int64_t j = 0; j < cols; ++j) ss += double(xi[j]) * double(xi[j]);
+      const float rstd = float(1.0 / std::sqrt(ss / double(cols) + double(eps)));
+      for (int64_t j = 0; j < cols; ++j) o[j] = weight ? (xi[j] * rstd) * weight[j] : xi[j] * rstd;
+    }
+  });
+}
+
+void group_norm(const Tensor& x, const float* weight, const float* bias, Tensor& out, int64_t n,
+                int64_t channels, int64_t spatial, int64_t groups, float eps) {
+  const float* px = x.f32();
+  float* po = out.f32();
+  const int64_t cpg = channels / groups;
+  const int64_t group_elems = cpg * spatial;
+  parallel_for(n * groups, rows_grain(group_elems), [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; ++g) {
+      const float* xi = px + g * group_elems;
+      float* o = po + g * group_elems;
+      double mean = 0.0;
+      for (int64_t j = 0; j < group_elems; ++j) mean += xi[j];
+      mean /= double(group_elems);
+      double var = 0.0;
+      for (int64_t j = 0; j < group_elems; ++j) {
+        const double dv = xi[j] - mean;
+        var += dv * dv;
+      }
+      var /= double(group_elems);
+      const float rstd = float(1.0 / std::sqrt(var + double(eps)));
+      const float m = float(mean);
+      const int64_t c0 = (g % groups) * cpg;
+      for (int64_t c = 0; c < cpg; ++c) {
+        const float w = weight ? weight[c0 + c] : 1.f;
+        const float b = bias ? bias[c0 + c] : 0.f;
+        const float* xc = xi + c * spatial;
+        float* oc = o + c * spatial;
+        for (int64_t s = 0; s < spatial; ++s) oc[s] = (xc[s] - m) * rstd * w + b;
+      }
+    }
+  });
+}
+
+}  // namespace dc::cpu

@@ -1,0 +1,136 @@
+// Loads the compiled addon and describes its raw interface. Everything else in this package
+// talks to the addon through `native` and the types declared here.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type DType = 'float32' | 'float16' | 'bfloat16' | 'int32';
+
+export interface NativeTensor {
+  readonly shape: number[];
+  readonly strides: number[];
+  readonly dtype: DType;
+  readonly device: string;
+  readonly byteOffset: number;
+  readonly isContiguous: boolean;
+  readonly disposed: boolean;
+  readonly readOnly: boolean;
+  dispose(): void;
+  toFloat32Array(): Float32Array;
+  toInt32Array(): Int32Array;
+  toBytes(): Buffer;
+}
+
+export interface NativeMapping {
+  readonly byteLength: number;
+  read(offset: number, length: number): Buffer;
+  close(): void;
+}
+
+export interface MemoryStats {
+  /** Tensor handles created and not yet disposed (or collected). */
+  liveTensors: number;
+  /** Bytes of host memory owned by live tensors. */
+  hostBytes: number;
+  /** Bytes of CUDA memory owned by live tensors. */
+  deviceBytes: number;
+  /** Bytes of files mapped into memory (weights viewed in place). */
+  mappedBytes: number;
+  /** Live memory blocks of any kind. */
+  storages: number;
+}
+
+export interface CudaDeviceInfo {
+  device: string;
+  name: string;
+  totalMemory: number;
+  computeCapability: string;
+  multiprocessors: number;
+}
+
+export interface DeviceReport {
+  cpu: {
+    name: string;
+    threads: number;
+    isa: 'avx512' | 'avx2' | 'scalar';
+    detectedIsa: 'avx512' | 'avx2' | 'scalar';
+    gemm: 'blas' | 'builtin';
+    blas: string;
+  };
+  cuda: {
+    compiled: boolean;
+    available: boolean;
+    reason: string;
+    driverVersion?: number;
+    runtimeVersion?: number;
+    gemm?: string;
+    devices: CudaDeviceInfo[];
+  };
+}
+
+type T = NativeTensor;
+type OptT = NativeTensor | null;
+
+export interface NativeBinding {
+  fromArray(data: Float32Array | Float64Array | Int32Array | Uint16Array, shape: number[], dtype: DType, device: string): T;
+  full(shape: number[], value: number, dtype: DType, device: string): T;
+  arange(start: number, end: number, step: number, dtype: DType, device: string): T;
+  to(t: T, device: string): T;
+  cast(t: T, dtype: DType): T;
+  contiguous(t: T): T;
+  clone(t: T): T;
+  reshape(t: T, shape: number[]): T;
+  permute(t: T, dims: number[]): T;
+  transpose(t: T, d0: number, d1: number): T;
+  slice(t: T, dim: number, start: number, end: number, step: number): T;
+  expand(t: T, shape: number[]): T;
+  squeeze(t: T, dim: number): T;
+  unsqueeze(t: T, dim: number): T;
+  split(t: T, sizes: number[], dim: number): T[];
+  concat(ts: T[], dim: number): T;
+  binary(op: string, a: T, b: T | number, swap: boolean): T;
+  unary(op: string, x: T, p0?: number, p1?: number): T;
+  reduce(op: string, x: T, dims: number[] | null, keepdim: boolean): T;
+  meanAbs(x: T): number;
+  relL1(a: T, b: T): number;
+  softmax(x: T, dim: number): T;
+  layerNorm(x: T, w: OptT, b: OptT, eps: number): T;
+  rmsNorm(x: T, w: OptT, eps: number): T;
+  groupNorm(x: T, groups: number, w: OptT, b: OptT, eps: number): T;
+  linear(x: T, w: T, b: OptT): T;
+  matmul(a: T, b: T): T;
+  attention(q: T, k: T, v: T, mask: OptT, scale: number | null, headsLast: boolean): T;
+  rope(x: T, cos: T, sin: T, interleaved: boolean): T;
+  embedding(w: T, idx: T): T;
+  conv2d(x: T, w: T, b: OptT, stride: number[], padding: number[], dilation: number[], groups: number): T;
+  upsampleNearest2d(x: T, height: number, width: number): T;
+  mapFile(path: string): NativeMapping;
+  fromMapping(m: NativeMapping, byteOffset: number, dtype: DType, shape: number[]): T;
+  memoryStats(): MemoryStats;
+  devices(): DeviceReport;
+  buildInfo(): { blas: string; cuda: string; napiVersion: number };
+  setNumThreads(n: number): number;
+  numThreads(): number;
+  setGemmBackend(name: 'blas' | 'builtin'): void;
+  gemmBackend(): 'blas' | 'builtin';
+  setCpuIsa(name: 'avx512' | 'avx2' | 'scalar'): void;
+  cpuIsa(): 'avx512' | 'avx2' | 'scalar';
+}
+
+function load(): NativeBinding {
+  // src/ and dist/src/ both resolve the addon relative to the package root.
+  const here = dirname(fileURLToPath(import.meta.url));
+  const roots = [join(here, '..'), join(here, '..', '..')];
+  const candidates = roots.map((r) => join(r, 'build', 'Release', 'ditcache_native.node'));
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) {
+    throw new Error(
+      `@ditcache/cuda-runtime: the native addon is not built (looked for ${candidates.join(', ')}). ` +
+        'Run `npm run build -w @ditcache/cuda-runtime` (needs cmake and a C++ compiler).',
+    );
+  }
+  return createRequire(import.meta.url)(found) as NativeBinding;
+}
+
+export const native: NativeBinding = load();

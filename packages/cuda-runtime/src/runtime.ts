@@ -1,0 +1,51 @@
+// What the runtime runs on, and the few settings it has.
+import { native, type DeviceReport, type MemoryStats } from './native.js';
+
+export type { CudaDeviceInfo, DeviceReport, MemoryStats } from './native.js';
+
+/** The CPU (always) and the CUDA devices (when built with CUDA and a driver answers). */
+export function devices(): DeviceReport {
+  return native.devices();
+}
+
+/** Live tensor handles and the bytes they own, per kind of memory. */
+export function memoryStats(): MemoryStats {
+  return native.memoryStats();
+}
+
+/** What this build of the addon was compiled with. */
+export function buildInfo(): { blas: string; cuda: string; napiVersion: number } {
+  return native.buildInfo();
+}
+
+/** Threads of the CPU kernels' pool; 0 restores the default (cores, or DITCACHE_NUM_THREADS). */
+export function setNumThreads(n: number): number {
+  return native.setNumThreads(n);
+}
+export function numThreads(): number {
+  return native.numThreads();
+}
+
+/**
+ * CPU matrix products through the BLAS found at build time (OpenBLAS) or the built-in blocked
+ * kernel. The default is the BLAS when there is one; DITCACHE_GEMM=builtin changes it.
+ */
+export function setGemmBackend(backend: 'blas' | 'builtin'): void {
+  native.setGemmBackend(backend);
+}
+export function gemmBackend(): 'blas' | 'builtin' {
+  return native.gemmBackend();
+}
+
+/** Lowers the vector ISA of the CPU kernels (for testing every code path on one machine). */
+export function setCpuIsa(isa: 'avx512' | 'avx2' | 'scalar'): void {
+  native.setCpuIsa(isa);
+}
+export function cpuIsa(): 'avx512' | 'avx2' | 'scalar' {
+  return native.cpuIsa();
+}
+
+/** True when tensors can be placed on 'cuda:0'. */
+export function cudaAvailable(): boolean {
+  return native.devices().cuda.available;
+}
