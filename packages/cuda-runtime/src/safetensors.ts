@@ -371,6 +371,36 @@ export class WeightFolder implements Disposable {
     return f;
   }
 
+  /**
+   * config.json checked against a model class: `_class_name` must be one of `classNames`, and
+   * every key of `defaults` takes the file's value (when present) after a type check, else the
+   * default. Keys the defaults do not know are listed in `ignoredKeys` (diffusers ignores them too).
+   */
+  typedConfig<T extends Record<string, unknown>>(classNames: readonly string[], defaults: T): T & { ignoredKeys: string[] } {
+    const raw = this.config;
+    const where = join(this.dir, 'config.json');
+    const cls = raw._class_name;
+    if (typeof cls !== 'string' || !classNames.includes(cls)) {
+      throw new SafetensorsError(`${where} describes ${typeof cls === 'string' ? `a ${cls}` : 'no _class_name'}, not a ${classNames.join(' or a ')}`);
+    }
+    const kind = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
+    const out: Record<string, unknown> = { ...defaults };
+    const ignoredKeys: string[] = [];
+    for (const [key, value] of Object.entries(raw)) {
+      if (key.startsWith('_')) continue;
+      if (!(key in defaults)) {
+        ignoredKeys.push(key);
+        continue;
+      }
+      const want = kind(defaults[key]);
+      if (value !== null && want !== 'null' && kind(value) !== want) {
+        throw new SafetensorsError(`${where}: '${key}' should be a ${want}, got ${JSON.stringify(value)}`);
+      }
+      out[key] = value;
+    }
+    return { ...(out as T), ignoredKeys };
+  }
+
   keys(): string[] {
     return [...this.where.keys()];
   }

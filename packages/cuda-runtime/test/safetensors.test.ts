@@ -180,3 +180,17 @@ describe('safetensors', () => {
     bad.ok.dispose();
   });
 });
+
+describe('typed model configs', () => {
+  it('checks the class, types and defaults of config.json', () => {
+    const d = join(dir, 'typed');
+    mkdirSync(d);
+    rt.tidy(() => rt.saveSafetensors(join(d, 'model.safetensors'), { w: rt.zeros([1]) }));
+    writeFileSync(join(d, 'config.json'), JSON.stringify({ _class_name: 'ToyModel', _diffusers_version: '0.40', layers: 3, size: null, novel: 1 }));
+    using folder = new rt.WeightFolder(d);
+    const cfg = folder.typedConfig(['ToyModel'], { layers: 2, eps: 1e-6, size: [4, 4] as number[] | null });
+    expect(cfg).toEqual({ layers: 3, eps: 1e-6, size: null, ignoredKeys: ['novel'] });
+    expect(() => folder.typedConfig(['OtherModel'], {})).toThrow(/describes a ToyModel, not a OtherModel/);
+    expect(() => folder.typedConfig(['ToyModel'], { layers: 'x' })).toThrow(/'layers' should be a string, got 3/);
+  });
+});

@@ -1,0 +1,1 @@
+export { FLUX_TRANSFORMER_DEFAULTS, loadFluxTransformerConfig, type FluxTransformerConfig } from './config.js';

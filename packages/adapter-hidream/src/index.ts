@@ -1,0 +1,1 @@
+export { HIDREAM_TRANSFORMER_DEFAULTS, loadHiDreamTransformerConfig, type HiDreamTransformerConfig } from './config.js';

@@ -1,0 +1,34 @@
+// The transformer config of a diffusers Wan 2.1 / 2.2 folder, typed and checked.
+import { WeightFolder } from '@ditcache/cuda-runtime';
+
+/** diffusers' WanTransformer3DModel defaults (the Wan 2.1 14B architecture). */
+export const WAN_TRANSFORMER_DEFAULTS = {
+  patch_size: [1, 2, 2] as number[],
+  num_attention_heads: 40,
+  attention_head_dim: 128,
+  in_channels: 16,
+  out_channels: 16,
+  text_dim: 4096,
+  freq_dim: 256,
+  ffn_dim: 13824,
+  num_layers: 40,
+  cross_attn_norm: true,
+  qk_norm: 'rms_norm_across_heads' as string | null,
+  eps: 1e-6,
+  image_dim: null as number | null,
+  added_kv_proj_dim: null as number | null,
+  rope_max_seq_len: 1024,
+  pos_embed_seq_len: null as number | null,
+};
+
+export type WanTransformerConfig = typeof WAN_TRANSFORMER_DEFAULTS & { ignoredKeys: string[] };
+
+/** Reads the config.json of a Wan `transformer/` (or `transformer_2/`) folder. */
+export function loadWanTransformerConfig(dir: string): WanTransformerConfig {
+  using folder = new WeightFolder(dir);
+  const cfg = folder.typedConfig(['WanTransformer3DModel'], WAN_TRANSFORMER_DEFAULTS);
+  if (cfg.patch_size.length !== 3) {
+    throw new TypeError(`${dir}/config.json: patch_size must have 3 entries (frames, height, width), got [${cfg.patch_size.join(', ')}]`);
+  }
+  return cfg;
+}

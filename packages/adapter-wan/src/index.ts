@@ -1,0 +1,1 @@
+export { WAN_TRANSFORMER_DEFAULTS, loadWanTransformerConfig, type WanTransformerConfig } from './config.js';
