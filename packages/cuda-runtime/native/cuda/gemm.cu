@@ -1,0 +1,117 @@
+// Row-major batched SGEMM: cuBLAS when it loaded (see cublas.cc), otherwise a built-in
+// shared-memory tiled kernel. Both compute in plain float32.
+#include <algorithm>
+#include <cstdint>
+
+#include "../kernels.h"
+#include "cublas.h"
+#include "launch.cuh"
+
+namespace dc::cuda {
+namespace {
+
+// Each block computes a 64 x 64 tile of C with 256 threads, each owning a 4 x 4 sub-grid of
+// it strided by 16 rows and 16 columns: shared-memory reads are then conflict-free (a warp
+// reads 16 consecutive columns) or broadcasts (2 distinct rows).
+constexpr int kTileM = 64, kTileN = 64, kTileK = 16;
+constexpr int kSub = 4, kStride = 16;
+constexpr int kGemmThreads = (kTileM / kSub) * (kTileN / kSub);
+
+__global__ void __launch_bounds__(kGemmThreads) sgemm_kernel(GemmArgs g, int64_t tiles_n, int64_t tiles) {
+  // Both operands are stored depth-major so the inner loop reads rows of each; the extra
+  // column staggers the transposed stores across banks.
+  __shared__ float a_s[kTileK][kTileM + 1];  // a_s[p][i] = op(A)[i0 + i][p0 + p]
+  __shared__ float b_s[kTileK][kTileN + 1];  // b_s[p][j] = op(B)[p0 + p][j0 + j]
+  const int tx = threadIdx.x % kStride, ty = threadIdx.x / kStride;
+
+  for (int64_t z = blockIdx.y; z < g.batch; z += gridDim.y) {
+    const float* a = g.a + z * g.stride_a;
+    const float* b = g.b + z * g.stride_b;
+    float* c = g.c + z * g.stride_c;
+    for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+      const int64_t i0 = (tile / tiles_n) * kTileM, j0 = (tile % tiles_n) * kTileN;
+      float acc[kSub][kSub] = {};
+      for (int64_t p0 = 0; p0 < g.k; p0 += kTileK) {
+        // Consecutive threads walk the dimension that is contiguous in memory, so global
+        // loads coalesce for either orientation.
+        for (int e = threadIdx.x; e < kTileM * kTileK; e += kGemmThreads) {
+          const int i = g.trans_a ? e % kTileM : e / kTileK;
+          const int p = g.trans_a ? e / kTileM : e % kTileK;
+          const int64_t gi = i0 + i, gp = p0 + p;
+          float v = 0.f;
+          if (gi < g.m && gp < g.k) v = g.trans_a ? a[gp * g.lda + gi] : a[gi * g.lda + gp];
+          a_s[p][i] = v;
+        }
+        for (int e = threadIdx.x; e < kTileK * kTileN; e += kGemmThreads) {
+          const int j = g.trans_b ? e / kTileK : e % kTileN;
+          const int p = g.trans_b ? e % kTileK : e / kTileN;
+          const int64_t gj = j0 + j, gp = p0 + p;
+          float v = 0.f;
+          if (gj < g.n && gp < g.k) v = g.trans_b ? b[gj * g.ldb + gp] : b[gp * g.ldb + gj];
+          b_s[p][j] = v;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int p = 0; p < kTileK; ++p) {
+          float av[kSub], bv[kSub];
+#pragma unroll
+          for (int s = 0; s < kSub; ++s) {
+            av[s] = a_s[p][ty + kStride * s];
+            bv[s] = b_s[p][tx + kStride * s];
+          }
+#pragma unroll
+          for (int r = 0; r < kSub; ++r)
+#pragma unroll
+            for (int s = 0; s < kSub; ++s) acc[r][s] = fmaf(av[r], bv[s], acc[r][s]);
+        }
+        __syncthreads();
+      }
+#pragma unroll
+      for (int r = 0; r < kSub; ++r) {
+        const int64_t gi = i0 + ty + kStride * r;
+        if (gi >= g.m) continue;
+#pragma unroll
+        for (int s = 0; s < kSub; ++s) {
+          const int64_t gj = j0 + tx + kStride * s;
+          if (gj >= g.n) continue;
+          float* dst = c + gi * g.ldc + gj;
+          // beta == 0 overwrites: C may hold garbage, NaN included.
+          *dst = g.beta == 0.f ? g.alpha * acc[r][s] : fmaf(g.alpha, acc[r][s], g.beta * *dst);
+        }
+      }
+    }
+  }
+}
+
+// C = beta * C, for products with nothing to accumulate (k == 0 or alpha == 0, where BLAS
+// leaves A and B unread).
+__global__ void scale_c_kernel(GemmArgs g, int64_t n) {
+  DC_GRID_STRIDE_LOOP(e, n) {
+    const int64_t j = e % g.n, i = e / g.n % g.m, z = e / (g.n * g.m);
+    float* dst = g.c + z * g.stride_c + i * g.ldc + j;
+    *dst = g.beta == 0.f ? 0.f : g.beta * *dst;
+  }
+}
+
+constexpr int64_t kMaxGridY = 65535;
+
+}  // namespace
+
+void gemm(const GemmArgs& g, Device device) {
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return;
+  if (g.k == 0 || g.alpha == 0.f) {
+    if (g.beta == 1.f) return;
+    const int64_t n = g.batch * g.m * g.n;
+    scale_c_kernel<<<blocks_for(n), kBlock>>>(g, n);
+    check_launch("gemm");
+    return;
+  }
+  if (cublas_gemm(g, device.index)) return;
+  const int64_t tiles_n = (g.n + kTileN - 1) / kTileN;
+  const int64_t tiles = ((g.m + kTileM - 1) / kTileM) * tiles_n;
+  const dim3 grid(unsigned(std::min(tiles, kMaxBlocks)), unsigned(std::min(g.batch, kMaxGridY)));
+  sgemm_kernel<<<grid, kGemmThreads>>>(g, tiles_n, tiles);
+  check_launch("gemm");
+}
+
+}  // namespace dc::cuda
