@@ -18,13 +18,21 @@ export const FLUX_TRANSFORMER_DEFAULTS = {
 
 export type FluxTransformerConfig = typeof FLUX_TRANSFORMER_DEFAULTS & { ignoredKeys: string[] };
 
-/** Reads `transformer/config.json` of a FLUX folder (or a transformer folder itself). */
-export function loadFluxTransformerConfig(dir: string): FluxTransformerConfig {
-  using folder = new WeightFolder(dir);
+/** The checked config.json of an open FLUX transformer folder. */
+export function readFluxTransformerConfig(folder: WeightFolder): FluxTransformerConfig {
   const cfg = folder.typedConfig(['FluxTransformer2DModel'], FLUX_TRANSFORMER_DEFAULTS);
   const rope = cfg.axes_dims_rope.reduce((a, b) => a + b, 0);
   if (rope !== cfg.attention_head_dim) {
-    throw new TypeError(`${dir}/config.json: axes_dims_rope sum to ${rope} but attention_head_dim is ${cfg.attention_head_dim}`);
+    throw new TypeError(`${folder.dir}/config.json: axes_dims_rope sum to ${rope} but attention_head_dim is ${cfg.attention_head_dim}`);
+  }
+  if (cfg.axes_dims_rope.some((d) => d % 2 !== 0)) {
+    throw new TypeError(`${folder.dir}/config.json: every axes_dims_rope entry must be even, got [${cfg.axes_dims_rope.join(', ')}]`);
   }
   return cfg;
+}
+
+/** Reads the config.json of a FLUX `transformer/` folder. */
+export function loadFluxTransformerConfig(dir: string): FluxTransformerConfig {
+  using folder = new WeightFolder(dir);
+  return readFluxTransformerConfig(folder);
 }

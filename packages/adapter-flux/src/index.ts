@@ -1,1 +1,14 @@
-export { FLUX_TRANSFORMER_DEFAULTS, loadFluxTransformerConfig, type FluxTransformerConfig } from './config.js';
+export { FLUX_TRANSFORMER_DEFAULTS, loadFluxTransformerConfig, readFluxTransformerConfig, type FluxTransformerConfig } from './config.js';
+export { FeedForward, FluxSingleTransformerBlock, FluxTransformerBlock, type FluxBlock } from './blocks.js';
+export { JointAttention, SelfAttention, type Projection } from './attention.js';
+export { fluxRotaryEmbedding, type RotaryEmbedding } from './rotary.js';
+export { FluxTransformer, type FluxCallShape, type FluxFlops, type FluxTransformerInputs } from './transformer.js';
+export { latentImageIds, packLatents, unpackLatents } from './latents.js';
+export {
+  FluxPipeline,
+  type CfgBranch,
+  type FluxGenerateOptions,
+  type FluxGenerateResult,
+  type StepEnd,
+  type TransformerCall,
+} from './pipeline.js';

@@ -1,0 +1,286 @@
+// diffusers' FluxPipeline without its text encoders: prompt embeddings in, latents and an image
+// out. Flow-matching Euler sampling with resolution-dependent shifting, the guidance embedding
+// of guidance-distilled models, optional true classifier-free guidance, and AutoencoderKL decoding.
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { TensorScope, add, div, full, mul, sub, tidy, zeros, type Tensor } from '@ditcache/cuda-runtime';
+import {
+  AutoencoderKLDecoder,
+  ConfigError,
+  FlowMatchEulerDiscreteScheduler,
+  linspace,
+  randnTensor,
+  readJsonObject,
+  toImageRange,
+  type LoadOptions,
+} from '@ditcache/diffusion';
+
+import { latentImageIds, packLatents, unpackLatents } from './latents.js';
+import { FluxTransformer } from './transformer.js';
+
+/** Which half of classifier-free guidance a transformer call computes. */
+export type CfgBranch = 'cond' | 'uncond';
+
+/** Told to onTransformerCall listeners before each transformer call of generate(). */
+export interface TransformerCall {
+  /** Denoising step, 0-based; both calls of a true-CFG step share it. */
+  step: number;
+  numSteps: number;
+  /** The scheduler's timestep of this step (0..1000). */
+  timestep: number;
+  /** 'cond' for the prompt (always first), 'uncond' for the negative prompt under true CFG. */
+  branch: CfgBranch;
+}
+
+/** Passed to the per-step callback after each scheduler step. */
+export interface StepEnd {
+  step: number;
+  numSteps: number;
+  timestep: number;
+  /** The packed latents after this step; valid during the callback only (clone to keep). */
+  latents: Tensor;
+}
+
+export interface FluxGenerateOptions {
+  /** T5 prompt embeddings (B, text tokens, joint_attention_dim). */
+  promptEmbeds: Tensor;
+  /** CLIP pooled prompt embedding (B, pooled_projection_dim). */
+  pooledPromptEmbeds: Tensor;
+  /** Negative prompt embeddings for true CFG, shaped like promptEmbeds (with the pooled one). */
+  negativePromptEmbeds?: Tensor;
+  negativePooledPromptEmbeds?: Tensor;
+  /** True CFG runs when this is above 1 and negative embeddings are given (default 1). */
+  trueCfgScale?: number;
+  /** Image size in pixels, multiples of 2 * vaeScaleFactor (default 128 * vaeScaleFactor). */
+  height?: number;
+  width?: number;
+  /** Default 28. */
+  numInferenceSteps?: number;
+  /** Custom sigmas (default linspace(1, 1 / steps, steps), as FluxPipeline). */
+  sigmas?: readonly number[];
+  /** Embedded guidance of guidance-distilled models such as FLUX.1-dev (default 3.5); ignored otherwise. */
+  guidanceScale?: number;
+  /** Initial packed noise (B, image tokens, in_channels); otherwise drawn from `seed`. */
+  latents?: Tensor;
+  /** Seed of torch-compatible initial noise (torch.Generator('cpu').manual_seed(seed)); random when neither this nor latents is given. */
+  seed?: number;
+  /** Decode the final latents to an image (default true); false is diffusers' output_type="latent". */
+  decode?: boolean;
+  callback?: (step: StepEnd) => void;
+}
+
+export interface FluxGenerateResult {
+  /** Final packed latents (B, image tokens, in_channels), before the VAE. */
+  latents: Tensor;
+  /** (B, height, width, 3) in [0, 1] (diffusers' output_type="np"), or null without decoding. */
+  image: Tensor | null;
+  /** The seed the initial noise came from, or null when latents were given. */
+  seed: number | null;
+  timesteps: Float32Array;
+  sigmas: Float32Array;
+}
+
+/** diffusers' FluxPipeline.default_sample_size: the default image side in latent pixels. */
+const DEFAULT_SAMPLE_SIZE = 128;
+
+const COMPONENTS = [
+  ['transformer', 'FluxTransformer2DModel'],
+  ['vae', 'AutoencoderKL'],
+  ['scheduler', 'FlowMatchEulerDiscreteScheduler'],
+] as const;
+
+export class FluxPipeline implements Disposable {
+  readonly transformer: FluxTransformer;
+  readonly vae: AutoencoderKLDecoder;
+  readonly scheduler: FlowMatchEulerDiscreteScheduler;
+  /** Image pixels per latent pixel along each side. */
+  readonly vaeScaleFactor: number;
+  private readonly transformerCallListeners = new Set<(call: TransformerCall) => void>();
+
+  constructor(components: { transformer: FluxTransformer; vae: AutoencoderKLDecoder; scheduler: FlowMatchEulerDiscreteScheduler }) {
+    this.transformer = components.transformer;
+    this.vae = components.vae;
+    this.scheduler = components.scheduler;
+    this.vaeScaleFactor = this.vae.scaleFactor;
+    const { in_channels: inChannels } = this.transformer.config;
+    if (inChannels !== this.vae.config.latent_channels * 4 || this.transformer.outChannels !== inChannels) {
+      throw new TypeError(
+        `FluxPipeline: the transformer takes ${inChannels} and returns ${this.transformer.outChannels} channels; ` +
+          `packing the VAE's ${this.vae.config.latent_channels} latent channels needs ${this.vae.config.latent_channels * 4} for both`,
+      );
+    }
+  }
+
+  /**
+   * Loads a diffusers FLUX folder: `transformer/`, `vae/` and `scheduler/`, checked against
+   * `model_index.json` when there is one.
+   */
+  static fromPretrained(dir: string, opts: LoadOptions = {}): FluxPipeline {
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(`${dir}: no such pipeline folder`);
+    const indexPath = join(dir, 'model_index.json');
+    if (existsSync(indexPath)) {
+      const index = readJsonObject(indexPath);
+      if (index._class_name !== 'FluxPipeline') {
+        throw new ConfigError(`${indexPath} describes ${typeof index._class_name === 'string' ? `a ${index._class_name}` : 'no _class_name'}, not a FluxPipeline`);
+      }
+      for (const [name, cls] of COMPONENTS) {
+        const entry = index[name];
+        if (!Array.isArray(entry) || entry[1] !== cls) {
+          throw new ConfigError(`${indexPath}: '${name}' should be [library, "${cls}"], got ${JSON.stringify(entry)}`);
+        }
+      }
+    }
+    for (const [name] of COMPONENTS) {
+      if (!existsSync(join(dir, name))) throw new ConfigError(`${dir}: no ${name}/ folder (a FLUX folder has transformer/, vae/ and scheduler/)`);
+    }
+    const scheduler = FlowMatchEulerDiscreteScheduler.fromFolder(join(dir, 'scheduler'));
+    const transformer = FluxTransformer.load(join(dir, 'transformer'), opts);
+    let vae: AutoencoderKLDecoder | undefined;
+    try {
+      vae = AutoencoderKLDecoder.load(join(dir, 'vae'), opts);
+      return new FluxPipeline({ transformer, vae, scheduler });
+    } catch (e) {
+      vae?.dispose();
+      transformer.dispose();
+      throw e;
+    }
+  }
+
+  /**
+   * Registers `listener` to be told the step and CFG branch before every transformer call of
+   * generate() (for a cache engine). Returns the function that unregisters it.
+   */
+  onTransformerCall(listener: (call: TransformerCall) => void): () => void {
+    this.transformerCallListeners.add(listener);
+    return () => this.transformerCallListeners.delete(listener);
+  }
+
+  /** Runs the sampler. The caller owns (and disposes) the returned tensors. */
+  generate(opts: FluxGenerateOptions): FluxGenerateResult {
+    const numSteps = opts.numInferenceSteps ?? 28;
+    const sides = this.latentSides(opts.height, opts.width);
+    const [latentHeight, latentWidth] = sides;
+    const imageTokens = (latentHeight / 2) * (latentWidth / 2);
+    const { batch, hasNegative } = this.checkEmbeddings(opts);
+    const trueCfgScale = opts.trueCfgScale ?? 1;
+    const trueCfg = hasNegative && trueCfgScale > 1;
+    const device = opts.promptEmbeds.device;
+    const schedule = this.scheduler.schedule({
+      numInferenceSteps: numSteps,
+      sigmas: opts.sigmas ?? linspace(1, 1 / numSteps, numSteps),
+      mu: this.scheduler.dynamicShiftMu(imageTokens),
+    });
+    const textTokens = opts.promptEmbeds.shape[1];
+
+    const scope = new TensorScope();
+    try {
+      const { latents: initial, seed } = this.initialLatents(opts, batch, sides);
+      let latents = initial;
+      const imgIds = latentImageIds(latentHeight / 2, latentWidth / 2, device);
+      const txtIds = zeros([textTokens, 3], { device });
+      const guidance = this.transformer.config.guidance_embeds ? full([batch], opts.guidanceScale ?? 3.5, { device }) : undefined;
+      const call = (step: number, branch: CfgBranch, promptEmbeds: Tensor, pooled: Tensor, timestep: Tensor): Tensor => {
+        for (const listener of this.transformerCallListeners) listener({ step, numSteps, timestep: schedule.timesteps[step], branch });
+        return this.transformer.forward({
+          hiddenStates: latents,
+          encoderHiddenStates: promptEmbeds,
+          pooledProjections: pooled,
+          timestep,
+          imgIds,
+          txtIds,
+          guidance,
+        });
+      };
+
+      for (let step = 0; step < numSteps; ++step) {
+        const next = tidy(() => {
+          const timestep = full([batch], schedule.timesteps[step] / 1000, { device });
+          let noise = call(step, 'cond', opts.promptEmbeds, opts.pooledPromptEmbeds, timestep);
+          if (trueCfg) {
+            const negative = call(step, 'uncond', opts.negativePromptEmbeds as Tensor, opts.negativePooledPromptEmbeds as Tensor, timestep);
+            noise = add(negative, mul(sub(noise, negative), trueCfgScale));
+          }
+          return schedule.step(step, noise, latents);
+        });
+        latents.dispose();
+        latents = next;
+        opts.callback?.({ step, numSteps, timestep: schedule.timesteps[step], latents });
+      }
+
+      const image = opts.decode === false ? null : this.decodeLatents(latents, opts.height, opts.width);
+      scope.keep(latents);
+      if (image) scope.keep(image);
+      return { latents, image, seed, timesteps: schedule.timesteps, sigmas: schedule.sigmas };
+    } finally {
+      scope.close();
+    }
+  }
+
+  /**
+   * Packed latents of a `height` x `width` image -> (B, height, width, 3) in [0, 1]: unpack,
+   * undo the VAE scaling ((latents / scaling_factor) + shift_factor), decode, denormalise.
+   */
+  decodeLatents(packed: Tensor, height?: number, width?: number): Tensor {
+    const [latentHeight, latentWidth] = this.latentSides(height, width);
+    const { scaling_factor: scale, shift_factor: shift } = this.vae.config;
+    return tidy(() => {
+      const unscaled = div(unpackLatents(packed, latentHeight, latentWidth), scale);
+      return toImageRange(this.vae.decode(shift === null ? unscaled : add(unscaled, shift)));
+    });
+  }
+
+  /** Frees the transformer's and the VAE's weights. */
+  dispose(): void {
+    this.transformer.dispose();
+    this.vae.dispose();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** The unpacked latent height and width for an image size (default: diffusers' default size). */
+  private latentSides(height?: number, width?: number): [number, number] {
+    const multiple = 2 * this.vaeScaleFactor;
+    const side = (name: string, px: number | undefined): number => {
+      const v = px ?? DEFAULT_SAMPLE_SIZE * this.vaeScaleFactor;
+      if (!Number.isInteger(v) || v <= 0 || v % multiple !== 0) {
+        throw new RangeError(`FluxPipeline: ${name} must be a positive multiple of ${multiple} (2 x the VAE scale factor), got ${v}`);
+      }
+      return v / this.vaeScaleFactor;
+    };
+    return [side('height', height), side('width', width)];
+  }
+
+  private checkEmbeddings(opts: FluxGenerateOptions): { batch: number; hasNegative: boolean } {
+    const c = this.transformer.config;
+    const shape = (t: Tensor): string => `(${t.shape.join(', ')})`;
+    const { promptEmbeds: e, pooledPromptEmbeds: p, negativePromptEmbeds: ne, negativePooledPromptEmbeds: np } = opts;
+    if (e.rank !== 3 || e.shape[2] !== c.joint_attention_dim) {
+      throw new TypeError(`FluxPipeline: promptEmbeds must be (B, tokens, ${c.joint_attention_dim}), got ${shape(e)}`);
+    }
+    const batch = e.shape[0];
+    if (p.rank !== 2 || p.shape[0] !== batch || p.shape[1] !== c.pooled_projection_dim) {
+      throw new TypeError(`FluxPipeline: pooledPromptEmbeds must be (${batch}, ${c.pooled_projection_dim}), got ${shape(p)}`);
+    }
+    if (!ne !== !np) throw new TypeError('FluxPipeline: give negativePromptEmbeds and negativePooledPromptEmbeds together');
+    if (ne && np) {
+      if (shape(ne) !== shape(e)) throw new TypeError(`FluxPipeline: negativePromptEmbeds ${shape(ne)} must match promptEmbeds ${shape(e)}`);
+      if (shape(np) !== shape(p)) throw new TypeError(`FluxPipeline: negativePooledPromptEmbeds ${shape(np)} must match pooledPromptEmbeds ${shape(p)}`);
+    }
+    return { batch, hasNegative: ne !== undefined };
+  }
+
+  private initialLatents(opts: FluxGenerateOptions, batch: number, [height, width]: [number, number]): { latents: Tensor; seed: number | null } {
+    const channels = this.vae.config.latent_channels;
+    const expected = [batch, (height / 2) * (width / 2), channels * 4];
+    if (opts.latents) {
+      if (opts.latents.shape.join() !== expected.join()) {
+        throw new TypeError(`FluxPipeline: latents must be packed (${expected.join(', ')}) for this size, got (${opts.latents.shape.join(', ')})`);
+      }
+      return { latents: opts.latents.clone(), seed: null };
+    }
+    const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 32);
+    return { latents: tidy(() => packLatents(randnTensor([batch, channels, height, width], seed, { device: opts.promptEmbeds.device }))), seed };
+  }
+}

@@ -1,0 +1,201 @@
+// diffusers' FluxTransformer2DModel: embeds packed latents, text and conditioning, runs the
+// double-stream blocks and then the single-stream blocks over both streams, and projects the
+// image stream back to latent channels.
+import { add, concat, silu, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import {
+  Linear,
+  MlpEmbedding,
+  loadFromFolder,
+  sinusoidalTimestepEmbedding,
+  type LoadOptions,
+  type ParameterStore,
+  type WeightReader,
+} from '@ditcache/diffusion';
+
+import { FluxSingleTransformerBlock, FluxTransformerBlock, modulate, type FluxBlock } from './blocks.js';
+import { readFluxTransformerConfig, type FluxTransformerConfig } from './config.js';
+import { fluxRotaryEmbedding } from './rotary.js';
+
+/** Width of the sinusoidal features of timestep and guidance. */
+const TIME_PROJ_DIM = 256;
+
+export interface FluxTransformerInputs {
+  /** Packed latents (B, image tokens, in_channels). */
+  hiddenStates: Tensor;
+  /** Prompt embeddings (B, text tokens, joint_attention_dim). */
+  encoderHiddenStates: Tensor;
+  /** Pooled prompt embedding (B, pooled_projection_dim). */
+  pooledProjections: Tensor;
+  /** (B,) in [0, 1]: sigma, i.e. the scheduler's timestep / 1000; the model scales it by 1000. */
+  timestep: Tensor;
+  /** (image tokens, 3) position ids: [0, row, column]. */
+  imgIds: Tensor;
+  /** (text tokens, 3) position ids, zeros in FluxPipeline. */
+  txtIds: Tensor;
+  /** (B,) guidance scale, for guidance-distilled models (guidance_embeds) only. */
+  guidance?: Tensor;
+}
+
+/** The sizes a call's cost depends on. */
+export interface FluxCallShape {
+  batch: number;
+  imageTokens: number;
+  textTokens: number;
+}
+
+/** Floating-point operations of one transformer call, counting the matrix products (a multiply-add is 2). */
+export interface FluxFlops {
+  /** x_embedder, context_embedder and time_text_embed. */
+  embedders: number;
+  /** One double-stream block. */
+  perDoubleBlock: number;
+  /** One single-stream block. */
+  perSingleBlock: number;
+  /** norm_out and proj_out. */
+  output: number;
+  total: number;
+}
+
+/** time_text_embed: timestep (and guidance) features plus the projected pooled text embedding. */
+class TimeTextEmbedding {
+  constructor(
+    readonly timestepEmbedder: MlpEmbedding,
+    readonly guidanceEmbedder: MlpEmbedding | null,
+    readonly textEmbedder: MlpEmbedding,
+  ) {}
+
+  forward(timesteps: Float32Array, guidance: Float32Array | null, pooled: Tensor): Tensor {
+    const features = (values: Float32Array): Tensor =>
+      sinusoidalTimestepEmbedding(values, TIME_PROJ_DIM, { flipSinToCos: true, downscaleFreqShift: 0, device: pooled.device });
+    return tidy(() => {
+      let conditioning = this.timestepEmbedder.forward(features(timesteps));
+      if (this.guidanceEmbedder && guidance) conditioning = add(conditioning, this.guidanceEmbedder.forward(features(guidance)));
+      return add(conditioning, this.textEmbedder.forward(pooled));
+    });
+  }
+}
+
+export class FluxTransformer implements Disposable {
+  readonly config: FluxTransformerConfig;
+  /** heads * head dim: the width of both streams. */
+  readonly innerDim: number;
+  readonly outChannels: number;
+  /**
+   * The double-stream blocks, run in order by forward(). Replaceable: a cache engine may put
+   * its own FluxBlock objects here (see the README for what forward() does with their outputs).
+   */
+  transformerBlocks: FluxBlock[];
+  /** The single-stream blocks, run after the double-stream ones; replaceable likewise. */
+  singleTransformerBlocks: FluxBlock[];
+  private readonly xEmbedder: Linear;
+  private readonly contextEmbedder: Linear;
+  private readonly timeTextEmbed: TimeTextEmbedding;
+  private readonly normOut: Linear;
+  private readonly projOut: Linear;
+  private readonly params: ParameterStore;
+
+  private constructor(config: FluxTransformerConfig, w: WeightReader, params: ParameterStore) {
+    this.config = config;
+    this.params = params;
+    const heads = config.num_attention_heads;
+    const headDim = config.attention_head_dim;
+    const dim = heads * headDim;
+    this.innerDim = dim;
+    this.outChannels = config.out_channels ?? config.in_channels;
+    this.xEmbedder = Linear.load(w.at('x_embedder'), config.in_channels, dim);
+    this.contextEmbedder = Linear.load(w.at('context_embedder'), config.joint_attention_dim, dim);
+    const tte = w.at('time_text_embed');
+    this.timeTextEmbed = new TimeTextEmbedding(
+      MlpEmbedding.load(tte.at('timestep_embedder'), TIME_PROJ_DIM, dim, 'silu'),
+      config.guidance_embeds ? MlpEmbedding.load(tte.at('guidance_embedder'), TIME_PROJ_DIM, dim, 'silu') : null,
+      MlpEmbedding.load(tte.at('text_embedder'), config.pooled_projection_dim, dim, 'silu'),
+    );
+    this.transformerBlocks = Array.from({ length: config.num_layers }, (_, i) => FluxTransformerBlock.load(w.at('transformer_blocks').at(i), dim, heads, headDim));
+    this.singleTransformerBlocks = Array.from({ length: config.num_single_layers }, (_, i) =>
+      FluxSingleTransformerBlock.load(w.at('single_transformer_blocks').at(i), dim, heads, headDim),
+    );
+    this.normOut = Linear.load(w.at('norm_out.linear'), dim, 2 * dim);
+    this.projOut = Linear.load(w.at('proj_out'), dim, config.patch_size * config.patch_size * this.outChannels);
+  }
+
+  /** Loads a diffusers `transformer/` folder (FluxTransformer2DModel). */
+  static load(dir: string, opts: LoadOptions = {}): FluxTransformer {
+    return loadFromFolder(dir, opts, (folder, w, params) => new FluxTransformer(readFluxTransformerConfig(folder), w, params));
+  }
+
+  /** The noise prediction (B, image tokens, patch^2 * out_channels) for packed latents. */
+  forward(inputs: FluxTransformerInputs): Tensor {
+    const { timestep, guidance } = this.checkInputs(inputs);
+    return tidy(() => {
+      let hidden = this.xEmbedder.forward(inputs.hiddenStates);
+      const temb = this.timeTextEmbed.forward(timestep, guidance, inputs.pooledProjections);
+      let encoder = this.contextEmbedder.forward(inputs.encoderHiddenStates);
+      const rotary = fluxRotaryEmbedding(concat([inputs.txtIds, inputs.imgIds], 0), this.config.axes_dims_rope, { device: hidden.device });
+
+      for (const block of this.transformerBlocks) [encoder, hidden] = block.forward(hidden, encoder, temb, rotary);
+      for (const block of this.singleTransformerBlocks) [encoder, hidden] = block.forward(hidden, encoder, temb, rotary);
+
+      // AdaLayerNormContinuous: its linear gives scale first, then shift.
+      const [scale, shift] = this.normOut.forward(silu(temb)).split(2, 1);
+      return this.projOut.forward(modulate(hidden, scale, shift));
+    });
+  }
+
+  /** Matrix-product FLOPs of one forward() call of this shape (the element-wise work is left out). */
+  flopsPerCall(shape: FluxCallShape): FluxFlops {
+    const { batch: b, imageTokens: n, textTokens: t } = shape;
+    const c = this.config;
+    const d = this.innerDim;
+    const s = n + t;
+    const mlp = (inF: number, outF: number): number => 2 * b * (inF * d + d * outF);
+    const embedders =
+      2 * b * n * c.in_channels * d + 2 * b * t * c.joint_attention_dim * d + mlp(TIME_PROJ_DIM, d) * (c.guidance_embeds ? 2 : 1) + mlp(c.pooled_projection_dim, d);
+    const attention = 4 * b * s * s * d;
+    // Per token and d^2: q, k, v (3) + out (1) + MLP (8), each 2 FLOPs; plus the 6 d modulation.
+    const perDoubleBlock = 2 * (2 * b * d * 6 * d) + 24 * b * s * d * d + attention;
+    // q, k, v (3) + proj_mlp (4) + proj_out over 5 d (5); plus the 3 d modulation.
+    const perSingleBlock = 2 * b * d * 3 * d + 24 * b * s * d * d + attention;
+    const output = 2 * b * d * 2 * d + 2 * b * n * d * c.patch_size * c.patch_size * this.outChannels;
+    return {
+      embedders,
+      perDoubleBlock,
+      perSingleBlock,
+      output,
+      total: embedders + c.num_layers * perDoubleBlock + c.num_single_layers * perSingleBlock + output,
+    };
+  }
+
+  /** Frees the weights. */
+  dispose(): void {
+    this.params.dispose();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** Validates shapes and returns the timestep (and guidance) values, scaled by 1000 in float32. */
+  private checkInputs(inputs: FluxTransformerInputs): { timestep: Float32Array; guidance: Float32Array | null } {
+    const c = this.config;
+    const shape = (t: Tensor): string => `(${t.shape.join(', ')})`;
+    const fail = (what: string): never => {
+      throw new TypeError(`FluxTransformer.forward: ${what}`);
+    };
+    const { hiddenStates: x, encoderHiddenStates: e, pooledProjections: p, imgIds, txtIds } = inputs;
+    if (x.rank !== 3 || x.shape[2] !== c.in_channels) fail(`hiddenStates must be (B, tokens, ${c.in_channels}), got ${shape(x)}`);
+    const [batch, imageTokens] = x.shape;
+    if (e.rank !== 3 || e.shape[0] !== batch || e.shape[2] !== c.joint_attention_dim) {
+      fail(`encoderHiddenStates must be (${batch}, tokens, ${c.joint_attention_dim}), got ${shape(e)}`);
+    }
+    if (p.rank !== 2 || p.shape[0] !== batch || p.shape[1] !== c.pooled_projection_dim) fail(`pooledProjections must be (${batch}, ${c.pooled_projection_dim}), got ${shape(p)}`);
+    const axes = c.axes_dims_rope.length;
+    if (imgIds.rank !== 2 || imgIds.shape[0] !== imageTokens || imgIds.shape[1] !== axes) fail(`imgIds must be (${imageTokens}, ${axes}), got ${shape(imgIds)}`);
+    if (txtIds.rank !== 2 || txtIds.shape[0] !== e.shape[1] || txtIds.shape[1] !== axes) fail(`txtIds must be (${e.shape[1]}, ${axes}), got ${shape(txtIds)}`);
+    const perSample = (name: string, t: Tensor): Float32Array => {
+      if (t.size !== batch || t.rank > 1) fail(`${name} must be (${batch},), got ${shape(t)}`);
+      return t.toFloat32Array().map((v) => v * 1000);
+    };
+    if (c.guidance_embeds && !inputs.guidance) fail('this model has guidance embeddings (guidance_embeds): pass guidance');
+    if (!c.guidance_embeds && inputs.guidance) fail('this model has no guidance embeddings (guidance_embeds is false): omit guidance');
+    return { timestep: perSample('timestep', inputs.timestep), guidance: inputs.guidance ? perSample('guidance', inputs.guidance) : null };
+  }
+}

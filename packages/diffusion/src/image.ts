@@ -1,0 +1,54 @@
+// From decoded VAE output to pictures: diffusers' VaeImageProcessor.postprocess (denormalise to
+// [0, 1], channels last) and its PIL conversion (x 255, round half to even, 8-bit), written as PNG.
+import { writeFile } from 'node:fs/promises';
+
+import { add, clamp, mul, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import sharp from 'sharp';
+
+/** (B, C, H, W) decoder output in [-1, 1] -> (B, H, W, C) in [0, 1], as output_type="np" gives. */
+export function toImageRange(decoded: Tensor): Tensor {
+  if (decoded.rank !== 4) throw new TypeError(`toImageRange: expected (B, C, H, W) decoder output, got (${decoded.shape.join(', ')})`);
+  return tidy(() => clamp(add(mul(decoded, 0.5), 0.5), 0, 1).permute(0, 2, 3, 1).contiguous());
+}
+
+/** An 8-bit RGB (or grey) picture, rows top to bottom, channels interleaved. */
+export interface Image8 {
+  width: number;
+  height: number;
+  channels: number;
+  data: Uint8Array;
+}
+
+/**
+ * Image `index` of a (B, H, W, C) tensor in [0, 1] as 8 bits per channel, rounded the way
+ * diffusers' numpy_to_pil rounds ((x * 255).round(), ties to even).
+ */
+export function toImage8(images: Tensor, index = 0): Image8 {
+  if (images.rank !== 4) throw new TypeError(`toImage8: expected (B, H, W, C) images, got (${images.shape.join(', ')})`);
+  const [batch, height, width, channels] = images.shape;
+  if (!Number.isInteger(index) || index < 0 || index >= batch) throw new RangeError(`toImage8: image ${index} of a batch of ${batch}`);
+  if (channels !== 1 && channels !== 3) throw new TypeError(`toImage8: ${channels} channels; expected 1 (grey) or 3 (RGB)`);
+  const slice = images.narrow(0, index, 1);
+  const values = slice.toFloat32Array();
+  slice.dispose();
+  const data = new Uint8Array(values.length);
+  for (let i = 0; i < values.length; ++i) data[i] = roundHalfEven(Math.fround(values[i] * 255));
+  return { width, height, channels, data };
+}
+
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** PNG bytes of an 8-bit picture. */
+export function encodePng(image: Image8): Promise<Buffer> {
+  return sharp(image.data, { raw: { width: image.width, height: image.height, channels: image.channels as 1 | 3 } })
+    .png()
+    .toBuffer();
+}
+
+/** Writes image `index` of a (B, H, W, C) tensor in [0, 1] to `path` as an 8-bit PNG. */
+export async function savePng(images: Tensor, path: string, index = 0): Promise<void> {
+  await writeFile(path, await encodePng(toImage8(images, index)));
+}

@@ -1,0 +1,16 @@
+export { AUTOENCODER_KL_DEFAULTS, AutoencoderKLDecoder, type AutoencoderKLConfig } from './autoencoder-kl/decoder.js';
+export { ConfigError, readJsonObject, typedConfig } from './config-file.js';
+export { MlpEmbedding, sinusoidalTimestepEmbedding, type SinusoidalOptions } from './embeddings.js';
+export { encodePng, savePng, toImage8, toImageRange, type Image8 } from './image.js';
+export { Conv2d, GroupNorm, LayerNorm, Linear, RMSNorm, type Conv2dGeometry } from './layers.js';
+export { Mt19937, randnTensor, torchRandn } from './random.js';
+export {
+  FLOW_MATCH_EULER_DEFAULTS,
+  FlowMatchEulerDiscreteScheduler,
+  FlowMatchSchedule,
+  calculateShift,
+  linspace,
+  type FlowMatchEulerConfig,
+  type ScheduleOptions,
+} from './scheduler.js';
+export { ParameterStore, WeightMismatchError, WeightReader, loadFromFolder, type LoadOptions } from './weights.js';

@@ -1,0 +1,95 @@
+// Where a model's parameters come from and who frees them: a WeightReader walks a diffusers
+// component folder by name prefix and loads each weight once, as float32 on the model's device,
+// into a ParameterStore that the model disposes as a whole.
+import { WeightFolder, type Device, type Tensor } from '@ditcache/cuda-runtime';
+
+/** Where a loaded model keeps its parameters. */
+export interface LoadOptions {
+  /** Device for the weights and every tensor the model creates (default 'cpu'). */
+  device?: Device;
+}
+
+/** The tensors a model owns. They live outside every TensorScope until `dispose()`. */
+export class ParameterStore implements Disposable {
+  private readonly tensors: Tensor[] = [];
+
+  /** Takes ownership of `t`, keeping it out of the open scopes. */
+  adopt(t: Tensor): Tensor {
+    this.tensors.push(t.keep());
+    return t;
+  }
+
+  get count(): number {
+    return this.tensors.length;
+  }
+
+  dispose(): void {
+    for (const t of this.tensors) if (!t.disposed) t.dispose();
+    this.tensors.length = 0;
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/** Weights that do not match the config: a missing weight or a wrong shape, named with its folder. */
+export class WeightMismatchError extends TypeError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WeightMismatchError';
+  }
+}
+
+/**
+ * Loads weights named `prefix + name` from an open WeightFolder into a ParameterStore.
+ * Stored bf16 / f16 weights become float32 here, once, rather than in every op; float32 weights
+ * on the CPU stay read-only views of the mapped file.
+ */
+export class WeightReader {
+  readonly folder: WeightFolder;
+  readonly store: ParameterStore;
+  readonly device: Device;
+  readonly prefix: string;
+
+  constructor(folder: WeightFolder, store: ParameterStore, opts: LoadOptions & { prefix?: string } = {}) {
+    this.folder = folder;
+    this.store = store;
+    this.device = opts.device ?? 'cpu';
+    this.prefix = opts.prefix ?? '';
+  }
+
+  /** The reader for the sub-module `name` (diffusers' dotted module path). */
+  at(name: string | number): WeightReader {
+    return new WeightReader(this.folder, this.store, { device: this.device, prefix: `${this.prefix}${name}.` });
+  }
+
+  /** Loads `name`, checking its shape against `shape` (what the config implies) when given. */
+  tensor(name: string, shape?: readonly number[]): Tensor {
+    const full = this.prefix + name;
+    const entry = this.folder.entry(full);
+    if (!entry) {
+      throw new WeightMismatchError(`${this.folder.dir}: no weight named '${full}' (does config.json match these weights?)`);
+    }
+    if (shape && (entry.shape.length !== shape.length || entry.shape.some((d, i) => d !== shape[i]))) {
+      throw new WeightMismatchError(
+        `${this.folder.dir}: weight '${full}' has shape (${entry.shape.join(', ')}) but config.json implies (${shape.join(', ')})`,
+      );
+    }
+    return this.store.adopt(this.folder.get(full, { dtype: 'float32', device: this.device }));
+  }
+}
+
+/**
+ * Opens a component folder, builds a model from it with `build`, and closes the folder (the
+ * loaded weights keep what they map alive). The store is freed if building fails.
+ */
+export function loadFromFolder<M>(dir: string, opts: LoadOptions, build: (folder: WeightFolder, weights: WeightReader, store: ParameterStore) => M): M {
+  using folder = new WeightFolder(dir);
+  const store = new ParameterStore();
+  try {
+    return build(folder, new WeightReader(folder, store, opts), store);
+  } catch (e) {
+    store.dispose();
+    throw e;
+  }
+}

@@ -1,0 +1,58 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { WeightFolder, memoryStats, saveSafetensors, tensor, tidy } from '@ditcache/cuda-runtime';
+
+import { Conv2d, GroupNorm, LayerNorm, Linear, ParameterStore, RMSNorm, WeightMismatchError, WeightReader } from '../src/index.js';
+import { goldens } from './helpers.js';
+
+describe('WeightReader and layers', () => {
+  it('load weights by dotted prefix into a store that frees them together', () => {
+    using folder = new WeightFolder(`${goldens}/flux-tiny/transformer`);
+    const before = memoryStats();
+    const store = new ParameterStore();
+    const w = new WeightReader(folder, store).at('transformer_blocks').at(0);
+    const proj = Linear.load(w.at('attn.to_q'), 32, 32);
+    const norm = RMSNorm.load(w.at('attn.norm_q'), 16, 1e-6);
+    expect([proj.outFeatures, proj.inFeatures, store.count]).toEqual([32, 32, 3]);
+    expect(proj.weight.readOnly).toBe(true);
+    const x = tensor(Array.from({ length: 64 }, (_, i) => i / 64), [2, 32]);
+    const y = tidy(() => norm.forward(proj.forward(x).reshape(2, 2, 16)));
+    expect([...y.shape]).toEqual([2, 2, 16]);
+    for (const t of [x, y]) t.dispose();
+    store.dispose();
+    expect(memoryStats()).toEqual(before);
+  });
+
+  it('cast bf16 and f16 weights to float32 once, at load', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ditcache-half-'));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ _class_name: 'Test' }));
+    using w32 = tensor([0.5, -1.25, 3, 1e-3, 7, -2], [3, 2]);
+    using b32 = tensor([1, 2, 3]);
+    using wbf = w32.cast('bfloat16');
+    using f16 = b32.cast('float16');
+    saveSafetensors(join(dir, 'model.safetensors'), { 'proj.weight': wbf, 'proj.bias': f16 });
+    using folder = new WeightFolder(dir);
+    using store = new ParameterStore();
+    const proj = Linear.load(new WeightReader(folder, store).at('proj'), 2, 3);
+    expect([proj.weight.dtype, proj.bias?.dtype]).toEqual(['float32', 'float32']);
+    expect([...proj.weight.toFloat32Array()]).toEqual([...wbf.toFloat32Array()]);
+    expect([...proj.bias!.toFloat32Array()]).toEqual([1, 2, 3]);
+  });
+
+  it('name the folder, weight and shapes when weights do not fit', () => {
+    using folder = new WeightFolder(`${goldens}/flux-tiny/vae`);
+    using store = new ParameterStore();
+    const w = new WeightReader(folder, store).at('decoder');
+    expect(() => Linear.load(w.at('mid_block.attentions.0.to_q'), 16, 32)).toThrow(WeightMismatchError);
+    expect(() => Linear.load(w.at('mid_block.attentions.0.to_q'), 16, 32)).toThrow(
+      /vae: weight 'decoder.mid_block.attentions.0.to_q.weight' has shape \(16, 16\) but config.json implies \(32, 16\)/,
+    );
+    expect(() => Conv2d.load(w.at('conv_nowhere'), 4, 16, { kernel: 3 })).toThrow(/no weight named 'decoder.conv_nowhere.weight'/);
+    expect(() => GroupNorm.load(w.at('conv_norm_out'), 3, 8, 1e-6)).toThrow(/3 groups do not divide 8 channels/);
+    expect(LayerNorm.load(w.at('conv_norm_out'), 8, 1e-6).weight?.shape).toEqual([8]);
+  });
+});
