@@ -479,11 +479,24 @@ DC_FN(Rope) {
 DC_FN(Embedding) {
   DC_BODY(return wrap(info.Env(), ops::embedding(arg_tensor(info, 0, "embedding", "weight"), arg_tensor(info, 1, "embedding", "indices")));)
 }
-DC_FN(Conv2d) {
-  DC_BODY(return wrap(info.Env(), ops::conv2d(arg_tensor(info, 0, "conv2d", "input"), arg_tensor(info, 1, "conv2d", "weight"),
-                                              arg_opt_tensor(info, 2, "conv2d", "bias"), arg_ints(info, 3, "conv2d", "stride"),
-                                              arg_ints(info, 4, "conv2d", "padding"), arg_ints(info, 5, "conv2d", "dilation"),
-                                              arg_int(info, 6, "conv2d", "groups")));)
+template <Tensor (*Conv)(const Tensor&, const Tensor&, const std::optional<Tensor>&, const std::vector<int64_t>&,
+                         const std::vector<int64_t>&, const std::vector<int64_t>&, int64_t)>
+Napi::Value Convolution(const Napi::CallbackInfo& info, const char* op) {
+  DC_BODY(return wrap(info.Env(), Conv(arg_tensor(info, 0, op, "input"), arg_tensor(info, 1, op, "weight"),
+                                       arg_opt_tensor(info, 2, op, "bias"), arg_ints(info, 3, op, "stride"),
+                                       arg_ints(info, 4, op, "padding"), arg_ints(info, 5, op, "dilation"),
+                                       arg_int(info, 6, op, "groups")));)
+}
+DC_FN(Conv2d) { return Convolution<ops::conv2d>(info, "conv2d"); }
+DC_FN(Conv3d) { return Convolution<ops::conv3d>(info, "conv3d"); }
+DC_FN(Topk) {
+  DC_BODY(
+    auto [values, indices] = ops::topk(arg_tensor(info, 0, "topk", "input"), arg_int(info, 1, "topk", "k"),
+                                       arg_int(info, 2, "topk", "dim"), arg_bool(info, 3));
+    Napi::Array out = Napi::Array::New(info.Env(), 2);
+    out[uint32_t(0)] = wrap(info.Env(), values);
+    out[uint32_t(1)] = wrap(info.Env(), indices);
+    return out;)
 }
 DC_FN(UpsampleNearest2d) {
   DC_BODY(return wrap(info.Env(), ops::upsample_nearest2d(arg_tensor(info, 0, "upsampleNearest2d", "input"),
@@ -610,7 +623,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
         {"unary", Unary}, {"reduce", Reduce}, {"meanAbs", MeanAbs}, {"relL1", RelL1},
         {"softmax", Softmax}, {"layerNorm", LayerNorm}, {"rmsNorm", RmsNorm}, {"groupNorm", GroupNorm},
         {"linear", Linear}, {"matmul", Matmul}, {"attention", Attention}, {"rope", Rope},
-        {"embedding", Embedding}, {"conv2d", Conv2d}, {"upsampleNearest2d", UpsampleNearest2d},
+        {"embedding", Embedding}, {"conv2d", Conv2d}, {"conv3d", Conv3d}, {"topk", Topk},
+        {"upsampleNearest2d", UpsampleNearest2d},
         {"mapFile", MapFile}, {"fromMapping", FromMapping}, {"memoryStats", MemoryStats},
         {"devices", Devices}, {"buildInfo", BuildInfo}, {"setNumThreads", SetNumThreads},
         {"numThreads", NumThreads}, {"setGemmBackend", SetGemmBackend}, {"gemmBackend", GemmBackendName},

@@ -44,10 +44,14 @@ struct AttentionArgs {
   float scale = 1.f;
 };
 
+// One image of a 2-D (depth 1) or 3-D convolution: input (channels, depth, height, width).
 struct ConvGeometry {
-  int64_t channels = 0, height = 0, width = 0;
-  int64_t kernel_h = 0, kernel_w = 0, stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0;
-  int64_t dilation_h = 1, dilation_w = 1, out_h = 0, out_w = 0;
+  int64_t channels = 0, depth = 1, height = 0, width = 0;
+  int64_t kernel_d = 1, kernel_h = 0, kernel_w = 0;
+  int64_t stride_d = 1, stride_h = 1, stride_w = 1;
+  int64_t pad_d = 0, pad_h = 0, pad_w = 0;
+  int64_t dilation_d = 1, dilation_h = 1, dilation_w = 1;
+  int64_t out_d = 1, out_h = 0, out_w = 0;
 };
 
 #define DC_KERNELS                                                                             \
@@ -85,8 +89,11 @@ struct ConvGeometry {
   void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, Tensor& out, bool interleaved); \
   /* rows of weight (v, row_bytes) gathered by idx into out; returns out-of-range count */      \
   int64_t embedding(const Tensor& weight, const Tensor& idx, Tensor& out);                      \
-  /* one image (channels, height, width) -> columns (channels*kh*kw, out_h*out_w) */            \
+  /* one image (channels, d, h, w) -> columns (channels*kd*kh*kw, out_d*out_h*out_w) */         \
   void im2col(const float* x, float* col, const ConvGeometry& g, Device device);                 \
+  /* x contiguous float32 (rows, cols): the k largest (or smallest) of each row, in order */     \
+  void topk(const Tensor& x, int64_t rows, int64_t cols, int64_t k, bool largest, Tensor& values, \
+            Tensor& indices);                                                                   \
   /* x contiguous (planes, h, w) -> out (planes, oh, ow), nearest neighbour */                  \
   void upsample_nearest(const Tensor& x, Tensor& out, int64_t planes, int64_t h, int64_t w,     \
                         int64_t oh, int64_t ow);

@@ -65,7 +65,12 @@ Tensor embedding(const Tensor& weight, const Tensor& indices);
 Tensor conv2d(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
               const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
               const std::vector<int64_t>& dilation, int64_t groups);
+Tensor conv3d(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
+              const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
+              const std::vector<int64_t>& dilation, int64_t groups);
 Tensor upsample_nearest2d(const Tensor& x, int64_t out_h, int64_t out_w);
+// The k largest (or smallest) entries along `dim`, in rank order, and their int32 indices.
+std::pair<Tensor, Tensor> topk(const Tensor& x, int64_t k, int64_t dim, bool largest);
 
 // ---- files ----
 // A view of `shape` elements of `dtype` at byte_offset inside a mapped file (read-only).

@@ -334,18 +334,22 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   return out;
 }
 
-Tensor conv2d(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
-              const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
-              const std::vector<int64_t>& dilation, int64_t groups) {
-  const char* op = "conv2d";
+namespace {
+
+// 2-D (dims = 2) or 3-D (dims = 3) convolution through im2col and one GEMM per image and group.
+Tensor convolution(const char* op, int dims, const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
+                   const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
+                   const std::vector<int64_t>& dilation, int64_t groups) {
+  const char* layout = dims == 2 ? "(N, C, H, W)" : "(N, C, D, H, W)";
   check_float(op, x, "input");
   check_float(op, weight, "weight");
   check_same_device(op, {&x, &weight});
-  if (x.dim() != 4) fail(op, "input must be 4-D (N, C, H, W), got ", shape_str(x.shape));
-  if (weight.dim() != 4) fail(op, "weight must be 4-D (out, in / groups, kh, kw), got ", shape_str(weight.shape));
-  if (stride.size() != 2 || padding.size() != 2 || dilation.size() != 2)
-    fail(op, "stride, padding and dilation need two values each");
-  for (int i = 0; i < 2; ++i) {
+  if (x.dim() != dims + 2) fail(op, "input must be ", dims + 2, "-D ", layout, ", got ", shape_str(x.shape));
+  if (weight.dim() != dims + 2)
+    fail(op, "weight must be ", dims + 2, "-D (out, in / groups, kernel...), got ", shape_str(weight.shape));
+  if (int(stride.size()) != dims || int(padding.size()) != dims || int(dilation.size()) != dims)
+    fail(op, "stride, padding and dilation need ", dims, " values each");
+  for (int i = 0; i < dims; ++i) {
     if (stride[size_t(i)] < 1) fail(op, "stride must be >= 1, got ", stride[size_t(i)]);
     if (dilation[size_t(i)] < 1) fail(op, "dilation must be >= 1, got ", dilation[size_t(i)]);
     if (padding[size_t(i)] < 0) fail(op, "padding must be >= 0, got ", padding[size_t(i)]);
@@ -356,33 +360,45 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const std::optional<Tensor>
   const int64_t Cg = C / groups, Og = O / groups;
   if (weight.shape[1] != Cg)
     fail(op, "weight ", shape_str(weight.shape), " expects ", weight.shape[1], " input channels per group, input ", shape_str(x.shape), " has ", Cg);
+  // Spatial axes right-aligned into (depth, height, width); a 2-D convolution has depth 1.
+  int64_t in[3] = {1, 1, 1}, kern[3] = {1, 1, 1}, st[3] = {1, 1, 1}, pad[3] = {0, 0, 0}, dil[3] = {1, 1, 1}, out[3];
+  for (int i = 0; i < dims; ++i) {
+    const int a = 3 - dims + i;
+    in[a] = x.shape[size_t(2 + i)];
+    kern[a] = weight.shape[size_t(2 + i)];
+    st[a] = stride[size_t(i)];
+    pad[a] = padding[size_t(i)];
+    dil[a] = dilation[size_t(i)];
+  }
+  for (int a = 0; a < 3; ++a) {
+    const int64_t span = dil[a] * (kern[a] - 1) + 1;
+    if (in[a] + 2 * pad[a] < span)
+      fail(op, "kernel ", shape_str(weight.shape), " does not fit the padded input ", shape_str(x.shape));
+    out[a] = (in[a] + 2 * pad[a] - span) / st[a] + 1;
+  }
   ConvGeometry g;
   g.channels = Cg;
-  g.height = x.shape[2];
-  g.width = x.shape[3];
-  g.kernel_h = weight.shape[2];
-  g.kernel_w = weight.shape[3];
-  g.stride_h = stride[0]; g.stride_w = stride[1];
-  g.pad_h = padding[0]; g.pad_w = padding[1];
-  g.dilation_h = dilation[0]; g.dilation_w = dilation[1];
-  g.out_h = (g.height + 2 * g.pad_h - g.dilation_h * (g.kernel_h - 1) - 1) / g.stride_h + 1;
-  g.out_w = (g.width + 2 * g.pad_w - g.dilation_w * (g.kernel_w - 1) - 1) / g.stride_w + 1;
-  if (g.out_h <= 0 || g.out_w <= 0 || g.height + 2 * g.pad_h < g.dilation_h * (g.kernel_h - 1) + 1 ||
-      g.width + 2 * g.pad_w < g.dilation_w * (g.kernel_w - 1) + 1)
-    fail(op, "kernel ", shape_str(weight.shape), " does not fit the padded input ", shape_str(x.shape));
+  g.depth = in[0]; g.height = in[1]; g.width = in[2];
+  g.kernel_d = kern[0]; g.kernel_h = kern[1]; g.kernel_w = kern[2];
+  g.stride_d = st[0]; g.stride_h = st[1]; g.stride_w = st[2];
+  g.pad_d = pad[0]; g.pad_h = pad[1]; g.pad_w = pad[2];
+  g.dilation_d = dil[0]; g.dilation_h = dil[1]; g.dilation_w = dil[2];
+  g.out_d = out[0]; g.out_h = out[1]; g.out_w = out[2];
   std::optional<Tensor> b;
   if (bias) b = param_vector(op, "bias", *bias, O, x);
   const DType dtype = result_dtype({&x, &weight, bias ? &*bias : nullptr});
   Tensor fx = staged_f32(x, true), fw = staged_f32(weight, true);
-  Tensor out = Tensor::empty({N, O, g.out_h, g.out_w}, DType::F32, x.device());
-  const int64_t spatial = g.out_h * g.out_w, patch = Cg * g.kernel_h * g.kernel_w;
-  const bool pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 &&
-                         g.pad_h == 0 && g.pad_w == 0;
+  Shape out_shape = {N, O};
+  for (int i = 0; i < dims; ++i) out_shape.push_back(out[3 - dims + i]);
+  Tensor result = Tensor::empty(out_shape, DType::F32, x.device());
+  const int64_t spatial = g.out_d * g.out_h * g.out_w, patch = Cg * g.kernel_d * g.kernel_h * g.kernel_w;
+  const int64_t image = g.depth * g.height * g.width;
+  const bool pointwise = patch == Cg && st[0] * st[1] * st[2] == 1 && pad[0] + pad[1] + pad[2] == 0;
   std::optional<Tensor> col;
   if (!pointwise) col = Tensor::empty({patch, spatial}, DType::F32, x.device());
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t gi = 0; gi < groups; ++gi) {
-      const float* xin = fx.f32() + (n * C + gi * Cg) * g.height * g.width;
+      const float* xin = fx.f32() + (n * C + gi * Cg) * image;
       if (!pointwise) DC_DISPATCH(x.device(), im2col, xin, col->f32(), g, x.device());
       GemmArgs mm;
       mm.m = Og;
@@ -392,13 +408,49 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const std::optional<Tensor>
       mm.lda = std::max<int64_t>(patch, 1);
       mm.b = pointwise ? xin : col->f32();
       mm.ldb = std::max<int64_t>(spatial, 1);
-      mm.c = out.f32() + (n * O + gi * Og) * spatial;
+      mm.c = result.f32() + (n * O + gi * Og) * spatial;
       mm.ldc = std::max<int64_t>(spatial, 1);
       DC_DISPATCH(x.device(), gemm, mm, x.device());
     }
   }
-  if (b) DC_DISPATCH(x.device(), add_channel_bias, out.f32(), b->f32(), N, O, spatial, x.device());
-  return finish(out, dtype);
+  if (b) DC_DISPATCH(x.device(), add_channel_bias, result.f32(), b->f32(), N, O, spatial, x.device());
+  return finish(result, dtype);
+}
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
+              const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
+              const std::vector<int64_t>& dilation, int64_t groups) {
+  return convolution("conv2d", 2, x, weight, bias, stride, padding, dilation, groups);
+}
+
+Tensor conv3d(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
+              const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
+              const std::vector<int64_t>& dilation, int64_t groups) {
+  return convolution("conv3d", 3, x, weight, bias, stride, padding, dilation, groups);
+}
+
+std::pair<Tensor, Tensor> topk(const Tensor& x, int64_t k, int64_t dim, bool largest) {
+  const char* op = "topk";
+  check_float(op, x, "input");
+  if (x.dim() < 1) fail(op, "input must have at least one dimension");
+  const int d = normalize_dim(op, dim, x.dim());
+  const int last = x.dim() - 1;
+  const int64_t n = x.shape[size_t(d)];
+  if (k < 0 || k > n) fail(op, "k = ", k, " is outside [0, ", n, "] for dimension ", dim, " of ", shape_str(x.shape));
+  Tensor src = staged_f32(d == last ? x : transpose(x, d, last), true);
+  const int64_t rows = n ? src.numel() / n : 0;
+  Shape out_shape = src.shape;
+  out_shape.back() = k;
+  Tensor values = Tensor::empty(out_shape, DType::F32, x.device());
+  Tensor indices = Tensor::empty(out_shape, DType::I32, x.device());
+  DC_DISPATCH(x.device(), topk, src, rows, n, k, largest, values, indices);
+  if (d != last) {
+    values = contiguous(transpose(values, d, last));
+    indices = contiguous(transpose(indices, d, last));
+  }
+  return {finish(values, x.dtype), indices};
 }
 
 Tensor upsample_nearest2d(const Tensor& x, int64_t out_h, int64_t out_w) {

@@ -104,6 +104,8 @@ export interface NativeBinding {
   rope(x: T, cos: T, sin: T, interleaved: boolean): T;
   embedding(w: T, idx: T): T;
   conv2d(x: T, w: T, b: OptT, stride: number[], padding: number[], dilation: number[], groups: number): T;
+  conv3d(x: T, w: T, b: OptT, stride: number[], padding: number[], dilation: number[], groups: number): T;
+  topk(x: T, k: number, dim: number, largest: boolean): [T, T];
   upsampleNearest2d(x: T, height: number, width: number): T;
   mapFile(path: string): NativeMapping;
   fromMapping(m: NativeMapping, byteOffset: number, dtype: DType, shape: number[]): T;

@@ -173,6 +173,28 @@ const pair = (v: number | [number, number] | undefined, dflt: number): number[] 
 export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
   return wrap(native.conv2d(x.handle, weight.handle, bias?.handle ?? null, pair(opts.stride, 1), pair(opts.padding, 0), pair(opts.dilation, 1), opts.groups ?? 1));
 }
+export interface Conv3dOptions {
+  stride?: number | [number, number, number];
+  padding?: number | [number, number, number];
+  dilation?: number | [number, number, number];
+  groups?: number;
+}
+const triple = (v: number | [number, number, number] | undefined, dflt: number): number[] =>
+  v === undefined ? [dflt, dflt, dflt] : typeof v === 'number' ? [v, v, v] : [...v];
+/** 3-D convolution of (N, C, D, H, W) input with (out, C / groups, kd, kh, kw) weight, zero padding. */
+export function conv3d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Conv3dOptions = {}): Tensor {
+  return wrap(native.conv3d(x.handle, weight.handle, bias?.handle ?? null, triple(opts.stride, 1), triple(opts.padding, 0), triple(opts.dilation, 1), opts.groups ?? 1));
+}
+
+/**
+ * The k largest (or, with `largest: false`, smallest) entries along `dim` in rank order, and
+ * their int32 indices. Equal values rank by index; NaN ranks above every number.
+ */
+export function topk(x: Tensor, k: number, opts: { dim?: number; largest?: boolean } = {}): { values: Tensor; indices: Tensor } {
+  const [values, indices] = native.topk(x.handle, k, opts.dim ?? -1, opts.largest ?? true);
+  return { values: wrap(values), indices: wrap(indices) };
+}
+
 /** Nearest-neighbour resize of (N, C, H, W) by an integer `scale` or to `size` [h, w] (PyTorch's rule). */
 export function upsampleNearest2d(x: Tensor, opts: { scale?: number; size?: [number, number] }): Tensor {
   if (x.rank !== 4) throw new TypeError(`upsampleNearest2d: input must be 4-D (N, C, H, W), got (${x.shape.join(', ')})`);

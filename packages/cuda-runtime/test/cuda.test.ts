@@ -30,7 +30,7 @@ describe.skipIf(!cuda.available)('CUDA kernels equal the CPU kernels', () => {
       const cpu = op(...inputs.map(fromNd));
       const dev = op(...inputs.map((x) => fromNd(x).to(gpu)));
       expect(dev.device).toBe(gpu);
-      expectClose(dev.to('cpu'), new ref.Nd([...cpu.shape], cpu.toFloat32Array()), rtol, atol);
+      expectClose(dev.to('cpu'), new ref.Nd([...cpu.shape], Float64Array.from(cpu.toFloat32Array())), rtol, atol);
     });
 
   it('moves tensors both ways and keeps them on the device between ops', () => {
@@ -78,7 +78,13 @@ describe.skipIf(!cuda.available)('CUDA kernels equal the CPU kernels', () => {
     same([rng.nd([2, 3, 5, 8]), rng.nd([5, 8]), rng.nd([5, 8])], (x, c, s) => rt.rope(x, c, s), 1e-6, 1e-6);
     same([rng.nd([2, 3, 5, 8]), rng.nd([5, 8]), rng.nd([5, 8])], (x, c, s) => rt.rope(x, c, s, { interleaved: false }), 1e-6, 1e-6);
     same([rng.nd([2, 6, 9, 11]), rng.nd([8, 3, 3, 3]), rng.nd([8])], (x, w, b) => rt.conv2d(x, w, b, { padding: 1, stride: [2, 1], groups: 2 }), 1e-5, 1e-5);
+    same([rng.nd([1, 4, 5, 6, 7]), rng.nd([6, 2, 3, 3, 3]), rng.nd([6])], (x, w, b) => rt.conv3d(x, w, b, { padding: [2, 1, 1], groups: 2 }), 1e-5, 1e-5);
     same([rng.nd([2, 3, 4, 5])], (x) => rt.upsampleNearest2d(x, { size: [9, 7] }), 0, 0);
+    same([rng.nd([50, 8])], (x) => rt.topk(x, 3).values, 0, 0);
+    rt.tidy(() => {
+      const x = rng.nd([50, 8]);
+      expect(rt.topk(fromNd(x).to(gpu), 3, { largest: false }).indices.toInt32Array()).toEqual(rt.topk(fromNd(x), 3, { largest: false }).indices.toInt32Array());
+    });
     same([rng.nd([10, 6])], (w) => rt.embedding(w, rt.tensor(new Int32Array([3, 0, 9]), [3], { device: w.device })), 0, 0);
     same([rng.nd([4, 6, 5]), rng.nd([4, 2, 5])], (a, b) => rt.concat([a, b], 1), 0, 0);
   });

@@ -144,6 +144,53 @@ describe('convolution, resampling, embedding', () => {
     });
   });
 
+  it('conv3d: causal-style time kernel, strides, padding, dilation and groups', () => {
+    const cases: { x: number[]; w: number[]; stride: [number, number, number]; padding: [number, number, number]; dilation: [number, number, number]; groups: number }[] = [
+      { x: [1, 3, 5, 6, 7], w: [4, 3, 3, 3, 3], stride: [1, 1, 1], padding: [1, 1, 1], dilation: [1, 1, 1], groups: 1 },
+      { x: [2, 4, 3, 8, 6], w: [6, 2, 1, 2, 2], stride: [1, 2, 2], padding: [0, 0, 0], dilation: [1, 1, 1], groups: 2 },
+      { x: [1, 2, 6, 5, 5], w: [3, 2, 2, 3, 1], stride: [2, 1, 1], padding: [1, 2, 0], dilation: [2, 1, 1], groups: 1 },
+    ];
+    for (const c of cases) {
+      const x = rng.nd(c.x), w = rng.nd(c.w), b = rng.nd([c.w[0]]);
+      rt.tidy(() => {
+        const got = rt.conv3d(fromNd(x), fromNd(w), fromNd(b), { stride: c.stride, padding: c.padding, dilation: c.dilation, groups: c.groups });
+        expectClose(got, ref.conv3d(x, w, b, c.stride, c.padding, c.dilation, c.groups), ...dotTol(c.w.slice(1).reduce((p, q) => p * q, 1)));
+      });
+    }
+    rt.tidy(() => {
+      expect(() => rt.conv3d(rt.zeros([1, 2, 3, 4]), rt.zeros([1, 2, 1, 1, 1]))).toThrow(/conv3d: input must be 5-D \(N, C, D, H, W\), got \(1, 2, 3, 4\)/);
+    });
+  });
+
+  it('topk in rank order along any dimension, ties by index, NaN first', () => {
+    const x = rng.nd([5, 4, 9]);
+    rt.tidy(() => {
+      for (const [dim, largest] of [[-1, true], [-1, false], [1, true]] as const) {
+        const { values, indices } = rt.topk(fromNd(x), 3, { dim, largest });
+        const moved = dim === 1 ? ref.permute(x, [0, 2, 1]) : x;
+        const n = moved.shape[2];
+        const want = new ref.Nd([moved.shape[0], moved.shape[1], 3]);
+        const wantIdx: number[] = [];
+        for (let r = 0; r < moved.size / n; ++r) {
+          const row = Array.from(moved.data.subarray(r * n, r * n + n)).map((v, i) => [v, i]);
+          row.sort((a, b) => (largest ? b[0] - a[0] : a[0] - b[0]) || a[1] - b[1]);
+          row.slice(0, 3).forEach(([v, i], j) => {
+            want.data[r * 3 + j] = v;
+            wantIdx.push(i);
+          });
+        }
+        const wantT = dim === 1 ? ref.permute(want, [0, 2, 1]) : want;
+        const idxT = dim === 1 ? ref.permute(new ref.Nd(want.shape, wantIdx), [0, 2, 1]) : new ref.Nd(want.shape, wantIdx);
+        expectClose(values, wantT, 0, 0);
+        expect(Array.from(indices.toInt32Array())).toEqual(Array.from(idxT.data));
+      }
+      const { values, indices } = rt.topk(rt.tensor([1, NaN, 3, 3, -1]), 3);
+      expect(Array.from(values.toFloat32Array())).toEqual([NaN, 3, 3]);
+      expect(Array.from(indices.toInt32Array())).toEqual([1, 2, 3]);
+      expect(() => rt.topk(rt.zeros([2, 3]), 4)).toThrow(/topk: k = 4 is outside \[0, 3\] for dimension -1 of \(2, 3\)/);
+    });
+  });
+
   it('nearest upsampling by integer and fractional factors follows PyTorch', () => {
     const x = rng.nd([2, 3, 4, 5]);
     rt.tidy(() => {

@@ -303,6 +303,32 @@ export function conv2d(x: Nd, w: Nd, b: Nd | null, stride: number[], pad: number
   return out;
 }
 
+export function conv3d(x: Nd, w: Nd, b: Nd | null, stride: number[], pad: number[], dil: number[], groups: number): Nd {
+  const [N, C, D, H, W] = x.shape;
+  const [O, Cg, KD, KH, KW] = w.shape;
+  const size = (i: number, k: number, a: number) => Math.floor((i + 2 * pad[a] - dil[a] * (k - 1) - 1) / stride[a]) + 1;
+  const [OD, OH, OW] = [size(D, KD, 0), size(H, KH, 1), size(W, KW, 2)];
+  const Og = O / groups;
+  const out = new Nd([N, O, OD, OH, OW]);
+  for (let i = 0; i < out.size; ++i) {
+    const [n, o, oz, oy, ox] = unravel(i, out.shape);
+    const g = Math.floor(o / Og);
+    let s = b ? b.data[o] : 0;
+    for (let c = 0; c < Cg; ++c)
+      for (let kz = 0; kz < KD; ++kz)
+        for (let ky = 0; ky < KH; ++ky)
+          for (let kx = 0; kx < KW; ++kx) {
+            const iz = oz * stride[0] - pad[0] + kz * dil[0];
+            const iy = oy * stride[1] - pad[1] + ky * dil[1];
+            const ix = ox * stride[2] - pad[2] + kx * dil[2];
+            if (iz < 0 || iz >= D || iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+            s += x.at(n, g * Cg + c, iz, iy, ix) * w.at(o, c, kz, ky, kx);
+          }
+    out.data[i] = s;
+  }
+  return out;
+}
+
 /** Largest |actual - expected| / (atol + rtol * |expected|); the test passes when it is <= 1. */
 export function closeness(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol: number): { worst: number; at: number } {
   if (actual.length !== expected.length) throw new Error(`length ${actual.length} vs ${expected.length}`);

@@ -123,26 +123,30 @@ int64_t embedding(const Tensor& weight, const Tensor& idx, Tensor& out) {
 }
 
 void im2col(const float* x, float* col, const ConvGeometry& g, Device) {
-  const int64_t rows = g.channels * g.kernel_h * g.kernel_w;
-  const int64_t spatial = g.out_h * g.out_w;
+  const int64_t rows = g.channels * g.kernel_d * g.kernel_h * g.kernel_w;
+  const int64_t spatial = g.out_d * g.out_h * g.out_w;
   parallel_for(rows, std::max<int64_t>(1, kGrainElems / std::max<int64_t>(spatial, 1)),
                [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t kw = r % g.kernel_w, kh = (r / g.kernel_w) % g.kernel_h;
-      const int64_t c = r / (g.kernel_w * g.kernel_h);
-      const float* plane = x + c * g.height * g.width;
+      const int64_t kd = (r / (g.kernel_w * g.kernel_h)) % g.kernel_d;
+      const int64_t c = r / (g.kernel_w * g.kernel_h * g.kernel_d);
       float* dst = col + r * spatial;
-      for (int64_t oy = 0; oy < g.out_h; ++oy) {
-        const int64_t iy = oy * g.stride_h - g.pad_h + kh * g.dilation_h;
-        float* d = dst + oy * g.out_w;
-        if (iy < 0 || iy >= g.height) {
-          std::fill(d, d + g.out_w, 0.f);
-          continue;
-        }
-        const float* srow = plane + iy * g.width;
-        for (int64_t ox = 0; ox < g.out_w; ++ox) {
-          const int64_t ix = ox * g.stride_w - g.pad_w + kw * g.dilation_w;
-          d[ox] = (ix >= 0 && ix < g.width) ? srow[ix] : 0.f;
+      for (int64_t oz = 0; oz < g.out_d; ++oz) {
+        const int64_t iz = oz * g.stride_d - g.pad_d + kd * g.dilation_d;
+        const float* volume = x + (c * g.depth + iz) * g.height * g.width;
+        for (int64_t oy = 0; oy < g.out_h; ++oy) {
+          const int64_t iy = oy * g.stride_h - g.pad_h + kh * g.dilation_h;
+          float* d = dst + (oz * g.out_h + oy) * g.out_w;
+          if (iz < 0 || iz >= g.depth || iy < 0 || iy >= g.height) {
+            std::fill(d, d + g.out_w, 0.f);
+            continue;
+          }
+          const float* srow = volume + iy * g.width;
+          for (int64_t ox = 0; ox < g.out_w; ++ox) {
+            const int64_t ix = ox * g.stride_w - g.pad_w + kw * g.dilation_w;
+            d[ox] = (ix >= 0 && ix < g.width) ? srow[ix] : 0.f;
+          }
         }
       }
     }

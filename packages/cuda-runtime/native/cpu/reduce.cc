@@ -81,6 +81,33 @@ void abs_diff_sums(const Tensor& a, const Tensor* b, double* sum_abs_diff, doubl
   if (sum_abs_a) *sum_abs_a = m;
 }
 
+void topk(const Tensor& x, int64_t rows, int64_t cols, int64_t k, bool largest, Tensor& values,
+          Tensor& indices) {
+  const float* px = x.f32();
+  float* pv = values.f32();
+  int32_t* pi = indices.ptr<int32_t>();
+  parallel_for(rows, rows_grain(cols), [&](int64_t r0, int64_t r1) {
+    std::vector<int32_t> order(static_cast<size_t>(cols));
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* row = px + r * cols;
+      for (int64_t j = 0; j < cols; ++j) order[size_t(j)] = int32_t(j);
+      // NaN ranks above every number (as in PyTorch); equal values keep index order.
+      auto before = [&](int32_t a, int32_t b) {
+        const float va = row[a], vb = row[b];
+        const bool na = std::isnan(va), nb = std::isnan(vb);
+        if (na || nb) return na && !nb ? largest : (!na && nb ? !largest : a < b);
+        if (va != vb) return largest ? va > vb : va < vb;
+        return a < b;
+      };
+      std::partial_sort(order.begin(), order.begin() + k, order.end(), before);
+      for (int64_t j = 0; j < k; ++j) {
+        pv[r * k + j] = row[order[size_t(j)]];
+        pi[r * k + j] = order[size_t(j)];
+      }
+    }
+  });
+}
+
 void softmax(const Tensor& x, Tensor& out, int64_t rows, int64_t cols) {
   const float* px = x.f32();
   float* po = out.f32();

@@ -140,16 +140,20 @@ void launch_embedding(const Tensor& weight, const Tensor& idx, Tensor& out, int6
 
 template <typename Index>
 __global__ void im2col_kernel(const float* x, float* col, ConvGeometry g, int64_t n) {
-  const Index spatial = Index(g.out_h * g.out_w);
+  const Index spatial = Index(g.out_d * g.out_h * g.out_w);
   DC_GRID_STRIDE_LOOP(e, n) {
     const Index r = Index(e) / spatial, s = Index(e) % spatial;
-    const Index oy = s / Index(g.out_w), ox = s % Index(g.out_w);
+    const Index ox = s % Index(g.out_w), oy = (s / Index(g.out_w)) % Index(g.out_h);
+    const Index oz = s / (Index(g.out_w) * Index(g.out_h));
     const Index kw = r % Index(g.kernel_w), kh = (r / Index(g.kernel_w)) % Index(g.kernel_h);
-    const Index c = r / (Index(g.kernel_w) * Index(g.kernel_h));
+    const Index kd = (r / (Index(g.kernel_w) * Index(g.kernel_h))) % Index(g.kernel_d);
+    const Index c = r / (Index(g.kernel_w) * Index(g.kernel_h) * Index(g.kernel_d));
+    const Index iz = oz * Index(g.stride_d) - Index(g.pad_d) + kd * Index(g.dilation_d);
     const Index iy = oy * Index(g.stride_h) - Index(g.pad_h) + kh * Index(g.dilation_h);
     const Index ix = ox * Index(g.stride_w) - Index(g.pad_w) + kw * Index(g.dilation_w);
-    const bool inside = iy >= 0 && iy < Index(g.height) && ix >= 0 && ix < Index(g.width);
-    col[e] = inside ? x[(c * Index(g.height) + iy) * Index(g.width) + ix] : 0.f;
+    const bool inside = iz >= 0 && iz < Index(g.depth) && iy >= 0 && iy < Index(g.height) && ix >= 0 &&
+                        ix < Index(g.width);
+    col[e] = inside ? x[((c * Index(g.depth) + iz) * Index(g.height) + iy) * Index(g.width) + ix] : 0.f;
   }
 }
 
@@ -273,11 +277,12 @@ int64_t embedding(const Tensor& weight, const Tensor& idx, Tensor& out) {
 }
 
 void im2col(const float* x, float* col, const ConvGeometry& g, Device) {
-  const int64_t rows = g.channels * g.kernel_h * g.kernel_w;
-  const int64_t n = rows * g.out_h * g.out_w;
+  const int64_t rows = g.channels * g.kernel_d * g.kernel_h * g.kernel_w;
+  const int64_t n = rows * g.out_d * g.out_h * g.out_w;
   if (n == 0) return;
   // Taps in the padding compute coordinates from -pad up to out * stride + kernel * dilation.
-  const bool fits32 = n <= kMaxIndex32 && g.channels * g.height * g.width <= kMaxIndex32 &&
+  const bool fits32 = n <= kMaxIndex32 && g.channels * g.depth * g.height * g.width <= kMaxIndex32 &&
+                      g.out_d * g.stride_d + g.kernel_d * g.dilation_d <= kMaxIndex32 &&
                       g.out_h * g.stride_h + g.kernel_h * g.dilation_h <= kMaxIndex32 &&
                       g.out_w * g.stride_w + g.kernel_w * g.dilation_w <= kMaxIndex32;
   if (fits32)

@@ -1,4 +1,4 @@
-// Reductions along one dimension and the fused L1 sums the cache engine decides on. Sums
+// Reductions along one dimension, top-k selection, and the fused L1 sums the cache engine decides on. Sums
 // accumulate in float64 like the CPU backend; max / min propagate NaN.
 #include <algorithm>
 #include <cmath>
@@ -161,7 +161,44 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
+// The order topk ranks elements in: by value (NaN above every number, as in PyTorch), equal
+// values by index, so that every element has a distinct rank.
+__device__ __forceinline__ bool ranks_before(float va, int32_t a, float vb, int32_t b, bool largest) {
+  const bool na = isnan(va), nb = isnan(vb);
+  if (na || nb) return na && !nb ? largest : (!na && nb ? !largest : a < b);
+  if (va != vb) return largest ? va > vb : va < vb;
+  return a < b;
+}
+
+// One thread per row selects k times, each time the best element ranked after the previous
+// pick: O(k * cols) work, meant for the short rows of expert routing.
+__global__ void topk_kernel(const float* x, int64_t rows, int64_t cols, int64_t k, bool largest, float* values,
+                            int32_t* indices) {
+  for (int64_t r = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; r < rows; r += int64_t(gridDim.x) * blockDim.x) {
+    const float* row = x + r * cols;
+    float prev_v = 0.f;
+    int32_t prev_i = -1;
+    for (int64_t j = 0; j < k; ++j) {
+      int32_t best = -1;
+      for (int32_t c = 0; c < int32_t(cols); ++c) {
+        if (prev_i >= 0 && !ranks_before(prev_v, prev_i, row[c], c, largest)) continue;
+        if (best < 0 || ranks_before(row[c], c, row[best], best, largest)) best = c;
+      }
+      prev_v = row[best];
+      prev_i = best;
+      values[r * k + j] = prev_v;
+      indices[r * k + j] = best;
+    }
+  }
+}
+
 }  // namespace
+
+void topk(const Tensor& x, int64_t rows, int64_t cols, int64_t k, bool largest, Tensor& values, Tensor& indices) {
+  if (rows == 0 || k == 0) return;
+  topk_kernel<<<blocks_for(rows), kBlock>>>(x.f32(), rows, cols, k, largest, values.f32(), indices.ptr<int32_t>());
+  check_launch("topk");
+}
 
 void reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t r, int64_t inner, Tensor& out) {
   switch (op) {
