@@ -1,0 +1,81 @@
+// The one-line API.
+import { resolveConfig, parseCacheConfig, type CacheConfig, type CacheConfigInput } from './config.js';
+import type { CacheHandle } from './handle.js';
+import { CacheManager } from './manager.js';
+import { ditcacheContainer } from './registry.js';
+import { summarize, type CacheSummary } from './stats.js';
+
+ditcacheContainer.registerSingleton(CacheManager);
+
+function manager(): CacheManager {
+  return ditcacheContainer.resolve(CacheManager);
+}
+
+/**
+ * Turns caching on for a pipeline or transformer instance (through its registered adapter) or
+ * for a BlockAdapter. `config` is an object (camelCase or cache-dit snake_case keys) or JSON /
+ * YAML text. Enabling an already cached target replaces its cache.
+ */
+export function enableCache<T = unknown>(target: object, config?: CacheConfigInput | string): CacheHandle<T> {
+  return manager().enable<T>(target, config);
+}
+
+/** Restores the model exactly as it was; false when the target had no cache. */
+export function disableCache(target: object): boolean {
+  return manager().disable(target);
+}
+
+/** The cache of a pipeline, one of its transformers, or a BlockAdapter, if enabled. */
+export function cacheHandleOf<T = unknown>(target: object): CacheHandle<T> | undefined {
+  return manager().handleOf(target);
+}
+
+/** Starts fresh state by hand, optionally under a new config. */
+export function refreshContext(target: object, config?: CacheConfigInput | string): void {
+  const handle = manager().handleOf(target);
+  if (!handle) throw new TypeError('refreshContext: caching is not enabled on this object');
+  handle.refresh(config);
+}
+
+export interface SummaryOptions {
+  /** Add a table of every step's decision per context. */
+  details?: boolean;
+  /** Print the markdown (default console.log); false prints nothing. */
+  print?: boolean | ((markdown: string) => void);
+}
+
+/** Statistics of the current (or last) run, printed as markdown and returned. */
+export function summary(target: object, options: SummaryOptions = {}): CacheSummary {
+  const handle = manager().handleOf(target);
+  const result = handle ? handle.summary(options.details ?? false) : summarize([], false);
+  const print = options.print ?? true;
+  if (print) (typeof print === 'function' ? print : console.log)(result.markdown);
+  return result;
+}
+
+/**
+ * A compact tag of the config (and of the result, `_S<cached steps>`, for a cached target),
+ * for file names: e.g. DBCache_F1B0_W2I1M0MC2_R0.7_T1O1_S7.
+ */
+export function strify(target: object | string): string {
+  const handle = typeof target === 'object' ? manager().handleOf(target) : undefined;
+  const isConfig = typeof target === 'string' || [Object.prototype, null].includes(Object.getPrototypeOf(target));
+  if (!handle && !isConfig) throw new TypeError('strify: caching is not enabled on this object (pass a cached target or a config)');
+  const config = handle ? handle.baseConfig : resolveConfig(parseCacheConfig(target as CacheConfigInput | string).base);
+  const tag = configTag(config);
+  return handle ? `${tag}_S${handle.summary().cachedSteps}` : tag;
+}
+
+function configTag(c: CacheConfig): string {
+  const parts = [
+    'DBCache',
+    `F${c.fnComputeBlocks}B${c.bnComputeBlocks}`,
+    `W${c.maxWarmupSteps}I${c.warmupInterval}M${Math.max(0, c.maxCachedSteps)}MC${Math.max(0, c.maxContinuousCachedSteps)}`,
+    `R${c.residualDiffThreshold}`,
+    `T${c.enableTaylorseer ? 1 : 0}O${c.enableTaylorseer ? c.taylorseerOrder : 0}`,
+  ];
+  if (c.stepsComputationMask) parts.push(`SCM${c.stepsComputationMask.join('')}`, c.stepsComputationPolicy);
+  if (c.continuousCounting === 'plain') parts.push('CCplain');
+  if (c.taylorseerExpansion === 'newton' && c.enableTaylorseer) parts.push('newton');
+  return parts.join('_');
+}

@@ -1,0 +1,325 @@
+// One cache context: the state of one cached block chain (one block list, or several joined),
+// kept per branch (CFG) and per run. It turns transformer calls into steps and branches,
+// applies the decision rules and keeps the statistics.
+import { LastValueStore, taylorSeerStore, type MiddleStore } from './calibrator.js';
+import type { CacheConfig } from './config.js';
+import { BranchRecord, type Decision, type MeasureDiff } from './decision.js';
+import type { TensorOps } from './tensor-ops.js';
+
+/** Which classifier-free-guidance branch a transformer call computes. */
+export type CfgBranch = 'cond' | 'uncond' | 'batched';
+
+/**
+ * cache-dit's two roles within a context: 'main' (its non-CFG branch, reported as
+ * cachedSteps) and 'cfg' (reported as cfgCachedSteps).
+ */
+export type BranchRole = 'main' | 'cfg';
+
+/** What a pipeline announced about the transformer call it is about to make. */
+export interface CallAnnouncement {
+  /** The pipeline's step index (0-based) of this call. */
+  readonly step: number;
+  readonly branch: CfgBranch;
+}
+
+/**
+ * Facts about the current transformer call, shared by the contexts of one cache handle; each
+ * signal carries a serial number so a context can tell a fresh one from one it already used.
+ */
+export interface CallSignals {
+  announcement?: CallAnnouncement & { readonly serial: number };
+  timestep?: { readonly value: number; readonly serial: number };
+}
+
+/** The tensors a branch keeps between steps. */
+export class BranchBuffers<T> {
+  /** The Fn residual of the last computed step: the reference for the diff. */
+  fnResidual: T | undefined;
+  readonly hidden: MiddleStore<T>;
+  readonly encoder: MiddleStore<T>;
+
+  constructor(
+    private readonly ops: TensorOps<T>,
+    config: CacheConfig,
+  ) {
+    const forecast = (on: boolean) =>
+      on ? taylorSeerStore(ops, config.taylorseerOrder, config.taylorseerExpansion) : new LastValueStore(ops);
+    this.hidden = forecast(config.enableTaylorseer);
+    this.encoder = forecast(config.enableTaylorseer && config.enableEncoderTaylorseer);
+  }
+
+  hasReference(withEncoder: boolean): boolean {
+    return this.fnResidual !== undefined && this.hidden.hasValue && (!withEncoder || this.encoder.hasValue);
+  }
+
+  setFnResidual(residual: T): void {
+    if (this.fnResidual !== undefined) this.ops.release(this.fnResidual);
+    this.fnResidual = this.ops.retain(residual);
+  }
+
+  clear(): void {
+    if (this.fnResidual !== undefined) this.ops.release(this.fnResidual);
+    this.fnResidual = undefined;
+    this.hidden.clear();
+    this.encoder.clear();
+  }
+}
+
+export class Branch<T> {
+  readonly record: BranchRecord;
+  readonly buffers: BranchBuffers<T>;
+  /** How the pipeline named this branch, when it announced its calls. */
+  announcedAs: CfgBranch | undefined;
+
+  constructor(
+    readonly role: BranchRole,
+    ops: TensorOps<T>,
+    config: CacheConfig,
+  ) {
+    this.record = new BranchRecord(config);
+    this.buffers = new BranchBuffers(ops, config);
+  }
+}
+
+export interface ActiveCall<T> {
+  /** The context's step (cache-dit's numbering: steps this context has run, from 0). */
+  readonly step: number;
+  readonly branch: Branch<T>;
+}
+
+/** One decided step, for `summary(..., { details: true })` and tests. */
+export interface StepRecord {
+  readonly step: number;
+  readonly pipelineStep: number | undefined;
+  readonly role: BranchRole;
+  readonly announcedAs: CfgBranch | undefined;
+  readonly cached: boolean;
+  readonly reason: Decision['reason'];
+  readonly diff: number | undefined;
+}
+
+export interface ChainLayout {
+  /** e.g. 'transformer.transformerBlocks' or 'transformer.transformerBlocks+singleTransformerBlocks'. */
+  readonly name: string;
+  readonly transformerIndex: number;
+  readonly blockCount: number;
+}
+
+export class CacheContext<T> {
+  private branches = new Map<BranchRole, Branch<T>>();
+  private step = -1;
+  private lastPipelineStep: number | undefined;
+  private rolesThisStep = new Set<BranchRole>();
+  private callsThisStep = 0;
+  private callsThisRun = 0;
+  private lastTimestep: number | undefined;
+  private lastAnnouncementSerial = -1;
+  private lastTimestepSerial = -1;
+  private pipelineSteps: (number | undefined)[] = [];
+  private stepRecords: StepRecord[] = [];
+  private computedBlocks = 0;
+  private totalBlocks = 0;
+  private computedFlops = 0;
+  private skippedFlops = 0;
+  private outsideFlops = 0;
+
+  constructor(
+    readonly layout: ChainLayout,
+    private currentConfig: CacheConfig,
+    /** The adapter's hasSeparateCfg, used when the config leaves enableSeparateCfg null. */
+    private readonly adapterSeparateCfg: boolean,
+    private readonly signals: CallSignals,
+    private readonly ops: TensorOps<T>,
+  ) {}
+
+  get config(): CacheConfig {
+    return this.currentConfig;
+  }
+
+  /** Whether any step of a run could be cached; when not, the chain runs without bookkeeping. */
+  get cachingPossible(): boolean {
+    const c = this.currentConfig;
+    return c.residualDiffThreshold > 0 || (c.stepsComputationPolicy === 'static' && (c.stepsComputationMask?.includes(0) ?? false));
+  }
+
+  get separateCfg(): boolean {
+    return this.currentConfig.enableSeparateCfg ?? this.adapterSeparateCfg;
+  }
+
+  /** Drops all state of the current run (releasing its tensors); the next call starts a new run. */
+  reset(): void {
+    for (const b of this.branches.values()) b.buffers.clear();
+    this.branches = new Map();
+    this.step = -1;
+    this.lastPipelineStep = undefined;
+    this.rolesThisStep = new Set();
+    this.callsThisStep = 0;
+    this.callsThisRun = 0;
+    this.lastTimestep = undefined;
+    this.pipelineSteps = [];
+    this.stepRecords = [];
+    this.computedBlocks = 0;
+    this.totalBlocks = 0;
+    this.computedFlops = 0;
+    this.skippedFlops = 0;
+    this.outsideFlops = 0;
+  }
+
+  /** Starts a new run under another config. */
+  reconfigure(config: CacheConfig): void {
+    this.reset();
+    this.currentConfig = config;
+  }
+
+  /** Places the transformer call that is starting in a step and a branch. */
+  beginCall(): ActiveCall<T> {
+    const announcement = this.signals.announcement;
+    if (announcement && announcement.serial !== this.lastAnnouncementSerial) {
+      this.lastAnnouncementSerial = announcement.serial;
+      return this.announcedCall(announcement);
+    }
+    return this.inferredCall();
+  }
+
+  /** Applies the decision rules to this call, sharing the other branch's diff where configured. */
+  decide(call: ActiveCall<T>, hasReference: boolean, measure: MeasureDiff): Decision {
+    let measureDiff = measure;
+    if (call.branch.role === 'cfg' && !this.currentConfig.cfgDiffComputeSeparate) {
+      const shared = this.branches.get('main')?.record.residualDiffs.get(call.step);
+      if (shared !== undefined) measureDiff = () => shared;
+    }
+    const decision = call.branch.record.decide(call.step, hasReference, measureDiff);
+    this.stepRecords.push({
+      step: call.step,
+      pipelineStep: this.pipelineSteps[call.step],
+      role: call.branch.role,
+      announcedAs: call.branch.announcedAs,
+      cached: decision.cache,
+      reason: decision.reason,
+      diff: decision.diff,
+    });
+    return decision;
+  }
+
+  /** Counts the blocks (and FLOPs, when known) one call ran and skipped. */
+  countWork(computedBlocks: number, flops?: { computed: number; skipped: number; outside: number }): void {
+    this.computedBlocks += computedBlocks;
+    this.totalBlocks += this.layout.blockCount;
+    if (flops) {
+      this.computedFlops += flops.computed;
+      this.skippedFlops += flops.skipped;
+      this.outsideFlops += flops.outside;
+    }
+  }
+
+  /** The current run's records, for statistics. */
+  snapshot(): ContextSnapshot {
+    const branch = (role: BranchRole): BranchSnapshot | undefined => {
+      const b = this.branches.get(role);
+      return b && { role, announcedAs: b.announcedAs, cachedSteps: [...b.record.cachedSteps], residualDiffs: new Map(b.record.residualDiffs) };
+    };
+    return {
+      layout: this.layout,
+      config: this.currentConfig,
+      steps: this.step + 1,
+      transformerCalls: this.callsThisRun,
+      pipelineSteps: [...this.pipelineSteps],
+      main: branch('main'),
+      cfg: branch('cfg'),
+      stepRecords: [...this.stepRecords],
+      computedBlocks: this.computedBlocks,
+      totalBlocks: this.totalBlocks,
+      flops: { computed: this.computedFlops, skipped: this.skippedFlops, outside: this.outsideFlops },
+    };
+  }
+
+  private announcedCall(a: CallAnnouncement): ActiveCall<T> {
+    // A pipeline that starts counting again without saying so has started a new run.
+    if (this.lastPipelineStep !== undefined && a.step < this.lastPipelineStep) this.reset();
+    const role = this.roleOf(a.branch);
+    if (a.step !== this.lastPipelineStep || this.rolesThisStep.has(role)) this.advanceStep(a.step);
+    this.rolesThisStep.add(role);
+    return this.enter(role, a.branch);
+  }
+
+  private inferredCall(): ActiveCall<T> {
+    const signal = this.signals.timestep;
+    const timestep = signal && signal.serial !== this.lastTimestepSerial ? signal.value : undefined;
+    if (signal) this.lastTimestepSerial = signal.serial;
+
+    let startsStep = this.startsStep(timestep);
+    const limit = this.currentConfig.numInferenceSteps;
+    const risen = timestep !== undefined && this.lastTimestep !== undefined && timestep > this.lastTimestep;
+    if (risen || (startsStep && limit !== null && this.step + 1 >= limit)) {
+      this.reset();
+      startsStep = true;
+    }
+    const position = startsStep ? 0 : this.callsThisStep;
+    if (startsStep) this.advanceStep(undefined);
+    this.lastTimestep = timestep;
+    // Without announcements, the branch follows from the call's position in its step, as in
+    // cache-dit: the first call is the main branch unless cfgComputeFirst says the CFG one.
+    const role: BranchRole = this.separateCfg && (position === 0) === this.currentConfig.cfgComputeFirst ? 'cfg' : 'main';
+    return this.enter(role, undefined);
+  }
+
+  /** Whether an unannounced call begins a new step. */
+  private startsStep(timestep: number | undefined): boolean {
+    if (this.step < 0 || !this.separateCfg) return true;
+    // The timestep tells steps apart when the adapter can read it; a guidance-free run then
+    // still counts one step per call. Without it, calls pair up by parity.
+    if (timestep !== undefined) return timestep !== this.lastTimestep || this.callsThisStep >= 2;
+    return this.callsThisStep >= 2;
+  }
+
+  private advanceStep(pipelineStep: number | undefined): void {
+    this.step += 1;
+    this.lastPipelineStep = pipelineStep;
+    this.rolesThisStep.clear();
+    this.callsThisStep = 0;
+    this.pipelineSteps.push(pipelineStep);
+  }
+
+  private enter(role: BranchRole, announcedAs: CfgBranch | undefined): ActiveCall<T> {
+    let branch = this.branches.get(role);
+    if (!branch) {
+      branch = new Branch(role, this.ops, this.currentConfig);
+      this.branches.set(role, branch);
+    }
+    if (announcedAs) branch.announcedAs = announcedAs;
+    this.callsThisStep += 1;
+    this.callsThisRun += 1;
+    return { step: this.step, branch };
+  }
+
+  /**
+   * Announced branches keep separate state whatever enableSeparateCfg says; cfgComputeFirst
+   * keeps its cache-dit meaning (the cond branch, called first, is the CFG role), so traces
+   * and shared diffs line up with cache-dit's.
+   */
+  private roleOf(branch: CfgBranch): BranchRole {
+    if (branch === 'batched') return 'main';
+    return (branch === 'cond') === this.currentConfig.cfgComputeFirst ? 'cfg' : 'main';
+  }
+}
+
+export interface BranchSnapshot {
+  readonly role: BranchRole;
+  readonly announcedAs: CfgBranch | undefined;
+  readonly cachedSteps: readonly number[];
+  readonly residualDiffs: ReadonlyMap<number, number>;
+}
+
+export interface ContextSnapshot {
+  readonly layout: ChainLayout;
+  readonly config: CacheConfig;
+  readonly steps: number;
+  readonly transformerCalls: number;
+  readonly pipelineSteps: readonly (number | undefined)[];
+  readonly main: BranchSnapshot | undefined;
+  readonly cfg: BranchSnapshot | undefined;
+  readonly stepRecords: readonly StepRecord[];
+  readonly computedBlocks: number;
+  readonly totalBlocks: number;
+  readonly flops: { readonly computed: number; readonly skipped: number; readonly outside: number };
+}

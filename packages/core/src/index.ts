@@ -1,0 +1,51 @@
+// reflect-metadata must be loaded before any decorator runs (tsyringe reads constructor
+// parameter types from it).
+import 'reflect-metadata';
+
+export { enableCache, disableCache, cacheHandleOf, refreshContext, summary, strify, type SummaryOptions } from './api.js';
+export { CacheHandle } from './handle.js';
+export { CacheManager } from './manager.js';
+export { ForwardPattern, patternShape, patternName, type PatternShape } from './forward-pattern.js';
+export {
+  BlockAdapter,
+  AUTO_BLOCK_LIST_NAMES,
+  type BlockAdapterOptions,
+  type BlockListRef,
+  type TransformerBlocks,
+} from './block-adapter.js';
+export { ParamsModifier, type ParamsModifierLike } from './params-modifier.js';
+export { patchProperty, wrapMethod, type PatchFunctor, type Undo } from './patch.js';
+export {
+  AdapterRegistry,
+  registerAdapter,
+  supportedPipelines,
+  adapterRegistry,
+  ditcacheContainer,
+  type AdapterRegistration,
+  type AdapterTarget,
+  type BlockAdapterFactory,
+} from './registry.js';
+export {
+  CacheConfigError,
+  DEFAULT_CACHE_CONFIG,
+  parseCacheConfig,
+  readCacheConfig,
+  resolveConfig,
+  type CacheConfig,
+  type CacheConfigInput,
+  type CacheSettings,
+  type ContinuousCounting,
+  type DBCacheConfig,
+  type ParsedCacheConfig,
+  type StepsComputationPolicy,
+  type TaylorSeerCacheType,
+  type TaylorSeerConfig,
+  type TaylorSeerExpansion,
+} from './config.js';
+export { CacheContext, type CfgBranch, type BranchRole, type CallAnnouncement, type StepRecord } from './context.js';
+export { BranchRecord, type Decision, type ComputeReason, type CacheReason } from './decision.js';
+export { CacheDitTaylorSeer, NewtonTaylorSeer, LastValueStore, type MiddleStore, type Forecast } from './calibrator.js';
+export { CachedBlockChain, type Block, type FlopsCounter } from './runner.js';
+export { percentile, type CacheSummary, type ContextStats, type BranchStats, type DiffPercentiles } from './stats.js';
+export type { TensorOps } from './tensor-ops.js';
+export { PlainTensor, PlainTensorOps, type PlainData } from './plain-tensor.js';

@@ -1,0 +1,128 @@
+// enableCache / disableCache: builds the BlockAdapter (given, or from the registry), applies the
+// patch functor, puts a cached runner in place of each cached block list on the instance, and
+// keeps one CacheHandle per enabled target so it can be found and undone.
+import { injectable } from 'tsyringe';
+
+import { BlockAdapter, type ResolvedChain } from './block-adapter.js';
+import { CacheConfigError, checkConfigForChain, parseCacheConfig, resolveConfig, type CacheConfig, type CacheConfigInput, type ParsedCacheConfig } from './config.js';
+import { CacheContext, type CallSignals } from './context.js';
+import { CacheHandle } from './handle.js';
+import { patchProperty, UndoStack, wrapMethod } from './patch.js';
+import { AdapterRegistry, buildFactory } from './registry.js';
+import { CachedBlockChain } from './runner.js';
+
+@injectable()
+export class CacheManager {
+  private readonly handles = new WeakMap<object, CacheHandle<any>>();
+
+  constructor(private readonly registry: AdapterRegistry) {}
+
+  enable<T>(target: object, config?: CacheConfigInput | string): CacheHandle<T> {
+    const parsed = parseCacheConfig(config);
+    // Enabling again replaces the previous cache of any object involved.
+    this.disable(target);
+    const adapter = target instanceof BlockAdapter ? (target as BlockAdapter<T>) : this.adapterFor<T>(target);
+    for (const obj of [adapter, adapter.pipe, ...adapter.transformers]) if (obj) this.disable(obj);
+
+    const undo = new UndoStack();
+    try {
+      if (adapter.patchFunctor) for (const t of adapter.transformers) undo.push(adapter.patchFunctor.apply(t));
+      const chains = adapter.resolveChains();
+      const configsFor = (p: ParsedCacheConfig) => effectiveConfigs(p, chains);
+      const configs = configsFor(parsed);
+      const signals: CallSignals = {};
+      const contexts = chains.map(
+        (chain, i) =>
+          new CacheContext<T>(
+            { name: chain.name, transformerIndex: chain.transformerIndex, blockCount: chain.blocks.length },
+            configs[i],
+            adapter.hasSeparateCfg,
+            signals,
+            adapter.ops,
+          ),
+      );
+      const handle = new CacheHandle<T>(adapter, contexts, signals, undo, parsed, configsFor);
+      chains.forEach((chain, i) => {
+        const runner = new CachedBlockChain(contexts[i], chain.blocks, chain.pattern, adapter.ops, adapter.flops);
+        chain.lists.forEach((list, j) => undo.push(patchProperty(list.owner, list.key, j === 0 ? [runner] : [])));
+      });
+      this.wrapEntryPoints(adapter, handle, undo);
+      for (const obj of [target, adapter, adapter.pipe, ...adapter.transformers]) if (obj) this.handles.set(obj, handle);
+      return handle;
+    } catch (e) {
+      undo.undoAll();
+      throw e;
+    }
+  }
+
+  /** Restores the target's model exactly; false when it had no cache. */
+  disable(target: object): boolean {
+    const handle = this.handles.get(target);
+    if (!handle) return false;
+    handle.dispose();
+    const adapter = handle.adapter;
+    for (const obj of [adapter, adapter.pipe, ...adapter.transformers]) if (obj && this.handles.get(obj) === handle) this.handles.delete(obj);
+    this.handles.delete(target);
+    return true;
+  }
+
+  handleOf(target: object): CacheHandle<any> | undefined {
+    return this.handles.get(target);
+  }
+
+  private adapterFor<T>(target: object): BlockAdapter<T> {
+    const registry = this.registry;
+    const asPipeline = registry.forPipeline(target);
+    if (asPipeline) {
+      const transformer = (target as { transformer?: object }).transformer;
+      return buildFactory(asPipeline).createBlockAdapter({ pipe: target, transformer: transformer ?? target }) as BlockAdapter<T>;
+    }
+    const asTransformer = registry.forTransformer(target);
+    if (asTransformer) return buildFactory(asTransformer).createBlockAdapter({ pipe: undefined, transformer: target }) as BlockAdapter<T>;
+    const name = Object.getPrototypeOf(target)?.constructor?.name ?? typeof target;
+    throw new TypeError(
+      `enableCache: no adapter is registered for ${name}. Registered pipelines: ${registry.pipelines().join(', ') || 'none'}; ` +
+        `transformer classes: ${registry.transformerClasses().join(', ') || 'none'}. Pass a BlockAdapter for other models ` +
+        '(new BlockAdapter({ transformer, blocks, forwardPattern, ops }) or { auto: true }).',
+    );
+  }
+
+  private wrapEntryPoints<T>(adapter: BlockAdapter<T>, handle: CacheHandle<T>, undo: UndoStack): void {
+    const pipe = adapter.pipe as Record<string, unknown> | undefined;
+    if (pipe && typeof pipe[adapter.pipeEntry] === 'function') {
+      undo.push(
+        wrapMethod(pipe, adapter.pipeEntry, (original) => (...args: unknown[]) => {
+          handle.beginRun();
+          return original(...args);
+        }),
+      );
+    }
+    const timestepOf = adapter.timestepOf;
+    if (timestepOf) {
+      for (const t of adapter.transformers) {
+        undo.push(
+          wrapMethod(t, 'forward', (original) => (...args: unknown[]) => {
+            const timestep = timestepOf(args);
+            if (timestep !== undefined) handle.noteTimestep(timestep);
+            return original(...args);
+          }),
+        );
+      }
+    }
+  }
+}
+
+/** Each context's config: the base, then the adapter's modifier, then the user's modifier. */
+function effectiveConfigs(parsed: ParsedCacheConfig, chains: readonly ResolvedChain[]): CacheConfig[] {
+  if (parsed.modifiers && parsed.modifiers.length !== chains.length) {
+    throw new CacheConfigError(
+      `paramsModifiers has ${parsed.modifiers.length} entries for ${chains.length} cache contexts (${chains.map((c) => c.name).join(', ')})`,
+      'paramsModifiers',
+    );
+  }
+  return chains.map((chain, i) => {
+    const config = resolveConfig(parsed.base, chain.modifier ?? {}, parsed.modifiers?.[i] ?? {});
+    checkConfigForChain(config, chain.blocks.length, chain.name);
+    return config;
+  });
+}
