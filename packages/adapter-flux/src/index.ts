@@ -12,3 +12,4 @@ export {
   type StepEnd,
   type TransformerCall,
 } from './pipeline.js';
+export { FluxCacheAdapterFactory, fluxBlockAdapter, type FluxCacheLayout } from './cache.js';

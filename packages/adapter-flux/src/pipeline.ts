@@ -4,6 +4,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { cacheHandleOf } from '@ditcache/core';
 import { TensorScope, add, div, full, mul, sub, tidy, zeros, type Tensor } from '@ditcache/cuda-runtime';
 import {
   AutoencoderKLDecoder,
@@ -182,6 +183,7 @@ export class FluxPipeline implements Disposable {
       const guidance = this.transformer.config.guidance_embeds ? full([batch], opts.guidanceScale ?? 3.5, { device }) : undefined;
       const call = (step: number, branch: CfgBranch, promptEmbeds: Tensor, pooled: Tensor, timestep: Tensor): Tensor => {
         for (const listener of this.transformerCallListeners) listener({ step, numSteps, timestep: schedule.timesteps[step], branch });
+        cacheHandleOf(this.transformer)?.beginCall({ step, branch });
         return this.transformer.forward({
           hiddenStates: latents,
           encoderHiddenStates: promptEmbeds,

@@ -14,3 +14,4 @@ export {
   type ScheduleOptions,
 } from './scheduler.js';
 export { ParameterStore, WeightMismatchError, WeightReader, loadFromFolder, type LoadOptions } from './weights.js';
+export { runtimeTensorOps } from './cache-ops.js';

@@ -1,0 +1,71 @@
+// How the cache engine sees FLUX: the double- and single-stream blocks both take (hidden,
+// encoder, temb, rotary) and return [encoder, hidden] (ForwardPattern 1). By default they form
+// ONE chain with one cache context, as cache-dit does for FLUX with diffusers >= 0.35, so Fn
+// counts from the first double block and Bn back from the last single block.
+import {
+  BlockAdapter,
+  ForwardPattern,
+  registerAdapter,
+  type AdapterTarget,
+  type BlockAdapterFactory,
+  type FlopsCounter,
+} from '@ditcache/core';
+import type { Tensor } from '@ditcache/cuda-runtime';
+import { runtimeTensorOps } from '@ditcache/diffusion';
+
+import type { FluxTransformer, FluxTransformerInputs } from './transformer.js';
+
+export type FluxCacheLayout = 'one-chain' | 'two-lists';
+
+const DOUBLE = 'transformerBlocks';
+const SINGLE = 'singleTransformerBlocks';
+
+/**
+ * The BlockAdapter of a FLUX pipeline (or a bare transformer). `layout: 'two-lists'` caches the
+ * double and the single blocks as two chains, each with its own context, Fn and Bn.
+ */
+export function fluxBlockAdapter(target: { pipe?: object; transformer: FluxTransformer }, opts: { layout?: FluxCacheLayout } = {}): BlockAdapter<Tensor> {
+  const { pipe, transformer } = target;
+  return new BlockAdapter<Tensor>({
+    pipe,
+    transformer,
+    blocks: (opts.layout ?? 'one-chain') === 'one-chain' ? { chain: [DOUBLE, SINGLE] } : [DOUBLE, SINGLE],
+    forwardPattern: ForwardPattern.Pattern_1,
+    // FLUX pipelines announce each call's branch; unannounced calls are all 'cond'.
+    hasSeparateCfg: false,
+    ops: runtimeTensorOps,
+    timestepOf: (args) => (args[0] as FluxTransformerInputs).timestep.toFloat32Array()[0] * 1000,
+    flops: fluxFlops(transformer),
+  });
+}
+
+/** Counts block FLOPs from the shapes of the chain's arguments (hidden, encoder, ...). */
+function fluxFlops(transformer: FluxTransformer): FlopsCounter {
+  const costs = (args: readonly unknown[]) => {
+    const [hidden, encoder] = args as [Tensor, Tensor];
+    return transformer.flopsPerCall({ batch: hidden.shape[0], imageTokens: hidden.shape[1], textTokens: encoder.shape[1] });
+  };
+  return {
+    block(chain, index, args) {
+      // The chain's name ends with its lists, e.g. 'transformer.transformerBlocks+singleTransformerBlocks'.
+      const lists = chain.slice(chain.lastIndexOf('.') + 1).split('+');
+      const doubles = lists[0] === DOUBLE ? transformer.config.num_layers : 0;
+      const f = costs(args);
+      return index < doubles ? f.perDoubleBlock : f.perSingleBlock;
+    },
+    outsideBlocks(chain, args) {
+      // Reported once per transformer call: by the chain holding the double blocks.
+      if (!chain.slice(chain.lastIndexOf('.') + 1).startsWith(DOUBLE)) return 0;
+      const f = costs(args);
+      return f.embedders + f.output;
+    },
+  };
+}
+
+/** Registers FLUX with the engine: `enableCache(fluxPipeline)` then works with no adapter given. */
+@registerAdapter({ transformerClass: 'FluxTransformer', pipelines: ['FluxPipeline'] })
+export class FluxCacheAdapterFactory implements BlockAdapterFactory {
+  createBlockAdapter({ pipe, transformer }: AdapterTarget): BlockAdapter<Tensor> {
+    return fluxBlockAdapter({ pipe, transformer: transformer as FluxTransformer });
+  }
+}

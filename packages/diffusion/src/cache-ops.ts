@@ -1,0 +1,17 @@
+// The cache engine's tensor interface over the native runtime's tensors, shared by every
+// model family's adapter.
+import { add, mul, relL1, sub, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import type { TensorOps } from '@ditcache/core';
+
+export const runtimeTensorOps: TensorOps<Tensor> = {
+  sub,
+  add,
+  scale: (a, s) => mul(a, s),
+  addScaled: (a, b, s) => tidy(() => add(a, mul(b, s))),
+  relL1,
+  shape: (a) => a.shape,
+  clone: (a) => a.clone(),
+  // The engine keeps these across transformer calls, whose scopes would otherwise free them.
+  retain: (a) => a.keep(),
+  release: (a) => a.dispose(),
+};
