@@ -13,6 +13,7 @@ import {
   linspace,
   randnTensor,
   readJsonObject,
+  RemotePipeline,
   toImageRange,
   type LoadOptions,
 } from '@ditcache/diffusion';
@@ -146,6 +147,14 @@ export class FluxPipeline implements Disposable {
       transformer.dispose();
       throw e;
     }
+  }
+  /**
+   * Loads the pipeline in a worker thread: `generate` then returns a promise and never blocks
+   * the event loop, reports progress as events, and stops on an AbortSignal. `enableCache`,
+   * `summary` and `disableCache` work on the returned object as on a local pipeline.
+   */
+  static spawn(dir: string, opts: LoadOptions = {}): Promise<RemotePipeline<FluxGenerateOptions, FluxGenerateResult>> {
+    return RemotePipeline.open({ module: '@ditcache/adapter-flux', exportName: 'FluxPipeline', modelDir: dir, loadOptions: opts });
   }
 
   /**

@@ -1,5 +1,6 @@
 // The one-line API.
 import { resolveConfig, parseCacheConfig, type CacheConfig, type CacheConfigInput } from './config.js';
+import { delegateOf, type CacheDelegating } from './delegate.js';
 import type { CacheHandle } from './handle.js';
 import { CacheManager } from './manager.js';
 import { ditcacheContainer } from './registry.js';
@@ -14,15 +15,26 @@ function manager(): CacheManager {
 /**
  * Turns caching on for a pipeline or transformer instance (through its registered adapter) or
  * for a BlockAdapter. `config` is an object (camelCase or cache-dit snake_case keys) or JSON /
- * YAML text. Enabling an already cached target replaces its cache.
+ * YAML text. Enabling an already cached target replaces its cache. A pipeline running in a
+ * worker (a CacheDelegating target) gets the config checked here and applied where it runs,
+ * before its next generate call; there is no local handle then.
  */
-export function enableCache<T = unknown>(target: object, config?: CacheConfigInput | string): CacheHandle<T> {
+export function enableCache(target: CacheDelegating, config?: CacheConfigInput | string): void;
+export function enableCache<T = unknown>(target: object, config?: CacheConfigInput | string): CacheHandle<T>;
+export function enableCache<T = unknown>(target: object, config?: CacheConfigInput | string): CacheHandle<T> | void {
+  const delegate = delegateOf(target);
+  if (delegate) {
+    if (config !== undefined) parseCacheConfig(config);
+    delegate.enableCache(config);
+    return;
+  }
   return manager().enable<T>(target, config);
 }
 
 /** Restores the model exactly as it was; false when the target had no cache. */
 export function disableCache(target: object): boolean {
-  return manager().disable(target);
+  const delegate = delegateOf(target);
+  return delegate ? delegate.disableCache() : manager().disable(target);
 }
 
 /** The cache of a pipeline, one of its transformers, or a BlockAdapter, if enabled. */
@@ -46,8 +58,10 @@ export interface SummaryOptions {
 
 /** Statistics of the current (or last) run, printed as markdown and returned. */
 export function summary(target: object, options: SummaryOptions = {}): CacheSummary {
-  const handle = manager().handleOf(target);
-  const result = handle ? handle.summary(options.details ?? false) : summarize([], false);
+  const delegate = delegateOf(target);
+  const handle = delegate ? undefined : manager().handleOf(target);
+  const details = options.details ?? false;
+  const result = (delegate ? delegate.cacheSummary(details) : handle?.summary(details)) ?? summarize([], false);
   const print = options.print ?? true;
   if (print) (typeof print === 'function' ? print : console.log)(result.markdown);
   return result;
@@ -58,6 +72,14 @@ export function summary(target: object, options: SummaryOptions = {}): CacheSumm
  * for file names: e.g. DBCache_F1B0_W2I1M0MC2_R0.7_T1O1_S7.
  */
 export function strify(target: object | string): string {
+  const delegate = typeof target === 'object' ? delegateOf(target) : undefined;
+  if (delegate) {
+    const config = delegate.cacheConfig();
+    if (config === undefined) throw new TypeError('strify: caching is not enabled on this pipeline');
+    const run = delegate.cacheSummary(false);
+    const tag = configTag(resolveConfig(parseCacheConfig(config).base));
+    return run ? `${tag}_S${run.cachedSteps}` : tag;
+  }
   const handle = typeof target === 'object' ? manager().handleOf(target) : undefined;
   const isConfig = typeof target === 'string' || [Object.prototype, null].includes(Object.getPrototypeOf(target));
   if (!handle && !isConfig) throw new TypeError('strify: caching is not enabled on this object (pass a cached target or a config)');

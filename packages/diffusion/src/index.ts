@@ -15,3 +15,5 @@ export {
 } from './scheduler.js';
 export { ParameterStore, WeightMismatchError, WeightReader, loadFromFolder, type LoadOptions } from './weights.js';
 export { runtimeTensorOps } from './cache-ops.js';
+export { RemotePipeline, type Progress, type RemoteGenerateOptions } from './worker/remote-pipeline.js';
+export type { HostSpec } from './worker/host.js';

@@ -1,0 +1,113 @@
+// The worker side of RemotePipeline: loads one pipeline, then runs generate requests one at a
+// time, posting progress, honouring aborts between steps and transformer calls, and applying
+// cache settings with the same one-line API the main thread would use.
+import { parentPort, workerData } from 'node:worker_threads';
+
+import { disableCache, enableCache, summary } from '@ditcache/core';
+import { memoryStats } from '@ditcache/cuda-runtime';
+
+import { decode, disposeTensors, encode, type FromWorker, type ToWorker } from './wire.js';
+
+export interface HostSpec {
+  /** Module (package name or file URL) exporting the pipeline class. */
+  module: string;
+  exportName: string;
+  /** Argument of the class's static fromPretrained. */
+  modelDir: string;
+  loadOptions?: unknown;
+}
+
+interface StepInfo {
+  step: number;
+  numSteps: number;
+  timestep: number;
+}
+
+interface HostedPipeline {
+  generate(request: Record<string, unknown>): unknown;
+  onTransformerCall?(listener: () => void): () => void;
+  dispose(): void;
+}
+
+class AbortedError extends Error {
+  constructor() {
+    super('generation aborted');
+    this.name = 'AbortError';
+  }
+}
+
+const port = parentPort!;
+// A cache config that failed to apply; the next generate request reports it.
+let pendingCacheError: Error | null = null;
+const send = (m: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
+
+async function main(spec: HostSpec): Promise<void> {
+  const mod = (await import(spec.module)) as Record<string, { fromPretrained(dir: string, opts?: unknown): HostedPipeline }>;
+  const Pipeline = mod[spec.exportName];
+  if (!Pipeline || typeof Pipeline.fromPretrained !== 'function') {
+    throw new TypeError(`${spec.module} has no pipeline class ${spec.exportName} with fromPretrained()`);
+  }
+  const pipe = Pipeline.fromPretrained(spec.modelDir, spec.loadOptions);
+  let cached = false;
+  send({ type: 'ready' });
+
+  port.on('message', (m: ToWorker) => {
+    switch (m.type) {
+      case 'enableCache':
+      case 'disableCache':
+        // A config that does not fit this model is reported with the next generate request.
+        try {
+          if (m.type === 'enableCache') enableCache(pipe, m.config as never);
+          else disableCache(pipe);
+          cached = m.type === 'enableCache';
+          pendingCacheError = null;
+        } catch (e) {
+          pendingCacheError = e as Error;
+        }
+        return;
+      case 'memoryStats':
+        send({ type: 'memoryStats', id: m.id, stats: memoryStats() });
+        return;
+      case 'close':
+        pipe.dispose();
+        port.close();
+        return;
+      case 'generate':
+        run(pipe, m, cached);
+        return;
+    }
+  });
+}
+
+function run(pipe: HostedPipeline, m: Extract<ToWorker, { type: 'generate' }>, cached: boolean): void {
+  const aborted = new Int32Array(m.abort);
+  const checkAbort = (): void => {
+    if (Atomics.load(aborted, 0) !== 0) throw new AbortedError();
+  };
+  const request = decode(m.request) as Record<string, unknown>;
+  const off = pipe.onTransformerCall?.(checkAbort);
+  try {
+    if (pendingCacheError) throw pendingCacheError;
+    checkAbort();
+    const result = pipe.generate({
+      ...request,
+      callback: (s: StepInfo) => {
+        send({ type: 'progress', id: m.id, step: s.step, numSteps: s.numSteps, timestep: s.timestep });
+        checkAbort();
+      },
+    });
+    const transfer: ArrayBuffer[] = [];
+    const wire = encode(result, transfer);
+    disposeTensors(result);
+    const stats = cached ? summary(pipe, { print: false }) : undefined;
+    send({ type: 'done', id: m.id, result: wire, cacheSummary: stats }, transfer);
+  } catch (e) {
+    const err = e as Error;
+    send({ type: 'failed', id: m.id, name: err.name, message: err.message });
+  } finally {
+    off?.();
+    disposeTensors(request);
+  }
+}
+
+main(workerData as HostSpec).catch((e: Error) => send({ type: 'failed', id: null, name: e.name, message: e.message }));

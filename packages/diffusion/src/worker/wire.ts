@@ -1,0 +1,66 @@
+// Values crossing between the main thread and a pipeline's worker: tensors travel as typed
+// arrays (their buffers transferred, not copied) and become tensors again on the other side.
+import { Tensor, tensor, type DType } from '@ditcache/cuda-runtime';
+
+interface WireTensor {
+  readonly wireTensor: true;
+  readonly dtype: DType;
+  readonly shape: number[];
+  readonly data: Float32Array | Int32Array | Uint16Array;
+}
+
+function isWireTensor(v: unknown): v is WireTensor {
+  return typeof v === 'object' && v !== null && (v as WireTensor).wireTensor === true;
+}
+
+function toWire(t: Tensor, transfer: ArrayBuffer[]): WireTensor {
+  let data: WireTensor['data'];
+  if (t.dtype === 'float32') data = t.toFloat32Array();
+  else if (t.dtype === 'int32') data = t.toInt32Array();
+  else data = new Uint16Array(Uint8Array.from(t.toBytes()).buffer);
+  transfer.push(data.buffer as ArrayBuffer);
+  return { wireTensor: true, dtype: t.dtype, shape: [...t.shape], data };
+}
+
+/** A structured-clone-safe copy of `value` with tensors as typed arrays; functions are dropped. */
+export function encode(value: unknown, transfer: ArrayBuffer[] = []): unknown {
+  if (value instanceof Tensor) return toWire(value, transfer);
+  if (Array.isArray(value)) return value.map((v) => encode(v, transfer));
+  if (typeof value === 'function') return undefined;
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, encode(v, transfer)]));
+  }
+  return value;
+}
+
+/** Undoes encode: typed-array tensors become runtime tensors (owned by the caller). */
+export function decode(value: unknown): unknown {
+  if (isWireTensor(value)) return tensor(value.data, value.shape, { dtype: value.dtype });
+  if (Array.isArray(value)) return value.map(decode);
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, decode(v)]));
+  }
+  return value;
+}
+
+/** Disposes every tensor inside a decoded value. */
+export function disposeTensors(value: unknown): void {
+  if (value instanceof Tensor) value.dispose();
+  else if (Array.isArray(value)) value.forEach(disposeTensors);
+  else if (value !== null && typeof value === 'object') Object.values(value).forEach(disposeTensors);
+}
+
+/** The messages between RemotePipeline and its worker. */
+export type ToWorker =
+  | { type: 'generate'; id: number; request: unknown; abort: SharedArrayBuffer }
+  | { type: 'enableCache'; config: unknown }
+  | { type: 'disableCache' }
+  | { type: 'memoryStats'; id: number }
+  | { type: 'close' };
+
+export type FromWorker =
+  | { type: 'ready' }
+  | { type: 'progress'; id: number; step: number; numSteps: number; timestep: number }
+  | { type: 'done'; id: number; result: unknown; cacheSummary: unknown }
+  | { type: 'failed'; id: number | null; name: string; message: string }
+  | { type: 'memoryStats'; id: number; stats: unknown };
