@@ -4,6 +4,7 @@ import 'reflect-metadata';
 
 export { enableCache, disableCache, cacheHandleOf, refreshContext, summary, strify, type SummaryOptions } from './api.js';
 export { CacheHandle } from './handle.js';
+export { CACHE_PRESETS, cachePreset } from './presets.js';
 export { CACHE_DELEGATE, type CacheDelegate, type CacheDelegating } from './delegate.js';
 export { CacheManager } from './manager.js';
 export { ForwardPattern, patternShape, patternName, type PatternShape } from './forward-pattern.js';

@@ -1,0 +1,196 @@
+// The `ditcache` command line.
+import { performance } from 'node:perf_hooks';
+
+import { Command, InvalidArgumentError, Option } from 'commander';
+
+import { enableCache, summary, type ContextStats } from '@ditcache/core';
+import { loadSafetensors, saveSafetensors, type Tensor } from '@ditcache/cuda-runtime';
+import { savePng } from '@ditcache/diffusion';
+
+import { resolveCacheSpec } from './cache-spec.js';
+import { UsageError } from './errors.js';
+import type { Family, GenerateSettings } from './families.js';
+import { flux } from './flux.js';
+import { componentClassOf, pipelineClassOf } from './model-folder.js';
+import { checkOutputs, ensureParent, writeTextAtomically } from './outputs.js';
+import { stepProgress } from './progress.js';
+
+const FAMILIES: readonly Family[] = [flux];
+
+function familyForPipeline(cls: string): Family {
+  const f = FAMILIES.find((x) => x.pipelineClasses.includes(cls));
+  if (!f) throw new UsageError(`--model: ${cls} is not supported (supported: ${FAMILIES.flatMap((x) => x.pipelineClasses).join(', ')})`);
+  return f;
+}
+
+function familyForTransformer(cls: string): Family {
+  const f = FAMILIES.find((x) => x.transformerClasses.includes(cls));
+  if (!f) throw new UsageError(`--model: ${cls} is not supported (supported: ${FAMILIES.flatMap((x) => x.transformerClasses).join(', ')})`);
+  return f;
+}
+
+const positiveInt = (flag: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${flag} must be a positive integer`);
+  return n;
+};
+const nonNegativeInt = (flag: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${flag} must be a non-negative integer`);
+  return n;
+};
+const finite = (flag: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${flag} must be a number`);
+  return n;
+};
+
+function loadInputs(path: string): Record<string, Tensor> {
+  try {
+    return loadSafetensors(path);
+  } catch (e) {
+    throw new UsageError(`--inputs: ${(e as Error).message}`);
+  }
+}
+
+/** The --stats record of one cache context. */
+function statsRecord(c: ContextStats): Record<string, unknown> {
+  return {
+    name: c.name,
+    firstPipelineStep: c.firstPipelineStep ?? null,
+    cachedSteps: c.cachedSteps,
+    residualDiffs: c.residualDiffs,
+    cfgCachedSteps: c.cfgCachedSteps,
+    cfgResidualDiffs: c.cfgResidualDiffs,
+    computedBlocks: c.computedBlocks,
+    totalBlocks: c.totalBlocks,
+  };
+}
+
+interface GenerateFlags extends GenerateSettings {
+  model: string;
+  inputs?: string;
+  cache?: string;
+  output?: string;
+  saveLatents?: string;
+  stats?: string;
+  force: boolean;
+}
+
+async function generate(flags: GenerateFlags): Promise<void> {
+  const family = familyForPipeline(pipelineClassOf(flags.model, Object.fromEntries(FAMILIES.flatMap((f) => f.transformerClasses.map((t) => [t, f.pipelineClasses[0]])))));
+  if (!flags.inputs) {
+    throw new UsageError('--inputs is required: prompt encoding (text encoders) is not supported yet, so give prompt embeddings in a safetensors file');
+  }
+  checkOutputs([flags.output, flags.saveLatents, flags.stats], flags.force);
+  const cache = flags.cache === undefined ? undefined : resolveCacheSpec(flags.cache);
+  const inputs = loadInputs(flags.inputs);
+  const request = family.request(inputs, flags.inputs, flags);
+
+  const pipe = await family.spawn(flags.model);
+  const controller = new AbortController();
+  const onSigint = () => controller.abort();
+  process.once('SIGINT', onSigint);
+  const bar = stepProgress(`${family.label}${cache === undefined ? '' : ' (cached)'}`);
+  try {
+    if (cache !== undefined) enableCache(pipe, cache);
+    const t0 = performance.now();
+    const result = await pipe.generate(request, { signal: controller.signal, onProgress: (p) => bar.update(p.step + 1, p.numSteps) });
+    bar.stop();
+    const seconds = (performance.now() - t0) / 1000;
+    if (flags.output) {
+      if (!result.image) throw new Error('the pipeline returned no image');
+      ensureParent(flags.output);
+      await savePng(result.image, flags.output);
+    }
+    if (flags.saveLatents) {
+      ensureParent(flags.saveLatents);
+      saveSafetensors(flags.saveLatents, { latents_out: result.latents });
+    }
+    const stats = cache === undefined ? undefined : summary(pipe, { print: false });
+    if (flags.stats) writeTextAtomically(flags.stats, `${JSON.stringify((stats?.contexts ?? []).map(statsRecord), null, 2)}\n`);
+    process.stderr.write(`generated in ${seconds.toFixed(2)} s${stats ? `, ${stats.cachedSteps} cached steps, ${stats.computedBlocks}/${stats.totalBlocks} blocks computed` : ''}\n`);
+    if (stats) process.stderr.write(`${stats.markdown}\n`);
+    result.latents.dispose();
+    result.image?.dispose();
+  } finally {
+    bar.stop();
+    process.off('SIGINT', onSigint);
+    for (const t of Object.values(inputs)) t.dispose();
+    await pipe.close();
+  }
+}
+
+interface ForwardFlags {
+  model: string;
+  inputs: string;
+  out: string;
+  force: boolean;
+}
+
+function forward(flags: ForwardFlags): void {
+  const family = familyForTransformer(componentClassOf(flags.model));
+  checkOutputs([flags.out], flags.force);
+  const inputs = loadInputs(flags.inputs);
+  try {
+    const sample = family.forward(flags.model, inputs, flags.inputs);
+    ensureParent(flags.out);
+    saveSafetensors(flags.out, { sample });
+    sample.dispose();
+  } finally {
+    for (const t of Object.values(inputs)) t.dispose();
+  }
+}
+
+export function buildProgram(): Command {
+  const program = new Command('ditcache')
+    .description('Diffusion transformers in Node.js, accelerated by caching')
+    .showHelpAfterError('(run with --help for usage)');
+
+  program
+    .command('generate')
+    .description('run a pipeline, with or without caching')
+    .requiredOption('--model <dir>', 'a diffusers-format model folder')
+    .option('--inputs <file>', 'safetensors with prompt embeddings (and latents_in), as in the goldens\' pipeline.safetensors')
+    .option('--height <px>', 'image height', positiveInt('--height'))
+    .option('--width <px>', 'image width', positiveInt('--width'))
+    .option('--steps <n>', 'denoising steps', positiveInt('--steps'))
+    .option('--guidance <g>', 'guidance scale', finite('--guidance'))
+    .option('--true-cfg-scale <s>', 'true classifier-free guidance with the negative embeddings of --inputs', finite('--true-cfg-scale'))
+    .option('--seed <n>', 'seed of the initial noise when --inputs has no latents_in', nonNegativeInt('--seed'))
+    .option('--cache <spec>', 'a preset (quality, balanced, fast, cache-dit), a JSON / YAML file, or JSON text')
+    .option('--output <png>', 'write the image')
+    .option('--save-latents <file>', 'write the final latents as latents_out (safetensors)')
+    .option('--stats <file>', 'write the cache statistics (JSON, one object per cache context)')
+    .option('--force', 'overwrite existing output files', false)
+    .action(async (flags: GenerateFlags) => generate(flags));
+
+  program
+    .command('forward')
+    .description('one transformer call on given inputs; writes `sample`')
+    .requiredOption('--model <dir>', 'a transformer folder (config.json + safetensors)')
+    .requiredOption('--inputs <file>', 'safetensors with the inputs, named as in the goldens\' transformer_forward.safetensors')
+    .requiredOption('--out <file>', 'where to write `sample`')
+    .addOption(new Option('--force', 'overwrite an existing --out file').default(false))
+    .action((flags: ForwardFlags) => forward(flags));
+
+  return program;
+}
+
+/** Runs the CLI; resolves to the exit status. Errors become one line on stderr. */
+export async function runCli(argv: readonly string[]): Promise<number> {
+  const program = buildProgram().exitOverride();
+  try {
+    await program.parseAsync([...argv]);
+    return 0;
+  } catch (e) {
+    const err = e as Error & { code?: string; exitCode?: number };
+    if (err.code?.startsWith('commander.')) return err.exitCode ?? 2;
+    if (err.name === 'AbortError') {
+      process.stderr.write('ditcache: interrupted\n');
+      return 130;
+    }
+    process.stderr.write(`ditcache: ${err.message.split('\n')[0]}\n`);
+    return err instanceof UsageError ? 2 : 1;
+  }
+}

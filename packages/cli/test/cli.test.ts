@@ -1,0 +1,110 @@
+// The CLI as users run it: the built bin in a child process, on the goldens.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { loadSafetensors, type Tensor } from '@ditcache/cuda-runtime';
+
+const root = new URL('../../../', import.meta.url).pathname;
+const bin = join(root, 'packages/cli/dist/cli.js');
+const flux = join(root, 'testdata/goldens/flux-tiny');
+const dir = mkdtempSync(join(tmpdir(), 'ditcache-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function ditcache(...args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf-8', timeout: 120_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function relativeL2(a: Tensor, b: Tensor): number {
+  const x = a.toFloat32Array(), y = b.toFloat32Array();
+  let d = 0, n = 0;
+  for (let i = 0; i < x.length; ++i) {
+    d += (x[i] - y[i]) ** 2;
+    n += y[i] ** 2;
+  }
+  return Math.sqrt(d / n);
+}
+
+const meta = JSON.parse(readFileSync(join(flux, 'meta.json'), 'utf-8')) as Record<string, number> & {
+  cache_traces: Record<string, { config: Record<string, number>; taylorseer_order: number | null; stats: { cached_steps: number[]; residual_diffs: Record<string, number> }[] }>;
+};
+const size = ['--height', String(meta.height), '--width', String(meta.width), '--steps', String(meta.num_inference_steps)];
+
+describe('ditcache generate', () => {
+  it('writes the image, the latents and cache-dit\'s steps in --stats for a cache spec given as JSON', () => {
+    const name = 'F1B0_W3_R0.6_TS1';
+    const trace = meta.cache_traces[name];
+    const spec = JSON.stringify({ ...trace.config, taylorseer_order: trace.taylorseer_order });
+    const out = join(dir, 'a.png'), latents = join(dir, 'a.safetensors'), stats = join(dir, 'a.json');
+    const r = ditcache('generate', '--model', flux, '--inputs', join(flux, 'pipeline.safetensors'), ...size, '--cache', spec, '--output', out, '--save-latents', latents, '--stats', stats);
+    expect(r.stderr).toMatch(/generated in .* s, \d+ cached steps/);
+    expect(r.status).toBe(0);
+    expect(readFileSync(out).subarray(1, 4).toString()).toBe('PNG');
+    const records = JSON.parse(readFileSync(stats, 'utf-8')) as Record<string, unknown>[];
+    expect(records).toHaveLength(1);
+    expect(Object.keys(records[0]).sort()).toEqual(['cachedSteps', 'cfgCachedSteps', 'cfgResidualDiffs', 'computedBlocks', 'firstPipelineStep', 'name', 'residualDiffs', 'totalBlocks']);
+    expect(records[0].cachedSteps).toEqual(trace.stats[0].cached_steps);
+    const got = loadSafetensors(latents), want = loadSafetensors(join(flux, 'cache_traces.safetensors'));
+    expect(relativeL2(got.latents_out, want[`${name}.latents_out`])).toBeLessThan(1e-4);
+  });
+
+  it('takes presets and YAML files', () => {
+    const yaml = join(dir, 'cache.yaml');
+    writeFileSync(yaml, 'cache_config:\n  Fn_compute_blocks: 1\n  Bn_compute_blocks: 0\n  max_warmup_steps: 2\n  residual_diff_threshold: 0.65\n');
+    const withYaml = ditcache('generate', '--model', flux, '--inputs', join(flux, 'pipeline.safetensors'), ...size, '--cache', yaml, '--stats', join(dir, 'y.json'));
+    expect(withYaml.status).toBe(0);
+    const records = JSON.parse(readFileSync(join(dir, 'y.json'), 'utf-8')) as { cachedSteps: number[] }[];
+    expect(records[0].cachedSteps).toEqual(meta.cache_traces['F1B0_W2_R0.65'].stats[0].cached_steps);
+    expect(ditcache('generate', '--model', flux, '--inputs', join(flux, 'pipeline.safetensors'), ...size, '--cache', 'balanced').status).toBe(0);
+  });
+
+  it('refuses bad input with one clear line and a non-zero exit', () => {
+    const inputs = join(flux, 'pipeline.safetensors');
+    const cases: [string[], RegExp][] = [
+      [['--model', join(dir, 'missing'), '--inputs', inputs], /no such folder/],
+      [['--model', join(root, 'testdata/goldens/wan-tiny/transformer'), '--inputs', inputs], /neither a model_index.json nor a transformer\/config.json/],
+      [['--model', flux, '--inputs', inputs, '--cache', '{"Fn_compute_block": 1}'], /unknown key "Fn_compute_block" \(did you mean "Fn_compute_blocks"\?\)/],
+      [['--model', flux, '--inputs', inputs, '--cache', 'turbo'], /'turbo' is not a preset/],
+      [['--model', flux, '--inputs', join(flux, 'meta.json')], /not a valid safetensors file/],
+      [['--model', flux, '--inputs', join(flux, 'transformer_forward.safetensors')], /has no tensor 'prompt_embeds'/],
+      [['--model', flux, '--inputs', inputs, '--height', '48', '--width', '32'], /latents must be packed \(1, 96, 16\) for this size, got \(1, 64, 16\)/],
+      [['--model', flux, '--inputs', inputs, '--steps', '0'], /--steps must be a positive integer/],
+      [['--model', flux], /--inputs is required/],
+    ];
+    for (const [args, message] of cases) {
+      const r = ditcache('generate', ...args);
+      expect(r.status, r.stderr).not.toBe(0);
+      expect(r.stderr.trim().split('\n')).toHaveLength(r.stderr.includes('--help') ? 2 : 1);
+      expect(r.stderr).toMatch(message);
+    }
+  });
+
+  it('never overwrites a file unless --force', () => {
+    const out = join(dir, 'keep.png');
+    writeFileSync(out, 'precious');
+    const args = ['generate', '--model', flux, '--inputs', join(flux, 'pipeline.safetensors'), ...size, '--output', out];
+    const r = ditcache(...args);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/keep.png exists; pass --force to overwrite it/);
+    expect(readFileSync(out, 'utf-8')).toBe('precious');
+    expect(ditcache(...args, '--force').status).toBe(0);
+    expect(readFileSync(out).subarray(1, 4).toString()).toBe('PNG');
+  });
+});
+
+describe('ditcache forward', () => {
+  it('writes the transformer output for the golden inputs', () => {
+    const out = join(dir, 'sample.safetensors');
+    const r = ditcache('forward', '--model', join(flux, 'transformer'), '--inputs', join(flux, 'transformer_forward.safetensors'), '--out', out);
+    expect(r.status, r.stderr).toBe(0);
+    const got = loadSafetensors(out).sample, want = loadSafetensors(join(flux, 'transformer_forward.safetensors')).sample;
+    expect(relativeL2(got, want)).toBeLessThan(1e-5);
+    const wrong = ditcache('forward', '--model', join(root, 'testdata/goldens/wan-tiny/transformer'), '--inputs', join(flux, 'transformer_forward.safetensors'), '--out', join(dir, 's2.safetensors'));
+    expect(wrong.status).toBe(2);
+    expect(wrong.stderr).toMatch(/WanTransformer3DModel is not supported/);
+  });
+});
