@@ -1,1 +1,32 @@
-export { HIDREAM_TRANSFORMER_DEFAULTS, loadHiDreamTransformerConfig, type HiDreamTransformerConfig } from './config.js';
+export { HIDREAM_TRANSFORMER_DEFAULTS, loadHiDreamTransformerConfig, readHiDreamTransformerConfig, type HiDreamTransformerConfig } from './config.js';
+export { hidreamRotaryEmbedding, type HiDreamRotary } from './rotary.js';
+export { imageTokenCount, patchify, unpatchify, type PatchedLatents } from './latents.js';
+export { JointAttention, SelfAttention, type Projection } from './attention.js';
+export { MoEFeedForward, SwiGLUFeedForward, swigluHiddenDim, type FeedForward } from './feed-forward.js';
+export {
+  HiDreamDoubleStreamBlock,
+  HiDreamSingleStreamBlock,
+  type DoubleStreamBlock,
+  type HiDreamBlockContext,
+  type SingleStreamBlock,
+} from './blocks.js';
+export {
+  HiDreamOutputLayer,
+  HiDreamTransformer,
+  TimestepEmbedder,
+  initialEncoderStates,
+  singleStreamContext,
+  type HiDreamCallShape,
+  type HiDreamEmbedded,
+  type HiDreamFlops,
+  type HiDreamTransformerInputs,
+} from './transformer.js';
+export { InitialTextDoubleStreamBlock, JointTokensSingleStreamBlock, patchHiDreamForCaching } from './caching-patch.js';
+export {
+  HiDreamPipeline,
+  type CfgBranch,
+  type HiDreamGenerateOptions,
+  type HiDreamGenerateResult,
+  type StepEnd,
+  type TransformerCall,
+} from './pipeline.js';

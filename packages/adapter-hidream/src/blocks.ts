@@ -1,0 +1,126 @@
+// HiDream's transformer blocks: the double-stream HiDreamImageTransformerBlock (image and text keep
+// their own weights and meet in joint attention; the image MLP is a mixture of experts) and the
+// single-stream HiDreamImageSingleTransformerBlock (one set of weights over the joint sequence).
+// Both are modulated by the conditioning through adaLN (shift, scale, gate per sub-layer).
+import { add, layerNorm, mul, silu, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { Linear, type WeightReader } from '@ditcache/diffusion';
+
+import { JointAttention, SelfAttention } from './attention.js';
+import type { HiDreamTransformerConfig } from './config.js';
+import { MoEFeedForward, SwiGLUFeedForward, type FeedForward } from './feed-forward.js';
+import type { HiDreamRotary } from './rotary.js';
+
+/** Epsilon of the (weightless) layer norms in the blocks and the final layer. */
+const NORM_EPS = 1e-6;
+
+/** What every block of one transformer call shares. */
+export interface HiDreamBlockContext {
+  /** (B, dim) conditioning: timestep embedding plus pooled text embedding. */
+  temb: Tensor;
+  /** The rotary tables of the joint sequence: image tokens, then text tokens. */
+  rotary: HiDreamRotary;
+  /**
+   * Key mask (B, tokens) when the image tokens are padded, else null: over the image tokens for
+   * double-stream blocks, over the whole joint sequence for single-stream ones.
+   */
+  masks: Tensor | null;
+  /** The projected Llama states, (B, Llama tokens, dim) per block, in block order (double, then single). */
+  llamaStates: readonly Tensor[];
+}
+
+/** What the double-stream loop calls: (hidden, encoder, context) -> [hidden, encoder]. */
+export interface DoubleStreamBlock {
+  forward(hidden: Tensor, encoder: Tensor, context: HiDreamBlockContext): [hidden: Tensor, encoder: Tensor];
+}
+
+/** What the single-stream loop calls: (hidden, context) -> hidden. */
+export interface SingleStreamBlock {
+  forward(hidden: Tensor, context: HiDreamBlockContext): Tensor;
+}
+
+/** LayerNorm(x) * (1 + scale) + shift, with (B, dim) shift and scale broadcast over tokens. */
+export function modulate(x: Tensor, shift: Tensor, scale: Tensor): Tensor {
+  return tidy(() => add(mul(layerNorm(x, null, null, NORM_EPS), add(scale, 1).unsqueeze(1)), shift.unsqueeze(1)));
+}
+
+/** x + gate * update, with the (B, dim) gate broadcast over tokens. */
+function gatedResidual(x: Tensor, gate: Tensor, update: Tensor): Tensor {
+  return tidy(() => add(mul(gate.unsqueeze(1), update), x));
+}
+
+/** The (B, dim) modulation parameters an adaLN_modulation layer makes from silu(temb). */
+export function modulation(linear: Linear, temb: Tensor, parts: number): Tensor[] {
+  return tidy(() => linear.forward(silu(temb)).split(parts, 1));
+}
+
+/** The image stream's MLP: a mixture of experts, or one SwiGLU when the config has no routed experts. */
+function loadImageFeedForward(w: WeightReader, config: HiDreamTransformerConfig, dim: number): FeedForward {
+  return config.num_routed_experts > 0
+    ? MoEFeedForward.load(w, dim, 4 * dim, config.num_routed_experts, config.num_activated_experts)
+    : SwiGLUFeedForward.load(w, dim, 4 * dim);
+}
+
+/** diffusers' HiDreamImageTransformerBlock. */
+export class HiDreamDoubleStreamBlock implements DoubleStreamBlock {
+  constructor(
+    readonly adaLNModulation: Linear,
+    readonly attn: JointAttention,
+    readonly ffImage: FeedForward,
+    readonly ffText: SwiGLUFeedForward,
+  ) {}
+
+  /** `w` is the block's `double_stream_blocks.{i}.block` prefix. */
+  static load(w: WeightReader, config: HiDreamTransformerConfig): HiDreamDoubleStreamBlock {
+    const dim = config.num_attention_heads * config.attention_head_dim;
+    return new HiDreamDoubleStreamBlock(
+      Linear.load(w.at('adaLN_modulation.1'), dim, 12 * dim),
+      JointAttention.load(w.at('attn1'), dim, config.num_attention_heads),
+      loadImageFeedForward(w.at('ff_i'), config, dim),
+      SwiGLUFeedForward.load(w.at('ff_t'), dim, 4 * dim),
+    );
+  }
+
+  forward(hidden: Tensor, encoder: Tensor, context: HiDreamBlockContext): [Tensor, Tensor] {
+    return tidy(() => {
+      const [shift, scale, gate, shiftMlp, scaleMlp, gateMlp, tShift, tScale, tGate, tShiftMlp, tScaleMlp, tGateMlp] = modulation(
+        this.adaLNModulation,
+        context.temb,
+        12,
+      );
+      const [attnImage, attnText] = this.attn.forward(modulate(hidden, shift, scale), context.masks, modulate(encoder, tShift, tScale), context.rotary);
+      const h = gatedResidual(hidden, gate, attnImage);
+      const e = gatedResidual(encoder, tGate, attnText);
+      return [
+        gatedResidual(h, gateMlp, this.ffImage.forward(modulate(h, shiftMlp, scaleMlp))),
+        gatedResidual(e, tGateMlp, this.ffText.forward(modulate(e, tShiftMlp, tScaleMlp))),
+      ];
+    });
+  }
+}
+
+/** diffusers' HiDreamImageSingleTransformerBlock. */
+export class HiDreamSingleStreamBlock implements SingleStreamBlock {
+  constructor(
+    readonly adaLNModulation: Linear,
+    readonly attn: SelfAttention,
+    readonly ff: FeedForward,
+  ) {}
+
+  /** `w` is the block's `single_stream_blocks.{i}.block` prefix. */
+  static load(w: WeightReader, config: HiDreamTransformerConfig): HiDreamSingleStreamBlock {
+    const dim = config.num_attention_heads * config.attention_head_dim;
+    return new HiDreamSingleStreamBlock(
+      Linear.load(w.at('adaLN_modulation.1'), dim, 6 * dim),
+      SelfAttention.load(w.at('attn1'), dim, config.num_attention_heads),
+      loadImageFeedForward(w.at('ff_i'), config, dim),
+    );
+  }
+
+  forward(hidden: Tensor, context: HiDreamBlockContext): Tensor {
+    return tidy(() => {
+      const [shift, scale, gate, shiftMlp, scaleMlp, gateMlp] = modulation(this.adaLNModulation, context.temb, 6);
+      const h = gatedResidual(hidden, gate, this.attn.forward(modulate(hidden, shift, scale), context.masks, context.rotary));
+      return gatedResidual(h, gateMlp, this.ff.forward(modulate(h, shiftMlp, scaleMlp)));
+    });
+  }
+}

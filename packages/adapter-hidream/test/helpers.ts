@@ -1,0 +1,71 @@
+import { expect } from 'vitest';
+
+import { tensor, type Tensor } from '@ditcache/cuda-runtime';
+
+import type { HiDreamRotary, HiDreamTransformerInputs } from '../src/index.js';
+
+export const goldens = new URL('../../../testdata/goldens/', import.meta.url).pathname;
+
+/** ||actual - expected||_2 / ||expected||_2, accumulated in float64. */
+export function relativeL2(actual: Tensor, expected: Tensor): number {
+  expect([...actual.shape]).toEqual([...expected.shape]);
+  return relativeL2Values(actual.toFloat32Array(), expected.toFloat32Array());
+}
+
+export function relativeL2Values(a: Float32Array, e: Float32Array): number {
+  expect(a.length).toBe(e.length);
+  let diff = 0;
+  let norm = 0;
+  for (let i = 0; i < a.length; ++i) {
+    diff += (a[i] - e[i]) ** 2;
+    norm += e[i] ** 2;
+  }
+  return Math.sqrt(diff) / Math.sqrt(norm);
+}
+
+/** A tensor's shape and values copied to the host, to outlive the scope that made it. */
+export interface Snapshot {
+  shape: number[];
+  values: Float32Array;
+}
+
+export function snapshot(t: Tensor): Snapshot {
+  return { shape: [...t.shape], values: t.toFloat32Array() };
+}
+
+/** relativeL2 of a snapshot against a reference tensor. */
+export function snapshotError(actual: Snapshot, expected: Tensor): number {
+  expect(actual.shape).toEqual([...expected.shape]);
+  return relativeL2Values(actual.values, expected.toFloat32Array());
+}
+
+/**
+ * The rotary tables in diffusers' pe_embedder layout (B, tokens, 1, width / 2, 2, 2): per
+ * frequency the matrix [[cos, -sin], [sin, cos]].
+ */
+export function rotaryMatrices(rotary: HiDreamRotary, batch: number): Tensor {
+  const [tokens, width] = rotary.cos.shape;
+  const cos = rotary.cos.toFloat32Array();
+  const sin = rotary.sin.toFloat32Array();
+  const one = new Float32Array(tokens * width * 2);
+  for (let s = 0; s < tokens; ++s) {
+    for (let i = 0; i < width / 2; ++i) {
+      const at = s * width + 2 * i;
+      one.set([cos[at], -sin[at], sin[at], cos[at]], 2 * at);
+    }
+  }
+  const all = new Float32Array(batch * one.length);
+  for (let b = 0; b < batch; ++b) all.set(one, b * one.length);
+  return tensor(all, [batch, tokens, 1, width / 2, 2, 2]);
+}
+
+/** The transformer inputs of a transformer_forward golden. */
+export function goldenInputs(ref: Record<string, Tensor>): HiDreamTransformerInputs {
+  return {
+    hiddenStates: ref.hidden_states,
+    timesteps: ref.timesteps,
+    encoderHiddenStatesT5: ref.encoder_hidden_states_t5,
+    encoderHiddenStatesLlama3: ref.encoder_hidden_states_llama3,
+    pooledEmbeds: ref.pooled_embeds,
+  };
+}
