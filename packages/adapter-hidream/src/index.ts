@@ -30,3 +30,4 @@ export {
   type StepEnd,
   type TransformerCall,
 } from './pipeline.js';
+export { HiDreamCacheAdapterFactory, hidreamBlockAdapter } from './cache.js';

@@ -6,6 +6,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { cacheHandleOf } from '@ditcache/core';
 import { TensorScope, add, concat, div, full, mul, neg, sub, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
   AutoencoderKLDecoder,
@@ -14,6 +15,7 @@ import {
   calculateShift,
   randnTensor,
   readJsonObject,
+  RemotePipeline,
   toImageRange,
   type LoadOptions,
 } from '@ditcache/diffusion';
@@ -63,6 +65,8 @@ export interface HiDreamGenerateOptions {
    */
   height?: number;
   width?: number;
+  /** Overrides the pipeline's defaultSampleSize (the area images are rescaled to) for this call. */
+  defaultSampleSize?: number;
   /** Default 50. */
   numInferenceSteps?: number;
   /** Custom sigmas, one per step. */
@@ -166,6 +170,15 @@ export class HiDreamPipeline implements Disposable {
       throw e;
     }
   }
+  /**
+   * Loads the pipeline in a worker thread: `generate` then returns a promise and never blocks
+   * the event loop, reports progress as events, and stops on an AbortSignal. `enableCache`,
+   * `summary` and `disableCache` work on the returned object as on a local pipeline.
+   */
+  static spawn(dir: string, opts: LoadOptions = {}): Promise<RemotePipeline<HiDreamGenerateOptions, HiDreamGenerateResult>> {
+    return RemotePipeline.open({ module: '@ditcache/adapter-hidream', exportName: 'HiDreamPipeline', modelDir: dir, loadOptions: opts });
+  }
+
 
   /**
    * Registers `listener` to be told the step and CFG branch before every transformer call of
@@ -180,8 +193,8 @@ export class HiDreamPipeline implements Disposable {
    * The image size generate() makes for a requested one: rescaled to the area of the default
    * size and floored to multiples of 2 * vaeScaleFactor, with diffusers' float arithmetic.
    */
-  imageSize(height?: number, width?: number): { height: number; width: number } {
-    const side = this.defaultSampleSize * this.vaeScaleFactor;
+  imageSize(height?: number, width?: number, defaultSampleSize = this.defaultSampleSize): { height: number; width: number } {
+    const side = defaultSampleSize * this.vaeScaleFactor;
     const division = 2 * this.vaeScaleFactor;
     const check = (name: string, v: number): number => {
       if (!Number.isInteger(v) || v <= 0) throw new RangeError(`HiDreamPipeline: ${name} must be a positive integer, got ${v}`);
@@ -203,7 +216,7 @@ export class HiDreamPipeline implements Disposable {
     const numSteps = opts.numInferenceSteps ?? 50;
     const guidanceScale = opts.guidanceScale ?? 5;
     const cfg = guidanceScale > 1;
-    const { height, width } = this.imageSize(opts.height, opts.width);
+    const { height, width } = this.imageSize(opts.height, opts.width, opts.defaultSampleSize);
     const batch = this.checkEmbeddings(opts, cfg);
     const device = opts.promptEmbedsT5.device;
     const schedule = this.scheduler.schedule({ numInferenceSteps: numSteps, sigmas: opts.sigmas, mu: calculateShift(this.transformer.maxSeq) });
@@ -224,6 +237,7 @@ export class HiDreamPipeline implements Disposable {
         const next = tidy(() => {
           const input = cfg ? concat([latents, latents], 0) : latents;
           for (const listener of this.transformerCallListeners) listener({ step, numSteps, timestep, branch });
+          cacheHandleOf(this.transformer)?.beginCall({ step, branch });
           const prediction = this.transformer.forward({
             hiddenStates: input,
             timesteps: full([input.shape[0]], timestep, { device }),

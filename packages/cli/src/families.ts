@@ -12,6 +12,8 @@ export interface GenerateSettings {
   guidance?: number;
   trueCfgScale?: number;
   seed?: number;
+  /** HiDream: diffusers' default_sample_size, the latent side of the area images are rescaled to. */
+  defaultSampleSize?: number;
 }
 
 export interface Family {

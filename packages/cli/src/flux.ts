@@ -17,6 +17,7 @@ export const flux: Family = {
     const [negativePromptEmbeds, negativePooledPromptEmbeds] = hasNegative
       ? pick(inputs, file, ['negative_prompt_embeds', 'negative_pooled_prompt_embeds'])
       : [undefined, undefined];
+    if (s.defaultSampleSize !== undefined) throw new UsageError('--default-sample-size applies to HiDream only (FLUX takes --height and --width as they are)');
     if (s.trueCfgScale !== undefined && s.trueCfgScale > 1 && !hasNegative) {
       throw new UsageError('--true-cfg-scale needs negative_prompt_embeds and negative_pooled_prompt_embeds in --inputs');
     }

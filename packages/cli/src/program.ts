@@ -11,11 +11,12 @@ import { resolveCacheSpec } from './cache-spec.js';
 import { UsageError } from './errors.js';
 import type { Family, GenerateSettings } from './families.js';
 import { flux } from './flux.js';
+import { hidream } from './hidream.js';
 import { componentClassOf, pipelineClassOf } from './model-folder.js';
 import { checkOutputs, ensureParent, writeTextAtomically } from './outputs.js';
 import { stepProgress } from './progress.js';
 
-const FAMILIES: readonly Family[] = [flux];
+const FAMILIES: readonly Family[] = [flux, hidream];
 
 function familyForPipeline(cls: string): Family {
   const f = FAMILIES.find((x) => x.pipelineClasses.includes(cls));
@@ -53,10 +54,18 @@ function loadInputs(path: string): Record<string, Tensor> {
   }
 }
 
+/**
+ * A context's name in diffusers' (and cache-dit's) attribute names, e.g. 'transformer2.blocks'
+ * -> 'transformer_2.blocks', 'transformer.doubleStreamBlocks' -> 'transformer.double_stream_blocks'.
+ */
+export function diffusersName(name: string): string {
+  return name.replace(/([a-z])([A-Z0-9])/g, (_, a: string, b: string) => `${a}_${b.toLowerCase()}`);
+}
+
 /** The --stats record of one cache context. */
 function statsRecord(c: ContextStats): Record<string, unknown> {
   return {
-    name: c.name,
+    name: diffusersName(c.name),
     firstPipelineStep: c.firstPipelineStep ?? null,
     cachedSteps: c.cachedSteps,
     residualDiffs: c.residualDiffs,
@@ -158,6 +167,7 @@ export function buildProgram(): Command {
     .option('--guidance <g>', 'guidance scale', finite('--guidance'))
     .option('--true-cfg-scale <s>', 'true classifier-free guidance with the negative embeddings of --inputs', finite('--true-cfg-scale'))
     .option('--seed <n>', 'seed of the initial noise when --inputs has no latents_in', nonNegativeInt('--seed'))
+    .option('--default-sample-size <n>', 'HiDream: the latent side of the area images are rescaled to (diffusers\' default_sample_size, 128)', positiveInt('--default-sample-size'))
     .option('--cache <spec>', 'a preset (quality, balanced, fast, cache-dit), a JSON / YAML file, or JSON text')
     .option('--output <png>', 'write the image')
     .option('--save-latents <file>', 'write the final latents as latents_out (safetensors)')

@@ -48,6 +48,7 @@ describe('ditcache generate', () => {
     expect(records).toHaveLength(1);
     expect(Object.keys(records[0]).sort()).toEqual(['cachedSteps', 'cfgCachedSteps', 'cfgResidualDiffs', 'computedBlocks', 'firstPipelineStep', 'name', 'residualDiffs', 'totalBlocks']);
     expect(records[0].cachedSteps).toEqual(trace.stats[0].cached_steps);
+    expect(records[0].name).toBe('transformer.transformer_blocks+single_transformer_blocks');
     const got = loadSafetensors(latents), want = loadSafetensors(join(flux, 'cache_traces.safetensors'));
     expect(relativeL2(got.latents_out, want[`${name}.latents_out`])).toBeLessThan(1e-4);
   });
@@ -106,5 +107,36 @@ describe('ditcache forward', () => {
     const wrong = ditcache('forward', '--model', join(root, 'testdata/goldens/wan-tiny/transformer'), '--inputs', join(flux, 'transformer_forward.safetensors'), '--out', join(dir, 's2.safetensors'));
     expect(wrong.status).toBe(2);
     expect(wrong.stderr).toMatch(/WanTransformer3DModel is not supported/);
+  });
+});
+
+describe('ditcache on HiDream', () => {
+  const hd = join(root, 'testdata/goldens/hidream-tiny');
+  const hmeta = JSON.parse(readFileSync(join(hd, 'meta.json'), 'utf-8')) as Record<string, number> & {
+    cache_traces: Record<string, { config: Record<string, number>; stats: { cached_steps: number[] }[] }>;
+  };
+
+  it('generate with a cache spec gives cache-dit\'s steps per block list under its names', () => {
+    const name = 'F1B0_W2_R0.442';
+    const trace = hmeta.cache_traces[name];
+    const stats = join(dir, 'hd.json'), latents = join(dir, 'hd.safetensors');
+    const r = ditcache('generate', '--model', hd, '--inputs', join(hd, 'pipeline.safetensors'), '--height', String(hmeta.height), '--width', String(hmeta.width),
+      '--steps', String(hmeta.num_inference_steps), '--guidance', String(hmeta.guidance_scale), '--default-sample-size', String(hmeta['pipe.default_sample_size']), '--cache', JSON.stringify(trace.config), '--stats', stats, '--save-latents', latents);
+    expect(r.status, r.stderr).toBe(0);
+    const records = JSON.parse(readFileSync(stats, 'utf-8')) as { name: string; cachedSteps: number[]; cfgCachedSteps: number[] }[];
+    expect(records.map((x) => x.name)).toEqual(['transformer.double_stream_blocks', 'transformer.single_stream_blocks']);
+    expect(records.map((x) => x.cachedSteps)).toEqual(trace.stats.map((s) => s.cached_steps));
+    expect(records.map((x) => x.cfgCachedSteps)).toEqual([[], []]);
+    const want = loadSafetensors(join(hd, 'cache_traces.safetensors'))[`${name}.latents_out`];
+    expect(relativeL2(loadSafetensors(latents).latents_out, want)).toBeLessThan(1e-4);
+  });
+
+  it('forward on square and non-square (padded) inputs', () => {
+    for (const file of ['transformer_forward.safetensors', 'transformer_forward_nonsquare.safetensors']) {
+      const out = join(dir, `hd-${file}`);
+      const r = ditcache('forward', '--model', join(hd, 'transformer'), '--inputs', join(hd, file), '--out', out);
+      expect(r.status, r.stderr).toBe(0);
+      expect(relativeL2(loadSafetensors(out).sample, loadSafetensors(join(hd, file)).sample)).toBeLessThan(1e-5);
+    }
   });
 });

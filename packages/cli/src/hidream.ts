@@ -1,0 +1,44 @@
+import { HiDreamPipeline, HiDreamTransformer, type HiDreamGenerateOptions } from '@ditcache/adapter-hidream';
+import type { Tensor } from '@ditcache/cuda-runtime';
+
+import { pick, type Family, type GenerateSettings } from './families.js';
+
+const NEGATIVE = ['negative_prompt_embeds_t5', 'negative_prompt_embeds_llama3', 'negative_pooled_prompt_embeds'];
+
+export const hidream: Family = {
+  label: 'HiDream-I1',
+  pipelineClasses: ['HiDreamImagePipeline'],
+  transformerClasses: ['HiDreamImageTransformer2DModel'],
+
+  spawn: (dir) => HiDreamPipeline.spawn(dir) as never,
+
+  request(inputs, file, s: GenerateSettings): HiDreamGenerateOptions {
+    const [promptEmbedsT5, promptEmbedsLlama3, pooledPromptEmbeds] = pick(inputs, file, ['prompt_embeds_t5', 'prompt_embeds_llama3', 'pooled_prompt_embeds']);
+    // Classifier-free guidance needs all three negative embeddings; the pipeline checks their shapes.
+    const [negativePromptEmbedsT5, negativePromptEmbedsLlama3, negativePooledPromptEmbeds] = NEGATIVE.some((n) => n in inputs)
+      ? pick(inputs, file, NEGATIVE)
+      : [undefined, undefined, undefined];
+    return {
+      promptEmbedsT5,
+      promptEmbedsLlama3,
+      pooledPromptEmbeds,
+      negativePromptEmbedsT5,
+      negativePromptEmbedsLlama3,
+      negativePooledPromptEmbeds,
+      latents: inputs.latents_in,
+      seed: inputs.latents_in ? undefined : s.seed,
+      height: s.height,
+      width: s.width,
+      numInferenceSteps: s.steps,
+      guidanceScale: s.guidance,
+      defaultSampleSize: s.defaultSampleSize,
+    };
+  },
+
+  forward(dir, inputs, file): Tensor {
+    const names = ['hidden_states', 'timesteps', 'encoder_hidden_states_t5', 'encoder_hidden_states_llama3', 'pooled_embeds'];
+    const [hiddenStates, timesteps, encoderHiddenStatesT5, encoderHiddenStatesLlama3, pooledEmbeds] = pick(inputs, file, names);
+    using transformer = HiDreamTransformer.load(dir);
+    return transformer.forward({ hiddenStates, timesteps, encoderHiddenStatesT5, encoderHiddenStatesLlama3, pooledEmbeds });
+  },
+};
