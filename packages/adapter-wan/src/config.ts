@@ -23,12 +23,20 @@ export const WAN_TRANSFORMER_DEFAULTS = {
 
 export type WanTransformerConfig = typeof WAN_TRANSFORMER_DEFAULTS & { ignoredKeys: string[] };
 
+/** The checked config.json of an open Wan transformer folder. */
+export function readWanTransformerConfig(folder: WeightFolder): WanTransformerConfig {
+  const cfg = folder.typedConfig(['WanTransformer3DModel'], WAN_TRANSFORMER_DEFAULTS);
+  const where = `${folder.dir}/config.json`;
+  if (cfg.patch_size.length !== 3) {
+    throw new TypeError(`${where}: patch_size must have 3 entries (frames, height, width), got [${cfg.patch_size.join(', ')}]`);
+  }
+  // The rotary embedding rotates pairs within the frame, row and column parts of each head.
+  if (cfg.attention_head_dim % 2 !== 0) throw new TypeError(`${where}: attention_head_dim must be even, got ${cfg.attention_head_dim}`);
+  return cfg;
+}
+
 /** Reads the config.json of a Wan `transformer/` (or `transformer_2/`) folder. */
 export function loadWanTransformerConfig(dir: string): WanTransformerConfig {
   using folder = new WeightFolder(dir);
-  const cfg = folder.typedConfig(['WanTransformer3DModel'], WAN_TRANSFORMER_DEFAULTS);
-  if (cfg.patch_size.length !== 3) {
-    throw new TypeError(`${dir}/config.json: patch_size must have 3 entries (frames, height, width), got [${cfg.patch_size.join(', ')}]`);
-  }
-  return cfg;
+  return readWanTransformerConfig(folder);
 }

@@ -1,1 +1,19 @@
-export { WAN_TRANSFORMER_DEFAULTS, loadWanTransformerConfig, type WanTransformerConfig } from './config.js';
+export { WAN_TRANSFORMER_DEFAULTS, loadWanTransformerConfig, readWanTransformerConfig, type WanTransformerConfig } from './config.js';
+export { WanAttention } from './attention.js';
+export { WanTransformerBlock, modulate, type WanBlock } from './blocks.js';
+export { wanRotaryAxes, wanRotaryEmbedding, type RotaryEmbedding, type WanRotaryOptions } from './rotary.js';
+export { WanConditionEmbedder, WanTransformer, type WanCallShape, type WanConditions, type WanFlops, type WanTransformerInputs } from './transformer.js';
+export { AUTOENCODER_KL_WAN_DEFAULTS, AutoencoderKLWanDecoder, type AutoencoderKLWanConfig } from './vae/decoder.js';
+export { WanAttentionBlock, WanRMSNorm, WanResidualBlock, WanUpsampler } from './vae/blocks.js';
+export { CausalConv3d, TemporalCache } from './vae/causal-conv.js';
+export {
+  WanPipeline,
+  type CfgBranch,
+  type StepEnd,
+  type TransformerCall,
+  type WanExpert,
+  type WanGenerateOptions,
+  type WanGenerateResult,
+  type WanPipelineComponents,
+  type WanScheduler,
+} from './pipeline.js';

@@ -1,8 +1,11 @@
+import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import { describe, expect, it } from 'vitest';
 
 import { loadWanTransformerConfig } from '../src/index.js';
-
-const goldens = new URL('../../../testdata/goldens/', import.meta.url).pathname;
+import { goldens } from './helpers.js';
 
 describe('Wan transformer config', () => {
   it('reads the Wan 2.1 folder and both Wan 2.2 experts', () => {
@@ -17,5 +20,17 @@ describe('Wan transformer config', () => {
 
   it('refuses another model class', () => {
     expect(() => loadWanTransformerConfig(`${goldens}/hidream-tiny/transformer`)).toThrow(/describes a HiDreamImageTransformer2DModel, not a WanTransformer3DModel/);
+  });
+
+  it('refuses a patch size without three entries and an odd head width', () => {
+    const config = JSON.parse(readFileSync(`${goldens}/wan-tiny/transformer/config.json`, 'utf-8')) as Record<string, unknown>;
+    const folder = (changes: Record<string, unknown>): string => {
+      const dir = mkdtempSync(join(tmpdir(), 'ditcache-wan-config-'));
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, ...changes }));
+      symlinkSync(`${goldens}/wan-tiny/transformer/diffusion_pytorch_model.safetensors`, join(dir, 'diffusion_pytorch_model.safetensors'));
+      return dir;
+    };
+    expect(() => loadWanTransformerConfig(folder({ patch_size: [2, 2] }))).toThrow(/patch_size must have 3 entries \(frames, height, width\), got \[2, 2\]/);
+    expect(() => loadWanTransformerConfig(folder({ attention_head_dim: 13 }))).toThrow(/attention_head_dim must be even, got 13/);
   });
 });

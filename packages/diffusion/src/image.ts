@@ -1,6 +1,8 @@
 // From decoded VAE output to pictures: diffusers' VaeImageProcessor.postprocess (denormalise to
-// [0, 1], channels last) and its PIL conversion (x 255, round half to even, 8-bit), written as PNG.
-import { writeFile } from 'node:fs/promises';
+// [0, 1], channels last), VideoProcessor.postprocess_video (the same per frame) and the PIL
+// conversion (x 255, round half to even, 8-bit), written as PNG.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 
 import { add, clamp, mul, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import sharp from 'sharp';
@@ -9,6 +11,12 @@ import sharp from 'sharp';
 export function toImageRange(decoded: Tensor): Tensor {
   if (decoded.rank !== 4) throw new TypeError(`toImageRange: expected (B, C, H, W) decoder output, got (${decoded.shape.join(', ')})`);
   return tidy(() => clamp(add(mul(decoded, 0.5), 0.5), 0, 1).permute(0, 2, 3, 1).contiguous());
+}
+
+/** (B, C, F, H, W) video decoder output in [-1, 1] -> (B, F, H, W, C) in [0, 1], as output_type="np" gives. */
+export function toVideoRange(decoded: Tensor): Tensor {
+  if (decoded.rank !== 5) throw new TypeError(`toVideoRange: expected (B, C, F, H, W) decoder output, got (${decoded.shape.join(', ')})`);
+  return tidy(() => clamp(add(mul(decoded, 0.5), 0.5), 0, 1).permute(0, 2, 3, 4, 1).contiguous());
 }
 
 /** An 8-bit RGB (or grey) picture, rows top to bottom, channels interleaved. */
@@ -51,4 +59,27 @@ export function encodePng(image: Image8): Promise<Buffer> {
 /** Writes image `index` of a (B, H, W, C) tensor in [0, 1] to `path` as an 8-bit PNG. */
 export async function savePng(images: Tensor, path: string, index = 0): Promise<void> {
   await writeFile(path, await encodePng(toImage8(images, index)));
+}
+
+/**
+ * Writes every frame of video `index` of a (B, F, H, W, C) tensor in [0, 1] to `dir` as
+ * 8-bit PNGs named frame_0000.png, frame_0001.png, ...; returns their paths in frame order.
+ */
+export async function savePngFrames(video: Tensor, dir: string, index = 0): Promise<string[]> {
+  if (video.rank !== 5) throw new TypeError(`savePngFrames: expected (B, F, H, W, C) frames, got (${video.shape.join(', ')})`);
+  const batch = video.shape[0];
+  if (!Number.isInteger(index) || index < 0 || index >= batch) throw new RangeError(`savePngFrames: video ${index} of a batch of ${batch}`);
+  await mkdir(dir, { recursive: true });
+  const frames = tidy(() => video.narrow(0, index, 1).squeeze(0));
+  try {
+    const paths: string[] = [];
+    for (let f = 0; f < frames.shape[0]; ++f) {
+      const path = join(dir, `frame_${String(f).padStart(4, '0')}.png`);
+      await writeFile(path, await encodePng(toImage8(frames, f)));
+      paths.push(path);
+    }
+    return paths;
+  } finally {
+    frames.dispose();
+  }
 }

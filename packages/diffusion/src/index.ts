@@ -1,8 +1,9 @@
 export { AUTOENCODER_KL_DEFAULTS, AutoencoderKLDecoder, type AutoencoderKLConfig } from './autoencoder-kl/decoder.js';
 export { ConfigError, readJsonObject, typedConfig } from './config-file.js';
 export { MlpEmbedding, sinusoidalTimestepEmbedding, type SinusoidalOptions } from './embeddings.js';
-export { encodePng, savePng, toImage8, toImageRange, type Image8 } from './image.js';
-export { Conv2d, GroupNorm, LayerNorm, Linear, RMSNorm, type Conv2dGeometry } from './layers.js';
+export { FeedForward, type FeedForwardActivation } from './feed-forward.js';
+export { encodePng, savePng, savePngFrames, toImage8, toImageRange, toVideoRange, type Image8 } from './image.js';
+export { Conv2d, Conv3d, GroupNorm, LayerNorm, Linear, RMSNorm, type Conv2dGeometry, type Conv3dGeometry, type Triple } from './layers.js';
 export { Mt19937, randnTensor, torchRandn } from './random.js';
 export {
   FLOW_MATCH_EULER_DEFAULTS,
@@ -11,8 +12,17 @@ export {
   calculateShift,
   linspace,
   type FlowMatchEulerConfig,
+  type SamplingSchedule,
   type ScheduleOptions,
 } from './scheduler.js';
+export {
+  UNIPC_MULTISTEP_DEFAULTS,
+  UniPCMultistepScheduler,
+  UniPCSchedule,
+  type UniPCMultistepConfig,
+  type UniPCScheduleOptions,
+  type UniPCSolverSettings,
+} from './unipc.js';
 export { ParameterStore, WeightMismatchError, WeightReader, loadFromFolder, type LoadOptions } from './weights.js';
 export { runtimeTensorOps } from './cache-ops.js';
 export { RemotePipeline, type Progress, type RemoteGenerateOptions } from './worker/remote-pipeline.js';

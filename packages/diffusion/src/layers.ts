@@ -1,5 +1,5 @@
 // The torch.nn layers diffusers models are built from, holding runtime tensors loaded by name.
-import { conv2d, groupNorm, layerNorm, linear, rmsNorm, type Tensor } from '@ditcache/cuda-runtime';
+import { conv2d, conv3d, groupNorm, layerNorm, linear, rmsNorm, type Tensor } from '@ditcache/cuda-runtime';
 
 import type { WeightReader } from './weights.js';
 
@@ -103,5 +103,45 @@ export class Conv2d {
 
   forward(x: Tensor): Tensor {
     return conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding });
+  }
+}
+
+/** Per-axis sizes of a 3-D convolution: (frames, height, width), or one number for all three. */
+export type Triple = number | readonly [number, number, number];
+
+export interface Conv3dGeometry {
+  kernel: Triple;
+  stride?: Triple;
+  padding?: Triple;
+}
+
+const triple = (v: Triple): [number, number, number] => (typeof v === 'number' ? [v, v, v] : [v[0], v[1], v[2]]);
+
+/** nn.Conv3d of (N, C, D, H, W) input, zero padding and a bias. */
+export class Conv3d {
+  constructor(
+    readonly weight: Tensor,
+    readonly bias: Tensor | null,
+    readonly stride: [number, number, number],
+    readonly padding: [number, number, number],
+  ) {}
+
+  static load(w: WeightReader, inChannels: number, outChannels: number, geometry: Conv3dGeometry): Conv3d {
+    const kernel = triple(geometry.kernel);
+    return new Conv3d(
+      w.tensor('weight', [outChannels, inChannels, ...kernel]),
+      w.tensor('bias', [outChannels]),
+      triple(geometry.stride ?? 1),
+      triple(geometry.padding ?? 0),
+    );
+  }
+
+  get kernel(): [number, number, number] {
+    const [, , d, h, w] = this.weight.shape;
+    return [d, h, w];
+  }
+
+  forward(x: Tensor): Tensor {
+    return conv3d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding });
   }
 }

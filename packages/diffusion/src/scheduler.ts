@@ -52,8 +52,21 @@ export interface ScheduleOptions {
 const f32 = Math.fround;
 const f64 = (x: number): number => x;
 
+/**
+ * What a pipeline's denoising loop needs from a scheduler once set up for a run: the timesteps
+ * the model is conditioned on, the sigmas, and the step from one sample to the next. `step`
+ * returns a new tensor and leaves its inputs alone.
+ */
+export interface SamplingSchedule {
+  /** Per step, in the units the model is conditioned on (0..num_train_timesteps). */
+  readonly timesteps: Float32Array;
+  /** One more than the steps: the last is the terminal sigma. */
+  readonly sigmas: Float32Array;
+  step(index: number, modelOutput: Tensor, sample: Tensor): Tensor;
+}
+
 /** The sigmas and timesteps of one sampling run, and its Euler step. */
-export class FlowMatchSchedule {
+export class FlowMatchSchedule implements SamplingSchedule {
   /** Per step, in the units the model is conditioned on (sigma * num_train_timesteps). */
   readonly timesteps: Float32Array;
   /** One more than the steps: the last is the terminal sigma (0, or 1 with inverted sigmas). */

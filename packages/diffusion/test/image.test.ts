@@ -1,9 +1,13 @@
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import { describe, expect, it } from 'vitest';
 
 import { loadSafetensors, memoryStats, tensor } from '@ditcache/cuda-runtime';
 import sharp from 'sharp';
 
-import { encodePng, toImage8, toImageRange } from '../src/index.js';
+import { encodePng, savePngFrames, toImage8, toImageRange, toVideoRange } from '../src/index.js';
 import { goldens } from './helpers.js';
 
 describe('image output', () => {
@@ -32,6 +36,33 @@ describe('image output', () => {
     const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
     expect(info).toMatchObject({ width: 32, height: 32, channels: 3 });
     expect(Buffer.compare(data, Buffer.from(picture.data))).toBe(0);
+    for (const t of Object.values(ref)) t.dispose();
+  });
+
+  it('maps video decoder output (B, C, F, H, W) to frames (B, F, H, W, C) in [0, 1]', () => {
+    using decoded = tensor([-2, -1, 0, 0.5, 1, 3], [1, 3, 2, 1, 1]);
+    const before = memoryStats();
+    using video = toVideoRange(decoded);
+    expect([...video.shape]).toEqual([1, 2, 1, 1, 3]);
+    expect([...video.toFloat32Array()]).toEqual([0, 0.5, 1, 0, 0.75, 1]);
+    expect(memoryStats().liveTensors).toBe(before.liveTensors + 1);
+    expect(() => toVideoRange(tensor([0, 1, 2], [1, 3, 1, 1]))).toThrow(/expected \(B, C, F, H, W\) decoder output, got \(1, 3, 1, 1\)/);
+  });
+
+  it('writes every frame of a video as a PNG, in frame order', async () => {
+    const ref = loadSafetensors(`${goldens}/wan-tiny/pipeline.safetensors`);
+    const dir = join(mkdtempSync(join(tmpdir(), 'ditcache-frames-')), 'out');
+    const before = memoryStats();
+    const paths = await savePngFrames(ref.video_out, dir);
+    expect(memoryStats()).toEqual(before);
+    expect(readdirSync(dir).sort()).toEqual(Array.from({ length: 9 }, (_, f) => `frame_000${f}.png`));
+    expect(paths).toEqual(readdirSync(dir).sort().map((name) => join(dir, name)));
+    const frames = ref.video_out.squeeze(0);
+    const { data, info } = await sharp(paths[4]).raw().toBuffer({ resolveWithObject: true });
+    expect(info).toMatchObject({ width: 48, height: 32, channels: 3 });
+    expect(Buffer.compare(data, Buffer.from(toImage8(frames, 4).data))).toBe(0);
+    await expect(savePngFrames(ref.video_out, dir, 1)).rejects.toThrow(/video 1 of a batch of 1/);
+    frames.dispose();
     for (const t of Object.values(ref)) t.dispose();
   });
 });

@@ -4,10 +4,10 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { WeightFolder, memoryStats, saveSafetensors, tensor, tidy } from '@ditcache/cuda-runtime';
+import { WeightFolder, conv3d, gelu, linear, memoryStats, saveSafetensors, tensor, tidy } from '@ditcache/cuda-runtime';
 
-import { Conv2d, GroupNorm, LayerNorm, Linear, ParameterStore, RMSNorm, WeightMismatchError, WeightReader } from '../src/index.js';
-import { goldens } from './helpers.js';
+import { Conv2d, Conv3d, FeedForward, GroupNorm, LayerNorm, Linear, ParameterStore, RMSNorm, WeightMismatchError, WeightReader } from '../src/index.js';
+import { goldens, relativeL2 } from './helpers.js';
 
 describe('WeightReader and layers', () => {
   it('load weights by dotted prefix into a store that frees them together', () => {
@@ -54,5 +54,34 @@ describe('WeightReader and layers', () => {
     expect(() => Conv2d.load(w.at('conv_nowhere'), 4, 16, { kernel: 3 })).toThrow(/no weight named 'decoder.conv_nowhere.weight'/);
     expect(() => GroupNorm.load(w.at('conv_norm_out'), 3, 8, 1e-6)).toThrow(/3 groups do not divide 8 channels/);
     expect(LayerNorm.load(w.at('conv_norm_out'), 8, 1e-6).weight?.shape).toEqual([8]);
+  });
+
+  it('Conv3d reads (out, in, kd, kh, kw) weights and convolves with its stride and padding', () => {
+    using folder = new WeightFolder(`${goldens}/wan-tiny/transformer`);
+    using store = new ParameterStore();
+    const w = new WeightReader(folder, store);
+    const patches = Conv3d.load(w.at('patch_embedding'), 16, 24, { kernel: [1, 2, 2], stride: [1, 2, 2] });
+    expect(patches.kernel).toEqual([1, 2, 2]);
+    using x = tensor(Array.from({ length: 16 * 3 * 4 * 6 }, (_, i) => Math.cos(i)), [1, 16, 3, 4, 6]);
+    using y = patches.forward(x);
+    using expected = conv3d(x, patches.weight, patches.bias, { stride: [1, 2, 2] });
+    expect([...y.shape]).toEqual([1, 24, 3, 2, 3]);
+    expect(relativeL2(y, expected)).toBe(0);
+    expect(() => Conv3d.load(w.at('patch_embedding'), 16, 24, { kernel: 2 })).toThrow(/weight 'patch_embedding.weight' has shape \(24, 16, 1, 2, 2\) but config.json implies \(24, 16, 2, 2, 2\)/);
+  });
+
+  it('FeedForward is net.0.proj, GELU, net.2', () => {
+    using folder = new WeightFolder(`${goldens}/wan-tiny/transformer`);
+    using store = new ParameterStore();
+    const w = new WeightReader(folder, store).at('blocks').at(0).at('ffn');
+    const ff = FeedForward.load(w, 24, 32, 'gelu-approximate');
+    expect(ff.innerDim).toBe(32);
+    using x = tensor(Array.from({ length: 48 }, (_, i) => Math.sin(i)), [2, 24]);
+    const before = memoryStats();
+    using y = ff.forward(x);
+    using expected = tidy(() => linear(gelu(linear(x, ff.proj.weight, ff.proj.bias), { approximate: 'tanh' }), ff.out.weight, ff.out.bias));
+    expect(relativeL2(y, expected)).toBe(0);
+    expect(memoryStats().liveTensors).toBe(before.liveTensors + 2);
+    expect(() => FeedForward.load(w, 24, 64, 'gelu')).toThrow(/has shape \(32, 24\) but config.json implies \(64, 24\)/);
   });
 });

@@ -1,0 +1,320 @@
+// diffusers' WanPipeline without its text encoder: prompt embeddings in, latents and video frames
+// out. Wan 2.1 denoises with one transformer; Wan 2.2 hands the low-noise steps (timesteps below
+// boundary_ratio * num_train_timesteps) to a second expert, transformer_2, with its own guidance
+// scale. Classifier-free guidance runs the transformer twice per step, cond then uncond.
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { TensorScope, add, full, mul, sub, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import {
+  ConfigError,
+  FlowMatchEulerDiscreteScheduler,
+  UniPCMultistepScheduler,
+  randnTensor,
+  readJsonObject,
+  toVideoRange,
+  type LoadOptions,
+  type SamplingSchedule,
+} from '@ditcache/diffusion';
+
+import { WanTransformer } from './transformer.js';
+import { AutoencoderKLWanDecoder } from './vae/decoder.js';
+
+/** Which half of classifier-free guidance a transformer call computes. */
+export type CfgBranch = 'cond' | 'uncond';
+
+/** Which transformer a call runs: the only one of Wan 2.1, or Wan 2.2's high-noise / low-noise expert. */
+export type WanExpert = 'transformer' | 'transformer_2';
+
+/** Told to onTransformerCall listeners before each transformer call of generate(). */
+export interface TransformerCall {
+  /** Denoising step, 0-based; both calls of a CFG step share it. */
+  step: number;
+  numSteps: number;
+  /** The scheduler's timestep of this step (0..1000). */
+  timestep: number;
+  /** 'cond' for the prompt (always first), 'uncond' for the negative prompt under CFG. */
+  branch: CfgBranch;
+  /** The transformer this call runs (its block list is `transformer.blocks` or `transformer_2.blocks`). */
+  expert: WanExpert;
+}
+
+/** Passed to the per-step callback after each scheduler step. */
+export interface StepEnd {
+  step: number;
+  numSteps: number;
+  timestep: number;
+  expert: WanExpert;
+  /** The latents after this step; valid during the callback only (clone to keep). */
+  latents: Tensor;
+}
+
+export interface WanGenerateOptions {
+  /** UMT5 prompt embeddings (B, text tokens, text_dim). */
+  promptEmbeds: Tensor;
+  /** Negative prompt embeddings (B, text tokens, text_dim); required when guidanceScale > 1. */
+  negativePromptEmbeds?: Tensor;
+  /** Video size in pixels, multiples of 16 and of the VAE scale x the patch size (default 480 x 832). */
+  height?: number;
+  width?: number;
+  /** 4k + 1 frames (default 81). */
+  numFrames?: number;
+  /** Default 50. */
+  numInferenceSteps?: number;
+  /** CFG scale of `transformer` (default 5); CFG (two calls per step) runs when it is above 1. */
+  guidanceScale?: number;
+  /** CFG scale of `transformer_2` (Wan 2.2 only; default guidanceScale). */
+  guidanceScale2?: number;
+  /** Initial noise (B, in_channels, latent frames, height / 8, width / 8); otherwise drawn from `seed`. */
+  latents?: Tensor;
+  /** Seed of torch-compatible initial noise (torch.Generator('cpu').manual_seed(seed)); random when neither this nor latents is given. */
+  seed?: number;
+  /** Decode the final latents to frames (default true); false is diffusers' output_type="latent". */
+  decode?: boolean;
+  callback?: (step: StepEnd) => void;
+}
+
+export interface WanGenerateResult {
+  /** Final latents (B, in_channels, latent frames, h, w), before the VAE. */
+  latents: Tensor;
+  /** (B, frames, height, width, 3) in [0, 1] (diffusers' output_type="np"), or null without decoding. */
+  video: Tensor | null;
+  /** The seed the initial noise came from, or null when latents were given. */
+  seed: number | null;
+  timesteps: Float32Array;
+  sigmas: Float32Array;
+}
+
+export type WanScheduler = FlowMatchEulerDiscreteScheduler | UniPCMultistepScheduler;
+
+export interface WanPipelineComponents {
+  transformer: WanTransformer;
+  /** Wan 2.2's low-noise expert; requires boundaryRatio. */
+  transformer2?: WanTransformer | null;
+  vae: AutoencoderKLWanDecoder;
+  scheduler: WanScheduler;
+  /** Wan 2.2: transformer_2 runs the steps whose timestep is below boundaryRatio * num_train_timesteps. */
+  boundaryRatio?: number | null;
+}
+
+/** WanPipeline's defaults. */
+const DEFAULTS = { height: 480, width: 832, numFrames: 81, numInferenceSteps: 50, guidanceScale: 5 };
+
+/** diffusers' WanPipeline.check_inputs: height and width must be multiples of this. */
+const SIZE_MULTIPLE = 16;
+
+export class WanPipeline implements Disposable {
+  readonly transformer: WanTransformer;
+  readonly transformer2: WanTransformer | null;
+  readonly vae: AutoencoderKLWanDecoder;
+  readonly scheduler: WanScheduler;
+  readonly boundaryRatio: number | null;
+  private readonly transformerCallListeners = new Set<(call: TransformerCall) => void>();
+
+  constructor(components: WanPipelineComponents) {
+    const { transformer, transformer2 = null, vae, scheduler, boundaryRatio = null } = components;
+    this.transformer = transformer;
+    this.transformer2 = transformer2;
+    this.vae = vae;
+    this.scheduler = scheduler;
+    this.boundaryRatio = boundaryRatio;
+    if (boundaryRatio !== null && !(boundaryRatio >= 0 && boundaryRatio <= 1)) throw new RangeError(`WanPipeline: boundaryRatio must lie in [0, 1], got ${boundaryRatio}`);
+    if (boundaryRatio !== null && !transformer2) throw new TypeError(`WanPipeline: boundaryRatio ${boundaryRatio} hands the low-noise steps to transformer2, which is missing`);
+    if (boundaryRatio === null && transformer2) throw new TypeError('WanPipeline: transformer2 runs only below a boundaryRatio; give one (Wan 2.2) or leave transformer2 out (Wan 2.1)');
+    const z = vae.config.z_dim;
+    for (const [name, t] of [['transformer', transformer], ['transformer2', transformer2]] as const) {
+      if (!t) continue;
+      if (t.config.in_channels !== z || t.config.out_channels !== z) {
+        throw new TypeError(`WanPipeline: ${name} takes ${t.config.in_channels} and returns ${t.config.out_channels} channels; the VAE's latents have ${z}`);
+      }
+    }
+    if (transformer2 && (transformer2.config.patch_size.join() !== transformer.config.patch_size.join() || transformer2.config.text_dim !== transformer.config.text_dim)) {
+      throw new TypeError('WanPipeline: transformer and transformer2 must share patch_size and text_dim');
+    }
+  }
+
+  /**
+   * Loads a diffusers Wan folder: `model_index.json` (WanPipeline), `transformer/`, `vae/`,
+   * `scheduler/`, and for Wan 2.2 (a non-null boundary_ratio) `transformer_2/`.
+   */
+  static fromPretrained(dir: string, opts: LoadOptions = {}): WanPipeline {
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(`${dir}: no such pipeline folder`);
+    const indexPath = join(dir, 'model_index.json');
+    if (!existsSync(indexPath)) throw new ConfigError(`${dir}: no model_index.json (a Wan folder's names its components and boundary_ratio)`);
+    const index = readJsonObject(indexPath);
+    if (index._class_name !== 'WanPipeline') {
+      throw new ConfigError(`${indexPath} describes ${typeof index._class_name === 'string' ? `a ${index._class_name}` : 'no _class_name'}, not a WanPipeline`);
+    }
+    const boundaryRatio = index.boundary_ratio ?? null;
+    if (boundaryRatio !== null && typeof boundaryRatio !== 'number') throw new ConfigError(`${indexPath}: 'boundary_ratio' should be a number or null, got ${JSON.stringify(boundaryRatio)}`);
+    if (index.expand_timesteps === true) throw new ConfigError(`${indexPath}: expand_timesteps (Wan 2.2 TI2V's per-token timesteps) is not supported`);
+    const component = (name: string, classes: readonly string[]): string => {
+      const entry = index[name];
+      if (!Array.isArray(entry) || !classes.includes(entry[1] as string)) {
+        throw new ConfigError(`${indexPath}: '${name}' should be [library, ${classes.map((c) => `"${c}"`).join(' | ')}], got ${JSON.stringify(entry)}`);
+      }
+      if (!existsSync(join(dir, name))) throw new ConfigError(`${dir}: no ${name}/ folder (model_index.json lists a ${entry[1] as string})`);
+      return entry[1] as string;
+    };
+    component('transformer', ['WanTransformer3DModel']);
+    component('vae', ['AutoencoderKLWan']);
+    if (boundaryRatio !== null) {
+      if (!existsSync(join(dir, 'transformer_2'))) {
+        throw new ConfigError(`${dir}: boundary_ratio ${boundaryRatio} makes this a two-expert Wan 2.2 folder, but it has no transformer_2/ folder`);
+      }
+      component('transformer_2', ['WanTransformer3DModel']);
+    }
+    const schedulerClass = component('scheduler', ['FlowMatchEulerDiscreteScheduler', 'UniPCMultistepScheduler']);
+    const scheduler =
+      schedulerClass === 'UniPCMultistepScheduler' ? UniPCMultistepScheduler.fromFolder(join(dir, 'scheduler')) : FlowMatchEulerDiscreteScheduler.fromFolder(join(dir, 'scheduler'));
+
+    const loaded: Disposable[] = [];
+    try {
+      const transformer = WanTransformer.load(join(dir, 'transformer'), opts);
+      loaded.push(transformer);
+      const transformer2 = boundaryRatio === null ? null : WanTransformer.load(join(dir, 'transformer_2'), opts);
+      if (transformer2) loaded.push(transformer2);
+      const vae = AutoencoderKLWanDecoder.load(join(dir, 'vae'), opts);
+      loaded.push(vae);
+      return new WanPipeline({ transformer, transformer2, vae, scheduler, boundaryRatio });
+    } catch (e) {
+      for (const part of loaded) part[Symbol.dispose]();
+      throw e;
+    }
+  }
+
+  /**
+   * Registers `listener` to be told the step, CFG branch and expert before every transformer
+   * call of generate() (for a cache engine). Returns the function that unregisters it.
+   */
+  onTransformerCall(listener: (call: TransformerCall) => void): () => void {
+    this.transformerCallListeners.add(listener);
+    return () => this.transformerCallListeners.delete(listener);
+  }
+
+  /**
+   * The expert that denoises at `timestep`: transformer_2 below the boundary, transformer at or
+   * above it and always in Wan 2.1. diffusers compares the float32 timestep with the boundary
+   * in float32.
+   */
+  expertAt(timestep: number): WanExpert {
+    if (this.boundaryRatio === null) return 'transformer';
+    return timestep >= Math.fround(this.boundaryRatio * this.scheduler.config.num_train_timesteps) ? 'transformer' : 'transformer_2';
+  }
+
+  /** Runs the sampler. The caller owns (and disposes) the returned tensors. */
+  generate(opts: WanGenerateOptions): WanGenerateResult {
+    const numSteps = opts.numInferenceSteps ?? DEFAULTS.numInferenceSteps;
+    if (!Number.isInteger(numSteps) || numSteps < 1) throw new RangeError(`WanPipeline: numInferenceSteps must be a positive integer, got ${numSteps}`);
+    const latentShape = this.latentShape(opts);
+    const { batch, cfg } = this.checkEmbeddings(opts);
+    const guidance = { transformer: opts.guidanceScale ?? DEFAULTS.guidanceScale, transformer_2: opts.guidanceScale2 ?? opts.guidanceScale ?? DEFAULTS.guidanceScale };
+    const device = opts.promptEmbeds.device;
+    const schedule: SamplingSchedule & Partial<Disposable> = this.scheduler.schedule({ numInferenceSteps: numSteps });
+
+    const scope = new TensorScope();
+    try {
+      const { latents: initial, seed } = this.initialLatents(opts, [batch, ...latentShape]);
+      let latents = initial;
+      const call = (step: number, branch: CfgBranch, expert: WanExpert, promptEmbeds: Tensor, timestep: Tensor): Tensor => {
+        for (const listener of this.transformerCallListeners) listener({ step, numSteps, timestep: schedule.timesteps[step], branch, expert });
+        const model = expert === 'transformer' ? this.transformer : (this.transformer2 as WanTransformer);
+        return model.forward({ hiddenStates: latents, timestep, encoderHiddenStates: promptEmbeds });
+      };
+
+      for (let step = 0; step < numSteps; ++step) {
+        const t = schedule.timesteps[step];
+        const expert = this.expertAt(t);
+        const next = tidy(() => {
+          const timestep = full([batch], t, { device });
+          let noise = call(step, 'cond', expert, opts.promptEmbeds, timestep);
+          if (cfg) {
+            const uncond = call(step, 'uncond', expert, opts.negativePromptEmbeds as Tensor, timestep);
+            noise = add(uncond, mul(sub(noise, uncond), guidance[expert]));
+          }
+          return schedule.step(step, noise, latents);
+        });
+        latents.dispose();
+        latents = next;
+        opts.callback?.({ step, numSteps, timestep: t, expert, latents });
+      }
+
+      const video = opts.decode === false ? null : this.decodeLatents(latents);
+      scope.keep(latents);
+      if (video) scope.keep(video);
+      return { latents, video, seed, timesteps: schedule.timesteps, sigmas: schedule.sigmas };
+    } finally {
+      scope.close();
+      schedule[Symbol.dispose]?.();
+    }
+  }
+
+  /** Latents (B, z_dim, latent frames, h, w) -> frames (B, frames, height, width, 3) in [0, 1]: denormalize, decode, rescale. */
+  decodeLatents(latents: Tensor): Tensor {
+    return tidy(() => toVideoRange(this.vae.decode(this.vae.denormalize(latents))));
+  }
+
+  /** Frees the weights of both transformers and the VAE. */
+  dispose(): void {
+    this.transformer.dispose();
+    this.transformer2?.dispose();
+    this.vae.dispose();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** (channels, latent frames, h, w) for the requested video size, which is checked here. */
+  private latentShape(opts: WanGenerateOptions): [number, number, number, number] {
+    const spatial = this.vae.scaleFactorSpatial;
+    const temporal = this.vae.scaleFactorTemporal;
+    const [, ph, pw] = this.transformer.config.patch_size;
+    const side = (name: string, px: number, patch: number): number => {
+      const multiple = lcm(SIZE_MULTIPLE, spatial * patch);
+      if (!Number.isInteger(px) || px <= 0 || px % multiple !== 0) throw new RangeError(`WanPipeline: ${name} must be a positive multiple of ${multiple}, got ${px}`);
+      return px / spatial;
+    };
+    const height = side('height', opts.height ?? DEFAULTS.height, ph);
+    const width = side('width', opts.width ?? DEFAULTS.width, pw);
+    const frames = opts.numFrames ?? DEFAULTS.numFrames;
+    if (!Number.isInteger(frames) || frames < 1 || (frames - 1) % temporal !== 0) {
+      throw new RangeError(`WanPipeline: numFrames must be ${temporal}k + 1 (1, ${1 + temporal}, ${1 + 2 * temporal}, ...), got ${frames}`);
+    }
+    return [this.transformer.config.in_channels, (frames - 1) / temporal + 1, height, width];
+  }
+
+  private checkEmbeddings(opts: WanGenerateOptions): { batch: number; cfg: boolean } {
+    const textDim = this.transformer.config.text_dim;
+    const shape = (t: Tensor): string => `(${t.shape.join(', ')})`;
+    const { promptEmbeds: e, negativePromptEmbeds: ne } = opts;
+    if (e.rank !== 3 || e.shape[2] !== textDim) throw new TypeError(`WanPipeline: promptEmbeds must be (B, tokens, ${textDim}), got ${shape(e)}`);
+    const batch = e.shape[0];
+    if (this.boundaryRatio === null && opts.guidanceScale2 !== undefined) {
+      throw new TypeError('WanPipeline: guidanceScale2 is for the second expert of Wan 2.2; this pipeline has no boundaryRatio');
+    }
+    const cfg = (opts.guidanceScale ?? DEFAULTS.guidanceScale) > 1;
+    if (cfg && !ne) {
+      throw new TypeError('WanPipeline: guidanceScale > 1 runs classifier-free guidance, which needs negativePromptEmbeds (diffusers encodes "" when no negative prompt is given)');
+    }
+    if (cfg && ne && (ne.rank !== 3 || ne.shape[0] !== batch || ne.shape[2] !== textDim)) {
+      throw new TypeError(`WanPipeline: negativePromptEmbeds must be (${batch}, tokens, ${textDim}), got ${shape(ne)}`);
+    }
+    return { batch, cfg };
+  }
+
+  private initialLatents(opts: WanGenerateOptions, shape: number[]): { latents: Tensor; seed: number | null } {
+    if (opts.latents) {
+      if (opts.latents.shape.join() !== shape.join()) {
+        throw new TypeError(`WanPipeline: latents must be (${shape.join(', ')}) for this size and frame count, got (${opts.latents.shape.join(', ')})`);
+      }
+      return { latents: opts.latents.clone(), seed: null };
+    }
+    const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 32);
+    return { latents: randnTensor(shape, seed, { device: opts.promptEmbeds.device }), seed };
+  }
+}
+
+function lcm(a: number, b: number): number {
+  const gcd = (x: number, y: number): number => (y === 0 ? x : gcd(y, x % y));
+  return (a / gcd(a, b)) * b;
+}

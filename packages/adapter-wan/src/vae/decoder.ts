@@ -1,0 +1,174 @@
+// The decoding half of diffusers' AutoencoderKLWan (the Wan 2.1 VAE, which Wan 2.2 A14B shares):
+// latents (B, z_dim, T, h, w) to video (B, 3, 1 + 4 (T - 1), 8 h, 8 w) in [-1, 1], decoded one
+// latent frame at a time with causal convolutions that carry their past frames between chunks,
+// as diffusers' decode does.
+import { add, clamp, concat, div, silu, tensor, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { ConfigError, loadFromFolder, type LoadOptions, type ParameterStore, type WeightReader } from '@ditcache/diffusion';
+
+import { WanAttentionBlock, WanResidualBlock, WanRMSNorm, WanUpsampler } from './blocks.js';
+import { CausalConv3d, TemporalCache } from './causal-conv.js';
+
+/** diffusers' AutoencoderKLWan config defaults (the Wan 2.1 VAE). */
+export const AUTOENCODER_KL_WAN_DEFAULTS = {
+  base_dim: 96,
+  decoder_base_dim: null as number | null,
+  z_dim: 16,
+  dim_mult: [1, 2, 4, 4] as number[],
+  num_res_blocks: 2,
+  attn_scales: [] as number[],
+  temperal_downsample: [false, true, true] as boolean[],
+  dropout: 0.0,
+  latents_mean: [-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508, 0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921] as number[],
+  latents_std: [2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743, 3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.916] as number[],
+  is_residual: false,
+  in_channels: 3,
+  out_channels: 3,
+  patch_size: null as number | null,
+  scale_factor_temporal: 4 as number | null,
+  scale_factor_spatial: 8 as number | null,
+};
+
+export type AutoencoderKLWanConfig = typeof AUTOENCODER_KL_WAN_DEFAULTS & { ignoredKeys: string[] };
+
+/** Residual block, attention, residual block at the lowest resolution. */
+class WanMidBlock {
+  constructor(
+    readonly resnets: readonly [WanResidualBlock, WanResidualBlock],
+    readonly attention: WanAttentionBlock,
+  ) {}
+
+  forward(x: Tensor, cache: TemporalCache): Tensor {
+    return tidy(() => this.resnets[1].forward(this.attention.forward(this.resnets[0].forward(x, cache)), cache));
+  }
+}
+
+/** num_res_blocks + 1 residual blocks, then (except in the last block) an upsampler. */
+class WanUpBlock {
+  constructor(
+    readonly resnets: readonly WanResidualBlock[],
+    readonly upsampler: WanUpsampler | null,
+  ) {}
+
+  forward(x: Tensor, cache: TemporalCache): Tensor {
+    return tidy(() => {
+      let h = x;
+      for (const resnet of this.resnets) h = resnet.forward(h, cache);
+      return this.upsampler ? this.upsampler.forward(h, cache) : h;
+    });
+  }
+}
+
+export class AutoencoderKLWanDecoder implements Disposable {
+  readonly config: AutoencoderKLWanConfig;
+  /** Pixels per latent pixel along height and width. */
+  readonly scaleFactorSpatial: number;
+  /** Frames per latent frame (after the first, which decodes to one frame). */
+  readonly scaleFactorTemporal: number;
+  private readonly postQuantConv: CausalConv3d;
+  private readonly convIn: CausalConv3d;
+  private readonly midBlock: WanMidBlock;
+  private readonly upBlocks: readonly WanUpBlock[];
+  private readonly normOut: WanRMSNorm;
+  private readonly convOut: CausalConv3d;
+  private readonly params: ParameterStore;
+
+  private constructor(config: AutoencoderKLWanConfig, w: WeightReader, params: ParameterStore) {
+    this.config = config;
+    this.params = params;
+    const base = config.decoder_base_dim ?? config.base_dim;
+    const mult = config.dim_mult;
+    const dims = [mult[mult.length - 1], ...[...mult].reverse()].map((m) => base * m);
+    const temporalUp = [...config.temperal_downsample].reverse();
+    this.scaleFactorSpatial = 2 ** (mult.length - 1);
+    this.scaleFactorTemporal = 2 ** config.temperal_downsample.filter(Boolean).length;
+    this.postQuantConv = CausalConv3d.load(w.at('post_quant_conv'), config.z_dim, config.z_dim, 1);
+    const d = w.at('decoder');
+    this.convIn = CausalConv3d.load(d.at('conv_in'), config.z_dim, dims[0], 3, 1);
+    const mid = d.at('mid_block');
+    this.midBlock = new WanMidBlock(
+      [WanResidualBlock.load(mid.at('resnets').at(0), dims[0], dims[0]), WanResidualBlock.load(mid.at('resnets').at(1), dims[0], dims[0])],
+      WanAttentionBlock.load(mid.at('attentions').at(0), dims[0]),
+    );
+    this.upBlocks = mult.map((_, i) => {
+      const block = d.at('up_blocks').at(i);
+      // Every upsampler halves the channels, so the blocks after the first take half as many.
+      const inDim = i === 0 ? dims[0] : Math.floor(dims[i] / 2);
+      const outDim = dims[i + 1];
+      const resnets = Array.from({ length: config.num_res_blocks + 1 }, (_, j) => WanResidualBlock.load(block.at('resnets').at(j), j === 0 ? inDim : outDim, outDim));
+      const last = i === mult.length - 1;
+      return new WanUpBlock(resnets, last ? null : WanUpsampler.load(block.at('upsamplers').at(0), outDim, temporalUp[i]));
+    });
+    this.normOut = WanRMSNorm.load(d.at('norm_out'), dims[dims.length - 1], true);
+    this.convOut = CausalConv3d.load(d.at('conv_out'), dims[dims.length - 1], config.out_channels, 3, 1);
+  }
+
+  /** Loads the decoder (and post_quant_conv) of a diffusers `vae/` folder (AutoencoderKLWan). */
+  static load(dir: string, opts: LoadOptions = {}): AutoencoderKLWanDecoder {
+    return loadFromFolder(dir, opts, (folder, w, params) => {
+      const config = folder.typedConfig(['AutoencoderKLWan'], AUTOENCODER_KL_WAN_DEFAULTS);
+      const where = `${dir}/config.json`;
+      if (config.is_residual || config.patch_size !== null) {
+        throw new ConfigError(`${where}: the residual, patchified VAE of Wan 2.2 TI2V (is_residual, patch_size) is not supported, only the Wan 2.1 VAE`);
+      }
+      if (config.temperal_downsample.length !== config.dim_mult.length - 1) {
+        throw new ConfigError(`${where}: ${config.temperal_downsample.length} temperal_downsample entries for ${config.dim_mult.length} dim_mult levels (need one fewer)`);
+      }
+      for (const key of ['latents_mean', 'latents_std'] as const) {
+        if (config[key].length !== config.z_dim) throw new ConfigError(`${where}: ${key} has ${config[key].length} values for z_dim ${config.z_dim}`);
+      }
+      const decoder = new AutoencoderKLWanDecoder(config, w, params);
+      const declared = [config.scale_factor_spatial, config.scale_factor_temporal];
+      const actual = [decoder.scaleFactorSpatial, decoder.scaleFactorTemporal];
+      if (declared.some((v, i) => v !== null && v !== actual[i])) {
+        throw new ConfigError(`${where}: scale_factor_spatial / scale_factor_temporal ${declared.join(' / ')} do not match the layers, which scale by ${actual.join(' / ')}`);
+      }
+      return decoder;
+    });
+  }
+
+  /** latents / (1 / latents_std) + latents_mean per channel: WanPipeline's step from the transformer's latents to the decoder's. */
+  denormalize(latents: Tensor): Tensor {
+    const z = this.config.z_dim;
+    this.checkLatents('denormalize', latents);
+    const perChannel = (values: readonly number[]): Tensor => tensor([...values], [1, z, 1, 1, 1], { device: latents.device });
+    return tidy(() => add(div(latents, div(1, perChannel(this.config.latents_std))), perChannel(this.config.latents_mean)));
+  }
+
+  /** Latents (B, z_dim, T, h, w), already denormalized, to video (B, out_channels, 1 + 4 (T - 1), 8 h, 8 w) in [-1, 1]. */
+  decode(latents: Tensor): Tensor {
+    this.checkLatents('decode', latents);
+    return tidy(() => {
+      using cache = new TemporalCache();
+      const x = this.postQuantConv.forward(latents);
+      const chunks: Tensor[] = [];
+      for (let i = 0; i < x.shape[2]; ++i) {
+        cache.first = i === 0;
+        chunks.push(this.decodeChunk(x.narrow(2, i, 1), cache));
+      }
+      return clamp(concat(chunks, 2), -1, 1);
+    });
+  }
+
+  /** Frees the weights. */
+  dispose(): void {
+    this.params.dispose();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  private decodeChunk(x: Tensor, cache: TemporalCache): Tensor {
+    return tidy(() => {
+      let h = this.midBlock.forward(this.convIn.forward(x, cache), cache);
+      for (const block of this.upBlocks) h = block.forward(h, cache);
+      return this.convOut.forward(silu(this.normOut.forward(h)), cache);
+    });
+  }
+
+  private checkLatents(method: string, latents: Tensor): void {
+    const z = this.config.z_dim;
+    if (latents.rank !== 5 || latents.shape[1] !== z) {
+      throw new TypeError(`AutoencoderKLWanDecoder.${method}: expected latents (B, ${z}, frames, h, w), got (${latents.shape.join(', ')})`);
+    }
+  }
+}

@@ -1,0 +1,30 @@
+// diffusers' FeedForward with a GELU activation (the MLP of most DiT blocks): net.0.proj widens
+// the tokens, GELU, net.2 projects back; net.1 is dropout, which inference skips.
+import { gelu, tidy, type Tensor } from '@ditcache/cuda-runtime';
+
+import { Linear } from './layers.js';
+import type { WeightReader } from './weights.js';
+
+/** diffusers' activation_fn names: "gelu-approximate" is the tanh form, "gelu" the exact erf form. */
+export type FeedForwardActivation = 'gelu-approximate' | 'gelu';
+
+export class FeedForward {
+  constructor(
+    readonly proj: Linear,
+    readonly out: Linear,
+    readonly activation: FeedForwardActivation,
+  ) {}
+
+  /** dim -> innerDim -> dim. */
+  static load(w: WeightReader, dim: number, innerDim: number, activation: FeedForwardActivation): FeedForward {
+    return new FeedForward(Linear.load(w.at('net.0.proj'), dim, innerDim), Linear.load(w.at('net.2'), innerDim, dim), activation);
+  }
+
+  get innerDim(): number {
+    return this.proj.outFeatures;
+  }
+
+  forward(x: Tensor): Tensor {
+    return tidy(() => this.out.forward(gelu(this.proj.forward(x), { approximate: this.activation === 'gelu-approximate' ? 'tanh' : 'none' })));
+  }
+}
