@@ -17,3 +17,4 @@ export {
   type WanPipelineComponents,
   type WanScheduler,
 } from './pipeline.js';
+export { WanCacheAdapterFactory, wanBlockAdapter } from './cache.js';

@@ -5,6 +5,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { cacheHandleOf } from '@ditcache/core';
 import { TensorScope, add, full, mul, sub, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
   ConfigError,
@@ -12,6 +13,7 @@ import {
   UniPCMultistepScheduler,
   randnTensor,
   readJsonObject,
+  RemotePipeline,
   toVideoRange,
   type LoadOptions,
   type SamplingSchedule,
@@ -182,6 +184,15 @@ export class WanPipeline implements Disposable {
       throw e;
     }
   }
+  /**
+   * Loads the pipeline in a worker thread: `generate` then returns a promise and never blocks
+   * the event loop, reports progress as events, and stops on an AbortSignal. `enableCache`,
+   * `summary` and `disableCache` work on the returned object as on a local pipeline.
+   */
+  static spawn(dir: string, opts: LoadOptions = {}): Promise<RemotePipeline<WanGenerateOptions, WanGenerateResult>> {
+    return RemotePipeline.open({ module: '@ditcache/adapter-wan', exportName: 'WanPipeline', modelDir: dir, loadOptions: opts });
+  }
+
 
   /**
    * Registers `listener` to be told the step, CFG branch and expert before every transformer
@@ -219,6 +230,7 @@ export class WanPipeline implements Disposable {
       const call = (step: number, branch: CfgBranch, expert: WanExpert, promptEmbeds: Tensor, timestep: Tensor): Tensor => {
         for (const listener of this.transformerCallListeners) listener({ step, numSteps, timestep: schedule.timesteps[step], branch, expert });
         const model = expert === 'transformer' ? this.transformer : (this.transformer2 as WanTransformer);
+        cacheHandleOf(model)?.beginCall({ step, branch });
         return model.forward({ hiddenStates: latents, timestep, encoderHiddenStates: promptEmbeds });
       };
 

@@ -1,7 +1,7 @@
 // What the CLI knows of each model family: its classes, how --inputs maps to its pipeline's
 // request, and how to run one transformer call.
 import type { Tensor } from '@ditcache/cuda-runtime';
-import type { RemotePipeline } from '@ditcache/diffusion';
+import { savePng, type RemotePipeline } from '@ditcache/diffusion';
 
 import { UsageError } from './errors.js';
 
@@ -14,6 +14,10 @@ export interface GenerateSettings {
   seed?: number;
   /** HiDream: diffusers' default_sample_size, the latent side of the area images are rescaled to. */
   defaultSampleSize?: number;
+  /** Wan: video frames (4k + 1), the second expert's guidance, animation speed. */
+  frames?: number;
+  guidance2?: number;
+  fps?: number;
 }
 
 export interface Family {
@@ -24,13 +28,32 @@ export interface Family {
   spawn(dir: string): Promise<RemotePipeline<object, GenerateResult>>;
   /** The pipeline request from the tensors of the --inputs file and the flags. */
   request(inputs: Record<string, Tensor>, file: string, settings: GenerateSettings): object;
+  /** File extensions --output may have (checked before any work). */
+  readonly outputFormats: readonly string[];
+  /** Writes the picture (or video) of a result to `path`, in the formats the family produces. */
+  writeOutput(result: GenerateResult, path: string, settings: GenerateSettings): Promise<void>;
   /** One transformer call on the inputs named as in the goldens' transformer_forward files; returns `sample`. */
   forward(transformerDir: string, inputs: Record<string, Tensor>, file: string): Tensor;
 }
 
 export interface GenerateResult {
   latents: Tensor;
-  image: Tensor | null;
+  /** Image families. */
+  image?: Tensor | null;
+  /** Video families. */
+  video?: Tensor | null;
+}
+
+/** Flags that only some families take: naming one elsewhere is a usage error, not silently ignored. */
+export function refuseFlags(label: string, s: GenerateSettings, names: (keyof GenerateSettings)[]): void {
+  const flag = (n: string) => `--${n.replace(/[A-Z0-9]/g, (c) => `-${c.toLowerCase()}`)}`;
+  for (const n of names) if (s[n] !== undefined) throw new UsageError(`${flag(n)} does not apply to ${label}`);
+}
+
+/** Writes an image result as PNG. */
+export async function writeImage(result: GenerateResult, path: string): Promise<void> {
+  if (!result.image) throw new Error('the pipeline returned no image');
+  await savePng(result.image, path);
 }
 
 /** The tensors `names` of --inputs, in order; a missing one is a usage error naming the file's keys. */

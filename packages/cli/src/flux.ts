@@ -2,12 +2,14 @@ import { FluxPipeline, FluxTransformer, type FluxGenerateOptions } from '@ditcac
 import type { Tensor } from '@ditcache/cuda-runtime';
 
 import { UsageError } from './errors.js';
-import { pick, type Family, type GenerateResult, type GenerateSettings } from './families.js';
+import { pick, refuseFlags, writeImage, type Family, type GenerateSettings } from './families.js';
 
 export const flux: Family = {
   label: 'FLUX.1',
   pipelineClasses: ['FluxPipeline'],
   transformerClasses: ['FluxTransformer2DModel'],
+
+  outputFormats: ['.png'],
 
   spawn: (dir) => FluxPipeline.spawn(dir) as never,
 
@@ -17,7 +19,7 @@ export const flux: Family = {
     const [negativePromptEmbeds, negativePooledPromptEmbeds] = hasNegative
       ? pick(inputs, file, ['negative_prompt_embeds', 'negative_pooled_prompt_embeds'])
       : [undefined, undefined];
-    if (s.defaultSampleSize !== undefined) throw new UsageError('--default-sample-size applies to HiDream only (FLUX takes --height and --width as they are)');
+    refuseFlags('FLUX.1', s, ['defaultSampleSize', 'frames', 'guidance2', 'fps']);
     if (s.trueCfgScale !== undefined && s.trueCfgScale > 1 && !hasNegative) {
       throw new UsageError('--true-cfg-scale needs negative_prompt_embeds and negative_pooled_prompt_embeds in --inputs');
     }
@@ -36,6 +38,8 @@ export const flux: Family = {
     };
   },
 
+  writeOutput: (result, path) => writeImage(result, path),
+
   forward(dir, inputs, file): Tensor {
     const names = ['hidden_states', 'encoder_hidden_states', 'pooled_projections', 'timestep', 'img_ids', 'txt_ids'];
     const [hiddenStates, encoderHiddenStates, pooledProjections, timestep, imgIds, txtIds] = pick(inputs, file, names);
@@ -43,5 +47,3 @@ export const flux: Family = {
     return transformer.forward({ hiddenStates, encoderHiddenStates, pooledProjections, timestep, imgIds, txtIds, guidance: inputs.guidance });
   },
 };
-
-export type { GenerateResult };

@@ -1,7 +1,7 @@
 import { HiDreamPipeline, HiDreamTransformer, type HiDreamGenerateOptions } from '@ditcache/adapter-hidream';
 import type { Tensor } from '@ditcache/cuda-runtime';
 
-import { pick, type Family, type GenerateSettings } from './families.js';
+import { pick, refuseFlags, writeImage, type Family, type GenerateSettings } from './families.js';
 
 const NEGATIVE = ['negative_prompt_embeds_t5', 'negative_prompt_embeds_llama3', 'negative_pooled_prompt_embeds'];
 
@@ -10,9 +10,12 @@ export const hidream: Family = {
   pipelineClasses: ['HiDreamImagePipeline'],
   transformerClasses: ['HiDreamImageTransformer2DModel'],
 
+  outputFormats: ['.png'],
+
   spawn: (dir) => HiDreamPipeline.spawn(dir) as never,
 
   request(inputs, file, s: GenerateSettings): HiDreamGenerateOptions {
+    refuseFlags('HiDream-I1', s, ['trueCfgScale', 'frames', 'guidance2', 'fps']);
     const [promptEmbedsT5, promptEmbedsLlama3, pooledPromptEmbeds] = pick(inputs, file, ['prompt_embeds_t5', 'prompt_embeds_llama3', 'pooled_prompt_embeds']);
     // Classifier-free guidance needs all three negative embeddings; the pipeline checks their shapes.
     const [negativePromptEmbedsT5, negativePromptEmbedsLlama3, negativePooledPromptEmbeds] = NEGATIVE.some((n) => n in inputs)
@@ -34,6 +37,8 @@ export const hidream: Family = {
       defaultSampleSize: s.defaultSampleSize,
     };
   },
+
+  writeOutput: (result, path) => writeImage(result, path),
 
   forward(dir, inputs, file): Tensor {
     const names = ['hidden_states', 'timesteps', 'encoder_hidden_states_t5', 'encoder_hidden_states_llama3', 'pooled_embeds'];

@@ -1,22 +1,23 @@
 // The `ditcache` command line.
+import { extname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 import { enableCache, summary, type ContextStats } from '@ditcache/core';
 import { loadSafetensors, saveSafetensors, type Tensor } from '@ditcache/cuda-runtime';
-import { savePng } from '@ditcache/diffusion';
 
 import { resolveCacheSpec } from './cache-spec.js';
 import { UsageError } from './errors.js';
 import type { Family, GenerateSettings } from './families.js';
 import { flux } from './flux.js';
 import { hidream } from './hidream.js';
+import { wan } from './wan.js';
 import { componentClassOf, pipelineClassOf } from './model-folder.js';
 import { checkOutputs, ensureParent, writeTextAtomically } from './outputs.js';
 import { stepProgress } from './progress.js';
 
-const FAMILIES: readonly Family[] = [flux, hidream];
+const FAMILIES: readonly Family[] = [flux, hidream, wan];
 
 function familyForPipeline(cls: string): Family {
   const f = FAMILIES.find((x) => x.pipelineClasses.includes(cls));
@@ -91,6 +92,9 @@ async function generate(flags: GenerateFlags): Promise<void> {
   if (!flags.inputs) {
     throw new UsageError('--inputs is required: prompt encoding (text encoders) is not supported yet, so give prompt embeddings in a safetensors file');
   }
+  if (flags.output && !family.outputFormats.includes(extname(flags.output).toLowerCase())) {
+    throw new UsageError(`--output ${flags.output}: ${family.label} writes ${family.outputFormats.join(' or ')} files`);
+  }
   checkOutputs([flags.output, flags.saveLatents, flags.stats], flags.force);
   const cache = flags.cache === undefined ? undefined : resolveCacheSpec(flags.cache);
   const inputs = loadInputs(flags.inputs);
@@ -108,9 +112,8 @@ async function generate(flags: GenerateFlags): Promise<void> {
     bar.stop();
     const seconds = (performance.now() - t0) / 1000;
     if (flags.output) {
-      if (!result.image) throw new Error('the pipeline returned no image');
       ensureParent(flags.output);
-      await savePng(result.image, flags.output);
+      await family.writeOutput(result, flags.output, flags);
     }
     if (flags.saveLatents) {
       ensureParent(flags.saveLatents);
@@ -120,8 +123,7 @@ async function generate(flags: GenerateFlags): Promise<void> {
     if (flags.stats) writeTextAtomically(flags.stats, `${JSON.stringify((stats?.contexts ?? []).map(statsRecord), null, 2)}\n`);
     process.stderr.write(`generated in ${seconds.toFixed(2)} s${stats ? `, ${stats.cachedSteps} cached steps, ${stats.computedBlocks}/${stats.totalBlocks} blocks computed` : ''}\n`);
     if (stats) process.stderr.write(`${stats.markdown}\n`);
-    result.latents.dispose();
-    result.image?.dispose();
+    for (const t of [result.latents, result.image, result.video]) t?.dispose();
   } finally {
     bar.stop();
     process.off('SIGINT', onSigint);
@@ -167,9 +169,12 @@ export function buildProgram(): Command {
     .option('--guidance <g>', 'guidance scale', finite('--guidance'))
     .option('--true-cfg-scale <s>', 'true classifier-free guidance with the negative embeddings of --inputs', finite('--true-cfg-scale'))
     .option('--seed <n>', 'seed of the initial noise when --inputs has no latents_in', nonNegativeInt('--seed'))
+    .option('--frames <n>', 'Wan: video frames, 4k + 1', positiveInt('--frames'))
+    .option('--guidance-2 <g>', 'Wan 2.2: guidance scale of the low-noise expert (transformer_2)', finite('--guidance-2'))
+    .option('--fps <n>', 'Wan: frames per second of the animation', positiveInt('--fps'))
     .option('--default-sample-size <n>', 'HiDream: the latent side of the area images are rescaled to (diffusers\' default_sample_size, 128)', positiveInt('--default-sample-size'))
     .option('--cache <spec>', 'a preset (quality, balanced, fast, cache-dit), a JSON / YAML file, or JSON text')
-    .option('--output <png>', 'write the image')
+    .option('--output <file>', 'write the image (.png) or the video (.webp / .gif animation, PNG frames beside it)')
     .option('--save-latents <file>', 'write the final latents as latents_out (safetensors)')
     .option('--stats <file>', 'write the cache statistics (JSON, one object per cache context)')
     .option('--force', 'overwrite existing output files', false)

@@ -1,6 +1,6 @@
 // The CLI as users run it: the built bin in a child process, on the goldens.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -105,8 +105,8 @@ describe('ditcache forward', () => {
     const got = loadSafetensors(out).sample, want = loadSafetensors(join(flux, 'transformer_forward.safetensors')).sample;
     expect(relativeL2(got, want)).toBeLessThan(1e-5);
     const wrong = ditcache('forward', '--model', join(root, 'testdata/goldens/wan-tiny/transformer'), '--inputs', join(flux, 'transformer_forward.safetensors'), '--out', join(dir, 's2.safetensors'));
-    expect(wrong.status).toBe(2);
-    expect(wrong.stderr).toMatch(/WanTransformer3DModel is not supported/);
+    expect(wrong.status).not.toBe(0);
+    expect(wrong.stderr).toMatch(/WanTransformer.forward: hiddenStates must be \(B, 16, frames, height, width\), got \(2, 64, 16\)/);
   });
 });
 
@@ -137,6 +137,54 @@ describe('ditcache on HiDream', () => {
       const r = ditcache('forward', '--model', join(hd, 'transformer'), '--inputs', join(hd, file), '--out', out);
       expect(r.status, r.stderr).toBe(0);
       expect(relativeL2(loadSafetensors(out).sample, loadSafetensors(join(hd, file)).sample)).toBeLessThan(1e-5);
+    }
+  });
+});
+
+describe('ditcache on Wan', () => {
+  const w21 = join(root, 'testdata/goldens/wan-tiny');
+  const w22 = join(w21, 'wan22');
+  type WanMeta = Record<string, number> & {
+    cache_traces: Record<string, { config: Record<string, unknown>; taylorseer_order: number | null; params_modifiers: unknown[] | null; stats: { source: string; cached_steps: number[]; cfg_cached_steps: number[] }[] }>;
+  };
+  const flags = (m: WanMeta) => ['--height', String(m.height), '--width', String(m.width), '--frames', String(m.num_frames), '--steps', String(m.num_inference_steps), '--guidance', String(m.guidance_scale)];
+
+  it('Wan 2.2: per-expert ParamsModifiers from --cache, stats per expert and CFG branch, an animation with its frames', () => {
+    const meta = JSON.parse(readFileSync(join(w22, 'meta.json'), 'utf-8')) as WanMeta;
+    const name = 'F2B1_W2_R0.148_TS1_mod';
+    const trace = meta.cache_traces[name];
+    const spec = JSON.stringify({ ...trace.config, taylorseer_order: trace.taylorseer_order, params_modifiers: trace.params_modifiers });
+    const stats = join(dir, 'w22.json'), video = join(dir, 'w22.webp'), latents = join(dir, 'w22.safetensors');
+    const r = ditcache('generate', '--model', w22, '--inputs', join(w22, 'pipeline.safetensors'), ...flags(meta), '--guidance-2', String(meta.guidance_scale_2),
+      '--cache', spec, '--stats', stats, '--output', video, '--save-latents', latents);
+    expect(r.status, r.stderr).toBe(0);
+    const records = JSON.parse(readFileSync(stats, 'utf-8')) as { name: string; firstPipelineStep: number; cachedSteps: number[]; cfgCachedSteps: number[] }[];
+    expect(records.map((x) => x.name)).toEqual(['transformer.blocks', 'transformer_2.blocks']);
+    expect(records.map((x) => x.firstPipelineStep)).toEqual([0, meta.expert_switch_step]);
+    expect(records.map((x) => x.cachedSteps)).toEqual(trace.stats.map((s) => s.cached_steps));
+    expect(records.map((x) => x.cfgCachedSteps)).toEqual(trace.stats.map((s) => s.cfg_cached_steps));
+    const want = loadSafetensors(join(w22, 'cache_traces.safetensors'))[`${name}.latents_out`];
+    expect(relativeL2(loadSafetensors(latents).latents_out, want)).toBeLessThan(1e-4);
+    expect(readFileSync(video).subarray(8, 12).toString()).toBe('WEBP');
+    expect(readdirSync(join(dir, 'w22_frames'))).toHaveLength(meta.num_frames);
+  });
+
+  it('Wan 2.1: forward, and clear errors for frames and formats', () => {
+    const meta = JSON.parse(readFileSync(join(w21, 'meta.json'), 'utf-8')) as WanMeta;
+    const out = join(dir, 'wan-sample.safetensors');
+    const f = ditcache('forward', '--model', join(w21, 'transformer'), '--inputs', join(w21, 'transformer_forward.safetensors'), '--out', out);
+    expect(f.status, f.stderr).toBe(0);
+    expect(relativeL2(loadSafetensors(out).sample, loadSafetensors(join(w21, 'transformer_forward.safetensors')).sample)).toBeLessThan(1e-5);
+    const base = ['generate', '--model', w21, '--inputs', join(w21, 'pipeline.safetensors')];
+    for (const [args, message] of [
+      [['--frames', '8'], /--frames must be 4k \+ 1/],
+      [['--output', join(dir, 'w.png')], /Wan writes .webp or .gif files/],
+      [['--true-cfg-scale', '2'], /--true-cfg-scale does not apply to Wan/],
+      [[...flags(meta), '--guidance-2', '3'], /guidanceScale2 is for the second expert of Wan 2.2/],
+    ] as [string[], RegExp][]) {
+      const r = ditcache(...base, ...args);
+      expect(r.status, r.stderr).not.toBe(0);
+      expect(r.stderr).toMatch(message);
     }
   });
 });

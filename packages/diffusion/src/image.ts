@@ -83,3 +83,27 @@ export async function savePngFrames(video: Tensor, dir: string, index = 0): Prom
     frames.dispose();
   }
 }
+
+/**
+ * Writes video `index` of a (B, F, H, W, C) tensor in [0, 1] as a looping animation: animated
+ * WebP for a `.webp` path, GIF for `.gif` (256 colours), at `fps` frames per second.
+ */
+export async function saveAnimation(video: Tensor, path: string, opts: { index?: number; fps?: number } = {}): Promise<void> {
+  if (video.rank !== 5) throw new TypeError(`saveAnimation: expected (B, F, H, W, C) frames, got (${video.shape.join(', ')})`);
+  const format = /\.webp$/i.test(path) ? 'webp' : /\.gif$/i.test(path) ? 'gif' : null;
+  if (!format) throw new TypeError(`saveAnimation: ${path} must end in .webp or .gif`);
+  const index = opts.index ?? 0;
+  if (!Number.isInteger(index) || index < 0 || index >= video.shape[0]) throw new RangeError(`saveAnimation: video ${index} of a batch of ${video.shape[0]}`);
+  const fps = opts.fps ?? 16;
+  if (!(fps > 0)) throw new RangeError(`saveAnimation: fps must be positive, got ${fps}`);
+  const frames = tidy(() => video.narrow(0, index, 1).squeeze(0));
+  try {
+    const pngs = await Promise.all(Array.from({ length: frames.shape[0] }, (_, f) => encodePng(toImage8(frames, f))));
+    const animation = sharp(pngs, { join: { animated: true } });
+    // One delay per frame: a single number sets only the first frame's.
+    const delay = Array<number>(pngs.length).fill(Math.round(1000 / fps));
+    await writeFile(path, await (format === 'webp' ? animation.webp({ loop: 0, delay, lossless: true }) : animation.gif({ loop: 0, delay })).toBuffer());
+  } finally {
+    frames.dispose();
+  }
+}

@@ -2,7 +2,7 @@ export { AUTOENCODER_KL_DEFAULTS, AutoencoderKLDecoder, type AutoencoderKLConfig
 export { ConfigError, readJsonObject, typedConfig } from './config-file.js';
 export { MlpEmbedding, sinusoidalTimestepEmbedding, type SinusoidalOptions } from './embeddings.js';
 export { FeedForward, type FeedForwardActivation } from './feed-forward.js';
-export { encodePng, savePng, savePngFrames, toImage8, toImageRange, toVideoRange, type Image8 } from './image.js';
+export { encodePng, saveAnimation, savePng, savePngFrames, toImage8, toImageRange, toVideoRange, type Image8 } from './image.js';
 export { Conv2d, Conv3d, GroupNorm, LayerNorm, Linear, RMSNorm, type Conv2dGeometry, type Conv3dGeometry, type Triple } from './layers.js';
 export { Mt19937, randnTensor, torchRandn } from './random.js';
 export {

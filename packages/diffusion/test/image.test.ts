@@ -4,10 +4,10 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { loadSafetensors, memoryStats, tensor } from '@ditcache/cuda-runtime';
+import { loadSafetensors, memoryStats, tensor, tidy } from '@ditcache/cuda-runtime';
 import sharp from 'sharp';
 
-import { encodePng, savePngFrames, toImage8, toImageRange, toVideoRange } from '../src/index.js';
+import { encodePng, saveAnimation, savePngFrames, toImage8, toImageRange, toVideoRange } from '../src/index.js';
 import { goldens } from './helpers.js';
 
 describe('image output', () => {
@@ -46,7 +46,7 @@ describe('image output', () => {
     expect([...video.shape]).toEqual([1, 2, 1, 1, 3]);
     expect([...video.toFloat32Array()]).toEqual([0, 0.5, 1, 0, 0.75, 1]);
     expect(memoryStats().liveTensors).toBe(before.liveTensors + 1);
-    expect(() => toVideoRange(tensor([0, 1, 2], [1, 3, 1, 1]))).toThrow(/expected \(B, C, F, H, W\) decoder output, got \(1, 3, 1, 1\)/);
+    expect(() => tidy(() => toVideoRange(tensor([0, 1, 2], [1, 3, 1, 1])))).toThrow(/expected \(B, C, F, H, W\) decoder output, got \(1, 3, 1, 1\)/);
   });
 
   it('writes every frame of a video as a PNG, in frame order', async () => {
@@ -62,6 +62,26 @@ describe('image output', () => {
     expect(info).toMatchObject({ width: 48, height: 32, channels: 3 });
     expect(Buffer.compare(data, Buffer.from(toImage8(frames, 4).data))).toBe(0);
     await expect(savePngFrames(ref.video_out, dir, 1)).rejects.toThrow(/video 1 of a batch of 1/);
+    frames.dispose();
+    for (const t of Object.values(ref)) t.dispose();
+  });
+
+  it('writes looping animations (lossless WebP, GIF) with every frame', async () => {
+    const ref = loadSafetensors(`${goldens}/wan-tiny/pipeline.safetensors`);
+    const dir = mkdtempSync(join(tmpdir(), 'ditcache-anim-'));
+    const before = memoryStats();
+    await saveAnimation(ref.video_out, join(dir, 'a.webp'), { fps: 8 });
+    await saveAnimation(ref.video_out, join(dir, 'a.gif'));
+    expect(memoryStats()).toEqual(before);
+    const webp = await sharp(join(dir, 'a.webp'), { animated: true }).metadata();
+    expect(webp).toMatchObject({ format: 'webp', pages: 9, width: 48, loop: 0 });
+    expect(webp.delay).toEqual(Array(9).fill(125));
+    // Lossless: frame 4 decodes to exactly the 8-bit pixels.
+    const { data } = await sharp(join(dir, 'a.webp'), { page: 4 }).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    const frames = ref.video_out.squeeze(0);
+    expect(Buffer.compare(data, Buffer.from(toImage8(frames, 4).data))).toBe(0);
+    expect((await sharp(join(dir, 'a.gif'), { animated: true }).metadata()).pages).toBe(9);
+    await expect(saveAnimation(ref.video_out, join(dir, 'a.mp4'))).rejects.toThrow(/must end in .webp or .gif/);
     frames.dispose();
     for (const t of Object.values(ref)) t.dispose();
   });
