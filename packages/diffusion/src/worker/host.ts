@@ -86,6 +86,9 @@ function run(pipe: HostedPipeline, m: Extract<ToWorker, { type: 'generate' }>, c
   };
   const request = decode(m.request) as Record<string, unknown>;
   const off = pipe.onTransformerCall?.(checkAbort);
+  // The reply goes out only after everything this run held is freed: the runtime's counters
+  // are process-wide, so a caller checking them on receipt must see the final state.
+  let reply: { message: FromWorker; transfer: ArrayBuffer[] };
   try {
     if (pendingCacheError) throw pendingCacheError;
     checkAbort();
@@ -100,14 +103,15 @@ function run(pipe: HostedPipeline, m: Extract<ToWorker, { type: 'generate' }>, c
     const wire = encode(result, transfer);
     disposeTensors(result);
     const stats = cached ? summary(pipe, { print: false }) : undefined;
-    send({ type: 'done', id: m.id, result: wire, cacheSummary: stats }, transfer);
+    reply = { message: { type: 'done', id: m.id, result: wire, cacheSummary: stats }, transfer };
   } catch (e) {
     const err = e as Error;
-    send({ type: 'failed', id: m.id, name: err.name, message: err.message });
+    reply = { message: { type: 'failed', id: m.id, name: err.name, message: err.message }, transfer: [] };
   } finally {
     off?.();
     disposeTensors(request);
   }
+  send(reply.message, reply.transfer);
 }
 
 main(workerData as HostSpec).catch((e: Error) => send({ type: 'failed', id: null, name: e.name, message: e.message }));
