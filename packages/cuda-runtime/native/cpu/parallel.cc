@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -33,7 +34,7 @@ class Pool {
   void resize(int threads) {
     std::lock_guard<std::mutex> run_lock(run_mutex_);
     stop_workers();
-    stop_ = false;
+    stop_.store(false);
     for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
   }
 
@@ -54,7 +55,7 @@ class Pool {
     active_.store(int(workers_.size()));
     {
       std::lock_guard<std::mutex> lk(mutex_);
-      ++generation_;
+      generation_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
     tl_inside_pool = true;
@@ -89,11 +90,18 @@ class Pool {
     tl_inside_pool = true;
     uint64_t seen = 0;
     for (;;) {
+      // Ops come back to back while a model runs, and waking a thread from a condition variable
+      // can take longer than a small kernel; so poll for a moment before sleeping.
+      const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicros);
+      for (int i = 0; generation_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_relaxed); ++i) {
+        if ((i & 63) == 0 && std::chrono::steady_clock::now() > spin_until) break;
+        std::this_thread::yield();
+      }
       {
         std::unique_lock<std::mutex> lk(mutex_);
-        cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
+        cv_.wait(lk, [&] { return stop_.load() || generation_.load() != seen; });
         if (stop_) return;
-        seen = generation_;
+        seen = generation_.load();
       }
       work();
       active_.fetch_sub(1, std::memory_order_release);
@@ -103,7 +111,7 @@ class Pool {
   void stop_workers() {
     {
       std::lock_guard<std::mutex> lk(mutex_);
-      stop_ = true;
+      stop_.store(true);
     }
     cv_.notify_all();
     for (auto& t : workers_) t.join();
@@ -114,8 +122,9 @@ class Pool {
   std::mutex run_mutex_;  // one parallel region at a time
   std::mutex mutex_;
   std::condition_variable cv_;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
+  static constexpr int kSpinMicros = 200;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stop_{false};
   const std::function<void(int64_t, int64_t)>* job_fn_ = nullptr;
   int64_t job_n_ = 0, job_chunk_ = 1;
   std::atomic<int64_t> next_{0};
