@@ -9,7 +9,16 @@ export {
   type CfgBranch,
   type FluxGenerateOptions,
   type FluxGenerateResult,
+  type FluxLoadOptions,
   type StepEnd,
   type TransformerCall,
 } from './pipeline.js';
 export { FluxCacheAdapterFactory, fluxBlockAdapter, type FluxCacheLayout } from './cache.js';
+export {
+  FluxPromptEncoder,
+  MAX_SEQUENCE_LENGTH,
+  TEXT_COMPONENTS,
+  missingTextComponents,
+  type EncodePromptOptions,
+  type FluxPromptEmbeddings,
+} from './prompt-encoder.js';

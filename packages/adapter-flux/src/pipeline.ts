@@ -1,11 +1,12 @@
-// diffusers' FluxPipeline without its text encoders: prompt embeddings in, latents and an image
-// out. Flow-matching Euler sampling with resolution-dependent shifting, the guidance embedding
-// of guidance-distilled models, optional true classifier-free guidance, and AutoencoderKL decoding.
+// diffusers' FluxPipeline: a prompt (through the CLIP and T5 text encoders) or prompt embeddings
+// in, latents and an image out. Flow-matching Euler sampling with resolution-dependent shifting,
+// the guidance embedding of guidance-distilled models, optional true classifier-free guidance,
+// and AutoencoderKL decoding.
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { cacheHandleOf } from '@ditcache/core';
-import { TensorScope, add, div, full, mul, sub, tidy, zeros, type Tensor } from '@ditcache/cuda-runtime';
+import { TensorScope, add, div, full, mul, sub, tidy, zeros, type Device, type Tensor } from '@ditcache/cuda-runtime';
 import {
   AutoencoderKLDecoder,
   ConfigError,
@@ -19,6 +20,7 @@ import {
 } from '@ditcache/diffusion';
 
 import { latentImageIds, packLatents, unpackLatents } from './latents.js';
+import { FluxPromptEncoder, missingTextComponents, type EncodePromptOptions, type FluxPromptEmbeddings } from './prompt-encoder.js';
 import { FluxTransformer } from './transformer.js';
 
 /** Which half of classifier-free guidance a transformer call computes. */
@@ -45,15 +47,21 @@ export interface StepEnd {
 }
 
 export interface FluxGenerateOptions {
-  /** T5 prompt embeddings (B, text tokens, joint_attention_dim). */
-  promptEmbeds: Tensor;
-  /** CLIP pooled prompt embedding (B, pooled_projection_dim). */
-  pooledPromptEmbeds: Tensor;
+  /** The prompt (or one per image), encoded by the folder's text encoders; or give promptEmbeds. */
+  prompt?: string | readonly string[];
+  /** T5 prompt embeddings (B, text tokens, joint_attention_dim), instead of a prompt. */
+  promptEmbeds?: Tensor;
+  /** CLIP pooled prompt embedding (B, pooled_projection_dim), with promptEmbeds. */
+  pooledPromptEmbeds?: Tensor;
+  /** The negative prompt for true CFG (one for all images, or one per prompt); or give negativePromptEmbeds. */
+  negativePrompt?: string | readonly string[];
   /** Negative prompt embeddings for true CFG, shaped like promptEmbeds (with the pooled one). */
   negativePromptEmbeds?: Tensor;
   negativePooledPromptEmbeds?: Tensor;
-  /** True CFG runs when this is above 1 and negative embeddings are given (default 1). */
+  /** True CFG runs when this is above 1 and a negative prompt or negative embeddings are given (default 1). */
   trueCfgScale?: number;
+  /** T5 tokens a text prompt is padded or truncated to (default 512, at most 512). */
+  maxSequenceLength?: number;
   /** Image size in pixels, multiples of 2 * vaeScaleFactor (default 128 * vaeScaleFactor). */
   height?: number;
   width?: number;
@@ -72,6 +80,14 @@ export interface FluxGenerateOptions {
   callback?: (step: StepEnd) => void;
 }
 
+/** How fromPretrained treats the text encoders of a folder that has them. */
+export interface FluxLoadOptions extends LoadOptions {
+  /** Load the text encoders' weights with the pipeline (default: on the first prompt). */
+  preloadTextEncoders?: boolean;
+  /** Free the text encoders' weights after each prompt encoding (they load again for the next prompt). */
+  releaseTextEncoders?: boolean;
+}
+
 export interface FluxGenerateResult {
   /** Final packed latents (B, image tokens, in_channels), before the VAE. */
   latents: Tensor;
@@ -81,6 +97,14 @@ export interface FluxGenerateResult {
   seed: number | null;
   timesteps: Float32Array;
   sigmas: Float32Array;
+}
+
+/** The conditioning of one generate call. */
+interface FluxEmbeddings {
+  promptEmbeds: Tensor;
+  pooledPromptEmbeds: Tensor;
+  negativePromptEmbeds?: Tensor;
+  negativePooledPromptEmbeds?: Tensor;
 }
 
 /** diffusers' FluxPipeline.default_sample_size: the default image side in latent pixels. */
@@ -96,14 +120,31 @@ export class FluxPipeline implements Disposable {
   readonly transformer: FluxTransformer;
   readonly vae: AutoencoderKLDecoder;
   readonly scheduler: FlowMatchEulerDiscreteScheduler;
+  /** The tokenizers and text encoders, or null for a pipeline that takes embeddings only. */
+  readonly textEncoders: FluxPromptEncoder | null;
   /** Image pixels per latent pixel along each side. */
   readonly vaeScaleFactor: number;
   private readonly transformerCallListeners = new Set<(call: TransformerCall) => void>();
+  private readonly releaseTextEncoders: boolean;
+  /** Why textEncoders is null, for the error a prompt gets. */
+  private readonly noTextEncodersReason: string;
 
-  constructor(components: { transformer: FluxTransformer; vae: AutoencoderKLDecoder; scheduler: FlowMatchEulerDiscreteScheduler }) {
+  constructor(components: {
+    transformer: FluxTransformer;
+    vae: AutoencoderKLDecoder;
+    scheduler: FlowMatchEulerDiscreteScheduler;
+    textEncoders?: FluxPromptEncoder | null;
+    /** Free the text encoders' weights after each prompt encoding. */
+    releaseTextEncoders?: boolean;
+    /** Why there are no text encoders, for the error a prompt gets (e.g. the folders a checkpoint lacks). */
+    noTextEncodersReason?: string;
+  }) {
     this.transformer = components.transformer;
     this.vae = components.vae;
     this.scheduler = components.scheduler;
+    this.textEncoders = components.textEncoders ?? null;
+    this.releaseTextEncoders = components.releaseTextEncoders ?? false;
+    this.noTextEncodersReason = components.noTextEncodersReason ?? 'it was built without text encoders';
     this.vaeScaleFactor = this.vae.scaleFactor;
     const { in_channels: inChannels } = this.transformer.config;
     if (inChannels !== this.vae.config.latent_channels * 4 || this.transformer.outChannels !== inChannels) {
@@ -116,9 +157,11 @@ export class FluxPipeline implements Disposable {
 
   /**
    * Loads a diffusers FLUX folder: `transformer/`, `vae/` and `scheduler/`, checked against
-   * `model_index.json` when there is one.
+   * `model_index.json` when there is one; and, when the folder has all four, `tokenizer/`,
+   * `tokenizer_2/`, `text_encoder/` and `text_encoder_2/` for prompts (their weights on the
+   * first prompt, unless `preloadTextEncoders`).
    */
-  static fromPretrained(dir: string, opts: LoadOptions = {}): FluxPipeline {
+  static fromPretrained(dir: string, opts: FluxLoadOptions = {}): FluxPipeline {
     if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(`${dir}: no such pipeline folder`);
     const indexPath = join(dir, 'model_index.json');
     if (existsSync(indexPath)) {
@@ -137,14 +180,26 @@ export class FluxPipeline implements Disposable {
       if (!existsSync(join(dir, name))) throw new ConfigError(`${dir}: no ${name}/ folder (a FLUX folder has transformer/, vae/ and scheduler/)`);
     }
     const scheduler = FlowMatchEulerDiscreteScheduler.fromFolder(join(dir, 'scheduler'));
-    const transformer = FluxTransformer.load(join(dir, 'transformer'), opts);
+    const missingText = missingTextComponents(dir);
+    const loadOpts: LoadOptions = { device: opts.device };
+    const textEncoders = missingText.length ? null : FluxPromptEncoder.fromPretrained(dir, { ...loadOpts, preload: opts.preloadTextEncoders });
+    let transformer: FluxTransformer | undefined;
     let vae: AutoencoderKLDecoder | undefined;
     try {
-      vae = AutoencoderKLDecoder.load(join(dir, 'vae'), opts);
-      return new FluxPipeline({ transformer, vae, scheduler });
+      transformer = FluxTransformer.load(join(dir, 'transformer'), loadOpts);
+      vae = AutoencoderKLDecoder.load(join(dir, 'vae'), loadOpts);
+      return new FluxPipeline({
+        transformer,
+        vae,
+        scheduler,
+        textEncoders,
+        releaseTextEncoders: opts.releaseTextEncoders,
+        noTextEncodersReason: missingText.length ? `${dir} has no ${missingText.map((m) => `${m}/`).join(', ')}` : undefined,
+      });
     } catch (e) {
       vae?.dispose();
-      transformer.dispose();
+      transformer?.dispose();
+      textEncoders?.dispose();
       throw e;
     }
   }
@@ -153,7 +208,7 @@ export class FluxPipeline implements Disposable {
    * the event loop, reports progress as events, and stops on an AbortSignal. `enableCache`,
    * `summary` and `disableCache` work on the returned object as on a local pipeline.
    */
-  static spawn(dir: string, opts: LoadOptions = {}): Promise<RemotePipeline<FluxGenerateOptions, FluxGenerateResult>> {
+  static spawn(dir: string, opts: FluxLoadOptions = {}): Promise<RemotePipeline<FluxGenerateOptions, FluxGenerateResult>> {
     return RemotePipeline.open({ module: '@ditcache/adapter-flux', exportName: 'FluxPipeline', modelDir: dir, loadOptions: opts });
   }
 
@@ -166,26 +221,49 @@ export class FluxPipeline implements Disposable {
     return () => this.transformerCallListeners.delete(listener);
   }
 
-  /** Runs the sampler. The caller owns (and disposes) the returned tensors. */
+  /**
+   * diffusers' encode_prompt: T5 and CLIP embeddings, text ids and the token ids of a prompt
+   * (or a batch of them). The caller owns the tensors. Needs a folder with text encoders.
+   */
+  encodePrompt(prompt: string | readonly string[], opts: EncodePromptOptions = {}): FluxPromptEmbeddings {
+    const encoders = this.requireTextEncoders();
+    try {
+      return encoders.encode(prompt, opts);
+    } finally {
+      if (this.releaseTextEncoders) encoders.release();
+    }
+  }
+
+  private requireTextEncoders(): FluxPromptEncoder {
+    if (!this.textEncoders) throw new TypeError(`FluxPipeline: cannot encode a prompt: ${this.noTextEncodersReason}; give promptEmbeds and pooledPromptEmbeds instead`);
+    return this.textEncoders;
+  }
+
+  /**
+   * Runs the sampler. A text prompt is encoded once per call (the negative one too, when true
+   * CFG runs). The caller owns (and disposes) the returned tensors.
+   */
   generate(opts: FluxGenerateOptions): FluxGenerateResult {
     const numSteps = opts.numInferenceSteps ?? 28;
     const sides = this.latentSides(opts.height, opts.width);
     const [latentHeight, latentWidth] = sides;
     const imageTokens = (latentHeight / 2) * (latentWidth / 2);
-    const { batch, hasNegative } = this.checkEmbeddings(opts);
     const trueCfgScale = opts.trueCfgScale ?? 1;
-    const trueCfg = hasNegative && trueCfgScale > 1;
-    const device = opts.promptEmbeds.device;
-    const schedule = this.scheduler.schedule({
-      numInferenceSteps: numSteps,
-      sigmas: opts.sigmas ?? linspace(1, 1 / numSteps, numSteps),
-      mu: this.scheduler.dynamicShiftMu(imageTokens),
-    });
-    const textTokens = opts.promptEmbeds.shape[1];
+    this.checkPromptInputs(opts);
 
     const scope = new TensorScope();
     try {
-      const { latents: initial, seed } = this.initialLatents(opts, batch, sides);
+      const embeds = this.resolveEmbeddings(opts, trueCfgScale > 1);
+      const { batch, hasNegative } = this.checkEmbeddings(embeds);
+      const trueCfg = hasNegative && trueCfgScale > 1;
+      const device = embeds.promptEmbeds.device;
+      const schedule = this.scheduler.schedule({
+        numInferenceSteps: numSteps,
+        sigmas: opts.sigmas ?? linspace(1, 1 / numSteps, numSteps),
+        mu: this.scheduler.dynamicShiftMu(imageTokens),
+      });
+      const textTokens = embeds.promptEmbeds.shape[1];
+      const { latents: initial, seed } = this.initialLatents(opts, batch, sides, device);
       let latents = initial;
       const imgIds = latentImageIds(latentHeight / 2, latentWidth / 2, device);
       const txtIds = zeros([textTokens, 3], { device });
@@ -207,9 +285,9 @@ export class FluxPipeline implements Disposable {
       for (let step = 0; step < numSteps; ++step) {
         const next = tidy(() => {
           const timestep = full([batch], schedule.timesteps[step] / 1000, { device });
-          let noise = call(step, 'cond', opts.promptEmbeds, opts.pooledPromptEmbeds, timestep);
+          let noise = call(step, 'cond', embeds.promptEmbeds, embeds.pooledPromptEmbeds, timestep);
           if (trueCfg) {
-            const negative = call(step, 'uncond', opts.negativePromptEmbeds as Tensor, opts.negativePooledPromptEmbeds as Tensor, timestep);
+            const negative = call(step, 'uncond', embeds.negativePromptEmbeds as Tensor, embeds.negativePooledPromptEmbeds as Tensor, timestep);
             noise = add(negative, mul(sub(noise, negative), trueCfgScale));
           }
           return schedule.step(step, noise, latents);
@@ -241,10 +319,11 @@ export class FluxPipeline implements Disposable {
     });
   }
 
-  /** Frees the transformer's and the VAE's weights. */
+  /** Frees the transformer's, the VAE's and the text encoders' weights. */
   dispose(): void {
     this.transformer.dispose();
     this.vae.dispose();
+    this.textEncoders?.dispose();
   }
   [Symbol.dispose](): void {
     this.dispose();
@@ -263,7 +342,53 @@ export class FluxPipeline implements Disposable {
     return [side('height', height), side('width', width)];
   }
 
-  private checkEmbeddings(opts: FluxGenerateOptions): { batch: number; hasNegative: boolean } {
+  /** Each of the prompt and the negative prompt comes as text or as embeddings, not both. */
+  private checkPromptInputs(opts: FluxGenerateOptions): void {
+    const hasEmbeds = opts.promptEmbeds !== undefined || opts.pooledPromptEmbeds !== undefined;
+    if (opts.prompt !== undefined && hasEmbeds) throw new TypeError('FluxPipeline: give either prompt or promptEmbeds / pooledPromptEmbeds, not both');
+    if (opts.prompt === undefined && (!opts.promptEmbeds || !opts.pooledPromptEmbeds)) {
+      throw new TypeError('FluxPipeline: give a prompt, or both promptEmbeds and pooledPromptEmbeds');
+    }
+    const hasNegativeEmbeds = opts.negativePromptEmbeds !== undefined || opts.negativePooledPromptEmbeds !== undefined;
+    if (opts.negativePrompt !== undefined && hasNegativeEmbeds) {
+      throw new TypeError('FluxPipeline: give either negativePrompt or negativePromptEmbeds / negativePooledPromptEmbeds, not both');
+    }
+    if (opts.maxSequenceLength !== undefined && opts.prompt === undefined && opts.negativePrompt === undefined) {
+      throw new TypeError('FluxPipeline: maxSequenceLength applies to text prompts only');
+    }
+  }
+
+  /**
+   * The embeddings generate runs on: the given ones, or those of the prompt and (when true CFG
+   * will run) the negative prompt, encoded here in the caller's tensor scope.
+   */
+  private resolveEmbeddings(opts: FluxGenerateOptions, cfgScaleAboveOne: boolean): FluxEmbeddings {
+    const encodeOpts = { maxSequenceLength: opts.maxSequenceLength };
+    const needsNegative = opts.negativePrompt !== undefined && cfgScaleAboveOne;
+    const encoders = opts.prompt !== undefined || needsNegative ? this.requireTextEncoders() : null;
+    let positive: FluxPromptEmbeddings | null = null;
+    let negative: FluxPromptEmbeddings | null = null;
+    try {
+      positive = opts.prompt === undefined ? null : (encoders as FluxPromptEncoder).encode(opts.prompt, encodeOpts);
+      const batch = positive ? positive.promptEmbeds.shape[0] : (opts.promptEmbeds as Tensor).shape[0];
+      if (needsNegative) {
+        const texts = typeof opts.negativePrompt === 'string' ? Array<string>(batch).fill(opts.negativePrompt) : (opts.negativePrompt as readonly string[]);
+        if (texts.length !== batch) throw new TypeError(`FluxPipeline: ${texts.length} negative prompts for a batch of ${batch}`);
+        negative = (encoders as FluxPromptEncoder).encode(texts, encodeOpts);
+      }
+    } finally {
+      // Both prompts are encoded before the weights go, so true CFG loads them once.
+      if (encoders && this.releaseTextEncoders) encoders.release();
+    }
+    return {
+      promptEmbeds: positive?.promptEmbeds ?? (opts.promptEmbeds as Tensor),
+      pooledPromptEmbeds: positive?.pooledPromptEmbeds ?? (opts.pooledPromptEmbeds as Tensor),
+      negativePromptEmbeds: negative?.promptEmbeds ?? opts.negativePromptEmbeds,
+      negativePooledPromptEmbeds: negative?.pooledPromptEmbeds ?? opts.negativePooledPromptEmbeds,
+    };
+  }
+
+  private checkEmbeddings(opts: FluxEmbeddings): { batch: number; hasNegative: boolean } {
     const c = this.transformer.config;
     const shape = (t: Tensor): string => `(${t.shape.join(', ')})`;
     const { promptEmbeds: e, pooledPromptEmbeds: p, negativePromptEmbeds: ne, negativePooledPromptEmbeds: np } = opts;
@@ -282,7 +407,7 @@ export class FluxPipeline implements Disposable {
     return { batch, hasNegative: ne !== undefined };
   }
 
-  private initialLatents(opts: FluxGenerateOptions, batch: number, [height, width]: [number, number]): { latents: Tensor; seed: number | null } {
+  private initialLatents(opts: FluxGenerateOptions, batch: number, [height, width]: [number, number], device: Device): { latents: Tensor; seed: number | null } {
     const channels = this.vae.config.latent_channels;
     const expected = [batch, (height / 2) * (width / 2), channels * 4];
     if (opts.latents) {
@@ -292,6 +417,6 @@ export class FluxPipeline implements Disposable {
       return { latents: opts.latents.clone(), seed: null };
     }
     const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 32);
-    return { latents: tidy(() => packLatents(randnTensor([batch, channels, height, width], seed, { device: opts.promptEmbeds.device }))), seed };
+    return { latents: tidy(() => packLatents(randnTensor([batch, channels, height, width], seed, { device }))), seed };
   }
 }

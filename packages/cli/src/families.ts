@@ -6,6 +6,11 @@ import { savePng, type RemotePipeline } from '@ditcache/diffusion';
 import { UsageError } from './errors.js';
 
 export interface GenerateSettings {
+  /** FLUX.1: the prompt and the negative prompt as text, encoded by the folder's text encoders. */
+  prompt?: string;
+  negativePrompt?: string;
+  /** FLUX.1: T5 tokens of a text prompt (default 512). */
+  maxSequenceLength?: number;
   height?: number;
   width?: number;
   steps?: number;
@@ -26,8 +31,10 @@ export interface Family {
   readonly pipelineClasses: readonly string[];
   readonly transformerClasses: readonly string[];
   spawn(dir: string): Promise<RemotePipeline<object, GenerateResult>>;
-  /** The pipeline request from the tensors of the --inputs file and the flags. */
-  request(inputs: Record<string, Tensor>, file: string, settings: GenerateSettings): object;
+  /** Checks before any work that the model folder can serve these flags (e.g. has text encoders for --prompt). */
+  checkModel?(modelDir: string, settings: GenerateSettings): void;
+  /** The pipeline request from the tensors of the --inputs file (none when `file` is undefined) and the flags. */
+  request(inputs: Record<string, Tensor>, file: string | undefined, settings: GenerateSettings): object;
   /** File extensions --output may have (checked before any work). */
   readonly outputFormats: readonly string[];
   /** Writes the picture (or video) of a result to `path`, in the formats the family produces. */
@@ -57,7 +64,8 @@ export async function writeImage(result: GenerateResult, path: string): Promise<
 }
 
 /** The tensors `names` of --inputs, in order; a missing one is a usage error naming the file's keys. */
-export function pick(inputs: Record<string, Tensor>, file: string, names: readonly string[]): Tensor[] {
+export function pick(inputs: Record<string, Tensor>, file: string | undefined, names: readonly string[]): Tensor[] {
+  if (file === undefined) throw new UsageError(`--inputs is required: a safetensors file with ${names.join(', ')}`);
   return names.map((n) => {
     const t = inputs[n];
     if (!t) throw new UsageError(`--inputs ${file} has no tensor '${n}' (it has: ${Object.keys(inputs).sort().join(', ') || 'none'})`);

@@ -1,4 +1,4 @@
-import { FluxPipeline, FluxTransformer, type FluxGenerateOptions } from '@ditcache/adapter-flux';
+import { FluxPipeline, FluxTransformer, MAX_SEQUENCE_LENGTH, missingTextComponents, type FluxGenerateOptions } from '@ditcache/adapter-flux';
 import type { Tensor } from '@ditcache/cuda-runtime';
 
 import { UsageError } from './errors.js';
@@ -11,19 +11,46 @@ export const flux: Family = {
 
   outputFormats: ['.png'],
 
-  spawn: (dir) => FluxPipeline.spawn(dir) as never,
+  // One generation per run: the text encoders' weights (T5-XXL: 9.5 GB) go once the prompt is encoded.
+  spawn: (dir) => FluxPipeline.spawn(dir, { releaseTextEncoders: true }) as never,
+
+  checkModel(dir, s: GenerateSettings): void {
+    if (s.prompt === undefined && s.negativePrompt === undefined) return;
+    const missing = missingTextComponents(dir);
+    if (missing.length) {
+      throw new UsageError(`--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (text encoders); give prompt embeddings with --inputs instead`);
+    }
+  },
 
   request(inputs, file, s: GenerateSettings): FluxGenerateOptions {
-    const [promptEmbeds, pooledPromptEmbeds] = pick(inputs, file, ['prompt_embeds', 'pooled_prompt_embeds']);
-    const hasNegative = 'negative_prompt_embeds' in inputs || 'negative_pooled_prompt_embeds' in inputs;
-    const [negativePromptEmbeds, negativePooledPromptEmbeds] = hasNegative
+    refuseFlags('FLUX.1', s, ['defaultSampleSize', 'frames', 'guidance2', 'fps']);
+    const embedded = 'prompt_embeds' in inputs || 'pooled_prompt_embeds' in inputs;
+    const negativeEmbedded = 'negative_prompt_embeds' in inputs || 'negative_pooled_prompt_embeds' in inputs;
+    if (s.prompt !== undefined && embedded) throw new UsageError(`--prompt and the prompt embeddings of --inputs ${file} exclude each other; give one`);
+    if (s.negativePrompt !== undefined && negativeEmbedded) {
+      throw new UsageError(`--negative-prompt and the negative embeddings of --inputs ${file} exclude each other; give one`);
+    }
+    if (s.prompt === undefined && file === undefined) {
+      throw new UsageError('--prompt or --inputs is required: a prompt for a folder with text encoders, or a safetensors file with prompt_embeds and pooled_prompt_embeds');
+    }
+    if (s.maxSequenceLength !== undefined && s.maxSequenceLength > MAX_SEQUENCE_LENGTH) {
+      throw new UsageError(`--max-sequence-length must be at most ${MAX_SEQUENCE_LENGTH} (FLUX.1's T5 limit), got ${s.maxSequenceLength}`);
+    }
+    if (s.maxSequenceLength !== undefined && s.prompt === undefined && s.negativePrompt === undefined) {
+      throw new UsageError('--max-sequence-length applies to --prompt and --negative-prompt only');
+    }
+    const [promptEmbeds, pooledPromptEmbeds] = s.prompt === undefined ? pick(inputs, file, ['prompt_embeds', 'pooled_prompt_embeds']) : [undefined, undefined];
+    const [negativePromptEmbeds, negativePooledPromptEmbeds] = negativeEmbedded
       ? pick(inputs, file, ['negative_prompt_embeds', 'negative_pooled_prompt_embeds'])
       : [undefined, undefined];
-    refuseFlags('FLUX.1', s, ['defaultSampleSize', 'frames', 'guidance2', 'fps']);
+    const hasNegative = negativeEmbedded || s.negativePrompt !== undefined;
     if (s.trueCfgScale !== undefined && s.trueCfgScale > 1 && !hasNegative) {
-      throw new UsageError('--true-cfg-scale needs negative_prompt_embeds and negative_pooled_prompt_embeds in --inputs');
+      throw new UsageError('--true-cfg-scale needs --negative-prompt, or negative_prompt_embeds and negative_pooled_prompt_embeds in --inputs');
     }
     return {
+      prompt: s.prompt,
+      negativePrompt: s.negativePrompt,
+      maxSequenceLength: s.maxSequenceLength,
       promptEmbeds,
       pooledPromptEmbeds,
       negativePromptEmbeds,

@@ -15,7 +15,7 @@ export const hidream: Family = {
   spawn: (dir) => HiDreamPipeline.spawn(dir) as never,
 
   request(inputs, file, s: GenerateSettings): HiDreamGenerateOptions {
-    refuseFlags('HiDream-I1', s, ['trueCfgScale', 'frames', 'guidance2', 'fps']);
+    refuseFlags('HiDream-I1', s, ['prompt', 'negativePrompt', 'maxSequenceLength', 'trueCfgScale', 'frames', 'guidance2', 'fps']);
     const [promptEmbedsT5, promptEmbedsLlama3, pooledPromptEmbeds] = pick(inputs, file, ['prompt_embeds_t5', 'prompt_embeds_llama3', 'pooled_prompt_embeds']);
     // Classifier-free guidance needs all three negative embeddings; the pipeline checks their shapes.
     const [negativePromptEmbedsT5, negativePromptEmbedsLlama3, negativePooledPromptEmbeds] = NEGATIVE.some((n) => n in inputs)

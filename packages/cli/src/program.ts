@@ -7,6 +7,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { enableCache, summary, type ContextStats } from '@ditcache/core';
 import { loadSafetensors, saveSafetensors, type Tensor } from '@ditcache/cuda-runtime';
 
+import { registerBench } from './bench/command.js';
+import { registerEncodePrompt } from './encode-prompt.js';
 import { resolveCacheSpec } from './cache-spec.js';
 import { UsageError } from './errors.js';
 import type { Family, GenerateSettings } from './families.js';
@@ -89,15 +91,13 @@ interface GenerateFlags extends GenerateSettings {
 
 async function generate(flags: GenerateFlags): Promise<void> {
   const family = familyForPipeline(pipelineClassOf(flags.model, Object.fromEntries(FAMILIES.flatMap((f) => f.transformerClasses.map((t) => [t, f.pipelineClasses[0]])))));
-  if (!flags.inputs) {
-    throw new UsageError('--inputs is required: prompt encoding (text encoders) is not supported yet, so give prompt embeddings in a safetensors file');
-  }
+  family.checkModel?.(flags.model, flags);
   if (flags.output && !family.outputFormats.includes(extname(flags.output).toLowerCase())) {
     throw new UsageError(`--output ${flags.output}: ${family.label} writes ${family.outputFormats.join(' or ')} files`);
   }
   checkOutputs([flags.output, flags.saveLatents, flags.stats], flags.force);
   const cache = flags.cache === undefined ? undefined : resolveCacheSpec(flags.cache);
-  const inputs = loadInputs(flags.inputs);
+  const inputs: Record<string, Tensor> = flags.inputs === undefined ? {} : loadInputs(flags.inputs);
   const request = family.request(inputs, flags.inputs, flags);
 
   const pipe = await family.spawn(flags.model);
@@ -162,12 +162,15 @@ export function buildProgram(): Command {
     .command('generate')
     .description('run a pipeline, with or without caching')
     .requiredOption('--model <dir>', 'a diffusers-format model folder')
-    .option('--inputs <file>', 'safetensors with prompt embeddings (and latents_in), as in the goldens\' pipeline.safetensors')
+    .option('--inputs <file>', 'safetensors with prompt embeddings and / or latents_in, as in the goldens\' pipeline.safetensors')
+    .option('--prompt <text>', 'FLUX.1: the prompt, encoded by the folder\'s text encoders (then --inputs may hold only latents_in)')
+    .option('--negative-prompt <text>', 'FLUX.1: the negative prompt of true CFG (with --true-cfg-scale above 1)')
+    .option('--max-sequence-length <n>', 'FLUX.1: T5 tokens of the prompt (default 512, at most 512)', positiveInt('--max-sequence-length'))
     .option('--height <px>', 'image height', positiveInt('--height'))
     .option('--width <px>', 'image width', positiveInt('--width'))
     .option('--steps <n>', 'denoising steps', positiveInt('--steps'))
     .option('--guidance <g>', 'guidance scale', finite('--guidance'))
-    .option('--true-cfg-scale <s>', 'true classifier-free guidance with the negative embeddings of --inputs', finite('--true-cfg-scale'))
+    .option('--true-cfg-scale <s>', 'true classifier-free guidance with --negative-prompt or the negative embeddings of --inputs', finite('--true-cfg-scale'))
     .option('--seed <n>', 'seed of the initial noise when --inputs has no latents_in', nonNegativeInt('--seed'))
     .option('--frames <n>', 'Wan: video frames, 4k + 1', positiveInt('--frames'))
     .option('--guidance-2 <g>', 'Wan 2.2: guidance scale of the low-noise expert (transformer_2)', finite('--guidance-2'))
@@ -188,6 +191,9 @@ export function buildProgram(): Command {
     .requiredOption('--out <file>', 'where to write `sample`')
     .addOption(new Option('--force', 'overwrite an existing --out file').default(false))
     .action((flags: ForwardFlags) => forward(flags));
+
+  registerBench(program);
+  registerEncodePrompt(program);
 
   return program;
 }

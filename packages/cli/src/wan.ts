@@ -17,7 +17,7 @@ export const wan: Family = {
   spawn: (dir) => WanPipeline.spawn(dir) as never,
 
   request(inputs, file, s: GenerateSettings): WanGenerateOptions {
-    refuseFlags('Wan', s, ['trueCfgScale', 'defaultSampleSize']);
+    refuseFlags('Wan', s, ['prompt', 'negativePrompt', 'maxSequenceLength', 'trueCfgScale', 'defaultSampleSize']);
     if (s.frames !== undefined && (s.frames - 1) % 4 !== 0) throw new UsageError(`--frames must be 4k + 1 (e.g. 81, 49, 9), got ${s.frames}`);
     const [promptEmbeds] = pick(inputs, file, ['prompt_embeds']);
     return {

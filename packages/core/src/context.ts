@@ -37,6 +37,12 @@ export class BranchBuffers<T> {
   fnResidual: T | undefined;
   readonly hidden: MiddleStore<T>;
   readonly encoder: MiddleStore<T>;
+  /**
+   * Whether the middle blocks passed an encoder stream on at the last computed step. A chain
+   * may end that stream (SD3's last joint block returns none): then there is nothing to store
+   * or forecast for it, and a cached step passes no encoder stream on either.
+   */
+  middleReturnsEncoder = false;
 
   constructor(
     private readonly ops: TensorOps<T>,
@@ -48,8 +54,9 @@ export class BranchBuffers<T> {
     this.encoder = forecast(config.enableTaylorseer && config.enableEncoderTaylorseer);
   }
 
-  hasReference(withEncoder: boolean): boolean {
-    return this.fnResidual !== undefined && this.hidden.hasValue && (!withEncoder || this.encoder.hasValue);
+  /** A computed step left everything a cached step needs. */
+  hasReference(): boolean {
+    return this.fnResidual !== undefined && this.hidden.hasValue && (!this.middleReturnsEncoder || this.encoder.hasValue);
   }
 
   setFnResidual(residual: T): void {
@@ -62,6 +69,7 @@ export class BranchBuffers<T> {
     this.fnResidual = undefined;
     this.hidden.clear();
     this.encoder.clear();
+    this.middleReturnsEncoder = false;
   }
 }
 

@@ -23,6 +23,7 @@ export {
   supportedPipelines,
   adapterRegistry,
   ditcacheContainer,
+  TENSOR_OPS,
   type AdapterRegistration,
   type AdapterTarget,
   type BlockAdapterFactory,

@@ -6,10 +6,12 @@ import { injectable } from 'tsyringe';
 import { BlockAdapter, type ResolvedChain } from './block-adapter.js';
 import { CacheConfigError, checkConfigForChain, parseCacheConfig, resolveConfig, type CacheConfig, type CacheConfigInput, type ParsedCacheConfig } from './config.js';
 import { CacheContext, type CallSignals } from './context.js';
+import { patternName } from './forward-pattern.js';
 import { CacheHandle } from './handle.js';
 import { patchProperty, UndoStack, wrapMethod } from './patch.js';
-import { AdapterRegistry, buildFactory } from './registry.js';
+import { AdapterRegistry, buildFactory, defaultTensorOps } from './registry.js';
 import { CachedBlockChain } from './runner.js';
+import type { TensorOps } from './tensor-ops.js';
 
 @injectable()
 export class CacheManager {
@@ -79,11 +81,45 @@ export class CacheManager {
     }
     const asTransformer = registry.forTransformer(target);
     if (asTransformer) return buildFactory(asTransformer).createBlockAdapter({ pipe: undefined, transformer: target }) as BlockAdapter<T>;
-    const name = Object.getPrototypeOf(target)?.constructor?.name ?? typeof target;
+    return this.autoAdapter<T>(target);
+  }
+
+  /**
+   * A model no installed adapter knows is cached in auto mode when it can be: its transformer
+   * has a conventionally named block list whose blocks state their ForwardPattern, and a tensor
+   * runtime registered its TensorOps. Otherwise the error says what is installed, how to add an
+   * adapter, and why auto mode was not possible.
+   */
+  private autoAdapter<T>(target: object): BlockAdapter<T> {
+    const name = className(target);
+    const inner = (target as { transformer?: unknown }).transformer;
+    const [pipe, transformer] = inner !== null && typeof inner === 'object' ? [target, inner] : [undefined, target];
+    const ops = defaultTensorOps() as TensorOps<T> | undefined;
+    let whyNotAuto: string;
+    if (!ops) {
+      whyNotAuto = 'no tensor runtime registered its TensorOps under TENSOR_OPS (importing @ditcache/diffusion registers the native runtime\'s)';
+    } else {
+      try {
+        const adapter = new BlockAdapter<T>({ pipe, transformer, auto: true, ops });
+        const [chain] = adapter.resolveChains();
+        process.emitWarning(
+          `enableCache: no adapter is registered for ${name}; caching ${chain.name} in auto mode, as its blocks state ${patternName(chain.pattern)}. ` +
+            'Register an adapter for its family to choose the block lists, patterns and CFG layout yourself.',
+          'DitcacheAutoAdapterWarning',
+        );
+        return adapter;
+      } catch (e) {
+        whyNotAuto = (e as Error).message;
+      }
+    }
+    const registry = this.registry;
     throw new TypeError(
-      `enableCache: no adapter is registered for ${name}. Registered pipelines: ${registry.pipelines().join(', ') || 'none'}; ` +
-        `transformer classes: ${registry.transformerClasses().join(', ') || 'none'}. Pass a BlockAdapter for other models ` +
-        '(new BlockAdapter({ transformer, blocks, forwardPattern, ops }) or { auto: true }).',
+      `enableCache: no adapter is registered for ${name}${pipe ? ` or its transformer ${className(transformer)}` : ''}. ` +
+        `Installed adapters cover the pipelines ${registry.pipelines().join(', ') || '(none)'} and the transformer classes ` +
+        `${registry.transformerClasses().join(', ') || '(none)'}. To add one, import the adapter package of its family, or write a ` +
+        `BlockAdapterFactory and register it with @registerAdapter({ pipelines: ['${name}'] }) (docs/writing-an-adapter.md walks through it); ` +
+        'or pass enableCache(new BlockAdapter({ pipe, transformer, blocks, forwardPattern, ops })) directly. ' +
+        `Auto mode was not possible: ${whyNotAuto}.`,
     );
   }
 
@@ -110,6 +146,10 @@ export class CacheManager {
       }
     }
   }
+}
+
+function className(obj: object): string {
+  return Object.getPrototypeOf(obj)?.constructor?.name ?? typeof obj;
 }
 
 /** Each context's config: the base, then the adapter's modifier, then the user's modifier. */

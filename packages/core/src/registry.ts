@@ -6,6 +6,7 @@ import 'reflect-metadata';
 import { container, injectable, type DependencyContainer, type InjectionToken } from 'tsyringe';
 
 import type { BlockAdapter } from './block-adapter.js';
+import type { TensorOps } from './tensor-ops.js';
 
 /** The objects a factory builds an adapter for. */
 export interface AdapterTarget {
@@ -31,6 +32,18 @@ type FactoryClass = new (...args: any[]) => BlockAdapterFactory;
 
 /** The container ditcache builds factories with; register services for factories here. */
 export const ditcacheContainer: DependencyContainer = container.createChildContainer();
+
+/**
+ * The TensorOps that `enableCache` uses for a model no adapter is registered for (auto mode).
+ * A tensor runtime's package registers its own, e.g. `@ditcache/diffusion` does
+ * `ditcacheContainer.register(TENSOR_OPS, { useValue: runtimeTensorOps })` when imported.
+ */
+export const TENSOR_OPS: InjectionToken<TensorOps<unknown>> = 'ditcache:TensorOps';
+
+/** The registered default TensorOps, if a runtime registered one. */
+export function defaultTensorOps(): TensorOps<unknown> | undefined {
+  return ditcacheContainer.isRegistered(TENSOR_OPS, true) ? ditcacheContainer.resolve(TENSOR_OPS) : undefined;
+}
 
 @injectable()
 export class AdapterRegistry {
@@ -90,7 +103,10 @@ export function buildFactory(factory: InjectionToken<BlockAdapterFactory>): Bloc
   return ditcacheContainer.resolve(factory);
 }
 
-/** Pipeline class names with a registered adapter (a pipeline is also covered through its transformer's class). */
+/**
+ * Pipeline class names with a registered adapter: those of the adapter packages imported so far
+ * (a pipeline is also covered through its transformer's class).
+ */
 export function supportedPipelines(): string[] {
   return adapterRegistry().pipelines();
 }

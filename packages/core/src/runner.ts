@@ -21,9 +21,15 @@ export interface FlopsCounter {
   outsideBlocks?(chain: string, args: readonly unknown[]): number;
 }
 
+/**
+ * The two streams between blocks. `e` is absent (null or undefined) for patterns without an
+ * encoder stream, and after a block that ends it: a block of a pattern that returns the
+ * encoder stream may return null or undefined in its place (as SD3's last joint block,
+ * `context_pre_only`, does), and the blocks after it receive what it returned.
+ */
 interface Streams<T> {
   h: T;
-  e: T | undefined;
+  e: T | null | undefined;
 }
 
 export class CachedBlockChain<T> implements Block {
@@ -63,7 +69,7 @@ export class CachedBlockChain<T> implements Block {
     const first = this.run(0, fn, input, rest, args, false);
     const buffers = call.branch.buffers;
     let fnResidual: T | undefined;
-    const decision = this.context.decide(call, buffers.hasReference(shape.returnsEncoder), () => {
+    const decision = this.context.decide(call, buffers.hasReference(), () => {
       fnResidual = this.ops.sub(first.h, input.h);
       const reference = buffers.fnResidual as T;
       if (!sameShape(this.ops.shape(reference), this.ops.shape(fnResidual))) return undefined;
@@ -77,13 +83,20 @@ export class CachedBlockChain<T> implements Block {
       if (fnResidual !== undefined) this.ops.release(fnResidual);
       middle = {
         h: this.applyStored(first.h, buffers.hidden.predict(call.step), hiddenResidual),
-        e: shape.returnsEncoder ? this.applyStored(first.e as T, buffers.encoder.predict(call.step), encoderResidual) : first.e,
+        e: !shape.returnsEncoder
+          ? first.e
+          : buffers.middleReturnsEncoder && first.e != null
+            ? this.applyStored(first.e as T, buffers.encoder.predict(call.step), encoderResidual)
+            : undefined,
       };
     } else {
       buffers.setFnResidual(fnResidual ?? this.ops.sub(first.h, input.h));
       middle = this.run(fn, n - bn, first, rest, args, false);
       buffers.hidden.update(call.step, this.middleWork(first.h, middle.h, hiddenResidual));
-      if (shape.returnsEncoder) buffers.encoder.update(call.step, this.middleWork(first.e as T, middle.e as T, encoderResidual));
+      // A stream the middle blocks ended (or never received) leaves nothing to store.
+      buffers.middleReturnsEncoder = shape.returnsEncoder && middle.e != null && first.e != null;
+      if (buffers.middleReturnsEncoder) buffers.encoder.update(call.step, this.middleWork(first.e as T, middle.e as T, encoderResidual));
+      else buffers.encoder.clear();
     }
     this.releaseReplaced(first, middle, args);
     const out = this.run(n - bn, n, middle, rest, args, true);
@@ -103,6 +116,7 @@ export class CachedBlockChain<T> implements Block {
       if (shape.returnsEncoder) {
         if (!Array.isArray(out) || out.length !== 2) throw this.outputError(i, out);
         [nextH, nextE] = shape.hiddenFirst ? (out as [T, T]) : [out[1] as T, out[0] as T];
+        if (nextH == null) throw this.outputError(i, out);
       } else {
         if (Array.isArray(out)) throw this.outputError(i, out);
         nextH = out as T;
@@ -145,8 +159,8 @@ export class CachedBlockChain<T> implements Block {
   }
 
   /** Releases `t` unless the caller passed it in or it lives on as `successor`. */
-  private releaseIfOwned(t: T | undefined, successor: T | undefined, callerArgs: readonly unknown[]): void {
-    if (t === undefined || t === successor || callerArgs.includes(t)) return;
+  private releaseIfOwned(t: T | null | undefined, successor: T | null | undefined, callerArgs: readonly unknown[]): void {
+    if (t == null || t === successor || callerArgs.includes(t)) return;
     this.ops.release(t);
   }
 
@@ -178,8 +192,10 @@ export class CachedBlockChain<T> implements Block {
   }
 
   private outputError(index: number, out: unknown): TypeError {
-    const expected = this.shape.returnsEncoder ? (this.shape.hiddenFirst ? '[h, e]' : '[e, h]') : 'a single tensor';
-    const got = Array.isArray(out) ? `an array of ${out.length}` : 'a single value';
+    const expected = this.shape.returnsEncoder
+      ? `${this.shape.hiddenFirst ? '[h, e]' : '[e, h]'} (e may be null where the block ends the encoder stream, h may not)`
+      : 'a single tensor';
+    const got = !Array.isArray(out) ? 'a single value' : this.shape.returnsEncoder && out.length === 2 ? 'a pair without h' : `an array of ${out.length}`;
     return new TypeError(`${this.context.layout.name}: block ${index} returned ${got}, but ${patternName(this.pattern)} blocks return ${expected}`);
   }
 }

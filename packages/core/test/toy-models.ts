@@ -48,6 +48,30 @@ export class ToyBlock implements Block {
   }
 }
 
+/**
+ * The last block of an SD3-like chain (diffusers' `context_pre_only`): it updates h from both
+ * streams, then ends the encoder stream, returning null in its place.
+ */
+export class StreamEndingBlock implements Block {
+  private readonly inner: ToyBlock;
+
+  constructor(
+    ops: PlainTensorOps,
+    readonly forwardPattern: ForwardPattern,
+    k: number,
+  ) {
+    this.inner = new ToyBlock(ops, forwardPattern, k);
+  }
+
+  forward(...args: unknown[]): unknown {
+    const hiddenFirst = patternShape(this.forwardPattern).hiddenFirst;
+    const out = this.inner.forward(...args) as [PlainTensor, PlainTensor];
+    const [h, e] = hiddenFirst ? out : [out[1], out[0]];
+    e.dispose();
+    return hiddenFirst ? [h, null] : [null, h];
+  }
+}
+
 /** A block that adds `coefficient * f(step)` to h: its residual is known in closed form. */
 export class AdditiveBlock implements Block {
   constructor(

@@ -1,7 +1,7 @@
 // The cache engine's tensor interface over the native runtime's tensors, shared by every
 // model family's adapter.
 import { add, mul, relL1, sub, tidy, type Tensor } from '@ditcache/cuda-runtime';
-import type { TensorOps } from '@ditcache/core';
+import { ditcacheContainer, TENSOR_OPS, type TensorOps } from '@ditcache/core';
 
 export const runtimeTensorOps: TensorOps<Tensor> = {
   sub,
@@ -15,3 +15,6 @@ export const runtimeTensorOps: TensorOps<Tensor> = {
   retain: (a) => a.keep(),
   release: (a) => a.dispose(),
 };
+
+// enableCache on a runtime model that no adapter is registered for uses auto mode with these.
+ditcacheContainer.register(TENSOR_OPS, { useValue: runtimeTensorOps as TensorOps<unknown> });

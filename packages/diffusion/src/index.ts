@@ -4,6 +4,8 @@ export { MlpEmbedding, sinusoidalTimestepEmbedding, type SinusoidalOptions } fro
 export { FeedForward, type FeedForwardActivation } from './feed-forward.js';
 export { encodePng, saveAnimation, savePng, savePngFrames, toImage8, toImageRange, toVideoRange, type Image8 } from './image.js';
 export { Conv2d, Conv3d, GroupNorm, LayerNorm, Linear, RMSNorm, type Conv2dGeometry, type Conv3dGeometry, type Triple } from './layers.js';
+export { AdaLayerNormContinuous, AdaLayerNormZero, modulate, modulationParameters, type AdaLayerNormZeroOutput } from './normalization.js';
+export { PatchEmbed, type PatchEmbedOptions } from './patch-embed.js';
 export { Mt19937, randnTensor, torchRandn } from './random.js';
 export {
   FLOW_MATCH_EULER_DEFAULTS,

@@ -1,0 +1,288 @@
+// diffusers' StableDiffusion3Pipeline without its three text encoders: prompt embeddings in
+// (and the negative ones for classifier-free guidance), latents and an image out. CFG is
+// batched as diffusers does it for SD3: one transformer call per step on [uncond, cond]. The
+// FlowMatchEulerDiscreteScheduler and the 16-channel AutoencoderKL come from @ditcache/diffusion.
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { cacheHandleOf } from '@ditcache/core';
+import { TensorScope, add, concat, div, full, mul, sub, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import {
+  AutoencoderKLDecoder,
+  ConfigError,
+  FlowMatchEulerDiscreteScheduler,
+  randnTensor,
+  readJsonObject,
+  RemotePipeline,
+  toImageRange,
+  type LoadOptions,
+} from '@ditcache/diffusion';
+
+import { SD3Transformer } from './transformer.js';
+
+/** Which half of classifier-free guidance a transformer call computes: 'batched' is both at once. */
+export type CfgBranch = 'batched' | 'cond';
+
+/** Told to onTransformerCall listeners before each transformer call of generate(). */
+export interface TransformerCall {
+  /** Denoising step, 0-based. */
+  step: number;
+  numSteps: number;
+  /** The scheduler's timestep of this step (0..1000). */
+  timestep: number;
+  /** 'batched' when the call runs the batch [uncond, cond] (CFG), 'cond' without CFG. */
+  branch: CfgBranch;
+}
+
+/** Passed to the per-step callback after each scheduler step. */
+export interface StepEnd {
+  step: number;
+  numSteps: number;
+  timestep: number;
+  /** The latents after this step; valid during the callback only (clone to keep). */
+  latents: Tensor;
+}
+
+export interface SD3GenerateOptions {
+  /** The joint CLIP + T5 prompt embeddings (B, text tokens, joint_attention_dim). */
+  promptEmbeds: Tensor;
+  /** The pooled CLIP embeddings (B, pooled_projection_dim). */
+  pooledPromptEmbeds: Tensor;
+  /** The negative prompt's embeddings, shaped like the prompt's; required when guidanceScale > 1. */
+  negativePromptEmbeds?: Tensor;
+  negativePooledPromptEmbeds?: Tensor;
+  /** Classifier-free guidance runs when this is above 1 (default 7, as diffusers). */
+  guidanceScale?: number;
+  /** Image size in pixels, multiples of vaeScaleFactor * patch_size (default sample_size * vaeScaleFactor). */
+  height?: number;
+  width?: number;
+  /** Default 28. */
+  numInferenceSteps?: number;
+  /** Custom sigmas, one per step. */
+  sigmas?: readonly number[];
+  /** Initial noise (B, latent channels, height / vaeScaleFactor, width / vaeScaleFactor); otherwise drawn from `seed`. */
+  latents?: Tensor;
+  /** Seed of torch-compatible initial noise (torch.Generator('cpu').manual_seed(seed)); random when neither this nor latents is given. */
+  seed?: number;
+  /** Decode the final latents to an image (default true); false is diffusers' output_type="latent". */
+  decode?: boolean;
+  callback?: (step: StepEnd) => void;
+}
+
+export interface SD3GenerateResult {
+  /** Final latents (B, latent channels, height / vaeScaleFactor, width / vaeScaleFactor), before the VAE. */
+  latents: Tensor;
+  /** (B, height, width, 3) in [0, 1] (diffusers' output_type="np"), or null without decoding. */
+  image: Tensor | null;
+  /** The seed the initial noise came from, or null when latents were given. */
+  seed: number | null;
+  timesteps: Float32Array;
+  sigmas: Float32Array;
+}
+
+const COMPONENTS = [
+  ['transformer', 'SD3Transformer2DModel'],
+  ['vae', 'AutoencoderKL'],
+  ['scheduler', 'FlowMatchEulerDiscreteScheduler'],
+] as const;
+
+export class StableDiffusion3Pipeline implements Disposable {
+  readonly transformer: SD3Transformer;
+  readonly vae: AutoencoderKLDecoder;
+  readonly scheduler: FlowMatchEulerDiscreteScheduler;
+  /** Image pixels per latent pixel along each side. */
+  readonly vaeScaleFactor: number;
+  private readonly transformerCallListeners = new Set<(call: TransformerCall) => void>();
+
+  constructor(components: { transformer: SD3Transformer; vae: AutoencoderKLDecoder; scheduler: FlowMatchEulerDiscreteScheduler }) {
+    this.transformer = components.transformer;
+    this.vae = components.vae;
+    this.scheduler = components.scheduler;
+    this.vaeScaleFactor = this.vae.scaleFactor;
+    const { in_channels: inChannels } = this.transformer.config;
+    const latentChannels = this.vae.config.latent_channels;
+    if (inChannels !== latentChannels || this.transformer.outChannels !== latentChannels) {
+      throw new TypeError(
+        `StableDiffusion3Pipeline: the transformer takes ${inChannels} and returns ${this.transformer.outChannels} channels, but the VAE has ${latentChannels} latent channels`,
+      );
+    }
+  }
+
+  /**
+   * Loads a diffusers SD3 / SD3.5 folder: `transformer/`, `vae/` and `scheduler/`, checked against
+   * `model_index.json` when there is one. The text encoders' folders are not read.
+   */
+  static fromPretrained(dir: string, opts: LoadOptions = {}): StableDiffusion3Pipeline {
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(`${dir}: no such pipeline folder`);
+    const indexPath = join(dir, 'model_index.json');
+    if (existsSync(indexPath)) {
+      const index = readJsonObject(indexPath);
+      if (index._class_name !== 'StableDiffusion3Pipeline') {
+        throw new ConfigError(`${indexPath} describes ${typeof index._class_name === 'string' ? `a ${index._class_name}` : 'no _class_name'}, not a StableDiffusion3Pipeline`);
+      }
+      for (const [name, cls] of COMPONENTS) {
+        const entry = index[name];
+        if (!Array.isArray(entry) || entry[1] !== cls) throw new ConfigError(`${indexPath}: '${name}' should be [library, "${cls}"], got ${JSON.stringify(entry)}`);
+      }
+    }
+    for (const [name] of COMPONENTS) {
+      if (!existsSync(join(dir, name))) throw new ConfigError(`${dir}: no ${name}/ folder (an SD3 folder has transformer/, vae/ and scheduler/)`);
+    }
+    const scheduler = FlowMatchEulerDiscreteScheduler.fromFolder(join(dir, 'scheduler'));
+    const transformer = SD3Transformer.load(join(dir, 'transformer'), opts);
+    let vae: AutoencoderKLDecoder | undefined;
+    try {
+      vae = AutoencoderKLDecoder.load(join(dir, 'vae'), opts);
+      return new StableDiffusion3Pipeline({ transformer, vae, scheduler });
+    } catch (e) {
+      vae?.dispose();
+      transformer.dispose();
+      throw e;
+    }
+  }
+
+  /**
+   * Loads the pipeline in a worker thread: `generate` then returns a promise and never blocks
+   * the event loop. `enableCache`, `summary` and `disableCache` work on the returned object.
+   */
+  static spawn(dir: string, opts: LoadOptions = {}): Promise<RemotePipeline<SD3GenerateOptions, SD3GenerateResult>> {
+    return RemotePipeline.open({ module: 'ditcache-adapter-sd3', exportName: 'StableDiffusion3Pipeline', modelDir: dir, loadOptions: opts });
+  }
+
+  /**
+   * Registers `listener` to be told the step and CFG branch before every transformer call of
+   * generate() (for a cache engine). Returns the function that unregisters it.
+   */
+  onTransformerCall(listener: (call: TransformerCall) => void): () => void {
+    this.transformerCallListeners.add(listener);
+    return () => this.transformerCallListeners.delete(listener);
+  }
+
+  /** Runs the sampler. The caller owns (and disposes) the returned tensors. */
+  generate(opts: SD3GenerateOptions): SD3GenerateResult {
+    const numSteps = opts.numInferenceSteps ?? 28;
+    const guidanceScale = opts.guidanceScale ?? 7;
+    const cfg = guidanceScale > 1;
+    const [latentHeight, latentWidth] = this.latentSides(opts.height, opts.width);
+    const batch = this.checkEmbeddings(opts, cfg);
+    const device = opts.promptEmbeds.device;
+    const patch = this.transformer.config.patch_size;
+    const imageTokens = (latentHeight / patch) * (latentWidth / patch);
+    const schedule = this.scheduler.schedule({
+      numInferenceSteps: numSteps,
+      sigmas: opts.sigmas,
+      mu: this.scheduler.config.use_dynamic_shifting ? this.scheduler.dynamicShiftMu(imageTokens) : undefined,
+    });
+    const branch: CfgBranch = cfg ? 'batched' : 'cond';
+
+    const scope = new TensorScope();
+    try {
+      const { latents: initial, seed } = this.initialLatents(opts, batch, latentHeight, latentWidth);
+      let latents = initial;
+      // Batched CFG: the negative prompt first, as diffusers concatenates them.
+      const both = (negative: Tensor | undefined, positive: Tensor): Tensor => (cfg ? concat([negative as Tensor, positive], 0) : positive);
+      const promptEmbeds = both(opts.negativePromptEmbeds, opts.promptEmbeds);
+      const pooled = both(opts.negativePooledPromptEmbeds, opts.pooledPromptEmbeds);
+
+      for (let step = 0; step < numSteps; ++step) {
+        const timestep = schedule.timesteps[step];
+        const next = tidy(() => {
+          const input = cfg ? concat([latents, latents], 0) : latents;
+          for (const listener of this.transformerCallListeners) listener({ step, numSteps, timestep, branch });
+          cacheHandleOf(this.transformer)?.beginCall({ step, branch });
+          let velocity = this.transformer.forward({
+            hiddenStates: input,
+            encoderHiddenStates: promptEmbeds,
+            pooledProjections: pooled,
+            timestep: full([input.shape[0]], timestep, { device }),
+          });
+          if (cfg) {
+            const [uncond, cond] = velocity.split(2, 0);
+            velocity = add(uncond, mul(sub(cond, uncond), guidanceScale));
+          }
+          return schedule.step(step, velocity, latents);
+        });
+        latents.dispose();
+        latents = next;
+        opts.callback?.({ step, numSteps, timestep, latents });
+      }
+
+      const image = opts.decode === false ? null : this.decodeLatents(latents);
+      scope.keep(latents);
+      if (image) scope.keep(image);
+      return { latents, image, seed, timesteps: schedule.timesteps, sigmas: schedule.sigmas };
+    } finally {
+      scope.close();
+    }
+  }
+
+  /** Latents -> (B, height, width, 3) in [0, 1]: undo the VAE scaling ((latents / scaling_factor) + shift_factor), decode, denormalise. */
+  decodeLatents(latents: Tensor): Tensor {
+    const { scaling_factor: scale, shift_factor: shift } = this.vae.config;
+    return tidy(() => {
+      const unscaled = div(latents, scale);
+      return toImageRange(this.vae.decode(shift === null ? unscaled : add(unscaled, shift)));
+    });
+  }
+
+  /** Frees the transformer's and the VAE's weights. */
+  dispose(): void {
+    this.transformer.dispose();
+    this.vae.dispose();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** The latent height and width of an image size (default: diffusers' default size). */
+  private latentSides(height?: number, width?: number): [number, number] {
+    const multiple = this.vaeScaleFactor * this.transformer.config.patch_size;
+    const side = (name: string, px: number | undefined): number => {
+      const v = px ?? this.transformer.config.sample_size * this.vaeScaleFactor;
+      if (!Number.isInteger(v) || v <= 0 || v % multiple !== 0) {
+        throw new RangeError(`StableDiffusion3Pipeline: ${name} must be a positive multiple of ${multiple} (the VAE scale factor x patch_size), got ${v}`);
+      }
+      return v / this.vaeScaleFactor;
+    };
+    const sides: [number, number] = [side('height', height), side('width', width)];
+    this.transformer.checkLatentSize(sides[0], sides[1]);
+    return sides;
+  }
+
+  /** Checks the embeddings against the transformer and each other; returns the batch size. */
+  private checkEmbeddings(opts: SD3GenerateOptions, cfg: boolean): number {
+    const c = this.transformer.config;
+    const shape = (t: Tensor): string => `(${t.shape.join(', ')})`;
+    const fail = (what: string): never => {
+      throw new TypeError(`StableDiffusion3Pipeline: ${what}`);
+    };
+    const { promptEmbeds: e, pooledPromptEmbeds: p } = opts;
+    if (e.rank !== 3 || e.shape[2] !== c.joint_attention_dim) fail(`promptEmbeds must be (B, tokens, ${c.joint_attention_dim}), got ${shape(e)}`);
+    const batch = e.shape[0];
+    if (p.rank !== 2 || p.shape[0] !== batch || p.shape[1] !== c.pooled_projection_dim) fail(`pooledPromptEmbeds must be (${batch}, ${c.pooled_projection_dim}), got ${shape(p)}`);
+    const negatives = [
+      ['negativePromptEmbeds', opts.negativePromptEmbeds, 'promptEmbeds', e],
+      ['negativePooledPromptEmbeds', opts.negativePooledPromptEmbeds, 'pooledPromptEmbeds', p],
+    ] as const;
+    if (cfg) {
+      for (const [name, negative, positiveName, positive] of negatives) {
+        // There are no text encoders here to embed an empty negative prompt, as diffusers would.
+        if (!negative) fail(`guidanceScale > 1 runs classifier-free guidance: give negativePromptEmbeds and negativePooledPromptEmbeds`);
+        else if (shape(negative) !== shape(positive)) fail(`${name} ${shape(negative)} must match ${positiveName} ${shape(positive)}`);
+      }
+    }
+    return batch;
+  }
+
+  private initialLatents(opts: SD3GenerateOptions, batch: number, height: number, width: number): { latents: Tensor; seed: number | null } {
+    const expected = [batch, this.transformer.config.in_channels, height, width];
+    if (opts.latents) {
+      if (opts.latents.shape.join() !== expected.join()) {
+        throw new TypeError(`StableDiffusion3Pipeline: latents must be (${expected.join(', ')}) for this size, got (${opts.latents.shape.join(', ')})`);
+      }
+      return { latents: opts.latents.clone(), seed: null };
+    }
+    const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 32);
+    return { latents: randnTensor(expected, seed, { device: opts.promptEmbeds.device }), seed };
+  }
+}

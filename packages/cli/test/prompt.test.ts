@@ -1,0 +1,107 @@
+// `generate --prompt` and `encode-prompt` on a FLUX folder with the tiny text encoders of
+// @ditcache/text-encoders' reference data, as users run the built bin.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { loadSafetensors, saveSafetensors, tensor } from '@ditcache/cuda-runtime';
+
+const root = new URL('../../../', import.meta.url).pathname;
+const bin = join(root, 'packages/cli/dist/cli.js');
+const goldens = join(root, 'testdata/goldens');
+const textData = join(root, 'packages/text-encoders/test/data');
+const dir = mkdtempSync(join(tmpdir(), 'ditcache-cli-prompt-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const flux = join(dir, 'flux');
+const golden = join(goldens, 'flux-tiny-guidance');
+mkdirSync(flux);
+for (const entry of ['transformer', 'vae', 'scheduler']) symlinkSync(join(goldens, 'flux-tiny-guidance', entry), join(flux, entry));
+for (const [entry, source] of Object.entries({ tokenizer: 'clip-tokenizer', tokenizer_2: 't5-tokenizer', text_encoder: 'clip-text-model', text_encoder_2: 't5-encoder' })) {
+  symlinkSync(join(textData, source), join(flux, entry));
+}
+
+function ditcache(...args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf-8', timeout: 120_000 });
+  return { status: r.status, stderr: r.stderr };
+}
+
+const PROMPT = 'a photo of a cat';
+const size = ['--height', '32', '--width', '32', '--steps', '2'];
+const tokens = (JSON.parse(readFileSync(join(textData, 'tokens.json'), 'utf-8')) as { prompts: { text: string; clip_ids_77: number[] }[] }).prompts;
+
+describe('ditcache encode-prompt', () => {
+  it('writes the embeddings, text ids and token ids of a prompt', () => {
+    const out = join(dir, 'cat.safetensors');
+    const r = ditcache('encode-prompt', '--model', flux, '--prompt', PROMPT, '--max-sequence-length', '24', '--out', out);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const t = loadSafetensors(out);
+    expect(Object.keys(t).sort()).toEqual(['clip_input_ids', 'pooled_prompt_embeds', 'prompt_embeds', 't5_input_ids', 'text_ids']);
+    expect(t.prompt_embeds.shape).toEqual([1, 24, 32]);
+    expect(t.t5_input_ids.shape).toEqual([1, 24]);
+    expect([...t.clip_input_ids.toFloat32Array()]).toEqual(tokens.find((p) => p.text === PROMPT)!.clip_ids_77);
+    const reference = loadSafetensors(join(textData, 'outputs.safetensors'));
+    const pooled = t.pooled_prompt_embeds.toFloat32Array();
+    const expected = reference['clip.cat.pooled'].toFloat32Array();
+    expect(Math.max(...pooled.map((v, i) => Math.abs(v - expected[i])))).toBeLessThan(1e-5);
+    expect(ditcache('encode-prompt', '--model', flux, '--prompt', PROMPT, '--out', out).stderr).toMatch(/exists; pass --force/);
+  });
+
+  it('says when the prompt was truncated, and refuses folders without text encoders', () => {
+    const long = tokens.at(-1)!.text;
+    const r = ditcache('encode-prompt', '--model', flux, '--prompt', long, '--max-sequence-length', '16', '--out', join(dir, 'long.safetensors'));
+    expect(r.status).toBe(0);
+    expect(r.stderr).toMatch(/CLIP kept 77 tokens of the prompt; \d+ were truncated/);
+    expect(r.stderr).toMatch(/T5 kept 16 tokens of the prompt; \d+ were truncated/);
+    expect(ditcache('encode-prompt', '--model', golden, '--prompt', 'x', '--out', join(dir, 'x.safetensors')).stderr).toMatch(
+      /has no tokenizer\/, tokenizer_2\/, text_encoder\/, text_encoder_2\/ \(text encoders\)/,
+    );
+    expect(ditcache('encode-prompt', '--model', flux, '--prompt', 'x', '--max-sequence-length', '513', '--out', join(dir, 'x.safetensors')).stderr).toMatch(
+      /--max-sequence-length must be an integer from 1 to 512/,
+    );
+    expect(ditcache('encode-prompt', '--model', join(goldens, 'wan-tiny'), '--prompt', 'x', '--out', join(dir, 'x.safetensors')).stderr).toMatch(/takes FLUX.1 folders, not a WanPipeline/);
+  });
+});
+
+describe('ditcache generate --prompt', () => {
+  it('generates from text as from the embeddings encode-prompt wrote, with --inputs holding only latents_in', () => {
+    const noise = join(dir, 'noise.safetensors');
+    saveSafetensors(noise, { latents_in: tensor(Float32Array.from({ length: 64 * 16 }, (_, i) => Math.sin(i)), [1, 64, 16]) });
+    const fromText = join(dir, 'text-latents.safetensors');
+    const r = ditcache('generate', '--model', flux, '--prompt', PROMPT, '--max-sequence-length', '24', '--inputs', noise, ...size, '--save-latents', fromText);
+    expect(r.stderr).toMatch(/generated in/);
+    expect(r.status).toBe(0);
+
+    const embeds = join(dir, 'embeds.safetensors');
+    expect(ditcache('encode-prompt', '--model', flux, '--prompt', PROMPT, '--max-sequence-length', '24', '--out', embeds).status).toBe(0);
+    const e = loadSafetensors(embeds);
+    const inputs = join(dir, 'inputs.safetensors');
+    saveSafetensors(inputs, { prompt_embeds: e.prompt_embeds, pooled_prompt_embeds: e.pooled_prompt_embeds, latents_in: loadSafetensors(noise).latents_in });
+    const fromEmbeds = join(dir, 'embeds-latents.safetensors');
+    expect(ditcache('generate', '--model', flux, '--inputs', inputs, ...size, '--save-latents', fromEmbeds).status).toBe(0);
+    expect([...loadSafetensors(fromText).latents_out.toFloat32Array()]).toEqual([...loadSafetensors(fromEmbeds).latents_out.toFloat32Array()]);
+
+    const cfg = ditcache('generate', '--model', flux, '--prompt', PROMPT, '--negative-prompt', 'blurry', '--true-cfg-scale', '3', '--max-sequence-length', '24', '--seed', '1', ...size);
+    expect(cfg.status).toBe(0);
+  });
+
+  it('refuses what cannot work with one clear line', () => {
+    const cases: [string[], RegExp][] = [
+      [['--model', golden, '--prompt', PROMPT], /--prompt: .* has no tokenizer\/, tokenizer_2\/, text_encoder\/, text_encoder_2\/ \(text encoders\); give prompt embeddings with --inputs instead/],
+      [['--model', flux, '--prompt', PROMPT, '--inputs', join(goldens, 'flux-tiny-guidance/pipeline.safetensors')], /--prompt and the prompt embeddings of --inputs .* exclude each other/],
+      [['--model', flux, '--prompt', PROMPT, '--max-sequence-length', '600'], /--max-sequence-length must be at most 512/],
+      [['--model', flux, '--prompt', PROMPT, '--true-cfg-scale', '4'], /--true-cfg-scale needs --negative-prompt/],
+      [['--model', flux], /--prompt or --inputs is required/],
+      [['--model', join(goldens, 'hidream-tiny'), '--prompt', PROMPT], /--prompt does not apply to HiDream-I1/],
+    ];
+    for (const [args, message] of cases) {
+      const r = ditcache('generate', ...args, ...size);
+      expect(r.stderr, args.join(' ')).toMatch(message);
+      expect(r.status).toBe(2);
+    }
+  });
+});

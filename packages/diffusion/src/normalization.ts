@@ -1,0 +1,73 @@
+// diffusers' adaptive layer norms (normalization.py): a weightless LayerNorm whose scale and
+// shift come from a projection of the conditioning embedding. DiT blocks (SD3, FLUX, HiDream)
+// modulate both streams this way; AdaLayerNormZero also yields the gates of the residuals.
+import { add, layerNorm, mul, silu, tidy, type Tensor } from '@ditcache/cuda-runtime';
+
+import { Linear } from './layers.js';
+import type { WeightReader } from './weights.js';
+
+/** Epsilon of the weightless layer norms of diffusers' adaptive norms in DiT blocks. */
+const ADAPTIVE_NORM_EPS = 1e-6;
+
+/**
+ * LayerNorm(x) * (1 + scale) + shift: x (B, tokens, dim) normalised without weights, scale and
+ * shift (B, dim) broadcast over the tokens, in diffusers' order of operations.
+ */
+export function modulate(x: Tensor, scale: Tensor, shift: Tensor, eps = ADAPTIVE_NORM_EPS): Tensor {
+  return tidy(() => add(mul(layerNorm(x, null, null, eps), add(scale, 1).unsqueeze(1)), shift.unsqueeze(1)));
+}
+
+/** The modulation parameters (B, dim) each that `linear` makes from silu(emb), in order. */
+export function modulationParameters(linear: Linear, emb: Tensor, parts: number): Tensor[] {
+  return tidy(() => linear.forward(silu(emb)).split(parts, 1));
+}
+
+/** What AdaLayerNormZero returns: the modulated input and the parameters of the rest of the block. */
+export interface AdaLayerNormZeroOutput {
+  normed: Tensor;
+  gateMsa: Tensor;
+  shiftMlp: Tensor;
+  scaleMlp: Tensor;
+  gateMlp: Tensor;
+}
+
+/**
+ * diffusers' AdaLayerNormZero (layer_norm, no class embedding): `linear` maps silu(emb) to six
+ * (B, dim) parts, shift / scale / gate for attention, then for the MLP.
+ */
+export class AdaLayerNormZero {
+  constructor(readonly linear: Linear) {}
+
+  static load(w: WeightReader, dim: number, embeddingDim = dim): AdaLayerNormZero {
+    return new AdaLayerNormZero(Linear.load(w.at('linear'), embeddingDim, 6 * dim));
+  }
+
+  forward(x: Tensor, emb: Tensor): AdaLayerNormZeroOutput {
+    return tidy(() => {
+      const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = modulationParameters(this.linear, emb, 6);
+      return { normed: modulate(x, scaleMsa, shiftMsa), gateMsa, shiftMlp, scaleMlp, gateMlp };
+    });
+  }
+}
+
+/**
+ * diffusers' AdaLayerNormContinuous with a weightless layer_norm (`elementwise_affine=False`, as
+ * every DiT output norm has it): `linear` maps silu(emb) to scale, then shift.
+ */
+export class AdaLayerNormContinuous {
+  constructor(
+    readonly linear: Linear,
+    readonly eps: number,
+  ) {}
+
+  static load(w: WeightReader, dim: number, eps: number, conditioningDim = dim): AdaLayerNormContinuous {
+    return new AdaLayerNormContinuous(Linear.load(w.at('linear'), conditioningDim, 2 * dim), eps);
+  }
+
+  forward(x: Tensor, conditioning: Tensor): Tensor {
+    return tidy(() => {
+      const [scale, shift] = modulationParameters(this.linear, conditioning, 2);
+      return modulate(x, scale, shift, this.eps);
+    });
+  }
+}

@@ -1,0 +1,174 @@
+// transformers' T5EncoderModel (T5 v1.0 and v1.1): token embeddings, pre-norm layers of
+// self-attention without scaling, biased by relative position buckets that the first layer
+// holds and every layer shares, and a ReLU or gated-GELU feed-forward; RMS-style layer norms
+// (no mean, no bias) and a final one.
+import { add, attention, embedding, mul, tensor, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { ConfigError, Linear, RMSNorm, type LoadOptions, type ParameterStore } from '@ditcache/diffusion';
+
+import { activation, type Activation } from './activations.js';
+import { checkIds } from './clip-text-model.js';
+import { positionBuckets } from './t5-position-bias.js';
+import { TransformersConfig } from './transformers-config.js';
+import { loadEncoderFolder, type StoredDtypeWeightReader } from './weights.js';
+
+export interface T5EncoderConfig {
+  vocabSize: number;
+  dModel: number;
+  /** Width of one attention head. */
+  dKv: number;
+  numHeads: number;
+  dFf: number;
+  numLayers: number;
+  relativeAttentionNumBuckets: number;
+  relativeAttentionMaxDistance: number;
+  layerNormEpsilon: number;
+  /** The feed-forward activation (transformers' dense_act_fn). */
+  denseActFn: string;
+  /** Gated feed-forward (v1.1: act(wi_0 x) * wi_1 x). */
+  isGatedAct: boolean;
+}
+
+/** Options of T5Encoder.forward. */
+export interface T5ForwardOptions {
+  /** (B, S) with 1 for tokens to attend to and 0 for padding; FluxPipeline passes none, attending to padding too. */
+  attentionMask?: Tensor;
+}
+
+class FeedForward {
+  constructor(
+    readonly wi: Linear,
+    readonly wiGate: Linear | null,
+    readonly wo: Linear,
+  ) {}
+
+  forward(x: Tensor, act: Activation): Tensor {
+    const hidden = act(this.wi.forward(x));
+    return this.wo.forward(this.wiGate ? mul(hidden, this.wiGate.forward(x)) : hidden);
+  }
+}
+
+class T5Layer {
+  constructor(
+    readonly attentionNorm: RMSNorm,
+    readonly q: Linear,
+    readonly k: Linear,
+    readonly v: Linear,
+    readonly o: Linear,
+    readonly feedForwardNorm: RMSNorm,
+    readonly feedForward: FeedForward,
+  ) {}
+
+  static load(w: StoredDtypeWeightReader, c: T5EncoderConfig): T5Layer {
+    const inner = c.numHeads * c.dKv;
+    const attn = w.at('layer.0.SelfAttention');
+    const ff = w.at('layer.1.DenseReluDense');
+    const noBias = { bias: false };
+    return new T5Layer(
+      RMSNorm.load(w.at('layer.0.layer_norm'), c.dModel, c.layerNormEpsilon),
+      Linear.load(attn.at('q'), c.dModel, inner, noBias),
+      Linear.load(attn.at('k'), c.dModel, inner, noBias),
+      Linear.load(attn.at('v'), c.dModel, inner, noBias),
+      Linear.load(attn.at('o'), inner, c.dModel, noBias),
+      RMSNorm.load(w.at('layer.1.layer_norm'), c.dModel, c.layerNormEpsilon),
+      new FeedForward(
+        Linear.load(ff.at(c.isGatedAct ? 'wi_0' : 'wi'), c.dModel, c.dFf, noBias),
+        c.isGatedAct ? Linear.load(ff.at('wi_1'), c.dModel, c.dFf, noBias) : null,
+        Linear.load(ff.at('wo'), c.dFf, c.dModel, noBias),
+      ),
+    );
+  }
+
+  forward(x: Tensor, bias: Tensor, c: T5EncoderConfig, act: Activation): Tensor {
+    return tidy(() => {
+      const [b, s] = x.shape;
+      const split = (t: Tensor) => t.reshape([b, s, c.numHeads, c.dKv]).transpose(1, 2);
+      const h = this.attentionNorm.forward(x);
+      const attended = attention(split(this.q.forward(h)), split(this.k.forward(h)), split(this.v.forward(h)), { mask: bias, scale: 1, headsLast: true });
+      const y = add(x, this.o.forward(attended.reshape([b, s, c.numHeads * c.dKv])));
+      return add(y, this.feedForward.forward(this.feedForwardNorm.forward(y), act));
+    });
+  }
+}
+
+export class T5Encoder implements Disposable {
+  private readonly act: Activation;
+
+  constructor(
+    readonly config: T5EncoderConfig,
+    private readonly embedTokens: Tensor,
+    private readonly relativeAttentionBias: Tensor,
+    private readonly layers: T5Layer[],
+    private readonly finalNorm: RMSNorm,
+    private readonly store: ParameterStore,
+  ) {
+    this.act = activation(config.denseActFn, 'T5EncoderModel');
+  }
+
+  /** Loads a transformers T5EncoderModel folder, sharded or not (weights keep their stored dtype). */
+  static load(dir: string, opts: LoadOptions = {}): T5Encoder {
+    return loadEncoderFolder(dir, opts, (folder, w, store) => {
+      const cfg = new TransformersConfig(folder.config, dir, ['T5EncoderModel', 'T5ForConditionalGeneration', 'T5Model']);
+      const feedForwardProj = cfg.string('feed_forward_proj', 'relu');
+      const parts = feedForwardProj.split('-');
+      if (parts.length > 2 || (parts.length === 2 && parts[0] !== 'gated')) {
+        throw new ConfigError(`${cfg.where}: feed_forward_proj '${feedForwardProj}' is neither ACT nor gated-ACT`);
+      }
+      const dModel = cfg.integer('d_model', 512);
+      const config: T5EncoderConfig = {
+        vocabSize: cfg.integer('vocab_size', 32128),
+        dModel,
+        dKv: cfg.integer('d_kv', 64),
+        numHeads: cfg.integer('num_heads', 8),
+        dFf: cfg.integer('d_ff', 2048),
+        numLayers: cfg.integer('num_layers', 6),
+        relativeAttentionNumBuckets: cfg.integer('relative_attention_num_buckets', 32),
+        relativeAttentionMaxDistance: cfg.integer('relative_attention_max_distance', 128),
+        layerNormEpsilon: cfg.number('layer_norm_epsilon', 1e-6),
+        // transformers runs "gated-gelu" with the tanh approximation.
+        denseActFn: feedForwardProj === 'gated-gelu' ? 'gelu_new' : parts[parts.length - 1],
+        isGatedAct: parts[0] === 'gated',
+      };
+      activation(config.denseActFn, cfg.where);
+      const layers: T5Layer[] = [];
+      for (let i = 0; i < config.numLayers; i++) layers.push(T5Layer.load(w.at('encoder.block').at(i), config));
+      return new T5Encoder(
+        config,
+        w.firstOf(['encoder.embed_tokens.weight', 'shared.weight'], [config.vocabSize, dModel]),
+        w.tensor('encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight', [config.relativeAttentionNumBuckets, config.numHeads]),
+        layers,
+        RMSNorm.load(w.at('encoder.final_layer_norm'), dModel, config.layerNormEpsilon),
+        store,
+      );
+    });
+  }
+
+  /** The last hidden state (B, S, d_model) of int32 token ids (B, S). The caller owns it. */
+  forward(inputIds: Tensor, opts: T5ForwardOptions = {}): Tensor {
+    const [batch, seq] = checkIds(inputIds, null, 'T5EncoderModel');
+    const c = this.config;
+    const mask = opts.attentionMask;
+    if (mask && (mask.rank !== 2 || mask.shape[0] !== batch || mask.shape[1] !== seq)) {
+      throw new TypeError(`T5EncoderModel: attentionMask must be (${batch}, ${seq}) like the ids, got (${mask.shape.join(', ')})`);
+    }
+    return tidy(() => {
+      const device = this.embedTokens.device;
+      const buckets = tensor(positionBuckets(seq, c.relativeAttentionNumBuckets, c.relativeAttentionMaxDistance), [seq, seq], { device });
+      // (S, S, H) -> (1, H, S, S), added to every layer's attention scores.
+      let bias = embedding(this.relativeAttentionBias, buckets).cast('float32').permute(2, 0, 1).unsqueeze(0).contiguous();
+      if (mask) {
+        const values = mask.toFloat32Array().map((m) => (m > 0 ? 0 : -Infinity));
+        bias = add(bias, tensor(values, [batch, 1, 1, seq], { device }));
+      }
+      let x = embedding(this.embedTokens, inputIds).cast('float32');
+      for (const layer of this.layers) x = layer.forward(x, bias, c, this.act);
+      return this.finalNorm.forward(x);
+    });
+  }
+
+  dispose(): void {
+    this.store.dispose();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}

@@ -1,0 +1,143 @@
+// Loads a transformers tokenizer folder: tokenizer.json when there is one, else the older files
+// (CLIP's vocab.json + merges.txt, T5's spiece.model), rebuilt as transformers' CLIPTokenizer and
+// T5Tokenizer build them; tokenizer_config.json and special_tokens_map.json add the pad token
+// and model_max_length.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { TokenizerError } from '../errors.js';
+import { PIECE_UNKNOWN, parseSentencePieceModel } from './sentencepiece-model.js';
+import { Tokenizer, type TokenizerJson, type TokenizerSettings } from './tokenizer.js';
+
+type Json = Record<string, unknown>;
+
+function readJson(path: string): Json {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf-8'));
+  } catch (e) {
+    throw new TokenizerError(`${path}: not valid JSON (${(e as Error).message})`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new TokenizerError(`${path}: not a JSON object`);
+  return parsed as Json;
+}
+
+/** A special token's text: transformers writes a string or an AddedToken object with `content`. */
+function tokenText(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (value && typeof value === 'object' && typeof (value as Json).content === 'string') return (value as Json).content as string;
+  return undefined;
+}
+
+/** tokenizer_config.json over special_tokens_map.json, both optional. */
+function readConfig(dir: string): Json {
+  const map = existsSync(join(dir, 'special_tokens_map.json')) ? readJson(join(dir, 'special_tokens_map.json')) : {};
+  const config = existsSync(join(dir, 'tokenizer_config.json')) ? readJson(join(dir, 'tokenizer_config.json')) : {};
+  return { ...map, ...config };
+}
+
+// transformers writes a huge sentinel (1e30) when a tokenizer has no length limit.
+const settingsOf = (config: Json): TokenizerSettings => ({
+  padToken: tokenText(config.pad_token) ?? null,
+  modelMaxLength: typeof config.model_max_length === 'number' && config.model_max_length < 1e9 ? config.model_max_length : null,
+});
+
+const CLIP_CLASSES = ['CLIPTokenizer', 'CLIPTokenizerFast'];
+const T5_CLASSES = ['T5Tokenizer', 'T5TokenizerFast'];
+
+/**
+ * Loads the tokenizer in `dir` (a pipeline's `tokenizer/` or `tokenizer_2/`). Throws a
+ * TokenizerError naming the folder when it holds no tokenizer files, or ones this package
+ * cannot run.
+ */
+export function loadTokenizer(dir: string): Tokenizer {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new TokenizerError(`${dir}: no such tokenizer folder`);
+  const config = readConfig(dir);
+  const settings = settingsOf(config);
+  const cls = typeof config.tokenizer_class === 'string' ? config.tokenizer_class : undefined;
+  const json = join(dir, 'tokenizer.json');
+  if (existsSync(json)) return new Tokenizer(readJson(json), settings, json);
+
+  if (existsSync(join(dir, 'vocab.json')) && existsSync(join(dir, 'merges.txt'))) {
+    if (cls && !CLIP_CLASSES.includes(cls)) {
+      throw new TokenizerError(`${dir}: vocab.json + merges.txt of a ${cls} are not supported without a tokenizer.json (only CLIP's are)`);
+    }
+    return new Tokenizer(clipSpec(dir, config), { ...settings, padToken: settings.padToken ?? '<|endoftext|>' }, join(dir, 'vocab.json'));
+  }
+  if (existsSync(join(dir, 'spiece.model'))) {
+    if (cls && !T5_CLASSES.includes(cls)) {
+      throw new TokenizerError(`${dir}: spiece.model of a ${cls} is not supported without a tokenizer.json (only T5's is)`);
+    }
+    return new Tokenizer(t5Spec(dir, config), { ...settings, padToken: settings.padToken ?? '<pad>' }, join(dir, 'spiece.model'));
+  }
+  throw new TokenizerError(`${dir}: no tokenizer files (tokenizer.json, vocab.json + merges.txt, or spiece.model)`);
+}
+
+/** The pipeline transformers' CLIPTokenizer builds around vocab.json and merges.txt. */
+function clipSpec(dir: string, config: Json): TokenizerJson {
+  const vocab = readJson(join(dir, 'vocab.json')) as Record<string, number>;
+  const merges = readFileSync(join(dir, 'merges.txt'), 'utf-8')
+    .split('\n')
+    .map((line) => line.replace(/\r$/, ''))
+    .filter((line, i) => line.length > 0 && !(i === 0 && line.startsWith('#version')));
+  const bos = tokenText(config.bos_token) ?? '<|startoftext|>';
+  const eos = tokenText(config.eos_token) ?? '<|endoftext|>';
+  const unk = tokenText(config.unk_token) ?? '<|endoftext|>';
+  const pad = tokenText(config.pad_token) ?? '<|endoftext|>';
+  const idOf = (token: string): number => {
+    const id = vocab[token];
+    if (id === undefined) throw new TokenizerError(`${join(dir, 'vocab.json')}: lacks the special token ${JSON.stringify(token)}`);
+    return id;
+  };
+  const specials = [...new Set([bos, eos, unk, pad])].map((content) => ({ id: idOf(content), content, normalized: false }));
+  return {
+    added_tokens: specials,
+    normalizer: { type: 'Sequence', normalizers: [{ type: 'NFC' }, { type: 'Replace', pattern: { Regex: '\\s+' }, content: ' ' }, { type: 'Lowercase' }] },
+    pre_tokenizer: {
+      type: 'Sequence',
+      pretokenizers: [
+        {
+          type: 'Split',
+          pattern: { Regex: "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+" },
+          behavior: 'Removed',
+          invert: true,
+        },
+        { type: 'ByteLevel', add_prefix_space: false, use_regex: true },
+      ],
+    },
+    model: { type: 'BPE', vocab, merges, unk_token: unk, continuing_subword_prefix: '', end_of_word_suffix: '</w>', fuse_unk: false },
+    post_processor: { type: 'RobertaProcessing', cls: [bos, idOf(bos)], sep: [eos, idOf(eos)] },
+  };
+}
+
+/**
+ * The pipeline transformers' T5Tokenizer builds around spiece.model: the pieces and scores,
+ * `extra_ids` sentinels appended (<extra_id_99> first), SentencePiece's precompiled
+ * normaliser, whitespace splitting with a "▁" before every word, and </s> at the end.
+ */
+function t5Spec(dir: string, config: Json): TokenizerJson {
+  const path = join(dir, 'spiece.model');
+  const model = parseSentencePieceModel(readFileSync(path), path);
+  const vocab: [string, number][] = model.pieces.map((p) => [p.piece, p.score]);
+  const known = new Set(vocab.map(([piece]) => piece));
+  const extraIds = typeof config.extra_ids === 'number' ? config.extra_ids : 100;
+  for (let i = extraIds - 1; i >= 0; i--) if (!known.has(`<extra_id_${i}>`)) vocab.push([`<extra_id_${i}>`, 0]);
+  const unkId = model.pieces.findIndex((p) => p.type === PIECE_UNKNOWN);
+  if (unkId < 0) throw new TokenizerError(`${path}: has no unknown piece`);
+  const idOf = (token: string): number => {
+    const id = vocab.findIndex(([piece]) => piece === token);
+    if (id < 0) throw new TokenizerError(`${path}: lacks the special token ${JSON.stringify(token)}`);
+    return id;
+  };
+  const eos = tokenText(config.eos_token) ?? '</s>';
+  const specials = [tokenText(config.pad_token) ?? '<pad>', eos, tokenText(config.unk_token) ?? '<unk>'];
+  for (let i = 0; i < extraIds; i++) specials.push(`<extra_id_${i}>`);
+  const charsmap = Buffer.from(model.precompiledCharsmap).toString('base64');
+  return {
+    added_tokens: specials.map((content) => ({ id: idOf(content), content, normalized: false })),
+    normalizer: charsmap ? { type: 'Precompiled', precompiled_charsmap: charsmap } : null,
+    pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'WhitespaceSplit' }, { type: 'Metaspace', replacement: '\u2581', prepend_scheme: 'always', split: true }] },
+    model: { type: 'Unigram', vocab, unk_id: unkId, byte_fallback: false },
+    post_processor: { type: 'TemplateProcessing', single: [{ Sequence: { id: 'A' } }, { SpecialToken: { id: eos } }], special_tokens: { [eos]: { ids: [idOf(eos)] } } },
+  };
+}
