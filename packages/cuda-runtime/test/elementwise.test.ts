@@ -142,6 +142,41 @@ describe('unary ops', () => {
   });
 });
 
+describe('vectorised activations at every vector ISA', () => {
+  const detected = rt.devices().cpu.detectedIsa;
+  const isas = (['avx512', 'avx2', 'scalar'] as const).slice(['avx512', 'avx2', 'scalar'].indexOf(detected));
+  // Values across the whole float range (overflow, underflow into subnormals, specials) and
+  // lengths that leave every possible tail.
+  const special = [0, -0, 1e-30, -1e-30, 87.5, 88.7, 89, -87.3, -103.9, -104.5, 200, -200, Infinity, -Infinity, NaN];
+  // [name, op, float64 reference, rtol, atol]. Two float32 ulps are a relative 2.4e-7. GELU's
+  // argument 2u is itself rounded to float32 before the exponential, which multiplies that
+  // rounding by |2u| (up to about 1e-6 relative where the result is still above 1e-9): any
+  // float32 GELU shares this limit, so its bound is wider.
+  const cases: [string, (x: rt.Tensor) => rt.Tensor, (v: number) => number, number, number][] = [
+    ['exp', rt.exp, Math.exp, 2.4e-7, 1e-37],
+    ['sigmoid', rt.sigmoid, (v) => 1 / (1 + Math.exp(-v)), 2.4e-7, 1e-37],
+    ['silu', rt.silu, (v) => v / (1 + Math.exp(-v)), 2.4e-7, 1e-37],
+    // 0.5 v (1 + tanh(u)) written as v sigmoid(2u), which float64 evaluates without cancellation in the tails.
+    ['gelu (tanh)', (x) => rt.gelu(x, { approximate: 'tanh' }), (v) => v / (1 + Math.exp(-2 * Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3))), 1.2e-6, 1e-9],
+  ];
+  for (const isa of isas) {
+    it(`${isa}: within 2 ulp of float64 (GELU: see its bound), specials included`, () => {
+      try {
+        rt.setCpuIsa(isa);
+        for (const n of [1, 7, 16, 33, 1000]) {
+          const values = Array.from({ length: n }, (_, i) => Math.fround(i < special.length ? special[i] : rng.normal() * 6));
+          const x = new ref.Nd([n], values);
+          for (const [, op, f, rtol, atol] of cases) {
+            rt.tidy(() => expectClose(op(fromNd(x)), x.map((v) => Math.fround(f(v))), rtol, atol));
+          }
+        }
+      } finally {
+        rt.setCpuIsa(detected);
+      }
+    });
+  }
+});
+
 describe('rotary embedding', () => {
   for (const interleaved of [true, false]) {
     it(`${interleaved ? 'interleaved pairs (FLUX)' : 'halves (rotate_half)'} with broadcast cos / sin`, () => {

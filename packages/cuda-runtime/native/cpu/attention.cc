@@ -7,11 +7,13 @@
 #include "../kernels.h"
 #include "gemm.h"
 #include "parallel.h"
+#include "vmath.h"
 
 namespace dc::cpu {
 
 void attention(const AttentionArgs& a, Device) {
-  constexpr int64_t kQueryBlock = 32;
+  // Larger query blocks pack each head's keys and values fewer times.
+  constexpr int64_t kQueryBlock = 128;
   const int64_t qblocks = (a.sq + kQueryBlock - 1) / kQueryBlock;
   const int64_t group = a.heads / a.heads_kv;
   parallel_for(a.batch * a.heads * qblocks, 1, [&](int64_t t0, int64_t t1) {
@@ -42,16 +44,14 @@ void attention(const AttentionArgs& a, Device) {
         float* row = s + i * a.sk;
         if (a.mask) {
           const float* m = a.mask + b * a.m_sb + h * a.m_sh + (i0 + i) * a.m_sq;
-          for (int64_t j = 0; j < a.sk; ++j) row[j] += m[j * a.m_sk];
+          if (a.m_sk == 1)
+            for (int64_t j = 0; j < a.sk; ++j) row[j] += m[j];
+          else
+            for (int64_t j = 0; j < a.sk; ++j) row[j] += m[j * a.m_sk];
         }
         float mx = -INFINITY;
         for (int64_t j = 0; j < a.sk; ++j) mx = std::max(mx, row[j]);
-        double sum = 0.0;
-        for (int64_t j = 0; j < a.sk; ++j) {
-          row[j] = std::exp(row[j] - mx);
-          sum += row[j];
-        }
-        const float inv = float(1.0 / sum);
+        const float inv = float(1.0 / vector_exp_shifted_sum(row, mx, row, a.sk));
         for (int64_t j = 0; j < a.sk; ++j) row[j] *= inv;
       }
 

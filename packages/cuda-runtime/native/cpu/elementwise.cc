@@ -5,6 +5,7 @@
 #include "../kernels.h"
 #include "parallel.h"
 #include "strided.h"
+#include "vmath.h"
 
 namespace dc::cpu {
 namespace {
@@ -67,20 +68,13 @@ template <UnaryOp Op>
 inline float apply_unary(float x, float p0, float p1) {
   if constexpr (Op == UnaryOp::Neg) return -x;
   if constexpr (Op == UnaryOp::Abs) return std::fabs(x);
-  if constexpr (Op == UnaryOp::Exp) return std::exp(x);
   if constexpr (Op == UnaryOp::Log) return std::log(x);
   if constexpr (Op == UnaryOp::Sqrt) return std::sqrt(x);
   if constexpr (Op == UnaryOp::Rsqrt) return 1.f / std::sqrt(x);
   if constexpr (Op == UnaryOp::Sin) return std::sin(x);
   if constexpr (Op == UnaryOp::Cos) return std::cos(x);
   if constexpr (Op == UnaryOp::Tanh) return std::tanh(x);
-  if constexpr (Op == UnaryOp::Sigmoid) return 1.f / (1.f + std::exp(-x));
-  if constexpr (Op == UnaryOp::Silu) return x / (1.f + std::exp(-x));
   if constexpr (Op == UnaryOp::Relu) return x > 0.f ? x : (std::isnan(x) ? x : 0.f);
-  if constexpr (Op == UnaryOp::GeluTanh) {
-    const float k = 0.7978845608028654f;  // sqrt(2 / pi)
-    return 0.5f * x * (1.f + std::tanh(k * (x + 0.044715f * x * x * x)));
-  }
   if constexpr (Op == UnaryOp::GeluErf) return 0.5f * x * (1.f + std::erf(x * 0.7071067811865476f));
   if constexpr (Op == UnaryOp::Square) return x * x;
   if constexpr (Op == UnaryOp::Reciprocal) return 1.f / x;
@@ -124,17 +118,28 @@ void binary_scalar(BinaryOp op, const Tensor& a, float s, bool scalar_first, Ten
   }
 }
 
+namespace {
+// The activations transformers spend their time in run through the vectorised kernels.
+template <void (*Kernel)(const float*, float*, int64_t)>
+void unary_vectorised(const float* x, float* o, int64_t n) {
+  parallel_for(n, kGrainElems, [&](int64_t i0, int64_t i1) { Kernel(x + i0, o + i0, i1 - i0); });
+}
+}  // namespace
+
 void unary(UnaryOp op, const Tensor& x, Tensor& out, float p0, float p1) {
   const float* i = x.f32();
   float* o = out.f32();
   const int64_t n = out.numel();
   switch (op) {
+    case UnaryOp::Exp: return unary_vectorised<vector_exp>(i, o, n);
+    case UnaryOp::Sigmoid: return unary_vectorised<vector_sigmoid>(i, o, n);
+    case UnaryOp::Silu: return unary_vectorised<vector_silu>(i, o, n);
+    case UnaryOp::GeluTanh: return unary_vectorised<vector_gelu_tanh>(i, o, n);
 #define DC_UNARY_CASE(name) \
   case UnaryOp::name: return unary_typed<UnaryOp::name>(i, o, n, p0, p1);
-    DC_UNARY_CASE(Neg) DC_UNARY_CASE(Abs) DC_UNARY_CASE(Exp) DC_UNARY_CASE(Log)
+    DC_UNARY_CASE(Neg) DC_UNARY_CASE(Abs) DC_UNARY_CASE(Log)
     DC_UNARY_CASE(Sqrt) DC_UNARY_CASE(Rsqrt) DC_UNARY_CASE(Sin) DC_UNARY_CASE(Cos)
-    DC_UNARY_CASE(Tanh) DC_UNARY_CASE(Sigmoid) DC_UNARY_CASE(Silu) DC_UNARY_CASE(Relu)
-    DC_UNARY_CASE(GeluTanh) DC_UNARY_CASE(GeluErf) DC_UNARY_CASE(Square)
+    DC_UNARY_CASE(Tanh) DC_UNARY_CASE(Relu) DC_UNARY_CASE(GeluErf) DC_UNARY_CASE(Square)
     DC_UNARY_CASE(Reciprocal) DC_UNARY_CASE(Clamp)
 #undef DC_UNARY_CASE
   }

@@ -7,6 +7,7 @@
 
 #include "../kernels.h"
 #include "parallel.h"
+#include "vmath.h"
 
 namespace dc::cpu {
 namespace {
@@ -117,12 +118,7 @@ void softmax(const Tensor& x, Tensor& out, int64_t rows, int64_t cols) {
       float* o = po + r * cols;
       float mx = -INFINITY;
       for (int64_t j = 0; j < cols; ++j) mx = std::max(mx, xi[j]);
-      double sum = 0.0;
-      for (int64_t j = 0; j < cols; ++j) {
-        o[j] = std::exp(xi[j] - mx);
-        sum += o[j];
-      }
-      const float inv = float(1.0 / sum);
+      const float inv = float(1.0 / vector_exp_shifted_sum(xi, mx, o, cols));
       for (int64_t j = 0; j < cols; ++j) o[j] *= inv;
     }
   });
