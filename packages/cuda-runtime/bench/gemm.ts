@@ -1,7 +1,8 @@
 // GEMM throughput (float32, square sizes) for each CPU backend next to numpy's, and attention
 // timings next to numpy's matmul + softmax. The sides take turns in short bursts so that load
-// from other work on the machine falls on both alike, while each burst runs warm (a BLAS's
-// threads keep spinning for a while after a call and would tax the other side's first call).
+// from other work on the machine falls on both alike; each burst starts with an untimed call,
+// and a pause between bursts lets numpy's BLAS threads, which spin for a while after a call,
+// go to sleep before the other side runs.
 // Run with `npm run bench -w @ditcache/cuda-runtime`.
 import { performance } from 'node:perf_hooks';
 
@@ -59,11 +60,14 @@ function timeOnce(fn: () => void): number {
   return (performance.now() - t0) / 1000;
 }
 
+const SETTLE_MS = 400;
+
 /** Median seconds of each runner over `rounds` turns of `burst` calls each (the first of a burst is a warm-up). */
 async function interleaved(rounds: number, burst: number, runners: (() => Promise<number> | number)[]): Promise<number[]> {
   const times: number[][] = runners.map(() => []);
   for (let i = 0; i < rounds; ++i) {
     for (const [j, r] of runners.entries()) {
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
       await r();
       for (let k = 0; k < burst; ++k) times[j].push(await r());
     }
@@ -90,7 +94,7 @@ async function main(): Promise<void> {
         rt.setGemmBackend(backend);
         return timeOnce(() => rt.matmul(a, b).dispose());
       });
-      const seconds = await interleaved(3, n >= 2048 ? 2 : 5, [...ours, ...(numpy ? [() => numpy.time(`gemm${n}`)] : [])]);
+      const seconds = await interleaved(3, n >= 2048 ? 3 : n >= 1024 ? 6 : 20, [...ours, ...(numpy ? [() => numpy.time(`gemm${n}`)] : [])]);
       scope.close();
       const gf = (s: number) => (2 * n ** 3) / s / 1e9;
       const np = numpy ? seconds[backends.length] : undefined;
