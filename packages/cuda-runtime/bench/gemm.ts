@@ -80,7 +80,7 @@ async function main(): Promise<void> {
   console.log(`CPU: ${dev.cpu.name}, ${dev.cpu.threads} threads, ISA ${dev.cpu.isa}; BLAS: ${dev.cpu.blas}`);
   const python = numpyPython();
   const numpy = python ? new PythonTimer(python, NUMPY_JOBS) : null;
-  const backends = dev.cpu.blas === 'none' ? (['builtin'] as const) : (['blas', 'builtin'] as const);
+  const backends = dev.cpu.blasLoaded ? (['blas', 'builtin'] as const) : (['builtin'] as const);
   const initial = rt.gemmBackend();
   try {
     console.log('\nfloat32 GEMM, C = A B (square), GFLOP/s (median of interleaved calls):\n');

@@ -540,6 +540,7 @@ DC_FN(Devices) {
     cpuInfo.Set("detectedIsa", cpu::isa_name(cpu::detected_isa()));
     cpuInfo.Set("gemm", cpu::gemm_backend() == cpu::GemmBackend::Blas ? "blas" : "builtin");
     cpuInfo.Set("blas", cpu::blas_name());
+    cpuInfo.Set("blasLoaded", cpu::blas_available());
     o.Set("cpu", cpuInfo);
     Napi::Object cu = Napi::Object::New(env);
 #if DITCACHE_WITH_CUDA

@@ -56,6 +56,9 @@ export interface DeviceReport {
     isa: 'avx512' | 'avx2' | 'scalar';
     detectedIsa: 'avx512' | 'avx2' | 'scalar';
     gemm: 'blas' | 'builtin';
+    /** Whether OpenBLAS was found and loaded at run time. */
+    blasLoaded: boolean;
+    /** OpenBLAS's build description and file, or 'none: ' and why. */
     blas: string;
   };
   cuda: {

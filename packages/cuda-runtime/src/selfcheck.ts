@@ -58,7 +58,7 @@ export function selfCheck(): CheckResult[] {
       const a = random([m, k], 1), b = random([k, n], 2);
       const want = float64Product(a.toFloat32Array(), b.toFloat32Array(), m, k, n);
       const paths = [
-        ...(report.cpu.blas !== 'none' ? [['blas', report.cpu.detectedIsa] as const] : []),
+        ...(report.cpu.blasLoaded ? [['blas', report.cpu.detectedIsa] as const] : []),
         ...levels.map((isa) => ['builtin', isa] as const),
       ];
       for (const [backend, isa] of paths) {

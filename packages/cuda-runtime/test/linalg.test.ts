@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+
 import { afterAll, describe, expect, it } from 'vitest';
 
 import * as rt from '../src/index.js';
@@ -9,7 +11,7 @@ const rng = rngFor('linalg');
 // Float32 sums of k products of unit-normal values: the error grows like sqrt(k).
 const dotTol = (k: number): [number, number] => [1e-5, 2e-6 * Math.sqrt(k) * 4];
 
-const backends = (['blas', 'builtin'] as const).filter((b) => b === 'builtin' || rt.devices().cpu.blas !== 'none');
+const backends = (['blas', 'builtin'] as const).filter((b) => b === 'builtin' || rt.devices().cpu.blasLoaded);
 const detected = rt.devices().cpu.detectedIsa;
 const isas = (['avx512', 'avx2', 'scalar'] as const).filter((i) => ['scalar', 'avx2', 'avx512'].indexOf(i) <= ['scalar', 'avx2', 'avx512'].indexOf(detected));
 
@@ -73,6 +75,25 @@ describe.each(paths)('GEMM through $name', ({ backend, isa }) => {
     use();
     const q = rng.nd([2, 4, 37, 16]), k = rng.nd([2, 4, 45, 16]), v = rng.nd([2, 4, 45, 24]);
     rt.tidy(() => expectClose(rt.attention(fromNd(q), fromNd(k), fromNd(v)), ref.attention(q, k, v, null), 1e-5, 2e-6));
+  });
+});
+
+describe('without OpenBLAS', () => {
+  it('the addon still loads, falls back to the built-in GEMM and says why', () => {
+    // DITCACHE_BLAS_PATH makes the runtime look only there: a missing file is a machine without OpenBLAS.
+    const script = `
+      const rt = await import(${JSON.stringify(new URL('../dist/src/index.js', import.meta.url).href)});
+      const cpu = rt.devices().cpu;
+      const a = rt.tensor([1, 2, 3, 4], [2, 2]);
+      let refused = '';
+      try { rt.setGemmBackend('blas'); } catch (e) { refused = e.message; }
+      console.log(JSON.stringify({ loaded: cpu.blasLoaded, gemm: cpu.gemm, blas: cpu.blas, product: Array.from(rt.matmul(a, a).toFloat32Array()), refused }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf-8', env: { ...process.env, DITCACHE_BLAS_PATH: '/nonexistent/libopenblas.so.0' } });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { loaded: boolean; gemm: string; blas: string; product: number[]; refused: string };
+    expect(out).toMatchObject({ loaded: false, gemm: 'builtin', product: [7, 10, 15, 22] });
+    expect(out.blas).toMatch(/^none: no OpenBLAS found \(tried \/nonexistent\/libopenblas.so.0/);
+    expect(out.refused).toMatch(/setGemmBackend: no BLAS is loaded/);
   });
 });
 

@@ -6,12 +6,9 @@
 #include <cstdlib>
 #include <vector>
 
+#include "blas.h"
 #include "features.h"
 #include "parallel.h"
-
-#if DITCACHE_WITH_BLAS
-#include <cblas.h>
-#endif
 
 namespace dc::cpu {
 namespace {
@@ -220,8 +217,7 @@ void gemm_builtin(const GemmArgs& g) {
   }
 }
 
-#if DITCACHE_WITH_BLAS
-void gemm_blas(const GemmArgs& g) {
+void gemm_blas(const Blas& blas, const GemmArgs& g) {
   if (g.k == 0) {
     scale_c(g);
     return;
@@ -231,29 +227,19 @@ void gemm_blas(const GemmArgs& g) {
     // far faster as gemv than as a one-row gemm.
     const int inc_a = g.trans_a ? int(g.lda) : 1;
     if (g.trans_b)
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, int(g.n), int(g.k), g.alpha, g.b, int(g.ldb), g.a, inc_a, g.beta, g.c, 1);
+      blas.sgemv(kCblasRowMajor, kCblasNoTrans, int(g.n), int(g.k), g.alpha, g.b, int(g.ldb), g.a, inc_a, g.beta, g.c, 1);
     else
-      cblas_sgemv(CblasRowMajor, CblasTrans, int(g.k), int(g.n), g.alpha, g.b, int(g.ldb), g.a, inc_a, g.beta, g.c, 1);
+      blas.sgemv(kCblasRowMajor, kCblasTrans, int(g.k), int(g.n), g.alpha, g.b, int(g.ldb), g.a, inc_a, g.beta, g.c, 1);
     return;
   }
-  cblas_sgemm(CblasRowMajor, g.trans_a ? CblasTrans : CblasNoTrans,
-              g.trans_b ? CblasTrans : CblasNoTrans, int(g.m), int(g.n), int(g.k), g.alpha, g.a,
-              int(g.lda), g.b, int(g.ldb), g.beta, g.c, int(g.ldc));
+  blas.sgemm(kCblasRowMajor, g.trans_a ? kCblasTrans : kCblasNoTrans, g.trans_b ? kCblasTrans : kCblasNoTrans,
+             int(g.m), int(g.n), int(g.k), g.alpha, g.a, int(g.lda), g.b, int(g.ldb), g.beta, g.c, int(g.ldc));
 }
-#endif
 
 GemmBackend initial_backend() {
-#if DITCACHE_WITH_BLAS
-#if DITCACHE_WITH_OPENBLAS
-  // Our pool parallelises around the BLAS; its own threads would compete for the same cores.
-  openblas_set_num_threads(1);
-#endif
   const char* env = std::getenv("DITCACHE_GEMM");
   if (env && std::string(env) == "builtin") return GemmBackend::Builtin;
-  return GemmBackend::Blas;
-#else
-  return GemmBackend::Builtin;
-#endif
+  return blas() ? GemmBackend::Blas : GemmBackend::Builtin;
 }
 
 GemmBackend g_backend = initial_backend();
@@ -276,37 +262,21 @@ GemmArgs cols_of(const GemmArgs& g, int64_t j0, int64_t j1) {
 
 }  // namespace
 
-bool blas_available() {
-#if DITCACHE_WITH_BLAS
-  return true;
-#else
-  return false;
-#endif
-}
+bool blas_available() { return blas() != nullptr; }
 
-const char* blas_name() {
-#if DITCACHE_WITH_OPENBLAS
-  return openblas_get_config();
-#elif DITCACHE_WITH_BLAS
-  return "CBLAS";
-#else
-  return "none";
-#endif
-}
+std::string blas_name() { return blas() ? blas()->description : "none: " + blas_absence(); }
 
 GemmBackend gemm_backend() { return g_backend; }
 
 void set_gemm_backend(GemmBackend b) {
   if (b == GemmBackend::Blas && !blas_available())
-    throw OpError("setGemmBackend: this build has no BLAS (CMake found none); use 'builtin'");
+    throw OpError("setGemmBackend: no BLAS is loaded (" + blas_absence() + "); use 'builtin'");
   g_backend = b;
 }
 
 void gemm_serial(const GemmArgs& g) {
   if (g.m == 0 || g.n == 0) return;
-#if DITCACHE_WITH_BLAS
-  if (g_backend == GemmBackend::Blas) return gemm_blas(g);
-#endif
+  if (g_backend == GemmBackend::Blas) return gemm_blas(*blas(), g);
   gemm_builtin(g);
 }
 

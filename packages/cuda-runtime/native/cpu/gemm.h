@@ -1,6 +1,8 @@
-// CPU matrix products: a BLAS (OpenBLAS, when CMake found one) or the built-in blocked kernel,
-// selectable at run time so that tests exercise both.
+// CPU matrix products: OpenBLAS (loaded at run time when present) or the built-in blocked
+// kernel, selectable at run time so that tests exercise both.
 #pragma once
+#include <string>
+
 #include "../kernels.h"
 
 namespace dc::cpu {
@@ -8,9 +10,9 @@ namespace dc::cpu {
 enum class GemmBackend { Builtin, Blas };
 
 bool blas_available();
-const char* blas_name();  // e.g. "OpenBLAS 0.3.21 ..." or "none"
+std::string blas_name();  // e.g. "OpenBLAS 0.3.21 ... (/usr/lib/.../libopenblas.so.0)" or "none: why"
 GemmBackend gemm_backend();
-void set_gemm_backend(GemmBackend b);  // Blas without a BLAS is an OpError
+void set_gemm_backend(GemmBackend b);  // Blas without a loaded BLAS is an OpError
 
 // One (unbatched) product on the calling thread only; for use inside parallel regions.
 void gemm_serial(const GemmArgs& g);
