@@ -25,15 +25,15 @@ export interface GridSpec {
 
 /**
  * `--configs grid`: the trade-offs worth looking at on a FLUX-class model at 28 steps. Fn 1 and
- * Bn 0 or 1 (cache-dit's choice for FLUX), thresholds from careful to aggressive, and TaylorSeer
- * off, first and second order.
+ * Bn 0 or 1 (cache-dit's choice for FLUX), thresholds from careful to aggressive, runs of three or
+ * five cached steps, and TaylorSeer off, first and second order.
  */
 export const DEFAULT_GRID: Readonly<Required<GridSpec>> = Object.freeze({
   Fn_compute_blocks: [1],
   Bn_compute_blocks: [0, 1],
-  residual_diff_threshold: [0.08, 0.16, 0.24, 0.4],
-  max_warmup_steps: [3],
-  max_continuous_cached_steps: [2, 3],
+  residual_diff_threshold: [0.08, 0.16, 0.3, 0.5],
+  max_warmup_steps: [2],
+  max_continuous_cached_steps: [3, 5],
   taylorseer_order: [0, 1, 2],
 });
 

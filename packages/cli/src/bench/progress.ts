@@ -13,7 +13,7 @@ export interface BenchProgressBar {
 export function benchProgress(label = 'bench'): BenchProgressBar {
   if (!process.stderr.isTTY) return { update: () => undefined, stop: () => undefined };
   const bar = new SingleBar({
-    format: `${label} [{bar}] {percentage}% | cell {cell}/{cells}: {config}, prompt {prompt}, step {step}/{steps} | {duration_formatted} elapsed, eta {eta_formatted}`,
+    format: `${label} [{bar}] {percentage}% | cell {cell}/{cells}: {config}, prompt {prompt} | {duration_formatted} elapsed, eta {eta_formatted}`,
     stream: process.stderr,
     hideCursor: true,
     etaBuffer: 200,
@@ -23,7 +23,7 @@ export function benchProgress(label = 'bench'): BenchProgressBar {
     update(p) {
       // Measured in steps, so the bar and its ETA move within a cell.
       const total = p.cells * p.steps;
-      const value = Math.min(total, p.done * p.steps + (p.step < p.steps ? p.step : 0));
+      const value = Math.min(total, p.done * p.steps + p.step);
       const payload = { cell: Math.min(p.done + 1, p.cells), cells: p.cells, config: p.config || '-', prompt: p.prompt, step: p.step, steps: p.steps };
       if (!started) {
         bar.start(total, value, payload);

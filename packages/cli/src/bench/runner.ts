@@ -93,7 +93,7 @@ export interface BenchProgress {
   readonly cells: number;
   readonly config: string;
   readonly prompt: number;
-  /** Denoising steps finished in the current cell. */
+  /** Denoising steps finished in the current cell, and in all its repeats. */
   readonly step: number;
   readonly steps: number;
 }
@@ -147,8 +147,10 @@ export async function runBench(run: BenchRun): Promise<Map<string, CellRecord[]>
       else pending.push({ config, prompt });
     }
   }
+  // Progress counts the denoising steps of every repeat.
+  const cellSteps = settings.steps * settings.repeats;
   let done = cells - pending.length;
-  run.onProgress?.({ done, cells, config: '', prompt: 0, step: 0, steps: settings.steps });
+  run.onProgress?.({ done, cells, config: '', prompt: 0, step: 0, steps: cellSteps });
   if (pending.length === 0) return records;
 
   using pipe = FluxPipeline.fromPretrained(run.model);
@@ -181,7 +183,8 @@ export async function runBench(run: BenchRun): Promise<Map<string, CellRecord[]>
           result.image?.dispose();
         }
         const t0 = performance.now();
-        result = request(prompt, settings.steps, ({ step }) => run.onProgress?.({ done, cells, config: name, prompt, step: step + 1, steps: settings.steps }));
+        const before = repeat * settings.steps;
+        result = request(prompt, settings.steps, ({ step }) => run.onProgress?.({ done, cells, config: name, prompt, step: before + step + 1, steps: cellSteps }));
         seconds = Math.min(seconds, (performance.now() - t0) / 1000);
       }
       const stats = config ? summary(pipe, { print: false }) : undefined;
@@ -212,7 +215,7 @@ export async function runBench(run: BenchRun): Promise<Map<string, CellRecord[]>
       if (config) disableCache(pipe);
     }
     done += 1;
-    run.onProgress?.({ done, cells, config: name, prompt, step: settings.steps, steps: settings.steps });
+    run.onProgress?.({ done, cells, config: name, prompt, step: 0, steps: cellSteps });
   }
   for (const list of records.values()) list.sort((a, b) => a.prompt - b.prompt);
   return records;

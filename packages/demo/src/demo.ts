@@ -1,0 +1,121 @@
+// The demo: the reference model's demo prompts, uncached and under cache presets, measured with
+// the benchmark runner; a table, a side-by-side image grid and the residual diff of every step.
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import {
+  UNCACHED,
+  cellPaths,
+  evaluateBench,
+  formatPsnr,
+  imageGridSvg,
+  presetConfig,
+  readBenchPrompts,
+  renderSvgToPng,
+  residualDiffChartSvg,
+  runBench,
+  type BenchProgress,
+  type CellRecord,
+  type ConfigResult,
+} from '@ditcache/cli/bench';
+import { parseCacheConfig, resolveConfig } from '@ditcache/core';
+
+/** models/flux-shapes at the root of the repository. */
+export const REFERENCE_MODEL = fileURLToPath(new URL('../../../models/flux-shapes', import.meta.url));
+
+export interface DemoOptions {
+  /** A FLUX pipeline folder with a demo-prompts.safetensors (default: the reference model). */
+  readonly model?: string;
+  /** Where cells/, grid.png, residual-diffs.png and results.md go; cells/ is emptied first. */
+  readonly out: string;
+  readonly presets?: readonly string[];
+  /** Only the first N demo prompts (default: all). */
+  readonly promptCount?: number;
+  /** Generations per config and prompt; the fastest is timed (default 3). */
+  readonly repeats?: number;
+  onProgress?(p: BenchProgress): void;
+}
+
+export interface DemoResult {
+  readonly results: readonly ConfigResult[];
+  readonly records: ReadonlyMap<string, readonly CellRecord[]>;
+  readonly prompts: readonly string[];
+  readonly steps: number;
+  readonly table: string;
+  readonly files: { readonly grid: string; readonly plot: string; readonly table: string };
+}
+
+export const DEMO_PRESETS = ['quality', 'balanced', 'fast'] as const;
+
+export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
+  const model = opts.model ?? REFERENCE_MODEL;
+  const cells = join(opts.out, 'cells');
+  // Fresh timings every time: the demo shows this machine now, never resumes.
+  rmSync(cells, { recursive: true, force: true });
+  mkdirSync(cells, { recursive: true });
+  using file = readBenchPrompts(join(model, 'demo-prompts.safetensors'));
+  const count = Math.min(opts.promptCount ?? file.labels.length, file.labels.length);
+  const promptEmbeds = file.promptEmbeds.narrow(0, 0, count);
+  const pooledPromptEmbeds = file.pooledPromptEmbeds.narrow(0, 0, count);
+  try {
+    const prompts = { promptEmbeds, pooledPromptEmbeds, labels: file.labels.slice(0, count) };
+    const configs = (opts.presets ?? DEMO_PRESETS).map(presetConfig);
+    const settings = { steps: file.steps ?? 28, height: file.height ?? 32, width: file.width ?? 32, seed: 0, repeats: opts.repeats ?? 3 };
+    const records = await runBench({ model, prompts, configs, out: cells, settings, onProgress: opts.onProgress });
+    const results = await evaluateBench(cells, records);
+    const table = demoTable(results, settings.steps);
+    const files = { grid: join(opts.out, 'grid.png'), plot: join(opts.out, 'residual-diffs.png'), table: join(opts.out, 'results.md') };
+
+    const columns = [UNCACHED, ...configs.map((c) => c.name)];
+    const byName = new Map(results.map((r) => [r.name, r]));
+    const tiles = prompts.labels.map((_, p) => columns.map((name) => readFileSync(cellPaths(cells, name, p).image)));
+    const columnLabels = columns.map((name) => {
+      const r = byName.get(name)!;
+      return name === UNCACHED ? [name, `${r.seconds.toFixed(1)} s`] : [name, `${r.speedup.toFixed(2)}x, ${formatPsnr(r)} dB`];
+    });
+    await renderSvgToPng(await imageGridSvg(tiles, { rowLabels: prompts.labels, columnLabels, scale: 6 }), files.grid);
+
+    const panels = configs.map((c) => ({
+      title: `${c.name}: ${describeConfig(c.cache)}`,
+      threshold: resolved(c.cache).residualDiffThreshold,
+      series: records.get(c.name)!.map((r) => ({ label: prompts.labels[r.prompt], diffs: r.residualDiffs, cachedSteps: r.cachedSteps })),
+    }));
+    await renderSvgToPng(residualDiffChartSvg(panels, settings.steps), files.plot);
+    writeFileSync(files.table, `${table}\n`);
+    return { results, records, prompts: prompts.labels, steps: settings.steps, table, files };
+  } finally {
+    promptEmbeds.dispose();
+    pooledPromptEmbeds.dispose();
+  }
+}
+
+const resolved = (cache: Readonly<Record<string, unknown>>) => resolveConfig(parseCacheConfig(cache).base);
+
+/** E.g. 'F1B0, warmup 3, max 3 in a row, TaylorSeer 1'. */
+export function describeConfig(cache: Readonly<Record<string, unknown>>): string {
+  const c = resolved(cache);
+  const run = c.maxContinuousCachedSteps < 0 ? '' : `, max ${c.maxContinuousCachedSteps} in a row`;
+  return `F${c.fnComputeBlocks}B${c.bnComputeBlocks}, warmup ${c.maxWarmupSteps}${run}, TaylorSeer ${c.enableTaylorseer ? c.taylorseerOrder : 'off'}`;
+}
+
+/** The demo's table: one row per config, totals over the prompts. */
+export function demoTable(results: readonly ConfigResult[], steps: number): string {
+  const rows = results.map((r) =>
+    [
+      r.name,
+      r.cache ? String(resolved(r.cache).residualDiffThreshold) : '-',
+      r.seconds.toFixed(2),
+      `${r.speedup.toFixed(2)}x`,
+      `${r.cachedSteps.toFixed(1)}/${steps}`,
+      `${(100 * r.computedFraction).toFixed(1)}%`,
+      formatPsnr(r),
+      r.meanSsim.toFixed(4),
+    ].join(' | '),
+  );
+  return [
+    '| Config | Threshold | Wall time (s) | Speedup | Cached steps | Blocks computed | PSNR (dB) | SSIM |',
+    '|---|---|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r} |`),
+  ].join('\n');
+}

@@ -1,0 +1,66 @@
+// The demo on the reference model: Node reproduces diffusers' latents, and the demo's table,
+// grid and plot come out right for one prompt.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import sharp from 'sharp';
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { FluxPipeline } from '@ditcache/adapter-flux';
+import { loadSafetensors } from '@ditcache/cuda-runtime';
+
+import { REFERENCE_MODEL, runDemo } from '../src/demo.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'ditcache-demo-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('the reference model', () => {
+  it('generates, uncached, the latents diffusers generated from the same embeddings and seeds', () => {
+    const file = loadSafetensors(join(REFERENCE_MODEL, 'demo-prompts.safetensors'));
+    using pipe = FluxPipeline.fromPretrained(REFERENCE_MODEL);
+    try {
+      for (const prompt of [0, 1]) {
+        const promptEmbeds = file.prompt_embeds.narrow(0, prompt, 1);
+        const pooledPromptEmbeds = file.pooled_prompt_embeds.narrow(0, prompt, 1);
+        const { latents } = pipe.generate({ promptEmbeds, pooledPromptEmbeds, seed: prompt, height: 32, width: 32, numInferenceSteps: 28, decode: false });
+        const got = latents.toFloat32Array();
+        const reference = file.diffusers_latents_out.narrow(0, prompt, 1);
+        const want = reference.toFloat32Array();
+        let worst = 0;
+        for (let i = 0; i < want.length; ++i) worst = Math.max(worst, Math.abs(got[i] - want[i]));
+        expect(got.length).toBe(16 * 32);
+        expect(worst).toBeLessThan(1e-4);
+        for (const t of [latents, reference, promptEmbeds, pooledPromptEmbeds]) t.dispose();
+      }
+    } finally {
+      for (const t of Object.values(file)) t.dispose();
+    }
+  });
+});
+
+describe('the demo', () => {
+  it('measures a preset against the uncached run and draws the grid and the residual plot', async () => {
+    const demo = await runDemo({ out: dir, promptCount: 1, presets: ['fast'] });
+    const [uncached, fast] = demo.results;
+    expect([uncached.name, fast.name]).toEqual(['uncached', 'fast']);
+    expect(uncached.speedup).toBe(1);
+    expect(uncached.psnr).toEqual([Infinity]);
+    // Measured: 20 of 28 steps cached at 53 dB (mean over the four demo prompts; prompt 0 alike).
+    expect(fast.cachedSteps).toBeGreaterThanOrEqual(18);
+    expect(fast.computedFraction).toBeLessThan(0.45);
+    expect(fast.psnr[0]).toBeGreaterThan(45);
+    expect(fast.meanSsim).toBeGreaterThan(0.99);
+    const record = demo.records.get('fast')![0];
+    expect(Object.keys(record.residualDiffs).length).toBeGreaterThan(record.cachedSteps.length);
+    expect(demo.table.split('\n')).toHaveLength(4);
+    expect(demo.table).toMatch(/^\| Config \| Threshold \| Wall time \(s\) \| Speedup \| Cached steps/);
+    expect(readFileSync(demo.files.table, 'utf-8')).toBe(`${demo.table}\n`);
+    const grid = await sharp(demo.files.grid).metadata();
+    // A label column of 260 px, then two tiles of 32 x 6 px with a 6 px gap each; a header of two 16 px lines.
+    expect([grid.format, grid.width, grid.height]).toEqual(['png', 260 + 2 * (192 + 6), 44 + 192 + 6]);
+    const plot = await sharp(demo.files.plot).metadata();
+    expect(plot.format).toBe('png');
+    expect(plot.width).toBeGreaterThan(400);
+  });
+});
