@@ -8,9 +8,15 @@ import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { FluxPipeline } from '@ditcache/adapter-flux';
-import { loadSafetensors } from '@ditcache/cuda-runtime';
+import { Tensor, loadSafetensors, openSafetensors } from '@ditcache/cuda-runtime';
 
 import { REFERENCE_MODEL, runDemo } from '../src/demo.js';
+
+/** The demo's prompts, as the embeddings file lists them in its metadata. */
+function openPrompts(): string {
+  using f = openSafetensors(join(REFERENCE_MODEL, 'demo-prompts.safetensors'));
+  return f.metadata.prompts;
+}
 
 const dir = mkdtempSync(join(tmpdir(), 'ditcache-demo-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -35,6 +41,30 @@ describe('the reference model', () => {
       }
     } finally {
       for (const t of Object.values(file)) t.dispose();
+    }
+  });
+});
+
+describe('the reference model from text', () => {
+  it("Node's CLIP and T5 encoders give the embeddings diffusers computed for the demo's prompts", () => {
+    const file = loadSafetensors(join(REFERENCE_MODEL, 'demo-prompts.safetensors'));
+    const prompts = JSON.parse(openPrompts()) as string[];
+    using pipe = FluxPipeline.fromPretrained(REFERENCE_MODEL);
+    const encoded = pipe.encodePrompt(prompts, { maxSequenceLength: 16 });
+    try {
+      const relativeL2 = (a: Float32Array, b: Float32Array) => {
+        let d = 0, n = 0;
+        for (let i = 0; i < b.length; ++i) {
+          d += (a[i] - b[i]) ** 2;
+          n += b[i] ** 2;
+        }
+        return Math.sqrt(d / n);
+      };
+      expect([...encoded.promptEmbeds.shape]).toEqual([...file.prompt_embeds.shape]);
+      expect(relativeL2(encoded.promptEmbeds.toFloat32Array(), file.prompt_embeds.toFloat32Array())).toBeLessThan(1e-5);
+      expect(relativeL2(encoded.pooledPromptEmbeds.toFloat32Array(), file.pooled_prompt_embeds.toFloat32Array())).toBeLessThan(1e-5);
+    } finally {
+      for (const t of [...Object.values(encoded), ...Object.values(file)]) if (t instanceof Tensor) t.dispose();
     }
   });
 });
