@@ -203,3 +203,28 @@ export function upsampleNearest2d(x: Tensor, opts: { scale?: number; size?: [num
   if (!size) throw new TypeError('upsampleNearest2d: give scale or size');
   return wrap(native.upsampleNearest2d(x.handle, size[0], size[1]));
 }
+
+// ---- comparisons ----
+
+/**
+ * ||actual - expected||_2 / ||expected||_2, accumulated in float64: the parity measure ditcache
+ * reports against reference implementations. Throws when the shapes differ.
+ */
+export function relativeL2(actual: Tensor, expected: Tensor): number {
+  if (actual.shape.length !== expected.shape.length || actual.shape.some((d, i) => d !== expected.shape[i])) {
+    throw new TypeError(`relativeL2: shapes differ: (${actual.shape.join(', ')}) vs (${expected.shape.join(', ')})`);
+  }
+  return relativeL2Values(actual.toFloat32Array(), expected.toFloat32Array());
+}
+
+/** relativeL2 of two arrays of values (for results copied off their tensors). */
+export function relativeL2Values(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  if (actual.length !== expected.length) throw new TypeError(`relativeL2: ${actual.length} vs ${expected.length} values`);
+  let diff = 0;
+  let norm = 0;
+  for (let i = 0; i < actual.length; ++i) {
+    diff += (actual[i] - expected[i]) ** 2;
+    norm += expected[i] ** 2;
+  }
+  return Math.sqrt(diff / norm);
+}

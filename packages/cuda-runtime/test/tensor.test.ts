@@ -128,3 +128,15 @@ describe('views', () => {
     });
   });
 });
+
+describe('comparisons', () => {
+  it('relativeL2 is ||a - b|| / ||b|| in float64 and refuses different shapes', () => {
+    rt.tidy(() => {
+      const b = rt.tensor([3, 4]);
+      expect(rt.relativeL2(rt.tensor([3, 4]), b)).toBe(0);
+      expect(rt.relativeL2(rt.tensor([3, 5]), b)).toBeCloseTo(1 / 5, 15);
+      expect(rt.relativeL2Values([1, 1, 1], [1, 1, 0])).toBeCloseTo(Math.sqrt(0.5), 15);
+      expect(() => rt.relativeL2(rt.tensor([1, 2, 3]), rt.tensor([1, 2, 3], [3, 1]))).toThrow(/relativeL2: shapes differ: \(3\) vs \(3, 1\)/);
+    });
+  });
+});

@@ -20,7 +20,6 @@ import {
   parameterCount,
   quantile,
   referencePython,
-  relativeL2,
   ReferenceServer,
   timeCalls,
   type CallTimes,
@@ -169,7 +168,7 @@ async function checkAgreement(title: string, server: ReferenceServer, model: For
     if (ours.shape.join() !== reference.sample.shape.join()) {
       throw new Error(`${title}: our output (${ours.shape.join(', ')}) and diffusers' (${reference.sample.shape.join(', ')}) differ in shape`);
     }
-    agreement = relativeL2(ours.toFloat32Array(), reference.sample.toFloat32Array());
+    agreement = rt.relativeL2(ours, reference.sample);
   } finally {
     ours.dispose();
     reference.sample.dispose();

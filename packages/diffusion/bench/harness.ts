@@ -312,16 +312,6 @@ export function benchSetting(name: string, fallback: number): number {
 }
 
 /** ||a - b|| / ||b|| in float64. */
-export function relativeL2(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) throw new Error(`relativeL2: ${a.length} vs ${b.length} values`);
-  let diff = 0;
-  let norm = 0;
-  for (let i = 0; i < a.length; ++i) {
-    diff += (a[i] - b[i]) ** 2;
-    norm += b[i] ** 2;
-  }
-  return Math.sqrt(diff / norm);
-}
 
 export const ms = (seconds: number): string => (seconds * 1000).toFixed(1);
 
