@@ -2,17 +2,15 @@
 // (and the negative ones for classifier-free guidance), latents and an image out. CFG is
 // batched as diffusers does it for SD3: one transformer call per step on [uncond, cond]. The
 // FlowMatchEulerDiscreteScheduler and the 16-channel AutoencoderKL come from @ditcache/diffusion.
-import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { cacheHandleOf } from '@ditcache/core';
 import { TensorScope, add, concat, div, full, mul, sub, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
   AutoencoderKLDecoder,
-  ConfigError,
+  checkPipelineFolder,
   FlowMatchEulerDiscreteScheduler,
   randnTensor,
-  readJsonObject,
   RemotePipeline,
   toImageRange,
   type LoadOptions,
@@ -113,21 +111,7 @@ export class StableDiffusion3Pipeline implements Disposable {
    * `model_index.json` when there is one. The text encoders' folders are not read.
    */
   static fromPretrained(dir: string, opts: LoadOptions = {}): StableDiffusion3Pipeline {
-    if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(`${dir}: no such pipeline folder`);
-    const indexPath = join(dir, 'model_index.json');
-    if (existsSync(indexPath)) {
-      const index = readJsonObject(indexPath);
-      if (index._class_name !== 'StableDiffusion3Pipeline') {
-        throw new ConfigError(`${indexPath} describes ${typeof index._class_name === 'string' ? `a ${index._class_name}` : 'no _class_name'}, not a StableDiffusion3Pipeline`);
-      }
-      for (const [name, cls] of COMPONENTS) {
-        const entry = index[name];
-        if (!Array.isArray(entry) || entry[1] !== cls) throw new ConfigError(`${indexPath}: '${name}' should be [library, "${cls}"], got ${JSON.stringify(entry)}`);
-      }
-    }
-    for (const [name] of COMPONENTS) {
-      if (!existsSync(join(dir, name))) throw new ConfigError(`${dir}: no ${name}/ folder (an SD3 folder has transformer/, vae/ and scheduler/)`);
-    }
+    checkPipelineFolder(dir, 'StableDiffusion3Pipeline', COMPONENTS);
     const scheduler = FlowMatchEulerDiscreteScheduler.fromFolder(join(dir, 'scheduler'));
     const transformer = SD3Transformer.load(join(dir, 'transformer'), opts);
     let vae: AutoencoderKLDecoder | undefined;

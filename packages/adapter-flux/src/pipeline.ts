@@ -2,18 +2,16 @@
 // in, latents and an image out. Flow-matching Euler sampling with resolution-dependent shifting,
 // the guidance embedding of guidance-distilled models, optional true classifier-free guidance,
 // and AutoencoderKL decoding.
-import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { cacheHandleOf } from '@ditcache/core';
 import { TensorScope, add, div, full, mul, sub, tidy, zeros, type Device, type Tensor } from '@ditcache/cuda-runtime';
 import {
   AutoencoderKLDecoder,
-  ConfigError,
+  checkPipelineFolder,
   FlowMatchEulerDiscreteScheduler,
   linspace,
   randnTensor,
-  readJsonObject,
   RemotePipeline,
   toImageRange,
   type LoadOptions,
@@ -162,23 +160,7 @@ export class FluxPipeline implements Disposable {
    * first prompt, unless `preloadTextEncoders`).
    */
   static fromPretrained(dir: string, opts: FluxLoadOptions = {}): FluxPipeline {
-    if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(`${dir}: no such pipeline folder`);
-    const indexPath = join(dir, 'model_index.json');
-    if (existsSync(indexPath)) {
-      const index = readJsonObject(indexPath);
-      if (index._class_name !== 'FluxPipeline') {
-        throw new ConfigError(`${indexPath} describes ${typeof index._class_name === 'string' ? `a ${index._class_name}` : 'no _class_name'}, not a FluxPipeline`);
-      }
-      for (const [name, cls] of COMPONENTS) {
-        const entry = index[name];
-        if (!Array.isArray(entry) || entry[1] !== cls) {
-          throw new ConfigError(`${indexPath}: '${name}' should be [library, "${cls}"], got ${JSON.stringify(entry)}`);
-        }
-      }
-    }
-    for (const [name] of COMPONENTS) {
-      if (!existsSync(join(dir, name))) throw new ConfigError(`${dir}: no ${name}/ folder (a FLUX folder has transformer/, vae/ and scheduler/)`);
-    }
+    checkPipelineFolder(dir, 'FluxPipeline', COMPONENTS);
     const scheduler = FlowMatchEulerDiscreteScheduler.fromFolder(join(dir, 'scheduler'));
     const missingText = missingTextComponents(dir);
     const loadOpts: LoadOptions = { device: opts.device };

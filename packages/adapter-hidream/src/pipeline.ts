@@ -3,18 +3,16 @@
 // guidance), latents and an image out. The image is resized to the area of the default size,
 // CFG is batched (one transformer call on [uncond, cond] per step), the transformer's output is
 // negated into the flow-matching velocity, and the AutoencoderKL decodes.
-import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { cacheHandleOf } from '@ditcache/core';
 import { TensorScope, add, concat, div, full, mul, neg, sub, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
   AutoencoderKLDecoder,
-  ConfigError,
+  checkPipelineFolder,
   FlowMatchEulerDiscreteScheduler,
   calculateShift,
   randnTensor,
-  readJsonObject,
   RemotePipeline,
   toImageRange,
   type LoadOptions,
@@ -141,23 +139,7 @@ export class HiDreamPipeline implements Disposable {
    * `model_index.json` when there is one (the text encoders it lists are not loaded).
    */
   static fromPretrained(dir: string, opts: LoadOptions = {}): HiDreamPipeline {
-    if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(`${dir}: no such pipeline folder`);
-    const indexPath = join(dir, 'model_index.json');
-    if (existsSync(indexPath)) {
-      const index = readJsonObject(indexPath);
-      if (index._class_name !== 'HiDreamImagePipeline') {
-        throw new ConfigError(`${indexPath} describes ${typeof index._class_name === 'string' ? `a ${index._class_name}` : 'no _class_name'}, not a HiDreamImagePipeline`);
-      }
-      for (const [name, cls] of COMPONENTS) {
-        const entry = index[name];
-        if (!Array.isArray(entry) || entry[1] !== cls) {
-          throw new ConfigError(`${indexPath}: '${name}' should be [library, "${cls}"], got ${JSON.stringify(entry)}`);
-        }
-      }
-    }
-    for (const [name] of COMPONENTS) {
-      if (!existsSync(join(dir, name))) throw new ConfigError(`${dir}: no ${name}/ folder (a HiDream folder has transformer/, vae/ and scheduler/)`);
-    }
+    checkPipelineFolder(dir, 'HiDreamImagePipeline', COMPONENTS);
     const scheduler = FlowMatchEulerDiscreteScheduler.fromFolder(join(dir, 'scheduler'));
     const transformer = HiDreamTransformer.load(join(dir, 'transformer'), opts);
     let vae: AutoencoderKLDecoder | undefined;

@@ -1,6 +1,7 @@
 // JSON configs that sit beside the weights (scheduler_config.json, model_index.json), read and
 // checked the way @ditcache/cuda-runtime's WeightFolder checks a component's config.json.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 
 /** A config file that is missing, unreadable, of another class, or of the wrong types. */
 export class ConfigError extends Error {
@@ -55,4 +56,30 @@ export function typedConfig<T extends Record<string, unknown>>(
     out[key] = value;
   }
   return { ...(out as T), ignoredKeys };
+}
+
+/**
+ * Checks a diffusers pipeline folder before anything loads: it exists; its model_index.json,
+ * when there is one, names `pipelineClass` and lists each of `components` ([folder, class]) with
+ * that class; and each component folder is there. Returns model_index.json (or null without one).
+ */
+export function checkPipelineFolder(dir: string, pipelineClass: string, components: readonly (readonly [string, string])[]): Record<string, unknown> | null {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(`${dir}: no such pipeline folder`);
+  const indexPath = join(dir, 'model_index.json');
+  const index = existsSync(indexPath) ? readJsonObject(indexPath) : null;
+  if (index) {
+    if (index._class_name !== pipelineClass) {
+      throw new ConfigError(`${indexPath} describes ${typeof index._class_name === 'string' ? `a ${index._class_name}` : 'no _class_name'}, not a ${pipelineClass}`);
+    }
+    for (const [name, cls] of components) {
+      const entry = index[name];
+      if (!Array.isArray(entry) || entry[1] !== cls) throw new ConfigError(`${indexPath}: '${name}' should be [library, "${cls}"], got ${JSON.stringify(entry)}`);
+    }
+  }
+  for (const [name] of components) {
+    if (!existsSync(join(dir, name))) {
+      throw new ConfigError(`${dir}: no ${name}/ folder (a ${pipelineClass} folder has ${components.map(([n]) => `${n}/`).join(', ')})`);
+    }
+  }
+  return index;
 }
