@@ -18,6 +18,43 @@ constexpr int64_t kSumChunk = 1 << 16;
 
 inline int64_t rows_grain(int64_t cols) { return std::max<int64_t>(1, kGrainElems / std::max<int64_t>(cols, 1)); }
 
+// Float64 sums that still vectorise: float lanes add short blocks, the blocks add in double.
+constexpr int kLanes = 16, kBlock = 64;
+
+// Sum of (x[i] - shift)^power for power 1 or 2.
+template <int Power>
+double blocked_sum(const float* x, int64_t n, float shift) {
+  double total = 0.0;
+  int64_t i = 0;
+  for (; i + kBlock <= n; i += kBlock) {
+    float lanes[kLanes] = {};
+    for (int k = 0; k < kBlock; k += kLanes)
+      for (int j = 0; j < kLanes; ++j) {
+        const float d = x[i + k + j] - shift;
+        lanes[j] += Power == 1 ? d : d * d;
+      }
+    double block = 0.0;
+    for (float v : lanes) block += v;
+    total += block;
+  }
+  for (; i < n; ++i) {
+    const double d = double(x[i]) - shift;
+    total += Power == 1 ? d : d * d;
+  }
+  return total;
+}
+
+struct Moments {
+  float mean, rstd;
+};
+
+// Mean and 1 / sqrt(variance + eps) of n values, two passes (the second around the mean).
+Moments moments(const float* x, int64_t n, float eps) {
+  const double mean = blocked_sum<1>(x, n, 0.f) / double(n);
+  const double var = blocked_sum<2>(x, n, float(mean)) / double(n);
+  return {float(mean), float(1.0 / std::sqrt(var + double(eps)))};
+}
+
 }  // namespace
 
 void reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t r, int64_t inner, Tensor& out) {
@@ -132,17 +169,7 @@ void layer_norm(const Tensor& x, const float* weight, const float* bias, Tensor&
     for (int64_t r = r0; r < r1; ++r) {
       const float* xi = px + r * cols;
       float* o = po + r * cols;
-      double mean = 0.0;
-      for (int64_t j = 0; j < cols; ++j) mean += xi[j];
-      mean /= double(cols);
-      double var = 0.0;
-      for (int64_t j = 0; j < cols; ++j) {
-        const double dv = xi[j] - mean;
-        var += dv * dv;
-      }
-      var /= double(cols);
-      const float rstd = float(1.0 / std::sqrt(var + double(eps)));
-      const float m = float(mean);
+      const auto [m, rstd] = moments(xi, cols, eps);
       for (int64_t j = 0; j < cols; ++j) {
         float v = (xi[j] - m) * rstd;
         if (weight) v *= weight[j];
@@ -161,9 +188,7 @@ void rms_norm(const Tensor& x, const float* weight, Tensor& out, int64_t rows, i
     for (int64_t r = r0; r < r1; ++r) {
       const float* xi = px + r * cols;
       float* o = po + r * cols;
-      double ss = 0.0;
-      for (int64_t j = 0; j < cols; ++j) ss += double(xi[j]) * double(xi[j]);
-      const float rstd = float(1.0 / std::sqrt(ss / double(cols) + double(eps)));
+      const float rstd = float(1.0 / std::sqrt(blocked_sum<2>(xi, cols, 0.f) / double(cols) + double(eps)));
       for (int64_t j = 0; j < cols; ++j) o[j] = weight ? (xi[j] * rstd) * weight[j] : xi[j] * rstd;
     }
   });
@@ -179,17 +204,7 @@ void group_norm(const Tensor& x, const float* weight, const float* bias, Tensor&
     for (int64_t g = g0; g < g1; ++g) {
       const float* xi = px + g * group_elems;
       float* o = po + g * group_elems;
-      double mean = 0.0;
-      for (int64_t j = 0; j < group_elems; ++j) mean += xi[j];
-      mean /= double(group_elems);
-      double var = 0.0;
-      for (int64_t j = 0; j < group_elems; ++j) {
-        const double dv = xi[j] - mean;
-        var += dv * dv;
-      }
-      var /= double(group_elems);
-      const float rstd = float(1.0 / std::sqrt(var + double(eps)));
-      const float m = float(mean);
+      const auto [m, rstd] = moments(xi, group_elems, eps);
       const int64_t c0 = (g % groups) * cpg;
       for (int64_t c = 0; c < cpg; ++c) {
         const float w = weight ? weight[c0 + c] : 1.f;
