@@ -9,6 +9,8 @@ import {
   type AdapterTarget,
   type BlockAdapterFactory,
   type FlopsCounter,
+  type PatchFunctor,
+  type Undo,
 } from '@ditcache/core';
 import type { Tensor } from '@ditcache/cuda-runtime';
 import { runtimeTensorOps } from '@ditcache/diffusion';
@@ -16,6 +18,21 @@ import { runtimeTensorOps } from '@ditcache/diffusion';
 import type { HiDreamBlockContext } from './blocks.js';
 import { patchHiDreamForCaching } from './caching-patch.js';
 import type { HiDreamTransformer, HiDreamTransformerInputs } from './transformer.js';
+
+/**
+ * HiDream's PatchFunctor, the worked example for third-party adapters whose transformer loop does
+ * per-block work. HiDream's loop appends each block's own Llama projection to the text tokens and
+ * cuts the text back after every block, so no ForwardPattern describes its blocks as they stand.
+ * `apply` moves that work into wrappers around the blocks (see caching-patch.ts): the double-stream
+ * blocks then take and return (hidden, initial text) — Pattern 0 — and the single-stream blocks
+ * the joint tokens — Pattern 3 — and the transformer's loop only calls them. The patched model is
+ * bit-identical to the original (a test checks it), and the returned Undo restores it exactly.
+ */
+export class HiDreamPatchFunctor implements PatchFunctor {
+  apply(transformer: object): Undo {
+    return patchHiDreamForCaching(transformer as HiDreamTransformer);
+  }
+}
 
 /** The BlockAdapter of a HiDream pipeline (or a bare transformer). */
 export function hidreamBlockAdapter(target: { pipe?: object; transformer: HiDreamTransformer }): BlockAdapter<Tensor> {
@@ -25,7 +42,7 @@ export function hidreamBlockAdapter(target: { pipe?: object; transformer: HiDrea
     transformer,
     blocks: ['doubleStreamBlocks', 'singleStreamBlocks'],
     forwardPattern: [ForwardPattern.Pattern_0, ForwardPattern.Pattern_3],
-    patchFunctor: { apply: (t) => patchHiDreamForCaching(t as HiDreamTransformer) },
+    patchFunctor: new HiDreamPatchFunctor(),
     // CFG is batched: one call per step carries both branches and shares one decision.
     hasSeparateCfg: false,
     ops: runtimeTensorOps,

@@ -30,4 +30,4 @@ export {
   type StepEnd,
   type TransformerCall,
 } from './pipeline.js';
-export { HiDreamCacheAdapterFactory, hidreamBlockAdapter } from './cache.js';
+export { HiDreamCacheAdapterFactory, HiDreamPatchFunctor, hidreamBlockAdapter } from './cache.js';

@@ -3,9 +3,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadSafetensors, memoryStats, tidy, type Tensor } from '@ditcache/cuda-runtime';
 
 import {
+  HiDreamPatchFunctor,
   HiDreamTransformer,
   InitialTextDoubleStreamBlock,
   JointTokensSingleStreamBlock,
+  hidreamBlockAdapter,
   patchHiDreamForCaching,
   type DoubleStreamBlock,
   type SingleStreamBlock,
@@ -141,5 +143,18 @@ describe.each(['transformer_forward', 'transformer_forward_nonsquare'])('patchHi
     expect(() => patchHiDreamForCaching(transformer)).toThrow(/the block lists hold 3 \+ 0 blocks, not the model's 3 \+ 3/);
     transformer.singleStreamBlocks = singles;
     patchHiDreamForCaching(transformer)();
+  });
+});
+
+describe('HiDreamPatchFunctor', () => {
+  it('is the PatchFunctor the registered adapter applies, and its undo restores the instance', () => {
+    using transformer = HiDreamTransformer.load(`${goldens}/hidream-tiny/transformer`);
+    const lists = [transformer.doubleStreamBlocks, transformer.singleStreamBlocks];
+    expect(hidreamBlockAdapter({ transformer }).patchFunctor).toBeInstanceOf(HiDreamPatchFunctor);
+    const undo = new HiDreamPatchFunctor().apply(transformer);
+    expect(transformer.doubleStreamBlocks).not.toBe(lists[0]);
+    undo();
+    expect(transformer.doubleStreamBlocks).toBe(lists[0]);
+    expect(transformer.singleStreamBlocks).toBe(lists[1]);
   });
 });
