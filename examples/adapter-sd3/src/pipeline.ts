@@ -128,9 +128,11 @@ export class StableDiffusion3Pipeline implements Disposable {
   /**
    * Loads the pipeline in a worker thread: `generate` then returns a promise and never blocks
    * the event loop. `enableCache`, `summary` and `disableCache` work on the returned object.
+   * The worker imports this package by file URL, so it finds it wherever it was loaded from
+   * (an application's node_modules, or a folder the CLI's --adapter names).
    */
   static spawn(dir: string, opts: LoadOptions = {}): Promise<RemotePipeline<SD3GenerateOptions, SD3GenerateResult>> {
-    return RemotePipeline.open({ module: 'ditcache-adapter-sd3', exportName: 'StableDiffusion3Pipeline', modelDir: dir, loadOptions: opts });
+    return RemotePipeline.open({ module: new URL('./index.js', import.meta.url).href, exportName: 'StableDiffusion3Pipeline', modelDir: dir, loadOptions: opts });
   }
 
   /**

@@ -1,5 +1,5 @@
-// StableDiffusion3Pipeline.spawn: generation in a worker thread, which loads this package by
-// its name (built, as users get it).
+// StableDiffusion3Pipeline.spawn: generation in a worker thread, which loads this package (built,
+// as users get it) by the file URL of its entry point.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { disableCache, enableCache, summary } from '@ditcache/core';

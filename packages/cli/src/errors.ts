@@ -1,7 +1,3 @@
-/** A problem with what the user asked for: printed as one line, exit status 2. */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
+// The CLI's usage error is the one its plugins throw too (@ditcache/diffusion/cli), so that a
+// family's complaint about the flags or inputs is printed as one line with exit status 2.
+export { UsageError } from '@ditcache/diffusion/cli';

@@ -6,31 +6,33 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 
 import { enableCache, summary, type ContextStats } from '@ditcache/core';
 import { loadSafetensors, saveSafetensors, type Tensor } from '@ditcache/cuda-runtime';
+import { FAMILY_FLAGS, type CliFamily, type CliGenerateSettings } from '@ditcache/diffusion/cli';
 
+import { adapterOption, registerAdapters } from './adapters-command.js';
 import { registerBench } from './bench/command.js';
 import { registerEncodePrompt } from './encode-prompt.js';
 import { resolveCacheSpec } from './cache-spec.js';
 import { UsageError } from './errors.js';
-import type { Family, GenerateSettings } from './families.js';
-import { flux } from './flux.js';
-import { hidream } from './hidream.js';
-import { wan } from './wan.js';
 import { componentClassOf, pipelineClassOf } from './model-folder.js';
 import { checkOutputs, ensureParent, writeTextAtomically } from './outputs.js';
+import { loadFamilies, type Families } from './plugins.js';
 import { stepProgress } from './progress.js';
 
-const FAMILIES: readonly Family[] = [flux, hidream, wan];
-
-function familyForPipeline(cls: string): Family {
-  const f = FAMILIES.find((x) => x.pipelineClasses.includes(cls));
-  if (!f) throw new UsageError(`--model: ${cls} is not supported (supported: ${FAMILIES.flatMap((x) => x.pipelineClasses).join(', ')})`);
-  return f;
+/** The family that runs folders of model class `cls`; otherwise a usage error that says what is there and how to add more. */
+function familyFor(families: Families, classes: 'pipelineClasses' | 'transformerClasses', cls: string): CliFamily {
+  const plugin = families.loaded.find((p) => p.family[classes].includes(cls));
+  if (plugin) return plugin.family;
+  const supported = families.loaded.flatMap((p) => p.family[classes]).join(', ') || 'none';
+  const failed = families.failed.length ? `; adapters that failed to load: ${families.failed.map((p) => `${p.name} (${p.error})`).join('; ')}` : '';
+  throw new UsageError(
+    `--model: ${cls} is not supported (supported: ${supported}); install an adapter package that declares "ditcache": { "cli": ... } beside the CLI, or load one with --adapter NAME|PATH${failed}`,
+  );
 }
 
-function familyForTransformer(cls: string): Family {
-  const f = FAMILIES.find((x) => x.transformerClasses.includes(cls));
-  if (!f) throw new UsageError(`--model: ${cls} is not supported (supported: ${FAMILIES.flatMap((x) => x.transformerClasses).join(', ')})`);
-  return f;
+/** Flags only some families take: naming one the family does not take is a usage error, not silently ignored. */
+function refuseForeignFlags(family: CliFamily, settings: CliGenerateSettings): void {
+  const flag = (n: string) => `--${n.replace(/[A-Z0-9]/g, (c) => `-${c.toLowerCase()}`)}`;
+  for (const n of FAMILY_FLAGS) if (settings[n] !== undefined && !family.flags.includes(n)) throw new UsageError(`${flag(n)} does not apply to ${family.label}`);
 }
 
 const positiveInt = (flag: string) => (v: string): number => {
@@ -79,8 +81,9 @@ function statsRecord(c: ContextStats): Record<string, unknown> {
   };
 }
 
-interface GenerateFlags extends GenerateSettings {
+interface GenerateFlags extends CliGenerateSettings {
   model: string;
+  adapter: string[];
   inputs?: string;
   cache?: string;
   output?: string;
@@ -90,7 +93,11 @@ interface GenerateFlags extends GenerateSettings {
 }
 
 async function generate(flags: GenerateFlags): Promise<void> {
-  const family = familyForPipeline(pipelineClassOf(flags.model, Object.fromEntries(FAMILIES.flatMap((f) => f.transformerClasses.map((t) => [t, f.pipelineClasses[0]])))));
+  const families = await loadFamilies(flags.adapter);
+  // Reversed, so that the first family claiming a transformer class (an explicit one) names the pipeline.
+  const transformerToPipeline = Object.fromEntries(families.loaded.flatMap(({ family }) => family.transformerClasses.map((t) => [t, family.pipelineClasses[0]])).reverse());
+  const family = familyFor(families, 'pipelineClasses', pipelineClassOf(flags.model, transformerToPipeline));
+  refuseForeignFlags(family, flags);
   family.checkModel?.(flags.model, flags);
   if (flags.output && !family.outputFormats.includes(extname(flags.output).toLowerCase())) {
     throw new UsageError(`--output ${flags.output}: ${family.label} writes ${family.outputFormats.join(' or ')} files`);
@@ -134,13 +141,15 @@ async function generate(flags: GenerateFlags): Promise<void> {
 
 interface ForwardFlags {
   model: string;
+  adapter: string[];
   inputs: string;
   out: string;
   force: boolean;
 }
 
-function forward(flags: ForwardFlags): void {
-  const family = familyForTransformer(componentClassOf(flags.model));
+async function forward(flags: ForwardFlags): Promise<void> {
+  const families = await loadFamilies(flags.adapter);
+  const family = familyFor(families, 'transformerClasses', componentClassOf(flags.model));
   checkOutputs([flags.out], flags.force);
   const inputs = loadInputs(flags.inputs);
   try {
@@ -162,6 +171,7 @@ export function buildProgram(): Command {
     .command('generate')
     .description('run a pipeline, with or without caching')
     .requiredOption('--model <dir>', 'a diffusers-format model folder')
+    .addOption(adapterOption())
     .option('--inputs <file>', 'safetensors with prompt embeddings and / or latents_in, as in the goldens\' pipeline.safetensors')
     .option('--prompt <text>', 'FLUX.1: the prompt, encoded by the folder\'s text encoders (then --inputs may hold only latents_in)')
     .option('--negative-prompt <text>', 'FLUX.1: the negative prompt of true CFG (with --true-cfg-scale above 1)')
@@ -187,11 +197,13 @@ export function buildProgram(): Command {
     .command('forward')
     .description('one transformer call on given inputs; writes `sample`')
     .requiredOption('--model <dir>', 'a transformer folder (config.json + safetensors)')
+    .addOption(adapterOption())
     .requiredOption('--inputs <file>', 'safetensors with the inputs, named as in the goldens\' transformer_forward.safetensors')
     .requiredOption('--out <file>', 'where to write `sample`')
     .addOption(new Option('--force', 'overwrite an existing --out file').default(false))
-    .action((flags: ForwardFlags) => forward(flags));
+    .action(async (flags: ForwardFlags) => forward(flags));
 
+  registerAdapters(program);
   registerBench(program);
   registerEncodePrompt(program);
 
@@ -206,12 +218,14 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     return 0;
   } catch (e) {
     const err = e as Error & { code?: string; exitCode?: number };
-    if (err.code?.startsWith('commander.')) return err.exitCode ?? 2;
+    // Bad flags commander found (a missing or unknown option, a value its parser refused) are usage errors too; --help exits 0.
+    if (err.code?.startsWith('commander.')) return err.exitCode === 0 ? 0 : 2;
     if (err.name === 'AbortError') {
       process.stderr.write('ditcache: interrupted\n');
       return 130;
     }
     process.stderr.write(`ditcache: ${err.message.split('\n')[0]}\n`);
-    return err instanceof UsageError ? 2 : 1;
+    // By name rather than instanceof: a plugin may bring its own copy of the class.
+    return err.name === 'UsageError' ? 2 : 1;
   }
 }

@@ -1,9 +1,11 @@
 // Loads the compiled addon and describes its raw interface. Everything else in this package
 // talks to the addon through `native` and the types declared here.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { BUILD_FROM_SOURCE, PLATFORM_PACKAGES } from './platform-packages.js';
 
 export type DType = 'float32' | 'float16' | 'bfloat16' | 'int32';
 
@@ -123,19 +125,58 @@ export interface NativeBinding {
   cpuIsa(): 'avx512' | 'avx2' | 'scalar';
 }
 
-function load(): NativeBinding {
-  // src/ and dist/src/ both resolve the addon relative to the package root.
-  const here = dirname(fileURLToPath(import.meta.url));
-  const roots = [join(here, '..'), join(here, '..', '..')];
-  const candidates = roots.map((r) => join(r, 'build', 'Release', 'ditcache_native.node'));
-  const found = candidates.find((p) => existsSync(p));
-  if (!found) {
-    throw new Error(
-      `@ditcache/cuda-runtime: the native addon is not built (looked for ${candidates.join(', ')}). ` +
-        'Run `npm run build -w @ditcache/cuda-runtime` (needs cmake and a C++ compiler).',
-    );
-  }
-  return createRequire(import.meta.url)(found) as NativeBinding;
+/** Where the native addon was loaded from: this package's own build, or the prebuilt platform package. */
+export interface NativeAddonLocation {
+  readonly path: string;
+  readonly source: 'local-build' | 'platform-package';
 }
 
-export const native: NativeBinding = load();
+function locateAddon(): NativeAddonLocation {
+  // src/ (tests) and dist/src/ (the package as installed) both resolve relative to the package root.
+  const here = dirname(fileURLToPath(import.meta.url));
+  const packageRoot = existsSync(join(here, '..', 'package.json')) ? join(here, '..') : join(here, '..', '..');
+  const localBuild = join(packageRoot, 'build', 'Release', 'ditcache_native.node');
+  if (existsSync(localBuild)) return { path: localBuild, source: 'local-build' };
+
+  const platform = `${process.platform}-${process.arch}`;
+  const platformPackage = PLATFORM_PACKAGES[platform];
+  if (!platformPackage) {
+    throw new Error(
+      `@ditcache/cuda-runtime: no prebuilt native addon exists for ${platform} (only for ${Object.keys(PLATFORM_PACKAGES).join(', ')}), ` +
+        `and there is no local build at ${localBuild}. To fix it, ${BUILD_FROM_SOURCE}.`,
+    );
+  }
+  try {
+    return { path: createRequire(import.meta.url).resolve(platformPackage), source: 'platform-package' };
+  } catch {
+    throw new Error(
+      `@ditcache/cuda-runtime: the native addon is missing: no local build at ${localBuild}, and the prebuilt package ${platformPackage} ` +
+        'is not installed (npm skips it with --omit=optional or --no-optional, or on a system that is not glibc-based). ' +
+        `To fix it, reinstall with optional dependencies (\`npm install ${platformPackage}\` adds it explicitly), or ${BUILD_FROM_SOURCE}. ` +
+        'In the ditcache repository: `npx turbo run build --filter=@ditcache/cuda-runtime`.',
+    );
+  }
+}
+
+/** What the prebuilt binary needs of the system, as its package.json states (its packing checks the binary against it). */
+function prebuiltRequirements(binary: string): string {
+  const { config } = JSON.parse(readFileSync(join(dirname(binary), 'package.json'), 'utf-8')) as { config: { glibc: string; glibcxx: string } };
+  return `glibc >= ${config.glibc} and a libstdc++ with GLIBCXX_${config.glibcxx}`;
+}
+
+function load(): { binding: NativeBinding; location: NativeAddonLocation } {
+  const location = locateAddon();
+  try {
+    return { binding: createRequire(import.meta.url)(location.path) as NativeBinding, location };
+  } catch (e) {
+    const needs = location.source === 'platform-package' ? ` The prebuilt binary needs ${prebuiltRequirements(location.path)}; elsewhere, ${BUILD_FROM_SOURCE}.` : '';
+    throw new Error(`@ditcache/cuda-runtime: the native addon ${location.path} failed to load: ${(e as Error).message.trim()}.${needs}`, { cause: e });
+  }
+}
+
+const loaded = load();
+
+export const native: NativeBinding = loaded.binding;
+
+/** The file the native addon was loaded from, and whether it is a local build or the prebuilt binary. */
+export const nativeAddonLocation: NativeAddonLocation = loaded.location;

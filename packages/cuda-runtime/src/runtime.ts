@@ -1,7 +1,7 @@
 // What the runtime runs on, and the few settings it has.
-import { native, type DeviceReport, type MemoryStats } from './native.js';
+import { native, nativeAddonLocation, type DeviceReport, type MemoryStats, type NativeAddonLocation } from './native.js';
 
-export type { CudaDeviceInfo, DeviceReport, MemoryStats } from './native.js';
+export type { CudaDeviceInfo, DeviceReport, MemoryStats, NativeAddonLocation } from './native.js';
 
 /** The CPU (always) and the CUDA devices (when built with CUDA and a driver answers). */
 export function devices(): DeviceReport {
@@ -11,6 +11,11 @@ export function devices(): DeviceReport {
 /** Live tensor handles and the bytes they own, per kind of memory. */
 export function memoryStats(): MemoryStats {
   return native.memoryStats();
+}
+
+/** The native addon in use: its file, and whether it is a local build or the prebuilt platform package. */
+export function nativeAddon(): NativeAddonLocation {
+  return nativeAddonLocation;
 }
 
 /** What this build of the addon was compiled with. */

@@ -4,7 +4,7 @@
 import { performance } from 'node:perf_hooks';
 
 import * as ops from './ops.js';
-import { devices } from './runtime.js';
+import { devices, nativeAddon } from './runtime.js';
 import { tidy } from './scope.js';
 import { buildSummary, selfCheck } from './selfcheck.js';
 
@@ -24,6 +24,8 @@ function main(): number {
   console.log('ditcache runtime self-check\n');
   console.log(`CPU   ${dev.cpu.name}: ${dev.cpu.threads} threads, ${dev.cpu.isa} kernels, GEMM via ${dev.cpu.gemm === 'blas' ? dev.cpu.blas : 'the built-in kernel'}`);
   console.log(`CUDA  ${dev.cuda.available ? dev.cuda.devices.map((d) => `${d.device} ${d.name} (sm ${d.computeCapability})`).join(', ') : `not available: ${dev.cuda.reason}`}`);
+  const addon = nativeAddon();
+  console.log(`addon ${addon.path} (${addon.source === 'local-build' ? 'local build' : 'prebuilt'})`);
   console.log(`build ${buildSummary()}\n`);
 
   const results = selfCheck();

@@ -1,25 +1,25 @@
+// Wan 2.1 / 2.2 for the `ditcache` command line: package.json's `"ditcache": { "cli": ... }` points here.
 import { basename, dirname, extname, join } from 'node:path';
 
-import { WanPipeline, WanTransformer, type WanGenerateOptions } from '@ditcache/adapter-wan';
 import type { Tensor } from '@ditcache/cuda-runtime';
 import { saveAnimation, savePngFrames } from '@ditcache/diffusion';
+import { UsageError, pickInputs, type CliFamily, type CliGenerateSettings } from '@ditcache/diffusion/cli';
 
-import { UsageError } from './errors.js';
-import { pick, refuseFlags, type Family, type GenerateSettings } from './families.js';
+import { WanPipeline, type WanGenerateOptions } from './pipeline.js';
+import { WanTransformer } from './transformer.js';
 
-export const wan: Family = {
+const wanCliFamily: CliFamily = {
   label: 'Wan',
   pipelineClasses: ['WanPipeline'],
   transformerClasses: ['WanTransformer3DModel'],
-
+  flags: ['frames', 'guidance2', 'fps'],
   outputFormats: ['.webp', '.gif'],
 
-  spawn: (dir) => WanPipeline.spawn(dir) as never,
+  spawn: (dir) => WanPipeline.spawn(dir),
 
-  request(inputs, file, s: GenerateSettings): WanGenerateOptions {
-    refuseFlags('Wan', s, ['prompt', 'negativePrompt', 'maxSequenceLength', 'trueCfgScale', 'defaultSampleSize']);
+  request(inputs, file, s: CliGenerateSettings): WanGenerateOptions {
     if (s.frames !== undefined && (s.frames - 1) % 4 !== 0) throw new UsageError(`--frames must be 4k + 1 (e.g. 81, 49, 9), got ${s.frames}`);
-    const [promptEmbeds] = pick(inputs, file, ['prompt_embeds']);
+    const [promptEmbeds] = pickInputs(inputs, file, ['prompt_embeds']);
     return {
       promptEmbeds,
       negativePromptEmbeds: inputs.negative_prompt_embeds,
@@ -42,8 +42,10 @@ export const wan: Family = {
   },
 
   forward(dir, inputs, file): Tensor {
-    const [hiddenStates, timestep, encoderHiddenStates] = pick(inputs, file, ['hidden_states', 'timestep', 'encoder_hidden_states']);
+    const [hiddenStates, timestep, encoderHiddenStates] = pickInputs(inputs, file, ['hidden_states', 'timestep', 'encoder_hidden_states']);
     using transformer = WanTransformer.load(dir);
     return transformer.forward({ hiddenStates, timestep, encoderHiddenStates });
   },
 };
+
+export default wanCliFamily;

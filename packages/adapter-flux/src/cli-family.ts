@@ -1,20 +1,22 @@
-import { FluxPipeline, FluxTransformer, MAX_SEQUENCE_LENGTH, missingTextComponents, type FluxGenerateOptions } from '@ditcache/adapter-flux';
+// FLUX.1 for the `ditcache` command line: package.json's `"ditcache": { "cli": ... }` points here.
 import type { Tensor } from '@ditcache/cuda-runtime';
+import { UsageError, pickInputs, writeImage, type CliFamily, type CliGenerateSettings } from '@ditcache/diffusion/cli';
 
-import { UsageError } from './errors.js';
-import { pick, refuseFlags, writeImage, type Family, type GenerateSettings } from './families.js';
+import { FluxPipeline, type FluxGenerateOptions } from './pipeline.js';
+import { MAX_SEQUENCE_LENGTH, missingTextComponents } from './prompt-encoder.js';
+import { FluxTransformer } from './transformer.js';
 
-export const flux: Family = {
+const fluxCliFamily: CliFamily = {
   label: 'FLUX.1',
   pipelineClasses: ['FluxPipeline'],
   transformerClasses: ['FluxTransformer2DModel'],
-
+  flags: ['prompt', 'negativePrompt', 'maxSequenceLength', 'trueCfgScale'],
   outputFormats: ['.png'],
 
   // One generation per run: the text encoders' weights (T5-XXL: 9.5 GB) go once the prompt is encoded.
-  spawn: (dir) => FluxPipeline.spawn(dir, { releaseTextEncoders: true }) as never,
+  spawn: (dir) => FluxPipeline.spawn(dir, { releaseTextEncoders: true }),
 
-  checkModel(dir, s: GenerateSettings): void {
+  checkModel(dir, s: CliGenerateSettings): void {
     if (s.prompt === undefined && s.negativePrompt === undefined) return;
     const missing = missingTextComponents(dir);
     if (missing.length) {
@@ -22,8 +24,7 @@ export const flux: Family = {
     }
   },
 
-  request(inputs, file, s: GenerateSettings): FluxGenerateOptions {
-    refuseFlags('FLUX.1', s, ['defaultSampleSize', 'frames', 'guidance2', 'fps']);
+  request(inputs, file, s: CliGenerateSettings): FluxGenerateOptions {
     const embedded = 'prompt_embeds' in inputs || 'pooled_prompt_embeds' in inputs;
     const negativeEmbedded = 'negative_prompt_embeds' in inputs || 'negative_pooled_prompt_embeds' in inputs;
     if (s.prompt !== undefined && embedded) throw new UsageError(`--prompt and the prompt embeddings of --inputs ${file} exclude each other; give one`);
@@ -39,9 +40,9 @@ export const flux: Family = {
     if (s.maxSequenceLength !== undefined && s.prompt === undefined && s.negativePrompt === undefined) {
       throw new UsageError('--max-sequence-length applies to --prompt and --negative-prompt only');
     }
-    const [promptEmbeds, pooledPromptEmbeds] = s.prompt === undefined ? pick(inputs, file, ['prompt_embeds', 'pooled_prompt_embeds']) : [undefined, undefined];
+    const [promptEmbeds, pooledPromptEmbeds] = s.prompt === undefined ? pickInputs(inputs, file, ['prompt_embeds', 'pooled_prompt_embeds']) : [undefined, undefined];
     const [negativePromptEmbeds, negativePooledPromptEmbeds] = negativeEmbedded
-      ? pick(inputs, file, ['negative_prompt_embeds', 'negative_pooled_prompt_embeds'])
+      ? pickInputs(inputs, file, ['negative_prompt_embeds', 'negative_pooled_prompt_embeds'])
       : [undefined, undefined];
     const hasNegative = negativeEmbedded || s.negativePrompt !== undefined;
     if (s.trueCfgScale !== undefined && s.trueCfgScale > 1 && !hasNegative) {
@@ -69,8 +70,10 @@ export const flux: Family = {
 
   forward(dir, inputs, file): Tensor {
     const names = ['hidden_states', 'encoder_hidden_states', 'pooled_projections', 'timestep', 'img_ids', 'txt_ids'];
-    const [hiddenStates, encoderHiddenStates, pooledProjections, timestep, imgIds, txtIds] = pick(inputs, file, names);
+    const [hiddenStates, encoderHiddenStates, pooledProjections, timestep, imgIds, txtIds] = pickInputs(inputs, file, names);
     using transformer = FluxTransformer.load(dir);
     return transformer.forward({ hiddenStates, encoderHiddenStates, pooledProjections, timestep, imgIds, txtIds, guidance: inputs.guidance });
   },
 };
+
+export default fluxCliFamily;

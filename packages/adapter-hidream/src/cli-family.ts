@@ -1,25 +1,26 @@
-import { HiDreamPipeline, HiDreamTransformer, type HiDreamGenerateOptions } from '@ditcache/adapter-hidream';
+// HiDream-I1 for the `ditcache` command line: package.json's `"ditcache": { "cli": ... }` points here.
 import type { Tensor } from '@ditcache/cuda-runtime';
+import { pickInputs, writeImage, type CliFamily, type CliGenerateSettings } from '@ditcache/diffusion/cli';
 
-import { pick, refuseFlags, writeImage, type Family, type GenerateSettings } from './families.js';
+import { HiDreamPipeline, type HiDreamGenerateOptions } from './pipeline.js';
+import { HiDreamTransformer } from './transformer.js';
 
 const NEGATIVE = ['negative_prompt_embeds_t5', 'negative_prompt_embeds_llama3', 'negative_pooled_prompt_embeds'];
 
-export const hidream: Family = {
+const hidreamCliFamily: CliFamily = {
   label: 'HiDream-I1',
   pipelineClasses: ['HiDreamImagePipeline'],
   transformerClasses: ['HiDreamImageTransformer2DModel'],
-
+  flags: ['defaultSampleSize'],
   outputFormats: ['.png'],
 
-  spawn: (dir) => HiDreamPipeline.spawn(dir) as never,
+  spawn: (dir) => HiDreamPipeline.spawn(dir),
 
-  request(inputs, file, s: GenerateSettings): HiDreamGenerateOptions {
-    refuseFlags('HiDream-I1', s, ['prompt', 'negativePrompt', 'maxSequenceLength', 'trueCfgScale', 'frames', 'guidance2', 'fps']);
-    const [promptEmbedsT5, promptEmbedsLlama3, pooledPromptEmbeds] = pick(inputs, file, ['prompt_embeds_t5', 'prompt_embeds_llama3', 'pooled_prompt_embeds']);
+  request(inputs, file, s: CliGenerateSettings): HiDreamGenerateOptions {
+    const [promptEmbedsT5, promptEmbedsLlama3, pooledPromptEmbeds] = pickInputs(inputs, file, ['prompt_embeds_t5', 'prompt_embeds_llama3', 'pooled_prompt_embeds']);
     // Classifier-free guidance needs all three negative embeddings; the pipeline checks their shapes.
     const [negativePromptEmbedsT5, negativePromptEmbedsLlama3, negativePooledPromptEmbeds] = NEGATIVE.some((n) => n in inputs)
-      ? pick(inputs, file, NEGATIVE)
+      ? pickInputs(inputs, file, NEGATIVE)
       : [undefined, undefined, undefined];
     return {
       promptEmbedsT5,
@@ -42,8 +43,10 @@ export const hidream: Family = {
 
   forward(dir, inputs, file): Tensor {
     const names = ['hidden_states', 'timesteps', 'encoder_hidden_states_t5', 'encoder_hidden_states_llama3', 'pooled_embeds'];
-    const [hiddenStates, timesteps, encoderHiddenStatesT5, encoderHiddenStatesLlama3, pooledEmbeds] = pick(inputs, file, names);
+    const [hiddenStates, timesteps, encoderHiddenStatesT5, encoderHiddenStatesLlama3, pooledEmbeds] = pickInputs(inputs, file, names);
     using transformer = HiDreamTransformer.load(dir);
     return transformer.forward({ hiddenStates, timesteps, encoderHiddenStatesT5, encoderHiddenStatesLlama3, pooledEmbeds });
   },
 };
+
+export default hidreamCliFamily;

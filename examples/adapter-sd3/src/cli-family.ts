@@ -1,0 +1,54 @@
+// Stable Diffusion 3 / 3.5 for the `ditcache` command line. package.json's
+// `"ditcache": { "cli": "./dist/cli-family.js" }` points here; the CLI finds this package beside
+// it, or loads it with `--adapter PATH|NAME`, and imports this module's default export.
+import type { Tensor } from '@ditcache/cuda-runtime';
+import { UsageError, pickInputs, writeImage, type CliFamily, type CliGenerateSettings } from '@ditcache/diffusion/cli';
+
+import { StableDiffusion3Pipeline, type SD3GenerateOptions } from './pipeline.js';
+import { SD3Transformer } from './transformer.js';
+
+const NEGATIVE = ['negative_prompt_embeds', 'negative_pooled_prompt_embeds'];
+
+const sd3CliFamily: CliFamily = {
+  label: 'Stable Diffusion 3',
+  pipelineClasses: ['StableDiffusion3Pipeline'],
+  transformerClasses: ['SD3Transformer2DModel'],
+  // No family-specific flags: prompts come as embeddings, guidance is batched CFG with --guidance.
+  flags: [],
+  outputFormats: ['.png'],
+
+  spawn: (dir) => StableDiffusion3Pipeline.spawn(dir),
+
+  request(inputs, file, s: CliGenerateSettings): SD3GenerateOptions {
+    const [promptEmbeds, pooledPromptEmbeds] = pickInputs(inputs, file, ['prompt_embeds', 'pooled_prompt_embeds']);
+    // Classifier-free guidance runs at a guidance scale above 1 (the pipeline's default is 7) and needs both negative embeddings.
+    const guided = s.guidance === undefined || s.guidance > 1;
+    if (guided && !NEGATIVE.every((n) => n in inputs)) {
+      throw new UsageError(`--inputs ${file} needs ${NEGATIVE.join(' and ')} for classifier-free guidance (--guidance ${s.guidance ?? 'unset, 7 by default'}); or give --guidance 1`);
+    }
+    const [negativePromptEmbeds, negativePooledPromptEmbeds] = NEGATIVE.some((n) => n in inputs) ? pickInputs(inputs, file, NEGATIVE) : [undefined, undefined];
+    return {
+      promptEmbeds,
+      pooledPromptEmbeds,
+      negativePromptEmbeds,
+      negativePooledPromptEmbeds,
+      latents: inputs.latents_in,
+      seed: inputs.latents_in ? undefined : s.seed,
+      height: s.height,
+      width: s.width,
+      numInferenceSteps: s.steps,
+      guidanceScale: s.guidance,
+    };
+  },
+
+  writeOutput: (result, path) => writeImage(result, path),
+
+  forward(dir, inputs, file): Tensor {
+    const names = ['hidden_states', 'encoder_hidden_states', 'pooled_projections', 'timestep'];
+    const [hiddenStates, encoderHiddenStates, pooledProjections, timestep] = pickInputs(inputs, file, names);
+    using transformer = SD3Transformer.load(dir);
+    return transformer.forward({ hiddenStates, encoderHiddenStates, pooledProjections, timestep });
+  },
+};
+
+export default sd3CliFamily;

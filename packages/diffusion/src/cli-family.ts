@@ -1,0 +1,92 @@
+// What the `ditcache` command line needs of a model family, so that an adapter package can
+// bring its own CLI support as a plugin: its package.json points at a module whose default
+// export is a CliFamily (`"ditcache": { "cli": "./dist/cli-family.js" }`), and the CLI finds it
+// there, beside itself or through `--adapter`. It lives here, below both the CLI and the
+// adapters, because the CLI depends on the built-in adapters.
+import type { Tensor } from '@ditcache/cuda-runtime';
+
+import { savePng } from './image.js';
+import type { RemotePipeline } from './worker/remote-pipeline.js';
+
+/** The flags of `ditcache generate` that only some families take; a family names those it takes in `CliFamily.flags`. */
+export const FAMILY_FLAGS = ['prompt', 'negativePrompt', 'maxSequenceLength', 'trueCfgScale', 'defaultSampleSize', 'frames', 'guidance2', 'fps'] as const;
+export type FamilyFlag = (typeof FAMILY_FLAGS)[number];
+
+/** The flags of `ditcache generate` a family turns into its pipeline's request. */
+export interface CliGenerateSettings {
+  /** Every family: image size, denoising steps, guidance scale, seed of the noise when --inputs has no latents_in. */
+  height?: number;
+  width?: number;
+  steps?: number;
+  guidance?: number;
+  seed?: number;
+  /** The prompt and the negative prompt as text, encoded by the folder's text encoders. */
+  prompt?: string;
+  negativePrompt?: string;
+  /** T5 tokens of a text prompt. */
+  maxSequenceLength?: number;
+  trueCfgScale?: number;
+  /** diffusers' default_sample_size, the latent side of the area images are rescaled to. */
+  defaultSampleSize?: number;
+  /** Video frames, the second expert's guidance, animation speed. */
+  frames?: number;
+  guidance2?: number;
+  fps?: number;
+}
+
+/** What a family's pipeline returns to the CLI. */
+export interface CliGenerateResult {
+  latents: Tensor;
+  /** Image families. */
+  image?: Tensor | null;
+  /** Video families. */
+  video?: Tensor | null;
+}
+
+/** A model family as the CLI sees it: which folders it takes, how --inputs and the flags map to its pipeline, how it writes results. */
+export interface CliFamily {
+  /** For messages, e.g. 'FLUX.1'. */
+  readonly label: string;
+  /** `_class_name`s of the pipeline folders (model_index.json) it runs. */
+  readonly pipelineClasses: readonly string[];
+  /** `_class_name`s of the transformer folders (config.json) it runs; a folder without model_index.json is known by its transformer. */
+  readonly transformerClasses: readonly string[];
+  /** The family-specific flags of `generate` it takes; the CLI refuses the others before any work. */
+  readonly flags: readonly FamilyFlag[];
+  /** File extensions --output may have, e.g. ['.png'] (checked before any work). */
+  readonly outputFormats: readonly string[];
+  /** Loads the pipeline folder in a worker thread (RemotePipeline), where generation runs. */
+  spawn(dir: string): Promise<RemotePipeline<object, CliGenerateResult>>;
+  /** Checks before any work that the folder can serve these flags (e.g. has text encoders for --prompt). */
+  checkModel?(modelDir: string, settings: CliGenerateSettings): void;
+  /** The pipeline request from the tensors of the --inputs file (none when `file` is undefined) and the flags. */
+  request(inputs: Record<string, Tensor>, file: string | undefined, settings: CliGenerateSettings): object;
+  /** Writes the picture (or video) of a result to `path`, in one of outputFormats. */
+  writeOutput(result: CliGenerateResult, path: string, settings: CliGenerateSettings): Promise<void>;
+  /** One transformer call on inputs named as in the goldens' transformer_forward files; returns `sample`. */
+  forward(transformerDir: string, inputs: Record<string, Tensor>, file: string): Tensor;
+}
+
+/** A problem with what the user asked for: the CLI prints it as one line and exits with status 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** The tensors `names` of --inputs, in order; a missing one is a UsageError naming the file's keys. */
+export function pickInputs(inputs: Record<string, Tensor>, file: string | undefined, names: readonly string[]): Tensor[] {
+  if (file === undefined) throw new UsageError(`--inputs is required: a safetensors file with ${names.join(', ')}`);
+  return names.map((n) => {
+    const t = inputs[n];
+    if (!t) throw new UsageError(`--inputs ${file} has no tensor '${n}' (it has: ${Object.keys(inputs).sort().join(', ') || 'none'})`);
+    return t;
+  });
+}
+
+/** Writes an image result as PNG (the first image of the batch). */
+export async function writeImage(result: CliGenerateResult, path: string): Promise<void> {
+  if (!result.image) throw new Error('the pipeline returned no image');
+  await savePng(result.image, path);
+}
