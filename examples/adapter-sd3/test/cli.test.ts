@@ -2,9 +2,10 @@
 // points at src/cli-family.ts (built), `--adapter` loads it, and generate / forward then run SD3
 // folders with the usual flags, checked against the goldens (cache-dit's traces included).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -13,15 +14,24 @@ import { loadSafetensors, saveSafetensors } from '@ditcache/cuda-runtime';
 import { goldens, metaOf, relativeL2, type Trace } from './helpers.js';
 
 const here = new URL('..', import.meta.url).pathname;
-const repo = join(here, '../..');
-const bin = join(repo, 'packages/cli/dist/cli.js');
-// As the issue writes it: from the repository root, the adapter named by its folder.
-const adapter = relative(repo, here);
+// The `ditcache` command of the CLI package this package has as a dev dependency.
+const cliManifest = createRequire(import.meta.url).resolve('@ditcache/cli/package.json');
+const bin = join(dirname(cliManifest), (JSON.parse(readFileSync(cliManifest, 'utf-8')) as { bin: { ditcache: string } }).bin.ditcache);
+// As the issue writes it (`--adapter examples/adapter-sd3` from the repository root): the
+// package named by its folder, relative to the folder two levels up.
+const cwd = join(here, '../..');
+const adapter = relative(cwd, here);
 const dir = mkdtempSync(join(tmpdir(), 'ditcache-sd3-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+// Named by package instead, --adapter looks in node_modules: link this package there, as
+// installing it (or `npm link`) would.
+const installedBeside = join(dir, 'app');
+mkdirSync(join(installedBeside, 'node_modules'), { recursive: true });
+symlinkSync(here, join(installedBeside, 'node_modules', 'ditcache-adapter-sd3'));
 
 function ditcache(...args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf-8', timeout: 120_000, cwd: repo });
+  const byName = args.includes('ditcache-adapter-sd3');
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf-8', timeout: 120_000, cwd: byName ? installedBeside : cwd });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

@@ -15,6 +15,7 @@ const guide = readFileSync(guidePath, 'utf-8');
 const pkg = JSON.parse(readFileSync(join(here, 'package.json'), 'utf-8')) as {
   scripts: Record<string, string>;
   peerDependencies: Record<string, string>;
+  devDependencies: Record<string, string>;
 };
 
 interface CodeBlock {
@@ -99,7 +100,14 @@ describe('docs/writing-an-adapter.md', () => {
       const [program, verb] = [words[0], words[1]];
       if (program === 'mkdir' || (program === 'npm' && verb === 'init') || (program.endsWith('python3') && verb === '-m')) continue;
       if (program === 'npm' && verb === 'install') {
-        for (const name of words.slice(2).filter((w) => !w.startsWith('-'))) expect(pkg.peerDependencies[name], `${command}: ${name} is no peer dependency`).toBeDefined();
+        const field = words.includes('--save-peer') ? 'peerDependencies' : words.includes('--save-dev') ? 'devDependencies' : undefined;
+        if (field === undefined) throw new Error(`${command}: installs with neither --save-peer nor --save-dev`);
+        for (const spec of words.slice(2).filter((w) => !w.startsWith('-'))) {
+          const at = spec.lastIndexOf('@');
+          const [name, version] = at > 0 ? [spec.slice(0, at), spec.slice(at + 1)] : [spec, undefined];
+          expect(pkg[field][name], `${command}: ${name} is not in ${field}`).toBeDefined();
+          if (version !== undefined) expect(pkg[field][name], `${command}: ${name}'s version`).toBe(version);
+        }
       } else if (program === 'npm' && (verb === 'run' || verb === 'test')) {
         const script = verb === 'run' ? words[2] : 'test';
         expect(pkg.scripts[script], `${command}: no script ${script}`).toBeDefined();
