@@ -4,7 +4,6 @@
 // FlowMatchEulerDiscreteScheduler and the 16-channel AutoencoderKL come from @ditcache/diffusion.
 import { join } from 'node:path';
 
-import { cacheHandleOf } from '@ditcache/core';
 import { TensorScope, add, concat, div, full, mul, sub, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
   AutoencoderKLDecoder,
@@ -13,7 +12,10 @@ import {
   randnTensor,
   RemotePipeline,
   toImageRange,
+  TransformerCallAnnouncer,
   type LoadOptions,
+  type PipelineStepEnd,
+  type PipelineTransformerCall,
 } from '@ditcache/diffusion';
 
 import { SD3Transformer } from './transformer.js';
@@ -21,25 +23,11 @@ import { SD3Transformer } from './transformer.js';
 /** Which half of classifier-free guidance a transformer call computes: 'batched' is both at once. */
 export type CfgBranch = 'batched' | 'cond';
 
-/** Told to onTransformerCall listeners before each transformer call of generate(). */
-export interface TransformerCall {
-  /** Denoising step, 0-based. */
-  step: number;
-  numSteps: number;
-  /** The scheduler's timestep of this step (0..1000). */
-  timestep: number;
-  /** 'batched' when the call runs the batch [uncond, cond] (CFG), 'cond' without CFG. */
-  branch: CfgBranch;
-}
+/** Told to onTransformerCall listeners before each transformer call of generate(): 'batched' when the call runs the batch [uncond, cond] (CFG), 'cond' without CFG. */
+export type TransformerCall = PipelineTransformerCall<CfgBranch>;
 
 /** Passed to the per-step callback after each scheduler step. */
-export interface StepEnd {
-  step: number;
-  numSteps: number;
-  timestep: number;
-  /** The latents after this step; valid during the callback only (clone to keep). */
-  latents: Tensor;
-}
+export type StepEnd = PipelineStepEnd;
 
 export interface SD3GenerateOptions {
   /** The joint CLIP + T5 prompt embeddings (B, text tokens, joint_attention_dim). */
@@ -90,7 +78,7 @@ export class StableDiffusion3Pipeline implements Disposable {
   readonly scheduler: FlowMatchEulerDiscreteScheduler;
   /** Image pixels per latent pixel along each side. */
   readonly vaeScaleFactor: number;
-  private readonly transformerCallListeners = new Set<(call: TransformerCall) => void>();
+  private readonly transformerCalls = new TransformerCallAnnouncer<TransformerCall>();
 
   constructor(components: { transformer: SD3Transformer; vae: AutoencoderKLDecoder; scheduler: FlowMatchEulerDiscreteScheduler }) {
     this.transformer = components.transformer;
@@ -140,8 +128,7 @@ export class StableDiffusion3Pipeline implements Disposable {
    * generate() (for a cache engine). Returns the function that unregisters it.
    */
   onTransformerCall(listener: (call: TransformerCall) => void): () => void {
-    this.transformerCallListeners.add(listener);
-    return () => this.transformerCallListeners.delete(listener);
+    return this.transformerCalls.subscribe(listener);
   }
 
   /** Runs the sampler. The caller owns (and disposes) the returned tensors. */
@@ -174,8 +161,7 @@ export class StableDiffusion3Pipeline implements Disposable {
         const timestep = schedule.timesteps[step];
         const next = tidy(() => {
           const input = cfg ? concat([latents, latents], 0) : latents;
-          for (const listener of this.transformerCallListeners) listener({ step, numSteps, timestep, branch });
-          cacheHandleOf(this.transformer)?.beginCall({ step, branch });
+          this.transformerCalls.announce(this.transformer, { step, numSteps, timestep, branch });
           let velocity = this.transformer.forward({
             hiddenStates: input,
             encoderHiddenStates: promptEmbeds,

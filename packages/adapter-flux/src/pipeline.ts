@@ -4,7 +4,6 @@
 // and AutoencoderKL decoding.
 import { join } from 'node:path';
 
-import { cacheHandleOf } from '@ditcache/core';
 import { TensorScope, add, div, full, mul, sub, tidy, zeros, type Device, type Tensor } from '@ditcache/cuda-runtime';
 import {
   AutoencoderKLDecoder,
@@ -14,7 +13,10 @@ import {
   randnTensor,
   RemotePipeline,
   toImageRange,
+  TransformerCallAnnouncer,
   type LoadOptions,
+  type PipelineStepEnd,
+  type PipelineTransformerCall,
 } from '@ditcache/diffusion';
 
 import { latentImageIds, packLatents, unpackLatents } from './latents.js';
@@ -24,25 +26,11 @@ import { FluxTransformer } from './transformer.js';
 /** Which half of classifier-free guidance a transformer call computes. */
 export type CfgBranch = 'cond' | 'uncond';
 
-/** Told to onTransformerCall listeners before each transformer call of generate(). */
-export interface TransformerCall {
-  /** Denoising step, 0-based; both calls of a true-CFG step share it. */
-  step: number;
-  numSteps: number;
-  /** The scheduler's timestep of this step (0..1000). */
-  timestep: number;
-  /** 'cond' for the prompt (always first), 'uncond' for the negative prompt under true CFG. */
-  branch: CfgBranch;
-}
+/** Told to onTransformerCall listeners before each transformer call of generate(): 'cond' for the prompt (always first), 'uncond' for the negative prompt under true CFG. */
+export type TransformerCall = PipelineTransformerCall<CfgBranch>;
 
-/** Passed to the per-step callback after each scheduler step. */
-export interface StepEnd {
-  step: number;
-  numSteps: number;
-  timestep: number;
-  /** The packed latents after this step; valid during the callback only (clone to keep). */
-  latents: Tensor;
-}
+/** Passed to the per-step callback after each scheduler step; its latents are packed. */
+export type StepEnd = PipelineStepEnd;
 
 export interface FluxGenerateOptions {
   /** The prompt (or one per image), encoded by the folder's text encoders; or give promptEmbeds. */
@@ -122,7 +110,7 @@ export class FluxPipeline implements Disposable {
   readonly textEncoders: FluxPromptEncoder | null;
   /** Image pixels per latent pixel along each side. */
   readonly vaeScaleFactor: number;
-  private readonly transformerCallListeners = new Set<(call: TransformerCall) => void>();
+  private readonly transformerCalls = new TransformerCallAnnouncer<TransformerCall>();
   private readonly releaseTextEncoders: boolean;
   /** Why textEncoders is null, for the error a prompt gets. */
   private readonly noTextEncodersReason: string;
@@ -199,8 +187,7 @@ export class FluxPipeline implements Disposable {
    * generate() (for a cache engine). Returns the function that unregisters it.
    */
   onTransformerCall(listener: (call: TransformerCall) => void): () => void {
-    this.transformerCallListeners.add(listener);
-    return () => this.transformerCallListeners.delete(listener);
+    return this.transformerCalls.subscribe(listener);
   }
 
   /**
@@ -251,8 +238,7 @@ export class FluxPipeline implements Disposable {
       const txtIds = zeros([textTokens, 3], { device });
       const guidance = this.transformer.config.guidance_embeds ? full([batch], opts.guidanceScale ?? 3.5, { device }) : undefined;
       const call = (step: number, branch: CfgBranch, promptEmbeds: Tensor, pooled: Tensor, timestep: Tensor): Tensor => {
-        for (const listener of this.transformerCallListeners) listener({ step, numSteps, timestep: schedule.timesteps[step], branch });
-        cacheHandleOf(this.transformer)?.beginCall({ step, branch });
+        this.transformerCalls.announce(this.transformer, { step, numSteps, timestep: schedule.timesteps[step], branch });
         return this.transformer.forward({
           hiddenStates: latents,
           encoderHiddenStates: promptEmbeds,

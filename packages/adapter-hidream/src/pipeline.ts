@@ -5,7 +5,6 @@
 // negated into the flow-matching velocity, and the AutoencoderKL decodes.
 import { join } from 'node:path';
 
-import { cacheHandleOf } from '@ditcache/core';
 import { TensorScope, add, concat, div, full, mul, neg, sub, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
   AutoencoderKLDecoder,
@@ -15,7 +14,10 @@ import {
   randnTensor,
   RemotePipeline,
   toImageRange,
+  TransformerCallAnnouncer,
   type LoadOptions,
+  type PipelineStepEnd,
+  type PipelineTransformerCall,
 } from '@ditcache/diffusion';
 
 import { HiDreamTransformer } from './transformer.js';
@@ -23,25 +25,11 @@ import { HiDreamTransformer } from './transformer.js';
 /** Which half of classifier-free guidance a transformer call computes: 'batched' is both at once. */
 export type CfgBranch = 'batched' | 'cond';
 
-/** Told to onTransformerCall listeners before each transformer call of generate(). */
-export interface TransformerCall {
-  /** Denoising step, 0-based. */
-  step: number;
-  numSteps: number;
-  /** The scheduler's timestep of this step (0..1000). */
-  timestep: number;
-  /** 'batched' when the call runs the batch [uncond, cond] (CFG), 'cond' without CFG. */
-  branch: CfgBranch;
-}
+/** Told to onTransformerCall listeners before each transformer call of generate(): 'batched' when the call runs the batch [uncond, cond] (CFG), 'cond' without CFG. */
+export type TransformerCall = PipelineTransformerCall<CfgBranch>;
 
 /** Passed to the per-step callback after each scheduler step. */
-export interface StepEnd {
-  step: number;
-  numSteps: number;
-  timestep: number;
-  /** The latents after this step; valid during the callback only (clone to keep). */
-  latents: Tensor;
-}
+export type StepEnd = PipelineStepEnd;
 
 export interface HiDreamGenerateOptions {
   /** T5 prompt embeddings (B, T5 tokens, caption_channels[0]). */
@@ -118,7 +106,7 @@ export class HiDreamPipeline implements Disposable {
    * rescaled to the area (defaultSampleSize * vaeScaleFactor)^2.
    */
   defaultSampleSize = 128;
-  private readonly transformerCallListeners = new Set<(call: TransformerCall) => void>();
+  private readonly transformerCalls = new TransformerCallAnnouncer<TransformerCall>();
 
   constructor(components: { transformer: HiDreamTransformer; vae: AutoencoderKLDecoder; scheduler: FlowMatchEulerDiscreteScheduler }) {
     this.transformer = components.transformer;
@@ -167,8 +155,7 @@ export class HiDreamPipeline implements Disposable {
    * generate() (for a cache engine). Returns the function that unregisters it.
    */
   onTransformerCall(listener: (call: TransformerCall) => void): () => void {
-    this.transformerCallListeners.add(listener);
-    return () => this.transformerCallListeners.delete(listener);
+    return this.transformerCalls.subscribe(listener);
   }
 
   /**
@@ -218,8 +205,7 @@ export class HiDreamPipeline implements Disposable {
         const timestep = schedule.timesteps[step];
         const next = tidy(() => {
           const input = cfg ? concat([latents, latents], 0) : latents;
-          for (const listener of this.transformerCallListeners) listener({ step, numSteps, timestep, branch });
-          cacheHandleOf(this.transformer)?.beginCall({ step, branch });
+          this.transformerCalls.announce(this.transformer, { step, numSteps, timestep, branch });
           const prediction = this.transformer.forward({
             hiddenStates: input,
             timesteps: full([input.shape[0]], timestep, { device }),

@@ -5,7 +5,6 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { cacheHandleOf } from '@ditcache/core';
 import { TensorScope, add, full, mul, sub, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
   ConfigError,
@@ -15,7 +14,10 @@ import {
   readJsonObject,
   RemotePipeline,
   toVideoRange,
+  TransformerCallAnnouncer,
   type LoadOptions,
+  type PipelineStepEnd,
+  type PipelineTransformerCall,
   type SamplingSchedule,
 } from '@ditcache/diffusion';
 
@@ -28,27 +30,15 @@ export type CfgBranch = 'cond' | 'uncond';
 /** Which transformer a call runs: the only one of Wan 2.1, or Wan 2.2's high-noise / low-noise expert. */
 export type WanExpert = 'transformer' | 'transformer_2';
 
-/** Told to onTransformerCall listeners before each transformer call of generate(). */
-export interface TransformerCall {
-  /** Denoising step, 0-based; both calls of a CFG step share it. */
-  step: number;
-  numSteps: number;
-  /** The scheduler's timestep of this step (0..1000). */
-  timestep: number;
-  /** 'cond' for the prompt (always first), 'uncond' for the negative prompt under CFG. */
-  branch: CfgBranch;
+/** Told to onTransformerCall listeners before each transformer call of generate(): 'cond' for the prompt (always first), 'uncond' for the negative prompt under CFG. */
+export interface TransformerCall extends PipelineTransformerCall<CfgBranch> {
   /** The transformer this call runs (its block list is `transformer.blocks` or `transformer_2.blocks`). */
   expert: WanExpert;
 }
 
 /** Passed to the per-step callback after each scheduler step. */
-export interface StepEnd {
-  step: number;
-  numSteps: number;
-  timestep: number;
+export interface StepEnd extends PipelineStepEnd {
   expert: WanExpert;
-  /** The latents after this step; valid during the callback only (clone to keep). */
-  latents: Tensor;
 }
 
 export interface WanGenerateOptions {
@@ -111,7 +101,7 @@ export class WanPipeline implements Disposable {
   readonly vae: AutoencoderKLWanDecoder;
   readonly scheduler: WanScheduler;
   readonly boundaryRatio: number | null;
-  private readonly transformerCallListeners = new Set<(call: TransformerCall) => void>();
+  private readonly transformerCalls = new TransformerCallAnnouncer<TransformerCall>();
 
   constructor(components: WanPipelineComponents) {
     const { transformer, transformer2 = null, vae, scheduler, boundaryRatio = null } = components;
@@ -199,8 +189,7 @@ export class WanPipeline implements Disposable {
    * call of generate() (for a cache engine). Returns the function that unregisters it.
    */
   onTransformerCall(listener: (call: TransformerCall) => void): () => void {
-    this.transformerCallListeners.add(listener);
-    return () => this.transformerCallListeners.delete(listener);
+    return this.transformerCalls.subscribe(listener);
   }
 
   /**
@@ -228,9 +217,8 @@ export class WanPipeline implements Disposable {
       const { latents: initial, seed } = this.initialLatents(opts, [batch, ...latentShape]);
       let latents = initial;
       const call = (step: number, branch: CfgBranch, expert: WanExpert, promptEmbeds: Tensor, timestep: Tensor): Tensor => {
-        for (const listener of this.transformerCallListeners) listener({ step, numSteps, timestep: schedule.timesteps[step], branch, expert });
         const model = expert === 'transformer' ? this.transformer : (this.transformer2 as WanTransformer);
-        cacheHandleOf(model)?.beginCall({ step, branch });
+        this.transformerCalls.announce(model, { step, numSteps, timestep: schedule.timesteps[step], branch, expert });
         return model.forward({ hiddenStates: latents, timestep, encoderHiddenStates: promptEmbeds });
       };
 
