@@ -7,6 +7,7 @@ export { Conv2d, Conv3d, GroupNorm, LayerNorm, Linear, RMSNorm, type Conv2dGeome
 export { AdaLayerNormContinuous, AdaLayerNormZero, modulate, modulationParameters, type AdaLayerNormZeroOutput } from './normalization.js';
 export { PatchEmbed, type PatchEmbedOptions } from './patch-embed.js';
 export { Mt19937, randnTensor, torchRandn } from './random.js';
+export { multiAxisRotaryTables, type RotaryTables } from './rotary.js';
 export {
   FLOW_MATCH_EULER_DEFAULTS,
   FlowMatchEulerDiscreteScheduler,
