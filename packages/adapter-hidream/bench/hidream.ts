@@ -13,7 +13,7 @@ import { AutoencoderKLDecoder, FlowMatchEulerDiscreteScheduler, randnTensor } fr
 
 import { runCacheBenchmark } from '../../diffusion/bench/cache-benchmark.js';
 import { runForwardBenchmark, type ForwardBenchmark } from '../../diffusion/bench/forward-benchmark.js';
-import { ensureComponent, packageCacheDir, referencePython, type RandomComponent } from '../../diffusion/bench/harness.js';
+import { ensureComponent, packageCacheDir, referencePython, TINY_AUTOENCODER_KL, type RandomComponent } from '../../diffusion/bench/harness.js';
 import { runOpBenchmark, type OpCase } from '../../diffusion/bench/op-benchmark.js';
 import { HiDreamPipeline, HiDreamTransformer } from '../src/index.js';
 
@@ -54,27 +54,6 @@ const transformer: RandomComponent = {
   config: HIDREAM_CONFIG,
   seed: 0,
   load: (dir) => HiDreamTransformer.load(dir),
-};
-
-/** A two-level AutoencoderKL with HiDream's 16 latent channels: the pipeline needs one, the benchmark never decodes. */
-const vae: RandomComponent = {
-  diffusersClass: 'AutoencoderKL',
-  config: {
-    in_channels: 3,
-    out_channels: 3,
-    down_block_types: ['DownEncoderBlock2D', 'DownEncoderBlock2D'],
-    up_block_types: ['UpDecoderBlock2D', 'UpDecoderBlock2D'],
-    block_out_channels: [8, 16],
-    layers_per_block: 1,
-    latent_channels: 16,
-    norm_num_groups: 4,
-    scaling_factor: 0.3611,
-    shift_factor: 0.1159,
-    use_quant_conv: false,
-    use_post_quant_conv: false,
-  },
-  seed: 0,
-  load: (dir) => AutoencoderKLDecoder.load(dir),
 };
 
 /** HiDream-I1-Dev's scheduler_config.json (static shift 6). */
@@ -123,7 +102,7 @@ function cachedPipeline(): void {
   const python = referencePython();
   const models = join(CACHE_DIR, 'bench-models');
   const transformerDir = ensureComponent(models, forwardBenchmark.name, transformer, python).dir;
-  const vaeDir = ensureComponent(models, 'hidream-vae-tiny', vae, python).dir;
+  const vaeDir = ensureComponent(models, 'hidream-vae-tiny', TINY_AUTOENCODER_KL, python).dir;
   const steps = 28;
   using pipe = new HiDreamPipeline({
     transformer: HiDreamTransformer.load(transformerDir),

@@ -12,7 +12,7 @@ import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 import * as rt from '@ditcache/cuda-runtime';
-import { WeightReader } from '@ditcache/diffusion';
+import { AutoencoderKLDecoder, WeightReader } from '@ditcache/diffusion';
 
 /** reference.py, next to this file in the source tree (the compiled harness lives elsewhere). */
 export const REFERENCE_SCRIPT = join(sourceDir(), 'reference.py');
@@ -92,6 +92,30 @@ export interface RandomComponent {
 }
 
 export type ComponentSource = 'diffusers' | 'runtime';
+
+/**
+ * A two-level AutoencoderKL with the 16 latent channels, scaling and shift of FLUX.1's (and
+ * HiDream's, which is the same): their pipelines need one, the benchmarks never decode.
+ */
+export const TINY_AUTOENCODER_KL: RandomComponent = {
+  diffusersClass: 'AutoencoderKL',
+  config: {
+    in_channels: 3,
+    out_channels: 3,
+    down_block_types: ['DownEncoderBlock2D', 'DownEncoderBlock2D'],
+    up_block_types: ['UpDecoderBlock2D', 'UpDecoderBlock2D'],
+    block_out_channels: [8, 16],
+    layers_per_block: 1,
+    latent_channels: 16,
+    norm_num_groups: 4,
+    scaling_factor: 0.3611,
+    shift_factor: 0.1159,
+    use_quant_conv: false,
+    use_post_quant_conv: false,
+  },
+  seed: 0,
+  load: (dir) => AutoencoderKLDecoder.load(dir),
+};
 
 /**
  * A folder `<root>/<name>` holding the component, made once and reused: by diffusers (its own
