@@ -44,7 +44,8 @@ const wanCliFamily: CliFamily = {
   forward(dir, inputs, file): Tensor {
     const [hiddenStates, timestep, encoderHiddenStates] = pickInputs(inputs, file, ['hidden_states', 'timestep', 'encoder_hidden_states']);
     using transformer = WanTransformer.load(dir);
-    return transformer.forward({ hiddenStates, timestep, encoderHiddenStates });
+    // Image-to-video transformers also take the CLIP image embeddings; the transformer says when they are missing.
+    return transformer.forward({ hiddenStates, timestep, encoderHiddenStates, encoderHiddenStatesImage: inputs.encoder_hidden_states_image });
   },
 };
 

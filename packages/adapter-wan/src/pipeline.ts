@@ -116,6 +116,11 @@ export class WanPipeline implements Disposable {
     const z = vae.config.z_dim;
     for (const [name, t] of [['transformer', transformer], ['transformer2', transformer2]] as const) {
       if (!t) continue;
+      if (t.config.image_dim !== null) {
+        throw new TypeError(
+          `WanPipeline: ${name} is an image-to-video model (image_dim ${t.config.image_dim}); this pipeline is text-to-video, and the image-to-video pipeline (CLIP image encoder, VAE encoder) is not there yet: run the transformer itself with encoderHiddenStatesImage`,
+        );
+      }
       if (t.config.in_channels !== z || t.config.out_channels !== z) {
         throw new TypeError(`WanPipeline: ${name} takes ${t.config.in_channels} and returns ${t.config.out_channels} channels; the VAE's latents have ${z}`);
       }

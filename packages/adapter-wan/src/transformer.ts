@@ -1,9 +1,11 @@
 // diffusers' WanTransformer3DModel: cuts video latents into 3-D patches (a Conv3d with kernel =
-// stride = patch size), embeds the timestep and the text, runs the blocks over the patch tokens
-// with 3-D rotary embeddings, and projects the tokens back to latent patches.
+// stride = patch size), embeds the timestep and the text (and, in image-to-video models, the CLIP
+// image embedding), runs the blocks over the patch tokens with 3-D rotary embeddings, and
+// projects the tokens back to latent patches.
 import { add, silu, tidy, type Device, type Tensor } from '@ditcache/cuda-runtime';
 import {
   Conv3d,
+  FeedForward,
   LayerNorm,
   Linear,
   MlpEmbedding,
@@ -25,6 +27,12 @@ export interface WanTransformerInputs {
   timestep: Tensor;
   /** Prompt embeddings (B, text tokens, text_dim). */
   encoderHiddenStates: Tensor;
+  /**
+   * Image-to-video models (config image_dim): the CLIP image embeddings (B, image tokens,
+   * image_dim); with a pos_embed_seq_len (first-last-frame models) two per video, the first and
+   * the last frame's, (2B, image tokens, image_dim) with 2 x image tokens = pos_embed_seq_len.
+   */
+  encoderHiddenStatesImage?: Tensor;
 }
 
 /** The sizes a call's cost depends on. */
@@ -33,6 +41,8 @@ export interface WanCallShape {
   /** Patch tokens: (frames / p_t) * (height / p_h) * (width / p_w) of the latents. */
   videoTokens: number;
   textTokens: number;
+  /** Image tokens per video the blocks attend to (image-to-video models; 0 otherwise). */
+  imageTokens?: number;
 }
 
 /** Floating-point operations of one transformer call, counting the matrix products (a multiply-add is 2). */
@@ -54,12 +64,50 @@ export interface WanConditions {
   timestepProj: Tensor;
   /** (B, text tokens, dim): the projected prompt embeddings. */
   text: Tensor;
+  /** (B, image tokens, dim): the embedded image of an image-to-video model, else null. */
+  image: Tensor | null;
+}
+
+/** diffusers' FP32LayerNorm default: nn.LayerNorm's eps, with affine weights. */
+const IMAGE_NORM_EPS = 1e-5;
+
+/**
+ * WanImageEmbedding: the CLIP image embedding through an affine LayerNorm, an erf-GELU
+ * feed-forward to the model width and another LayerNorm; first-last-frame models first join each
+ * video's two image embeddings into one sequence and add a learned position embedding.
+ */
+export class WanImageEmbedding {
+  constructor(
+    readonly norm1: LayerNorm,
+    readonly ff: FeedForward,
+    readonly norm2: LayerNorm,
+    /** (1, pos_embed_seq_len, image_dim), or null. */
+    readonly posEmbed: Tensor | null,
+  ) {}
+
+  static load(w: WeightReader, imageDim: number, dim: number, posEmbedSeqLen: number | null): WanImageEmbedding {
+    return new WanImageEmbedding(
+      LayerNorm.load(w.at('norm1'), imageDim, IMAGE_NORM_EPS),
+      FeedForward.load(w.at('ff'), imageDim, imageDim, 'gelu', dim),
+      LayerNorm.load(w.at('norm2'), dim, IMAGE_NORM_EPS),
+      posEmbedSeqLen === null ? null : w.tensor('pos_embed', [1, posEmbedSeqLen, imageDim]),
+    );
+  }
+
+  /** (B, tokens, image_dim), or (2B, tokens, image_dim) with a position embedding -> (B, image tokens, dim). */
+  forward(image: Tensor): Tensor {
+    return tidy(() => {
+      const [, tokens, imageDim] = image.shape;
+      const joined = this.posEmbed ? add(image.reshape(-1, 2 * tokens, imageDim), this.posEmbed) : image;
+      return this.norm2.forward(this.ff.forward(this.norm1.forward(joined)));
+    });
+  }
 }
 
 /**
- * condition_embedder (WanTimeTextImageEmbedding without an image embedder): sinusoidal timestep
- * features (cos first) through time_embedder, time_proj of silu(temb) to the six modulations,
- * and the GELU-tanh text projection.
+ * condition_embedder (WanTimeTextImageEmbedding): sinusoidal timestep features (cos first)
+ * through time_embedder, time_proj of silu(temb) to the six modulations, the GELU-tanh text
+ * projection, and in image-to-video models the image embedder.
  */
 export class WanConditionEmbedder {
   constructor(
@@ -67,6 +115,7 @@ export class WanConditionEmbedder {
     readonly timeEmbedder: MlpEmbedding,
     readonly timeProj: Linear,
     readonly textEmbedder: MlpEmbedding,
+    readonly imageEmbedder: WanImageEmbedding | null = null,
   ) {}
 
   static load(w: WeightReader, config: WanTransformerConfig): WanConditionEmbedder {
@@ -76,15 +125,17 @@ export class WanConditionEmbedder {
       MlpEmbedding.load(w.at('time_embedder'), config.freq_dim, dim, 'silu'),
       Linear.load(w.at('time_proj'), dim, 6 * dim),
       MlpEmbedding.load(w.at('text_embedder'), config.text_dim, dim, 'gelu_tanh'),
+      config.image_dim === null ? null : WanImageEmbedding.load(w.at('image_embedder'), config.image_dim, dim, config.pos_embed_seq_len),
     );
   }
 
-  forward(timesteps: ArrayLike<number>, text: Tensor): WanConditions {
+  forward(timesteps: ArrayLike<number>, text: Tensor, image: Tensor | null = null): WanConditions {
+    if (image && !this.imageEmbedder) throw new TypeError('WanConditionEmbedder.forward: an image embedding given to a text-to-video model');
     return tidy(() => {
       const features = sinusoidalTimestepEmbedding(timesteps, this.freqDim, { flipSinToCos: true, downscaleFreqShift: 0, device: text.device });
       const temb = this.timeEmbedder.forward(features);
       const timestepProj = this.timeProj.forward(silu(temb)).reshape(timesteps.length, 6, -1);
-      return { temb, timestepProj, text: this.textEmbedder.forward(text) };
+      return { temb, timestepProj, text: this.textEmbedder.forward(text), image: image && this.imageEmbedder ? this.imageEmbedder.forward(image) : null };
     });
   }
 }
@@ -123,13 +174,7 @@ export class WanTransformer implements Disposable {
 
   /** Loads a diffusers `transformer/` (or `transformer_2/`) folder (WanTransformer3DModel). */
   static load(dir: string, opts: LoadOptions = {}): WanTransformer {
-    return loadFromFolder(dir, opts, (folder, w, params) => {
-      const config = readWanTransformerConfig(folder);
-      if (config.image_dim !== null || config.added_kv_proj_dim !== null) {
-        throw new TypeError(`${dir}/config.json: an image-to-video model (image_dim ${config.image_dim}, added_kv_proj_dim ${config.added_kv_proj_dim}); only text-to-video is supported yet`);
-      }
-      return new WanTransformer(config, w, params);
-    });
+    return loadFromFolder(dir, opts, (folder, w, params) => new WanTransformer(readWanTransformerConfig(folder), w, params));
   }
 
   /** The velocity prediction (B, out_channels, frames, height, width) for video latents. */
@@ -138,8 +183,8 @@ export class WanTransformer implements Disposable {
     return tidy(() => {
       const rotary = this.rotaryEmbedding(grid, inputs.hiddenStates.device);
       let hidden = this.patchify(inputs.hiddenStates);
-      const { temb, timestepProj, text } = this.conditionEmbedder.forward(timestep, inputs.encoderHiddenStates);
-      for (const block of this.blocks) hidden = block.forward(hidden, text, timestepProj, rotary);
+      const { temb, timestepProj, text, image } = this.conditionEmbedder.forward(timestep, inputs.encoderHiddenStates, inputs.encoderHiddenStatesImage ?? null);
+      for (const block of this.blocks) hidden = block.forward(hidden, text, timestepProj, rotary, image);
       return this.unpatchify(this.outputProjection(hidden, temb), grid);
     });
   }
@@ -182,14 +227,17 @@ export class WanTransformer implements Disposable {
 
   /** Matrix-product FLOPs of one forward() call of this shape (the element-wise work is left out). */
   flopsPerCall(shape: WanCallShape): WanFlops {
-    const { batch: b, videoTokens: n, textTokens: t } = shape;
+    const { batch: b, videoTokens: n, textTokens: t, imageTokens: m = 0 } = shape;
     const c = this.config;
     const d = this.innerDim;
+    const e = c.image_dim ?? 0;
     const patchVolume = c.patch_size.reduce((x, y) => x * y, 1);
-    const embedders = 2 * b * n * c.in_channels * patchVolume * d + 2 * b * (c.freq_dim * d + d * d) + 2 * b * d * 6 * d + 2 * b * t * (c.text_dim * d + d * d);
+    const embedders =
+      2 * b * n * c.in_channels * patchVolume * d + 2 * b * (c.freq_dim * d + d * d) + 2 * b * d * 6 * d + 2 * b * t * (c.text_dim * d + d * d) + 2 * b * m * (e * e + e * d);
     // Self-attention: q, k, v, out over the video tokens; cross-attention: q, out over the video
-    // tokens and k, v over the text; the feed-forward; and both attention products (QK^T and PV).
-    const perBlock = 8 * b * n * d * d + 4 * b * n * d * d + 4 * b * t * d * d + 4 * b * n * d * c.ffn_dim + 4 * b * n * n * d + 4 * b * n * t * d;
+    // tokens and k, v over the text (and the added k, v over the image tokens); the feed-forward;
+    // and the attention products (QK^T and PV) with the video, text and image tokens.
+    const perBlock = 8 * b * n * d * d + 4 * b * n * d * d + 4 * b * (t + m) * d * d + 4 * b * n * d * c.ffn_dim + 4 * b * n * n * d + 4 * b * n * (t + m) * d;
     const output = 2 * b * n * d * c.out_channels * patchVolume;
     return { embedders, perBlock, output, total: embedders + c.num_layers * perBlock + output };
   }
@@ -209,13 +257,22 @@ export class WanTransformer implements Disposable {
     const fail = (what: string): never => {
       throw new TypeError(`WanTransformer.forward: ${what}`);
     };
-    const { hiddenStates: x, encoderHiddenStates: e, timestep: t } = inputs;
+    const { hiddenStates: x, encoderHiddenStates: e, encoderHiddenStatesImage: image, timestep: t } = inputs;
     if (x.rank !== 5 || x.shape[1] !== c.in_channels) fail(`hiddenStates must be (B, ${c.in_channels}, frames, height, width), got ${shape(x)}`);
     const [batch, , ...sides] = x.shape;
     const grid = sides.map((side, i) => side / c.patch_size[i]) as [number, number, number];
     if (!grid.every(Number.isInteger)) fail(`hiddenStates frames, height and width ${sides.join(' x ')} must be multiples of the patch size ${c.patch_size.join(' x ')}`);
     if (e.rank !== 3 || e.shape[0] !== batch || e.shape[2] !== c.text_dim) fail(`encoderHiddenStates must be (${batch}, tokens, ${c.text_dim}), got ${shape(e)}`);
     if (t.size !== batch || t.rank > 1) fail(`timestep must be (${batch},), got ${shape(t)}`);
+    if (c.image_dim === null) {
+      if (image) fail(`encoderHiddenStatesImage given, but this is a text-to-video model (config.json has no image_dim)`);
+    } else if (!image) {
+      fail(`encoderHiddenStatesImage (the CLIP image embeddings) is required: this is an image-to-video model (image_dim ${c.image_dim})`);
+    } else if (c.pos_embed_seq_len === null) {
+      if (image.rank !== 3 || image.shape[0] !== batch || image.shape[2] !== c.image_dim) fail(`encoderHiddenStatesImage must be (${batch}, tokens, ${c.image_dim}), got ${shape(image)}`);
+    } else if (image.rank !== 3 || image.shape[0] !== 2 * batch || 2 * image.shape[1] !== c.pos_embed_seq_len || image.shape[2] !== c.image_dim) {
+      fail(`encoderHiddenStatesImage must be (${2 * batch}, ${c.pos_embed_seq_len / 2}, ${c.image_dim}): the first and the last frame's embeddings of each video, got ${shape(image)}`);
+    }
     return { timestep: t.toFloat32Array(), grid };
   }
 }

@@ -6,10 +6,10 @@ import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { disableCache, enableCache, summary } from '@ditcache/core';
-import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
+import { full, loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
 
-import { WanPipeline, type WanGenerateOptions } from '../src/index.js';
-import { goldens, relativeL2 } from './helpers.js';
+import { WanPipeline, WanTransformer, type WanGenerateOptions } from '../src/index.js';
+import { goldens, localGoldens, relativeL2 } from './helpers.js';
 
 interface ContextTrace {
   source: string;
@@ -91,5 +91,37 @@ describe.each(['wan-tiny', 'wan-tiny/wan22'])('caching Wan (%s)', (set) => {
     const after = latentsOf();
     expect(Buffer.compare(after.toBytes(), plain.toBytes())).toBe(0);
     for (const t of [plain, zero, after]) t.dispose();
+  });
+});
+
+describe('caching an image-to-video Wan transformer on its own', () => {
+  const ref = loadSafetensors(`${localGoldens}/wan-i2v-tiny/transformer_forward.safetensors`);
+  const transformer = WanTransformer.load(`${localGoldens}/wan-i2v-tiny/transformer`);
+  afterAll(() => {
+    transformer.dispose();
+    for (const t of Object.values(ref)) t.dispose();
+  });
+  const timesteps = [999, 800, 600, 400, 200, 100];
+  /** The outputs of a six-step run on the reference inputs, as bytes. */
+  const run = (): Buffer[] =>
+    timesteps.map((t) => {
+      using timestep = full([2], t);
+      using out = transformer.forward({ hiddenStates: ref.hidden_states, timestep, encoderHiddenStates: ref.encoder_hidden_states, encoderHiddenStatesImage: ref.encoder_hidden_states_image });
+      return Buffer.from(out.toBytes());
+    });
+
+  it('hands the image tokens to the blocks it computes: threshold 0 is bit-identical, and a high threshold caches the middle blocks', () => {
+    const plain = run();
+    const base = { Fn_compute_blocks: 1, Bn_compute_blocks: 1, enable_separate_cfg: false, num_inference_steps: timesteps.length };
+    enableCache(transformer, { ...base, residual_diff_threshold: 0, max_warmup_steps: 0 });
+    expect(run().map((b, i) => Buffer.compare(b, plain[i]))).toEqual(timesteps.map(() => 0));
+    disableCache(transformer);
+    enableCache(transformer, { ...base, residual_diff_threshold: 10, max_warmup_steps: 2 });
+    const cached = run();
+    expect(summary(transformer, { print: false }).contexts[0].cachedSteps).toEqual([2, 3, 4, 5]);
+    expect(cached.slice(0, 2).map((b, i) => Buffer.compare(b, plain[i]))).toEqual([0, 0]);
+    expect(Buffer.compare(cached[2], plain[2])).not.toBe(0);
+    disableCache(transformer);
+    expect(run().map((b, i) => Buffer.compare(b, plain[i]))).toEqual(timesteps.map(() => 0));
   });
 });

@@ -5,7 +5,16 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { loadWanTransformerConfig } from '../src/index.js';
-import { goldens } from './helpers.js';
+import { goldens, localGoldens } from './helpers.js';
+
+/** A copy of the transformer folder `source` whose config.json has `changes` (the weights linked). */
+function variantFolder(source: string, changes: Record<string, unknown>): string {
+  const config = JSON.parse(readFileSync(`${source}/config.json`, 'utf-8')) as Record<string, unknown>;
+  const dir = mkdtempSync(join(tmpdir(), 'ditcache-wan-config-'));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, ...changes }));
+  symlinkSync(`${source}/diffusion_pytorch_model.safetensors`, join(dir, 'diffusion_pytorch_model.safetensors'));
+  return dir;
+}
 
 describe('Wan transformer config', () => {
   it('reads the Wan 2.1 folder and both Wan 2.2 experts', () => {
@@ -23,14 +32,17 @@ describe('Wan transformer config', () => {
   });
 
   it('refuses a patch size without three entries and an odd head width', () => {
-    const config = JSON.parse(readFileSync(`${goldens}/wan-tiny/transformer/config.json`, 'utf-8')) as Record<string, unknown>;
-    const folder = (changes: Record<string, unknown>): string => {
-      const dir = mkdtempSync(join(tmpdir(), 'ditcache-wan-config-'));
-      writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, ...changes }));
-      symlinkSync(`${goldens}/wan-tiny/transformer/diffusion_pytorch_model.safetensors`, join(dir, 'diffusion_pytorch_model.safetensors'));
-      return dir;
-    };
+    const folder = (changes: Record<string, unknown>): string => variantFolder(`${goldens}/wan-tiny/transformer`, changes);
     expect(() => loadWanTransformerConfig(folder({ patch_size: [2, 2] }))).toThrow(/patch_size must have 3 entries \(frames, height, width\), got \[2, 2\]/);
     expect(() => loadWanTransformerConfig(folder({ attention_head_dim: 13 }))).toThrow(/attention_head_dim must be even, got 13/);
+  });
+
+  it('reads image-to-video configs, and refuses image settings that cannot go together', () => {
+    expect(loadWanTransformerConfig(`${localGoldens}/wan-flf2v-tiny/transformer`)).toMatchObject({ in_channels: 36, image_dim: 20, added_kv_proj_dim: 24, pos_embed_seq_len: 18 });
+    const folder = (changes: Record<string, unknown>): string => variantFolder(`${localGoldens}/wan-i2v-tiny/transformer`, changes);
+    expect(() => loadWanTransformerConfig(folder({ added_kv_proj_dim: null }))).toThrow(/image_dim \(20\) and added_kv_proj_dim \(null\) come together in image-to-video models: set both or neither/);
+    expect(() => loadWanTransformerConfig(folder({ image_dim: null }))).toThrow(/image_dim \(null\) and added_kv_proj_dim \(24\) come together/);
+    expect(() => loadWanTransformerConfig(folder({ added_kv_proj_dim: 32 }))).toThrow(/added_kv_proj_dim must be the model width num_attention_heads x attention_head_dim = 24 .*, got 32/);
+    expect(() => loadWanTransformerConfig(folder({ pos_embed_seq_len: 7 }))).toThrow(/pos_embed_seq_len \(7\) is the joined length of two image embeddings: it needs image_dim and must be even/);
   });
 });

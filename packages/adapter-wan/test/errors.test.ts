@@ -8,7 +8,7 @@ import { full, loadSafetensors, memoryStats, zeros } from '@ditcache/cuda-runtim
 import { FlowMatchEulerDiscreteScheduler } from '@ditcache/diffusion';
 
 import { AutoencoderKLWanDecoder, WanPipeline, WanTransformer } from '../src/index.js';
-import { goldens } from './helpers.js';
+import { goldens, localGoldens } from './helpers.js';
 
 /** A folder whose entries link to those of `source`, with some JSON files written in. */
 function variant(source: string, links: string[], files: Record<string, unknown> = {}): string {
@@ -55,10 +55,10 @@ describe('WanPipeline.fromPretrained errors', () => {
     expect(() => WanPipeline.fromPretrained(withIndex({ boundary_ratio: 'high' }))).toThrow(/'boundary_ratio' should be a number or null, got "high"/);
   });
 
-  it('refuses models of another class, image-to-video transformers and weights that do not fit, without leaking', () => {
+  it('refuses models of another class and weights that do not fit, without leaking', () => {
     const before = memoryStats();
     expect(() => WanTransformer.load(`${goldens}/flux-tiny/transformer`)).toThrow(/describes a FluxTransformer2DModel, not a WanTransformer3DModel/);
-    expect(() => WanTransformer.load(componentVariant('transformer', { image_dim: 1280, added_kv_proj_dim: 24 }))).toThrow(/an image-to-video model .* only text-to-video is supported yet/);
+    expect(() => WanTransformer.load(componentVariant('transformer', { image_dim: 1280, added_kv_proj_dim: 24 }))).toThrow(/condition_embedder\.image_embedder/);
     expect(() => WanTransformer.load(componentVariant('transformer', { text_dim: 64 }))).toThrow(
       /weight 'condition_embedder.text_embedder.linear_1.weight' has shape \(24, 32\) but config.json implies \(24, 64\)/,
     );
@@ -77,6 +77,8 @@ describe('WanPipeline.fromPretrained errors', () => {
     expect(() => new WanPipeline({ transformer, vae, scheduler, boundaryRatio: 0.9 })).toThrow(/boundaryRatio 0.9 hands the low-noise steps to transformer2, which is missing/);
     expect(() => new WanPipeline({ transformer, transformer2: transformer, vae, scheduler })).toThrow(/transformer2 runs only below a boundaryRatio/);
     expect(() => new WanPipeline({ transformer, transformer2: transformer, vae, scheduler, boundaryRatio: 2 })).toThrow(/boundaryRatio must lie in \[0, 1\], got 2/);
+    using imageToVideo = WanTransformer.load(`${localGoldens}/wan-i2v-tiny/transformer`);
+    expect(() => new WanPipeline({ transformer: imageToVideo, vae, scheduler })).toThrow(/transformer is an image-to-video model \(image_dim 20\); this pipeline is text-to-video/);
   });
 });
 

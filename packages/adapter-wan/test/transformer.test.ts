@@ -3,13 +3,13 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadSafetensors, memoryStats, tidy, type Tensor } from '@ditcache/cuda-runtime';
 
 import { WanTransformer, wanRotaryAxes, type WanBlock } from '../src/index.js';
-import { goldens, relativeL2 } from './helpers.js';
+import { goldens, localGoldens, relativeL2 } from './helpers.js';
 
 /** Wraps blocks so that block i's output is copied out as `blocks.{i}.out0`, and block 0's inputs as `blocks.0.in*`. */
 function recording(blocks: WanBlock[], into: Map<string, Tensor>): WanBlock[] {
   const copy = (name: string, t: Tensor): void => void into.set(name, t.clone().keep());
   return blocks.map((block, i) => ({
-    forward(hidden, encoder, temb, rotary) {
+    forward(hidden, encoder, temb, rotary, image) {
       if (i === 0) {
         copy('blocks.0.in0', hidden);
         copy('blocks.0.in1', encoder);
@@ -17,7 +17,7 @@ function recording(blocks: WanBlock[], into: Map<string, Tensor>): WanBlock[] {
         copy('blocks.0.in3.0', rotary.cos);
         copy('blocks.0.in3.1', rotary.sin);
       }
-      const out = block.forward(hidden, encoder, temb, rotary);
+      const out = block.forward(hidden, encoder, temb, rotary, image);
       copy(`blocks.${i}.out0`, out);
       return out;
     },
@@ -70,5 +70,41 @@ describe('WanTransformer on wan-tiny', () => {
     for (const [name, err] of Object.entries(errors)) expect(err, name).toBeLessThan(1e-5);
     expect([errors['rope.out0'], errors['rope.out1'], errors.unpatchify]).toEqual([0, 0, 0]);
     expect(memoryStats()).toEqual(before);
+  });
+});
+
+describe.each(['wan-i2v-tiny', 'wan-flf2v-tiny'])('WanTransformer on %s (image-to-video, references from tools/make_i2v_references.py)', (set) => {
+  const ref = loadSafetensors(`${localGoldens}/${set}/transformer_forward.safetensors`);
+  const dir = `${localGoldens}/${set}/transformer`;
+  const inputs = { hiddenStates: ref.hidden_states, timestep: ref.timestep, encoderHiddenStates: ref.encoder_hidden_states, encoderHiddenStatesImage: ref.encoder_hidden_states_image };
+  afterAll(() => {
+    for (const t of Object.values(ref)) t.dispose();
+  });
+
+  it('matches diffusers in the image embedding, every block and the output', () => {
+    using transformer = WanTransformer.load(dir);
+    const outputs = new Map<string, Tensor>();
+    transformer.blocks = recording(transformer.blocks, outputs);
+    const before = memoryStats();
+    const sample = transformer.forward(inputs);
+    const image = tidy(() => transformer.conditionEmbedder.forward(ref.timestep.toFloat32Array(), ref.encoder_hidden_states, ref.encoder_hidden_states_image).image!.keep());
+    const errors: Record<string, number> = { sample: relativeL2(sample, ref.sample), 'condition_embedder.out3': relativeL2(image, ref['condition_embedder.out3']) };
+    for (let i = 0; i < transformer.config.num_layers; ++i) errors[`blocks.${i}.out0`] = relativeL2(outputs.get(`blocks.${i}.out0`)!, ref[`blocks.${i}.out0`]);
+    for (const [name, err] of Object.entries(errors)) expect(err, name).toBeLessThan(1e-5);
+    expect(image.shape).toEqual(ref['condition_embedder.out3'].shape);
+    for (const t of [sample, image, ...outputs.values()]) t.dispose();
+    expect(memoryStats()).toEqual(before);
+  });
+
+  it('names what is wrong with the image embeddings', () => {
+    using transformer = WanTransformer.load(dir);
+    const { encoderHiddenStatesImage: image, ...textOnly } = inputs;
+    expect(() => transformer.forward(textOnly)).toThrow(/encoderHiddenStatesImage \(the CLIP image embeddings\) is required: this is an image-to-video model \(image_dim 20\)/);
+    using half = image.slice(0, 0, image.shape[0] / 2);
+    expect(() => transformer.forward({ ...textOnly, encoderHiddenStatesImage: half })).toThrow(/encoderHiddenStatesImage must be \(\d, .*, 20\).*got \(\d, 9, 20\)/);
+    using t2v = WanTransformer.load(`${goldens}/wan-tiny/transformer`);
+    expect(() => t2v.forward({ hiddenStates: ref.hidden_states.slice(1, 0, 16), timestep: ref.timestep, encoderHiddenStates: ref.encoder_hidden_states, encoderHiddenStatesImage: image })).toThrow(
+      /encoderHiddenStatesImage given, but this is a text-to-video model/,
+    );
   });
 });

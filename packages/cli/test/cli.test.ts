@@ -6,7 +6,7 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { loadSafetensors, type Tensor } from '@ditcache/cuda-runtime';
+import { loadSafetensors, saveSafetensors, type Tensor } from '@ditcache/cuda-runtime';
 
 const root = new URL('../../../', import.meta.url).pathname;
 const bin = join(root, 'packages/cli/dist/cli.js');
@@ -107,6 +107,21 @@ describe('ditcache forward', () => {
     const wrong = ditcache('forward', '--model', join(root, 'testdata/goldens/wan-tiny/transformer'), '--inputs', join(flux, 'transformer_forward.safetensors'), '--out', join(dir, 's2.safetensors'));
     expect(wrong.status).not.toBe(0);
     expect(wrong.stderr).toMatch(/WanTransformer.forward: hiddenStates must be \(B, 16, frames, height, width\), got \(2, 64, 16\)/);
+  });
+
+  it('runs an image-to-video Wan transformer with encoder_hidden_states_image from --inputs, and says when it is missing', () => {
+    const i2v = join(root, 'packages/adapter-wan/test/goldens/wan-i2v-tiny');
+    const inputs = join(i2v, 'transformer_forward.safetensors');
+    const out = join(dir, 'i2v-sample.safetensors');
+    const r = ditcache('forward', '--model', join(i2v, 'transformer'), '--inputs', inputs, '--out', out);
+    expect(r.status, r.stderr).toBe(0);
+    expect(relativeL2(loadSafetensors(out).sample, loadSafetensors(inputs).sample)).toBeLessThan(1e-5);
+    const { encoder_hidden_states_image: _image, ...withoutImage } = loadSafetensors(inputs);
+    const textInputs = join(dir, 'i2v-text-only.safetensors');
+    saveSafetensors(textInputs, withoutImage);
+    const textOnly = ditcache('forward', '--model', join(i2v, 'transformer'), '--inputs', textInputs, '--out', join(dir, 'i2v-2.safetensors'));
+    expect(textOnly.status).toBe(1);
+    expect(textOnly.stderr).toMatch(/encoderHiddenStatesImage \(the CLIP image embeddings\) is required/);
   });
 });
 

@@ -15,9 +15,9 @@ export class FeedForward {
     readonly activation: FeedForwardActivation,
   ) {}
 
-  /** dim -> innerDim -> dim. */
-  static load(w: WeightReader, dim: number, innerDim: number, activation: FeedForwardActivation): FeedForward {
-    return new FeedForward(Linear.load(w.at('net.0.proj'), dim, innerDim), Linear.load(w.at('net.2'), innerDim, dim), activation);
+  /** dim -> innerDim -> dimOut (diffusers' dim_out, by default dim). */
+  static load(w: WeightReader, dim: number, innerDim: number, activation: FeedForwardActivation, dimOut = dim): FeedForward {
+    return new FeedForward(Linear.load(w.at('net.0.proj'), dim, innerDim), Linear.load(w.at('net.2'), innerDim, dimOut), activation);
   }
 
   get innerDim(): number {
