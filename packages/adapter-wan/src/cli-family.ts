@@ -6,21 +6,42 @@ import { saveAnimation, savePngFrames } from '@ditcache/diffusion';
 import { UsageError, pickInputs, type CliFamily, type CliGenerateSettings } from '@ditcache/diffusion/cli';
 
 import { WanPipeline, type WanGenerateOptions } from './pipeline.js';
+import { missingTextComponents } from './prompt-encoder.js';
 import { WanTransformer } from './transformer.js';
 
 const wanCliFamily: CliFamily = {
   label: 'Wan',
   pipelineClasses: ['WanPipeline'],
   transformerClasses: ['WanTransformer3DModel'],
-  flags: ['frames', 'guidance2', 'fps'],
+  flags: ['prompt', 'negativePrompt', 'maxSequenceLength', 'frames', 'guidance2', 'fps'],
   outputFormats: ['.webp', '.gif'],
 
-  spawn: (dir) => WanPipeline.spawn(dir),
+  // One generation per run: the UMT5 encoder's weights (11 GB in bfloat16) go once the prompts are encoded.
+  spawn: (dir) => WanPipeline.spawn(dir, { releaseTextEncoder: true }),
+
+  checkModel(dir, s: CliGenerateSettings): void {
+    if (s.prompt === undefined && s.negativePrompt === undefined) return;
+    const missing = missingTextComponents(dir);
+    if (missing.length) throw new UsageError(`--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (the UMT5 text encoder); give prompt embeddings with --inputs instead`);
+  },
 
   request(inputs, file, s: CliGenerateSettings): WanGenerateOptions {
     if (s.frames !== undefined && (s.frames - 1) % 4 !== 0) throw new UsageError(`--frames must be 4k + 1 (e.g. 81, 49, 9), got ${s.frames}`);
-    const [promptEmbeds] = pickInputs(inputs, file, ['prompt_embeds']);
+    if (s.prompt !== undefined && 'prompt_embeds' in inputs) throw new UsageError(`--prompt and the prompt_embeds of --inputs ${file} exclude each other; give one`);
+    if (s.negativePrompt !== undefined && 'negative_prompt_embeds' in inputs) {
+      throw new UsageError(`--negative-prompt and the negative_prompt_embeds of --inputs ${file} exclude each other; give one`);
+    }
+    if (s.maxSequenceLength !== undefined && s.prompt === undefined && s.negativePrompt === undefined) {
+      throw new UsageError('--max-sequence-length applies to --prompt and --negative-prompt only');
+    }
+    if (s.prompt === undefined && file === undefined) {
+      throw new UsageError('--prompt or --inputs is required: a prompt for a folder with a text encoder, or a safetensors file with prompt_embeds');
+    }
+    const [promptEmbeds] = s.prompt === undefined ? pickInputs(inputs, file, ['prompt_embeds']) : [undefined];
     return {
+      prompt: s.prompt,
+      negativePrompt: s.negativePrompt,
+      maxSequenceLength: s.maxSequenceLength,
       promptEmbeds,
       negativePromptEmbeds: inputs.negative_prompt_embeds,
       latents: inputs.latents_in,

@@ -22,6 +22,7 @@ import {
 } from '@ditcache/diffusion';
 
 import { WanTransformer } from './transformer.js';
+import { WanPromptEncoder, type WanEncodePromptOptions, type WanPromptEmbeddings } from './prompt-encoder.js';
 import { AutoencoderKLWanDecoder } from './vae/decoder.js';
 
 /** Which half of classifier-free guidance a transformer call computes. */
@@ -42,10 +43,16 @@ export interface StepEnd extends PipelineStepEnd {
 }
 
 export interface WanGenerateOptions {
-  /** UMT5 prompt embeddings (B, text tokens, text_dim). */
-  promptEmbeds: Tensor;
-  /** Negative prompt embeddings (B, text tokens, text_dim); required when guidanceScale > 1. */
+  /** The prompt (or one per video), encoded by the folder's UMT5 text encoder; or give promptEmbeds. */
+  prompt?: string | readonly string[];
+  /** UMT5 prompt embeddings (B, text tokens, text_dim), instead of a prompt. */
+  promptEmbeds?: Tensor;
+  /** The negative prompt of CFG (or one per video); "" when neither it nor negativePromptEmbeds is given, as in diffusers. */
+  negativePrompt?: string | readonly string[];
+  /** Negative prompt embeddings (B, text tokens, text_dim); without a text encoder, required when guidanceScale > 1. */
   negativePromptEmbeds?: Tensor;
+  /** UMT5 tokens a text prompt is padded or truncated to (default 512). */
+  maxSequenceLength?: number;
   /** Video size in pixels, multiples of 16 and of the VAE scale x the patch size (default 480 x 832). */
   height?: number;
   width?: number;
@@ -87,6 +94,15 @@ export interface WanPipelineComponents {
   scheduler: WanScheduler;
   /** Wan 2.2: transformer_2 runs the steps whose timestep is below boundaryRatio * num_train_timesteps. */
   boundaryRatio?: number | null;
+  /** The tokenizer and UMT5 encoder, or null for a pipeline that takes embeddings only. */
+  promptEncoder?: WanPromptEncoder | null;
+  /** Free the text encoder's weights after each generate call's encoding (they load again when next needed). */
+  releaseTextEncoder?: boolean;
+}
+
+export interface WanLoadOptions extends LoadOptions {
+  /** Free the text encoder's weights after each generate call's encoding (they load again when next needed). */
+  releaseTextEncoder?: boolean;
 }
 
 /** WanPipeline's defaults. */
@@ -101,10 +117,15 @@ export class WanPipeline implements Disposable {
   readonly vae: AutoencoderKLWanDecoder;
   readonly scheduler: WanScheduler;
   readonly boundaryRatio: number | null;
+  /** The tokenizer and UMT5 encoder, or null for a pipeline that takes embeddings only. */
+  readonly promptEncoder: WanPromptEncoder | null;
+  private readonly releaseTextEncoder: boolean;
   private readonly transformerCalls = new TransformerCallAnnouncer<TransformerCall>();
 
   constructor(components: WanPipelineComponents) {
-    const { transformer, transformer2 = null, vae, scheduler, boundaryRatio = null } = components;
+    const { transformer, transformer2 = null, vae, scheduler, boundaryRatio = null, promptEncoder = null, releaseTextEncoder = false } = components;
+    this.promptEncoder = promptEncoder;
+    this.releaseTextEncoder = releaseTextEncoder;
     this.transformer = transformer;
     this.transformer2 = transformer2;
     this.vae = vae;
@@ -132,9 +153,11 @@ export class WanPipeline implements Disposable {
 
   /**
    * Loads a diffusers Wan folder: `model_index.json` (WanPipeline), `transformer/`, `vae/`,
-   * `scheduler/`, and for Wan 2.2 (a non-null boundary_ratio) `transformer_2/`.
+   * `scheduler/`, for Wan 2.2 (a non-null boundary_ratio) `transformer_2/`, and `tokenizer/` and
+   * `text_encoder/` where model_index.json lists them (prompts need them; embeddings do not). The
+   * text encoder's weights load when a prompt is first encoded.
    */
-  static fromPretrained(dir: string, opts: LoadOptions = {}): WanPipeline {
+  static fromPretrained(dir: string, opts: WanLoadOptions = {}): WanPipeline {
     if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(`${dir}: no such pipeline folder`);
     const indexPath = join(dir, 'model_index.json');
     if (!existsSync(indexPath)) throw new ConfigError(`${dir}: no model_index.json (a Wan folder's names its components and boundary_ratio)`);
@@ -162,6 +185,13 @@ export class WanPipeline implements Disposable {
       component('transformer_2', ['WanTransformer3DModel']);
     }
     const schedulerClass = component('scheduler', ['FlowMatchEulerDiscreteScheduler', 'UniPCMultistepScheduler']);
+    // diffusers saves [null, null] for components a pipeline was built without.
+    const listed = (name: string): boolean => Array.isArray(index[name]) && (index[name] as unknown[])[1] !== null;
+    if (listed('tokenizer') !== listed('text_encoder')) throw new ConfigError(`${indexPath}: lists only one of tokenizer and text_encoder; prompt encoding needs both`);
+    if (listed('text_encoder')) {
+      component('tokenizer', ['T5TokenizerFast', 'T5Tokenizer', 'AutoTokenizer']);
+      component('text_encoder', ['UMT5EncoderModel', 'T5EncoderModel']);
+    }
     const scheduler =
       schedulerClass === 'UniPCMultistepScheduler' ? UniPCMultistepScheduler.fromFolder(join(dir, 'scheduler')) : FlowMatchEulerDiscreteScheduler.fromFolder(join(dir, 'scheduler'));
 
@@ -173,7 +203,8 @@ export class WanPipeline implements Disposable {
       if (transformer2) loaded.push(transformer2);
       const vae = AutoencoderKLWanDecoder.load(join(dir, 'vae'), opts);
       loaded.push(vae);
-      return new WanPipeline({ transformer, transformer2, vae, scheduler, boundaryRatio });
+      const promptEncoder = listed('text_encoder') ? new WanPromptEncoder(dir, { device: opts.device }) : null;
+      return new WanPipeline({ transformer, transformer2, vae, scheduler, boundaryRatio, promptEncoder, releaseTextEncoder: opts.releaseTextEncoder });
     } catch (e) {
       for (const part of loaded) part[Symbol.dispose]();
       throw e;
@@ -184,7 +215,7 @@ export class WanPipeline implements Disposable {
    * the event loop, reports progress as events, and stops on an AbortSignal. `enableCache`,
    * `summary` and `disableCache` work on the returned object as on a local pipeline.
    */
-  static spawn(dir: string, opts: LoadOptions = {}): Promise<RemotePipeline<WanGenerateOptions, WanGenerateResult>> {
+  static spawn(dir: string, opts: WanLoadOptions = {}): Promise<RemotePipeline<WanGenerateOptions, WanGenerateResult>> {
     return RemotePipeline.open({ module: '@ditcache/adapter-wan', exportName: 'WanPipeline', modelDir: dir, loadOptions: opts });
   }
 
@@ -207,8 +238,62 @@ export class WanPipeline implements Disposable {
     return timestep >= Math.fround(this.boundaryRatio * this.scheduler.config.num_train_timesteps) ? 'transformer' : 'transformer_2';
   }
 
-  /** Runs the sampler. The caller owns (and disposes) the returned tensors. */
+  /**
+   * diffusers' WanPipeline.encode_prompt: UMT5 embeddings of the prompt(s), zero past each
+   * prompt's tokens. The caller owns the tensors. Needs a folder with a tokenizer and text encoder.
+   */
+  encodePrompt(prompt: string | readonly string[], opts: WanEncodePromptOptions = {}): WanPromptEmbeddings {
+    if (!this.promptEncoder) throw new TypeError('WanPipeline: this pipeline has no tokenizer / text_encoder, so it takes promptEmbeds, not a prompt');
+    try {
+      return this.promptEncoder.encode(prompt, opts);
+    } finally {
+      if (this.releaseTextEncoder) this.promptEncoder.release();
+    }
+  }
+
+  /** Runs the sampler, from prompts or from their embeddings. The caller owns (and disposes) the returned tensors. */
   generate(opts: WanGenerateOptions): WanGenerateResult {
+    const text = this.textEmbeddings(opts);
+    try {
+      return this.sample({ ...opts, ...text.embeddings });
+    } finally {
+      for (const t of text.owned) t.dispose();
+    }
+  }
+
+  /** The embeddings generate runs on: given, or encoded from the prompts (those it encoded are `owned`, to be disposed). */
+  private textEmbeddings(opts: WanGenerateOptions): { embeddings: { promptEmbeds: Tensor; negativePromptEmbeds?: Tensor }; owned: Tensor[] } {
+    if ((opts.prompt === undefined) === (opts.promptEmbeds === undefined)) throw new TypeError('WanPipeline: give either prompt or promptEmbeds');
+    const cfg = (opts.guidanceScale ?? DEFAULTS.guidanceScale) > 1;
+    if (opts.prompt === undefined && (!cfg || opts.negativePromptEmbeds || !this.promptEncoder)) {
+      return { embeddings: { promptEmbeds: opts.promptEmbeds as Tensor, negativePromptEmbeds: opts.negativePromptEmbeds }, owned: [] };
+    }
+    if (opts.negativePrompt !== undefined && opts.negativePromptEmbeds) throw new TypeError('WanPipeline: give either negativePrompt or negativePromptEmbeds');
+    const owned: Tensor[] = [];
+    const encode = (prompts: string | readonly string[]): Tensor => {
+      const { promptEmbeds, inputIds, attentionMask } = this.encodePrompt(prompts, { maxSequenceLength: opts.maxSequenceLength });
+      inputIds.dispose();
+      attentionMask.dispose();
+      owned.push(promptEmbeds);
+      return promptEmbeds;
+    };
+    try {
+      const promptEmbeds = opts.promptEmbeds ?? encode(opts.prompt as string | readonly string[]);
+      const batch = promptEmbeds.shape[0];
+      let negativePromptEmbeds = opts.negativePromptEmbeds;
+      if (cfg && !negativePromptEmbeds) {
+        const negative = opts.negativePrompt ?? '';
+        if (typeof negative !== 'string' && negative.length !== batch) throw new TypeError(`WanPipeline: negativePrompt has ${negative.length} prompts for a batch of ${batch}`);
+        negativePromptEmbeds = encode(typeof negative === 'string' ? Array<string>(batch).fill(negative) : negative);
+      }
+      return { embeddings: { promptEmbeds, negativePromptEmbeds }, owned };
+    } catch (e) {
+      for (const t of owned) t.dispose();
+      throw e;
+    }
+  }
+
+  private sample(opts: WanGenerateOptions & { promptEmbeds: Tensor }): WanGenerateResult {
     const numSteps = opts.numInferenceSteps ?? DEFAULTS.numInferenceSteps;
     if (!Number.isInteger(numSteps) || numSteps < 1) throw new RangeError(`WanPipeline: numInferenceSteps must be a positive integer, got ${numSteps}`);
     const latentShape = this.latentShape(opts);
@@ -259,8 +344,9 @@ export class WanPipeline implements Disposable {
     return tidy(() => toVideoRange(this.vae.decode(this.vae.denormalize(latents))));
   }
 
-  /** Frees the weights of both transformers and the VAE. */
+  /** Frees the weights of both transformers, the VAE and the text encoder. */
   dispose(): void {
+    this.promptEncoder?.dispose();
     this.transformer.dispose();
     this.transformer2?.dispose();
     this.vae.dispose();
@@ -288,7 +374,7 @@ export class WanPipeline implements Disposable {
     return [this.transformer.config.in_channels, (frames - 1) / temporal + 1, height, width];
   }
 
-  private checkEmbeddings(opts: WanGenerateOptions): { batch: number; cfg: boolean } {
+  private checkEmbeddings(opts: WanGenerateOptions & { promptEmbeds: Tensor }): { batch: number; cfg: boolean } {
     const textDim = this.transformer.config.text_dim;
     const shape = (t: Tensor): string => `(${t.shape.join(', ')})`;
     const { promptEmbeds: e, negativePromptEmbeds: ne } = opts;
@@ -299,7 +385,9 @@ export class WanPipeline implements Disposable {
     }
     const cfg = (opts.guidanceScale ?? DEFAULTS.guidanceScale) > 1;
     if (cfg && !ne) {
-      throw new TypeError('WanPipeline: guidanceScale > 1 runs classifier-free guidance, which needs negativePromptEmbeds (diffusers encodes "" when no negative prompt is given)');
+      throw new TypeError(
+        'WanPipeline: guidanceScale > 1 runs classifier-free guidance, which needs negativePromptEmbeds (diffusers encodes "" when no negative prompt is given; this pipeline has no text encoder to do so)',
+      );
     }
     if (cfg && ne && (ne.rank !== 3 || ne.shape[0] !== batch || ne.shape[2] !== textDim)) {
       throw new TypeError(`WanPipeline: negativePromptEmbeds must be (${batch}, tokens, ${textDim}), got ${shape(ne)}`);
@@ -307,7 +395,7 @@ export class WanPipeline implements Disposable {
     return { batch, cfg };
   }
 
-  private initialLatents(opts: WanGenerateOptions, shape: number[]): { latents: Tensor; seed: number | null } {
+  private initialLatents(opts: WanGenerateOptions & { promptEmbeds: Tensor }, shape: number[]): { latents: Tensor; seed: number | null } {
     if (opts.latents) {
       if (opts.latents.shape.join() !== shape.join()) {
         throw new TypeError(`WanPipeline: latents must be (${shape.join(', ')}) for this size and frame count, got (${opts.latents.shape.join(', ')})`);

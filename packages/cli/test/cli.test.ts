@@ -1,6 +1,6 @@
 // The CLI as users run it: the built bin in a child process, on the goldens.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -182,6 +182,28 @@ describe('ditcache on Wan', () => {
     expect(relativeL2(loadSafetensors(latents).latents_out, want)).toBeLessThan(1e-4);
     expect(readFileSync(video).subarray(8, 12).toString()).toBe('WEBP');
     expect(readdirSync(join(dir, 'w22_frames'))).toHaveLength(meta.num_frames);
+  });
+
+  it('Wan 2.1 from text: --prompt and --negative-prompt through the folder\'s UMT5 encoder give diffusers\' latents', () => {
+    const data = join(root, 'packages/adapter-wan/test/goldens/wan-prompt');
+    const run = (JSON.parse(readFileSync(join(data, 'meta.json'), 'utf-8')) as { run: Record<string, string | number> }).run;
+    const model = join(dir, 'wan-with-text');
+    mkdirSync(model);
+    for (const name of ['transformer', 'vae', 'scheduler']) symlinkSync(join(w21, name), join(model, name));
+    for (const name of ['tokenizer', 'text_encoder']) symlinkSync(join(data, name), join(model, name));
+    const index = JSON.parse(readFileSync(join(w21, 'model_index.json'), 'utf-8')) as Record<string, unknown>;
+    writeFileSync(join(model, 'model_index.json'), JSON.stringify({ ...index, tokenizer: ['transformers', 'T5TokenizerFast'], text_encoder: ['transformers', 'UMT5EncoderModel'] }));
+    const ref = loadSafetensors(join(data, 'prompts.safetensors'));
+    const inputs = join(dir, 'wan-latents-in.safetensors');
+    saveSafetensors(inputs, { latents_in: ref.run_latents_in });
+    const latents = join(dir, 'wan-from-text.safetensors');
+    const size = ['--height', String(run.height), '--width', String(run.width), '--frames', String(run.num_frames), '--steps', String(run.num_inference_steps), '--guidance', String(run.guidance_scale)];
+    const r = ditcache('generate', '--model', model, '--prompt', String(run.prompt), '--negative-prompt', String(run.negative_prompt), '--inputs', inputs, ...size, '--save-latents', latents);
+    expect(r.status, r.stderr).toBe(0);
+    expect(relativeL2(loadSafetensors(latents).latents_out, ref.run_latents_out)).toBeLessThan(1e-4);
+    const textless = ditcache('generate', '--model', w21, '--prompt', 'a cat', ...size);
+    expect(textless.status).toBe(2);
+    expect(textless.stderr).toMatch(/--prompt: .* has no tokenizer\/, text_encoder\/ \(the UMT5 text encoder\); give prompt embeddings with --inputs instead/);
   });
 
   it('Wan 2.1: forward, and clear errors for frames and formats', () => {

@@ -1,7 +1,8 @@
-// transformers' T5EncoderModel (T5 v1.0 and v1.1): token embeddings, pre-norm layers of
-// self-attention without scaling, biased by relative position buckets that the first layer
-// holds and every layer shares, and a ReLU or gated-GELU feed-forward; RMS-style layer norms
-// (no mean, no bias) and a final one.
+// transformers' T5EncoderModel (T5 v1.0 and v1.1) and UMT5EncoderModel (the encoder of Wan's
+// umt5-xxl): token embeddings, pre-norm layers of self-attention without scaling, biased by
+// relative position buckets (T5: a table the first layer holds and every layer shares; UMT5: a
+// table in every layer), and a ReLU or gated-GELU feed-forward; RMS-style layer norms (no mean,
+// no bias) and a final one.
 import { add, attention, embedding, mul, tensor, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import { ConfigError, Linear, RMSNorm, type LoadOptions, type ParameterStore } from '@ditcache/diffusion';
 
@@ -10,6 +11,10 @@ import { checkIds } from './clip-text-model.js';
 import { positionBuckets } from './t5-position-bias.js';
 import { TransformersConfig } from './transformers-config.js';
 import { loadEncoderFolder, type StoredDtypeWeightReader } from './weights.js';
+
+/** transformers' architectures of T5 checkpoints whose encoder this runs. */
+const T5_ARCHITECTURES = ['T5EncoderModel', 'T5ForConditionalGeneration', 'T5Model'];
+const UMT5_ARCHITECTURES = ['UMT5EncoderModel', 'UMT5ForConditionalGeneration', 'UMT5Model'];
 
 export interface T5EncoderConfig {
   vocabSize: number;
@@ -26,6 +31,8 @@ export interface T5EncoderConfig {
   denseActFn: string;
   /** Gated feed-forward (v1.1: act(wi_0 x) * wi_1 x). */
   isGatedAct: boolean;
+  /** UMT5: every layer has its own relative position bias table, not the first layer's shared. */
+  biasPerLayer: boolean;
 }
 
 /** Options of T5Encoder.forward. */
@@ -96,7 +103,8 @@ export class T5Encoder implements Disposable {
   constructor(
     readonly config: T5EncoderConfig,
     private readonly embedTokens: Tensor,
-    private readonly relativeAttentionBias: Tensor,
+    /** One table (buckets, heads) shared by every layer (T5), or one per layer (UMT5). */
+    private readonly relativeAttentionBias: readonly Tensor[],
     private readonly layers: T5Layer[],
     private readonly finalNorm: RMSNorm,
     private readonly store: ParameterStore,
@@ -107,7 +115,7 @@ export class T5Encoder implements Disposable {
   /** Loads a transformers T5EncoderModel folder, sharded or not (weights keep their stored dtype). */
   static load(dir: string, opts: LoadOptions = {}): T5Encoder {
     return loadEncoderFolder(dir, opts, (folder, w, store) => {
-      const cfg = new TransformersConfig(folder.config, dir, ['T5EncoderModel', 'T5ForConditionalGeneration', 'T5Model']);
+      const cfg = new TransformersConfig(folder.config, dir, [...T5_ARCHITECTURES, ...UMT5_ARCHITECTURES]);
       const feedForwardProj = cfg.string('feed_forward_proj', 'relu');
       const parts = feedForwardProj.split('-');
       if (parts.length > 2 || (parts.length === 2 && parts[0] !== 'gated')) {
@@ -127,14 +135,17 @@ export class T5Encoder implements Disposable {
         // transformers runs "gated-gelu" with the tanh approximation.
         denseActFn: feedForwardProj === 'gated-gelu' ? 'gelu_new' : parts[parts.length - 1],
         isGatedAct: parts[0] === 'gated',
+        biasPerLayer: UMT5_ARCHITECTURES.includes(cfg.architecture),
       };
       activation(config.denseActFn, cfg.where);
       const layers: T5Layer[] = [];
       for (let i = 0; i < config.numLayers; i++) layers.push(T5Layer.load(w.at('encoder.block').at(i), config));
+      const biasOf = (layer: number): Tensor =>
+        w.tensor(`encoder.block.${layer}.layer.0.SelfAttention.relative_attention_bias.weight`, [config.relativeAttentionNumBuckets, config.numHeads]);
       return new T5Encoder(
         config,
         w.firstOf(['encoder.embed_tokens.weight', 'shared.weight'], [config.vocabSize, dModel]),
-        w.tensor('encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight', [config.relativeAttentionNumBuckets, config.numHeads]),
+        config.biasPerLayer ? layers.map((_, i) => biasOf(i)) : [biasOf(0)],
         layers,
         RMSNorm.load(w.at('encoder.final_layer_norm'), dModel, config.layerNormEpsilon),
         store,
@@ -153,14 +164,14 @@ export class T5Encoder implements Disposable {
     return tidy(() => {
       const device = this.embedTokens.device;
       const buckets = tensor(positionBuckets(seq, c.relativeAttentionNumBuckets, c.relativeAttentionMaxDistance), [seq, seq], { device });
-      // (S, S, H) -> (1, H, S, S), added to every layer's attention scores.
-      let bias = embedding(this.relativeAttentionBias, buckets).cast('float32').permute(2, 0, 1).unsqueeze(0).contiguous();
-      if (mask) {
-        const values = mask.toFloat32Array().map((m) => (m > 0 ? 0 : -Infinity));
-        bias = add(bias, tensor(values, [batch, 1, 1, seq], { device }));
-      }
+      const padding = mask ? tensor(mask.toFloat32Array().map((m) => (m > 0 ? 0 : -Infinity)), [batch, 1, 1, seq], { device }) : null;
+      // (S, S, H) -> (1, H, S, S), plus the padding mask: what a layer adds to its attention scores.
+      const biases = this.relativeAttentionBias.map((table) => {
+        const bias = embedding(table, buckets).cast('float32').permute(2, 0, 1).unsqueeze(0).contiguous();
+        return padding ? add(bias, padding) : bias;
+      });
       let x = embedding(this.embedTokens, inputIds).cast('float32');
-      for (const layer of this.layers) x = layer.forward(x, bias, c, this.act);
+      for (const [i, layer] of this.layers.entries()) x = layer.forward(x, biases[c.biasPerLayer ? i : 0], c, this.act);
       return this.finalNorm.forward(x);
     });
   }
