@@ -1,5 +1,5 @@
 // WanPipeline's prompt encoding (diffusers' _get_t5_prompt_embeds): the prompt cleaned as diffusers
-// cleans it, tokenized and padded to max_sequence_length, UMT5's last hidden state with the
+// cleans it (with ftfy installed, as Wan's requirements have it), tokenized and padded to max_sequence_length, UMT5's last hidden state with the
 // padding masked out of attention, and every row past a prompt's own tokens set to zero. The
 // tokenizer loads with the encoder; the encoder's weights load on first use and can be released
 // after it, since Wan's umt5-xxl is 11 GB in bfloat16.
@@ -8,7 +8,7 @@ import { join } from 'node:path';
 
 import { concat, tensor, tidy, zeros, type Tensor } from '@ditcache/cuda-runtime';
 import { ConfigError, type LoadOptions } from '@ditcache/diffusion';
-import { T5Encoder, loadTokenizer, type Tokenizer } from '@ditcache/text-encoders';
+import { T5Encoder, fixText, loadTokenizer, type Tokenizer } from '@ditcache/text-encoders';
 import { decodeHTML } from 'entities';
 
 /** The folders of a Wan pipeline that prompt encoding needs. */
@@ -23,13 +23,13 @@ const WHITESPACE_RUN = new RegExp(`[${PYTHON_WHITESPACE}]+`, 'g');
 const EDGE_WHITESPACE = new RegExp(`^[${PYTHON_WHITESPACE}]+|[${PYTHON_WHITESPACE}]+$`, 'g');
 
 /**
- * diffusers' prompt_clean for Wan: HTML character references decoded twice (as Python's
- * html.unescape does), runs of whitespace collapsed to one space, the ends trimmed. diffusers
- * first runs ftfy.fix_text when ftfy is installed (repairing mojibake, straightening curly quotes,
- * folding ligatures and full-width forms); that step is not done here.
+ * diffusers' prompt_clean for Wan: ftfy.fix_text (its character-level repairs: curly quotes,
+ * ligatures, full-width forms, control characters, NFC; not its mojibake repair, see fixText),
+ * HTML character references decoded twice (as Python's html.unescape does), runs of whitespace
+ * collapsed to one space, the ends trimmed.
  */
 export function cleanPrompt(text: string): string {
-  return decodeHTML(decodeHTML(text)).replace(WHITESPACE_RUN, ' ').replace(EDGE_WHITESPACE, '');
+  return decodeHTML(decodeHTML(fixText(text))).replace(WHITESPACE_RUN, ' ').replace(EDGE_WHITESPACE, '');
 }
 
 export interface WanEncodePromptOptions {

@@ -15,6 +15,7 @@ import { goldens, localGoldens, relativeL2 } from './helpers.js';
 const data = `${localGoldens}/wan-prompt`;
 const meta = JSON.parse(readFileSync(`${data}/meta.json`, 'utf-8')) as {
   prompts: { prompt: string; cleaned: string }[];
+  cleaned_only: { prompt: string; cleaned: string }[];
   sequence_lengths: number[];
   run: { prompt: string; negative_prompt: string; num_inference_steps: number; guidance_scale: number; height: number; width: number; num_frames: number };
 };
@@ -34,14 +35,12 @@ afterAll(() => {
 });
 
 describe('cleanPrompt', () => {
-  it('cleans prompts as diffusers does without ftfy: HTML entities twice, whitespace runs, the ends', () => {
+  it('cleans prompts as diffusers does with ftfy: quotes, ligatures, widths, HTML entities twice, whitespace runs, the ends', () => {
     expect(prompts.map(cleanPrompt)).toEqual(meta.prompts.map((p) => p.cleaned));
-    expect(cleanPrompt('a &amp;amp; b')).toBe('a & b');
   });
 
-  it('treats as whitespace what Python\'s str.isspace does, not what JavaScript\'s \\s does', () => {
-    expect(cleanPrompt('a\x1cb\x85c\u3000d')).toBe('a b c d');
-    expect(cleanPrompt('\ufeffa b\ufeff')).toBe('\ufeffa b\ufeff');
+  it('agrees with diffusers where Python\'s whitespace and control characters differ from JavaScript\'s', () => {
+    expect(meta.cleaned_only.map((p) => cleanPrompt(p.prompt))).toEqual(meta.cleaned_only.map((p) => p.cleaned));
   });
 });
 

@@ -34,16 +34,19 @@ REPO = Path(__file__).resolve().parents[3]
 WAN = REPO / "testdata/goldens/wan-tiny"
 TOKENIZER = REPO / "packages/text-encoders/test/data/t5-tokenizer"
 
-# Prompts as users write them: HTML entities and runs of whitespace (which WanPipeline's
-# prompt_clean undoes), unicode, one prompt longer than the short sequence length, and the empty
-# negative prompt diffusers uses by default.
+# Prompts as users write them: HTML entities, runs of whitespace, curly quotes, ligatures and
+# full-width forms (which WanPipeline's prompt_clean and ftfy undo), unicode, one prompt longer
+# than the short sequence length, and the empty negative prompt diffusers uses by default.
 PROMPTS = [
     "a red circle at the top left",
     "  two   cats &amp; a dog,\n\tsleeping  ",
     "caf\u00e9 \u00e0 la cr\u00e8me &lt;3 &#39;quoted&#39;",
+    "\u201ca \ufb01sh\u201d in \uff26\uff35\uff2c\uff2c\u3000\uff37\uff29\uff24\uff34\uff28 &ldquo;video&rdquo;",
     "a very long prompt that goes on and on about the colours of the sea, the sky and the sand so that it cannot fit",
     "",
 ]
+# Cleaned only (meta.json): whitespace and control characters where Python and JavaScript differ.
+CLEANED_ONLY = ["a\x1cb\x85c\u3000d\u2003e\xa0f", "\ufeffa b\ufeff", "line\r\nbreaks\u2028and\u2029more", "&amp;amp; twice"]
 SEQUENCE_LENGTHS = [512, 16]
 # The run from text: a prompt, a negative prompt, the pipeline's own max_sequence_length (512).
 RUN = dict(prompt="a green square in the middle", negative_prompt="blurry &amp; dark", num_inference_steps=8, guidance_scale=5.0)
@@ -58,9 +61,10 @@ def make_text_encoder(vocab_size, d_model):
 
 
 def main(out_dir):
-    # WanPipeline runs ftfy.fix_text on prompts when ftfy is installed; ditcache cleans prompts as
-    # diffusers does without it (HTML entities, whitespace), so the references are made that way.
-    diffusers.pipelines.wan.pipeline_wan.is_ftfy_available = lambda: False
+    # WanPipeline runs ftfy.fix_text on prompts only when ftfy is installed, as Wan requires; the
+    # references must come from that path.
+    if not diffusers.pipelines.wan.pipeline_wan.is_ftfy_available():
+        sys.exit("install ftfy in this venv: WanPipeline cleans prompts with it")
     out = Path(out_dir)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -100,7 +104,8 @@ def main(out_dir):
         tensors["run_negative_prompt_embeds"] = run_negative
 
     save_file({k: v.detach().to(torch.float32).contiguous() for k, v in tensors.items()}, str(out / "prompts.safetensors"))
-    meta = dict(diffusers=diffusers.__version__, transformers=transformers.__version__, torch=torch.__version__, prompts=cases,
+    cleaned_only = [dict(prompt=p, cleaned=diffusers.pipelines.wan.pipeline_wan.prompt_clean(p)) for p in CLEANED_ONLY]
+    meta = dict(diffusers=diffusers.__version__, transformers=transformers.__version__, torch=torch.__version__, prompts=cases, cleaned_only=cleaned_only,
                 sequence_lengths=SEQUENCE_LENGTHS, run=dict(RUN, height=meta_wan["height"], width=meta_wan["width"], num_frames=meta_wan["num_frames"]))
     (out / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {out}")

@@ -7,3 +7,4 @@ export { T5Encoder, type T5EncoderConfig, type T5ForwardOptions } from './t5-enc
 export { positionBuckets, relativePositionBucket } from './t5-position-bias.js';
 export { StoredDtypeWeightReader, loadEncoderFolder } from './weights.js';
 export { TransformersConfig } from './transformers-config.js';
+export { fixText } from './fix-text.js';
