@@ -21,8 +21,8 @@ import {
   type SamplingSchedule,
 } from '@ditcache/diffusion';
 
-import { WanTransformer } from './transformer.js';
 import { WanPromptEncoder, type WanEncodePromptOptions, type WanPromptEmbeddings } from './prompt-encoder.js';
+import { WanTransformer } from './transformer.js';
 import { AutoencoderKLWanDecoder } from './vae/decoder.js';
 
 /** Which half of classifier-free guidance a transformer call computes. */

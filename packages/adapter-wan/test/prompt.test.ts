@@ -27,7 +27,8 @@ const folder = mkdtempSync(join(tmpdir(), 'ditcache-wan-prompt-'));
 for (const name of ['transformer', 'vae', 'scheduler']) symlinkSync(`${goldens}/wan-tiny/${name}`, join(folder, name));
 for (const name of ['tokenizer', 'text_encoder']) symlinkSync(`${data}/${name}`, join(folder, name));
 const index = JSON.parse(readFileSync(`${goldens}/wan-tiny/model_index.json`, 'utf-8')) as Record<string, unknown>;
-writeFileSync(join(folder, 'model_index.json'), JSON.stringify({ ...index, tokenizer: ['transformers', 'T5TokenizerFast'], text_encoder: ['transformers', 'UMT5EncoderModel'] }));
+const textIndex = { ...index, tokenizer: ['transformers', 'T5TokenizerFast'], text_encoder: ['transformers', 'UMT5EncoderModel'] };
+writeFileSync(join(folder, 'model_index.json'), JSON.stringify(textIndex));
 
 afterAll(() => {
   rmSync(folder, { recursive: true, force: true });
@@ -113,5 +114,11 @@ describe('WanPipeline from text', () => {
     expect(() => pipe.generate({ ...request, prompt: ['a', 'b'], negativePrompt: ['c'] })).toThrow(/negativePrompt has 1 prompts for a batch of 2/);
     expect(() => textless.generate({ ...request, prompt: 'a' })).toThrow(/has no tokenizer \/ text_encoder, so it takes promptEmbeds, not a prompt/);
     expect(() => textless.generate({ ...request, promptEmbeds: ref.run_prompt_embeds })).toThrow(/needs negativePromptEmbeds .*this pipeline has no text encoder/);
+    writeFileSync(join(folder, 'model_index.json'), JSON.stringify({ ...index, tokenizer: ['transformers', 'T5TokenizerFast'] }));
+    try {
+      expect(() => WanPipeline.fromPretrained(folder)).toThrow(/lists only one of tokenizer and text_encoder; prompt encoding needs both/);
+    } finally {
+      writeFileSync(join(folder, 'model_index.json'), JSON.stringify(textIndex));
+    }
   });
 });
