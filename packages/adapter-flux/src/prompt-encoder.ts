@@ -2,11 +2,10 @@
 // padded to 77 tokens, T5's last hidden state of the prompt padded to max_sequence_length, and
 // zero text ids. The tokenizers load with the encoder; the encoders' weights load on first use
 // and can be released after it, since FLUX.1's T5-XXL alone is 9.5 GB.
-import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { tensor, tidy, zeros, type Tensor } from '@ditcache/cuda-runtime';
-import { ConfigError, type LoadOptions } from '@ditcache/diffusion';
+import { ConfigError, missingFolders, type LoadOptions } from '@ditcache/diffusion';
 import { ClipTextModel, T5Encoder, loadTokenizer, type Tokenizer } from '@ditcache/text-encoders';
 
 /** The folders of a FLUX pipeline that prompt encoding needs. */
@@ -38,7 +37,7 @@ export interface FluxPromptEmbeddings {
 
 /** The text folders a pipeline folder lacks (none when prompts can be encoded). */
 export function missingTextComponents(dir: string): string[] {
-  return TEXT_COMPONENTS.filter((name) => !existsSync(join(dir, name)) || !statSync(join(dir, name)).isDirectory());
+  return missingFolders(dir, TEXT_COMPONENTS);
 }
 
 export class FluxPromptEncoder implements Disposable {

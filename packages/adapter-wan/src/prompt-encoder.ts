@@ -1,13 +1,12 @@
 // WanPipeline's prompt encoding (diffusers' _get_t5_prompt_embeds): the prompt cleaned as diffusers
-// cleans it (with ftfy installed, as Wan's requirements have it), tokenized and padded to max_sequence_length, UMT5's last hidden state with the
-// padding masked out of attention, and every row past a prompt's own tokens set to zero. The
-// tokenizer loads with the encoder; the encoder's weights load on first use and can be released
-// after it, since Wan's umt5-xxl is 11 GB in bfloat16.
-import { existsSync, statSync } from 'node:fs';
+// cleans it (with ftfy installed, as Wan requires), tokenized and padded to max_sequence_length,
+// UMT5's last hidden state with the padding masked out of attention, and every row past a
+// prompt's own tokens set to zero. The tokenizer loads with the encoder; the encoder's weights
+// load on first use and can be released after it, since Wan's umt5-xxl is 11 GB in bfloat16.
 import { join } from 'node:path';
 
 import { concat, tensor, tidy, zeros, type Tensor } from '@ditcache/cuda-runtime';
-import { ConfigError, type LoadOptions } from '@ditcache/diffusion';
+import { ConfigError, missingFolders, type LoadOptions } from '@ditcache/diffusion';
 import { T5Encoder, fixText, loadTokenizer, type Tokenizer } from '@ditcache/text-encoders';
 import { decodeHTML } from 'entities';
 
@@ -51,7 +50,7 @@ export interface WanPromptEmbeddings {
 
 /** The text folders a pipeline folder lacks (none when prompts can be encoded). */
 export function missingTextComponents(dir: string): string[] {
-  return TEXT_COMPONENTS.filter((name) => !existsSync(join(dir, name)) || !statSync(join(dir, name)).isDirectory());
+  return missingFolders(dir, TEXT_COMPONENTS);
 }
 
 export class WanPromptEncoder implements Disposable {

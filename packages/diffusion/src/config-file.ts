@@ -58,6 +58,11 @@ export function typedConfig<T extends Record<string, unknown>>(
   return { ...(out as T), ignoredKeys };
 }
 
+/** Which of the sub-folders `names` the folder `dir` lacks (none when all are there). */
+export function missingFolders(dir: string, names: readonly string[]): string[] {
+  return names.filter((name) => !existsSync(join(dir, name)) || !statSync(join(dir, name)).isDirectory());
+}
+
 /**
  * Checks a diffusers pipeline folder before anything loads: it exists; its model_index.json,
  * when there is one, names `pipelineClass` and lists each of `components` ([folder, class]) with

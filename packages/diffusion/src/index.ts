@@ -1,5 +1,5 @@
 export { AUTOENCODER_KL_DEFAULTS, AutoencoderKLDecoder, type AutoencoderKLConfig } from './autoencoder-kl/decoder.js';
-export { ConfigError, checkPipelineFolder, readJsonObject, typedConfig } from './config-file.js';
+export { ConfigError, checkPipelineFolder, missingFolders, readJsonObject, typedConfig } from './config-file.js';
 export { MlpEmbedding, sinusoidalTimestepEmbedding, type SinusoidalOptions } from './embeddings.js';
 export { FeedForward, type FeedForwardActivation } from './feed-forward.js';
 export { encodePng, saveAnimation, savePng, savePngFrames, toImage8, toImageRange, toVideoRange, type Image8 } from './image.js';
