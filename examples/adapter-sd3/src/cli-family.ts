@@ -17,7 +17,7 @@ const sd3CliFamily: CliFamily = {
   flags: [],
   outputFormats: ['.png'],
 
-  spawn: (dir) => StableDiffusion3Pipeline.spawn(dir),
+  spawn: (dir, options) => StableDiffusion3Pipeline.spawn(dir, options),
 
   request(inputs, file, s: CliGenerateSettings): SD3GenerateOptions {
     const [promptEmbeds, pooledPromptEmbeds] = pickInputs(inputs, file, ['prompt_embeds', 'pooled_prompt_embeds']);

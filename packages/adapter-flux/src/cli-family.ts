@@ -14,7 +14,7 @@ const fluxCliFamily: CliFamily = {
   outputFormats: ['.png'],
 
   // One generation per run: the text encoders' weights (T5-XXL: 9.5 GB) go once the prompt is encoded.
-  spawn: (dir) => FluxPipeline.spawn(dir, { releaseTextEncoders: true }),
+  spawn: (dir, options) => FluxPipeline.spawn(dir, { ...options, releaseTextEncoders: true }),
 
   checkModel(dir, s: CliGenerateSettings): void {
     if (s.prompt === undefined && s.negativePrompt === undefined) return;

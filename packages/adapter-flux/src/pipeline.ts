@@ -151,7 +151,7 @@ export class FluxPipeline implements Disposable {
     checkPipelineFolder(dir, 'FluxPipeline', COMPONENTS);
     const scheduler = FlowMatchEulerDiscreteScheduler.fromFolder(join(dir, 'scheduler'));
     const missingText = missingTextComponents(dir);
-    const loadOpts: LoadOptions = { device: opts.device };
+    const loadOpts: LoadOptions = { device: opts.device, weightDtype: opts.weightDtype };
     const textEncoders = missingText.length ? null : FluxPromptEncoder.fromPretrained(dir, { ...loadOpts, preload: opts.preloadTextEncoders });
     let transformer: FluxTransformer | undefined;
     let vae: AutoencoderKLDecoder | undefined;

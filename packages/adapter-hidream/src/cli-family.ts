@@ -14,7 +14,7 @@ const hidreamCliFamily: CliFamily = {
   flags: ['defaultSampleSize'],
   outputFormats: ['.png'],
 
-  spawn: (dir) => HiDreamPipeline.spawn(dir),
+  spawn: (dir, options) => HiDreamPipeline.spawn(dir, options),
 
   request(inputs, file, s: CliGenerateSettings): HiDreamGenerateOptions {
     const [promptEmbedsT5, promptEmbedsLlama3, pooledPromptEmbeds] = pickInputs(inputs, file, ['prompt_embeds_t5', 'prompt_embeds_llama3', 'pooled_prompt_embeds']);

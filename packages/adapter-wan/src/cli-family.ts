@@ -17,7 +17,7 @@ const wanCliFamily: CliFamily = {
   outputFormats: ['.webp', '.gif'],
 
   // One generation per run: the UMT5 encoder's weights (11 GB in bfloat16) go once the prompts are encoded.
-  spawn: (dir) => WanPipeline.spawn(dir, { releaseTextEncoder: true }),
+  spawn: (dir, options) => WanPipeline.spawn(dir, { ...options, releaseTextEncoder: true }),
 
   checkModel(dir, s: CliGenerateSettings): void {
     if (s.prompt === undefined && s.negativePrompt === undefined) return;

@@ -203,7 +203,7 @@ export class WanPipeline implements Disposable {
       if (transformer2) loaded.push(transformer2);
       const vae = AutoencoderKLWanDecoder.load(join(dir, 'vae'), opts);
       loaded.push(vae);
-      const promptEncoder = listed('text_encoder') ? new WanPromptEncoder(dir, { device: opts.device }) : null;
+      const promptEncoder = listed('text_encoder') ? new WanPromptEncoder(dir, { device: opts.device, weightDtype: opts.weightDtype }) : null;
       return new WanPipeline({ transformer, transformer2, vae, scheduler, boundaryRatio, promptEncoder, releaseTextEncoder: opts.releaseTextEncoder });
     } catch (e) {
       for (const part of loaded) part[Symbol.dispose]();

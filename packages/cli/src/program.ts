@@ -83,6 +83,7 @@ function statsRecord(c: ContextStats): Record<string, unknown> {
 
 interface GenerateFlags extends CliGenerateSettings {
   model: string;
+  weightDtype: 'float32' | 'stored';
   adapter: string[];
   inputs?: string;
   cache?: string;
@@ -107,7 +108,7 @@ async function generate(flags: GenerateFlags): Promise<void> {
   const inputs: Record<string, Tensor> = flags.inputs === undefined ? {} : loadInputs(flags.inputs);
   const request = family.request(inputs, flags.inputs, flags);
 
-  const pipe = await family.spawn(flags.model);
+  const pipe = await family.spawn(flags.model, { weightDtype: flags.weightDtype });
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once('SIGINT', onSigint);
@@ -186,6 +187,9 @@ export function buildProgram(): Command {
     .option('--guidance-2 <g>', 'Wan 2.2: guidance scale of the low-noise expert (transformer_2)', finite('--guidance-2'))
     .option('--fps <n>', 'Wan: frames per second of the animation', positiveInt('--fps'))
     .option('--default-sample-size <n>', 'HiDream: the latent side of the area images are rescaled to (diffusers\' default_sample_size, 128)', positiveInt('--default-sample-size'))
+    .addOption(
+      new Option('--weight-dtype <dtype>', 'stored: keep bf16 / f16 weights as stored (half the memory of float32; the same results)').choices(['float32', 'stored']).default('float32'),
+    )
     .option('--cache <spec>', 'a preset (quality, balanced, fast, cache-dit), a JSON / YAML file, or JSON text')
     .option('--output <file>', 'write the image (.png) or the video (.webp / .gif animation, PNG frames beside it)')
     .option('--save-latents <file>', 'write the final latents as latents_out (safetensors)')

@@ -35,12 +35,12 @@ const meta = JSON.parse(readFileSync(join(flux, 'meta.json'), 'utf-8')) as Recor
 const size = ['--height', String(meta.height), '--width', String(meta.width), '--steps', String(meta.num_inference_steps)];
 
 describe('ditcache generate', () => {
-  it('writes the image, the latents and cache-dit\'s steps in --stats for a cache spec given as JSON', () => {
+  it('writes the image, the latents and cache-dit\'s steps in --stats for a cache spec given as JSON (weights as stored)', () => {
     const name = 'F1B0_W3_R0.6_TS1';
     const trace = meta.cache_traces[name];
     const spec = JSON.stringify({ ...trace.config, taylorseer_order: trace.taylorseer_order });
     const out = join(dir, 'a.png'), latents = join(dir, 'a.safetensors'), stats = join(dir, 'a.json');
-    const r = ditcache('generate', '--model', flux, '--inputs', join(flux, 'pipeline.safetensors'), ...size, '--cache', spec, '--output', out, '--save-latents', latents, '--stats', stats);
+    const r = ditcache('generate', '--model', flux, '--inputs', join(flux, 'pipeline.safetensors'), ...size, '--cache', spec, '--output', out, '--save-latents', latents, '--stats', stats, '--weight-dtype', 'stored');
     expect(r.stderr).toMatch(/generated in .* s, \d+ cached steps/);
     expect(r.status).toBe(0);
     expect(readFileSync(out).subarray(1, 4).toString()).toBe('PNG');
@@ -75,6 +75,7 @@ describe('ditcache generate', () => {
       [['--model', flux, '--inputs', inputs, '--height', '48', '--width', '32'], /latents must be packed \(1, 96, 16\) for this size, got \(1, 64, 16\)/],
       [['--model', flux, '--inputs', inputs, '--steps', '0'], /--steps must be a positive integer/],
       [['--model', flux], /--inputs is required/],
+      [['--model', flux, '--inputs', inputs, '--weight-dtype', 'bf16'], /--weight-dtype <dtype>' argument 'bf16' is invalid. Allowed choices are float32, stored/],
     ];
     for (const [args, message] of cases) {
       const r = ditcache('generate', ...args);

@@ -6,6 +6,7 @@
 import type { Tensor } from '@ditcache/cuda-runtime';
 
 import { savePng } from './image.js';
+import type { LoadOptions } from './weights.js';
 import type { RemotePipeline } from './worker/remote-pipeline.js';
 
 /** The flags of `ditcache generate` that only some families take; a family names those it takes in `CliFamily.flags`. */
@@ -55,8 +56,8 @@ export interface CliFamily {
   readonly flags: readonly FamilyFlag[];
   /** File extensions --output may have, e.g. ['.png'] (checked before any work). */
   readonly outputFormats: readonly string[];
-  /** Loads the pipeline folder in a worker thread (RemotePipeline), where generation runs. */
-  spawn(dir: string): Promise<RemotePipeline<object, CliGenerateResult>>;
+  /** Loads the pipeline folder in a worker thread (RemotePipeline), where generation runs, with the CLI's load options (--weight-dtype). */
+  spawn(dir: string, options: Pick<LoadOptions, 'weightDtype'>): Promise<RemotePipeline<object, CliGenerateResult>>;
   /** Checks before any work that the folder can serve these flags (e.g. has text encoders for --prompt). */
   checkModel?(modelDir: string, settings: CliGenerateSettings): void;
   /** The pipeline request from the tensors of the --inputs file (none when `file` is undefined) and the flags. */

@@ -1,12 +1,19 @@
 // Where a model's parameters come from and who frees them: a WeightReader walks a diffusers
-// component folder by name prefix and loads each weight once, as float32 on the model's device,
-// into a ParameterStore that the model disposes as a whole.
+// component folder by name prefix and loads each weight once, on the model's device, into a
+// ParameterStore that the model disposes as a whole.
 import { WeightFolder, type Device, type Tensor } from '@ditcache/cuda-runtime';
 
 /** Where a loaded model keeps its parameters. */
 export interface LoadOptions {
   /** Device for the weights and every tensor the model creates (default 'cpu'). */
   device?: Device;
+  /**
+   * 'float32' (the default for diffusion models): bf16 / f16 weights are widened once at load.
+   * 'stored': every weight keeps the dtype of the file, half the memory for a bf16 checkpoint
+   * (on the CPU a read-only view of the mapped file, so loading copies nothing); the ops still
+   * compute in float32, widening one weight at a time as they use it, so results are the same.
+   */
+  weightDtype?: 'float32' | 'stored';
 }
 
 /** The tensors a model owns. They live outside every TensorScope until `dispose()`. */
@@ -41,26 +48,29 @@ export class WeightMismatchError extends TypeError {
 }
 
 /**
- * Loads weights named `prefix + name` from an open WeightFolder into a ParameterStore.
- * Stored bf16 / f16 weights become float32 here, once, rather than in every op; float32 weights
- * on the CPU stay read-only views of the mapped file.
+ * Loads weights named `prefix + name` from an open WeightFolder into a ParameterStore, as float32
+ * (bf16 / f16 weights widened once, here, rather than in every op) or in their stored dtype
+ * (`weightDtype: 'stored'`). Weights already in the wanted dtype stay, on the CPU, read-only
+ * views of the mapped file.
  */
 export class WeightReader {
   readonly folder: WeightFolder;
   readonly store: ParameterStore;
   readonly device: Device;
+  readonly weightDtype: 'float32' | 'stored';
   readonly prefix: string;
 
   constructor(folder: WeightFolder, store: ParameterStore, opts: LoadOptions & { prefix?: string } = {}) {
     this.folder = folder;
     this.store = store;
     this.device = opts.device ?? 'cpu';
+    this.weightDtype = opts.weightDtype ?? 'float32';
     this.prefix = opts.prefix ?? '';
   }
 
   /** The reader for the sub-module `name` (diffusers' dotted module path). */
   at(name: string | number): WeightReader {
-    return new WeightReader(this.folder, this.store, { device: this.device, prefix: `${this.prefix}${name}.` });
+    return new WeightReader(this.folder, this.store, { device: this.device, weightDtype: this.weightDtype, prefix: `${this.prefix}${name}.` });
   }
 
   /** Loads `name`, checking its shape against `shape` (what the config implies) when given. */
@@ -75,7 +85,14 @@ export class WeightReader {
         `${this.folder.dir}: weight '${full}' has shape (${entry.shape.join(', ')}) but config.json implies (${shape.join(', ')})`,
       );
     }
-    return this.store.adopt(this.folder.get(full, { dtype: 'float32', device: this.device }));
+    return this.store.adopt(this.folder.get(full, { dtype: this.weightDtype === 'stored' ? undefined : 'float32', device: this.device }));
+  }
+
+  /** The first of `names` the folder holds (checkpoints name tied embeddings either way). */
+  firstOf(names: readonly string[], shape: readonly number[]): Tensor {
+    const found = names.find((n) => this.folder.has(this.prefix + n));
+    if (!found) throw new WeightMismatchError(`${this.folder.dir}: none of the weights ${names.map((n) => `'${this.prefix}${n}'`).join(', ')} is there`);
+    return this.tensor(found, shape);
   }
 }
 

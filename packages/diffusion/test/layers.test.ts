@@ -43,6 +43,29 @@ describe('WeightReader and layers', () => {
     expect([...proj.bias!.toFloat32Array()]).toEqual([1, 2, 3]);
   });
 
+  it('keep bf16 and f16 weights as stored with weightDtype \'stored\', mapped rather than copied, computing as the float32 ones do', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ditcache-stored-'));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ _class_name: 'Test' }));
+    using w32 = tensor(Array.from({ length: 64 * 32 }, (_, i) => Math.sin(i) / 8), [64, 32]);
+    using b32 = tensor(Array.from({ length: 64 }, (_, i) => Math.cos(i)));
+    using wbf = w32.cast('bfloat16');
+    using bf16 = b32.cast('float16');
+    saveSafetensors(join(dir, 'model.safetensors'), { 'block.proj.weight': wbf, 'block.proj.bias': bf16 });
+    using folder = new WeightFolder(dir);
+    using x = tensor(Array.from({ length: 3 * 32 }, (_, i) => Math.cos(i / 3)), [3, 32]);
+    const before = memoryStats();
+    using store = new ParameterStore();
+    const stored = Linear.load(new WeightReader(folder, store, { weightDtype: 'stored' }).at('block').at('proj'), 32, 64);
+    expect([stored.weight.dtype, stored.bias?.dtype]).toEqual(['bfloat16', 'float16']);
+    expect(memoryStats().hostBytes - before.hostBytes).toBe(0);
+    const widened = Linear.load(new WeightReader(folder, store).at('block').at('proj'), 32, 64);
+    expect(memoryStats().hostBytes - before.hostBytes).toBe(4 * (64 * 32 + 64));
+    using a = stored.forward(x);
+    using b = widened.forward(x);
+    expect([a.dtype, b.dtype]).toEqual(['float32', 'float32']);
+    expect(Buffer.compare(Buffer.from(a.toBytes()), Buffer.from(b.toBytes()))).toBe(0);
+  });
+
   it('name the folder, weight and shapes when weights do not fit', () => {
     using folder = new WeightFolder(`${goldens}/flux-tiny/vae`);
     using store = new ParameterStore();

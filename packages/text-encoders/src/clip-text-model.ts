@@ -2,11 +2,11 @@
 // pre-norm transformer layers under a causal mask, a final layer norm, and the pooled output at
 // each sequence's end-of-text token (projected by text_projection in the WithProjection variant).
 import { add, attention, concat, embedding, tensor, tidy, type Tensor } from '@ditcache/cuda-runtime';
-import { LayerNorm, Linear, type LoadOptions, type ParameterStore } from '@ditcache/diffusion';
+import { LayerNorm, Linear, type LoadOptions, type ParameterStore, type WeightReader } from '@ditcache/diffusion';
 
 import { activation, type Activation } from './activations.js';
 import { TransformersConfig } from './transformers-config.js';
-import { loadEncoderFolder, type StoredDtypeWeightReader } from './weights.js';
+import { loadEncoderFolder } from './weights.js';
 
 export interface ClipTextConfig {
   architecture: 'CLIPTextModel' | 'CLIPTextModelWithProjection';
@@ -47,7 +47,7 @@ class ClipEncoderLayer {
     readonly fc2: Linear,
   ) {}
 
-  static load(w: StoredDtypeWeightReader, c: ClipTextConfig): ClipEncoderLayer {
+  static load(w: WeightReader, c: ClipTextConfig): ClipEncoderLayer {
     const d = c.hiddenSize;
     const attn = w.at('self_attn');
     return new ClipEncoderLayer(

@@ -4,13 +4,13 @@
 // table in every layer), and a ReLU or gated-GELU feed-forward; RMS-style layer norms (no mean,
 // no bias) and a final one.
 import { add, attention, embedding, mul, tensor, tidy, type Tensor } from '@ditcache/cuda-runtime';
-import { ConfigError, Linear, RMSNorm, type LoadOptions, type ParameterStore } from '@ditcache/diffusion';
+import { ConfigError, Linear, RMSNorm, type LoadOptions, type ParameterStore, type WeightReader } from '@ditcache/diffusion';
 
 import { activation, type Activation } from './activations.js';
 import { checkIds } from './clip-text-model.js';
 import { positionBuckets } from './t5-position-bias.js';
 import { TransformersConfig } from './transformers-config.js';
-import { loadEncoderFolder, type StoredDtypeWeightReader } from './weights.js';
+import { loadEncoderFolder } from './weights.js';
 
 /** transformers' architectures of T5 checkpoints whose encoder this runs. */
 const T5_ARCHITECTURES = ['T5EncoderModel', 'T5ForConditionalGeneration', 'T5Model'];
@@ -65,7 +65,7 @@ class T5Layer {
     readonly feedForward: FeedForward,
   ) {}
 
-  static load(w: StoredDtypeWeightReader, c: T5EncoderConfig): T5Layer {
+  static load(w: WeightReader, c: T5EncoderConfig): T5Layer {
     const inner = c.numHeads * c.dKv;
     const attn = w.at('layer.0.SelfAttention');
     const ff = w.at('layer.1.DenseReluDense');
