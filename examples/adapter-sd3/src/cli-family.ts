@@ -2,9 +2,11 @@
 // `"ditcache": { "cli": "./dist/cli-family.js" }` points here; the CLI finds this package beside
 // it, or loads it with `--adapter PATH|NAME`, and imports this module's default export.
 import type { Tensor } from '@ditcache/cuda-runtime';
+import { missingFolders } from '@ditcache/diffusion';
 import { UsageError, pickInputs, writeImage, type CliFamily, type CliGenerateSettings } from '@ditcache/diffusion/cli';
 
 import { StableDiffusion3Pipeline, type SD3GenerateOptions } from './pipeline.js';
+import { CLIP_COMPONENTS } from './prompt-encoder.js';
 import { SD3Transformer } from './transformer.js';
 
 const NEGATIVE = ['negative_prompt_embeds', 'negative_pooled_prompt_embeds'];
@@ -13,13 +15,24 @@ const sd3CliFamily: CliFamily = {
   label: 'Stable Diffusion 3',
   pipelineClasses: ['StableDiffusion3Pipeline'],
   transformerClasses: ['SD3Transformer2DModel'],
-  // No family-specific flags: prompts come as embeddings, guidance is batched CFG with --guidance.
-  flags: [],
+  // Guidance is batched CFG with --guidance; prompts come as text (with the folder's text encoders) or as embeddings.
+  flags: ['prompt', 'negativePrompt', 'maxSequenceLength'],
   outputFormats: ['.png'],
 
   spawn: (dir, options) => StableDiffusion3Pipeline.spawn(dir, options),
 
+  checkModel(dir, s: CliGenerateSettings): void {
+    if (s.prompt === undefined && s.negativePrompt === undefined) return;
+    const missing = missingFolders(dir, CLIP_COMPONENTS);
+    if (missing.length) throw new UsageError(`--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (text encoders); give prompt embeddings with --inputs instead`);
+  },
+
   request(inputs, file, s: CliGenerateSettings): SD3GenerateOptions {
+    if (s.prompt !== undefined) {
+      if ('prompt_embeds' in inputs) throw new UsageError(`--prompt and the prompt_embeds of --inputs ${file} exclude each other; give one`);
+      return { prompt: s.prompt, negativePrompt: s.negativePrompt, maxSequenceLength: s.maxSequenceLength, latents: inputs.latents_in, seed: inputs.latents_in ? undefined : s.seed, height: s.height, width: s.width, numInferenceSteps: s.steps, guidanceScale: s.guidance };
+    }
+    if (s.negativePrompt !== undefined || s.maxSequenceLength !== undefined) throw new UsageError('--negative-prompt and --max-sequence-length go with --prompt');
     const [promptEmbeds, pooledPromptEmbeds] = pickInputs(inputs, file, ['prompt_embeds', 'pooled_prompt_embeds']);
     // Classifier-free guidance runs at a guidance scale above 1 (the pipeline's default is 7) and needs both negative embeddings.
     const guided = s.guidance === undefined || s.guidance > 1;

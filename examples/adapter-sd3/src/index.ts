@@ -11,4 +11,5 @@ export {
   type StepEnd,
   type TransformerCall,
 } from './pipeline.js';
+export { CLIP_COMPONENTS, MAX_SEQUENCE_LENGTH, SD3PromptEncoder, T5_COMPONENTS, type SD3PromptEmbeddings } from './prompt-encoder.js';
 export { SD3CacheAdapterFactory, sd3BlockAdapter } from './cache.js';

@@ -18,7 +18,16 @@ import {
   type PipelineTransformerCall,
 } from '@ditcache/diffusion';
 
+import { SD3PromptEncoder, type SD3PromptEmbeddings } from './prompt-encoder.js';
 import { SD3Transformer } from './transformer.js';
+
+/** The embeddings a run uses, given or encoded. */
+interface Embeddings {
+  promptEmbeds: Tensor;
+  pooledPromptEmbeds: Tensor;
+  negativePromptEmbeds?: Tensor;
+  negativePooledPromptEmbeds?: Tensor;
+}
 
 /** Which half of classifier-free guidance a transformer call computes: 'batched' is both at once. */
 export type CfgBranch = 'batched' | 'cond';
@@ -30,11 +39,17 @@ export type TransformerCall = PipelineTransformerCall<CfgBranch>;
 export type StepEnd = PipelineStepEnd;
 
 export interface SD3GenerateOptions {
-  /** The joint CLIP + T5 prompt embeddings (B, text tokens, joint_attention_dim). */
-  promptEmbeds: Tensor;
-  /** The pooled CLIP embeddings (B, pooled_projection_dim). */
-  pooledPromptEmbeds: Tensor;
-  /** The negative prompt's embeddings, shaped like the prompt's; required when guidanceScale > 1. */
+  /** The prompt (or one per image), encoded by the folder's text encoders (all three read it); or give the embeddings. */
+  prompt?: string | readonly string[];
+  /** The negative prompt of CFG (or one per image); "" when neither it nor negative embeddings are given, as in diffusers. */
+  negativePrompt?: string | readonly string[];
+  /** T5 tokens a text prompt is padded or truncated to (default 256). */
+  maxSequenceLength?: number;
+  /** The joint CLIP + T5 prompt embeddings (B, text tokens, joint_attention_dim), instead of a prompt. */
+  promptEmbeds?: Tensor;
+  /** The pooled CLIP embeddings (B, pooled_projection_dim), with promptEmbeds. */
+  pooledPromptEmbeds?: Tensor;
+  /** The negative prompt's embeddings, shaped like the prompt's; without text encoders, required when guidanceScale > 1. */
   negativePromptEmbeds?: Tensor;
   negativePooledPromptEmbeds?: Tensor;
   /** Classifier-free guidance runs when this is above 1 (default 7, as diffusers). */
@@ -78,9 +93,12 @@ export class StableDiffusion3Pipeline implements Disposable {
   readonly scheduler: FlowMatchEulerDiscreteScheduler;
   /** Image pixels per latent pixel along each side. */
   readonly vaeScaleFactor: number;
+  /** The tokenizers and text encoders, or null for a pipeline that takes embeddings only. */
+  readonly promptEncoder: SD3PromptEncoder | null;
   private readonly transformerCalls = new TransformerCallAnnouncer<TransformerCall>();
 
-  constructor(components: { transformer: SD3Transformer; vae: AutoencoderKLDecoder; scheduler: FlowMatchEulerDiscreteScheduler }) {
+  constructor(components: { transformer: SD3Transformer; vae: AutoencoderKLDecoder; scheduler: FlowMatchEulerDiscreteScheduler; promptEncoder?: SD3PromptEncoder | null }) {
+    this.promptEncoder = components.promptEncoder ?? null;
     this.transformer = components.transformer;
     this.vae = components.vae;
     this.scheduler = components.scheduler;
@@ -96,16 +114,20 @@ export class StableDiffusion3Pipeline implements Disposable {
 
   /**
    * Loads a diffusers SD3 / SD3.5 folder: `transformer/`, `vae/` and `scheduler/`, checked against
-   * `model_index.json` when there is one. The text encoders' folders are not read.
+   * `model_index.json` when there is one, and the tokenizers and text encoders when it lists
+   * them (the two CLIPs; T5 where the folder has it). Their weights load with the first prompt.
    */
   static fromPretrained(dir: string, opts: LoadOptions = {}): StableDiffusion3Pipeline {
-    checkPipelineFolder(dir, 'StableDiffusion3Pipeline', COMPONENTS);
+    const index = checkPipelineFolder(dir, 'StableDiffusion3Pipeline', COMPONENTS);
+    // diffusers saves [null, null] for components a pipeline was built without.
+    const withText = index !== null && Array.isArray(index.text_encoder) && (index.text_encoder as unknown[])[1] !== null;
     const scheduler = FlowMatchEulerDiscreteScheduler.fromFolder(join(dir, 'scheduler'));
     const transformer = SD3Transformer.load(join(dir, 'transformer'), opts);
     let vae: AutoencoderKLDecoder | undefined;
     try {
       vae = AutoencoderKLDecoder.load(join(dir, 'vae'), opts);
-      return new StableDiffusion3Pipeline({ transformer, vae, scheduler });
+      const promptEncoder = withText ? new SD3PromptEncoder(dir, transformer.config.joint_attention_dim, { device: opts.device, weightDtype: opts.weightDtype }) : null;
+      return new StableDiffusion3Pipeline({ transformer, vae, scheduler, promptEncoder });
     } catch (e) {
       vae?.dispose();
       transformer.dispose();
@@ -131,8 +153,44 @@ export class StableDiffusion3Pipeline implements Disposable {
     return this.transformerCalls.subscribe(listener);
   }
 
-  /** Runs the sampler. The caller owns (and disposes) the returned tensors. */
+  /** diffusers' encode_prompt: the joint and pooled embeddings of the prompt(s). The caller owns them. */
+  encodePrompt(prompt: string | readonly string[], opts: { maxSequenceLength?: number } = {}): SD3PromptEmbeddings {
+    if (!this.promptEncoder) throw new TypeError('StableDiffusion3Pipeline: this pipeline has no tokenizers / text encoders, so it takes prompt embeddings, not a prompt');
+    return this.promptEncoder.encode(prompt, opts);
+  }
+
+  /** Runs the sampler, from prompts or from their embeddings. The caller owns (and disposes) the returned tensors. */
   generate(opts: SD3GenerateOptions): SD3GenerateResult {
+    const owned: Tensor[] = [];
+    try {
+      return this.sample({ ...opts, ...this.textEmbeddings(opts, owned) });
+    } finally {
+      for (const t of owned) t.dispose();
+    }
+  }
+
+  /** The embeddings generate runs on: given, or encoded from the prompts (what it encodes goes into `owned`, for the caller to dispose). */
+  private textEmbeddings(opts: SD3GenerateOptions, owned: Tensor[]): Embeddings {
+    if ((opts.prompt === undefined) === (opts.promptEmbeds === undefined)) throw new TypeError('StableDiffusion3Pipeline: give either prompt or promptEmbeds (with pooledPromptEmbeds)');
+    if (opts.promptEmbeds && !opts.pooledPromptEmbeds) throw new TypeError('StableDiffusion3Pipeline: promptEmbeds come with pooledPromptEmbeds');
+    const encode = (prompts: string | readonly string[]): SD3PromptEmbeddings => {
+      const e = this.encodePrompt(prompts, { maxSequenceLength: opts.maxSequenceLength });
+      owned.push(e.promptEmbeds, e.pooledPromptEmbeds);
+      return e;
+    };
+    const positive = opts.prompt === undefined ? { promptEmbeds: opts.promptEmbeds as Tensor, pooledPromptEmbeds: opts.pooledPromptEmbeds as Tensor } : encode(opts.prompt);
+    const cfg = (opts.guidanceScale ?? 7) > 1;
+    if (!cfg || opts.negativePromptEmbeds || !this.promptEncoder) {
+      return { ...positive, negativePromptEmbeds: opts.negativePromptEmbeds, negativePooledPromptEmbeds: opts.negativePooledPromptEmbeds };
+    }
+    const batch = positive.promptEmbeds.shape[0];
+    const negative = opts.negativePrompt ?? '';
+    if (typeof negative !== 'string' && negative.length !== batch) throw new TypeError(`StableDiffusion3Pipeline: negativePrompt has ${negative.length} prompts for a batch of ${batch}`);
+    const encoded = encode(typeof negative === 'string' ? Array<string>(batch).fill(negative) : negative);
+    return { ...positive, negativePromptEmbeds: encoded.promptEmbeds, negativePooledPromptEmbeds: encoded.pooledPromptEmbeds };
+  }
+
+  private sample(opts: SD3GenerateOptions & Embeddings): SD3GenerateResult {
     const numSteps = opts.numInferenceSteps ?? 28;
     const guidanceScale = opts.guidanceScale ?? 7;
     const cfg = guidanceScale > 1;
@@ -197,8 +255,9 @@ export class StableDiffusion3Pipeline implements Disposable {
     });
   }
 
-  /** Frees the transformer's and the VAE's weights. */
+  /** Frees the transformer's, the VAE's and the text encoders' weights. */
   dispose(): void {
+    this.promptEncoder?.dispose();
     this.transformer.dispose();
     this.vae.dispose();
   }
@@ -222,7 +281,7 @@ export class StableDiffusion3Pipeline implements Disposable {
   }
 
   /** Checks the embeddings against the transformer and each other; returns the batch size. */
-  private checkEmbeddings(opts: SD3GenerateOptions, cfg: boolean): number {
+  private checkEmbeddings(opts: SD3GenerateOptions & Embeddings, cfg: boolean): number {
     const c = this.transformer.config;
     const shape = (t: Tensor): string => `(${t.shape.join(', ')})`;
     const fail = (what: string): never => {
@@ -238,7 +297,7 @@ export class StableDiffusion3Pipeline implements Disposable {
     ] as const;
     if (cfg) {
       for (const [name, negative, positiveName, positive] of negatives) {
-        // There are no text encoders here to embed an empty negative prompt, as diffusers would.
+        // Without text encoders there is nothing to embed an empty negative prompt with, as diffusers would.
         if (!negative) fail(`guidanceScale > 1 runs classifier-free guidance: give negativePromptEmbeds and negativePooledPromptEmbeds`);
         else if (shape(negative) !== shape(positive)) fail(`${name} ${shape(negative)} must match ${positiveName} ${shape(positive)}`);
       }
@@ -246,7 +305,7 @@ export class StableDiffusion3Pipeline implements Disposable {
     return batch;
   }
 
-  private initialLatents(opts: SD3GenerateOptions, batch: number, height: number, width: number): { latents: Tensor; seed: number | null } {
+  private initialLatents(opts: SD3GenerateOptions & Embeddings, batch: number, height: number, width: number): { latents: Tensor; seed: number | null } {
     const expected = [batch, this.transformer.config.in_channels, height, width];
     if (opts.latents) {
       if (opts.latents.shape.join() !== expected.join()) {

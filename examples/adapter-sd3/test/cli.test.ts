@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { loadSafetensors, saveSafetensors } from '@ditcache/cuda-runtime';
 
+import sd3CliFamily from '../src/cli-family.js';
 import { goldens, metaOf, relativeL2, type Trace } from './helpers.js';
 
 const here = new URL('..', import.meta.url).pathname;
@@ -101,7 +102,8 @@ describe('ditcache --adapter examples/adapter-sd3', () => {
     saveSafetensors(positiveOnly, { latents_in: golden.latents_in, prompt_embeds: golden.prompt_embeds, pooled_prompt_embeds: golden.pooled_prompt_embeds });
     const cases: [string[], RegExp][] = [
       [['--inputs', positiveOnly, ...runFlags('sd3-tiny')], /--inputs .*positive-only.safetensors needs negative_prompt_embeds and negative_pooled_prompt_embeds for classifier-free guidance \(--guidance 5\); or give --guidance 1/],
-      [['--inputs', join(model, 'pipeline.safetensors'), '--prompt', 'a cat'], /--prompt does not apply to Stable Diffusion 3/],
+      [['--inputs', join(model, 'pipeline.safetensors'), '--prompt', 'a cat'], /--prompt: .* has no tokenizer\/, tokenizer_2\/, text_encoder\/, text_encoder_2\/ \(text encoders\); give prompt embeddings with --inputs instead/],
+      [['--inputs', join(model, 'pipeline.safetensors'), '--frames', '9'], /--frames does not apply to Stable Diffusion 3/],
       [['--inputs', join(model, 'transformer_forward.safetensors')], /has no tensor 'prompt_embeds'/],
       [['--inputs', join(model, 'pipeline.safetensors'), '--output', join(dir, 'x.webp')], /Stable Diffusion 3 writes .png files/],
     ];
@@ -111,5 +113,16 @@ describe('ditcache --adapter examples/adapter-sd3', () => {
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
       expect(r.stderr).toMatch(message);
     }
+  });
+});
+
+describe('the SD3 CLI family', () => {
+  it('turns --prompt into a text request, with --inputs holding at most latents_in', () => {
+    const latents = loadSafetensors(join(goldens, 'sd3-tiny', 'pipeline.safetensors')).latents_in;
+    expect(sd3CliFamily.request({ latents_in: latents }, 'in.safetensors', { prompt: 'a cat', negativePrompt: 'dark', maxSequenceLength: 77, steps: 3, guidance: 5 })).toMatchObject({
+      prompt: 'a cat', negativePrompt: 'dark', maxSequenceLength: 77, latents, numInferenceSteps: 3, guidanceScale: 5,
+    });
+    expect(() => sd3CliFamily.request({ prompt_embeds: latents }, 'in.safetensors', { prompt: 'a cat' })).toThrow(/--prompt and the prompt_embeds of --inputs in.safetensors exclude each other/);
+    expect(() => sd3CliFamily.request({ latents_in: latents }, 'in.safetensors', { negativePrompt: 'dark' })).toThrow(/--negative-prompt and --max-sequence-length go with --prompt/);
   });
 });

@@ -97,7 +97,7 @@ describe('docs/writing-an-adapter.md, followed in an empty folder', () => {
 
     expect(ran).toEqual(expect.arrayContaining(['npm run build', 'npm run lint', 'npm test']));
     const manifest = JSON.parse(readFileSync(join(cwd, 'package.json'), 'utf-8')) as Manifest;
-    expect(Object.keys(manifest.peerDependencies ?? {}).sort()).toEqual(['@ditcache/core', '@ditcache/cuda-runtime', '@ditcache/diffusion']);
+    expect(Object.keys(manifest.peerDependencies ?? {}).sort()).toEqual(['@ditcache/core', '@ditcache/cuda-runtime', '@ditcache/diffusion', '@ditcache/text-encoders']);
     expect(existsSync(join(cwd, 'dist/index.d.ts')), 'the build wrote declarations').toBe(true);
     // Installed from tarballs, not linked to the workspace.
     for (const name of ['@ditcache/core', '@ditcache/cuda-runtime', '@ditcache/diffusion', '@ditcache/cli']) {

@@ -31,6 +31,17 @@ export interface ClipTextOutput {
   pooledOutput: Tensor;
   /** (B, projection_dim): text_projection(pooledOutput), for CLIPTextModelWithProjection; else null. */
   textEmbeds: Tensor | null;
+  /**
+   * With `outputHiddenStates`: transformers' hidden_states, the embeddings' output and then each
+   * layer's (B, S, hidden), before the final layer norm (SD3 reads the penultimate, index -2); else null.
+   */
+  hiddenStates: Tensor[] | null;
+}
+
+/** Options of ClipTextModel.forward. */
+export interface ClipForwardOptions {
+  /** Return every layer's output as hiddenStates (transformers' output_hidden_states). */
+  outputHiddenStates?: boolean;
 }
 
 const ARCHITECTURES = ['CLIPTextModel', 'CLIPTextModelWithProjection'] as const;
@@ -129,7 +140,7 @@ export class ClipTextModel implements Disposable {
   }
 
   /** Runs the text tower on int32 token ids (B, S), S at most max_position_embeddings. The caller owns the outputs. */
-  forward(inputIds: Tensor): ClipTextOutput {
+  forward(inputIds: Tensor, opts: ClipForwardOptions = {}): ClipTextOutput {
     const [batch, seq] = checkIds(inputIds, this.config.maxPositionEmbeddings, 'CLIPTextModel');
     const ids = inputIds.toInt32Array();
     return tidy(() => {
@@ -139,7 +150,11 @@ export class ClipTextModel implements Disposable {
       const causal = new Float32Array(seq * seq);
       for (let q = 0; q < seq; q++) for (let k = q + 1; k < seq; k++) causal[q * seq + k] = -Infinity;
       const mask = tensor(causal, [1, 1, seq, seq], { device });
-      for (const layer of this.layers) x = layer.forward(x, mask, this.config.numAttentionHeads, this.act);
+      const hiddenStates = opts.outputHiddenStates ? [x] : null;
+      for (const layer of this.layers) {
+        x = layer.forward(x, mask, this.config.numAttentionHeads, this.act);
+        hiddenStates?.push(x);
+      }
       const lastHiddenState = this.finalNorm.forward(x);
       const rows: Tensor[] = [];
       for (let b = 0; b < batch; b++) {
@@ -147,7 +162,7 @@ export class ClipTextModel implements Disposable {
         rows.push(lastHiddenState.narrow(0, b, 1).narrow(1, at, 1).reshape([1, this.config.hiddenSize]));
       }
       const pooledOutput = concat(rows, 0);
-      return { lastHiddenState, pooledOutput, textEmbeds: this.textProjection ? this.textProjection.forward(pooledOutput) : null };
+      return { lastHiddenState, pooledOutput, textEmbeds: this.textProjection ? this.textProjection.forward(pooledOutput) : null, hiddenStates };
     });
   }
 
