@@ -4,7 +4,7 @@
 // FlowMatchEulerDiscreteScheduler and the 16-channel AutoencoderKL come from @ditcache/diffusion.
 import { join } from 'node:path';
 
-import { TensorScope, add, concat, div, full, mul, sub, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { TensorScope, add, concat, full, mul, sub, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
   AutoencoderKLDecoder,
   checkPipelineFolder,
@@ -248,11 +248,7 @@ export class StableDiffusion3Pipeline implements Disposable {
 
   /** Latents -> (B, height, width, 3) in [0, 1]: undo the VAE scaling ((latents / scaling_factor) + shift_factor), decode, denormalise. */
   decodeLatents(latents: Tensor): Tensor {
-    const { scaling_factor: scale, shift_factor: shift } = this.vae.config;
-    return tidy(() => {
-      const unscaled = div(latents, scale);
-      return toImageRange(this.vae.decode(shift === null ? unscaled : add(unscaled, shift)));
-    });
+    return tidy(() => toImageRange(this.vae.decode(this.vae.denormalize(latents))));
   }
 
   /** Frees the transformer's, the VAE's and the text encoders' weights. */

@@ -4,7 +4,7 @@
 // and AutoencoderKL decoding.
 import { join } from 'node:path';
 
-import { TensorScope, add, div, full, mul, sub, tidy, zeros, type Device, type Tensor } from '@ditcache/cuda-runtime';
+import { TensorScope, add, full, mul, sub, tidy, zeros, type Device, type Tensor } from '@ditcache/cuda-runtime';
 import {
   AutoencoderKLDecoder,
   checkPipelineFolder,
@@ -280,11 +280,7 @@ export class FluxPipeline implements Disposable {
    */
   decodeLatents(packed: Tensor, height?: number, width?: number): Tensor {
     const [latentHeight, latentWidth] = this.latentSides(height, width);
-    const { scaling_factor: scale, shift_factor: shift } = this.vae.config;
-    return tidy(() => {
-      const unscaled = div(unpackLatents(packed, latentHeight, latentWidth), scale);
-      return toImageRange(this.vae.decode(shift === null ? unscaled : add(unscaled, shift)));
-    });
+    return tidy(() => toImageRange(this.vae.decode(this.vae.denormalize(unpackLatents(packed, latentHeight, latentWidth)))));
   }
 
   /** Frees the transformer's, the VAE's and the text encoders' weights. */

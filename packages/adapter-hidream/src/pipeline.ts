@@ -5,7 +5,7 @@
 // negated into the flow-matching velocity, and the AutoencoderKL decodes.
 import { join } from 'node:path';
 
-import { TensorScope, add, concat, div, full, mul, neg, sub, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { TensorScope, add, concat, full, mul, neg, sub, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
   AutoencoderKLDecoder,
   checkPipelineFolder,
@@ -236,11 +236,7 @@ export class HiDreamPipeline implements Disposable {
 
   /** Latents -> (B, height, width, 3) in [0, 1]: undo the VAE scaling ((latents / scaling_factor) + shift_factor), decode, denormalise. */
   decodeLatents(latents: Tensor): Tensor {
-    const { scaling_factor: scale, shift_factor: shift } = this.vae.config;
-    return tidy(() => {
-      const unscaled = div(latents, scale);
-      return toImageRange(this.vae.decode(shift === null ? unscaled : add(unscaled, shift)));
-    });
+    return tidy(() => toImageRange(this.vae.decode(this.vae.denormalize(latents))));
   }
 
   /** Frees the transformer's and the VAE's weights. */

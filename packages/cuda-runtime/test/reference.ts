@@ -277,7 +277,7 @@ export function rope(x: Nd, cos: Nd, sin: Nd, interleaved: boolean): Nd {
 }
 
 export function conv2d(x: Nd, w: Nd, b: Nd | null, stride: number[], pad: number[], dil: number[], groups: number): Nd {
-  const [N, C, H, W] = x.shape;
+  const [N, , H, W] = x.shape;
   const [O, Cg, KH, KW] = w.shape;
   const OH = Math.floor((H + 2 * pad[0] - dil[0] * (KH - 1) - 1) / stride[0]) + 1;
   const OW = Math.floor((W + 2 * pad[1] - dil[1] * (KW - 1) - 1) / stride[1]) + 1;
@@ -304,7 +304,7 @@ export function conv2d(x: Nd, w: Nd, b: Nd | null, stride: number[], pad: number
 }
 
 export function conv3d(x: Nd, w: Nd, b: Nd | null, stride: number[], pad: number[], dil: number[], groups: number): Nd {
-  const [N, C, D, H, W] = x.shape;
+  const [N, , D, H, W] = x.shape;
   const [O, Cg, KD, KH, KW] = w.shape;
   const size = (i: number, k: number, a: number) => Math.floor((i + 2 * pad[a] - dil[a] * (k - 1) - 1) / stride[a]) + 1;
   const [OD, OH, OW] = [size(D, KD, 0), size(H, KH, 1), size(W, KW, 2)];

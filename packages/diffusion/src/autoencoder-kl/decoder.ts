@@ -1,7 +1,8 @@
-// The decoding half of diffusers' AutoencoderKL (the FLUX and HiDream VAE): latents (B, latent
-// channels, h, w) to images (B, out channels, h * scale, w * scale) in about [-1, 1]. Latent
-// scaling (scaling_factor, shift_factor) is the pipeline's business, as in diffusers.
-import { silu, tidy, type Tensor } from '@ditcache/cuda-runtime';
+// The decoding half of diffusers' AutoencoderKL (the FLUX, HiDream and SD3 VAE): latents (B,
+// latent channels, h, w) to images (B, out channels, h * scale, w * scale) in about [-1, 1], and
+// `denormalize`, the step every image pipeline takes from the transformer's latents to the
+// decoder's (diffusers writes it in each pipeline).
+import { add, div, silu, tidy, type Tensor } from '@ditcache/cuda-runtime';
 
 import { Conv2d, GroupNorm } from '../layers.js';
 import { loadFromFolder, type LoadOptions, type ParameterStore, type WeightReader } from '../weights.js';
@@ -120,7 +121,13 @@ export class AutoencoderKLDecoder implements Disposable {
     });
   }
 
-  /** (B, latent_channels, h, w) latents, already unscaled by the pipeline, to (B, out_channels, H, W). */
+  /** latents / scaling_factor + shift_factor (when the config has one): the transformer's latents as the decoder takes them. */
+  denormalize(latents: Tensor): Tensor {
+    const { scaling_factor: scale, shift_factor: shift } = this.config;
+    return tidy(() => (shift === null ? div(latents, scale) : add(div(latents, scale), shift)));
+  }
+
+  /** (B, latent_channels, h, w) latents, already denormalized, to (B, out_channels, H, W). */
   decode(latents: Tensor): Tensor {
     const c = this.config.latent_channels;
     if (latents.rank !== 4 || latents.shape[1] !== c) {
