@@ -14,3 +14,4 @@ export {
   type SafetensorsHeader,
   type TensorEntry,
 } from './safetensors.js';
+export { ConfigError, typedConfig } from './config.js';

@@ -3,6 +3,7 @@
 import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
+import { typedConfig } from './config.js';
 import { native, type DType, type NativeMapping } from './native.js';
 import { Tensor, wrap, type Device } from './tensor.js';
 
@@ -377,28 +378,7 @@ export class WeightFolder implements Disposable {
    * default. Keys the defaults do not know are listed in `ignoredKeys` (diffusers ignores them too).
    */
   typedConfig<T extends Record<string, unknown>>(classNames: readonly string[], defaults: T): T & { ignoredKeys: string[] } {
-    const raw = this.config;
-    const where = join(this.dir, 'config.json');
-    const cls = raw._class_name;
-    if (typeof cls !== 'string' || !classNames.includes(cls)) {
-      throw new SafetensorsError(`${where} describes ${typeof cls === 'string' ? `a ${cls}` : 'no _class_name'}, not a ${classNames.join(' or a ')}`);
-    }
-    const kind = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
-    const out: Record<string, unknown> = { ...defaults };
-    const ignoredKeys: string[] = [];
-    for (const [key, value] of Object.entries(raw)) {
-      if (key.startsWith('_')) continue;
-      if (!(key in defaults)) {
-        ignoredKeys.push(key);
-        continue;
-      }
-      const want = kind(defaults[key]);
-      if (value !== null && want !== 'null' && kind(value) !== want) {
-        throw new SafetensorsError(`${where}: '${key}' should be a ${want}, got ${JSON.stringify(value)}`);
-      }
-      out[key] = value;
-    }
-    return { ...(out as T), ignoredKeys };
+    return typedConfig(this.config, join(this.dir, 'config.json'), classNames, defaults);
   }
 
   keys(): string[] {
