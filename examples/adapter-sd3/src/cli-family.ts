@@ -1,15 +1,24 @@
 // Stable Diffusion 3 / 3.5 for the `ditcache` command line. package.json's
 // `"ditcache": { "cli": "./dist/cli-family.js" }` points here; the CLI finds this package beside
 // it, or loads it with `--adapter PATH|NAME`, and imports this module's default export.
+import { join } from 'node:path';
+
 import type { Tensor } from '@ditcache/cuda-runtime';
 import { missingFolders } from '@ditcache/diffusion';
 import { UsageError, pickInputs, writeImage, type CliFamily, type CliGenerateSettings } from '@ditcache/diffusion/cli';
 
 import { StableDiffusion3Pipeline, type SD3GenerateOptions } from './pipeline.js';
-import { CLIP_COMPONENTS } from './prompt-encoder.js';
+import { loadSD3TransformerConfig } from './config.js';
+import { CLIP_COMPONENTS, SD3PromptEncoder } from './prompt-encoder.js';
 import { SD3Transformer } from './transformer.js';
 
 const NEGATIVE = ['negative_prompt_embeds', 'negative_pooled_prompt_embeds'];
+
+/** A usage error unless the folder has SD3's two CLIP tokenizers and encoders. */
+function checkTextComponents(dir: string): void {
+  const missing = missingFolders(dir, CLIP_COMPONENTS);
+  if (missing.length) throw new UsageError(`--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (text encoders); give prompt embeddings with --inputs instead`);
+}
 
 const sd3CliFamily: CliFamily = {
   label: 'Stable Diffusion 3',
@@ -23,8 +32,14 @@ const sd3CliFamily: CliFamily = {
 
   checkModel(dir, s: CliGenerateSettings): void {
     if (s.prompt === undefined && s.negativePrompt === undefined) return;
-    const missing = missingFolders(dir, CLIP_COMPONENTS);
-    if (missing.length) throw new UsageError(`--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (text encoders); give prompt embeddings with --inputs instead`);
+    checkTextComponents(dir);
+  },
+
+  encodePrompt(dir, prompt, s) {
+    checkTextComponents(dir);
+    using encoder = new SD3PromptEncoder(dir, loadSD3TransformerConfig(join(dir, 'transformer')).joint_attention_dim);
+    const { promptEmbeds, pooledPromptEmbeds } = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
+    return { tensors: { prompt_embeds: promptEmbeds, pooled_prompt_embeds: pooledPromptEmbeds }, notes: [] };
   },
 
   request(inputs, file, s: CliGenerateSettings): SD3GenerateOptions {

@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { loadSafetensors, memoryStats } from '@ditcache/cuda-runtime';
 
+import sd3CliFamily from '../src/cli-family.js';
 import { StableDiffusion3Pipeline } from '../src/index.js';
 import { goldens, relativeL2 } from './helpers.js';
 
@@ -75,6 +76,15 @@ describe('StableDiffusion3Pipeline from text', () => {
     latents.dispose();
     pipe.promptEncoder!.release();
     expect(memoryStats()).toEqual(before);
+  });
+
+  it('gives ditcache encode-prompt the same embeddings through its CLI family', () => {
+    const { tensors, notes } = sd3CliFamily.encodePrompt!(folder, meta.prompts[0], { maxSequenceLength: 12 });
+    expect(Object.keys(tensors).sort()).toEqual(['pooled_prompt_embeds', 'prompt_embeds']);
+    expect(notes).toEqual([]);
+    expect(relativeL2(tensors.prompt_embeds, ref.prompt_embeds_12.slice(0, 0, 1))).toBeLessThan(1e-5);
+    expect(relativeL2(tensors.pooled_prompt_embeds, ref.pooled_prompt_embeds_12.slice(0, 0, 1))).toBeLessThan(1e-5);
+    for (const t of Object.values(tensors)) t.dispose();
   });
 
   it('runs without T5, as SD3 can: 77 zero tokens in its place', () => {

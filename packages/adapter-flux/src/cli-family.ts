@@ -3,8 +3,18 @@ import type { Tensor } from '@ditcache/cuda-runtime';
 import { UsageError, pickInputs, writeImage, type CliFamily, type CliGenerateSettings } from '@ditcache/diffusion/cli';
 
 import { FluxPipeline, type FluxGenerateOptions } from './pipeline.js';
-import { MAX_SEQUENCE_LENGTH, missingTextComponents } from './prompt-encoder.js';
+import { FluxPromptEncoder, MAX_SEQUENCE_LENGTH, missingTextComponents } from './prompt-encoder.js';
 import { FluxTransformer } from './transformer.js';
+
+/** A usage error unless the folder has FLUX.1's tokenizers and text encoders. */
+function checkTextComponents(dir: string): void {
+  const missing = missingTextComponents(dir);
+  if (missing.length) throw new UsageError(`--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (text encoders); give prompt embeddings with --inputs instead`);
+}
+
+function checkSequenceLength(n: number | undefined): void {
+  if (n !== undefined && n > MAX_SEQUENCE_LENGTH) throw new UsageError(`--max-sequence-length must be at most ${MAX_SEQUENCE_LENGTH} (FLUX.1's T5 limit), got ${n}`);
+}
 
 const fluxCliFamily: CliFamily = {
   label: 'FLUX.1',
@@ -18,10 +28,7 @@ const fluxCliFamily: CliFamily = {
 
   checkModel(dir, s: CliGenerateSettings): void {
     if (s.prompt === undefined && s.negativePrompt === undefined) return;
-    const missing = missingTextComponents(dir);
-    if (missing.length) {
-      throw new UsageError(`--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (text encoders); give prompt embeddings with --inputs instead`);
-    }
+    checkTextComponents(dir);
   },
 
   request(inputs, file, s: CliGenerateSettings): FluxGenerateOptions {
@@ -34,9 +41,7 @@ const fluxCliFamily: CliFamily = {
     if (s.prompt === undefined && file === undefined) {
       throw new UsageError('--prompt or --inputs is required: a prompt for a folder with text encoders, or a safetensors file with prompt_embeds and pooled_prompt_embeds');
     }
-    if (s.maxSequenceLength !== undefined && s.maxSequenceLength > MAX_SEQUENCE_LENGTH) {
-      throw new UsageError(`--max-sequence-length must be at most ${MAX_SEQUENCE_LENGTH} (FLUX.1's T5 limit), got ${s.maxSequenceLength}`);
-    }
+    checkSequenceLength(s.maxSequenceLength);
     if (s.maxSequenceLength !== undefined && s.prompt === undefined && s.negativePrompt === undefined) {
       throw new UsageError('--max-sequence-length applies to --prompt and --negative-prompt only');
     }
@@ -67,6 +72,22 @@ const fluxCliFamily: CliFamily = {
   },
 
   writeOutput: (result, path) => writeImage(result, path),
+
+  encodePrompt(dir, prompt, s) {
+    checkTextComponents(dir);
+    checkSequenceLength(s.maxSequenceLength);
+    using encoder = FluxPromptEncoder.fromPretrained(dir);
+    const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
+    const notes = [
+      ...(e.truncatedTokens.clip > 0 ? [`CLIP kept 77 tokens of the prompt; ${e.truncatedTokens.clip} were truncated`] : []),
+      ...(e.truncatedTokens.t5 > 0 ? [`T5 kept ${e.t5InputIds.shape[1]} tokens of the prompt; ${e.truncatedTokens.t5} were truncated`] : []),
+    ];
+    // Token ids as float32 values, exact up to 2^24.
+    const ids = { clip_input_ids: e.clipInputIds.cast('float32'), t5_input_ids: e.t5InputIds.cast('float32') };
+    e.clipInputIds.dispose();
+    e.t5InputIds.dispose();
+    return { tensors: { prompt_embeds: e.promptEmbeds, pooled_prompt_embeds: e.pooledPromptEmbeds, text_ids: e.textIds, ...ids }, notes };
+  },
 
   forward(dir, inputs, file): Tensor {
     const names = ['hidden_states', 'encoder_hidden_states', 'pooled_projections', 'timestep', 'img_ids', 'txt_ids'];

@@ -6,8 +6,14 @@ import { saveAnimation, savePngFrames } from '@ditcache/diffusion';
 import { UsageError, pickInputs, type CliFamily, type CliGenerateSettings } from '@ditcache/diffusion/cli';
 
 import { WanPipeline, type WanGenerateOptions } from './pipeline.js';
-import { missingTextComponents } from './prompt-encoder.js';
+import { WanPromptEncoder, missingTextComponents } from './prompt-encoder.js';
 import { WanTransformer } from './transformer.js';
+
+/** A usage error unless the folder has Wan's tokenizer and UMT5 encoder. */
+function checkTextComponents(dir: string): void {
+  const missing = missingTextComponents(dir);
+  if (missing.length) throw new UsageError(`--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (the UMT5 text encoder); give prompt embeddings with --inputs instead`);
+}
 
 const wanCliFamily: CliFamily = {
   label: 'Wan',
@@ -21,8 +27,19 @@ const wanCliFamily: CliFamily = {
 
   checkModel(dir, s: CliGenerateSettings): void {
     if (s.prompt === undefined && s.negativePrompt === undefined) return;
-    const missing = missingTextComponents(dir);
-    if (missing.length) throw new UsageError(`--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (the UMT5 text encoder); give prompt embeddings with --inputs instead`);
+    checkTextComponents(dir);
+  },
+
+  encodePrompt(dir, prompt, s) {
+    checkTextComponents(dir);
+    using encoder = new WanPromptEncoder(dir);
+    const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
+    const notes = e.truncatedTokens > 0 ? [`UMT5 kept ${e.inputIds.shape[1]} tokens of the prompt; ${e.truncatedTokens} were truncated`] : [];
+    // Token ids and mask as float32 values, exact up to 2^24.
+    const extras = { input_ids: e.inputIds.cast('float32'), attention_mask: e.attentionMask.cast('float32') };
+    e.inputIds.dispose();
+    e.attentionMask.dispose();
+    return { tensors: { prompt_embeds: e.promptEmbeds, ...extras }, notes };
   },
 
   request(inputs, file, s: CliGenerateSettings): WanGenerateOptions {

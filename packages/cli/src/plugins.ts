@@ -10,6 +10,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { FAMILY_FLAGS, type CliFamily } from '@ditcache/diffusion/cli';
 
 import { UsageError } from './errors.js';
+import { pipelineClassOf } from './model-folder.js';
 
 /** An adapter package that declares a CLI family. */
 export interface AdapterPlugin {
@@ -120,7 +121,7 @@ function familyProblems(value: unknown): string[] {
   const unknownFlags = Array.isArray(f.flags) ? f.flags.filter((x) => !(FAMILY_FLAGS as readonly unknown[]).includes(x)) : [];
   if (unknownFlags.length) problems.push(`names flags the CLI does not have: ${unknownFlags.join(', ')} (it has: ${FAMILY_FLAGS.join(', ')})`);
   for (const key of ['spawn', 'request', 'writeOutput', 'forward']) if (typeof f[key] !== 'function') problems.push(`has no ${key}() method`);
-  if (f.checkModel !== undefined && typeof f.checkModel !== 'function') problems.push('has a checkModel that is not a function');
+  for (const key of ['checkModel', 'encodePrompt']) if (f[key] !== undefined && typeof f[key] !== 'function') problems.push(`has a ${key} that is not a function`);
   return problems;
 }
 
@@ -155,4 +156,22 @@ export async function loadFamilies(specs: readonly string[]): Promise<Families> 
     }
   }
   return { loaded, failed };
+}
+
+/** The family that runs folders of model class `cls`; otherwise a usage error that says what is there and how to add more. */
+export function familyFor(families: Families, classes: 'pipelineClasses' | 'transformerClasses', cls: string): CliFamily {
+  const plugin = families.loaded.find((p) => p.family[classes].includes(cls));
+  if (plugin) return plugin.family;
+  const supported = families.loaded.flatMap((p) => p.family[classes]).join(', ') || 'none';
+  const failed = families.failed.length ? `; adapters that failed to load: ${families.failed.map((p) => `${p.name} (${p.error})`).join('; ')}` : '';
+  throw new UsageError(
+    `--model: ${cls} is not supported (supported: ${supported}); install an adapter package that declares "ditcache": { "cli": ... } beside the CLI, or load one with --adapter NAME|PATH${failed}`,
+  );
+}
+
+/** The family that runs the pipeline folder `modelDir` (known by model_index.json, or by its transformer's class). */
+export function familyForPipeline(families: Families, modelDir: string): CliFamily {
+  // Reversed, so that the first family claiming a transformer class (an explicit one) names the pipeline.
+  const transformerToPipeline = Object.fromEntries(families.loaded.flatMap(({ family }) => family.transformerClasses.map((t) => [t, family.pipelineClasses[0]])).reverse());
+  return familyFor(families, 'pipelineClasses', pipelineClassOf(modelDir, transformerToPipeline));
 }

@@ -13,21 +13,10 @@ import { registerBench } from './bench/command.js';
 import { registerEncodePrompt } from './encode-prompt.js';
 import { resolveCacheSpec } from './cache-spec.js';
 import { UsageError } from './errors.js';
-import { componentClassOf, pipelineClassOf } from './model-folder.js';
+import { componentClassOf } from './model-folder.js';
 import { checkOutputs, ensureParent, writeTextAtomically } from './outputs.js';
-import { loadFamilies, type Families } from './plugins.js';
+import { familyFor, familyForPipeline, loadFamilies } from './plugins.js';
 import { stepProgress } from './progress.js';
-
-/** The family that runs folders of model class `cls`; otherwise a usage error that says what is there and how to add more. */
-function familyFor(families: Families, classes: 'pipelineClasses' | 'transformerClasses', cls: string): CliFamily {
-  const plugin = families.loaded.find((p) => p.family[classes].includes(cls));
-  if (plugin) return plugin.family;
-  const supported = families.loaded.flatMap((p) => p.family[classes]).join(', ') || 'none';
-  const failed = families.failed.length ? `; adapters that failed to load: ${families.failed.map((p) => `${p.name} (${p.error})`).join('; ')}` : '';
-  throw new UsageError(
-    `--model: ${cls} is not supported (supported: ${supported}); install an adapter package that declares "ditcache": { "cli": ... } beside the CLI, or load one with --adapter NAME|PATH${failed}`,
-  );
-}
 
 /** Flags only some families take: naming one the family does not take is a usage error, not silently ignored. */
 function refuseForeignFlags(family: CliFamily, settings: CliGenerateSettings): void {
@@ -94,10 +83,7 @@ interface GenerateFlags extends CliGenerateSettings {
 }
 
 async function generate(flags: GenerateFlags): Promise<void> {
-  const families = await loadFamilies(flags.adapter);
-  // Reversed, so that the first family claiming a transformer class (an explicit one) names the pipeline.
-  const transformerToPipeline = Object.fromEntries(families.loaded.flatMap(({ family }) => family.transformerClasses.map((t) => [t, family.pipelineClasses[0]])).reverse());
-  const family = familyFor(families, 'pipelineClasses', pipelineClassOf(flags.model, transformerToPipeline));
+  const family = familyForPipeline(await loadFamilies(flags.adapter), flags.model);
   refuseForeignFlags(family, flags);
   family.checkModel?.(flags.model, flags);
   if (flags.output && !family.outputFormats.includes(extname(flags.output).toLowerCase())) {

@@ -1,7 +1,7 @@
 // `generate --prompt` and `encode-prompt` on a FLUX folder with the tiny text encoders of
 // @ditcache/text-encoders' reference data, as users run the built bin.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -61,9 +61,31 @@ describe('ditcache encode-prompt', () => {
       /has no tokenizer\/, tokenizer_2\/, text_encoder\/, text_encoder_2\/ \(text encoders\)/,
     );
     expect(ditcache('encode-prompt', '--model', flux, '--prompt', 'x', '--max-sequence-length', '513', '--out', join(dir, 'x.safetensors')).stderr).toMatch(
-      /--max-sequence-length must be an integer from 1 to 512/,
+      /--max-sequence-length must be at most 512 \(FLUX.1's T5 limit\), got 513/,
     );
-    expect(ditcache('encode-prompt', '--model', join(goldens, 'wan-tiny'), '--prompt', 'x', '--out', join(dir, 'x.safetensors')).stderr).toMatch(/takes FLUX.1 folders, not a WanPipeline/);
+    expect(ditcache('encode-prompt', '--model', join(goldens, 'wan-tiny'), '--prompt', 'x', '--out', join(dir, 'x.safetensors')).stderr).toMatch(
+      /--prompt: .*wan-tiny has no tokenizer\/, text_encoder\/ \(the UMT5 text encoder\)/,
+    );
+  });
+
+  it('encodes with a Wan folder\'s UMT5 what diffusers\' WanPipeline.encode_prompt gives, with the ids and mask', () => {
+    const data = join(root, 'packages/adapter-wan/test/goldens/wan-prompt');
+    const wan = join(dir, 'wan');
+    mkdirSync(wan);
+    for (const entry of ['transformer', 'vae', 'scheduler']) symlinkSync(join(goldens, 'wan-tiny', entry), join(wan, entry));
+    for (const entry of ['tokenizer', 'text_encoder']) symlinkSync(join(data, entry), join(wan, entry));
+    const index = JSON.parse(readFileSync(join(goldens, 'wan-tiny/model_index.json'), 'utf-8')) as Record<string, unknown>;
+    writeFileSync(join(wan, 'model_index.json'), JSON.stringify({ ...index, tokenizer: ['transformers', 'T5TokenizerFast'], text_encoder: ['transformers', 'UMT5EncoderModel'] }));
+    const meta = JSON.parse(readFileSync(join(data, 'meta.json'), 'utf-8')) as { prompts: { prompt: string }[] };
+    const out = join(dir, 'wan-prompt.safetensors');
+    const r = ditcache('encode-prompt', '--model', wan, '--prompt', meta.prompts[1].prompt, '--max-sequence-length', '16', '--out', out);
+    expect(r.status, r.stderr).toBe(0);
+    const got = loadSafetensors(out);
+    expect(Object.keys(got).sort()).toEqual(['attention_mask', 'input_ids', 'prompt_embeds']);
+    const ref = loadSafetensors(join(data, 'prompts.safetensors'));
+    expect([...got.input_ids.toFloat32Array()]).toEqual([...ref.input_ids_16.slice(0, 1, 2).toFloat32Array()]);
+    const [a, b] = [got.prompt_embeds.toFloat32Array(), ref.prompt_embeds_16.slice(0, 1, 2).toFloat32Array()];
+    expect(Math.max(...a.map((v, i) => Math.abs(v - b[i])))).toBeLessThan(1e-5);
   });
 });
 

@@ -44,6 +44,14 @@ export interface CliGenerateResult {
   video?: Tensor | null;
 }
 
+/** What a family's prompt encoding gives `ditcache encode-prompt`. */
+export interface CliEncodedPrompt {
+  /** The tensors to write, by the names `generate --inputs` reads them (the caller disposes them). */
+  tensors: Record<string, Tensor>;
+  /** Lines for stderr, such as how many tokens truncation dropped. */
+  notes: string[];
+}
+
 /** A model family as the CLI sees it: which folders it takes, how --inputs and the flags map to its pipeline, how it writes results. */
 export interface CliFamily {
   /** For messages, e.g. 'FLUX.1'. */
@@ -66,6 +74,11 @@ export interface CliFamily {
   writeOutput(result: CliGenerateResult, path: string, settings: CliGenerateSettings): Promise<void>;
   /** One transformer call on inputs named as in the goldens' transformer_forward files; returns `sample`. */
   forward(transformerDir: string, inputs: Record<string, Tensor>, file: string): Tensor;
+  /**
+   * `ditcache encode-prompt`: the folder's text encoders on `prompt`, the tensors its pipeline
+   * conditions on and the token ids behind them. Absent where the family takes embeddings only.
+   */
+  encodePrompt?(modelDir: string, prompt: string, settings: Pick<CliGenerateSettings, 'maxSequenceLength'>): CliEncodedPrompt;
 }
 
 /** A problem with what the user asked for: the CLI prints it as one line and exits with status 2. */
