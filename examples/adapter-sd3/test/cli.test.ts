@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadSafetensors, saveSafetensors } from '@ditcache/cuda-runtime';
 
 import sd3CliFamily from '../src/cli-family.js';
-import { goldens, metaOf, relativeL2, type Trace } from './helpers.js';
+import { TEXT_COMPONENTS, goldens, metaOf, relativeL2, sd3FolderWith, type Trace } from './helpers.js';
 
 const here = new URL('..', import.meta.url).pathname;
 // The `ditcache` command of the CLI package this package has as a dev dependency.
@@ -112,6 +112,25 @@ describe('ditcache --adapter examples/adapter-sd3', () => {
       expect(r.status, r.stderr).not.toBe(0);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
       expect(r.stderr).toMatch(message);
+    }
+  });
+});
+
+describe('ditcache generate --prompt on an SD3 folder with its text encoders', () => {
+  it('gives diffusers\' latents from text, the prompts encoded in the worker', () => {
+    const model = sd3FolderWith(TEXT_COMPONENTS);
+    try {
+      const ref = loadSafetensors(join(goldens, 'sd3-prompt', 'prompts.safetensors'));
+      const run = (JSON.parse(readFileSync(join(goldens, 'sd3-prompt', 'meta.json'), 'utf-8')) as { run: Record<string, string | number> }).run;
+      const inputs = join(dir, 'text-latents-in.safetensors');
+      saveSafetensors(inputs, { latents_in: ref.run_latents_in });
+      const latents = join(dir, 'from-text.safetensors');
+      const r = ditcache('generate', '--adapter', adapter, '--model', model, '--prompt', String(run.prompt), '--negative-prompt', String(run.negative_prompt), '--inputs', inputs,
+        '--height', String(run.height), '--width', String(run.width), '--steps', String(run.num_inference_steps), '--guidance', String(run.guidance_scale), '--save-latents', latents);
+      expect(r.status, r.stderr).toBe(0);
+      expect(relativeL2(loadSafetensors(latents).latents_out, ref.run_latents_out)).toBeLessThan(1e-4);
+    } finally {
+      rmSync(model, { recursive: true, force: true });
     }
   });
 });

@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** This package's reference data (tools/make_references.py wrote it; goldens/README.md describes it). */
 export const goldens = new URL('./goldens/', import.meta.url).pathname;
@@ -27,3 +29,17 @@ export function metaOf(set: string): Meta {
 }
 
 export { relativeL2, relativeL2Values } from '@ditcache/cuda-runtime';
+
+/** The tokenizers and text encoders of the prompt reference data (sd3-prompt/). */
+export const TEXT_COMPONENTS = ['tokenizer', 'tokenizer_2', 'tokenizer_3', 'text_encoder', 'text_encoder_2', 'text_encoder_3'];
+
+/** sd3-tiny with the reference data's tokenizers and text encoders, listed in model_index.json as diffusers saves them. */
+export function sd3FolderWith(text: readonly string[]): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ditcache-sd3-prompt-'));
+  for (const name of ['transformer', 'vae', 'scheduler']) symlinkSync(`${goldens}/sd3-tiny/${name}`, join(dir, name));
+  for (const name of text) symlinkSync(`${goldens}/sd3-prompt/${name}`, join(dir, name));
+  const index = JSON.parse(readFileSync(`${goldens}/sd3-tiny/model_index.json`, 'utf-8')) as Record<string, unknown>;
+  const classes: Record<string, string> = { tokenizer: 'CLIPTokenizer', tokenizer_2: 'CLIPTokenizer', tokenizer_3: 'T5TokenizerFast', text_encoder: 'CLIPTextModelWithProjection', text_encoder_2: 'CLIPTextModelWithProjection', text_encoder_3: 'T5EncoderModel' };
+  writeFileSync(join(dir, 'model_index.json'), JSON.stringify({ ...index, ...Object.fromEntries(text.map((n) => [n, ['transformers', classes[n]]])) }));
+  return dir;
+}

@@ -1,9 +1,7 @@
 // Text to image: the two CLIP encoders' penultimate states and projections, T5, and the
 // StableDiffusion3Pipeline's encode_prompt, against diffusers (test/goldens/sd3-prompt, written by
 // tools/make_prompt_references.py), and a run from text.
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync, rmSync } from 'node:fs';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -11,7 +9,7 @@ import { loadSafetensors, memoryStats } from '@ditcache/cuda-runtime';
 
 import sd3CliFamily from '../src/cli-family.js';
 import { StableDiffusion3Pipeline } from '../src/index.js';
-import { goldens, relativeL2 } from './helpers.js';
+import { TEXT_COMPONENTS, goldens, relativeL2, sd3FolderWith } from './helpers.js';
 
 const data = `${goldens}/sd3-prompt`;
 const meta = JSON.parse(readFileSync(`${data}/meta.json`, 'utf-8')) as {
@@ -20,19 +18,7 @@ const meta = JSON.parse(readFileSync(`${data}/meta.json`, 'utf-8')) as {
   run: { prompt: string; negative_prompt: string; num_inference_steps: number; guidance_scale: number; height: number; width: number };
 };
 const ref = loadSafetensors(`${data}/prompts.safetensors`);
-const TEXT = ['tokenizer', 'tokenizer_2', 'tokenizer_3', 'text_encoder', 'text_encoder_2', 'text_encoder_3'];
-
-/** sd3-tiny with the reference data's tokenizers and text encoders, listed in model_index.json as diffusers saves them. */
-function folderWith(text: readonly string[]): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ditcache-sd3-prompt-'));
-  for (const name of ['transformer', 'vae', 'scheduler']) symlinkSync(`${goldens}/sd3-tiny/${name}`, join(dir, name));
-  for (const name of text) symlinkSync(`${data}/${name}`, join(dir, name));
-  const index = JSON.parse(readFileSync(`${goldens}/sd3-tiny/model_index.json`, 'utf-8')) as Record<string, unknown>;
-  const classes: Record<string, string> = { tokenizer: 'CLIPTokenizer', tokenizer_2: 'CLIPTokenizer', tokenizer_3: 'T5TokenizerFast', text_encoder: 'CLIPTextModelWithProjection', text_encoder_2: 'CLIPTextModelWithProjection', text_encoder_3: 'T5EncoderModel' };
-  writeFileSync(join(dir, 'model_index.json'), JSON.stringify({ ...index, ...Object.fromEntries(text.map((n) => [n, ['transformers', classes[n]]])) }));
-  return dir;
-}
-const folder = folderWith(TEXT);
+const folder = sd3FolderWith(TEXT_COMPONENTS);
 afterAll(() => {
   rmSync(folder, { recursive: true, force: true });
   for (const t of Object.values(ref)) t.dispose();
@@ -88,7 +74,7 @@ describe('StableDiffusion3Pipeline from text', () => {
   });
 
   it('runs without T5, as SD3 can: 77 zero tokens in its place', () => {
-    const dir = folderWith(TEXT.filter((n) => !n.endsWith('_3')));
+    const dir = sd3FolderWith(TEXT_COMPONENTS.filter((n) => !n.endsWith('_3')));
     try {
       using pipe = StableDiffusion3Pipeline.fromPretrained(dir);
       const { promptEmbeds, pooledPromptEmbeds } = pipe.encodePrompt('a cat');
