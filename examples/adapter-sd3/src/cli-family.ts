@@ -28,7 +28,7 @@ const sd3CliFamily: CliFamily = {
   flags: ['prompt', 'negativePrompt', 'maxSequenceLength'],
   outputFormats: ['.png'],
 
-  spawn: (dir, options) => StableDiffusion3Pipeline.spawn(dir, options),
+  spawn: (dir, options) => StableDiffusion3Pipeline.spawn(dir, { ...options, releaseTextEncoders: true }),
 
   checkModel(dir, s: CliGenerateSettings): void {
     if (s.prompt === undefined && s.negativePrompt === undefined) return;

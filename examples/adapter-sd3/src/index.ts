@@ -8,6 +8,8 @@ export {
   type CfgBranch,
   type SD3GenerateOptions,
   type SD3GenerateResult,
+  type SD3LoadOptions,
+  type SD3PipelineComponents,
   type StepEnd,
   type TransformerCall,
 } from './pipeline.js';

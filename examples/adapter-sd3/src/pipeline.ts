@@ -21,6 +21,21 @@ import {
 import { SD3PromptEncoder, type SD3PromptEmbeddings } from './prompt-encoder.js';
 import { SD3Transformer } from './transformer.js';
 
+export interface SD3PipelineComponents {
+  transformer: SD3Transformer;
+  vae: AutoencoderKLDecoder;
+  scheduler: FlowMatchEulerDiscreteScheduler;
+  /** The tokenizers and text encoders, or null for a pipeline that takes embeddings only. */
+  promptEncoder?: SD3PromptEncoder | null;
+  /** Free the text encoders' weights after each encoding (they load again when next needed). */
+  releaseTextEncoders?: boolean;
+}
+
+export interface SD3LoadOptions extends LoadOptions {
+  /** Free the text encoders' weights after each encoding (they load again when next needed): SD3's T5-XXL alone is 9.5 GB. */
+  releaseTextEncoders?: boolean;
+}
+
 /** The embeddings a run uses, given or encoded. */
 interface Embeddings {
   promptEmbeds: Tensor;
@@ -95,10 +110,12 @@ export class StableDiffusion3Pipeline implements Disposable {
   readonly vaeScaleFactor: number;
   /** The tokenizers and text encoders, or null for a pipeline that takes embeddings only. */
   readonly promptEncoder: SD3PromptEncoder | null;
+  private readonly releaseTextEncoders: boolean;
   private readonly transformerCalls = new TransformerCallAnnouncer<TransformerCall>();
 
-  constructor(components: { transformer: SD3Transformer; vae: AutoencoderKLDecoder; scheduler: FlowMatchEulerDiscreteScheduler; promptEncoder?: SD3PromptEncoder | null }) {
+  constructor(components: SD3PipelineComponents) {
     this.promptEncoder = components.promptEncoder ?? null;
+    this.releaseTextEncoders = components.releaseTextEncoders ?? false;
     this.transformer = components.transformer;
     this.vae = components.vae;
     this.scheduler = components.scheduler;
@@ -117,7 +134,7 @@ export class StableDiffusion3Pipeline implements Disposable {
    * `model_index.json` when there is one, and the tokenizers and text encoders when it lists
    * them (the two CLIPs; T5 where the folder has it). Their weights load with the first prompt.
    */
-  static fromPretrained(dir: string, opts: LoadOptions = {}): StableDiffusion3Pipeline {
+  static fromPretrained(dir: string, opts: SD3LoadOptions = {}): StableDiffusion3Pipeline {
     const index = checkPipelineFolder(dir, 'StableDiffusion3Pipeline', COMPONENTS);
     // diffusers saves [null, null] for components a pipeline was built without.
     const withText = index !== null && Array.isArray(index.text_encoder) && (index.text_encoder as unknown[])[1] !== null;
@@ -127,7 +144,7 @@ export class StableDiffusion3Pipeline implements Disposable {
     try {
       vae = AutoencoderKLDecoder.load(join(dir, 'vae'), opts);
       const promptEncoder = withText ? new SD3PromptEncoder(dir, transformer.config.joint_attention_dim, { device: opts.device, weightDtype: opts.weightDtype }) : null;
-      return new StableDiffusion3Pipeline({ transformer, vae, scheduler, promptEncoder });
+      return new StableDiffusion3Pipeline({ transformer, vae, scheduler, promptEncoder, releaseTextEncoders: opts.releaseTextEncoders });
     } catch (e) {
       vae?.dispose();
       transformer.dispose();
@@ -141,7 +158,7 @@ export class StableDiffusion3Pipeline implements Disposable {
    * The worker imports this package by file URL, so it finds it wherever it was loaded from
    * (an application's node_modules, or a folder the CLI's --adapter names).
    */
-  static spawn(dir: string, opts: LoadOptions = {}): Promise<RemotePipeline<SD3GenerateOptions, SD3GenerateResult>> {
+  static spawn(dir: string, opts: SD3LoadOptions = {}): Promise<RemotePipeline<SD3GenerateOptions, SD3GenerateResult>> {
     return RemotePipeline.open({ module: new URL('./index.js', import.meta.url).href, exportName: 'StableDiffusion3Pipeline', modelDir: dir, loadOptions: opts });
   }
 
@@ -156,7 +173,11 @@ export class StableDiffusion3Pipeline implements Disposable {
   /** diffusers' encode_prompt: the joint and pooled embeddings of the prompt(s). The caller owns them. */
   encodePrompt(prompt: string | readonly string[], opts: { maxSequenceLength?: number } = {}): SD3PromptEmbeddings {
     if (!this.promptEncoder) throw new TypeError('StableDiffusion3Pipeline: this pipeline has no tokenizers / text encoders, so it takes prompt embeddings, not a prompt');
-    return this.promptEncoder.encode(prompt, opts);
+    try {
+      return this.promptEncoder.encode(prompt, opts);
+    } finally {
+      if (this.releaseTextEncoders) this.promptEncoder.release();
+    }
   }
 
   /** Runs the sampler, from prompts or from their embeddings. The caller owns (and disposes) the returned tensors. */

@@ -44,8 +44,8 @@ describe('StableDiffusion3Pipeline from text', () => {
     expect(meta.prompts.flatMap((p) => encoder.t5Tokenizer!.encodePadded(p, 12).ids)).toEqual(Array.from(ref.t5_input_ids_12.toFloat32Array()));
   });
 
-  it('generates from a prompt and a negative prompt what diffusers does', () => {
-    using pipe = StableDiffusion3Pipeline.fromPretrained(folder);
+  it('generates from a prompt and a negative prompt what diffusers does, and can release the text encoders after encoding', () => {
+    using pipe = StableDiffusion3Pipeline.fromPretrained(folder, { releaseTextEncoders: true });
     const { run } = meta;
     const before = memoryStats();
     const { latents } = pipe.generate({
@@ -59,8 +59,8 @@ describe('StableDiffusion3Pipeline from text', () => {
       decode: false,
     });
     expect(relativeL2(latents, ref.run_latents_out)).toBeLessThan(1e-4);
+    expect(pipe.promptEncoder!.loaded).toBe(false);
     latents.dispose();
-    pipe.promptEncoder!.release();
     expect(memoryStats()).toEqual(before);
   });
 
