@@ -4,8 +4,9 @@
 // FlowMatchEulerDiscreteScheduler and the 16-channel AutoencoderKL come from @ditcache/diffusion.
 import { join } from 'node:path';
 
-import { TensorScope, add, concat, full, mul, sub, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { TensorScope, concat, full, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
+  batchedGuidance,
   AutoencoderKLDecoder,
   checkPipelineFolder,
   FlowMatchEulerDiscreteScheduler,
@@ -247,10 +248,7 @@ export class StableDiffusion3Pipeline implements Disposable {
             pooledProjections: pooled,
             timestep: full([input.shape[0]], timestep, { device }),
           });
-          if (cfg) {
-            const [uncond, cond] = velocity.split(2, 0);
-            velocity = add(uncond, mul(sub(cond, uncond), guidanceScale));
-          }
+          if (cfg) velocity = batchedGuidance(velocity, guidanceScale);
           return schedule.step(step, velocity, latents);
         });
         latents.dispose();

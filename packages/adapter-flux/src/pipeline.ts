@@ -4,8 +4,9 @@
 // and AutoencoderKL decoding.
 import { join } from 'node:path';
 
-import { TensorScope, add, full, mul, sub, tidy, zeros, type Device, type Tensor } from '@ditcache/cuda-runtime';
+import { TensorScope, full, tidy, zeros, type Device, type Tensor } from '@ditcache/cuda-runtime';
 import {
+  classifierFreeGuidance,
   AutoencoderKLDecoder,
   checkPipelineFolder,
   FlowMatchEulerDiscreteScheduler,
@@ -256,7 +257,7 @@ export class FluxPipeline implements Disposable {
           let noise = call(step, 'cond', embeds.promptEmbeds, embeds.pooledPromptEmbeds, timestep);
           if (trueCfg) {
             const negative = call(step, 'uncond', embeds.negativePromptEmbeds as Tensor, embeds.negativePooledPromptEmbeds as Tensor, timestep);
-            noise = add(negative, mul(sub(noise, negative), trueCfgScale));
+            noise = classifierFreeGuidance(negative, noise, trueCfgScale);
           }
           return schedule.step(step, noise, latents);
         });

@@ -5,8 +5,9 @@
 // negated into the flow-matching velocity, and the AutoencoderKL decodes.
 import { join } from 'node:path';
 
-import { TensorScope, add, concat, full, mul, neg, sub, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { TensorScope, concat, full, neg, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
+  batchedGuidance,
   AutoencoderKLDecoder,
   checkPipelineFolder,
   FlowMatchEulerDiscreteScheduler,
@@ -214,10 +215,7 @@ export class HiDreamPipeline implements Disposable {
             pooledEmbeds: pooled,
           });
           let velocity = neg(prediction);
-          if (cfg) {
-            const [uncond, cond] = velocity.split(2, 0);
-            velocity = add(uncond, mul(sub(cond, uncond), guidanceScale));
-          }
+          if (cfg) velocity = batchedGuidance(velocity, guidanceScale);
           return schedule.step(step, velocity, latents);
         });
         latents.dispose();

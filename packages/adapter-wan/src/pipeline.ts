@@ -5,8 +5,9 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { TensorScope, add, full, mul, sub, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { TensorScope, full, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
+  classifierFreeGuidance,
   ConfigError,
   FlowMatchEulerDiscreteScheduler,
   UniPCMultistepScheduler,
@@ -320,7 +321,7 @@ export class WanPipeline implements Disposable {
           let noise = call(step, 'cond', expert, opts.promptEmbeds, timestep);
           if (cfg) {
             const uncond = call(step, 'uncond', expert, opts.negativePromptEmbeds as Tensor, timestep);
-            noise = add(uncond, mul(sub(noise, uncond), guidance[expert]));
+            noise = classifierFreeGuidance(uncond, noise, guidance[expert]);
           }
           return schedule.step(step, noise, latents);
         });

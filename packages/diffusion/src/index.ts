@@ -28,6 +28,7 @@ export {
 } from './unipc.js';
 export { ParameterStore, WeightMismatchError, WeightReader, loadFromFolder, type LoadOptions } from './weights.js';
 export { runtimeTensorOps } from './cache-ops.js';
+export { batchedGuidance, classifierFreeGuidance } from './guidance.js';
 export { TransformerCallAnnouncer, type PipelineStepEnd, type PipelineTransformerCall } from './transformer-calls.js';
 export { RemotePipeline, type Progress, type RemoteGenerateOptions } from './worker/remote-pipeline.js';
 export type { HostSpec } from './worker/host.js';
