@@ -7,7 +7,7 @@ import { cacheHandleOf, disableCache, enableCache, summary, supportedPipelines, 
 import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
 
 import { SD3CacheAdapterFactory, StableDiffusion3Pipeline, type SD3GenerateOptions } from '../src/index.js';
-import { goldens, metaOf, relativeL2, SETS, type Trace } from './helpers.js';
+import { SETS, goldenRequest, goldens, metaOf, relativeL2, type Trace } from './helpers.js';
 
 /** The config of a trace in ditcache's terms: the same cache-dit keys. */
 function configOf(trace: Trace): CacheConfigInput {
@@ -25,18 +25,7 @@ describe.each(SETS)('caching SD3 on %s', (set) => {
     pipe = StableDiffusion3Pipeline.fromPretrained(`${goldens}/${set}`);
     ref = loadSafetensors(`${goldens}/${set}/pipeline.safetensors`);
     traces = loadSafetensors(`${goldens}/${set}/cache_traces.safetensors`);
-    request = {
-      promptEmbeds: ref.prompt_embeds,
-      pooledPromptEmbeds: ref.pooled_prompt_embeds,
-      negativePromptEmbeds: ref.negative_prompt_embeds,
-      negativePooledPromptEmbeds: ref.negative_pooled_prompt_embeds,
-      latents: ref.latents_in,
-      height: meta.height,
-      width: meta.width,
-      numInferenceSteps: meta.num_inference_steps,
-      guidanceScale: meta.guidance_scale,
-      decode: false,
-    };
+    request = { ...goldenRequest(ref, meta), decode: false };
   });
   afterAll(() => {
     pipe.dispose();

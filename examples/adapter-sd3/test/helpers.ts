@@ -2,6 +2,10 @@ import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import type { Tensor } from '@ditcache/cuda-runtime';
+
+import type { SD3GenerateOptions } from '../src/index.js';
+
 /** This package's reference data (tools/make_references.py wrote it; goldens/README.md describes it). */
 export const goldens = new URL('./goldens/', import.meta.url).pathname;
 
@@ -29,6 +33,21 @@ export function metaOf(set: string): Meta {
 }
 
 export { relativeL2, relativeL2Values } from '@ditcache/cuda-runtime';
+
+/** The pipeline request of a golden run: its embeddings, initial latents, size, steps and guidance. */
+export function goldenRequest(ref: Record<string, Tensor>, meta: Meta): SD3GenerateOptions {
+  return {
+    promptEmbeds: ref.prompt_embeds,
+    pooledPromptEmbeds: ref.pooled_prompt_embeds,
+    negativePromptEmbeds: ref.negative_prompt_embeds,
+    negativePooledPromptEmbeds: ref.negative_pooled_prompt_embeds,
+    latents: ref.latents_in,
+    height: meta.height,
+    width: meta.width,
+    numInferenceSteps: meta.num_inference_steps,
+    guidanceScale: meta.guidance_scale,
+  };
+}
 
 /** The tokenizers and text encoders of the prompt reference data (sd3-prompt/). */
 export const TEXT_COMPONENTS = ['tokenizer', 'tokenizer_2', 'tokenizer_3', 'text_encoder', 'text_encoder_2', 'text_encoder_3'];

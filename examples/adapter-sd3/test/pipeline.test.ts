@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { loadSafetensors, memoryStats } from '@ditcache/cuda-runtime';
 
 import { StableDiffusion3Pipeline, type TransformerCall } from '../src/index.js';
-import { goldens, metaOf, relativeL2, relativeL2Values, SETS } from './helpers.js';
+import { SETS, goldenRequest, goldens, metaOf, relativeL2, relativeL2Values } from './helpers.js';
 
 describe.each(SETS)('StableDiffusion3Pipeline on %s', (set) => {
   const meta = metaOf(set);
@@ -17,17 +17,7 @@ describe.each(SETS)('StableDiffusion3Pipeline on %s', (set) => {
     const calls: TransformerCall[] = [];
     const off = pipe.onTransformerCall((c) => calls.push(c));
     const steps: number[] = [];
-    const request = {
-      promptEmbeds: ref.prompt_embeds,
-      pooledPromptEmbeds: ref.pooled_prompt_embeds,
-      negativePromptEmbeds: ref.negative_prompt_embeds,
-      negativePooledPromptEmbeds: ref.negative_pooled_prompt_embeds,
-      latents: ref.latents_in,
-      height: meta.height,
-      width: meta.width,
-      numInferenceSteps: meta.num_inference_steps,
-      guidanceScale: meta.guidance_scale,
-    };
+    const request = goldenRequest(ref, meta);
     const out = pipe.generate({ ...request, callback: ({ step }) => steps.push(step) });
     off();
     const withoutCfg = pipe.generate({ ...request, guidanceScale: 1, decode: false });

@@ -8,7 +8,7 @@ import type { RemotePipeline } from '@ditcache/diffusion';
 
 import { StableDiffusion3Pipeline, type SD3GenerateOptions, type SD3GenerateResult } from 'ditcache-adapter-sd3';
 
-import { goldens, metaOf } from './helpers.js';
+import { goldenRequest, goldens, metaOf } from './helpers.js';
 
 const set = 'sd35-tiny';
 const meta = metaOf(set);
@@ -20,18 +20,7 @@ describe('StableDiffusion3Pipeline.spawn (generation in a worker thread)', () =>
   beforeAll(async () => {
     remote = await StableDiffusion3Pipeline.spawn(`${goldens}/${set}`);
     ref = loadSafetensors(`${goldens}/${set}/pipeline.safetensors`);
-    request = {
-      promptEmbeds: ref.prompt_embeds,
-      pooledPromptEmbeds: ref.pooled_prompt_embeds,
-      negativePromptEmbeds: ref.negative_prompt_embeds,
-      negativePooledPromptEmbeds: ref.negative_pooled_prompt_embeds,
-      latents: ref.latents_in,
-      height: meta.height,
-      width: meta.width,
-      numInferenceSteps: meta.num_inference_steps,
-      guidanceScale: meta.guidance_scale,
-      decode: false,
-    };
+    request = { ...goldenRequest(ref, meta), decode: false };
   });
   afterAll(async () => {
     await remote.close();
