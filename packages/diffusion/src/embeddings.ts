@@ -1,6 +1,6 @@
 // Conditioning embeddings every family shares: the sinusoidal timestep features and the
 // two-layer MLP that projects them (and pooled text) to the model width.
-import { gelu, silu, tensor, tidy, type Device, type Tensor } from '@ditcache/cuda-runtime';
+import { gelu, silu, tensor, tidy, type Device, type DType, type Tensor } from '@ditcache/cuda-runtime';
 
 import { Linear } from './layers.js';
 import type { WeightReader } from './weights.js';
@@ -13,6 +13,11 @@ export interface SinusoidalOptions {
   scale?: number;
   maxPeriod?: number;
   device?: Device;
+  /**
+   * The dtype of the returned features (default float32). They are always computed in float32
+   * and rounded to this once, as diffusers' embedders do with `.to(dtype=...)` before their MLP.
+   */
+  dtype?: DType;
 }
 
 const f32 = Math.fround;
@@ -20,7 +25,7 @@ const f32 = Math.fround;
 /**
  * diffusers' get_timestep_embedding: (N, dim) sin / cos features of fractional timesteps. Every
  * step rounds to float32 as torch does on float32 tensors, so the features match diffusers' to
- * the last bit or one.
+ * the last bit or one; `dtype` rounds the float32 features once more at the end.
  */
 export function sinusoidalTimestepEmbedding(timesteps: ArrayLike<number>, dim: number, opts: SinusoidalOptions = {}): Tensor {
   const { flipSinToCos = false, downscaleFreqShift = 1, scale = 1, maxPeriod = 10000 } = opts;
@@ -40,7 +45,7 @@ export function sinusoidalTimestepEmbedding(timesteps: ArrayLike<number>, dim: n
     }
     // An odd width leaves the last feature zero, as diffusers pads it.
   }
-  return tensor(out, [timesteps.length, dim], { device: opts.device });
+  return tensor(out, [timesteps.length, dim], { device: opts.device, dtype: opts.dtype });
 }
 
 /**

@@ -7,16 +7,24 @@ import { join } from 'node:path';
 import { add, clamp, mul, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import sharp from 'sharp';
 
-/** (B, C, H, W) decoder output in [-1, 1] -> (B, H, W, C) in [0, 1], as output_type="np" gives. */
+/**
+ * (B, C, H, W) decoder output in [-1, 1] -> (B, H, W, C) float32 in [0, 1], as output_type="np"
+ * gives: denormalised in the decoder's dtype, then widened to float32 (diffusers' `.float()`).
+ */
 export function toImageRange(decoded: Tensor): Tensor {
   if (decoded.rank !== 4) throw new TypeError(`toImageRange: expected (B, C, H, W) decoder output, got (${decoded.shape.join(', ')})`);
-  return tidy(() => clamp(add(mul(decoded, 0.5), 0.5), 0, 1).permute(0, 2, 3, 1).contiguous());
+  return tidy(() => asFloat32(clamp(add(mul(decoded, 0.5), 0.5), 0, 1).permute(0, 2, 3, 1).contiguous()));
 }
 
-/** (B, C, F, H, W) video decoder output in [-1, 1] -> (B, F, H, W, C) in [0, 1], as output_type="np" gives. */
+/** (B, C, F, H, W) video decoder output in [-1, 1] -> (B, F, H, W, C) float32 in [0, 1], as output_type="np" gives (widened like toImageRange's). */
 export function toVideoRange(decoded: Tensor): Tensor {
   if (decoded.rank !== 5) throw new TypeError(`toVideoRange: expected (B, C, F, H, W) decoder output, got (${decoded.shape.join(', ')})`);
-  return tidy(() => clamp(add(mul(decoded, 0.5), 0.5), 0, 1).permute(0, 2, 3, 4, 1).contiguous());
+  return tidy(() => asFloat32(clamp(add(mul(decoded, 0.5), 0.5), 0, 1).permute(0, 2, 3, 4, 1).contiguous()));
+}
+
+/** `t` itself when float32, else its float32 copy. */
+function asFloat32(t: Tensor): Tensor {
+  return t.dtype === 'float32' ? t : t.cast('float32');
 }
 
 /** An 8-bit RGB (or grey) picture, rows top to bottom, channels interleaved. */

@@ -2,6 +2,7 @@ export { AUTOENCODER_KL_DEFAULTS, AutoencoderKLDecoder, type AutoencoderKLConfig
 export { ConfigError, checkPipelineFolder, missingFolders, readJsonObject, typedConfig } from './config-file.js';
 export { MlpEmbedding, sinusoidalTimestepEmbedding, type SinusoidalOptions } from './embeddings.js';
 export { FeedForward, type FeedForwardActivation } from './feed-forward.js';
+export { FLOAT16_MAX, Float16OverflowError, checkFloat16Range, clipToFloat16Range, inDenoisingStep } from './float16.js';
 export { encodePng, saveAnimation, savePng, savePngFrames, toImage8, toImageRange, toVideoRange, type Image8 } from './image.js';
 export { Conv2d, Conv3d, GroupNorm, LayerNorm, Linear, RMSNorm, type Conv2dGeometry, type Conv3dGeometry, type Triple } from './layers.js';
 export { AdaLayerNormContinuous, AdaLayerNormZero, modulate, modulationParameters, type AdaLayerNormZeroOutput } from './normalization.js';
@@ -26,7 +27,16 @@ export {
   type UniPCScheduleOptions,
   type UniPCSolverSettings,
 } from './unipc.js';
-export { ParameterStore, WeightMismatchError, WeightReader, loadFromFolder, type LoadOptions } from './weights.js';
+export {
+  COMPUTE_DTYPES,
+  ParameterStore,
+  WeightMismatchError,
+  WeightReader,
+  computeDtype,
+  loadFromFolder,
+  type ComputeDtype,
+  type LoadOptions,
+} from './weights.js';
 export { runtimeTensorOps } from './cache-ops.js';
 export { batchedGuidance, classifierFreeGuidance } from './guidance.js';
 export { TransformerCallAnnouncer, type PipelineStepEnd, type PipelineTransformerCall } from './transformer-calls.js';

@@ -1,7 +1,7 @@
 // Gaussian noise that reproduces torch.randn on a CPU generator seeded with manual_seed(seed),
 // so that a seed here gives the initial latents a diffusers pipeline gets from
 // torch.Generator('cpu').manual_seed(seed).
-import { tensor, type Device, type Tensor } from '@ditcache/cuda-runtime';
+import { tensor, type Device, type DType, type Tensor } from '@ditcache/cuda-runtime';
 
 const N = 624;
 const M = 397;
@@ -81,8 +81,12 @@ function boxMuller16(data: Float32Array, at: number): void {
   }
 }
 
-/** A float32 tensor of `shape` filled like torch.randn(shape, generator=manual_seed(seed)). */
-export function randnTensor(shape: readonly number[], seed: number, opts: { device?: Device } = {}): Tensor {
+/**
+ * A tensor of `shape` filled like torch.randn(shape, generator=manual_seed(seed), dtype=dtype):
+ * float32 by default; in bfloat16 / float16 torch draws the float32 values and rounds them,
+ * and so does this.
+ */
+export function randnTensor(shape: readonly number[], seed: number, opts: { device?: Device; dtype?: DType } = {}): Tensor {
   const count = shape.reduce((a, b) => a * b, 1);
-  return tensor(torchRandn(count, seed), shape, { device: opts.device });
+  return tensor(torchRandn(count, seed), shape, { device: opts.device, dtype: opts.dtype });
 }

@@ -4,7 +4,7 @@
 // float32 (NumPy with Python scalars), sigmas derived from linspace are float64 until stored.
 import { join } from 'node:path';
 
-import { add, mul, type Tensor } from '@ditcache/cuda-runtime';
+import { add, mul, tidy, type Tensor } from '@ditcache/cuda-runtime';
 
 import { ConfigError, readJsonObject, typedConfig } from './config-file.js';
 
@@ -84,18 +84,20 @@ export class FlowMatchSchedule implements SamplingSchedule {
     return this.timesteps.length;
   }
 
-  /** Euler step `index`: sample + (sigma[index + 1] - sigma[index]) * modelOutput, a new tensor. */
+  /**
+   * Euler step `index`: sample + (sigma[index + 1] - sigma[index]) * modelOutput, a new tensor
+   * in modelOutput's dtype. As diffusers: the product is rounded to modelOutput's dtype, the sum
+   * is taken in float32 and rounded back to modelOutput's dtype (a no-op in float32).
+   */
   step(index: number, modelOutput: Tensor, sample: Tensor): Tensor {
     if (!Number.isInteger(index) || index < 0 || index >= this.length) {
       throw new RangeError(`FlowMatchSchedule.step: step ${index} is outside 0..${this.length - 1}`);
     }
     const dt = f32(this.sigmas[index + 1] - this.sigmas[index]);
-    const delta = mul(modelOutput, dt);
-    try {
-      return add(sample, delta);
-    } finally {
-      delta.dispose();
-    }
+    return tidy(() => {
+      const next = add(sample, mul(modelOutput, dt));
+      return next.dtype === modelOutput.dtype ? next : next.cast(modelOutput.dtype);
+    });
   }
 }
 

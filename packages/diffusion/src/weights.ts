@@ -14,6 +14,26 @@ export interface LoadOptions {
    * compute in float32, widening one weight at a time as they use it, so results are the same.
    */
   weightDtype?: 'float32' | 'stored';
+  /**
+   * The dtype the model computes in, as diffusers' `torch_dtype`: 'float32' (the default, where
+   * `weightDtype` applies), 'bfloat16' or 'float16'. In 16-bit every weight is held in that dtype
+   * (a checkpoint already stored in it stays a read-only view of the mapped file, with no widened
+   * copy) except those the model keeps in float32 as diffusers does (`WeightReader.float32`).
+   */
+  dtype?: ComputeDtype;
+}
+
+/** The dtypes a model can compute in. */
+export type ComputeDtype = 'float32' | 'bfloat16' | 'float16';
+export const COMPUTE_DTYPES: readonly ComputeDtype[] = ['float32', 'bfloat16', 'float16'];
+
+/** `dtype` checked: an unknown name is a TypeError that lists the valid ones. */
+export function computeDtype(dtype: string | undefined, where = 'dtype'): ComputeDtype {
+  if (dtype === undefined) return 'float32';
+  if (!(COMPUTE_DTYPES as readonly string[]).includes(dtype)) {
+    throw new TypeError(`${where}: unknown dtype '${dtype}' (valid: ${COMPUTE_DTYPES.join(', ')})`);
+  }
+  return dtype as ComputeDtype;
 }
 
 /** The tensors a model owns. They live outside every TensorScope until `dispose()`. */
@@ -58,6 +78,7 @@ export class WeightReader {
   readonly store: ParameterStore;
   readonly device: Device;
   readonly weightDtype: 'float32' | 'stored';
+  readonly dtype: ComputeDtype;
   readonly prefix: string;
 
   constructor(folder: WeightFolder, store: ParameterStore, opts: LoadOptions & { prefix?: string } = {}) {
@@ -65,12 +86,26 @@ export class WeightReader {
     this.store = store;
     this.device = opts.device ?? 'cpu';
     this.weightDtype = opts.weightDtype ?? 'float32';
+    this.dtype = computeDtype(opts.dtype);
     this.prefix = opts.prefix ?? '';
   }
 
   /** The reader for the sub-module `name` (diffusers' dotted module path). */
   at(name: string | number): WeightReader {
-    return new WeightReader(this.folder, this.store, { device: this.device, weightDtype: this.weightDtype, prefix: `${this.prefix}${name}.` });
+    return new WeightReader(this.folder, this.store, {
+      device: this.device,
+      weightDtype: this.weightDtype,
+      dtype: this.dtype,
+      prefix: `${this.prefix}${name}.`,
+    });
+  }
+
+  /**
+   * The same reader loading float32 weights whatever the compute dtype: for the parameters
+   * diffusers keeps in float32 under a 16-bit `torch_dtype` (`_keep_in_fp32_modules`).
+   */
+  float32(): WeightReader {
+    return new WeightReader(this.folder, this.store, { device: this.device, weightDtype: 'float32', prefix: this.prefix });
   }
 
   /** Loads `name`, checking its shape against `shape` (what the config implies) when given. */
@@ -85,7 +120,8 @@ export class WeightReader {
         `${this.folder.dir}: weight '${full}' has shape (${entry.shape.join(', ')}) but config.json implies (${shape.join(', ')})`,
       );
     }
-    return this.store.adopt(this.folder.get(full, { dtype: this.weightDtype === 'stored' ? undefined : 'float32', device: this.device }));
+    const dtype = this.dtype !== 'float32' ? this.dtype : this.weightDtype === 'stored' ? undefined : 'float32';
+    return this.store.adopt(this.folder.get(full, { dtype, device: this.device }));
   }
 
   /** The first of `names` the folder holds (checkpoints name tied embeddings either way). */

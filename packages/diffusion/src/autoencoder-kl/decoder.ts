@@ -5,7 +5,7 @@
 import { add, div, silu, tidy, type Tensor } from '@ditcache/cuda-runtime';
 
 import { Conv2d, GroupNorm } from '../layers.js';
-import { loadFromFolder, type LoadOptions, type ParameterStore, type WeightReader } from '../weights.js';
+import { loadFromFolder, type ComputeDtype, type LoadOptions, type ParameterStore, type WeightReader } from '../weights.js';
 import { ResnetBlock2D, SpatialSelfAttention, Upsample2D } from './blocks.js';
 
 /**
@@ -69,6 +69,8 @@ export class AutoencoderKLDecoder implements Disposable {
   readonly config: AutoencoderKLConfig;
   /** Pixels per latent along each side: 2^(levels - 1). */
   readonly scaleFactor: number;
+  /** What the weights are held and the decoder computes in (the `dtype` it was loaded with). */
+  readonly dtype: ComputeDtype;
   private readonly postQuantConv: Conv2d | null;
   private readonly convIn: Conv2d;
   private readonly midBlock: MidBlock;
@@ -80,6 +82,7 @@ export class AutoencoderKLDecoder implements Disposable {
   private constructor(config: AutoencoderKLConfig, w: WeightReader, params: ParameterStore) {
     this.config = config;
     this.params = params;
+    this.dtype = w.dtype;
     const channels = config.block_out_channels;
     const groups = config.norm_num_groups;
     const top = channels[channels.length - 1];
@@ -106,7 +109,7 @@ export class AutoencoderKLDecoder implements Disposable {
     this.convOut = Conv2d.load(d.at('conv_out'), channels[0], config.out_channels, { kernel: 3, padding: 1 });
   }
 
-  /** Loads the decoder (and post_quant_conv) of a diffusers `vae/` folder. */
+  /** Loads the decoder (and post_quant_conv) of a diffusers `vae/` folder; `dtype` as diffusers' torch_dtype (AutoencoderKL keeps nothing in float32). */
   static load(dir: string, opts: LoadOptions = {}): AutoencoderKLDecoder {
     return loadFromFolder(dir, opts, (folder, w, params) => {
       const config = folder.typedConfig(['AutoencoderKL'], AUTOENCODER_KL_DEFAULTS);
@@ -127,14 +130,18 @@ export class AutoencoderKLDecoder implements Disposable {
     return tidy(() => (shift === null ? div(latents, scale) : add(div(latents, scale), shift)));
   }
 
-  /** (B, latent_channels, h, w) latents, already denormalized, to (B, out_channels, H, W). */
+  /**
+   * (B, latent_channels, h, w) latents, already denormalized, to (B, out_channels, H, W) in the
+   * decoder's dtype; latents of another dtype are rounded to it first (diffusers' `latents.to(vae.dtype)`).
+   */
   decode(latents: Tensor): Tensor {
     const c = this.config.latent_channels;
     if (latents.rank !== 4 || latents.shape[1] !== c) {
       throw new TypeError(`AutoencoderKLDecoder.decode: expected latents (B, ${c}, h, w), got (${latents.shape.join(', ')})`);
     }
     return tidy(() => {
-      let h = this.convIn.forward(this.postQuantConv ? this.postQuantConv.forward(latents) : latents);
+      const x = latents.dtype === this.dtype ? latents : latents.cast(this.dtype);
+      let h = this.convIn.forward(this.postQuantConv ? this.postQuantConv.forward(x) : x);
       h = this.midBlock.forward(h);
       for (const block of this.upBlocks) h = block.forward(h);
       return this.convOut.forward(silu(this.convNormOut.forward(h)));
