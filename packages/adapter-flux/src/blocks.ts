@@ -1,9 +1,10 @@
 // FLUX's transformer blocks: the double-stream FluxTransformerBlock (image and text keep their
 // own weights and meet in joint attention) and the single-stream FluxSingleTransformerBlock
 // (one set of weights over the concatenated sequence, attention and MLP in parallel). Both take
-// and return both streams, as diffusers >= 0.35 does.
+// and return both streams, as diffusers >= 0.35 does. In float16 each block clips what diffusers
+// clips and refuses to pass on values float16 cannot hold (see checkFloat16Range).
 import { add, concat, gelu, layerNorm, mul, silu, tidy, type Tensor } from '@ditcache/cuda-runtime';
-import { Linear, type WeightReader } from '@ditcache/diffusion';
+import { Linear, checkFloat16Range, clipToFloat16Range, type WeightReader } from '@ditcache/diffusion';
 
 import { JointAttention, SelfAttention } from './attention.js';
 import type { RotaryEmbedding } from './rotary.js';
@@ -50,6 +51,11 @@ export class FeedForward {
   }
 }
 
+/** The block's module name in diffusers (e.g. 'transformer_blocks.3'), from its weights' prefix. */
+function moduleName(w: WeightReader): string {
+  return w.prefix.replace(/\.$/, '');
+}
+
 /** diffusers' FluxTransformerBlock. */
 export class FluxTransformerBlock implements FluxBlock {
   constructor(
@@ -58,6 +64,8 @@ export class FluxTransformerBlock implements FluxBlock {
     readonly attn: JointAttention,
     readonly ff: FeedForward,
     readonly ffContext: FeedForward,
+    /** diffusers' module name, for errors. */
+    readonly name = 'transformer_blocks',
   ) {}
 
   static load(w: WeightReader, dim: number, heads: number, headDim: number): FluxTransformerBlock {
@@ -67,6 +75,7 @@ export class FluxTransformerBlock implements FluxBlock {
       JointAttention.load(w.at('attn'), dim, heads, headDim),
       FeedForward.load(w.at('ff'), dim),
       FeedForward.load(w.at('ff_context'), dim),
+      moduleName(w),
     );
   }
 
@@ -80,7 +89,9 @@ export class FluxTransformerBlock implements FluxBlock {
       const h = add(hidden, gated(gate, attnOut));
       const hOut = add(h, gated(gateMlp, this.ff.forward(modulate(h, scaleMlp, shiftMlp))));
       const e = add(encoder, gated(cGate, contextAttnOut));
-      const eOut = add(e, gated(cGateMlp, this.ffContext.forward(modulate(e, cScaleMlp, cShiftMlp))));
+      // diffusers clips the text stream (only) of a float16 double-stream block.
+      const eOut = clipToFloat16Range(add(e, gated(cGateMlp, this.ffContext.forward(modulate(e, cScaleMlp, cShiftMlp)))));
+      checkFloat16Range(this.name, eOut, hOut);
       return [eOut, hOut];
     });
   }
@@ -93,6 +104,8 @@ export class FluxSingleTransformerBlock implements FluxBlock {
     readonly attn: SelfAttention,
     readonly projMlp: Linear,
     readonly projOut: Linear,
+    /** diffusers' module name, for errors. */
+    readonly name = 'single_transformer_blocks',
   ) {}
 
   static load(w: WeightReader, dim: number, heads: number, headDim: number): FluxSingleTransformerBlock {
@@ -101,6 +114,7 @@ export class FluxSingleTransformerBlock implements FluxBlock {
       SelfAttention.load(w.at('attn'), dim, heads, headDim),
       Linear.load(w.at('proj_mlp'), dim, 4 * dim),
       Linear.load(w.at('proj_out'), 5 * dim, dim),
+      moduleName(w),
     );
   }
 
@@ -113,7 +127,9 @@ export class FluxSingleTransformerBlock implements FluxBlock {
       const [shift, scale, gate] = modulation(this.norm, temb, 3);
       const normed = modulate(x, scale, shift);
       const mlp = gelu(this.projMlp.forward(normed), { approximate: 'tanh' });
-      const out = add(x, gated(gate, this.projOut.forward(concat([this.attn.forward(normed, rotary), mlp], 2))));
+      // diffusers clips both streams of a float16 single-stream block.
+      const out = clipToFloat16Range(add(x, gated(gate, this.projOut.forward(concat([this.attn.forward(normed, rotary), mlp], 2)))));
+      checkFloat16Range(this.name, out);
       return [out.narrow(1, 0, textLen), out.narrow(1, textLen, imageLen)];
     });
   }

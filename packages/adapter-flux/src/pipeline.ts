@@ -1,12 +1,15 @@
 // diffusers' FluxPipeline: a prompt (through the CLIP and T5 text encoders) or prompt embeddings
 // in, latents and an image out. Flow-matching Euler sampling with resolution-dependent shifting,
 // the guidance embedding of guidance-distilled models, optional true classifier-free guidance,
-// and AutoencoderKL decoding.
+// and AutoencoderKL decoding. With `dtype` (diffusers' torch_dtype) the transformer, the latents,
+// the scheduler's output and the VAE are in that dtype, and the tensors are rounded where
+// diffusers' FluxPipeline rounds them.
 import { join } from 'node:path';
 
-import { TensorScope, full, tidy, zeros, type Device, type Tensor } from '@ditcache/cuda-runtime';
+import { TensorScope, div, full, tidy, zeros, type Device, type Tensor } from '@ditcache/cuda-runtime';
 import {
   classifierFreeGuidance,
+  inDenoisingStep,
   AutoencoderKLDecoder,
   checkPipelineFolder,
   FlowMatchEulerDiscreteScheduler,
@@ -15,6 +18,8 @@ import {
   RemotePipeline,
   toImageRange,
   TransformerCallAnnouncer,
+  computeDtype,
+  type ComputeDtype,
   type LoadOptions,
   type PipelineStepEnd,
   type PipelineTransformerCall,
@@ -149,10 +154,11 @@ export class FluxPipeline implements Disposable {
    * first prompt, unless `preloadTextEncoders`).
    */
   static fromPretrained(dir: string, opts: FluxLoadOptions = {}): FluxPipeline {
+    const dtype = computeDtype(opts.dtype, 'FluxPipeline.fromPretrained: dtype');
     checkPipelineFolder(dir, 'FluxPipeline', COMPONENTS);
     const scheduler = FlowMatchEulerDiscreteScheduler.fromFolder(join(dir, 'scheduler'));
     const missingText = missingTextComponents(dir);
-    const loadOpts: LoadOptions = { device: opts.device, weightDtype: opts.weightDtype };
+    const loadOpts: LoadOptions = { device: opts.device, weightDtype: opts.weightDtype, dtype };
     const textEncoders = missingText.length ? null : FluxPromptEncoder.fromPretrained(dir, { ...loadOpts, preload: opts.preloadTextEncoders });
     let transformer: FluxTransformer | undefined;
     let vae: AutoencoderKLDecoder | undefined;
@@ -223,7 +229,7 @@ export class FluxPipeline implements Disposable {
 
     const scope = new TensorScope();
     try {
-      const embeds = this.resolveEmbeddings(opts, trueCfgScale > 1);
+      const embeds = this.inComputeDtype(this.resolveEmbeddings(opts, trueCfgScale > 1));
       const { batch, hasNegative } = this.checkEmbeddings(embeds);
       const trueCfg = hasNegative && trueCfgScale > 1;
       const device = embeds.promptEmbeds.device;
@@ -252,15 +258,17 @@ export class FluxPipeline implements Disposable {
       };
 
       for (let step = 0; step < numSteps; ++step) {
-        const next = tidy(() => {
-          const timestep = full([batch], schedule.timesteps[step] / 1000, { device });
-          let noise = call(step, 'cond', embeds.promptEmbeds, embeds.pooledPromptEmbeds, timestep);
-          if (trueCfg) {
-            const negative = call(step, 'uncond', embeds.negativePromptEmbeds as Tensor, embeds.negativePooledPromptEmbeds as Tensor, timestep);
-            noise = classifierFreeGuidance(negative, noise, trueCfgScale);
-          }
-          return schedule.step(step, noise, latents);
-        });
+        const next = inDenoisingStep(step, numSteps, () =>
+          tidy(() => {
+            const timestep = this.modelTimestep(schedule.timesteps[step], batch, device);
+            let noise = call(step, 'cond', embeds.promptEmbeds, embeds.pooledPromptEmbeds, timestep);
+            if (trueCfg) {
+              const negative = call(step, 'uncond', embeds.negativePromptEmbeds as Tensor, embeds.negativePooledPromptEmbeds as Tensor, timestep);
+              noise = classifierFreeGuidance(negative, noise, trueCfgScale);
+            }
+            return schedule.step(step, noise, latents);
+          }),
+        );
         latents.dispose();
         latents = next;
         opts.callback?.({ step, numSteps, timestep: schedule.timesteps[step], latents });
@@ -282,6 +290,31 @@ export class FluxPipeline implements Disposable {
   decodeLatents(packed: Tensor, height?: number, width?: number): Tensor {
     const [latentHeight, latentWidth] = this.latentSides(height, width);
     return tidy(() => toImageRange(this.vae.decode(this.vae.denormalize(unpackLatents(packed, latentHeight, latentWidth)))));
+  }
+
+  /** What the pipeline computes in: its transformer's dtype (diffusers' `torch_dtype`). */
+  get dtype(): ComputeDtype {
+    return this.transformer.dtype;
+  }
+
+  /**
+   * The (B,) timestep the transformer gets at scheduler timestep `t` (0..1000): t / 1000 in
+   * float32; in 16-bit, diffusers' `t.to(latents.dtype) / 1000`, rounded before and after.
+   */
+  private modelTimestep(t: number, batch: number, device: Device): Tensor {
+    if (this.dtype === 'float32') return full([batch], t / 1000, { device });
+    return tidy(() => div(full([batch], t, { device, dtype: this.dtype }), 1000));
+  }
+
+  /** The embeddings rounded to the compute dtype, as diffusers' text encoders in that dtype return them (new tensors in the caller's scope). */
+  private inComputeDtype(embeds: FluxEmbeddings): FluxEmbeddings {
+    const own = (t: Tensor | undefined): Tensor | undefined => (t === undefined || t.dtype === this.dtype ? t : t.cast(this.dtype));
+    return {
+      promptEmbeds: own(embeds.promptEmbeds) as Tensor,
+      pooledPromptEmbeds: own(embeds.pooledPromptEmbeds) as Tensor,
+      negativePromptEmbeds: own(embeds.negativePromptEmbeds),
+      negativePooledPromptEmbeds: own(embeds.negativePooledPromptEmbeds),
+    };
   }
 
   /** Frees the transformer's, the VAE's and the text encoders' weights. */
@@ -379,9 +412,10 @@ export class FluxPipeline implements Disposable {
       if (opts.latents.shape.join() !== expected.join()) {
         throw new TypeError(`FluxPipeline: latents must be packed (${expected.join(', ')}) for this size, got (${opts.latents.shape.join(', ')})`);
       }
-      return { latents: opts.latents.clone(), seed: null };
+      // diffusers' `latents.to(dtype)`.
+      return { latents: opts.latents.dtype === this.dtype ? opts.latents.clone() : opts.latents.cast(this.dtype), seed: null };
     }
     const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 32);
-    return { latents: tidy(() => packLatents(randnTensor([batch, channels, height, width], seed, { device }))), seed };
+    return { latents: tidy(() => packLatents(randnTensor([batch, channels, height, width], seed, { device, dtype: this.dtype }))), seed };
   }
 }

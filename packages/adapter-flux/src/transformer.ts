@@ -1,12 +1,15 @@
 // diffusers' FluxTransformer2DModel: embeds packed latents, text and conditioning, runs the
 // double-stream blocks and then the single-stream blocks over both streams, and projects the
-// image stream back to latent channels.
-import { add, concat, silu, tidy, type Tensor } from '@ditcache/cuda-runtime';
+// image stream back to latent channels. In bfloat16 / float16 (`dtype`) it rounds where diffusers
+// does under that torch_dtype: see forward().
+import { add, concat, mul, silu, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
   Linear,
   MlpEmbedding,
+  checkFloat16Range,
   loadFromFolder,
   sinusoidalTimestepEmbedding,
+  type ComputeDtype,
   type LoadOptions,
   type ParameterStore,
   type WeightReader,
@@ -65,8 +68,9 @@ class TimeTextEmbedding {
   ) {}
 
   forward(timesteps: Float32Array, guidance: Float32Array | null, pooled: Tensor): Tensor {
+    // Computed in float32, rounded to the pooled embedding's dtype (diffusers' `.to(dtype=pooled_projection.dtype)`).
     const features = (values: Float32Array): Tensor =>
-      sinusoidalTimestepEmbedding(values, TIME_PROJ_DIM, { flipSinToCos: true, downscaleFreqShift: 0, device: pooled.device });
+      sinusoidalTimestepEmbedding(values, TIME_PROJ_DIM, { flipSinToCos: true, downscaleFreqShift: 0, device: pooled.device, dtype: pooled.dtype });
     return tidy(() => {
       let conditioning = this.timestepEmbedder.forward(features(timesteps));
       if (this.guidanceEmbedder && guidance) conditioning = add(conditioning, this.guidanceEmbedder.forward(features(guidance)));
@@ -80,6 +84,8 @@ export class FluxTransformer implements Disposable {
   /** heads * head dim: the width of both streams. */
   readonly innerDim: number;
   readonly outChannels: number;
+  /** What the weights are held and the activations computed in (the `dtype` it was loaded with). */
+  readonly dtype: ComputeDtype;
   /**
    * The double-stream blocks, run in order by forward(). Replaceable: a cache engine may put
    * its own FluxBlock objects here (see the README for what forward() does with their outputs).
@@ -97,6 +103,7 @@ export class FluxTransformer implements Disposable {
   private constructor(config: FluxTransformerConfig, w: WeightReader, params: ParameterStore) {
     this.config = config;
     this.params = params;
+    this.dtype = w.dtype;
     const heads = config.num_attention_heads;
     const headDim = config.attention_head_dim;
     const dim = heads * headDim;
@@ -118,18 +125,30 @@ export class FluxTransformer implements Disposable {
     this.projOut = Linear.load(w.at('proj_out'), dim, config.patch_size * config.patch_size * this.outChannels);
   }
 
-  /** Loads a diffusers `transformer/` folder (FluxTransformer2DModel). */
+  /**
+   * Loads a diffusers `transformer/` folder (FluxTransformer2DModel). `dtype: 'bfloat16'` or
+   * `'float16'` holds every weight in that dtype and computes in it, as diffusers'
+   * `from_pretrained(..., torch_dtype=...)` (FLUX keeps no module in float32).
+   */
   static load(dir: string, opts: LoadOptions = {}): FluxTransformer {
     return loadFromFolder(dir, opts, (folder, w, params) => new FluxTransformer(readFluxTransformerConfig(folder), w, params));
   }
 
-  /** The noise prediction (B, image tokens, patch^2 * out_channels) for packed latents. */
+  /**
+   * The noise prediction (B, image tokens, patch^2 * out_channels) for packed latents, in the
+   * model's dtype. Latents and embeddings of another dtype are rounded to it first (what a
+   * diffusers caller does with `.to(dtype)`). In 16-bit, as diffusers: timestep and guidance are
+   * rounded to the dtype before and after the x 1000, their sinusoidal features are computed in
+   * float32 and rounded; the rotary tables stay float32 and the rotation computes in float32,
+   * rounding once; every other op rounds its output to the dtype.
+   */
   forward(inputs: FluxTransformerInputs): Tensor {
     const { timestep, guidance } = this.checkInputs(inputs);
     return tidy(() => {
-      let hidden = this.xEmbedder.forward(inputs.hiddenStates);
-      const temb = this.timeTextEmbed.forward(timestep, guidance, inputs.pooledProjections);
-      let encoder = this.contextEmbedder.forward(inputs.encoderHiddenStates);
+      const own = (t: Tensor): Tensor => (t.dtype === this.dtype ? t : t.cast(this.dtype));
+      let hidden = this.xEmbedder.forward(own(inputs.hiddenStates));
+      const temb = this.timeTextEmbed.forward(timestep, guidance, own(inputs.pooledProjections));
+      let encoder = this.contextEmbedder.forward(own(inputs.encoderHiddenStates));
       const rotary = fluxRotaryEmbedding(concat([inputs.txtIds, inputs.imgIds], 0), this.config.axes_dims_rope, { device: hidden.device });
 
       for (const block of this.transformerBlocks) [encoder, hidden] = block.forward(hidden, encoder, temb, rotary);
@@ -137,7 +156,9 @@ export class FluxTransformer implements Disposable {
 
       // AdaLayerNormContinuous: its linear gives scale first, then shift.
       const [scale, shift] = this.normOut.forward(silu(temb)).split(2, 1);
-      return this.projOut.forward(modulate(hidden, scale, shift));
+      const sample = this.projOut.forward(modulate(hidden, scale, shift));
+      checkFloat16Range('proj_out', sample);
+      return sample;
     });
   }
 
@@ -173,7 +194,7 @@ export class FluxTransformer implements Disposable {
     this.dispose();
   }
 
-  /** Validates shapes and returns the timestep (and guidance) values, scaled by 1000 in float32. */
+  /** Validates shapes and returns the timestep (and guidance) values, scaled by 1000 in the model's dtype. */
   private checkInputs(inputs: FluxTransformerInputs): { timestep: Float32Array; guidance: Float32Array | null } {
     const c = this.config;
     const shape = (t: Tensor): string => `(${t.shape.join(', ')})`;
@@ -192,7 +213,9 @@ export class FluxTransformer implements Disposable {
     if (txtIds.rank !== 2 || txtIds.shape[0] !== e.shape[1] || txtIds.shape[1] !== axes) fail(`txtIds must be (${e.shape[1]}, ${axes}), got ${shape(txtIds)}`);
     const perSample = (name: string, t: Tensor): Float32Array => {
       if (t.size !== batch || t.rank > 1) fail(`${name} must be (${batch},), got ${shape(t)}`);
-      return t.toFloat32Array().map((v) => v * 1000);
+      if (this.dtype === 'float32') return t.toFloat32Array().map((v) => v * 1000);
+      // diffusers: `timestep.to(hidden_states.dtype) * 1000`, rounded before and after.
+      return tidy(() => mul(t.cast(this.dtype), 1000).toFloat32Array());
     };
     if (c.guidance_embeds && !inputs.guidance) fail('this model has guidance embeddings (guidance_embeds): pass guidance');
     if (!c.guidance_embeds && inputs.guidance) fail('this model has no guidance embeddings (guidance_embeds is false): omit guidance');
