@@ -1,6 +1,7 @@
 // A bfloat16 checkpoint, as FLUX.1 ships, loaded with weightDtype 'stored': the weights stay
 // bfloat16 views of the mapped files instead of float32 copies, and the pipeline's output is the
-// same bit for bit as with the weights widened at load.
+// same bit for bit as with the weights widened at load. Computing in bfloat16 (dtype) from it
+// maps the weights too, and equals bfloat16 compute from the float32 checkpoint.
 import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,6 +56,34 @@ describe("FluxPipeline with weightDtype 'stored'", () => {
     for (const t of [a.latents, a.image!, b.latents, b.image!, ...Object.values(ref)]) t.dispose();
     widened.dispose();
     stored.dispose();
+    expect(memoryStats().hostBytes).toBe(before.hostBytes);
+  });
+});
+
+describe("FluxPipeline with dtype 'bfloat16' on a bf16 checkpoint", () => {
+  it('computes straight from the mapped files, as from the float32 checkpoint rounded at load', () => {
+    const meta = JSON.parse(readFileSync(`${source}/meta.json`, 'utf-8')) as Record<string, number>;
+    const ref = loadSafetensors(`${source}/pipeline.safetensors`);
+    const request = {
+      promptEmbeds: ref.prompt_embeds,
+      pooledPromptEmbeds: ref.pooled_prompt_embeds,
+      latents: ref.latents_in,
+      height: meta.height,
+      width: meta.width,
+      numInferenceSteps: meta.num_inference_steps,
+    };
+    const before = memoryStats();
+    const mapped = FluxPipeline.fromPretrained(folder, { dtype: 'bfloat16' });
+    expect(memoryStats().hostBytes).toBe(before.hostBytes);
+    const rounded = FluxPipeline.fromPretrained(source, { dtype: 'bfloat16' });
+    const a = mapped.generate(request);
+    const b = rounded.generate(request);
+    expect(a.latents.dtype).toBe('bfloat16');
+    expect(Buffer.compare(Buffer.from(a.latents.toBytes()), Buffer.from(b.latents.toBytes()))).toBe(0);
+    expect(Buffer.compare(Buffer.from(a.image!.toBytes()), Buffer.from(b.image!.toBytes()))).toBe(0);
+    for (const t of [a.latents, a.image!, b.latents, b.image!, ...Object.values(ref)]) t.dispose();
+    mapped.dispose();
+    rounded.dispose();
     expect(memoryStats().hostBytes).toBe(before.hostBytes);
   });
 });
