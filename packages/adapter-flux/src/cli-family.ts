@@ -1,6 +1,6 @@
 // FLUX.1 for the `ditcache` command line: package.json's `"ditcache": { "cli": ... }` points here.
 import type { Tensor } from '@ditcache/cuda-runtime';
-import { UsageError, pickInputs, writeImage, type CliFamily, type CliGenerateSettings } from '@ditcache/diffusion/cli';
+import { UsageError, pickInputs, writeImage, type CliFamily, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
 
 import { FluxPipeline, type FluxGenerateOptions } from './pipeline.js';
 import { FluxPromptEncoder, MAX_SEQUENCE_LENGTH, missingTextComponents } from './prompt-encoder.js';
@@ -89,11 +89,16 @@ const fluxCliFamily: CliFamily = {
     return { tensors: { prompt_embeds: e.promptEmbeds, pooled_prompt_embeds: e.pooledPromptEmbeds, text_ids: e.textIds, ...ids }, notes };
   },
 
-  forward(dir, inputs, file): Tensor {
+  loadTransformer(dir, options): CliTransformer {
+    const transformer = FluxTransformer.load(dir, options);
     const names = ['hidden_states', 'encoder_hidden_states', 'pooled_projections', 'timestep', 'img_ids', 'txt_ids'];
-    const [hiddenStates, encoderHiddenStates, pooledProjections, timestep, imgIds, txtIds] = pickInputs(inputs, file, names);
-    using transformer = FluxTransformer.load(dir);
-    return transformer.forward({ hiddenStates, encoderHiddenStates, pooledProjections, timestep, imgIds, txtIds, guidance: inputs.guidance });
+    return {
+      forward(inputs, file): Tensor {
+        const [hiddenStates, encoderHiddenStates, pooledProjections, timestep, imgIds, txtIds] = pickInputs(inputs, file, names);
+        return transformer.forward({ hiddenStates, encoderHiddenStates, pooledProjections, timestep, imgIds, txtIds, guidance: inputs.guidance });
+      },
+      [Symbol.dispose]: () => transformer.dispose(),
+    };
   },
 };
 

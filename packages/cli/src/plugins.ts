@@ -120,8 +120,10 @@ function familyProblems(value: unknown): string[] {
   }
   const unknownFlags = Array.isArray(f.flags) ? f.flags.filter((x) => !(FAMILY_FLAGS as readonly unknown[]).includes(x)) : [];
   if (unknownFlags.length) problems.push(`names flags the CLI does not have: ${unknownFlags.join(', ')} (it has: ${FAMILY_FLAGS.join(', ')})`);
-  for (const key of ['spawn', 'request', 'writeOutput', 'forward']) if (typeof f[key] !== 'function') problems.push(`has no ${key}() method`);
-  for (const key of ['checkModel', 'encodePrompt']) if (f[key] !== undefined && typeof f[key] !== 'function') problems.push(`has a ${key} that is not a function`);
+  for (const key of ['spawn', 'request', 'writeOutput']) if (typeof f[key] !== 'function') problems.push(`has no ${key}() method`);
+  // `forward` is the older form of `loadTransformer`; a family needs one of them.
+  if (typeof f.loadTransformer !== 'function' && typeof f.forward !== 'function') problems.push('has no loadTransformer() method');
+  for (const key of ['checkModel', 'encodePrompt', 'loadTransformer', 'forward']) if (f[key] !== undefined && typeof f[key] !== 'function') problems.push(`has a ${key} that is not a function`);
   return problems;
 }
 

@@ -6,7 +6,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 
 import { enableCache, summary, type ContextStats } from '@ditcache/core';
 import { loadSafetensors, saveSafetensors, type Tensor } from '@ditcache/cuda-runtime';
-import { FAMILY_FLAGS, type CliFamily, type CliGenerateSettings } from '@ditcache/diffusion/cli';
+import type { ComputeDtype } from '@ditcache/diffusion';
+import { FAMILY_FLAGS, type CliFamily, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
 
 import { adapterOption, registerAdapters } from './adapters-command.js';
 import { registerBench } from './bench/command.js';
@@ -15,6 +16,7 @@ import { resolveCacheSpec } from './cache-spec.js';
 import { UsageError } from './errors.js';
 import { componentClassOf } from './model-folder.js';
 import { checkOutputs, ensureParent, writeTextAtomically } from './outputs.js';
+import { dtypeOption, loadOptions, weightDtypeOption } from './load-options.js';
 import { familyFor, familyForPipeline, loadFamilies } from './plugins.js';
 import { stepProgress } from './progress.js';
 
@@ -72,6 +74,7 @@ function statsRecord(c: ContextStats): Record<string, unknown> {
 
 interface GenerateFlags extends CliGenerateSettings {
   model: string;
+  dtype: ComputeDtype;
   weightDtype: 'float32' | 'stored';
   adapter: string[];
   inputs?: string;
@@ -94,7 +97,7 @@ async function generate(flags: GenerateFlags): Promise<void> {
   const inputs: Record<string, Tensor> = flags.inputs === undefined ? {} : loadInputs(flags.inputs);
   const request = family.request(inputs, flags.inputs, flags);
 
-  const pipe = await family.spawn(flags.model, { weightDtype: flags.weightDtype });
+  const pipe = await family.spawn(flags.model, loadOptions(flags));
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once('SIGINT', onSigint);
@@ -130,20 +133,60 @@ interface ForwardFlags {
   model: string;
   adapter: string[];
   inputs: string;
-  out: string;
+  out?: string;
+  dtype: ComputeDtype;
+  weightDtype: 'float32' | 'stored';
+  repeat: number;
+  timings?: string;
   force: boolean;
 }
 
+/**
+ * The family's transformer for `forward`; a family with only the older `forward()` gets a
+ * wrapper, and the flags it cannot serve (load options, repeated calls) are refused.
+ */
+function forwardTransformer(family: CliFamily, flags: ForwardFlags): CliTransformer {
+  if (family.loadTransformer) return family.loadTransformer(flags.model, loadOptions(flags));
+  const legacy = family.forward;
+  if (!legacy) throw new UsageError(`the ${family.label} CLI plugin has no loadTransformer(): it cannot run ditcache forward`);
+  const unsupported = [
+    ...(flags.dtype !== 'float32' ? ['--dtype'] : []),
+    ...(flags.weightDtype !== 'float32' ? ['--weight-dtype'] : []),
+    ...(flags.repeat !== 1 ? ['--repeat'] : []),
+    ...(flags.timings !== undefined ? ['--timings'] : []),
+  ];
+  if (unsupported.length) {
+    throw new UsageError(`${unsupported.join(', ')}: the ${family.label} CLI plugin implements only the older forward(), without load options or repeated calls (it needs loadTransformer())`);
+  }
+  return { forward: (inputs, file) => legacy(flags.model, inputs, file), [Symbol.dispose]: () => {} };
+}
+
 async function forward(flags: ForwardFlags): Promise<void> {
+  if (flags.out === undefined && flags.timings === undefined) throw new UsageError('--out or --timings is required: where to write `sample`, or the call times');
   const families = await loadFamilies(flags.adapter);
   const family = familyFor(families, 'transformerClasses', componentClassOf(flags.model));
-  checkOutputs([flags.out], flags.force);
+  checkOutputs([flags.out, flags.timings], flags.force);
   const inputs = loadInputs(flags.inputs);
   try {
-    const sample = family.forward(flags.model, inputs, flags.inputs);
-    ensureParent(flags.out);
-    saveSafetensors(flags.out, { sample });
-    sample.dispose();
+    using transformer = forwardTransformer(family, flags);
+    // Each call timed on its own, the load excluded; the last call's sample is written.
+    const seconds: number[] = [];
+    let sample: Tensor | undefined;
+    for (let call = 0; call < flags.repeat; ++call) {
+      sample?.dispose();
+      const t0 = performance.now();
+      sample = transformer.forward(inputs, flags.inputs);
+      seconds.push((performance.now() - t0) / 1000);
+    }
+    if (flags.out) {
+      ensureParent(flags.out);
+      saveSafetensors(flags.out, { sample: sample! });
+    }
+    sample!.dispose();
+    if (flags.timings) {
+      ensureParent(flags.timings);
+      writeTextAtomically(flags.timings, `${JSON.stringify({ seconds })}\n`);
+    }
   } finally {
     for (const t of Object.values(inputs)) t.dispose();
   }
@@ -173,9 +216,8 @@ export function buildProgram(): Command {
     .option('--guidance-2 <g>', 'Wan 2.2: guidance scale of the low-noise expert (transformer_2)', finite('--guidance-2'))
     .option('--fps <n>', 'Wan: frames per second of the animation', positiveInt('--fps'))
     .option('--default-sample-size <n>', 'HiDream: the latent side of the area images are rescaled to (diffusers\' default_sample_size, 128)', positiveInt('--default-sample-size'))
-    .addOption(
-      new Option('--weight-dtype <dtype>', 'stored: keep bf16 / f16 weights as stored (half the memory of float32; the same results)').choices(['float32', 'stored']).default('float32'),
-    )
+    .addOption(dtypeOption())
+    .addOption(weightDtypeOption())
     .option('--cache <spec>', 'a preset (quality, balanced, fast, cache-dit), a JSON / YAML file, or JSON text')
     .option('--output <file>', 'write the image (.png) or the video (.webp / .gif animation, PNG frames beside it)')
     .option('--save-latents <file>', 'write the final latents as latents_out (safetensors)')
@@ -185,12 +227,16 @@ export function buildProgram(): Command {
 
   program
     .command('forward')
-    .description('one transformer call on given inputs; writes `sample`')
+    .description('transformer calls on given inputs; writes `sample` and / or the time of each call')
     .requiredOption('--model <dir>', 'a transformer folder (config.json + safetensors)')
     .addOption(adapterOption())
     .requiredOption('--inputs <file>', 'safetensors with the inputs, named as in the goldens\' transformer_forward.safetensors')
-    .requiredOption('--out <file>', 'where to write `sample`')
-    .addOption(new Option('--force', 'overwrite an existing --out file').default(false))
+    .option('--out <file>', 'where to write `sample` (of the last call)')
+    .addOption(dtypeOption())
+    .addOption(weightDtypeOption())
+    .option('--repeat <n>', 'calls of the loaded transformer (default 1)', positiveInt('--repeat'), 1)
+    .option('--timings <file>', 'write {"seconds": [one per call]} (JSON; the load excluded)')
+    .addOption(new Option('--force', 'overwrite existing --out / --timings files').default(false))
     .action(async (flags: ForwardFlags) => forward(flags));
 
   registerAdapters(program);
@@ -202,7 +248,9 @@ export function buildProgram(): Command {
 
 /** Runs the CLI; resolves to the exit status. Errors become one line on stderr. */
 export async function runCli(argv: readonly string[]): Promise<number> {
-  const program = buildProgram().exitOverride();
+  const program = buildProgram();
+  // Each command, not only the program: a subcommand's bad flag would otherwise exit with 1 on its own.
+  for (const command of [program, ...program.commands]) command.exitOverride();
   try {
     await program.parseAsync([...argv]);
     return 0;

@@ -76,7 +76,7 @@ describe('ditcache adapters', () => {
       [plugin('no-default', { ditcache: { cli: './cli-family.js' } }, 'export const family = {};'), /the CLI family of .* is missing: the module needs a default export/],
       [
         plugin('bad-family', { ditcache: { cli: './cli-family.js' } }, "export default { label: 'Bad', pipelineClasses: ['X'], transformerClasses: [], outputFormats: ['.png'], flags: ['colour'], request() {} };"),
-        /the CLI family of .* names flags the CLI does not have: colour .*; has no spawn\(\) method; has no writeOutput\(\) method; has no forward\(\) method/,
+        /the CLI family of .* names flags the CLI does not have: colour .*; has no spawn\(\) method; has no writeOutput\(\) method; has no loadTransformer\(\) method/,
       ],
     ];
     for (const [spec, message] of cases) {

@@ -64,21 +64,44 @@ export interface CliFamily {
   readonly flags: readonly FamilyFlag[];
   /** File extensions --output may have, e.g. ['.png'] (checked before any work). */
   readonly outputFormats: readonly string[];
-  /** Loads the pipeline folder in a worker thread (RemotePipeline), where generation runs, with the CLI's load options (--weight-dtype). */
-  spawn(dir: string, options: Pick<LoadOptions, 'weightDtype'>): Promise<RemotePipeline<object, CliGenerateResult>>;
+  /**
+   * Loads the pipeline folder in a worker thread (RemotePipeline), where generation runs, with
+   * the CLI's load options (--dtype, --weight-dtype): pass them on to the pipeline's load.
+   */
+  spawn(dir: string, options: CliLoadOptions): Promise<RemotePipeline<object, CliGenerateResult>>;
   /** Checks before any work that the folder can serve these flags (e.g. has text encoders for --prompt). */
   checkModel?(modelDir: string, settings: CliGenerateSettings): void;
   /** The pipeline request from the tensors of the --inputs file (none when `file` is undefined) and the flags. */
   request(inputs: Record<string, Tensor>, file: string | undefined, settings: CliGenerateSettings): object;
   /** Writes the picture (or video) of a result to `path`, in one of outputFormats. */
   writeOutput(result: CliGenerateResult, path: string, settings: CliGenerateSettings): Promise<void>;
-  /** One transformer call on inputs named as in the goldens' transformer_forward files; returns `sample`. */
-  forward(transformerDir: string, inputs: Record<string, Tensor>, file: string): Tensor;
+  /**
+   * `ditcache forward`: loads a transformer folder with the CLI's load options (--dtype,
+   * --weight-dtype); the CLI then calls it once, or --repeat times (timing each call, the load
+   * excluded), and disposes it.
+   */
+  loadTransformer?(transformerDir: string, options: CliLoadOptions): CliTransformer;
+  /**
+   * The older form of `ditcache forward`: load, one call on inputs named as in the goldens'
+   * transformer_forward files, `sample` back. Without load options: the CLI refuses --dtype,
+   * --weight-dtype stored, --repeat and --timings for a family that has only this.
+   * @deprecated implement loadTransformer.
+   */
+  forward?(transformerDir: string, inputs: Record<string, Tensor>, file: string): Tensor;
   /**
    * `ditcache encode-prompt`: the folder's text encoders on `prompt`, the tensors its pipeline
    * conditions on and the token ids behind them. Absent where the family takes embeddings only.
    */
   encodePrompt?(modelDir: string, prompt: string, settings: Pick<CliGenerateSettings, 'maxSequenceLength'>): CliEncodedPrompt;
+}
+
+/** The load options the CLI gives every family's loads: --dtype (diffusers' torch_dtype) and --weight-dtype. */
+export type CliLoadOptions = Pick<LoadOptions, 'dtype' | 'weightDtype'>;
+
+/** A transformer `loadTransformer` loaded for `ditcache forward`. */
+export interface CliTransformer extends Disposable {
+  /** One call on the tensors of --inputs (named as in the goldens' transformer_forward files); returns `sample`. */
+  forward(inputs: Record<string, Tensor>, file: string): Tensor;
 }
 
 /** A problem with what the user asked for: the CLI prints it as one line and exits with status 2. */
