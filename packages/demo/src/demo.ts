@@ -17,6 +17,7 @@ import {
   runBench,
   type BenchProgress,
   type CellRecord,
+  type ComputeDtype,
   type ConfigResult,
 } from '@ditcache/cli/bench';
 import { parseCacheConfig, resolveConfig } from '@ditcache/core';
@@ -34,6 +35,8 @@ export interface DemoOptions {
   readonly promptCount?: number;
   /** Generations per config and prompt; the fastest is timed (default 3). */
   readonly repeats?: number;
+  /** What the pipeline computes in (diffusers' torch_dtype; default float32). */
+  readonly dtype?: ComputeDtype;
   onProgress?(p: BenchProgress): void;
 }
 
@@ -61,7 +64,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   try {
     const prompts = { promptEmbeds, pooledPromptEmbeds, labels: file.labels.slice(0, count) };
     const configs = (opts.presets ?? DEMO_PRESETS).map(presetConfig);
-    const settings = { steps: file.steps ?? 28, height: file.height ?? 32, width: file.width ?? 32, seed: 0, repeats: opts.repeats ?? 3 };
+    const settings = { steps: file.steps ?? 28, height: file.height ?? 32, width: file.width ?? 32, seed: 0, repeats: opts.repeats ?? 3, dtype: opts.dtype ?? 'float32' };
     const records = await runBench({ model, prompts, configs, out: cells, settings, onProgress: opts.onProgress });
     const results = await evaluateBench(cells, records);
     const table = demoTable(results, settings.steps);

@@ -1,8 +1,10 @@
 // The demo on the reference model: Node reproduces diffusers' latents, and the demo's table,
 // grid and plot come out right for one prompt.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -92,5 +94,22 @@ describe('the demo', () => {
     const plot = await sharp(demo.files.plot).metadata();
     expect(plot.format).toBe('png');
     expect(plot.width).toBeGreaterThan(400);
+  });
+});
+
+describe('the demo in bfloat16', () => {
+  it('runs the pipeline in the dtype it is given, cached steps close to float32\'s', async () => {
+    const demo = await runDemo({ out: join(dir, 'bf16'), promptCount: 1, presets: ['fast'], repeats: 1, dtype: 'bfloat16' });
+    const record = demo.records.get('fast')![0];
+    expect(record.settings.dtype).toBe('bfloat16');
+    const fast = demo.results[1];
+    expect(fast.cachedSteps).toBeGreaterThanOrEqual(16);
+    expect(fast.psnr[0]).toBeGreaterThan(35);
+  });
+
+  it('npm run demo -- --dtype refuses an unknown dtype, listing the valid ones', () => {
+    const r = spawnSync(process.execPath, [fileURLToPath(new URL('../dist/main.js', import.meta.url)), '--dtype', 'bf16'], { encoding: 'utf-8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--dtype: unknown dtype 'bf16' \(valid: float32, bfloat16, float16\)/);
   });
 });

@@ -5,7 +5,10 @@ import { join } from 'node:path';
 
 import { InvalidArgumentError, type Command } from 'commander';
 
+import type { ComputeDtype } from '@ditcache/diffusion';
+
 import { UsageError } from '../errors.js';
+import { dtypeOption } from '../load-options.js';
 import { pipelineClassOf } from '../model-folder.js';
 import { benchProgress } from './progress.js';
 import { paretoChartSvg, renderSvgToPng } from './charts.js';
@@ -23,6 +26,8 @@ export interface BenchFlags {
   width?: number;
   seed: number;
   repeats: number;
+  /** What the pipeline computes in (default float32). */
+  dtype?: ComputeDtype;
 }
 
 export interface BenchOutputs {
@@ -40,7 +45,7 @@ export async function bench(flags: BenchFlags): Promise<BenchOutputs> {
   const height = flags.height ?? prompts.height;
   const width = flags.width ?? prompts.width;
   if (height === undefined || width === undefined) throw new UsageError(`--height and --width are needed: ${flags.prompts} does not recommend a size`);
-  const settings = { steps: flags.steps ?? prompts.steps ?? 28, height, width, seed: flags.seed, repeats: flags.repeats };
+  const settings = { steps: flags.steps ?? prompts.steps ?? 28, height, width, seed: flags.seed, repeats: flags.repeats, dtype: flags.dtype ?? 'float32' };
   mkdirSync(flags.out, { recursive: true });
 
   const progress = benchProgress();
@@ -53,7 +58,7 @@ export async function bench(flags: BenchFlags): Promise<BenchOutputs> {
   const results = await evaluateBench(flags.out, records);
   const table = benchMarkdown(results, settings.steps);
   const files = { table: join(flags.out, 'results.md'), json: join(flags.out, 'results.json'), plot: join(flags.out, 'pareto.png') };
-  const header = `Model ${flags.model}, ${prompts.labels.length} prompts, ${settings.steps} steps, ${width}x${height}, seeds ${settings.seed}..${settings.seed + prompts.labels.length - 1}. ` +
+  const header = `Model ${flags.model} in ${settings.dtype}, ${prompts.labels.length} prompts, ${settings.steps} steps, ${width}x${height}, seeds ${settings.seed}..${settings.seed + prompts.labels.length - 1}. ` +
     `PSNR and SSIM of the 8-bit images against the uncached run, averaged over prompts; wall time summed over prompts (VAE decoding included; the fastest of ${settings.repeats} per cell).\n\n`;
   writeFileSync(files.table, `${header}${table}\n`);
   writeFileSync(files.json, `${JSON.stringify({ model: flags.model, prompts: prompts.labels, settings, results }, (_, v: unknown) => (v === Infinity ? null : v), 2)}\n`);
@@ -86,6 +91,7 @@ export function registerBench(program: Command): void {
       return n;
     }, 0)
     .option('--repeats <n>', 'generations per cell; the fastest is kept (steadier timings on a busy machine)', positiveInt('--repeats'), 1)
+    .addOption(dtypeOption())
     .action(async (flags: BenchFlags) => {
       const { table, files } = await bench(flags);
       process.stdout.write(`${table}\n\nwrote ${files.table}, ${files.json} and ${files.plot}\n`);

@@ -5,3 +5,5 @@ export { cellPaths, readBenchPrompts, runBench, type BenchProgress, type BenchPr
 export { benchMarkdown, evaluateBench, formatPsnr, paretoFlags, type ConfigResult } from './report.js';
 export { imageGridSvg, niceTicks, paretoChartSvg, renderSvgToPng, residualDiffChartSvg, seriesColour, type DiffPanel, type DiffSeries, type ScatterPoint } from './charts.js';
 export { benchProgress, type BenchProgressBar } from './progress.js';
+// BenchSettings.dtype, checked as the pipelines check it (for callers such as the demo that take it from a flag).
+export { COMPUTE_DTYPES, computeDtype, type ComputeDtype } from '@ditcache/diffusion';

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { FluxPipeline } from '@ditcache/adapter-flux';
 import { disableCache, enableCache, summary } from '@ditcache/core';
 import { openSafetensors, type Tensor } from '@ditcache/cuda-runtime';
-import { encodePng, toImage8 } from '@ditcache/diffusion';
+import { encodePng, toImage8, type ComputeDtype } from '@ditcache/diffusion';
 
 import { UsageError } from '../errors.js';
 import { writeTextAtomically } from '../outputs.js';
@@ -68,6 +68,8 @@ export interface BenchSettings {
   readonly seed: number;
   /** Generations per cell; the fastest is kept. */
   readonly repeats: number;
+  /** What the pipeline computes in (diffusers' torch_dtype; default float32). */
+  readonly dtype?: ComputeDtype;
 }
 
 /** What one cell measured; stored as `<out>/<config>/prompt-<i>.json` beside its image. */
@@ -112,13 +114,19 @@ export function cellPaths(out: string, config: string, prompt: number): { image:
   return { image: join(out, config, `prompt-${prompt}.png`), record: join(out, config, `prompt-${prompt}.json`) };
 }
 
+/** The settings with their dtype spelled out (records from before the dtype setting ran in float32). */
+function withDtype(settings: BenchSettings): BenchSettings {
+  return { ...settings, dtype: settings.dtype ?? 'float32' };
+}
+
 /** The stored record of a cell, when it was made for the same model, config and settings. */
 function finishedCell(out: string, model: string, config: BenchConfig | null, prompt: number, settings: BenchSettings): CellRecord | undefined {
   const paths = cellPaths(out, config?.name ?? UNCACHED, prompt);
   if (!existsSync(paths.record) || !existsSync(paths.image)) return undefined;
   try {
     const record = JSON.parse(readFileSync(paths.record, 'utf-8')) as CellRecord;
-    const same = record.model === model && JSON.stringify(record.cache) === JSON.stringify(config?.cache ?? null) && JSON.stringify(record.settings) === JSON.stringify(settings);
+    const same =
+      record.model === model && JSON.stringify(record.cache) === JSON.stringify(config?.cache ?? null) && JSON.stringify(withDtype(record.settings)) === JSON.stringify(settings);
     return same ? record : undefined;
   } catch {
     return undefined;
@@ -130,7 +138,8 @@ function finishedCell(out: string, model: string, config: BenchConfig | null, pr
  * records of all cells (config name -> one per prompt, in prompt order).
  */
 export async function runBench(run: BenchRun): Promise<Map<string, CellRecord[]>> {
-  const { out, settings, prompts } = run;
+  const { out, prompts } = run;
+  const settings = withDtype(run.settings);
   if (!Number.isInteger(settings.repeats) || settings.repeats < 1) throw new RangeError(`runBench: repeats must be a positive integer, got ${settings.repeats}`);
   const count = prompts.promptEmbeds.shape[0];
   const rows: (BenchConfig | null)[] = [null, ...run.configs];
@@ -153,7 +162,7 @@ export async function runBench(run: BenchRun): Promise<Map<string, CellRecord[]>
   run.onProgress?.({ done, cells, config: '', prompt: 0, step: 0, steps: cellSteps });
   if (pending.length === 0) return records;
 
-  using pipe = FluxPipeline.fromPretrained(run.model);
+  using pipe = FluxPipeline.fromPretrained(run.model, { dtype: settings.dtype });
   const request = (prompt: number, numInferenceSteps: number, callback?: (s: { step: number }) => void) => {
     const promptEmbeds = prompts.promptEmbeds.narrow(0, prompt, 1);
     const pooledPromptEmbeds = prompts.pooledPromptEmbeds.narrow(0, prompt, 1);
