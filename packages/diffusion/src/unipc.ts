@@ -3,10 +3,12 @@
 // sigmas, and the multistep UniP predictor with the UniC corrector over the model's data
 // predictions x0 = sample - sigma * velocity. diffusers computes the step coefficients on 0-d
 // float32 tensors, so every scalar operation here rounds to float32 as well; the sigma schedule
-// is float64 NumPy until it is stored.
+// is float64 NumPy until it is stored. A 16-bit model output (diffusers' torch_dtype) enters only
+// through the data prediction, `sample - sigma * output`, where torch rounds sigma to the output's
+// dtype and the product to it too; the solver state and the samples stay float32.
 import { join } from 'node:path';
 
-import { add, div, mul, sub, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { add, div, mul, sub, tensor, tidy, type DType, type Tensor } from '@ditcache/cuda-runtime';
 
 import { ConfigError, readJsonObject, typedConfig } from './config-file.js';
 import { linspace, type SamplingSchedule } from './scheduler.js';
@@ -183,7 +185,7 @@ export class UniPCSchedule implements SamplingSchedule, Disposable {
       throw new RangeError(`UniPCSchedule.step: expected step ${this.nextStep} of 0..${this.length - 1} (UniPC steps run in order, once each), got ${index}`);
     }
     const { order, lowerOrderFinal, disableCorrector } = this.settings;
-    const x0 = tidy(() => sub(sample, mul(modelOutput, this.sigmas[index]))).keep();
+    const x0 = tidy(() => sub(sample, mul(modelOutput, roundTo(this.sigmas[index], modelOutput.dtype)))).keep();
     const correct = index > 0 && !disableCorrector.includes(index - 1) && this.lastSample !== null;
     const current = (correct ? tidy(() => this.corrector(index, x0)) : sample.clone()).keep();
 
@@ -272,6 +274,15 @@ export class UniPCSchedule implements SamplingSchedule, Disposable {
     }
     return { terms, alphaT: f32(1 - sigmaT), hPhi1, bH, R, b };
   }
+}
+
+/**
+ * A float32 scalar as torch has it when a 0-d float32 tensor multiplies a tensor of `dtype`
+ * (`sigma_t * model_output`): rounded to that dtype first.
+ */
+function roundTo(x: number, dtype: DType): number {
+  if (dtype === 'float32') return x;
+  return tidy(() => tensor(Float32Array.of(x), [1]).cast(dtype).toFloat32Array()[0]);
 }
 
 /** sum_k weights[k] * terms[k] (diffusers' einsum over the difference terms). */
