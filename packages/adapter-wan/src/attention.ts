@@ -2,7 +2,9 @@
 // across all heads at once, self-attention rotates them by the 3-D rotary embedding, and the
 // heads attend by scaled dot product before one output projection. In image-to-video models the
 // cross-attention also attends to the image tokens through its added key / value projections,
-// and the two results are summed before the output projection.
+// and the two results are summed before the output projection. In a 16-bit model the rotation
+// computes in float32 with the float32 tables and rounds once to the model's dtype, as diffusers'
+// apply_rotary_emb does.
 import { add, attention, rope, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import { Linear, RMSNorm, type WeightReader } from '@ditcache/diffusion';
 
@@ -46,8 +48,8 @@ export class WanAttention {
       let k = heads(this.normK.forward(this.toK.forward(context)));
       const v = heads(this.toV.forward(context));
       if (rotary) {
-        q = rope(q, rotary.cos, rotary.sin);
-        k = rope(k, rotary.cos, rotary.sin);
+        q = rope(q, rotary.cos, rotary.sin).cast(q.dtype);
+        k = rope(k, rotary.cos, rotary.sin).cast(k.dtype);
       }
       // (B, heads, tokens, head dim) in; the output comes back heads last, (B, S, heads, head dim).
       const attend = (keys: Tensor, values: Tensor): Tensor => attention(q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2), { headsLast: true });

@@ -2,9 +2,12 @@
 // text (and to the image tokens of an image-to-video model), and a GELU-tanh feed-forward, each
 // added back to the tokens. Self-attention and the
 // feed-forward are modulated (shift, scale, gate) by the block's scale_shift_table plus the
-// timestep projection the model computes once per call.
+// timestep projection the model computes once per call. In a 16-bit model the norms, their
+// modulation and the gated residuals compute in float32 from float32 parameters and round once to
+// the model's dtype, as diffusers' FP32LayerNorm and `.float()` ... `.type_as()` do. In float16
+// a block whose output leaves float16's range stops the run with an error naming it.
 import { add, layerNorm, mul, tidy, type Tensor } from '@ditcache/cuda-runtime';
-import { FeedForward, LayerNorm, type WeightReader } from '@ditcache/diffusion';
+import { FeedForward, LayerNorm, checkFloat16Range, type WeightReader } from '@ditcache/diffusion';
 
 import { WanAttention } from './attention.js';
 import type { WanTransformerConfig } from './config.js';
@@ -22,43 +25,62 @@ export interface WanBlock {
   forward(hidden: Tensor, encoder: Tensor, temb: Tensor, rotary: RotaryEmbedding, image: Tensor | null): Tensor;
 }
 
-/** Weightless LayerNorm(x) * (1 + scale) + shift, with (B, 1, dim) scale and shift. */
+/**
+ * Weightless LayerNorm(x) * (1 + scale) + shift, with (B, 1, dim) float32 scale and shift: in
+ * float32, returned in x's dtype (diffusers' `(norm(x.float()) * (1 + scale) + shift).type_as(x)`).
+ */
 export function modulate(x: Tensor, scale: Tensor, shift: Tensor, eps: number): Tensor {
-  return tidy(() => add(mul(layerNorm(x, null, null, eps), add(scale, 1)), shift));
+  return tidy(() => add(mul(layerNorm(x.cast('float32'), null, null, eps), add(scale, 1)), shift).cast(x.dtype));
+}
+
+/** diffusers' FP32LayerNorm: the norm of x in float32 with float32 weights, returned in x's dtype. */
+export function fp32LayerNorm(norm: LayerNorm, x: Tensor): Tensor {
+  return tidy(() => norm.forward(x.cast('float32')).cast(x.dtype));
+}
+
+/** `(x.float() + y * gate).type_as(x)`: a gated residual added in float32 (gate is float32). */
+function gatedResidual(x: Tensor, y: Tensor, gate: Tensor): Tensor {
+  return tidy(() => add(x.cast('float32'), mul(y.cast('float32'), gate)).cast(x.dtype));
 }
 
 export class WanTransformerBlock implements WanBlock {
   constructor(
-    /** (1, 6, dim): added to the timestep projection, then split into the six modulations. */
+    /** (1, 6, dim), float32: added to the timestep projection, then split into the six modulations. */
     readonly scaleShiftTable: Tensor,
     readonly attn1: WanAttention,
     readonly attn2: WanAttention,
-    /** The affine norm before cross-attention (cross_attn_norm), or none. */
+    /** The affine norm before cross-attention (cross_attn_norm, float32 weights), or none. */
     readonly norm2: LayerNorm | null,
     readonly ffn: FeedForward,
     readonly eps: number,
+    /** diffusers' module name (e.g. 'blocks.3'), for errors. */
+    readonly name = 'blocks',
   ) {}
 
+  /** scale_shift_table and norm2 load in float32 whatever the model's dtype (diffusers' `_keep_in_fp32_modules`). */
   static load(w: WeightReader, config: WanTransformerConfig): WanTransformerBlock {
     const heads = config.num_attention_heads;
     const dim = heads * config.attention_head_dim;
     return new WanTransformerBlock(
-      w.tensor('scale_shift_table', [1, 6, dim]),
+      w.float32().tensor('scale_shift_table', [1, 6, dim]),
       WanAttention.load(w.at('attn1'), dim, heads, config.eps),
       WanAttention.load(w.at('attn2'), dim, heads, config.eps, config.added_kv_proj_dim),
-      config.cross_attn_norm ? LayerNorm.load(w.at('norm2'), dim, config.eps) : null,
+      config.cross_attn_norm ? LayerNorm.load(w.float32().at('norm2'), dim, config.eps) : null,
       FeedForward.load(w.at('ffn'), dim, config.ffn_dim, 'gelu-approximate'),
       config.eps,
+      w.prefix.replace(/\.$/, ''),
     );
   }
 
   forward(hidden: Tensor, encoder: Tensor, temb: Tensor, rotary: RotaryEmbedding, image: Tensor | null): Tensor {
     return tidy(() => {
-      const [shift, scale, gate, ffnShift, ffnScale, ffnGate] = add(this.scaleShiftTable, temb).split(6, 1);
+      const [shift, scale, gate, ffnShift, ffnScale, ffnGate] = add(this.scaleShiftTable, temb.cast('float32')).split(6, 1);
       const normed = modulate(hidden, scale, shift, this.eps);
-      let h = add(hidden, mul(this.attn1.forward(normed, normed, rotary), gate));
-      h = add(h, this.attn2.forward(this.norm2 ? this.norm2.forward(h) : h, encoder, null, image));
-      return add(h, mul(this.ffn.forward(modulate(h, ffnScale, ffnShift, this.eps)), ffnGate));
+      let h = gatedResidual(hidden, this.attn1.forward(normed, normed, rotary), gate);
+      h = add(h, this.attn2.forward(this.norm2 ? fp32LayerNorm(this.norm2, h) : h, encoder, null, image));
+      const out = gatedResidual(h, this.ffn.forward(modulate(h, ffnScale, ffnShift, this.eps)), ffnGate);
+      checkFloat16Range(this.name, out);
+      return out;
     });
   }
 }

@@ -3,7 +3,7 @@ import { basename, dirname, extname, join } from 'node:path';
 
 import type { Tensor } from '@ditcache/cuda-runtime';
 import { saveAnimation, savePngFrames } from '@ditcache/diffusion';
-import { UsageError, pickInputs, type CliFamily, type CliGenerateSettings } from '@ditcache/diffusion/cli';
+import { UsageError, pickInputs, type CliFamily, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
 
 import { WanPipeline, type WanGenerateOptions } from './pipeline.js';
 import { WanPromptEncoder, missingTextComponents } from './prompt-encoder.js';
@@ -23,6 +23,7 @@ const wanCliFamily: CliFamily = {
   outputFormats: ['.webp', '.gif'],
 
   // One generation per run: the UMT5 encoder's weights (11 GB in bfloat16) go once the prompts are encoded.
+  // --dtype and --weight-dtype travel in `options` (the transformers take the dtype, the VAE stays float32).
   spawn: (dir, options) => WanPipeline.spawn(dir, { ...options, releaseTextEncoder: true }),
 
   checkModel(dir, s: CliGenerateSettings): void {
@@ -79,11 +80,16 @@ const wanCliFamily: CliFamily = {
     await savePngFrames(result.video, join(dirname(path), `${basename(path, extname(path))}_frames`));
   },
 
-  forward(dir, inputs, file): Tensor {
-    const [hiddenStates, timestep, encoderHiddenStates] = pickInputs(inputs, file, ['hidden_states', 'timestep', 'encoder_hidden_states']);
-    using transformer = WanTransformer.load(dir);
-    // Image-to-video transformers also take the CLIP image embeddings; the transformer says when they are missing.
-    return transformer.forward({ hiddenStates, timestep, encoderHiddenStates, encoderHiddenStatesImage: inputs.encoder_hidden_states_image });
+  loadTransformer(dir, options): CliTransformer {
+    const transformer = WanTransformer.load(dir, options);
+    return {
+      forward(inputs, file): Tensor {
+        const [hiddenStates, timestep, encoderHiddenStates] = pickInputs(inputs, file, ['hidden_states', 'timestep', 'encoder_hidden_states']);
+        // Image-to-video transformers also take the CLIP image embeddings; the transformer says when they are missing.
+        return transformer.forward({ hiddenStates, timestep, encoderHiddenStates, encoderHiddenStatesImage: inputs.encoder_hidden_states_image });
+      },
+      [Symbol.dispose]: () => transformer.dispose(),
+    };
   },
 };
 

@@ -2,20 +2,27 @@
 // out. Wan 2.1 denoises with one transformer; Wan 2.2 hands the low-noise steps (timesteps below
 // boundary_ratio * num_train_timesteps) to a second expert, transformer_2, with its own guidance
 // scale. Classifier-free guidance runs the transformer twice per step, cond then uncond.
+// `dtype: 'bfloat16'` (or 'float16') loads the transformers in that dtype and keeps the VAE and the
+// text encoder in float32, the Wan model card's recipe for diffusers: the prompt embeddings and the
+// latents go to the transformer in its dtype, guidance combines its outputs in that dtype, the
+// scheduler steps as diffusers' does on them, and the latents reach the VAE in float32.
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { TensorScope, full, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
   classifierFreeGuidance,
+  computeDtype,
   ConfigError,
   FlowMatchEulerDiscreteScheduler,
+  inDenoisingStep,
   UniPCMultistepScheduler,
   randnTensor,
   readJsonObject,
   RemotePipeline,
   toVideoRange,
   TransformerCallAnnouncer,
+  type ComputeDtype,
   type LoadOptions,
   type PipelineStepEnd,
   type PipelineTransformerCall,
@@ -101,6 +108,10 @@ export interface WanPipelineComponents {
   releaseTextEncoder?: boolean;
 }
 
+/**
+ * `dtype` (diffusers' torch_dtype) is what the transformers compute in; the VAE decoder and the
+ * text encoder stay float32 (diffusers' Wan recipe loads the VAE with torch_dtype=torch.float32).
+ */
 export interface WanLoadOptions extends LoadOptions {
   /** Free the text encoder's weights after each generate call's encoding (they load again when next needed). */
   releaseTextEncoder?: boolean;
@@ -150,6 +161,9 @@ export class WanPipeline implements Disposable {
     if (transformer2 && (transformer2.config.patch_size.join() !== transformer.config.patch_size.join() || transformer2.config.text_dim !== transformer.config.text_dim)) {
       throw new TypeError('WanPipeline: transformer and transformer2 must share patch_size and text_dim');
     }
+    if (transformer2 && transformer2.dtype !== transformer.dtype) {
+      throw new TypeError(`WanPipeline: transformer computes in ${transformer.dtype} but transformer2 in ${transformer2.dtype}; load both with the same dtype`);
+    }
   }
 
   /**
@@ -159,6 +173,7 @@ export class WanPipeline implements Disposable {
    * text encoder's weights load when a prompt is first encoded.
    */
   static fromPretrained(dir: string, opts: WanLoadOptions = {}): WanPipeline {
+    computeDtype(opts.dtype, 'WanPipeline.fromPretrained: dtype');
     if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(`${dir}: no such pipeline folder`);
     const indexPath = join(dir, 'model_index.json');
     if (!existsSync(indexPath)) throw new ConfigError(`${dir}: no model_index.json (a Wan folder's names its components and boundary_ratio)`);
@@ -202,7 +217,7 @@ export class WanPipeline implements Disposable {
       loaded.push(transformer);
       const transformer2 = boundaryRatio === null ? null : WanTransformer.load(join(dir, 'transformer_2'), opts);
       if (transformer2) loaded.push(transformer2);
-      const vae = AutoencoderKLWanDecoder.load(join(dir, 'vae'), opts);
+      const vae = AutoencoderKLWanDecoder.load(join(dir, 'vae'), { ...opts, dtype: 'float32' });
       loaded.push(vae);
       const promptEncoder = listed('text_encoder') ? new WanPromptEncoder(dir, { device: opts.device, weightDtype: opts.weightDtype }) : null;
       return new WanPipeline({ transformer, transformer2, vae, scheduler, boundaryRatio, promptEncoder, releaseTextEncoder: opts.releaseTextEncoder });
@@ -220,6 +235,11 @@ export class WanPipeline implements Disposable {
     return RemotePipeline.open({ module: '@ditcache/adapter-wan', exportName: 'WanPipeline', modelDir: dir, loadOptions: opts });
   }
 
+
+  /** What the transformers compute in (the `dtype` load option, diffusers' torch_dtype); the VAE decodes in float32. */
+  get dtype(): ComputeDtype {
+    return this.transformer.dtype;
+  }
 
   /**
    * Registers `listener` to be told the step, CFG branch and expert before every transformer
@@ -299,12 +319,16 @@ export class WanPipeline implements Disposable {
     if (!Number.isInteger(numSteps) || numSteps < 1) throw new RangeError(`WanPipeline: numInferenceSteps must be a positive integer, got ${numSteps}`);
     const latentShape = this.latentShape(opts);
     const { batch, cfg } = this.checkEmbeddings(opts);
+    // diffusers: prompt_embeds.to(transformer_dtype), once per call.
+    const dtype = this.transformer.dtype;
     const guidance = { transformer: opts.guidanceScale ?? DEFAULTS.guidanceScale, transformer_2: opts.guidanceScale2 ?? opts.guidanceScale ?? DEFAULTS.guidanceScale };
     const device = opts.promptEmbeds.device;
     const schedule: SamplingSchedule & Partial<Disposable> = this.scheduler.schedule({ numInferenceSteps: numSteps });
 
     const scope = new TensorScope();
     try {
+      const promptEmbeds = opts.promptEmbeds.cast(dtype);
+      const negativePromptEmbeds = opts.negativePromptEmbeds?.cast(dtype);
       const { latents: initial, seed } = this.initialLatents(opts, [batch, ...latentShape]);
       let latents = initial;
       const call = (step: number, branch: CfgBranch, expert: WanExpert, promptEmbeds: Tensor, timestep: Tensor): Tensor => {
@@ -316,15 +340,17 @@ export class WanPipeline implements Disposable {
       for (let step = 0; step < numSteps; ++step) {
         const t = schedule.timesteps[step];
         const expert = this.expertAt(t);
-        const next = tidy(() => {
-          const timestep = full([batch], t, { device });
-          let noise = call(step, 'cond', expert, opts.promptEmbeds, timestep);
-          if (cfg) {
-            const uncond = call(step, 'uncond', expert, opts.negativePromptEmbeds as Tensor, timestep);
-            noise = classifierFreeGuidance(uncond, noise, guidance[expert]);
-          }
-          return schedule.step(step, noise, latents);
-        });
+        const next = inDenoisingStep(step, numSteps, () =>
+          tidy(() => {
+            const timestep = full([batch], t, { device });
+            let noise = call(step, 'cond', expert, promptEmbeds, timestep);
+            if (cfg) {
+              const uncond = call(step, 'uncond', expert, negativePromptEmbeds as Tensor, timestep);
+              noise = classifierFreeGuidance(uncond, noise, guidance[expert]);
+            }
+            return schedule.step(step, noise, latents);
+          }),
+        );
         latents.dispose();
         latents = next;
         opts.callback?.({ step, numSteps, timestep: t, expert, latents });
@@ -340,9 +366,9 @@ export class WanPipeline implements Disposable {
     }
   }
 
-  /** Latents (B, z_dim, latent frames, h, w) -> frames (B, frames, height, width, 3) in [0, 1]: denormalize, decode, rescale. */
+  /** Latents (B, z_dim, latent frames, h, w) of any dtype -> frames (B, frames, height, width, 3) in [0, 1]: denormalize, decode (in float32), rescale. */
   decodeLatents(latents: Tensor): Tensor {
-    return tidy(() => toVideoRange(this.vae.decode(this.vae.denormalize(latents))));
+    return tidy(() => toVideoRange(this.vae.decode(this.vae.denormalize(latents.cast('float32')))));
   }
 
   /** Frees the weights of both transformers, the VAE and the text encoder. */

@@ -1,7 +1,11 @@
 // diffusers' WanTransformer3DModel: cuts video latents into 3-D patches (a Conv3d with kernel =
 // stride = patch size), embeds the timestep and the text (and, in image-to-video models, the CLIP
 // image embedding), runs the blocks over the patch tokens with 3-D rotary embeddings, and
-// projects the tokens back to latent patches.
+// projects the tokens back to latent patches. The `dtype` load option (diffusers' torch_dtype)
+// makes it compute in bfloat16 or float16 as diffusers does: the weights in that dtype but those
+// of `_keep_in_fp32_modules` (time_embedder, the scale_shift_tables, the affine norms), the
+// timestep embedding computed in float32, the rotary tables in float32, and the norms with their
+// modulation in float32, rounded once to the model's dtype.
 import { add, silu, tidy, type Device, type Tensor } from '@ditcache/cuda-runtime';
 import {
   Conv3d,
@@ -11,12 +15,13 @@ import {
   MlpEmbedding,
   loadFromFolder,
   sinusoidalTimestepEmbedding,
+  type ComputeDtype,
   type LoadOptions,
   type ParameterStore,
   type WeightReader,
 } from '@ditcache/diffusion';
 
-import { WanTransformerBlock, modulate, type WanBlock } from './blocks.js';
+import { WanTransformerBlock, fp32LayerNorm, modulate, type WanBlock } from './blocks.js';
 import { readWanTransformerConfig, type WanTransformerConfig } from './config.js';
 import { wanRotaryEmbedding, type RotaryEmbedding } from './rotary.js';
 
@@ -74,7 +79,8 @@ const IMAGE_NORM_EPS = 1e-5;
 /**
  * WanImageEmbedding: the CLIP image embedding through an affine LayerNorm, an erf-GELU
  * feed-forward to the model width and another LayerNorm; first-last-frame models first join each
- * video's two image embeddings into one sequence and add a learned position embedding.
+ * video's two image embeddings into one sequence and add a learned position embedding. The norms
+ * are FP32LayerNorms with float32 weights (diffusers keeps modules named norm1 / norm2 in float32).
  */
 export class WanImageEmbedding {
   constructor(
@@ -87,9 +93,9 @@ export class WanImageEmbedding {
 
   static load(w: WeightReader, imageDim: number, dim: number, posEmbedSeqLen: number | null): WanImageEmbedding {
     return new WanImageEmbedding(
-      LayerNorm.load(w.at('norm1'), imageDim, IMAGE_NORM_EPS),
+      LayerNorm.load(w.float32().at('norm1'), imageDim, IMAGE_NORM_EPS),
       FeedForward.load(w.at('ff'), imageDim, imageDim, 'gelu', dim),
-      LayerNorm.load(w.at('norm2'), dim, IMAGE_NORM_EPS),
+      LayerNorm.load(w.float32().at('norm2'), dim, IMAGE_NORM_EPS),
       posEmbedSeqLen === null ? null : w.tensor('pos_embed', [1, posEmbedSeqLen, imageDim]),
     );
   }
@@ -99,7 +105,7 @@ export class WanImageEmbedding {
     return tidy(() => {
       const [, tokens, imageDim] = image.shape;
       const joined = this.posEmbed ? add(image.reshape(-1, 2 * tokens, imageDim), this.posEmbed) : image;
-      return this.norm2.forward(this.ff.forward(this.norm1.forward(joined)));
+      return fp32LayerNorm(this.norm2, this.ff.forward(fp32LayerNorm(this.norm1, joined)));
     });
   }
 }
@@ -107,7 +113,8 @@ export class WanImageEmbedding {
 /**
  * condition_embedder (WanTimeTextImageEmbedding): sinusoidal timestep features (cos first)
  * through time_embedder, time_proj of silu(temb) to the six modulations, the GELU-tanh text
- * projection, and in image-to-video models the image embedder.
+ * projection, and in image-to-video models the image embedder. time_embedder keeps float32
+ * weights and computes temb in float32, which then takes the text's dtype, as in diffusers.
  */
 export class WanConditionEmbedder {
   constructor(
@@ -122,7 +129,7 @@ export class WanConditionEmbedder {
     const dim = config.num_attention_heads * config.attention_head_dim;
     return new WanConditionEmbedder(
       config.freq_dim,
-      MlpEmbedding.load(w.at('time_embedder'), config.freq_dim, dim, 'silu'),
+      MlpEmbedding.load(w.float32().at('time_embedder'), config.freq_dim, dim, 'silu'),
       Linear.load(w.at('time_proj'), dim, 6 * dim),
       MlpEmbedding.load(w.at('text_embedder'), config.text_dim, dim, 'gelu_tanh'),
       config.image_dim === null ? null : WanImageEmbedding.load(w.at('image_embedder'), config.image_dim, dim, config.pos_embed_seq_len),
@@ -133,7 +140,7 @@ export class WanConditionEmbedder {
     if (image && !this.imageEmbedder) throw new TypeError('WanConditionEmbedder.forward: an image embedding given to a text-to-video model');
     return tidy(() => {
       const features = sinusoidalTimestepEmbedding(timesteps, this.freqDim, { flipSinToCos: true, downscaleFreqShift: 0, device: text.device });
-      const temb = this.timeEmbedder.forward(features);
+      const temb = this.timeEmbedder.forward(features).cast(text.dtype);
       const timestepProj = this.timeProj.forward(silu(temb)).reshape(timesteps.length, 6, -1);
       return { temb, timestepProj, text: this.textEmbedder.forward(text), image: image && this.imageEmbedder ? this.imageEmbedder.forward(image) : null };
     });
@@ -142,6 +149,8 @@ export class WanConditionEmbedder {
 
 export class WanTransformer implements Disposable {
   readonly config: WanTransformerConfig;
+  /** What it computes in (the `dtype` load option); forward() casts its inputs to it and returns it. */
+  readonly dtype: ComputeDtype;
   /** heads * head dim: the width of the tokens. */
   readonly innerDim: number;
   /**
@@ -151,16 +160,17 @@ export class WanTransformer implements Disposable {
   blocks: WanBlock[];
   readonly patchEmbedding: Conv3d;
   readonly conditionEmbedder: WanConditionEmbedder;
-  /** The output FP32LayerNorm, without affine weights. */
+  /** The output FP32LayerNorm, without affine weights (modulate() computes it in float32). */
   readonly normOut: LayerNorm;
   readonly projOut: Linear;
-  /** (1, 2, dim): added to temb for the output norm's shift and scale. */
+  /** (1, 2, dim), float32: added to temb for the output norm's shift and scale. */
   readonly scaleShiftTable: Tensor;
   private readonly params: ParameterStore;
 
   private constructor(config: WanTransformerConfig, w: WeightReader, params: ParameterStore) {
     this.config = config;
     this.params = params;
+    this.dtype = w.dtype;
     const dim = config.num_attention_heads * config.attention_head_dim;
     const patch = config.patch_size as [number, number, number];
     this.innerDim = dim;
@@ -169,27 +179,36 @@ export class WanTransformer implements Disposable {
     this.blocks = Array.from({ length: config.num_layers }, (_, i) => WanTransformerBlock.load(w.at('blocks').at(i), config));
     this.normOut = new LayerNorm(config.eps);
     this.projOut = Linear.load(w.at('proj_out'), dim, config.out_channels * patch[0] * patch[1] * patch[2]);
-    this.scaleShiftTable = w.tensor('scale_shift_table', [1, 2, dim]);
+    this.scaleShiftTable = w.float32().tensor('scale_shift_table', [1, 2, dim]);
   }
 
-  /** Loads a diffusers `transformer/` (or `transformer_2/`) folder (WanTransformer3DModel). */
+  /**
+   * Loads a diffusers `transformer/` (or `transformer_2/`) folder (WanTransformer3DModel);
+   * `opts.dtype` ('float32' by default, 'bfloat16', 'float16') is what it computes in.
+   */
   static load(dir: string, opts: LoadOptions = {}): WanTransformer {
     return loadFromFolder(dir, opts, (folder, w, params) => new WanTransformer(readWanTransformerConfig(folder), w, params));
   }
 
-  /** The velocity prediction (B, out_channels, frames, height, width) for video latents. */
+  /**
+   * The velocity prediction (B, out_channels, frames, height, width) for video latents, in the
+   * model's dtype. Latents and embeddings of another dtype are cast to it first, as WanPipeline
+   * casts them (diffusers' model would refuse them).
+   */
   forward(inputs: WanTransformerInputs): Tensor {
     const { timestep, grid } = this.checkInputs(inputs);
     return tidy(() => {
       const rotary = this.rotaryEmbedding(grid, inputs.hiddenStates.device);
-      let hidden = this.patchify(inputs.hiddenStates);
-      const { temb, timestepProj, text, image } = this.conditionEmbedder.forward(timestep, inputs.encoderHiddenStates, inputs.encoderHiddenStatesImage ?? null);
-      for (const block of this.blocks) hidden = block.forward(hidden, text, timestepProj, rotary, image);
+      let hidden = this.patchify(inputs.hiddenStates.cast(this.dtype));
+      const image = inputs.encoderHiddenStatesImage?.cast(this.dtype) ?? null;
+      const conditions = this.conditionEmbedder.forward(timestep, inputs.encoderHiddenStates.cast(this.dtype), image);
+      const { temb, timestepProj, text } = conditions;
+      for (const block of this.blocks) hidden = block.forward(hidden, text, timestepProj, rotary, conditions.image);
       return this.unpatchify(this.outputProjection(hidden, temb), grid);
     });
   }
 
-  /** The rotary tables of a (frames, rows, columns) patch grid. */
+  /** The rotary tables of a (frames, rows, columns) patch grid, float32 in every dtype (diffusers keeps `rope` in float32). */
   rotaryEmbedding(grid: readonly [number, number, number], device?: Device): RotaryEmbedding {
     return wanRotaryEmbedding(grid, this.config.attention_head_dim, { maxSeqLen: this.config.rope_max_seq_len, device });
   }
@@ -203,10 +222,10 @@ export class WanTransformer implements Disposable {
     });
   }
 
-  /** norm_out modulated by scale_shift_table + temb, then proj_out: (B, tokens, out_channels * patch volume). */
+  /** norm_out modulated by scale_shift_table + temb (in float32), then proj_out: (B, tokens, out_channels * patch volume). */
   outputProjection(hidden: Tensor, temb: Tensor): Tensor {
     return tidy(() => {
-      const [shift, scale] = add(this.scaleShiftTable, temb.unsqueeze(1)).split(2, 1);
+      const [shift, scale] = add(this.scaleShiftTable, temb.cast('float32').unsqueeze(1)).split(2, 1);
       return this.projOut.forward(modulate(hidden, scale, shift, this.config.eps));
     });
   }
