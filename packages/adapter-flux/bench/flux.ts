@@ -1,15 +1,21 @@
 // FLUX speed: the transformer forward of a ~19M-parameter FLUX.1-dev-architecture model at 256
 // image tokens against diffusers + PyTorch on the same weights (side by side, one run), and the
-// cached pipeline's wall-clock speedup against the ideal from the work it skipped.
+// cached pipeline's wall-clock speedup against the ideal from the work it skipped; and, asked
+// for by name, the forward at FLUX.1's real width (687M parameters, 1024 + 256 tokens) in
+// float32 and bfloat16, each side's bf16 error against float32 included.
 //
-//   DITCACHE_REFERENCE_PYTHON=/path/to/venv/bin/python npm run bench -w @ditcache/adapter-flux
+//   DITCACHE_REFERENCE_PYTHON=/path/to/venv/bin/python npm run bench -w @ditcache/adapter-flux [-- PART] [OPTIONS]
 //
-// Without DITCACHE_REFERENCE_PYTHON only our side runs. Models and inputs are made once under
-// .cache/bench-models/ (git-ignored). See the README's "Speed" section.
+// PART: forward, cache, ops (all three by default) or flux1-width. OPTIONS: --dtype D[,D...]
+// (float32, bfloat16, float16; forward's default float32, flux1-width's float32,bfloat16);
+// flux1-width only: --heads N (24), --image-side N (32: 1024 image tokens), --text-tokens N (256),
+// smaller to try it quickly. Without DITCACHE_REFERENCE_PYTHON only our side runs. Models and
+// inputs are made once under .cache/bench-models/ (git-ignored). See the README's "Speed" section.
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 
 import * as rt from '@ditcache/cuda-runtime';
-import { AutoencoderKLDecoder, FlowMatchEulerDiscreteScheduler, randnTensor } from '@ditcache/diffusion';
+import { AutoencoderKLDecoder, FlowMatchEulerDiscreteScheduler, computeDtype, randnTensor, type ComputeDtype } from '@ditcache/diffusion';
 
 import { runCacheBenchmark } from '../../diffusion/bench/cache-benchmark.js';
 import { runForwardBenchmark, type ForwardBenchmark } from '../../diffusion/bench/forward-benchmark.js';
@@ -58,38 +64,67 @@ const SCHEDULER = {
   time_shift_type: 'exponential' as const,
 };
 
-const forwardBenchmark: ForwardBenchmark = {
-  title: 'FLUX.1 transformer forward',
-  name: 'flux-dev-19m',
-  component: transformer,
-  shape: `batch 1, ${IMAGE_SIDE * IMAGE_SIDE} image tokens + ${TEXT_TOKENS} text tokens`,
-  makeInputs: () => ({
-    hidden_states: randnTensor([1, IMAGE_SIDE * IMAGE_SIDE, FLUX_CONFIG.in_channels], 1),
-    encoder_hidden_states: randnTensor([1, TEXT_TOKENS, FLUX_CONFIG.joint_attention_dim], 2),
-    pooled_projections: randnTensor([1, FLUX_CONFIG.pooled_projection_dim], 3),
-    timestep: rt.tensor([0.7]),
-    guidance: rt.tensor([3.5]),
-    img_ids: latentImageIds(IMAGE_SIDE, IMAGE_SIDE),
-    txt_ids: rt.zeros([TEXT_TOKENS, 3]),
-  }),
-  open(dir) {
-    const model = FluxTransformer.load(dir);
-    return {
-      forward: (x) =>
-        model.forward({
-          hiddenStates: x.hidden_states,
-          encoderHiddenStates: x.encoder_hidden_states,
-          pooledProjections: x.pooled_projections,
-          timestep: x.timestep,
-          guidance: x.guidance,
-          imgIds: x.img_ids,
-          txtIds: x.txt_ids,
-        }),
-      dispose: () => model.dispose(),
-      flops: model.flopsPerCall({ batch: 1, imageTokens: IMAGE_SIDE * IMAGE_SIDE, textTokens: TEXT_TOKENS }).total,
-    };
-  },
-};
+/**
+ * The forward benchmark of a FLUX transformer made from `component`: batch 1, `imageSide` x
+ * `imageSide` packed latents and `textTokens` text tokens (guidance only when the config has
+ * guidance embeddings).
+ */
+function fluxForwardBenchmark(spec: { title: string; name: string; component: RandomComponent; imageSide: number; textTokens: number }): ForwardBenchmark {
+  const config = spec.component.config as typeof FLUX_CONFIG;
+  const shape = { batch: 1, imageTokens: spec.imageSide * spec.imageSide, textTokens: spec.textTokens };
+  return {
+    title: spec.title,
+    name: spec.name,
+    component: spec.component,
+    shape: `batch 1, ${shape.imageTokens} image tokens + ${shape.textTokens} text tokens`,
+    makeInputs: () => ({
+      hidden_states: randnTensor([1, shape.imageTokens, config.in_channels], 1),
+      encoder_hidden_states: randnTensor([1, shape.textTokens, config.joint_attention_dim], 2),
+      pooled_projections: randnTensor([1, config.pooled_projection_dim], 3),
+      timestep: rt.tensor([0.7]),
+      ...(config.guidance_embeds ? { guidance: rt.tensor([3.5]) } : {}),
+      img_ids: latentImageIds(spec.imageSide, spec.imageSide),
+      txt_ids: rt.zeros([shape.textTokens, 3]),
+    }),
+    open(dir, dtype) {
+      const model = FluxTransformer.load(dir, { dtype });
+      return {
+        forward: (x) =>
+          model.forward({
+            hiddenStates: x.hidden_states,
+            encoderHiddenStates: x.encoder_hidden_states,
+            pooledProjections: x.pooled_projections,
+            timestep: x.timestep,
+            guidance: x.guidance,
+            imgIds: x.img_ids,
+            txtIds: x.txt_ids,
+          }),
+        dispose: () => model.dispose(),
+        flops: model.flopsPerCall(shape).total,
+      };
+    },
+  };
+}
+
+const forwardBenchmark = fluxForwardBenchmark({ title: 'FLUX.1 transformer forward', name: 'flux-dev-19m', component: transformer, imageSide: IMAGE_SIDE, textTokens: TEXT_TOKENS });
+
+/**
+ * The issue's measurement at FLUX.1-dev's real width: 24 heads of 128 (3072 wide), T5 / CLIP
+ * widths 4096 / 768, guidance embeddings, 1 double-stream and 2 single-stream blocks (687M
+ * parameters), 32 x 32 packed latents (1024 image tokens) + 256 text tokens, 2 threads.
+ * `heads`, `imageSide` and `textTokens` shrink it for a quick try.
+ */
+function flux1WidthBenchmark(size: { heads: number; imageSide: number; textTokens: number }): ForwardBenchmark {
+  const config = { ...FLUX_CONFIG, num_attention_heads: size.heads, num_layers: 1, num_single_layers: 2 };
+  const full = size.heads === 24 && size.imageSide === 32 && size.textTokens === 256;
+  return fluxForwardBenchmark({
+    title: full ? 'FLUX.1-width transformer forward' : `FLUX.1-width transformer forward, reduced to ${size.heads} heads`,
+    name: `flux1-width-${size.heads}h`,
+    component: { diffusersClass: 'FluxTransformer2DModel', config, seed: 0, load: (dir) => FluxTransformer.load(dir) },
+    imageSide: size.imageSide,
+    textTokens: size.textTokens,
+  });
+}
 
 /**
  * The ops of one forward at its shapes (S = 320 joint tokens, N = 256 image, T = 64 text,
@@ -131,11 +166,29 @@ const OP_CASES: OpCase[] = [
   { name: `concat ${S}x${D} + ${S}x${4 * D} on features`, inputs: { a: [1, S, D], b: [1, S, 4 * D] }, ours: (i) => rt.concat([i.a, i.b], 2), torch: 'torch.cat([a, b], 2)', perForward: 8 },
 ];
 
+const PARTS = ['forward', 'cache', 'ops', 'flux1-width'] as const;
+
 async function main(): Promise<void> {
-  const only = process.argv[2];
-  if (!only || only === 'forward') await runForwardBenchmark(forwardBenchmark, CACHE_DIR);
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: { dtype: { type: 'string' }, heads: { type: 'string' }, 'image-side': { type: 'string' }, 'text-tokens': { type: 'string' } },
+  });
+  const only = positionals[0];
+  if (only !== undefined && !(PARTS as readonly string[]).includes(only)) throw new Error(`unknown part '${only}' (valid: ${PARTS.join(', ')})`);
+  const dtypes = (fallback: ComputeDtype[]): ComputeDtype[] => (values.dtype === undefined ? fallback : values.dtype.split(',').map((d) => computeDtype(d, '--dtype')));
+  const count = (flag: 'heads' | 'image-side' | 'text-tokens', fallback: number): number => {
+    const n = Number(values[flag] ?? fallback);
+    if (!Number.isInteger(n) || n <= 0) throw new Error(`--${flag} must be a positive integer, got ${values[flag]}`);
+    return n;
+  };
+  if (!only || only === 'forward') await runForwardBenchmark(forwardBenchmark, CACHE_DIR, { dtypes: dtypes(['float32']) });
   if (!only || only === 'cache') cachedPipeline();
   if (!only || only === 'ops') runOpBenchmark('FLUX.1 transformer ops', OP_CASES, referencePython());
+  if (only === 'flux1-width') {
+    const bench = flux1WidthBenchmark({ heads: count('heads', 24), imageSide: count('image-side', 32), textTokens: count('text-tokens', 256) });
+    // The issue's setting: 2 threads (DITCACHE_BENCH_THREADS overrides); a 3.5 s forward needs fewer rounds than the 19M model's.
+    await runForwardBenchmark(bench, CACHE_DIR, { dtypes: dtypes(['float32', 'bfloat16']), threads: [2], rounds: 3, reps: 3, profile: false });
+  }
 }
 
 /** FLUX.1-dev's defaults (28 steps, guidance 3.5) on the same model, without decoding. */

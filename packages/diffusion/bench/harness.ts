@@ -216,6 +216,8 @@ export interface ReferenceInfo {
   diffusers: string;
   threads: number;
   parameters: number;
+  /** The torch_dtype the model was loaded with. */
+  dtype: string;
 }
 
 /** torch.profiler's view of one forward, as reference.py's profile command returns it (seconds per call). */
@@ -237,8 +239,9 @@ export class ReferenceServer {
     readonly info: ReferenceInfo,
   ) {}
 
-  static async start(python: string, diffusersClass: string, modelDir: string, inputsPath: string, threads: number): Promise<ReferenceServer> {
-    const child = spawn(python, [REFERENCE_SCRIPT, 'serve', diffusersClass, modelDir, inputsPath, String(threads)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  /** `dtype` is the torch_dtype of the model; the floating-point inputs are cast to it. */
+  static async start(python: string, diffusersClass: string, modelDir: string, inputsPath: string, threads: number, dtype: rt.DType = 'float32'): Promise<ReferenceServer> {
+    const child = spawn(python, [REFERENCE_SCRIPT, 'serve', diffusersClass, modelDir, inputsPath, String(threads), dtype], { stdio: ['pipe', 'pipe', 'inherit'] });
     const reader = createInterface({ input: child.stdout });
     const lines = reader[Symbol.asyncIterator]();
     const first = await lines.next();

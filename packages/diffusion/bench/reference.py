@@ -7,13 +7,15 @@ named in DITCACHE_REFERENCE_PYTHON, a venv with torch and diffusers. Commands:
       Builds diffusers.CLASS(**config) with random weights (torch.manual_seed(SEED), the
       class's own init) and writes it with save_pretrained to OUT_DIR.
 
-  python reference.py serve CLASS MODEL_DIR INPUTS THREADS
-      Loads the model and the inputs (a safetensors file whose names are the keyword
-      arguments of the model's forward) once, then answers one JSON command per stdin line
-      with one JSON line on stdout:
+  python reference.py serve CLASS MODEL_DIR INPUTS THREADS [DTYPE]
+      Loads the model (from_pretrained with torch_dtype DTYPE: float32, the default, bfloat16
+      or float16) and the inputs (a safetensors file whose names are the keyword arguments of
+      the model's forward; floating-point ones are cast to DTYPE, as a pipeline in that dtype
+      passes them) once, then answers one JSON command per stdin line with one JSON line on
+      stdout:
         {"cmd": "time", "reps": N, "warmup": W}  -> {"seconds": [...], "cpu": [...]}: wall and
                                                     process CPU time of each forward call
-        {"cmd": "run", "out": PATH}             -> writes the output as `sample` to PATH
+        {"cmd": "run", "out": PATH}             -> writes the output as `sample` to PATH (in DTYPE)
         {"cmd": "profile", "reps": N}           -> the fastest of N profiled calls: {"classes":
                                                     {cls: seconds}, "wall": s, "ops": [slowest ops
                                                     with their input shapes]}
@@ -147,12 +149,16 @@ def class_times(events):
     return totals, ops
 
 
-def serve(class_name, model_dir, inputs_path, threads):
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def serve(class_name, model_dir, inputs_path, threads, dtype="float32"):
     from safetensors.torch import load_file, save_file
 
     torch.set_num_threads(int(threads))
-    model = load_class(class_name).from_pretrained(model_dir, torch_dtype=torch.float32).eval()
-    inputs = load_file(inputs_path)
+    torch_dtype = DTYPES[dtype]
+    model = load_class(class_name).from_pretrained(model_dir, torch_dtype=torch_dtype).eval()
+    inputs = {k: v.to(torch_dtype) if v.is_floating_point() else v for k, v in load_file(inputs_path).items()}
 
     def forward():
         with torch.inference_mode():
@@ -161,7 +167,7 @@ def serve(class_name, model_dir, inputs_path, threads):
     import diffusers
 
     print(json.dumps({"ready": True, "torch": torch.__version__, "diffusers": diffusers.__version__,
-                      "threads": torch.get_num_threads(),
+                      "threads": torch.get_num_threads(), "dtype": dtype,
                       "parameters": sum(p.numel() for p in model.parameters())}), flush=True)
     labelled = False
     for line in sys.stdin:
