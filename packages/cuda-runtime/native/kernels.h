@@ -1,7 +1,9 @@
 // The kernel interface that both backends implement: dc::cpu (always) and dc::cuda (when
 // built with nvcc). The op layer (ops_*.cc) validates arguments, allocates outputs and brings
 // inputs into the layout each kernel documents; kernels trust it and never throw OpError.
-// Compute is float32: inputs of other dtypes are converted by the op layer first.
+// Compute is float32: inputs of other dtypes are converted by the op layer first, except in the
+// 16-bit products (gemm_half, attention), which read bfloat16 / float16 operands as they are and
+// accumulate in float32, as PyTorch's 16-bit matmul and scaled_dot_product_attention do.
 #pragma once
 #include "tensor.h"
 
@@ -30,16 +32,41 @@ struct GemmArgs {
   int64_t batch = 1, stride_a = 0, stride_b = 0, stride_c = 0;
 };
 
-// Multi-head attention on float32 with the last (feature) dimension contiguous. Strides are
+// The same product with A and B both bfloat16 or both float16 (raw 16-bit storage), products
+// and sums in float32. The result alpha * op(A) op(B) + beta * C + bias (bias: n floats added to
+// every row, optional) goes to C (float32) or, when c16 is set, is rounded once to the 16-bit
+// dtype into c16 (leading dimension ldc, batch stride stride_c; C is then unused and beta must be
+// 0): a 16-bit linear layer writes its output directly, as PyTorch's does.
+struct HalfGemmArgs {
+  DType dtype = DType::BF16;  // of A and B: BF16 or F16
+  bool trans_a = false, trans_b = false;
+  int64_t m = 0, n = 0, k = 0;
+  float alpha = 1.f;
+  const uint16_t* a = nullptr;
+  int64_t lda = 0;
+  const uint16_t* b = nullptr;
+  int64_t ldb = 0;
+  float beta = 0.f;
+  float* c = nullptr;
+  uint16_t* c16 = nullptr;
+  const float* bias = nullptr;
+  int64_t ldc = 0;
+  int64_t batch = 1, stride_a = 0, stride_b = 0, stride_c = 0;
+};
+
+// Multi-head attention on float32 (or, when dtype is BF16 / F16, on 16-bit Q, K, V and output
+// with float32 scores, softmax statistics and accumulators; the probabilities are rounded to
+// the 16-bit dtype before the product with V, as PyTorch's CPU flash attention does) with the last (feature) dimension contiguous. Strides are
 // in elements for (batch, head, sequence). K and V may have fewer heads than Q (grouped
 // query attention): head h reads key head h / (heads / heads_kv).
 struct AttentionArgs {
-  const float* q = nullptr; int64_t q_sb = 0, q_sh = 0, q_ss = 0;
-  const float* k = nullptr; int64_t k_sb = 0, k_sh = 0, k_ss = 0;
-  const float* v = nullptr; int64_t v_sb = 0, v_sh = 0, v_ss = 0;
+  DType dtype = DType::F32;  // of q, k, v and out
+  const void* q = nullptr; int64_t q_sb = 0, q_sh = 0, q_ss = 0;
+  const void* k = nullptr; int64_t k_sb = 0, k_sh = 0, k_ss = 0;
+  const void* v = nullptr; int64_t v_sb = 0, v_sh = 0, v_ss = 0;
   // Optional additive mask over (batch, head, query, key); zero strides broadcast.
   const float* mask = nullptr; int64_t m_sb = 0, m_sh = 0, m_sq = 0, m_sk = 0;
-  float* out = nullptr; int64_t o_sb = 0, o_sh = 0, o_ss = 0;
+  void* out = nullptr; int64_t o_sb = 0, o_sh = 0, o_ss = 0;
   int64_t batch = 0, heads = 0, heads_kv = 0, sq = 0, sk = 0, d = 0, dv = 0;
   float scale = 1.f;
 };
@@ -79,6 +106,7 @@ struct ConvGeometry {
   void group_norm(const Tensor& x, const float* weight, const float* bias, Tensor& out,         \
                   int64_t n, int64_t channels, int64_t spatial, int64_t groups, float eps);     \
   void gemm(const GemmArgs& g, Device device);                                                  \
+  void gemm_half(const HalfGemmArgs& g, Device device);                                         \
   /* out (rows, cols) contiguous: out[r][c] = bias[c] */                                        \
   void broadcast_rows(float* out, const float* bias, int64_t rows, int64_t cols, Device device); \
   /* out (n, c, s) contiguous: out[i][j][k] += bias[j] */                                      \

@@ -1,6 +1,7 @@
 // Neural-network ops: normalisations, products, attention, rotary embeddings, convolution.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "ops_common.h"
 
@@ -57,6 +58,28 @@ bool single_batch_stride(const Shape& shape, const Shape& strides, int64_t* stri
   }
   *stride = inner_stride;
   return true;
+}
+
+// True when the product runs on 16-bit operands as they are (gemm_half): every operand shares
+// one 16-bit dtype. Mixed dtypes compute in float32, as before.
+bool half_product(DType dtype) { return dtype == DType::BF16 || dtype == DType::F16; }
+
+// Operands of a product: as float32 (staged) or, for a 16-bit product, in their own dtype.
+Tensor product_operand(const Tensor& t, bool half, bool need_contiguous) {
+  if (!half) return staged_f32(t, need_contiguous);
+  return need_contiguous && !t.is_contiguous() ? contiguous(t) : t;
+}
+
+template <typename Args>
+void set_operands(Args& g, const Tensor& a, const Tensor& b) {
+  if constexpr (std::is_same_v<Args, HalfGemmArgs>) {
+    g.dtype = a.dtype;
+    g.a = a.ptr<uint16_t>();
+    g.b = b.ptr<uint16_t>();
+  } else {
+    g.a = a.f32();
+    g.b = b.f32();
+  }
 }
 
 }  // namespace
@@ -136,8 +159,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const std::optional<Tensor>
   std::optional<Tensor> b;
   if (bias) b = param_vector("linear", "bias", *bias, n, x);
   const DType dtype = result_dtype({&x, &weight, bias ? &*bias : nullptr});
-  Tensor fx = staged_f32(x, true);
-  Tensor fw = staged_f32(weight, false);
+  const bool half = half_product(dtype);
+  Tensor fx = product_operand(x, half, true);
+  Tensor fw = product_operand(weight, half, false);
   // weight (n, k) as B = W^T: stored (n, k) row-major means trans_b.
   MatrixLayout wl = matrix_layout(n, k, fw.strides[0], fw.strides[1]);
   if (!wl.ok) {
@@ -146,22 +170,33 @@ Tensor linear(const Tensor& x, const Tensor& weight, const std::optional<Tensor>
   }
   Shape out_shape = x.shape;
   out_shape.back() = n;
-  Tensor out = Tensor::empty(out_shape, DType::F32, x.device());
+  // A 16-bit product writes its rounded result (bias included) itself; float32 starts from the bias.
+  Tensor out = Tensor::empty(out_shape, half ? dtype : DType::F32, x.device());
   const int64_t m = k ? fx.numel() / k : (n ? out.numel() / n : 0);
-  if (b) DC_DISPATCH(x.device(), broadcast_rows, out.f32(), b->f32(), m, n, x.device());
-  GemmArgs g;
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  g.a = fx.f32();
-  g.lda = std::max<int64_t>(k, 1);
-  g.trans_b = !wl.trans;
-  g.b = fw.f32();
-  g.ldb = wl.ld;
-  g.beta = b ? 1.f : 0.f;
-  g.c = out.f32();
-  g.ldc = std::max<int64_t>(n, 1);
-  DC_DISPATCH(x.device(), gemm, g, x.device());
+  auto run = [&](auto g) {
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    g.lda = std::max<int64_t>(k, 1);
+    g.trans_b = !wl.trans;
+    g.ldb = wl.ld;
+    set_operands(g, fx, fw);
+    g.ldc = std::max<int64_t>(n, 1);
+    if constexpr (std::is_same_v<decltype(g), HalfGemmArgs>) {
+      g.bias = b ? b->f32() : nullptr;
+      g.c16 = out.ptr<uint16_t>();
+      DC_DISPATCH(x.device(), gemm_half, g, x.device());
+    } else {
+      if (b) DC_DISPATCH(x.device(), broadcast_rows, out.f32(), b->f32(), m, n, x.device());
+      g.beta = b ? 1.f : 0.f;
+      g.c = out.f32();
+      DC_DISPATCH(x.device(), gemm, g, x.device());
+    }
+  };
+  if (half)
+    run(HalfGemmArgs{});
+  else
+    run(GemmArgs{});
   return finish(out, dtype);
 }
 
@@ -171,7 +206,8 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   check_same_device("matmul", {&a_in, &b_in});
   if (a_in.dim() < 1 || b_in.dim() < 1) fail("matmul", "operands must have at least one dimension");
   const DType dtype = result_dtype({&a_in, &b_in});
-  Tensor a = staged_f32(a_in, false), b = staged_f32(b_in, false);
+  const bool half = half_product(dtype);
+  Tensor a = product_operand(a_in, half, false), b = product_operand(b_in, half, false);
   const bool a_vec = a.dim() == 1, b_vec = b.dim() == 1;
   if (a_vec) a = unsqueeze(a, 0);
   if (b_vec) b = unsqueeze(b, 1);
@@ -207,24 +243,33 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   Shape out_shape = batch;
   out_shape.push_back(m);
   out_shape.push_back(n);
-  Tensor out = Tensor::empty(out_shape, DType::F32, a.device());
-  GemmArgs g;
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  g.trans_a = la.trans;
-  g.a = a.f32();
-  g.lda = la.ld;
-  g.trans_b = lb.trans;
-  g.b = b.f32();
-  g.ldb = lb.ld;
-  g.c = out.f32();
-  g.ldc = std::max<int64_t>(n, 1);
-  g.batch = nbatch;
-  g.stride_a = sa;
-  g.stride_b = sb;
-  g.stride_c = m * n;
-  DC_DISPATCH(a.device(), gemm, g, a.device());
+  Tensor out = Tensor::empty(out_shape, half ? dtype : DType::F32, a.device());
+  auto run = [&](auto g) {
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    g.trans_a = la.trans;
+    g.lda = la.ld;
+    g.trans_b = lb.trans;
+    g.ldb = lb.ld;
+    set_operands(g, a, b);
+    g.ldc = std::max<int64_t>(n, 1);
+    g.batch = nbatch;
+    g.stride_a = sa;
+    g.stride_b = sb;
+    g.stride_c = m * n;
+    if constexpr (std::is_same_v<decltype(g), HalfGemmArgs>) {
+      g.c16 = out.ptr<uint16_t>();
+      DC_DISPATCH(a.device(), gemm_half, g, a.device());
+    } else {
+      g.c = out.f32();
+      DC_DISPATCH(a.device(), gemm, g, a.device());
+    }
+  };
+  if (half)
+    run(HalfGemmArgs{});
+  else
+    run(GemmArgs{});
   if (a_vec) out = squeeze(out, -2);
   if (b_vec) out = squeeze(out, -1);
   return finish(out, dtype);
@@ -251,10 +296,11 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
   const double sc = scale ? *scale : (D > 0 ? 1.0 / std::sqrt(double(D)) : 1.0);
   if (!std::isfinite(sc)) fail(op, "scale must be finite, got ", sc);
   const DType dtype = result_dtype({&q_in, &k_in, &v_in});
+  const bool half = half_product(dtype);
 
   // The kernel needs a unit stride on the feature dimension and row strides that cover it.
-  auto prep = [](const Tensor& t, int64_t rows, int64_t cols) {
-    Tensor f = staged_f32(t, false);
+  auto prep = [half](const Tensor& t, int64_t rows, int64_t cols) {
+    Tensor f = product_operand(t, half, false);
     const int64_t ss = f.strides[2], ds = f.strides[3];
     if (!((cols <= 1 || ds == 1) && (rows <= 1 || ss >= cols))) f = contiguous(f);
     return f;
@@ -270,18 +316,19 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
     mask = broadcast_to(staged_f32(*mask_in, false), target);
   }
   const Shape out_shape = heads_last ? Shape{B, Sq, H, Dv} : Shape{B, H, Sq, Dv};
-  Tensor out = Tensor::empty(out_shape, DType::F32, q.device());
+  Tensor out = Tensor::empty(out_shape, half ? dtype : DType::F32, q.device());
   if (out.numel() == 0) return finish(out, dtype);
   AttentionArgs a;
+  a.dtype = out.dtype;
   auto row_stride = [](const Tensor& t, int64_t rows, int64_t cols) { return rows <= 1 ? std::max<int64_t>(cols, 1) : t.strides[2]; };
-  a.q = q.f32(); a.q_sb = q.strides[0]; a.q_sh = q.strides[1]; a.q_ss = row_stride(q, Sq, D);
-  a.k = k.f32(); a.k_sb = k.strides[0]; a.k_sh = k.strides[1]; a.k_ss = row_stride(k, Sk, D);
-  a.v = v.f32(); a.v_sb = v.strides[0]; a.v_sh = v.strides[1]; a.v_ss = row_stride(v, Sk, Dv);
+  a.q = q.raw(); a.q_sb = q.strides[0]; a.q_sh = q.strides[1]; a.q_ss = row_stride(q, Sq, D);
+  a.k = k.raw(); a.k_sb = k.strides[0]; a.k_sh = k.strides[1]; a.k_ss = row_stride(k, Sk, D);
+  a.v = v.raw(); a.v_sb = v.strides[0]; a.v_sh = v.strides[1]; a.v_ss = row_stride(v, Sk, Dv);
   if (mask) {
     a.mask = mask->f32();
     a.m_sb = mask->strides[0]; a.m_sh = mask->strides[1]; a.m_sq = mask->strides[2]; a.m_sk = mask->strides[3];
   }
-  a.out = out.f32();
+  a.out = out.raw();
   if (heads_last) {
     a.o_sb = Sq * H * Dv; a.o_sh = Dv; a.o_ss = H * Dv;
   } else {

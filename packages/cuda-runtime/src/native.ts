@@ -8,6 +8,9 @@ import { fileURLToPath } from 'node:url';
 import { BUILD_FROM_SOURCE, PLATFORM_PACKAGES } from './platform-packages.js';
 
 export type DType = 'float32' | 'float16' | 'bfloat16' | 'int32';
+/** The CPU kernels' instruction-set levels, lowest first; each includes the ones before it. */
+export const CPU_ISAS = ['scalar', 'avx2', 'avx512', 'avx512bf16'] as const;
+export type CpuIsa = (typeof CPU_ISAS)[number];
 
 export interface NativeTensor {
   readonly shape: number[];
@@ -55,8 +58,8 @@ export interface DeviceReport {
   cpu: {
     name: string;
     threads: number;
-    isa: 'avx512' | 'avx2' | 'scalar';
-    detectedIsa: 'avx512' | 'avx2' | 'scalar';
+    isa: CpuIsa;
+    detectedIsa: CpuIsa;
     gemm: 'blas' | 'builtin';
     /** Whether OpenBLAS was found and loaded at run time. */
     blasLoaded: boolean;
@@ -70,6 +73,8 @@ export interface DeviceReport {
     driverVersion?: number;
     runtimeVersion?: number;
     gemm?: string;
+    /** Whether float32 products may run on TF32 tensor cores (setAllowTf32, DITCACHE_CUDA_TF32=1). */
+    tf32?: boolean;
     devices: CudaDeviceInfo[];
   };
 }
@@ -121,8 +126,10 @@ export interface NativeBinding {
   numThreads(): number;
   setGemmBackend(name: 'blas' | 'builtin'): void;
   gemmBackend(): 'blas' | 'builtin';
-  setCpuIsa(name: 'avx512' | 'avx2' | 'scalar'): void;
-  cpuIsa(): 'avx512' | 'avx2' | 'scalar';
+  setCpuIsa(name: CpuIsa): void;
+  cpuIsa(): CpuIsa;
+  setAllowTf32(on: boolean): void;
+  allowTf32(): boolean;
 }
 
 /** Where the native addon was loaded from: this package's own build, or the prebuilt platform package. */

@@ -1,7 +1,8 @@
 // What the runtime runs on, and the few settings it has.
-import { native, nativeAddonLocation, type DeviceReport, type MemoryStats, type NativeAddonLocation } from './native.js';
+import { CPU_ISAS, native, nativeAddonLocation, type CpuIsa, type DeviceReport, type MemoryStats, type NativeAddonLocation } from './native.js';
 
-export type { CudaDeviceInfo, DeviceReport, MemoryStats, NativeAddonLocation } from './native.js';
+export { CPU_ISAS };
+export type { CpuIsa, CudaDeviceInfo, DeviceReport, MemoryStats, NativeAddonLocation } from './native.js';
 
 /** The CPU (always) and the CUDA devices (when built with CUDA and a driver answers). */
 export function devices(): DeviceReport {
@@ -43,11 +44,24 @@ export function gemmBackend(): 'blas' | 'builtin' {
 }
 
 /** Lowers the vector ISA of the CPU kernels (for testing every code path on one machine). */
-export function setCpuIsa(isa: 'avx512' | 'avx2' | 'scalar'): void {
+export function setCpuIsa(isa: CpuIsa): void {
   native.setCpuIsa(isa);
 }
-export function cpuIsa(): 'avx512' | 'avx2' | 'scalar' {
+export function cpuIsa(): CpuIsa {
   return native.cpuIsa();
+}
+
+/**
+ * Lets float32 matrix products on CUDA run on TF32 tensor cores (inputs rounded to 10-bit
+ * mantissas, float32 accumulation), like PyTorch's `torch.backends.cuda.matmul.allow_tf32`. Off by
+ * default, so float32 results stay those of plain FP32; DITCACHE_CUDA_TF32=1 turns it on at start.
+ * It applies to cuBLAS products (the built-in CUDA kernel stays FP32) and changes nothing on the CPU.
+ */
+export function setAllowTf32(on: boolean): void {
+  native.setAllowTf32(on);
+}
+export function allowTf32(): boolean {
+  return native.allowTf32();
 }
 
 /** True when tensors can be placed on 'cuda:0'. */

@@ -1,9 +1,9 @@
 // A quick check that this installation computes correctly on this machine: every CPU GEMM path
 // against a float64 product, fused kernels against their definitions composed from simpler
 // ops, and (when a GPU is present) every CUDA kernel against the CPU.
-import { native } from './native.js';
+import { CPU_ISAS, native } from './native.js';
 import * as ops from './ops.js';
-import { cpuIsa, devices, gemmBackend, setCpuIsa, setGemmBackend } from './runtime.js';
+import { allowTf32, cpuIsa, devices, gemmBackend, setAllowTf32, setCpuIsa, setGemmBackend } from './runtime.js';
 import { tidy } from './scope.js';
 import type { Device, Tensor } from './tensor.js';
 
@@ -51,7 +51,7 @@ export function selfCheck(): CheckResult[] {
   const record = (name: string, error: number, tolerance: number) => results.push({ name, error, tolerance, ok: error <= tolerance });
   const report = devices();
   const [backend0, isa0] = [gemmBackend(), cpuIsa()];
-  const levels = (['scalar', 'avx2', 'avx512'] as const).slice(0, ['scalar', 'avx2', 'avx512'].indexOf(report.cpu.detectedIsa) + 1);
+  const levels = CPU_ISAS.slice(0, CPU_ISAS.indexOf(report.cpu.detectedIsa) + 1);
   try {
     tidy(() => {
       const [m, k, n] = [67, 301, 45];
@@ -103,6 +103,44 @@ export function selfCheck(): CheckResult[] {
         record(`${device} gelu`, maxError(ops.gelu(on(x)).toFloat32Array(), ops.gelu(x).toFloat32Array()), 1e-6);
         record(`${device} broadcast add`, maxError(ops.add(on(x), on(w)).toFloat32Array(), ops.add(x, w).toFloat32Array()), 0);
         record(`${device} float16 cast`, maxError(on(x).cast('float16').toFloat32Array(), x.cast('float16').toFloat32Array()), 0);
+        record(`${device} softmax`, maxError(ops.softmax(on(scores)).toFloat32Array(), ops.softmax(scores).toFloat32Array()), 1e-6);
+        record(`${device} sum`, maxError(ops.sum(on(img), [1, 3]).toFloat32Array(), ops.sum(img, [1, 3]).toFloat32Array()), 1e-6);
+        record(`${device} topk`, maxError(ops.topk(on(a), 5).values.toFloat32Array(), ops.topk(a, 5).values.toFloat32Array()), 0);
+        record(`${device} upsample`, maxError(ops.upsampleNearest2d(on(img), { size: [13, 5] }).toFloat32Array(), ops.upsampleNearest2d(img, { size: [13, 5] }).toFloat32Array()), 0);
+        const idx = ops.tensor(new Int32Array([3, 0, 2]), [3]);
+        record(`${device} embedding`, maxError(ops.embedding(on(a), on(idx)).toFloat32Array(), ops.embedding(a, idx).toFloat32Array()), 0);
+        const [ma, mb] = [random([3, 20, 9], 16), random([3, 11, 20], 17)];
+        const bmm = (p: Tensor, r: Tensor) => ops.matmul(p.transpose(1, 2), r.transpose(1, 2));
+        record(`${device} batched matmul, transposed views`, maxError(bmm(on(ma), on(mb)).toFloat32Array(), bmm(ma, mb).toFloat32Array()), 1e-5);
+        const [ga, gb] = [random([67, 301], 18), random([301, 45], 19)];
+        const fp32 = ops.matmul(ga, gb).toFloat32Array();
+        const tf32Before = allowTf32();
+        try {
+          // TF32 rounds the inputs to 10-bit mantissas: about 1e-3 relative on these products.
+          setAllowTf32(true);
+          record(`${device} matmul, TF32 allowed`, maxError(ops.matmul(on(ga), on(gb)).toFloat32Array(), fp32), 3e-3);
+        } finally {
+          setAllowTf32(tf32Before);
+        }
+        // 16-bit products and attention (tensor cores) against the CPU's 16-bit kernels. Both
+        // accumulate in float32 and round the output once, so they differ by at most one unit in
+        // the last place of the 16-bit type (at most 2^-7 of the value for bfloat16, 2^-10 for
+        // float16); attention also rounds its probabilities, against running maxima that differ.
+        for (const [dtype, step] of [['bfloat16', 2 ** -7], ['float16', 2 ** -10]] as const) {
+          const h = (t: Tensor) => t.cast(dtype);
+          const check = (name: string, run: (...ts: Tensor[]) => Tensor, inputs: Tensor[], tolerance: number) =>
+            record(`${device} ${dtype} ${name}`, maxError(run(...inputs.map(on)).toFloat32Array(), run(...inputs).toFloat32Array()), tolerance);
+          check('matmul', ops.matmul, [h(ga), h(gb)], step);
+          check('linear', ops.linear, [h(random([70, 300], 20)), h(random([90, 300], 21)), h(random([90], 22))], step);
+          check('batched matmul, transposed views', bmm, [h(ma), h(mb)], step);
+          check('attention', (p, r, s) => ops.attention(p, r, s), [h(q), h(k), h(v)], 2 * step);
+          // FLUX's layout: (B, S, H, 128) views, heads-last output; and a masked head wider than
+          // the tensor-core kernel takes (the CUDA-core 16-bit path).
+          const [fq, fk, fv] = [random([1, 150, 2, 128], 23), random([1, 150, 2, 128], 24), random([1, 150, 2, 128], 25)];
+          check('attention, FLUX layout', (p, r, s) => ops.attention(p.transpose(1, 2), r.transpose(1, 2), s.transpose(1, 2), { headsLast: true }), [h(fq), h(fk), h(fv)], 2 * step);
+          const [wq, wk, wv, wm] = [random([1, 2, 30, 160], 26), random([1, 2, 70, 160], 27), random([1, 2, 70, 160], 28), random([1, 1, 30, 70], 29)];
+          check('attention, head dim 160, mask', (p, r, s, m) => ops.attention(p, r, s, { mask: m }), [h(wq), h(wk), h(wv), wm], 2 * step);
+        }
       }
     });
   }

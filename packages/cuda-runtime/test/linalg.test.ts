@@ -13,7 +13,8 @@ const dotTol = (k: number): [number, number] => [1e-5, 2e-6 * Math.sqrt(k) * 4];
 
 const backends = (['blas', 'builtin'] as const).filter((b) => b === 'builtin' || rt.devices().cpu.blasLoaded);
 const detected = rt.devices().cpu.detectedIsa;
-const isas = (['avx512', 'avx2', 'scalar'] as const).filter((i) => ['scalar', 'avx2', 'avx512'].indexOf(i) <= ['scalar', 'avx2', 'avx512'].indexOf(detected));
+// Every level up to the detected one, highest first (avx512bf16 runs the float32 GEMM's AVX-512 code).
+const isas = rt.CPU_ISAS.slice(0, rt.CPU_ISAS.indexOf(detected) + 1).reverse();
 
 afterAll(() => {
   rt.setGemmBackend(backends[0]);

@@ -5,6 +5,7 @@
 
 #include "../half.h"
 #include "../kernels.h"
+#include "convert.h"
 #include "parallel.h"
 #include "strided.h"
 
@@ -69,6 +70,10 @@ void copy(const Tensor& src, Tensor& dst) {
           copy_same<uint32_t>(s, d, n, is[0], is[1]);
         else
           copy_same<uint16_t>(s, d, n, is[0], is[1]);
+      } else if (is[0] == 1 && is[1] == 1 && st == DType::F32 && des == 2) {
+        narrow_run(reinterpret_cast<const float*>(s), reinterpret_cast<uint16_t*>(d), n, dt);
+      } else if (is[0] == 1 && is[1] == 1 && dt == DType::F32 && ses == 2) {
+        widen_run(reinterpret_cast<const uint16_t*>(s), reinterpret_cast<float*>(d), n, st);
       } else {  // conversions go through float32, which holds every float16 / bfloat16 exactly
         for (int64_t i = 0; i < n; ++i) store_float(d, dt, i * is[1], load_as_float(s, st, i * is[0]));
       }

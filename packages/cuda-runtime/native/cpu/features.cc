@@ -12,8 +12,10 @@ Isa detect() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("fma"))
+      __builtin_cpu_supports("fma")) {
+    if (__builtin_cpu_supports("avx512bf16")) return Isa::Avx512Bf16;
     return Isa::Avx512;
+  }
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::Avx2;
 #endif
   return Isa::Scalar;
@@ -52,6 +54,7 @@ void set_isa(Isa isa) {
 
 const char* isa_name(Isa isa) {
   switch (isa) {
+    case Isa::Avx512Bf16: return "avx512bf16";
     case Isa::Avx512: return "avx512";
     case Isa::Avx2: return "avx2";
     case Isa::Scalar: return "scalar";
@@ -60,10 +63,11 @@ const char* isa_name(Isa isa) {
 }
 
 Isa parse_isa(const std::string& name) {
+  if (name == "avx512bf16") return Isa::Avx512Bf16;
   if (name == "avx512") return Isa::Avx512;
   if (name == "avx2") return Isa::Avx2;
   if (name == "scalar") return Isa::Scalar;
-  throw OpError("unknown CPU ISA '" + name + "' (expected avx512, avx2 or scalar)");
+  throw OpError("unknown CPU ISA '" + name + "' (expected avx512bf16, avx512, avx2 or scalar)");
 }
 
 std::string cpu_model_name() {

@@ -5,7 +5,9 @@
 
 namespace dc::cpu {
 
-enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+// Each level includes the ones below it. Avx512Bf16 adds the bfloat16 dot products
+// (VDPBF16PS) that the 16-bit GEMM uses; the float32 kernels run their AVX-512 code there.
+enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2, Avx512Bf16 = 3 };
 
 Isa detected_isa();  // what the processor supports
 Isa active_isa();    // what the kernels use (detected, lowered by DITCACHE_CPU_ISA or set_isa)

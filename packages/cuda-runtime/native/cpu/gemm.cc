@@ -8,7 +8,7 @@
 
 #include "blas.h"
 #include "features.h"
-#include "parallel.h"
+#include "gemm_split.h"
 
 namespace dc::cpu {
 namespace {
@@ -211,6 +211,7 @@ void gemm_builtin(const GemmArgs& g) {
   scale_c(g);
   if (g.k == 0 || g.alpha == 0.f) return;
   switch (active_isa()) {
+    case Isa::Avx512Bf16:
     case Isa::Avx512: gemm_blocked<12, 32, ukernel_avx512>(g); break;
     case Isa::Avx2: gemm_blocked<6, 16, ukernel_avx2>(g); break;
     case Isa::Scalar: gemm_blocked<4, 8, ukernel_scalar>(g); break;
@@ -244,22 +245,6 @@ GemmBackend initial_backend() {
 
 GemmBackend g_backend = initial_backend();
 
-// Sub-product of rows [i0, i1) (or columns [j0, j1)) of g.
-GemmArgs rows_of(const GemmArgs& g, int64_t i0, int64_t i1) {
-  GemmArgs s = g;
-  s.m = i1 - i0;
-  s.a = g.trans_a ? g.a + i0 : g.a + i0 * g.lda;
-  s.c = g.c + i0 * g.ldc;
-  return s;
-}
-GemmArgs cols_of(const GemmArgs& g, int64_t j0, int64_t j1) {
-  GemmArgs s = g;
-  s.n = j1 - j0;
-  s.b = g.trans_b ? g.b + j0 * g.ldb : g.b + j0;
-  s.c = g.c + j0;
-  return s;
-}
-
 }  // namespace
 
 bool blas_available() { return blas() != nullptr; }
@@ -281,37 +266,7 @@ void gemm_serial(const GemmArgs& g) {
 }
 
 void gemm(const GemmArgs& g, Device) {
-  if (g.m == 0 || g.n == 0 || g.batch == 0) return;
-  const int threads = num_threads();
-  const double flops = 2.0 * double(g.m) * double(g.n) * double(g.k);
-  auto product = [&](int64_t i) {
-    GemmArgs s = g;
-    s.a += i * g.stride_a;
-    s.b += i * g.stride_b;
-    s.c += i * g.stride_c;
-    return s;
-  };
-  // Many small products: one per task. Otherwise split each product over the threads.
-  if (g.batch >= threads || flops < 4e5) {
-    parallel_for(g.batch, flops < 4e5 ? std::max<int64_t>(1, int64_t(4e5 / (flops + 1))) : 1,
-                 [&](int64_t b0, int64_t b1) {
-                   for (int64_t i = b0; i < b1; ++i) gemm_serial(product(i));
-                 });
-    return;
-  }
-  for (int64_t i = 0; i < g.batch; ++i) {
-    GemmArgs s = product(i);
-    // Row blocks keep B shared; thin products (few rows) split their columns instead.
-    const bool by_rows = s.m >= 48 * threads || s.m >= s.n;
-    const int64_t extent = by_rows ? s.m : s.n;
-    const int64_t align = by_rows ? 12 : 32;
-    int64_t blocks = (extent + align - 1) / align;
-    int64_t per = std::max<int64_t>(1, (blocks + threads - 1) / threads);
-    parallel_for(blocks, per, [&](int64_t b0, int64_t b1) {
-      int64_t e0 = b0 * align, e1 = std::min(extent, b1 * align);
-      gemm_serial(by_rows ? rows_of(s, e0, e1) : cols_of(s, e0, e1));
-    });
-  }
+  parallel_gemm(g, 12, 32, [](const GemmArgs& s) { gemm_serial(s); });
 }
 
 }  // namespace dc::cpu

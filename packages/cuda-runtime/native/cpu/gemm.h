@@ -16,5 +16,6 @@ void set_gemm_backend(GemmBackend b);  // Blas without a loaded BLAS is an OpErr
 
 // One (unbatched) product on the calling thread only; for use inside parallel regions.
 void gemm_serial(const GemmArgs& g);
+void gemm_half_serial(const HalfGemmArgs& g);
 
 }  // namespace dc::cpu

@@ -79,6 +79,7 @@ static inline float vsum(V v) {
 // Each entry picks the widest instruction set in use; the portable path keeps libm's scalar calls.
 void vector_exp(const float* x, float* y, int64_t n) {
   switch (active_isa()) {
+    case Isa::Avx512Bf16:
     case Isa::Avx512: return avx512::exp_array(x, y, n);
     case Isa::Avx2: return avx2::exp_array(x, y, n);
     case Isa::Scalar:
@@ -88,6 +89,7 @@ void vector_exp(const float* x, float* y, int64_t n) {
 
 void vector_sigmoid(const float* x, float* y, int64_t n) {
   switch (active_isa()) {
+    case Isa::Avx512Bf16:
     case Isa::Avx512: return avx512::sigmoid_array(x, y, n);
     case Isa::Avx2: return avx2::sigmoid_array(x, y, n);
     case Isa::Scalar:
@@ -97,6 +99,7 @@ void vector_sigmoid(const float* x, float* y, int64_t n) {
 
 void vector_silu(const float* x, float* y, int64_t n) {
   switch (active_isa()) {
+    case Isa::Avx512Bf16:
     case Isa::Avx512: return avx512::silu_array(x, y, n);
     case Isa::Avx2: return avx2::silu_array(x, y, n);
     case Isa::Scalar:
@@ -106,6 +109,7 @@ void vector_silu(const float* x, float* y, int64_t n) {
 
 void vector_gelu_tanh(const float* x, float* y, int64_t n) {
   switch (active_isa()) {
+    case Isa::Avx512Bf16:
     case Isa::Avx512: return avx512::gelu_tanh_array(x, y, n);
     case Isa::Avx2: return avx2::gelu_tanh_array(x, y, n);
     case Isa::Scalar:
@@ -118,6 +122,7 @@ void vector_gelu_tanh(const float* x, float* y, int64_t n) {
 
 double vector_exp_shifted_sum(const float* x, float shift, float* y, int64_t n) {
   switch (active_isa()) {
+    case Isa::Avx512Bf16:
     case Isa::Avx512: return avx512::exp_shifted_sum_array(x, shift, y, n);
     case Isa::Avx2: return avx2::exp_shifted_sum_array(x, shift, y, n);
     case Isa::Scalar: break;
