@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { cacheHandleOf, disableCache, enableCache, summary } from '@ditcache/core';
-import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
+import { loadSafetensors, memoryStats, tidy, type Tensor } from '@ditcache/cuda-runtime';
 
 import { FluxPipeline, fluxBlockAdapter, type FluxGenerateOptions } from '../src/index.js';
 import { goldens, relativeL2 } from './helpers.js';
@@ -99,5 +99,47 @@ describe.each(['flux-tiny', 'flux-tiny-guidance'])('caching FLUX on %s', (set) =
     const names = summary(pipe, { print: false }).contexts.map((c) => c.name);
     expect(names).toEqual(['transformer.transformerBlocks', 'transformer.singleTransformerBlocks']);
     disableCache(pipe);
+  });
+});
+
+describe('caching FLUX in bfloat16 on flux-tiny', () => {
+  const set = 'flux-tiny';
+  const meta = JSON.parse(readFileSync(`${goldens}/${set}/meta.json`, 'utf-8')) as Record<string, unknown> & { cache_traces: Record<string, Trace> };
+
+  it('threshold 0 changes nothing, disableCache restores the model, and cached steps keep the dtype', () => {
+    using pipe = FluxPipeline.fromPretrained(`${goldens}/${set}`, { dtype: 'bfloat16' });
+    const ref = loadSafetensors(`${goldens}/${set}/pipeline.safetensors`);
+    const request: FluxGenerateOptions = {
+      promptEmbeds: ref.prompt_embeds,
+      pooledPromptEmbeds: ref.pooled_prompt_embeds,
+      latents: ref.latents_in,
+      height: meta.height as number,
+      width: meta.width as number,
+      numInferenceSteps: meta.num_inference_steps as number,
+      decode: false,
+    };
+    const before = memoryStats();
+    const plain = pipe.generate(request).latents;
+    enableCache(pipe, { residual_diff_threshold: 0, Fn_compute_blocks: 1, max_warmup_steps: 0 });
+    const cachedZero = pipe.generate(request).latents;
+    expect(cachedZero.dtype).toBe('bfloat16');
+    expect(Buffer.compare(cachedZero.toBytes(), plain.toBytes())).toBe(0);
+    disableCache(pipe);
+
+    // A trace's config, with TaylorSeer: steps are cached, their residuals and forecasts stay bf16.
+    // (Whether the same steps as cache-dit's bf16 run are cached needs cache-dit references in bf16:
+    // the residual diffs of a bf16 run differ from float32's by several bf16 roundings over the diff.)
+    const trace = Object.values(meta.cache_traces).find((t) => t.taylorseer_order)!;
+    enableCache(pipe, { ...trace.config, taylorseer_order: trace.taylorseer_order! });
+    const cached = pipe.generate(request).latents;
+    expect(cached.dtype).toBe('bfloat16');
+    expect(summary(pipe, { print: false }).cachedSteps).toBeGreaterThan(0);
+    expect(tidy(() => relativeL2(cached.cast('float32'), plain.cast('float32')))).toBeLessThan(0.2);
+    disableCache(pipe);
+    const after = pipe.generate(request).latents;
+    expect(Buffer.compare(after.toBytes(), plain.toBytes())).toBe(0);
+    for (const t of [plain, cachedZero, cached, after]) t.dispose();
+    expect(memoryStats()).toEqual(before);
+    for (const t of Object.values(ref)) t.dispose();
   });
 });
