@@ -3,6 +3,7 @@
 // exception becomes a JS exception, so no input from JS can take the process down.
 #include <napi.h>
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <new>
@@ -15,6 +16,7 @@
 #include "cpu/parallel.h"
 #include "ops.h"
 #if DITCACHE_WITH_CUDA
+#include "cuda/cublas.h"
 #include "cuda/runtime.h"
 #endif
 
@@ -551,6 +553,7 @@ DC_FN(Devices) {
     cu.Set("driverVersion", st.driver_version);
     cu.Set("runtimeVersion", st.runtime_version);
     cu.Set("gemm", st.gemm);
+    cu.Set("tf32", cuda::allow_tf32());
     Napi::Array list = Napi::Array::New(env, st.devices.size());
     for (size_t i = 0; i < st.devices.size(); ++i) {
       const auto& d = st.devices[i];
@@ -605,6 +608,22 @@ DC_FN(SetCpuIsa) {
   DC_BODY(cpu::set_isa(cpu::parse_isa(arg_string(info, 0, "setCpuIsa", "isa"))); return info.Env().Undefined();)
 }
 DC_FN(CpuIsa) { return Napi::String::New(info.Env(), cpu::isa_name(cpu::active_isa())); }
+#if DITCACHE_WITH_CUDA
+void set_tf32(bool on) { cuda::set_allow_tf32(on); }
+bool tf32() { return cuda::allow_tf32(); }
+#else
+// Without CUDA the switch has nothing to act on, but it still reads back what was set.
+std::atomic<bool> no_cuda_tf32{false};
+void set_tf32(bool on) { no_cuda_tf32 = on; }
+bool tf32() { return no_cuda_tf32; }
+#endif
+DC_FN(SetAllowTf32) {
+  DC_BODY(
+    if (info.Length() < 1 || !info[0].IsBoolean()) fail("setAllowTf32", "expects true or false");
+    set_tf32(info[0].As<Napi::Boolean>().Value());
+    return info.Env().Undefined();)
+}
+DC_FN(AllowTf32) { return Napi::Boolean::New(info.Env(), tf32()); }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   {
@@ -629,7 +648,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
         {"mapFile", MapFile}, {"fromMapping", FromMapping}, {"memoryStats", MemoryStats},
         {"devices", Devices}, {"buildInfo", BuildInfo}, {"setNumThreads", SetNumThreads},
         {"numThreads", NumThreads}, {"setGemmBackend", SetGemmBackend}, {"gemmBackend", GemmBackendName},
-        {"setCpuIsa", SetCpuIsa}, {"cpuIsa", CpuIsa}};
+        {"setCpuIsa", SetCpuIsa}, {"cpuIsa", CpuIsa}, {"setAllowTf32", SetAllowTf32}, {"allowTf32", AllowTf32}};
     for (const auto& [name, fn] : fns) exports.Set(name, Napi::Function::New(env, fn, name));
   }
   return exports;

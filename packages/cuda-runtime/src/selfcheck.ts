@@ -74,6 +74,9 @@ export function selfCheck(): CheckResult[] {
 
   // Fused kernels against compositions of simpler ops, on each device present.
   const targets: Device[] = ['cpu', ...(report.cuda.available ? report.cuda.devices.map((d) => d.device as Device) : [])];
+  // The float32 checks expect true FP32 products, whatever DITCACHE_CUDA_TF32 asked for.
+  const tf32Before = allowTf32();
+  setAllowTf32(false);
   for (const device of targets) {
     tidy(() => {
       const on = (t: Tensor) => (device === 'cpu' ? t : t.to(device));
@@ -114,13 +117,12 @@ export function selfCheck(): CheckResult[] {
         record(`${device} batched matmul, transposed views`, maxError(bmm(on(ma), on(mb)).toFloat32Array(), bmm(ma, mb).toFloat32Array()), 1e-5);
         const [ga, gb] = [random([67, 301], 18), random([301, 45], 19)];
         const fp32 = ops.matmul(ga, gb).toFloat32Array();
-        const tf32Before = allowTf32();
         try {
           // TF32 rounds the inputs to 10-bit mantissas: about 1e-3 relative on these products.
           setAllowTf32(true);
           record(`${device} matmul, TF32 allowed`, maxError(ops.matmul(on(ga), on(gb)).toFloat32Array(), fp32), 3e-3);
         } finally {
-          setAllowTf32(tf32Before);
+          setAllowTf32(false);
         }
         // 16-bit products and attention (tensor cores) against the CPU's 16-bit kernels. Both
         // accumulate in float32 and round the output once, so they differ by at most one unit in
@@ -144,6 +146,7 @@ export function selfCheck(): CheckResult[] {
       }
     });
   }
+  setAllowTf32(tf32Before);
   return results;
 }
 

@@ -21,6 +21,23 @@ describe('self-check', () => {
   });
 });
 
+describe('TF32 switch', () => {
+  it('is off by default, reads back what was set and rejects non-booleans', () => {
+    if (process.env.DITCACHE_CUDA_TF32 !== '1') expect(rt.allowTf32()).toBe(false);
+    const before = rt.allowTf32();
+    try {
+      rt.setAllowTf32(true);
+      expect(rt.allowTf32()).toBe(true);
+      if (cuda.compiled) expect(rt.devices().cuda.tf32).toBe(true);
+      rt.setAllowTf32(false);
+      expect(rt.allowTf32()).toBe(false);
+      expect(() => rt.setAllowTf32('yes' as unknown as boolean)).toThrow(/setAllowTf32: expects true or false/);
+    } finally {
+      rt.setAllowTf32(before);
+    }
+  });
+});
+
 describe.skipIf(!cuda.available)('CUDA kernels equal the CPU kernels', () => {
   const gpu = 'cuda:0' as const;
   const both = (x: ref.Nd) => [fromNd(x), fromNd(x).to(gpu)] as const;
@@ -87,5 +104,45 @@ describe.skipIf(!cuda.available)('CUDA kernels equal the CPU kernels', () => {
     });
     same([rng.nd([10, 6])], (w) => rt.embedding(w, rt.tensor(new Int32Array([3, 0, 9]), [3], { device: w.device })), 0, 0);
     same([rng.nd([4, 6, 5]), rng.nd([4, 2, 5])], (a, b) => rt.concat([a, b], 1), 0, 0);
+  });
+
+  // Both devices accumulate in float32 and round the output once: they differ by at most one
+  // unit in the last place of the 16-bit type (at most 2^-7 of the value for bfloat16, 2^-10 for
+  // float16). Attention also rounds its probabilities, against running maxima that differ
+  // between the kernels, by up to a unit of the largest |v| (about 3 here, normal inputs).
+  for (const [dtype, step] of [['bfloat16', 2 ** -7], ['float16', 2 ** -10]] as const) {
+    it(`${dtype} products and attention (tensor cores) equal the CPU's 16-bit kernels`, () => {
+      const h = (t: rt.Tensor) => t.cast(dtype);
+      same([rng.nd([70, 300]), rng.nd([90, 300]), rng.nd([90])], (x, w, b) => rt.linear(h(x), h(w), h(b)), step, step);
+      same([rng.nd([3, 20, 9]), rng.nd([3, 11, 20])], (a, b) => rt.matmul(h(a).transpose(1, 2), h(b).transpose(1, 2)), step, step);
+      same([rng.nd([2, 4, 37, 64]), rng.nd([2, 2, 45, 64]), rng.nd([2, 2, 45, 32])], (q, k, v) => rt.attention(h(q), h(k), h(v)), 3 * step, 3 * step);
+      // FLUX's layout and head width, several query and key tiles.
+      same([rng.nd([1, 150, 3, 128]), rng.nd([1, 150, 3, 128]), rng.nd([1, 150, 3, 128])], (q, k, v) =>
+        rt.attention(h(q).transpose(1, 2), h(k).transpose(1, 2), h(v).transpose(1, 2), { headsLast: true }), 3 * step, 3 * step);
+      // A mask that blocks every seventh key, odd head widths (zero-padded tiles), and a head
+      // wider than the tensor-core kernel takes.
+      const blocked = (m: rt.Tensor) => {
+        const d = m.toFloat32Array();
+        for (let i = 0; i < d.length; ++i) if ((i % 70) % 7 === 3) d[i] = -Infinity;
+        return rt.tensor(d, [...m.shape], { device: m.device });
+      };
+      same([rng.nd([2, 3, 19, 40]), rng.nd([2, 3, 70, 40]), rng.nd([2, 3, 70, 24]), rng.nd([2, 1, 19, 70])], (q, k, v, m) =>
+        rt.attention(h(q), h(k), h(v), { mask: blocked(m) }), 3 * step, 3 * step);
+      same([rng.nd([1, 2, 30, 160]), rng.nd([1, 2, 50, 160]), rng.nd([1, 2, 50, 160])], (q, k, v) => rt.attention(h(q), h(k), h(v)), 3 * step, 3 * step);
+    });
+  }
+
+  it('float32 products opt into TF32 and back', () => {
+    const before = rt.allowTf32();
+    try {
+      rt.setAllowTf32(true);
+      expect(rt.devices().cuda.tf32).toBe(true);
+      same([rng.nd([64, 300]), rng.nd([300, 40])], (a, b) => rt.matmul(a, b), 3e-3, 3e-3);
+      rt.setAllowTf32(false);
+      expect(rt.devices().cuda.tf32).toBe(false);
+      same([rng.nd([64, 300]), rng.nd([300, 40])], (a, b) => rt.matmul(a, b), 1e-5, 1e-5);
+    } finally {
+      rt.setAllowTf32(before);
+    }
   });
 });

@@ -9,8 +9,10 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <vector>
 
@@ -23,8 +25,15 @@ using CublasStatus = int;
 constexpr CublasStatus kCublasSuccess = 0;
 constexpr int kOpN = 0, kOpT = 1;
 // CUBLAS_DEFAULT_MATH: plain FP32 FMA for SGEMM. The TF32 modes would be faster but round the
-// inputs to 10-bit mantissas, and results must agree with the CPU backend to about 1e-5.
+// inputs to 10-bit mantissas, and results must agree with the CPU backend to about 1e-5; TF32
+// is an opt-in (allow_tf32), asked for per call through the compute type, not the handle.
 constexpr int kDefaultMath = 0;
+// cublasComputeType_t: float32 accumulation; the FAST_TF32 variant lets float32 operands run on
+// TF32 tensor cores, which is what the opt-in (allow_tf32) asks for.
+constexpr int kCompute32F = 68, kCompute32FFastTf32 = 77;
+// CUBLAS_GEMM_DEFAULT: cuBLAS's heuristics, which pick tensor-core kernels for 16-bit and TF32
+// operands by themselves since CUDA 11 (the *_TENSOR_OP algorithm values are deprecated).
+constexpr int kGemmDefault = -1;
 
 using CreateFn = CublasStatus (*)(CublasHandle*);
 using SetMathModeFn = CublasStatus (*)(CublasHandle, int);
@@ -32,6 +41,11 @@ using GetPropertyFn = CublasStatus (*)(libraryPropertyType, int*);
 using SgemmStridedBatchedFn = CublasStatus (*)(CublasHandle, int, int, int, int, int, const float*,
                                                const float*, int, long long, const float*, int,
                                                long long, const float*, float*, int, long long, int);
+// cublasGemmStridedBatchedEx: typed operands (cudaDataType), a compute type and an algorithm.
+using GemmStridedBatchedExFn = CublasStatus (*)(CublasHandle, int, int, int, int, int, const void*, const void*,
+                                                cudaDataType, int, long long, const void*, cudaDataType, int,
+                                                long long, const void*, void*, cudaDataType, int, long long, int,
+                                                int, int);
 
 const char* status_name(CublasStatus s) {
   switch (s) {
@@ -54,6 +68,8 @@ struct Cublas {
   CreateFn create = nullptr;
   SetMathModeFn set_math_mode = nullptr;
   SgemmStridedBatchedFn sgemm = nullptr;
+  // Optional: without it, 16-bit products take the built-in kernel and TF32 is not used.
+  GemmStridedBatchedExFn gemm_ex = nullptr;
   std::mutex handles_mutex;
   std::vector<CublasHandle> handles;  // per device index, created on first use
 };
@@ -174,7 +190,9 @@ bool try_load(const Candidate& c, Cublas& api, std::string* problem) {
   api.create = create;
   api.set_math_mode = set_math_mode;
   api.sgemm = sgemm;
+  api.gemm_ex = reinterpret_cast<GemmStridedBatchedExFn>(::dlsym(lib, "cublasGemmStridedBatchedEx"));
   api.route = "cuBLAS" + version + " (" + where + ")";
+  if (!api.gemm_ex) api.route += "; 16-bit products on the built-in kernel (no cublasGemmStridedBatchedEx)";
   api.loaded = true;
   return true;
 }
@@ -222,7 +240,8 @@ CublasHandle handle_for(Cublas& api, int device) {
 
 // cuBLAS takes 32-bit sizes and checks leading dimensions against the column-major shapes;
 // anything else goes to the built-in kernel rather than failing.
-bool fits_cublas(const GemmArgs& g) {
+template <typename Args>
+bool fits_cublas(const Args& g) {
   for (int64_t v : {g.m, g.n, g.k, g.lda, g.ldb, g.ldc})
     if (v > INT_MAX) return false;
   const int64_t a_cols = g.trans_a ? g.m : g.k;  // row length of A as stored
@@ -231,27 +250,69 @@ bool fits_cublas(const GemmArgs& g) {
          g.ldc >= std::max<int64_t>(1, g.n);
 }
 
+std::atomic<bool>& tf32_flag() {
+  static std::atomic<bool> flag{[] {
+    const char* v = std::getenv("DITCACHE_CUDA_TF32");
+    return v && std::strcmp(v, "1") == 0;
+  }()};
+  return flag;
+}
+
+// Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T, and a row-major matrix
+// read as column-major is its transpose: pass B first, A second, with their own flags. Batches
+// beyond cuBLAS's int count go in several calls.
+template <typename Args, typename Call>
+void column_major_batches(const Args& g, const char* what, Call call) {
+  const int64_t max_batch = INT_MAX;
+  for (int64_t first = 0; first < g.batch; first += max_batch) {
+    const int count = int(std::min(max_batch, g.batch - first));
+    const CublasStatus s = call(g.trans_b ? kOpT : kOpN, g.trans_a ? kOpT : kOpN, first, count);
+    if (s != kCublasSuccess)
+      fail_runtime("gemm", what, " failed: ", status_name(s), " (m=", g.m, ", n=", g.n, ", k=", g.k,
+                   ", batch=", g.batch, ")");
+  }
+}
+
 }  // namespace
 
 const std::string& gemm_route() { return cublas().route; }
+
+bool allow_tf32() { return tf32_flag().load(std::memory_order_relaxed); }
+void set_allow_tf32(bool on) { tf32_flag().store(on, std::memory_order_relaxed); }
 
 bool cublas_gemm(const GemmArgs& g, int device) {
   Cublas& api = cublas();
   if (!api.loaded || !fits_cublas(g)) return false;
   CublasHandle h = handle_for(api, device);
-  // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T, and a row-major matrix
-  // read as column-major is its transpose: pass B first, A second, with their own flags.
-  const int64_t max_batch = INT_MAX;
-  for (int64_t first = 0; first < g.batch; first += max_batch) {
-    const int count = int(std::min(max_batch, g.batch - first));
-    const CublasStatus s =
-        api.sgemm(h, g.trans_b ? kOpT : kOpN, g.trans_a ? kOpT : kOpN, int(g.n), int(g.m), int(g.k),
-                  &g.alpha, g.b + first * g.stride_b, int(g.ldb), g.stride_b, g.a + first * g.stride_a,
-                  int(g.lda), g.stride_a, &g.beta, g.c + first * g.stride_c, int(g.ldc), g.stride_c, count);
-    if (s != kCublasSuccess)
-      fail_runtime("gemm", "cublasSgemmStridedBatched failed: ", status_name(s), " (m=", g.m, ", n=", g.n,
-                   ", k=", g.k, ", batch=", g.batch, ")");
+  if (api.gemm_ex && allow_tf32()) {
+    // The opt-in: the same product with TF32 tensor cores allowed (float32 in and out).
+    column_major_batches(g, "cublasGemmStridedBatchedEx (TF32)", [&](int op_b, int op_a, int64_t first, int count) {
+      return api.gemm_ex(h, op_b, op_a, int(g.n), int(g.m), int(g.k), &g.alpha, g.b + first * g.stride_b, CUDA_R_32F,
+                         int(g.ldb), g.stride_b, g.a + first * g.stride_a, CUDA_R_32F, int(g.lda), g.stride_a,
+                         &g.beta, g.c + first * g.stride_c, CUDA_R_32F, int(g.ldc), g.stride_c, count,
+                         kCompute32FFastTf32, kGemmDefault);
+    });
+    return true;
   }
+  column_major_batches(g, "cublasSgemmStridedBatched", [&](int op_b, int op_a, int64_t first, int count) {
+    return api.sgemm(h, op_b, op_a, int(g.n), int(g.m), int(g.k), &g.alpha, g.b + first * g.stride_b, int(g.ldb),
+                     g.stride_b, g.a + first * g.stride_a, int(g.lda), g.stride_a, &g.beta,
+                     g.c + first * g.stride_c, int(g.ldc), g.stride_c, count);
+  });
+  return true;
+}
+
+bool cublas_gemm_half(const HalfGemmArgs& g, int device) {
+  Cublas& api = cublas();
+  if (!api.loaded || !api.gemm_ex || !fits_cublas(g)) return false;
+  CublasHandle h = handle_for(api, device);
+  const cudaDataType in = g.dtype == DType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
+  column_major_batches(g, "cublasGemmStridedBatchedEx", [&](int op_b, int op_a, int64_t first, int count) {
+    return api.gemm_ex(h, op_b, op_a, int(g.n), int(g.m), int(g.k), &g.alpha, g.b + first * g.stride_b, in,
+                       int(g.ldb), g.stride_b, g.a + first * g.stride_a, in, int(g.lda), g.stride_a, &g.beta,
+                       g.c + first * g.stride_c, CUDA_R_32F, int(g.ldc), g.stride_c, count, kCompute32F,
+                       kGemmDefault);
+  });
   return true;
 }
 

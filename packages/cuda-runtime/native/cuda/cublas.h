@@ -17,4 +17,14 @@ const std::string& gemm_route();
 // Expects m, n, k > 0 and alpha != 0: the caller handles the degenerate products.
 bool cublas_gemm(const GemmArgs& g, int device);
 
+// The same for bfloat16 / float16 operands: float32 accumulation and output, tensor-core
+// algorithms (cublasGemmStridedBatchedEx, CUBLAS_COMPUTE_32F), as PyTorch's 16-bit matmul.
+bool cublas_gemm_half(const HalfGemmArgs& g, int device);
+
+// Whether float32 products may run on TF32 tensor cores (inputs rounded to 10-bit mantissas),
+// like PyTorch's torch.backends.cuda.matmul.allow_tf32. Off unless DITCACHE_CUDA_TF32=1 or
+// set_allow_tf32(true); it affects cuBLAS only (the built-in kernel always computes in FP32).
+bool allow_tf32();
+void set_allow_tf32(bool on);
+
 }  // namespace dc::cuda

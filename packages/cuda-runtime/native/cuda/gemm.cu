@@ -1,8 +1,11 @@
-// Row-major batched SGEMM: cuBLAS when it loaded (see cublas.cc), otherwise a built-in
-// shared-memory tiled kernel. Both compute in plain float32.
+// Row-major batched GEMM: cuBLAS when it loaded (see cublas.cc), otherwise a built-in
+// shared-memory tiled kernel. float32 products compute in plain float32 (TF32 only when asked
+// for, in cuBLAS); bfloat16 / float16 products widen their operands to float32 and accumulate
+// in float32, so the built-in kernel serves both with one body.
 #include <algorithm>
 #include <cstdint>
 
+#include "../half.h"
 #include "../kernels.h"
 #include "cublas.h"
 #include "launch.cuh"
@@ -17,7 +20,18 @@ constexpr int kTileM = 64, kTileN = 64, kTileK = 16;
 constexpr int kSub = 4, kStride = 16;
 constexpr int kGemmThreads = (kTileM / kSub) * (kTileN / kSub);
 
-__global__ void __launch_bounds__(kGemmThreads) sgemm_kernel(GemmArgs g, int64_t tiles_n, int64_t tiles) {
+// An operand element as float32: float32 as stored, 16-bit values widened (exactly).
+template <DType T, typename Elem>
+__device__ __forceinline__ float operand(const Elem* p, int64_t i) {
+  if constexpr (T == DType::BF16) return bf16_to_f32(p[i]);
+  else if constexpr (T == DType::F16) return f16_to_f32(p[i]);
+  else return p[i];
+}
+
+// Args is GemmArgs (T = F32) or HalfGemmArgs (T = BF16 / F16); the float32 instantiation is the
+// kernel as it was before 16-bit operands existed, so its results are unchanged.
+template <DType T, typename Args>
+__global__ void __launch_bounds__(kGemmThreads) gemm_kernel(Args g, int64_t tiles_n, int64_t tiles) {
   // Both operands are stored depth-major so the inner loop reads rows of each; the extra
   // column staggers the transposed stores across banks.
   __shared__ float a_s[kTileK][kTileM + 1];  // a_s[p][i] = op(A)[i0 + i][p0 + p]
@@ -25,8 +39,8 @@ __global__ void __launch_bounds__(kGemmThreads) sgemm_kernel(GemmArgs g, int64_t
   const int tx = threadIdx.x % kStride, ty = threadIdx.x / kStride;
 
   for (int64_t z = blockIdx.y; z < g.batch; z += gridDim.y) {
-    const float* a = g.a + z * g.stride_a;
-    const float* b = g.b + z * g.stride_b;
+    const auto* a = g.a + z * g.stride_a;
+    const auto* b = g.b + z * g.stride_b;
     float* c = g.c + z * g.stride_c;
     for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
       const int64_t i0 = (tile / tiles_n) * kTileM, j0 = (tile % tiles_n) * kTileN;
@@ -39,7 +53,7 @@ __global__ void __launch_bounds__(kGemmThreads) sgemm_kernel(GemmArgs g, int64_t
           const int p = g.trans_a ? e / kTileM : e % kTileK;
           const int64_t gi = i0 + i, gp = p0 + p;
           float v = 0.f;
-          if (gi < g.m && gp < g.k) v = g.trans_a ? a[gp * g.lda + gi] : a[gi * g.lda + gp];
+          if (gi < g.m && gp < g.k) v = operand<T>(a, g.trans_a ? gp * g.lda + gi : gi * g.lda + gp);
           a_s[p][i] = v;
         }
         for (int e = threadIdx.x; e < kTileK * kTileN; e += kGemmThreads) {
@@ -47,7 +61,7 @@ __global__ void __launch_bounds__(kGemmThreads) sgemm_kernel(GemmArgs g, int64_t
           const int p = g.trans_b ? e % kTileK : e / kTileN;
           const int64_t gj = j0 + j, gp = p0 + p;
           float v = 0.f;
-          if (gj < g.n && gp < g.k) v = g.trans_b ? b[gj * g.ldb + gp] : b[gp * g.ldb + gj];
+          if (gj < g.n && gp < g.k) v = operand<T>(b, g.trans_b ? gj * g.ldb + gp : gp * g.ldb + gj);
           b_s[p][j] = v;
         }
         __syncthreads();
@@ -85,7 +99,8 @@ __global__ void __launch_bounds__(kGemmThreads) sgemm_kernel(GemmArgs g, int64_t
 
 // C = beta * C, for products with nothing to accumulate (k == 0 or alpha == 0, where BLAS
 // leaves A and B unread).
-__global__ void scale_c_kernel(GemmArgs g, int64_t n) {
+template <typename Args>
+__global__ void scale_c_kernel(Args g, int64_t n) {
   DC_GRID_STRIDE_LOOP(e, n) {
     const int64_t j = e % g.n, i = e / g.n % g.m, z = e / (g.n * g.m);
     float* dst = g.c + z * g.stride_c + i * g.ldc + j;
@@ -95,23 +110,45 @@ __global__ void scale_c_kernel(GemmArgs g, int64_t n) {
 
 constexpr int64_t kMaxGridY = 65535;
 
-}  // namespace
+// The degenerate products (nothing to accumulate, or nothing to compute). Returns true when
+// g was one of them and has been handled.
+template <typename Args>
+bool degenerate_product(const Args& g, const char* what) {
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return true;
+  if (g.k != 0 && g.alpha != 0.f) return false;
+  if (g.beta == 1.f) return true;
+  const int64_t n = g.batch * g.m * g.n;
+  scale_c_kernel<<<blocks_for(n), kBlock>>>(g, n);
+  check_launch(what);
+  return true;
+}
 
-void gemm(const GemmArgs& g, Device device) {
-  if (g.m == 0 || g.n == 0 || g.batch == 0) return;
-  if (g.k == 0 || g.alpha == 0.f) {
-    if (g.beta == 1.f) return;
-    const int64_t n = g.batch * g.m * g.n;
-    scale_c_kernel<<<blocks_for(n), kBlock>>>(g, n);
-    check_launch("gemm");
-    return;
-  }
-  if (cublas_gemm(g, device.index)) return;
+template <DType T, typename Args>
+void launch_builtin(const Args& g, const char* what) {
   const int64_t tiles_n = (g.n + kTileN - 1) / kTileN;
   const int64_t tiles = ((g.m + kTileM - 1) / kTileM) * tiles_n;
   const dim3 grid(unsigned(std::min(tiles, kMaxBlocks)), unsigned(std::min(g.batch, kMaxGridY)));
-  sgemm_kernel<<<grid, kGemmThreads>>>(g, tiles_n, tiles);
-  check_launch("gemm");
+  gemm_kernel<T><<<grid, kGemmThreads>>>(g, tiles_n, tiles);
+  check_launch(what);
+}
+
+}  // namespace
+
+void gemm(const GemmArgs& g, Device device) {
+  if (degenerate_product(g, "gemm")) return;
+  if (cublas_gemm(g, device.index)) return;
+  launch_builtin<DType::F32>(g, "gemm");
+}
+
+void gemm_half(const HalfGemmArgs& g, Device device) {
+  if (degenerate_product(g, "gemm")) return;
+  if (cublas_gemm_half(g, device.index)) return;
+  if (g.dtype == DType::BF16)
+    launch_builtin<DType::BF16>(g, "gemm");
+  else if (g.dtype == DType::F16)
+    launch_builtin<DType::F16>(g, "gemm");
+  else
+    fail_runtime("gemm", "16-bit product called with ", dtype_name(g.dtype), " operands (bfloat16 or float16 expected)");
 }
 
 }  // namespace dc::cuda
