@@ -1,6 +1,6 @@
 // Temporary device memory for one kernel call (partial sums, counters, statistics), released
-// when the call returns. cudaFree waits for the device, so work still reading the buffer is
-// never cut short.
+// when the call returns, into the block cache (block_cache.h): work still reading the buffer is
+// never cut short, because whatever next uses the block queues behind it on the same stream.
 #pragma once
 #include <cuda_runtime_api.h>
 

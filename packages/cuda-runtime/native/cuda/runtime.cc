@@ -10,6 +10,7 @@
 #include <string>
 
 #include "../common.h"
+#include "block_cache.h"
 #include "cublas.h"
 
 namespace dc::cuda {
@@ -72,6 +73,29 @@ Status query_status() {
   return s;
 }
 
+// The raw allocation functions under the block cache.
+struct DriverMemory {
+  static void* allocate(size_t bytes, int) {
+    void* p = nullptr;
+    return consume(cudaMalloc(&p, bytes)) == cudaSuccess ? p : nullptr;
+  }
+  static void release(void* p, int index) noexcept {
+    // Errors are dropped: at process exit the runtime may already be unloading, and after a
+    // sticky kernel fault nothing can be freed.
+    if (consume(cudaSetDevice(index)) == cudaSuccess) consume(cudaFree(p));
+  }
+};
+
+// Never destroyed, like the cuBLAS handles: at exit the driver takes the memory back itself.
+// DITCACHE_CUDA_CACHE=0 frees every block at once instead (e.g. for compute-sanitizer).
+BlockCache<DriverMemory>& block_cache() {
+  static auto* cache = new BlockCache<DriverMemory>([] {
+    const char* v = std::getenv("DITCACHE_CUDA_CACHE");
+    return !(v && std::strcmp(v, "0") == 0);
+  }());
+  return *cache;
+}
+
 bool sync_after_launch() {
   static const bool on = [] {
     const char* v = std::getenv("DITCACHE_CUDA_SYNC");
@@ -107,9 +131,12 @@ void use_device(int index) {
 
 void* device_malloc(size_t bytes, int index) {
   use_device(index);
-  void* p = nullptr;
-  const cudaError_t e = consume(cudaMalloc(&p, bytes));
-  if (e != cudaSuccess) {
+  void* p = block_cache().allocate(bytes, index);
+  if (!p) {
+    // The cache has already given its blocks back and retried: ask again for the error.
+    void* probe = nullptr;
+    const cudaError_t e = consume(cudaMalloc(&probe, size_class(bytes)));
+    if (e == cudaSuccess) return probe;  // memory came free meanwhile (another thread or process)
     size_t free_bytes = 0, total_bytes = 0;
     std::string memory;
     if (consume(cudaMemGetInfo(&free_bytes, &total_bytes)) == cudaSuccess)
@@ -120,10 +147,8 @@ void* device_malloc(size_t bytes, int index) {
 }
 
 void device_free(void* p, int index) {
-  // Called from destructors, so it never throws. Errors are dropped: at process exit the
-  // runtime may already be unloading, and after a sticky kernel fault nothing can be freed.
-  if (!p) return;
-  if (consume(cudaSetDevice(index)) == cudaSuccess) consume(cudaFree(p));
+  // Called from destructors, so it never throws.
+  block_cache().release(p, index);
 }
 
 void memcpy_h2d(void* dst, const void* src, size_t bytes, int index) {
