@@ -38,7 +38,7 @@ export const AGREEMENT_LIMIT = 1e-4;
 /**
  * 16-bit outputs closer than this many units of roundoff of the dtype count as the same
  * computation: both sides round the same ops, their float32 accumulations in another order tip
- * single roundings (the FLUX tests measure 0.1-1.6 units); a missed rounding step is tens.
+ * single roundings (the FLUX tests measure 0.05-1.6 units); a missed rounding step is tens.
  */
 export const AGREEMENT_ROUNDOFFS_16BIT = 5;
 
