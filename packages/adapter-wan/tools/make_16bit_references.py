@@ -68,8 +68,16 @@ def record_forward(folder, inputs, dtype, image_key=None):
                     recorded[f"{name}.out{i}"] = o
         return hook
 
+    def keep_inputs(name):
+        def hook(_module, args):
+            for i, a in enumerate(args):
+                if isinstance(a, torch.Tensor):
+                    recorded[f"{name}.in{i}"] = a
+        return hook
+
     handles = [transformer.condition_embedder.register_forward_hook(keep("condition_embedder"))]
     handles += [block.register_forward_hook(keep(f"blocks.{i}")) for i, block in enumerate(transformer.blocks)]
+    handles += [transformer.blocks[0].register_forward_pre_hook(keep_inputs("blocks.0"))]
     kwargs = dict(hidden_states=inputs["hidden_states"].to(dtype), timestep=inputs["timestep"],
                   encoder_hidden_states=inputs["encoder_hidden_states"].to(dtype), return_dict=False)
     if image_key:
