@@ -1,9 +1,12 @@
 // HiDream's transformer blocks: the double-stream HiDreamImageTransformerBlock (image and text keep
 // their own weights and meet in joint attention; the image MLP is a mixture of experts) and the
 // single-stream HiDreamImageSingleTransformerBlock (one set of weights over the joint sequence).
-// Both are modulated by the conditioning through adaLN (shift, scale, gate per sub-layer).
+// Both are modulated by the conditioning through adaLN (shift, scale, gate per sub-layer). In
+// bfloat16 / float16 every op takes and returns the model's dtype, as in diffusers (HiDream keeps
+// nothing in float32); in float16 a block whose output leaves float16's range stops the run with
+// an error naming it (diffusers does not clip HiDream).
 import { add, layerNorm, mul, silu, tidy, type Tensor } from '@ditcache/cuda-runtime';
-import { Linear, type WeightReader } from '@ditcache/diffusion';
+import { Linear, checkFloat16Range, type WeightReader } from '@ditcache/diffusion';
 
 import { JointAttention, SelfAttention } from './attention.js';
 import type { HiDreamTransformerConfig } from './config.js';
@@ -53,6 +56,11 @@ export function modulation(linear: Linear, temb: Tensor, parts: number): Tensor[
   return tidy(() => linear.forward(silu(temb)).split(parts, 1));
 }
 
+/** The block's module name in diffusers, from its weights' prefix ('double_stream_blocks.2.block.' -> 'double_stream_blocks.2'). */
+function moduleName(w: WeightReader): string {
+  return w.prefix.replace(/\.block\.$|\.$/, '');
+}
+
 /** The image stream's MLP: a mixture of experts, or one SwiGLU when the config has no routed experts. */
 function loadImageFeedForward(w: WeightReader, config: HiDreamTransformerConfig, dim: number): FeedForward {
   return config.num_routed_experts > 0
@@ -67,6 +75,8 @@ export class HiDreamDoubleStreamBlock implements DoubleStreamBlock {
     readonly attn: JointAttention,
     readonly ffImage: FeedForward,
     readonly ffText: SwiGLUFeedForward,
+    /** diffusers' module name (e.g. 'double_stream_blocks.2'), for errors. */
+    readonly name = 'double_stream_blocks',
   ) {}
 
   /** `w` is the block's `double_stream_blocks.{i}.block` prefix. */
@@ -77,6 +87,7 @@ export class HiDreamDoubleStreamBlock implements DoubleStreamBlock {
       JointAttention.load(w.at('attn1'), dim, config.num_attention_heads),
       loadImageFeedForward(w.at('ff_i'), config, dim),
       SwiGLUFeedForward.load(w.at('ff_t'), dim, 4 * dim),
+      moduleName(w),
     );
   }
 
@@ -90,10 +101,12 @@ export class HiDreamDoubleStreamBlock implements DoubleStreamBlock {
       const [attnImage, attnText] = this.attn.forward(modulate(hidden, shift, scale), context.masks, modulate(encoder, tShift, tScale), context.rotary);
       const h = gatedResidual(hidden, gate, attnImage);
       const e = gatedResidual(encoder, tGate, attnText);
-      return [
+      const out: [Tensor, Tensor] = [
         gatedResidual(h, gateMlp, this.ffImage.forward(modulate(h, shiftMlp, scaleMlp))),
         gatedResidual(e, tGateMlp, this.ffText.forward(modulate(e, tShiftMlp, tScaleMlp))),
       ];
+      checkFloat16Range(this.name, ...out);
+      return out;
     });
   }
 }
@@ -104,6 +117,8 @@ export class HiDreamSingleStreamBlock implements SingleStreamBlock {
     readonly adaLNModulation: Linear,
     readonly attn: SelfAttention,
     readonly ff: FeedForward,
+    /** diffusers' module name (e.g. 'single_stream_blocks.0'), for errors. */
+    readonly name = 'single_stream_blocks',
   ) {}
 
   /** `w` is the block's `single_stream_blocks.{i}.block` prefix. */
@@ -113,6 +128,7 @@ export class HiDreamSingleStreamBlock implements SingleStreamBlock {
       Linear.load(w.at('adaLN_modulation.1'), dim, 6 * dim),
       SelfAttention.load(w.at('attn1'), dim, config.num_attention_heads),
       loadImageFeedForward(w.at('ff_i'), config, dim),
+      moduleName(w),
     );
   }
 
@@ -120,7 +136,9 @@ export class HiDreamSingleStreamBlock implements SingleStreamBlock {
     return tidy(() => {
       const [shift, scale, gate, shiftMlp, scaleMlp, gateMlp] = modulation(this.adaLNModulation, context.temb, 6);
       const h = gatedResidual(hidden, gate, this.attn.forward(modulate(hidden, shift, scale), context.masks, context.rotary));
-      return gatedResidual(h, gateMlp, this.ff.forward(modulate(h, shiftMlp, scaleMlp)));
+      const out = gatedResidual(h, gateMlp, this.ff.forward(modulate(h, shiftMlp, scaleMlp)));
+      checkFloat16Range(this.name, out);
+      return out;
     });
   }
 }

@@ -1,6 +1,6 @@
 // HiDream-I1 for the `ditcache` command line: package.json's `"ditcache": { "cli": ... }` points here.
 import type { Tensor } from '@ditcache/cuda-runtime';
-import { pickInputs, writeImage, type CliFamily, type CliGenerateSettings } from '@ditcache/diffusion/cli';
+import { pickInputs, writeImage, type CliFamily, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
 
 import { HiDreamPipeline, type HiDreamGenerateOptions } from './pipeline.js';
 import { HiDreamTransformer } from './transformer.js';
@@ -14,6 +14,7 @@ const hidreamCliFamily: CliFamily = {
   flags: ['defaultSampleSize'],
   outputFormats: ['.png'],
 
+  // --dtype and --weight-dtype travel in `options` (the transformer and the VAE take the dtype).
   spawn: (dir, options) => HiDreamPipeline.spawn(dir, options),
 
   request(inputs, file, s: CliGenerateSettings): HiDreamGenerateOptions {
@@ -41,11 +42,16 @@ const hidreamCliFamily: CliFamily = {
 
   writeOutput: (result, path) => writeImage(result, path),
 
-  forward(dir, inputs, file): Tensor {
+  loadTransformer(dir, options): CliTransformer {
+    const transformer = HiDreamTransformer.load(dir, options);
     const names = ['hidden_states', 'timesteps', 'encoder_hidden_states_t5', 'encoder_hidden_states_llama3', 'pooled_embeds'];
-    const [hiddenStates, timesteps, encoderHiddenStatesT5, encoderHiddenStatesLlama3, pooledEmbeds] = pickInputs(inputs, file, names);
-    using transformer = HiDreamTransformer.load(dir);
-    return transformer.forward({ hiddenStates, timesteps, encoderHiddenStatesT5, encoderHiddenStatesLlama3, pooledEmbeds });
+    return {
+      forward(inputs, file): Tensor {
+        const [hiddenStates, timesteps, encoderHiddenStatesT5, encoderHiddenStatesLlama3, pooledEmbeds] = pickInputs(inputs, file, names);
+        return transformer.forward({ hiddenStates, timesteps, encoderHiddenStatesT5, encoderHiddenStatesLlama3, pooledEmbeds });
+      },
+      [Symbol.dispose]: () => transformer.dispose(),
+    };
   },
 };
 

@@ -8,8 +8,14 @@
 // gather / scatter op; `embedding` (rows of a table picked by int32 indices) is the gather, and
 // the scatter-add back to tokens is k gathers of the weighted expert rows, summed in ascending
 // expert order, the order diffusers' scatter_reduce adds them in.
-import { add, concat, embedding, linear, mul, silu, softmax, tensor, tidy, topk, type Tensor } from '@ditcache/cuda-runtime';
+//
+// In bfloat16 / float16 the gate computes in that dtype as diffusers' does (logits, softmax and
+// the routing weights rounded to it), and its rounded scores often tie at the k-th place: the
+// experts are then picked as torch.topk picks them (see topk.ts), not by the runtime's topk.
+import { add, concat, embedding, linear, mul, silu, softmax, tensor, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import { Linear, type WeightReader } from '@ditcache/diffusion';
+
+import { torchTopkIndices } from './topk.js';
 
 /** What a block's feed-forward does to (B, tokens, dim) states. */
 export interface FeedForward {
@@ -49,12 +55,13 @@ interface Routing {
   counts: number[];
   /** The token of each routed row. */
   tokenOfRow: Int32Array;
-  /** Each routed row's index into the flattened (tokens, k) gate scores. */
+  /** Each routed row's index into the flattened (tokens, experts) gate scores. */
   scoreOfRow: Int32Array;
   /** rowOf[r][n]: the row of token n's r-th expert in ascending expert order. */
   rowOf: Int32Array[];
 }
 
+/** `choices` holds each token's k experts, (tokens * k). */
 function route(choices: Int32Array, tokens: number, k: number, experts: number): Routing {
   const counts = Array<number>(experts).fill(0);
   for (const e of choices) counts[e] += 1;
@@ -67,7 +74,7 @@ function route(choices: Int32Array, tokens: number, k: number, experts: number):
     slots.forEach((slot, r) => {
       const row = next[choices[slot]]++;
       tokenOfRow[row] = n;
-      scoreOfRow[row] = slot;
+      scoreOfRow[row] = n * experts + choices[slot];
       rowOf[r][n] = row;
     });
   }
@@ -101,8 +108,9 @@ export class MoEFeedForward implements FeedForward {
     return tidy(() => {
       const device = x.device;
       const flat = x.reshape(tokens, dim);
-      const scores = topk(softmax(linear(flat, this.gate), -1), k);
-      const routing = route(scores.indices.toInt32Array(), tokens, k, this.experts.length);
+      const experts = this.experts.length;
+      const scores = softmax(linear(flat, this.gate), -1);
+      const routing = route(torchTopkIndices(scores.toFloat32Array(), tokens, experts, k), tokens, k, experts);
       const rows = (indices: Int32Array): Tensor => tensor(indices, [indices.length], { device });
       const gathered = embedding(flat, rows(routing.tokenOfRow));
       const outputs: Tensor[] = [];
@@ -111,7 +119,7 @@ export class MoEFeedForward implements FeedForward {
         if (count > 0) outputs.push(this.experts[e].forward(gathered.narrow(0, start, count)));
         start += count;
       });
-      const weighted = mul(concat(outputs, 0), embedding(scores.values.reshape(tokens * k, 1), rows(routing.scoreOfRow)));
+      const weighted = mul(concat(outputs, 0), embedding(scores.reshape(tokens * experts, 1), rows(routing.scoreOfRow)));
       let routed = embedding(weighted, rows(routing.rowOf[0]));
       for (let r = 1; r < k; ++r) routed = add(routed, embedding(weighted, rows(routing.rowOf[r])));
       return add(routed, this.sharedExperts.forward(flat)).reshape(batch, seq, dim);

@@ -3,6 +3,7 @@ export { hidreamRotaryEmbedding, type HiDreamRotary } from './rotary.js';
 export { imageTokenCount, patchify, unpatchify, type PatchedLatents } from './latents.js';
 export { JointAttention, SelfAttention, type Projection } from './attention.js';
 export { MoEFeedForward, SwiGLUFeedForward, swigluHiddenDim, type FeedForward } from './feed-forward.js';
+export { torchTopkIndices } from './topk.js';
 export {
   HiDreamDoubleStreamBlock,
   HiDreamSingleStreamBlock,

@@ -1,7 +1,8 @@
 // HiDream's token layout (diffusers' HiDreamImageTransformer2DModel.patchify / unpatchify): the
 // (B, C, H, W) latents are cut into p x p patches, one token each with features ordered
 // (patch row, patch column, channel). Non-square latents are padded with zero tokens to the
-// model's max_seq, and a mask marks the real ones.
+// model's max_seq, and a mask marks the real ones. Padding and mask are in the latents' dtype,
+// as diffusers makes them.
 import { concat, ones, tidy, zeros, type Tensor } from '@ditcache/cuda-runtime';
 
 /** The patched latents and what the transformer needs to know about them. */
@@ -56,10 +57,11 @@ export function patchify(latents: Tensor, patch: number, maxSeq: number): Patche
       .reshape(batch, count, patch * patch * channels);
     if (height === width) return { tokens: real, masks: null, rows, cols, positions };
     const padding = length - count;
-    const mask = ones([batch, count], { device });
+    const dtype = latents.dtype;
+    const mask = ones([batch, count], { device, dtype });
     return {
-      tokens: padding ? concat([real, zeros([batch, padding, patch * patch * channels], { device })], 1) : real,
-      masks: padding ? concat([mask, zeros([batch, padding], { device })], 1) : mask,
+      tokens: padding ? concat([real, zeros([batch, padding, patch * patch * channels], { device, dtype })], 1) : real,
+      masks: padding ? concat([mask, zeros([batch, padding], { device, dtype })], 1) : mask,
       rows,
       cols,
       positions,

@@ -2,7 +2,9 @@
 // stacked Llama layers, the pooled CLIP embedding, and their negatives for classifier-free
 // guidance), latents and an image out. The image is resized to the area of the default size,
 // CFG is batched (one transformer call on [uncond, cond] per step), the transformer's output is
-// negated into the flow-matching velocity, and the AutoencoderKL decodes.
+// negated into the flow-matching velocity, and the AutoencoderKL decodes. With `dtype` (diffusers'
+// torch_dtype) the transformer, the VAE, the embeddings, the latents and the scheduler's output
+// are in that dtype, as `HiDreamImagePipeline.from_pretrained(..., torch_dtype=...)` has them.
 import { join } from 'node:path';
 
 import { TensorScope, concat, full, neg, tidy, type Tensor } from '@ditcache/cuda-runtime';
@@ -10,12 +12,15 @@ import {
   batchedGuidance,
   AutoencoderKLDecoder,
   checkPipelineFolder,
+  computeDtype,
   FlowMatchEulerDiscreteScheduler,
   calculateShift,
+  inDenoisingStep,
   randnTensor,
   RemotePipeline,
   toImageRange,
   TransformerCallAnnouncer,
+  type ComputeDtype,
   type LoadOptions,
   type PipelineStepEnd,
   type PipelineTransformerCall,
@@ -114,6 +119,9 @@ export class HiDreamPipeline implements Disposable {
     this.vae = components.vae;
     this.scheduler = components.scheduler;
     this.vaeScaleFactor = this.vae.scaleFactor;
+    if (this.vae.dtype !== this.transformer.dtype) {
+      throw new TypeError(`HiDreamPipeline: the transformer computes in ${this.transformer.dtype} but the VAE in ${this.vae.dtype}; load both with the same dtype`);
+    }
     const { in_channels: inChannels } = this.transformer.config;
     const latentChannels = this.vae.config.latent_channels;
     if (inChannels !== latentChannels || this.transformer.outChannels !== latentChannels) {
@@ -125,9 +133,11 @@ export class HiDreamPipeline implements Disposable {
 
   /**
    * Loads a diffusers HiDream-I1 folder: `transformer/`, `vae/` and `scheduler/`, checked against
-   * `model_index.json` when there is one (the text encoders it lists are not loaded).
+   * `model_index.json` when there is one (the text encoders it lists are not loaded). `opts.dtype`
+   * ('float32' by default, 'bfloat16', 'float16') is what the transformer and the VAE compute in.
    */
   static fromPretrained(dir: string, opts: LoadOptions = {}): HiDreamPipeline {
+    computeDtype(opts.dtype, 'HiDreamPipeline.fromPretrained: dtype');
     checkPipelineFolder(dir, 'HiDreamImagePipeline', COMPONENTS);
     const scheduler = FlowMatchEulerDiscreteScheduler.fromFolder(join(dir, 'scheduler'));
     const transformer = HiDreamTransformer.load(join(dir, 'transformer'), opts);
@@ -150,6 +160,11 @@ export class HiDreamPipeline implements Disposable {
     return RemotePipeline.open({ module: '@ditcache/adapter-hidream', exportName: 'HiDreamPipeline', modelDir: dir, loadOptions: opts });
   }
 
+
+  /** What the pipeline computes in (the `dtype` load option, diffusers' torch_dtype). */
+  get dtype(): ComputeDtype {
+    return this.transformer.dtype;
+  }
 
   /**
    * Registers `listener` to be told the step and CFG branch before every transformer call of
@@ -196,28 +211,32 @@ export class HiDreamPipeline implements Disposable {
     try {
       const { latents: initial, seed } = this.initialLatents(opts, batch, height, width);
       let latents = initial;
-      // Batched CFG: the negative prompt first, as diffusers concatenates them.
-      const both = (negative: Tensor | undefined, positive: Tensor, dim: number): Tensor => (cfg ? concat([negative as Tensor, positive], dim) : positive);
+      // Batched CFG: the negative prompt first, as diffusers concatenates them; in the compute
+      // dtype, as the pipeline's text encoders in that dtype would return them.
+      const both = (negative: Tensor | undefined, positive: Tensor, dim: number): Tensor =>
+        (cfg ? concat([(negative as Tensor).cast(this.dtype), positive.cast(this.dtype)], dim) : positive.cast(this.dtype));
       const t5 = both(opts.negativePromptEmbedsT5, opts.promptEmbedsT5, 0);
       const llama = both(opts.negativePromptEmbedsLlama3, opts.promptEmbedsLlama3, 1);
       const pooled = both(opts.negativePooledPromptEmbeds, opts.pooledPromptEmbeds, 0);
 
       for (let step = 0; step < numSteps; ++step) {
         const timestep = schedule.timesteps[step];
-        const next = tidy(() => {
-          const input = cfg ? concat([latents, latents], 0) : latents;
-          this.transformerCalls.announce(this.transformer, { step, numSteps, timestep, branch });
-          const prediction = this.transformer.forward({
-            hiddenStates: input,
-            timesteps: full([input.shape[0]], timestep, { device }),
-            encoderHiddenStatesT5: t5,
-            encoderHiddenStatesLlama3: llama,
-            pooledEmbeds: pooled,
-          });
-          let velocity = neg(prediction);
-          if (cfg) velocity = batchedGuidance(velocity, guidanceScale);
-          return schedule.step(step, velocity, latents);
-        });
+        const next = inDenoisingStep(step, numSteps, () =>
+          tidy(() => {
+            const input = cfg ? concat([latents, latents], 0) : latents;
+            this.transformerCalls.announce(this.transformer, { step, numSteps, timestep, branch });
+            const prediction = this.transformer.forward({
+              hiddenStates: input,
+              timesteps: full([input.shape[0]], timestep, { device }),
+              encoderHiddenStatesT5: t5,
+              encoderHiddenStatesLlama3: llama,
+              pooledEmbeds: pooled,
+            });
+            let velocity = neg(prediction);
+            if (cfg) velocity = batchedGuidance(velocity, guidanceScale);
+            return schedule.step(step, velocity, latents);
+          }),
+        );
         latents.dispose();
         latents = next;
         opts.callback?.({ step, numSteps, timestep, latents });
@@ -232,7 +251,10 @@ export class HiDreamPipeline implements Disposable {
     }
   }
 
-  /** Latents -> (B, height, width, 3) in [0, 1]: undo the VAE scaling ((latents / scaling_factor) + shift_factor), decode, denormalise. */
+  /**
+   * Latents -> (B, height, width, 3) float32 in [0, 1]: undo the VAE scaling ((latents /
+   * scaling_factor) + shift_factor, in the latents' dtype), decode (in the VAE's), denormalise.
+   */
   decodeLatents(latents: Tensor): Tensor {
     return tidy(() => toImageRange(this.vae.decode(this.vae.denormalize(latents))));
   }
@@ -284,9 +306,10 @@ export class HiDreamPipeline implements Disposable {
       if (opts.latents.shape.join() !== expected.join()) {
         throw new TypeError(`HiDreamPipeline: latents must be (${expected.join(', ')}) for a ${height}x${width} image, got (${opts.latents.shape.join(', ')})`);
       }
-      return { latents: opts.latents.clone(), seed: null };
+      // In the compute dtype, as diffusers' 16-bit pipeline needs them (its latents take the pooled embedding's dtype).
+      return { latents: opts.latents.dtype === this.dtype ? opts.latents.clone() : opts.latents.cast(this.dtype), seed: null };
     }
     const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 32);
-    return { latents: randnTensor(expected, seed, { device: opts.promptEmbedsT5.device }), seed };
+    return { latents: randnTensor(expected, seed, { device: opts.promptEmbedsT5.device, dtype: this.dtype }), seed };
   }
 }

@@ -3,13 +3,17 @@
 // double-stream blocks and then the single-stream blocks, and projects the image tokens back to
 // latent patches. The text side grows per block: each block sees the "initial" text tokens (T5,
 // then the last block's Llama projection) plus its own Llama projection, and the loop keeps only
-// the initial tokens of what a block returns.
+// the initial tokens of what a block returns. The `dtype` load option (diffusers' torch_dtype)
+// makes it compute in bfloat16 or float16 as diffusers does: every weight in that dtype (HiDream
+// keeps none in float32), the timestep features computed in float32 and rounded to it, the
+// rotary tables in float32, and every other op in the dtype.
 import { add, concat, ones, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
   Linear,
   MlpEmbedding,
   loadFromFolder,
   sinusoidalTimestepEmbedding,
+  type ComputeDtype,
   type LoadOptions,
   type ParameterStore,
   type WeightReader,
@@ -85,11 +89,14 @@ export interface HiDreamFlops {
 export class TimestepEmbedder {
   constructor(readonly mlp: MlpEmbedding) {}
 
-  /** (B,) timesteps on the 0..1000 scale -> (B, dim). */
-  forward(timesteps: Tensor): Tensor {
+  /**
+   * (B,) timesteps on the 0..1000 scale -> (B, dim). The features are computed in float32 and
+   * rounded to `dtype` (the latents' dtype: diffusers' `time_proj(t).to(dtype=wdtype)`).
+   */
+  forward(timesteps: Tensor, dtype: ComputeDtype = 'float32'): Tensor {
     const values = timesteps.toFloat32Array();
     return tidy(() =>
-      this.mlp.forward(sinusoidalTimestepEmbedding(values, TIME_PROJ_DIM, { flipSinToCos: true, downscaleFreqShift: 0, device: timesteps.device })),
+      this.mlp.forward(sinusoidalTimestepEmbedding(values, TIME_PROJ_DIM, { flipSinToCos: true, downscaleFreqShift: 0, device: timesteps.device, dtype })),
     );
   }
 }
@@ -121,11 +128,13 @@ export function initialEncoderStates(x: HiDreamEmbedded): Tensor {
 export function singleStreamContext(context: HiDreamBlockContext, textTokens: number): HiDreamBlockContext {
   const { masks } = context;
   if (!masks) return context;
-  return { ...context, masks: concat([masks, ones([masks.shape[0], textTokens], { device: masks.device })], 1) };
+  return { ...context, masks: concat([masks, ones([masks.shape[0], textTokens], { device: masks.device, dtype: masks.dtype })], 1) };
 }
 
 export class HiDreamTransformer implements Disposable {
   readonly config: HiDreamTransformerConfig;
+  /** What it computes in (the `dtype` load option); forward() casts its inputs to it and returns it. */
+  readonly dtype: ComputeDtype;
   /** heads * head dim: the width of every stream. */
   readonly innerDim: number;
   readonly outChannels: number;
@@ -149,6 +158,7 @@ export class HiDreamTransformer implements Disposable {
   private constructor(config: HiDreamTransformerConfig, w: WeightReader, params: ParameterStore) {
     this.config = config;
     this.params = params;
+    this.dtype = w.dtype;
     const dim = config.num_attention_heads * config.attention_head_dim;
     const patch = config.patch_size;
     this.innerDim = dim;
@@ -167,12 +177,16 @@ export class HiDreamTransformer implements Disposable {
     this.captionProjection = Array.from({ length: blocks + 1 }, (_, i) => Linear.load(w.at('caption_projection').at(i).at('linear'), i < blocks ? llamaWidth : t5Width, dim, { bias: false }));
   }
 
-  /** Loads a diffusers `transformer/` folder (HiDreamImageTransformer2DModel). */
+  /** Loads a diffusers `transformer/` folder (HiDreamImageTransformer2DModel); `opts.dtype` ('float32' by default, 'bfloat16', 'float16') is what it computes in. */
   static load(dir: string, opts: LoadOptions = {}): HiDreamTransformer {
     return loadFromFolder(dir, opts, (folder, w, params) => new HiDreamTransformer(readHiDreamTransformerConfig(folder), w, params));
   }
 
-  /** The prediction (B, out_channels, H, W) for latents (B, in_channels, H, W). */
+  /**
+   * The prediction (B, out_channels, H, W) for latents (B, in_channels, H, W), in the model's
+   * dtype. Latents and embeddings of another dtype are cast to it first, as HiDreamPipeline casts
+   * them (diffusers' model would refuse them).
+   */
   forward(inputs: HiDreamTransformerInputs): Tensor {
     return tidy(() => {
       const embedded = this.embed(inputs);
@@ -186,13 +200,13 @@ export class HiDreamTransformer implements Disposable {
     this.checkInputs(inputs);
     const c = this.config;
     return tidy(() => {
-      const { tokens, masks, rows, cols, positions } = patchify(inputs.hiddenStates, c.patch_size, this.maxSeq);
+      const { tokens, masks, rows, cols, positions } = patchify(inputs.hiddenStates.cast(this.dtype), c.patch_size, this.maxSeq);
       const device = tokens.device;
       const hidden = this.xEmbedder.forward(tokens);
-      const temb = add(this.tEmbedder.forward(inputs.timesteps), this.pEmbedder.forward(inputs.pooledEmbeds));
-      const llama = inputs.encoderHiddenStatesLlama3;
+      const temb = add(this.tEmbedder.forward(inputs.timesteps, this.dtype), this.pEmbedder.forward(inputs.pooledEmbeds.cast(this.dtype)));
+      const llama = inputs.encoderHiddenStatesLlama3.cast(this.dtype);
       const llamaStates = c.llama_layers.map((layer, block) => this.captionProjection[block].forward(llama.narrow(0, layer, 1).squeeze(0)));
-      const t5 = this.captionProjection[llamaStates.length].forward(inputs.encoderHiddenStatesT5);
+      const t5 = this.captionProjection[llamaStates.length].forward(inputs.encoderHiddenStatesT5.cast(this.dtype));
       // Text tokens carry position ids (0, 0, 0): T5, the last block's Llama states and a block's own.
       const textTokens = t5.shape[1] + 2 * llama.shape[2];
       const ids = new Float64Array(positions.length + 3 * textTokens);

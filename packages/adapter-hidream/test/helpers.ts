@@ -6,6 +6,9 @@ import type { HiDreamRotary, HiDreamTransformerInputs } from '../src/index.js';
 
 export const goldens = new URL('../../../testdata/goldens/', import.meta.url).pathname;
 
+/** This package's own reference data (tools/make_16bit_references.py wrote it; goldens/README.md describes it). */
+export const localGoldens = new URL('./goldens/', import.meta.url).pathname;
+
 export { relativeL2, relativeL2Values } from '@ditcache/cuda-runtime';
 
 /** A tensor's shape and values copied to the host, to outlive the scope that made it. */
