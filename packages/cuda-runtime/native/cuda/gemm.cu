@@ -3,11 +3,13 @@
 // for, in cuBLAS); bfloat16 / float16 products widen their operands to float32 and accumulate
 // in float32, so the built-in kernel serves both with one body.
 #include <algorithm>
+#include <optional>
 #include <cstdint>
 
 #include "../half.h"
 #include "../kernels.h"
 #include "cublas.h"
+#include "device_buffer.h"
 #include "launch.cuh"
 
 namespace dc::cuda {
@@ -132,6 +134,34 @@ void launch_builtin(const Args& g, const char* what) {
   check_launch(what);
 }
 
+// The 16-bit product's epilogue: the bias added to the float32 result and, when the product
+// writes 16-bit, the one rounding into c16 (same ldc / stride_c layout as the sums).
+template <DType T>
+__global__ void bias_round_kernel(const float* sums, const float* bias, uint16_t* c16, float* c, int64_t m, int64_t n,
+                                  int64_t ldc, int64_t stride_c, int64_t total) {
+  DC_GRID_STRIDE_LOOP(i, total) {
+    const int64_t j = i % n, row = (i / n) % m, b = i / (n * m);
+    const int64_t at = b * stride_c + row * ldc + j;
+    float v = sums[at];
+    if (bias) v = __fadd_rn(v, bias[j]);
+    if (c16)
+      c16[at] = T == DType::BF16 ? f32_to_bf16(v) : f32_to_f16(v);
+    else
+      c[at] = v;
+  }
+}
+
+void gemm_half_sums(const HalfGemmArgs& g, Device device) {
+  if (degenerate_product(g, "gemm")) return;
+  if (cublas_gemm_half(g, device.index)) return;
+  if (g.dtype == DType::BF16)
+    launch_builtin<DType::BF16>(g, "gemm");
+  else if (g.dtype == DType::F16)
+    launch_builtin<DType::F16>(g, "gemm");
+  else
+    fail_runtime("gemm", "16-bit product called with ", dtype_name(g.dtype), " operands (bfloat16 or float16 expected)");
+}
+
 }  // namespace
 
 void gemm(const GemmArgs& g, Device device) {
@@ -141,14 +171,26 @@ void gemm(const GemmArgs& g, Device device) {
 }
 
 void gemm_half(const HalfGemmArgs& g, Device device) {
-  if (degenerate_product(g, "gemm")) return;
-  if (cublas_gemm_half(g, device.index)) return;
+  if (!g.c16 && !g.bias) return gemm_half_sums(g, device);
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return;
+  // Float32 sums first (in C, or in scratch with C's layout when the output is 16-bit).
+  const int64_t span = (g.batch - 1) * g.stride_c + (g.m - 1) * g.ldc + g.n;
+  std::optional<DeviceBuffer> scratch;
+  HalfGemmArgs sums = g;
+  sums.c16 = nullptr;
+  sums.bias = nullptr;
+  if (g.c16) {
+    scratch.emplace(size_t(span) * sizeof(float));
+    sums.c = scratch->as<float>();
+    sums.beta = 0.f;
+  }
+  gemm_half_sums(sums, device);
+  const int64_t total = g.batch * g.m * g.n;
   if (g.dtype == DType::BF16)
-    launch_builtin<DType::BF16>(g, "gemm");
-  else if (g.dtype == DType::F16)
-    launch_builtin<DType::F16>(g, "gemm");
+    bias_round_kernel<DType::BF16><<<blocks_for(total), kBlock>>>(sums.c, g.bias, g.c16, g.c, g.m, g.n, g.ldc, g.stride_c, total);
   else
-    fail_runtime("gemm", "16-bit product called with ", dtype_name(g.dtype), " operands (bfloat16 or float16 expected)");
+    bias_round_kernel<DType::F16><<<blocks_for(total), kBlock>>>(sums.c, g.bias, g.c16, g.c, g.m, g.n, g.ldc, g.stride_c, total);
+  check_launch("gemm");
 }
 
 }  // namespace dc::cuda
