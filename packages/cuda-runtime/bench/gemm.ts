@@ -1,13 +1,9 @@
 // GEMM throughput (float32, square sizes) for each CPU backend next to numpy's, and attention
-// timings next to numpy's matmul + softmax. The sides take turns in short bursts so that load
-// from other work on the machine falls on both alike; each burst starts with an untimed call,
-// and a pause between bursts lets numpy's BLAS threads, which spin for a while after a call,
-// go to sleep before the other side runs.
+// timings next to numpy's matmul + softmax, interleaved (timing.ts).
 // Run with `npm run bench -w @ditcache/cuda-runtime`.
-import { performance } from 'node:perf_hooks';
-
 import * as rt from '../src/index.js';
 import { PythonTimer, numpyPython } from './python.js';
+import { interleaved, random, timeOnce } from './timing.js';
 
 const SIZES = [256, 512, 1024, 2048];
 
@@ -44,36 +40,6 @@ def setup(name, kind, **a):
 def run(name):
     jobs[name]()
 `;
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-function random(shape: number[]): rt.Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const d = new Float32Array(n);
-  for (let i = 0; i < n; ++i) d[i] = Math.random() - 0.5;
-  return rt.tensor(d, shape);
-}
-
-function timeOnce(fn: () => void): number {
-  const t0 = performance.now();
-  fn();
-  return (performance.now() - t0) / 1000;
-}
-
-const SETTLE_MS = 400;
-
-/** Median seconds of each runner over `rounds` turns of `burst` calls each (the first of a burst is a warm-up). */
-async function interleaved(rounds: number, burst: number, runners: (() => Promise<number> | number)[]): Promise<number[]> {
-  const times: number[][] = runners.map(() => []);
-  for (let i = 0; i < rounds; ++i) {
-    for (const [j, r] of runners.entries()) {
-      await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
-      await r();
-      for (let k = 0; k < burst; ++k) times[j].push(await r());
-    }
-  }
-  return times.map(median);
-}
 
 async function main(): Promise<void> {
   const dev = rt.devices();

@@ -14,6 +14,7 @@
 #include "cpu/features.h"
 #include "cpu/gemm.h"
 #include "cpu/parallel.h"
+#include "host_blocks.h"
 #include "ops.h"
 #if DITCACHE_WITH_CUDA
 #include "cuda/cublas.h"
@@ -525,6 +526,7 @@ DC_FN(MemoryStats) {
     auto& c = counters();
     o.Set("liveTensors", double(c.live_tensors.load()));
     o.Set("hostBytes", double(c.host_bytes.load()));
+    o.Set("hostCachedBytes", double(host_cached_bytes()));
     o.Set("deviceBytes", double(c.device_bytes.load()));
     o.Set("mappedBytes", double(c.mapped_bytes.load()));
     o.Set("storages", double(c.storages.load()));

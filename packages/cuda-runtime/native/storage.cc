@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "host_blocks.h"
+
 #if DITCACHE_WITH_CUDA
 #include "cuda/runtime.h"
 #endif
@@ -33,17 +35,8 @@ std::shared_ptr<Storage> Storage::allocate(size_t bytes, Device device) {
     throw OpError("this build of @ditcache/cuda-runtime has no CUDA support (device " + device.str() + ")");
 #endif
   }
-  // Large blocks (activations of real-width models: tens of MB each op) come fresh from the
-  // kernel on every allocation; on 4 KiB pages, faulting them in cost as much as a 16-bit
-  // matrix product's arithmetic. 2 MiB-aligned blocks that ask for transparent huge pages
-  // fault in 512 times less often.
-  constexpr size_t kHugePage = size_t(2) << 20;
-  const bool huge = request >= 2 * kHugePage;
-  const size_t align = huge ? kHugePage : 64;
-  size_t rounded = (request + align - 1) / align * align;
-  void* p = std::aligned_alloc(align, rounded);
+  void* p = host_allocate(request);
   if (!p) fail_runtime("allocate", "out of host memory allocating ", bytes, " bytes");
-  if (huge) ::madvise(p, rounded, MADV_HUGEPAGE);  // advice only: without THP it is a no-op
   counters().host_bytes += int64_t(bytes);
   counters().storages++;
   return std::shared_ptr<Storage>(new Storage(p, bytes, device, Kind::Host));
@@ -83,7 +76,7 @@ Storage::~Storage() {
   counters().storages--;
   switch (kind_) {
     case Kind::Host:
-      std::free(data_);
+      host_release(data_, bytes_ == 0 ? 64 : bytes_);
       counters().host_bytes -= int64_t(bytes_);
       break;
     case Kind::Mapped:

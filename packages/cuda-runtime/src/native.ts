@@ -38,6 +38,11 @@ export interface MemoryStats {
   liveTensors: number;
   /** Bytes of host memory owned by live tensors. */
   hostBytes: number;
+  /**
+   * Bytes of freed large host blocks kept for reuse by the next tensors of the same size (at
+   * most DITCACHE_HOST_CACHE_MB, default 1024; 0 turns the cache off). Not part of hostBytes.
+   */
+  hostCachedBytes: number;
   /** Bytes of CUDA memory owned by live tensors. */
   deviceBytes: number;
   /** Bytes of files mapped into memory (weights viewed in place). */

@@ -266,7 +266,7 @@ void gemm_serial(const GemmArgs& g) {
 }
 
 void gemm(const GemmArgs& g, Device) {
-  parallel_gemm(g, 12, 32, [](const GemmArgs& s) { gemm_serial(s); });
+  parallel_gemm(g, 12, 32, GemmSplit::Float32, [](const GemmArgs& s) { gemm_serial(s); });
 }
 
 }  // namespace dc::cpu

@@ -260,6 +260,34 @@ __attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16"))) void gemv_bf16(c
   epilogue(g, sums.data(), g.n, 0, 1, 0, g.n);
 }
 
+// The one-row product W x without AVX512-BF16 dot products: W's rows widened a chunk at a
+// time into a buffer that stays in L1, so the weights are read once, at 16 bits.
+void gemv_widened(const HalfGemmArgs& g) {
+  constexpr int64_t kChunk = 1024;
+  thread_local std::vector<float> x, w, sums;
+  x.resize(size_t(g.k));
+  w.resize(size_t(kChunk));
+  sums.resize(size_t(g.n));
+  widen_run(g.a, x.data(), g.k, g.dtype);
+  for (int64_t j = 0; j < g.n; ++j) {
+    const uint16_t* row = g.b + j * g.ldb;
+    float lanes[16] = {};  // 16 independent sums, which the compiler keeps in vector registers
+    float tail = 0.f;
+    for (int64_t p0 = 0; p0 < g.k; p0 += kChunk) {
+      const int64_t len = std::min(kChunk, g.k - p0);
+      widen_run(row + p0, w.data(), len, g.dtype);
+      const float* xs = x.data() + p0;
+      int64_t p = 0;
+      for (; p + 16 <= len; p += 16)
+        for (int l = 0; l < 16; ++l) lanes[l] += xs[p + l] * w[size_t(p + l)];
+      for (; p < len; ++p) tail += xs[p] * w[size_t(p)];
+    }
+    for (float v : lanes) tail += v;
+    sums[size_t(j)] = tail;
+  }
+  epilogue(g, sums.data(), g.n, 0, 1, 0, g.n);
+}
+
 // Float16, or bfloat16 without AVX512-BF16: A widened once, B a column block at a time, the
 // float32 GEMM (OpenBLAS or the built-in kernel) into float32 sums, then the same epilogue.
 void gemm_widened(const HalfGemmArgs& g) {
@@ -309,13 +337,14 @@ void gemm_half_serial(const HalfGemmArgs& g) {
     zeros.assign(size_t(g.m * g.n), 0.f);
     return epilogue(g, zeros.data(), g.n, 0, g.m, 0, g.n);
   }
-  if (!native_bf16(g)) return gemm_widened(g);
-  if (g.m == 1 && g.trans_b && !g.trans_a) return gemv_bf16(g);
+  const bool gemv = g.m == 1 && g.trans_b && !g.trans_a;
+  if (!native_bf16(g)) return gemv ? gemv_widened(g) : gemm_widened(g);
+  if (gemv) return gemv_bf16(g);
   gemm_bf16_blocked(g);
 }
 
 void gemm_half(const HalfGemmArgs& g, Device) {
-  parallel_gemm(g, kMR, kNR, [](const HalfGemmArgs& s) { gemm_half_serial(s); });
+  parallel_gemm(g, kMR, kNR, GemmSplit::LessPacking, [](const HalfGemmArgs& s) { gemm_half_serial(s); });
 }
 
 }  // namespace dc::cpu

@@ -38,10 +38,15 @@ Args gemm_cols(const Args& g, int64_t j0, int64_t j1) {
   return s;
 }
 
+// Whether a large product is split by row blocks (each thread packs all of B) or by column
+// blocks (each packs all of A). The float32 rule keeps the split its results were pinned with;
+// the 16-bit kernel packs every operand, so it splits whichever operand is larger.
+enum class GemmSplit { Float32, LessPacking };
+
 // Runs serial(sub-product) over the threads; row blocks are multiples of row_align and column
 // blocks multiples of col_align (the micro-kernel's tile).
 template <typename Args, typename Serial>
-void parallel_gemm(const Args& g, int64_t row_align, int64_t col_align, Serial serial) {
+void parallel_gemm(const Args& g, int64_t row_align, int64_t col_align, GemmSplit split, Serial serial) {
   if (g.m == 0 || g.n == 0 || g.batch == 0) return;
   const int threads = num_threads();
   const double flops = 2.0 * double(g.m) * double(g.n) * double(g.k);
@@ -61,7 +66,7 @@ void parallel_gemm(const Args& g, int64_t row_align, int64_t col_align, Serial s
   }
   for (int64_t i = 0; i < g.batch; ++i) {
     Args s = product(i);
-    const bool by_rows = s.m >= 48 * threads || s.m >= s.n;
+    const bool by_rows = split == GemmSplit::LessPacking ? s.m >= s.n : s.m >= 48 * threads || s.m >= s.n;
     const int64_t extent = by_rows ? s.m : s.n;
     const int64_t align = by_rows ? row_align : col_align;
     int64_t blocks = (extent + align - 1) / align;
