@@ -1,8 +1,10 @@
 // SD3's attention (diffusers' Attention with JointAttnProcessor2_0): the image and text streams
 // are projected by their own weights, optionally RMS-normed per head (SD3.5's qk_norm), attend
 // jointly (image tokens first), and are projected back by their own output layers. SD3.5's
-// dual-attention blocks add a plain self-attention over the image stream (`attn2`).
-import { attention, concat, tidy, type Tensor } from '@ditcache/cuda-runtime';
+// dual-attention blocks add a plain self-attention over the image stream (`attn2`). In bfloat16 /
+// float16 every op takes and returns the dtype, and the q / k norms round twice, as diffusers' own
+// RMSNorm does (see qkNorm).
+import { attention, concat, mul, rmsNorm, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import { Linear, RMSNorm, type WeightReader } from '@ditcache/diffusion';
 
 /** Epsilon of the query / key RMS norms (diffusers builds SD3's attention with eps=1e-6). */
@@ -36,11 +38,21 @@ function loadProjection(w: WeightReader, names: [q: string, k: string, v: string
   };
 }
 
+/**
+ * diffusers' RMSNorm (normalization.py, not torch.nn.RMSNorm): in 16-bit it rounds the normalised
+ * values to the weight's dtype before multiplying by the weight, so they round twice; in float32
+ * it is the one fused op.
+ */
+function qkNorm(norm: RMSNorm, t: Tensor): Tensor {
+  if (t.dtype === 'float32' || norm.weight === null) return norm.forward(t);
+  return tidy(() => mul(rmsNorm(t, null, norm.eps), norm.weight as Tensor));
+}
+
 /** (B, S, heads * headDim) -> (B, S, heads, headDim) queries, keys and values, q and k normed. */
 function project(p: Projection, x: Tensor, heads: number): [Tensor, Tensor, Tensor] {
   const [batch, seq] = x.shape;
   const split = (t: Tensor): Tensor => t.reshape(batch, seq, heads, -1);
-  const normed = (norm: RMSNorm | null, t: Tensor): Tensor => (norm ? norm.forward(t) : t);
+  const normed = (norm: RMSNorm | null, t: Tensor): Tensor => (norm ? qkNorm(norm, t) : t);
   return [normed(p.normQ, split(p.q.forward(x))), normed(p.normK, split(p.k.forward(x))), split(p.v.forward(x))];
 }
 

@@ -3,7 +3,9 @@
 // ForwardPattern 1. The last block of the model is `context_pre_only`: its text stream only
 // serves as keys and values, so it modulates the text with an AdaLayerNormContinuous and
 // returns no encoder stream (null). SD3.5's dual-attention blocks modulate a second copy of
-// the image stream (SD35AdaLayerNormZeroX) for a self-attention of their own.
+// the image stream (SD35AdaLayerNormZeroX) for a self-attention of their own. In bfloat16 /
+// float16 every op takes and returns the dtype, as in diffusers; in float16 a block whose output
+// leaves float16's range stops the run with an error naming it (diffusers does not clip SD3).
 import { ForwardPattern } from '@ditcache/core';
 import { add, mul, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
@@ -11,6 +13,7 @@ import {
   AdaLayerNormZero,
   FeedForward,
   Linear,
+  checkFloat16Range,
   modulate,
   modulationParameters,
   type AdaLayerNormZeroOutput,
@@ -84,6 +87,8 @@ export class JointTransformerBlock implements SD3Block {
     readonly ff: FeedForward,
     /** null in a context_pre_only block. */
     readonly ffContext: FeedForward | null,
+    /** diffusers' module name (e.g. 'transformer_blocks.3'), for errors. */
+    readonly name = 'transformer_blocks',
   ) {}
 
   static load(w: WeightReader, o: JointBlockOptions): JointTransformerBlock {
@@ -95,6 +100,7 @@ export class JointTransformerBlock implements SD3Block {
       o.dualAttention ? SelfAttention.load(w.at('attn2'), o) : null,
       feedForward('ff'),
       o.contextPreOnly ? null : feedForward('ff_context'),
+      w.prefix.replace(/\.$/, ''),
     );
   }
 
@@ -115,7 +121,9 @@ export class JointTransformerBlock implements SD3Block {
       const text = contextNorm.forward(encoder, temb);
       const [attnOut, contextAttnOut] = this.attn.forward(image.normed, text.normed);
       const e = add(encoder, gated(text.gateMsa, contextAttnOut as Tensor));
-      return [feedForwardResidual(this.ffContext as FeedForward, e, text), this.imageUpdate(hidden, image, attnOut)];
+      const encoderOut = feedForwardResidual(this.ffContext as FeedForward, e, text);
+      checkFloat16Range(this.name, encoderOut);
+      return [encoderOut, this.imageUpdate(hidden, image, attnOut)];
     });
   }
 
@@ -126,6 +134,8 @@ export class JointTransformerBlock implements SD3Block {
       const dual = image as DualNormOutput;
       h = add(h, gated(dual.gateMsa2, this.attn2.forward(dual.normed2)));
     }
-    return feedForwardResidual(this.ff, h, image);
+    const out = feedForwardResidual(this.ff, h, image);
+    checkFloat16Range(this.name, out);
+    return out;
   }
 }

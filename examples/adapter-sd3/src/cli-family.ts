@@ -5,7 +5,7 @@ import { join } from 'node:path';
 
 import type { Tensor } from '@ditcache/cuda-runtime';
 import { missingFolders } from '@ditcache/diffusion';
-import { UsageError, pickInputs, writeImage, type CliFamily, type CliGenerateSettings } from '@ditcache/diffusion/cli';
+import { UsageError, pickInputs, writeImage, type CliFamily, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
 
 import { StableDiffusion3Pipeline, type SD3GenerateOptions } from './pipeline.js';
 import { loadSD3TransformerConfig } from './config.js';
@@ -71,11 +71,17 @@ const sd3CliFamily: CliFamily = {
 
   writeOutput: (result, path) => writeImage(result, path),
 
-  forward(dir, inputs, file): Tensor {
+  // ditcache forward: the transformer loads once with the CLI's --dtype / --weight-dtype, and runs once or --repeat times.
+  loadTransformer(dir, options): CliTransformer {
+    const transformer = SD3Transformer.load(dir, options);
     const names = ['hidden_states', 'encoder_hidden_states', 'pooled_projections', 'timestep'];
-    const [hiddenStates, encoderHiddenStates, pooledProjections, timestep] = pickInputs(inputs, file, names);
-    using transformer = SD3Transformer.load(dir);
-    return transformer.forward({ hiddenStates, encoderHiddenStates, pooledProjections, timestep });
+    return {
+      forward(inputs, file): Tensor {
+        const [hiddenStates, encoderHiddenStates, pooledProjections, timestep] = pickInputs(inputs, file, names);
+        return transformer.forward({ hiddenStates, encoderHiddenStates, pooledProjections, timestep });
+      },
+      [Symbol.dispose]: () => transformer.dispose(),
+    };
   },
 };
 

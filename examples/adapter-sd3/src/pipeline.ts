@@ -2,6 +2,9 @@
 // (and the negative ones for classifier-free guidance), latents and an image out. CFG is
 // batched as diffusers does it for SD3: one transformer call per step on [uncond, cond]. The
 // FlowMatchEulerDiscreteScheduler and the 16-channel AutoencoderKL come from @ditcache/diffusion.
+// With `dtype` (diffusers' torch_dtype) the transformer, the VAE, the embeddings, the latents and
+// the scheduler's output are in that dtype, as `StableDiffusion3Pipeline.from_pretrained(...,
+// torch_dtype=...)` has them; the text encoders stay float32 and their embeddings are cast.
 import { join } from 'node:path';
 
 import { TensorScope, concat, full, tidy, type Tensor } from '@ditcache/cuda-runtime';
@@ -9,11 +12,14 @@ import {
   batchedGuidance,
   AutoencoderKLDecoder,
   checkPipelineFolder,
+  computeDtype,
   FlowMatchEulerDiscreteScheduler,
+  inDenoisingStep,
   randnTensor,
   RemotePipeline,
   toImageRange,
   TransformerCallAnnouncer,
+  type ComputeDtype,
   type LoadOptions,
   type PipelineStepEnd,
   type PipelineTransformerCall,
@@ -121,6 +127,9 @@ export class StableDiffusion3Pipeline implements Disposable {
     this.vae = components.vae;
     this.scheduler = components.scheduler;
     this.vaeScaleFactor = this.vae.scaleFactor;
+    if (this.vae.dtype !== this.transformer.dtype) {
+      throw new TypeError(`StableDiffusion3Pipeline: the transformer computes in ${this.transformer.dtype} but the VAE in ${this.vae.dtype}; load both with the same dtype`);
+    }
     const { in_channels: inChannels } = this.transformer.config;
     const latentChannels = this.vae.config.latent_channels;
     if (inChannels !== latentChannels || this.transformer.outChannels !== latentChannels) {
@@ -134,8 +143,11 @@ export class StableDiffusion3Pipeline implements Disposable {
    * Loads a diffusers SD3 / SD3.5 folder: `transformer/`, `vae/` and `scheduler/`, checked against
    * `model_index.json` when there is one, and the tokenizers and text encoders when it lists
    * them (the two CLIPs; T5 where the folder has it). Their weights load with the first prompt.
+   * `opts.dtype` ('float32' by default, 'bfloat16', 'float16') is what the transformer and the VAE
+   * compute in; the text encoders compute in float32.
    */
   static fromPretrained(dir: string, opts: SD3LoadOptions = {}): StableDiffusion3Pipeline {
+    computeDtype(opts.dtype, 'StableDiffusion3Pipeline.fromPretrained: dtype');
     const index = checkPipelineFolder(dir, 'StableDiffusion3Pipeline', COMPONENTS);
     // diffusers saves [null, null] for components a pipeline was built without.
     const withText = index !== null && Array.isArray(index.text_encoder) && (index.text_encoder as unknown[])[1] !== null;
@@ -161,6 +173,11 @@ export class StableDiffusion3Pipeline implements Disposable {
    */
   static spawn(dir: string, opts: SD3LoadOptions = {}): Promise<RemotePipeline<SD3GenerateOptions, SD3GenerateResult>> {
     return RemotePipeline.open({ module: new URL('./index.js', import.meta.url).href, exportName: 'StableDiffusion3Pipeline', modelDir: dir, loadOptions: opts });
+  }
+
+  /** What the pipeline computes in (the `dtype` load option, diffusers' torch_dtype). */
+  get dtype(): ComputeDtype {
+    return this.transformer.dtype;
   }
 
   /**
@@ -232,14 +249,17 @@ export class StableDiffusion3Pipeline implements Disposable {
     try {
       const { latents: initial, seed } = this.initialLatents(opts, batch, latentHeight, latentWidth);
       let latents = initial;
-      // Batched CFG: the negative prompt first, as diffusers concatenates them.
-      const both = (negative: Tensor | undefined, positive: Tensor): Tensor => (cfg ? concat([negative as Tensor, positive], 0) : positive);
+      // Batched CFG: the negative prompt first, as diffusers concatenates them; in the compute
+      // dtype, as the pipeline's text encoders in that dtype would return them.
+      const both = (negative: Tensor | undefined, positive: Tensor): Tensor =>
+        (cfg ? concat([(negative as Tensor).cast(this.dtype), positive.cast(this.dtype)], 0) : positive.cast(this.dtype));
       const promptEmbeds = both(opts.negativePromptEmbeds, opts.promptEmbeds);
       const pooled = both(opts.negativePooledPromptEmbeds, opts.pooledPromptEmbeds);
 
       for (let step = 0; step < numSteps; ++step) {
         const timestep = schedule.timesteps[step];
-        const next = tidy(() => {
+        // In float16, an overflow comes out of inDenoisingStep naming the step as well as the block.
+        const next = inDenoisingStep(step, numSteps, () => tidy(() => {
           const input = cfg ? concat([latents, latents], 0) : latents;
           this.transformerCalls.announce(this.transformer, { step, numSteps, timestep, branch });
           let velocity = this.transformer.forward({
@@ -250,7 +270,7 @@ export class StableDiffusion3Pipeline implements Disposable {
           });
           if (cfg) velocity = batchedGuidance(velocity, guidanceScale);
           return schedule.step(step, velocity, latents);
-        });
+        }));
         latents.dispose();
         latents = next;
         opts.callback?.({ step, numSteps, timestep, latents });
@@ -265,7 +285,10 @@ export class StableDiffusion3Pipeline implements Disposable {
     }
   }
 
-  /** Latents -> (B, height, width, 3) in [0, 1]: undo the VAE scaling ((latents / scaling_factor) + shift_factor), decode, denormalise. */
+  /**
+   * Latents -> (B, height, width, 3) float32 in [0, 1]: undo the VAE scaling ((latents /
+   * scaling_factor) + shift_factor, in the latents' dtype), decode (in the VAE's), denormalise.
+   */
   decodeLatents(latents: Tensor): Tensor {
     return tidy(() => toImageRange(this.vae.decode(this.vae.denormalize(latents))));
   }
@@ -326,9 +349,10 @@ export class StableDiffusion3Pipeline implements Disposable {
       if (opts.latents.shape.join() !== expected.join()) {
         throw new TypeError(`StableDiffusion3Pipeline: latents must be (${expected.join(', ')}) for this size, got (${opts.latents.shape.join(', ')})`);
       }
-      return { latents: opts.latents.clone(), seed: null };
+      // diffusers' prepare_latents: latents.to(dtype).
+      return { latents: opts.latents.dtype === this.dtype ? opts.latents.clone() : opts.latents.cast(this.dtype), seed: null };
     }
     const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 32);
-    return { latents: randnTensor(expected, seed, { device: opts.promptEmbeds.device }), seed };
+    return { latents: randnTensor(expected, seed, { device: opts.promptEmbeds.device, dtype: this.dtype }), seed };
   }
 }

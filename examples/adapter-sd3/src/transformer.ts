@@ -1,6 +1,9 @@
 // diffusers' SD3Transformer2DModel: patch-embeds latents (with the stored positional embedding
 // cropped to their size), embeds timestep and pooled text, projects the prompt embeddings,
-// runs the joint blocks, and projects the image stream back to latent patches.
+// runs the joint blocks, and projects the image stream back to latent patches. The `dtype` load
+// option (diffusers' torch_dtype) makes it compute in bfloat16 or float16 as diffusers does: every
+// weight and the positional embedding in that dtype (SD3 keeps nothing in float32), the timestep
+// features computed in float32 and rounded to it, and every other op in the dtype.
 import { add, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
   AdaLayerNormContinuous,
@@ -9,6 +12,7 @@ import {
   PatchEmbed,
   loadFromFolder,
   sinusoidalTimestepEmbedding,
+  type ComputeDtype,
   type LoadOptions,
   type ParameterStore,
   type WeightReader,
@@ -33,7 +37,10 @@ export interface SD3TransformerInputs {
   timestep: Tensor;
 }
 
-/** diffusers' CombinedTimestepTextProjEmbeddings: timestep features plus the projected pooled text. */
+/**
+ * diffusers' CombinedTimestepTextProjEmbeddings: timestep features plus the projected pooled text;
+ * the features are computed in float32 and rounded to the pooled embedding's dtype.
+ */
 class TimestepTextEmbedding {
   constructor(
     readonly timestepEmbedder: MlpEmbedding,
@@ -42,7 +49,7 @@ class TimestepTextEmbedding {
 
   forward(timesteps: Float32Array, pooled: Tensor): Tensor {
     return tidy(() => {
-      const features = sinusoidalTimestepEmbedding(timesteps, TIME_PROJ_DIM, { flipSinToCos: true, downscaleFreqShift: 0, device: pooled.device });
+      const features = sinusoidalTimestepEmbedding(timesteps, TIME_PROJ_DIM, { flipSinToCos: true, downscaleFreqShift: 0, device: pooled.device, dtype: pooled.dtype });
       return add(this.timestepEmbedder.forward(features), this.textEmbedder.forward(pooled));
     });
   }
@@ -50,6 +57,8 @@ class TimestepTextEmbedding {
 
 export class SD3Transformer implements Disposable {
   readonly config: SD3TransformerConfig;
+  /** What it computes in (the `dtype` load option); forward() casts its inputs to it and returns it. */
+  readonly dtype: ComputeDtype;
   /** heads * head dim: the width of both streams. */
   readonly innerDim: number;
   readonly outChannels: number;
@@ -68,6 +77,7 @@ export class SD3Transformer implements Disposable {
   private constructor(config: SD3TransformerConfig, w: WeightReader, params: ParameterStore) {
     this.config = config;
     this.params = params;
+    this.dtype = w.dtype;
     const heads = config.num_attention_heads;
     const headDim = config.attention_head_dim;
     const dim = heads * headDim;
@@ -100,19 +110,23 @@ export class SD3Transformer implements Disposable {
     this.projOut = Linear.load(w.at('proj_out'), dim, config.patch_size * config.patch_size * this.outChannels);
   }
 
-  /** Loads a diffusers `transformer/` folder (SD3Transformer2DModel). */
+  /** Loads a diffusers `transformer/` folder (SD3Transformer2DModel); `opts.dtype` ('float32' by default, 'bfloat16', 'float16') is what it computes in. */
   static load(dir: string, opts: LoadOptions = {}): SD3Transformer {
     return loadFromFolder(dir, opts, (folder, w, params) => new SD3Transformer(readSD3TransformerConfig(folder), w, params));
   }
 
-  /** The velocity prediction (B, out_channels, height, width) for latents (B, in_channels, height, width). */
+  /**
+   * The velocity prediction (B, out_channels, height, width) for latents (B, in_channels, height,
+   * width), in the model's dtype. Latents and embeddings of another dtype are cast to it first, as
+   * StableDiffusion3Pipeline casts them (diffusers' model would refuse them).
+   */
   forward(inputs: SD3TransformerInputs): Tensor {
     const timesteps = this.checkInputs(inputs);
     const [batch, , height, width] = inputs.hiddenStates.shape;
     return tidy(() => {
-      let hidden = this.posEmbed.forward(inputs.hiddenStates);
-      const temb = this.timeTextEmbed.forward(timesteps, inputs.pooledProjections);
-      let encoder: Tensor | null = this.contextEmbedder.forward(inputs.encoderHiddenStates);
+      let hidden = this.posEmbed.forward(inputs.hiddenStates.cast(this.dtype));
+      const temb = this.timeTextEmbed.forward(timesteps, inputs.pooledProjections.cast(this.dtype));
+      let encoder: Tensor | null = this.contextEmbedder.forward(inputs.encoderHiddenStates.cast(this.dtype));
       for (const [i, block] of this.transformerBlocks.entries()) {
         if (encoder === null) throw new TypeError(`SD3Transformer.forward: block ${i - 1} ended the encoder stream, but only the last block may (context_pre_only)`);
         [encoder, hidden] = block.forward(hidden, encoder, temb);

@@ -12,7 +12,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadSafetensors, saveSafetensors } from '@ditcache/cuda-runtime';
 
 import sd3CliFamily from '../src/cli-family.js';
-import { TEXT_COMPONENTS, goldens, metaOf, relativeL2, sd3FolderWith, type Trace } from './helpers.js';
+import { SD3Transformer, StableDiffusion3Pipeline } from '../src/index.js';
+import { TEXT_COMPONENTS, goldenRequest, goldens, metaOf, relativeL2, sd3FolderWith, type Trace } from './helpers.js';
 
 const here = new URL('..', import.meta.url).pathname;
 // The `ditcache` command of the CLI package this package has as a dev dependency.
@@ -93,6 +94,29 @@ describe('ditcache --adapter examples/adapter-sd3', () => {
     const r = ditcache('forward', '--adapter', adapter, '--model', transformer, '--inputs', inputs, '--out', out);
     expect(r.status, r.stderr).toBe(0);
     expect(relativeL2(loadSafetensors(out).sample, loadSafetensors(inputs).sample)).toBeLessThan(1e-5);
+  });
+
+  it('generate and forward --dtype bfloat16: the bfloat16 latents and sample the API computes, bit for bit', () => {
+    const model = join(goldens, 'sd35-tiny');
+    const m = metaOf('sd35-tiny');
+    const latents = join(dir, 'bf16.safetensors');
+    const r = ditcache('generate', '--adapter', adapter, '--model', model, '--inputs', join(model, 'pipeline.safetensors'), '--height', String(m.height), '--width', String(m.width), '--steps', '4', '--guidance', String(m.guidance_scale), '--dtype', 'bfloat16', '--save-latents', latents);
+    expect(r.status, r.stderr).toBe(0);
+    const golden = loadSafetensors(join(model, 'pipeline.safetensors'));
+    using pipe = StableDiffusion3Pipeline.fromPretrained(model, { dtype: 'bfloat16' });
+    using want = pipe.generate({ ...goldenRequest(golden, m), numInferenceSteps: 4, decode: false }).latents;
+    const got = loadSafetensors(latents).latents_out;
+    expect(got.dtype).toBe('bfloat16');
+    expect(Buffer.compare(got.toBytes(), want.toBytes())).toBe(0);
+
+    const inputs = join(model, 'transformer_forward.safetensors');
+    const out = join(dir, 'bf16-sample.safetensors');
+    const f = ditcache('forward', '--adapter', adapter, '--model', join(model, 'transformer'), '--inputs', inputs, '--dtype', 'bfloat16', '--out', out);
+    expect(f.status, f.stderr).toBe(0);
+    const x = loadSafetensors(inputs);
+    using transformer = SD3Transformer.load(join(model, 'transformer'), { dtype: 'bfloat16' });
+    using sample = transformer.forward({ hiddenStates: x.hidden_states, encoderHiddenStates: x.encoder_hidden_states, pooledProjections: x.pooled_projections, timestep: x.timestep });
+    expect(Buffer.compare(loadSafetensors(out).sample.toBytes(), sample.toBytes())).toBe(0);
   });
 
   it('refuses what SD3 cannot do with one clear line', () => {

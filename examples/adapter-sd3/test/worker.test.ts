@@ -42,4 +42,19 @@ describe('StableDiffusion3Pipeline.spawn (generation in a worker thread)', () =>
     // The results' tensors belong to the caller; the worker's never show up here.
     expect(memoryStats()).toEqual(before);
   });
+
+  it('loads with the dtype it is given: a bfloat16 worker generates what a bfloat16 pipeline here does, bit for bit', async () => {
+    const bf16 = await StableDiffusion3Pipeline.spawn(`${goldens}/${set}`, { dtype: 'bfloat16' });
+    using local = StableDiffusion3Pipeline.fromPretrained(`${goldens}/${set}`, { dtype: 'bfloat16' });
+    try {
+      const short = { ...request, numInferenceSteps: 3, decode: true };
+      const [got, want] = [await bf16.generate(short), local.generate(short)];
+      expect([got.latents.dtype, got.image!.dtype]).toEqual(['bfloat16', 'float32']);
+      expect(Buffer.compare(got.latents.toBytes(), want.latents.toBytes())).toBe(0);
+      expect(Buffer.compare(got.image!.toBytes(), want.image!.toBytes())).toBe(0);
+      for (const t of [got.latents, got.image!, want.latents, want.image!]) t.dispose();
+    } finally {
+      await bf16.close();
+    }
+  });
 });
