@@ -127,8 +127,8 @@ describe('caching FLUX in bfloat16 on flux-tiny', () => {
     disableCache(pipe);
 
     // A trace's config, with TaylorSeer: steps are cached, their residuals and forecasts stay bf16.
-    // (Whether the same steps as cache-dit's bf16 run are cached needs cache-dit references in bf16:
-    // the residual diffs of a bf16 run differ from float32's by several bf16 roundings over the diff.)
+    // (That they are the steps cache-dit's bf16 run caches is cache-16bit.test.ts, against cache-dit
+    // references in bf16: a bf16 run's diffs differ from float32's by several percent.)
     const trace = Object.values(meta.cache_traces).find((t) => t.taylorseer_order)!;
     enableCache(pipe, { ...trace.config, taylorseer_order: trace.taylorseer_order! });
     const cached = pipe.generate(request).latents;
