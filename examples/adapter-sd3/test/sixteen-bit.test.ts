@@ -15,7 +15,7 @@
 // u, latents 1.65-2.0 u, images 1.7-2.2 u; the 16-bit VAE alone, from diffusers' latents, 1.5-1.7 u.
 import { describe, expect, it } from 'vitest';
 
-import { loadSafetensors, memoryStats, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { loadSafetensors, memoryStats, mul, tidy, type Tensor } from '@ditcache/cuda-runtime';
 
 import sd3CliFamily from '../src/cli-family.js';
 import { SD3Transformer, StableDiffusion3Pipeline, type SD3Block } from '../src/index.js';
@@ -164,6 +164,21 @@ describe('dtype', () => {
   it('is refused when unknown, naming the valid ones', () => {
     expect(() => SD3Transformer.load(`${dir}/transformer`, { dtype: 'bf16' as 'bfloat16' })).toThrow(/'bf16'.*float32, bfloat16, float16/);
     expect(() => StableDiffusion3Pipeline.fromPretrained(dir, { dtype: 'half' as 'float16' })).toThrow(/dtype.*'half'.*float32, bfloat16, float16/);
+  });
+
+  it('stops a float16 run whose activations overflow with an error naming the step and the block; bfloat16 runs it', () => {
+    const meta = metaOf('sd35-tiny');
+    const inputs = loadSafetensors(`${dir}/pipeline.safetensors`);
+    // Prompt embeddings 30000 times too large: the text stream leaves float16's range in block 0.
+    const huge = tidy(() => mul(inputs.prompt_embeds, 3e4));
+    const request = { ...goldenRequest(inputs, meta), promptEmbeds: huge, guidanceScale: 1, numInferenceSteps: 3, decode: false };
+    using fp16 = StableDiffusion3Pipeline.fromPretrained(dir, { dtype: 'float16' });
+    const before = memoryStats();
+    expect(() => fp16.generate(request)).toThrow(/float16 overflow at step 1 of 3, in transformer_blocks\.0: .*bfloat16/);
+    expect(memoryStats()).toEqual(before);
+    using bf16 = StableDiffusion3Pipeline.fromPretrained(dir, { dtype: 'bfloat16' });
+    bf16.generate(request).latents.dispose();
+    for (const t of [huge, ...Object.values(inputs)]) t.dispose();
   });
 
   it('reaches the CLI family: a transformer loaded for ditcache forward --dtype computes as the API one, bit for bit', () => {

@@ -21,7 +21,7 @@ import { readFileSync } from 'node:fs';
 
 import { describe, expect, it } from 'vitest';
 
-import { loadSafetensors, memoryStats, tensor, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { loadSafetensors, memoryStats, mul, tensor, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import { randnTensor } from '@ditcache/diffusion';
 
 import hidreamCliFamily from '../src/cli-family.js';
@@ -252,6 +252,20 @@ describe('dtype', () => {
   it('is refused when unknown, naming the valid ones', () => {
     expect(() => HiDreamTransformer.load(`${dir}/transformer`, { dtype: 'bf16' as 'bfloat16' })).toThrow(/'bf16'.*float32, bfloat16, float16/);
     expect(() => HiDreamPipeline.fromPretrained(dir, { dtype: 'half' as 'float16' })).toThrow(/dtype.*'half'.*float32, bfloat16, float16/);
+  });
+
+  it('stops a float16 run whose activations overflow with an error naming the step and the block; bfloat16 runs it', () => {
+    const inputs = loadSafetensors(`${dir}/pipeline.safetensors`);
+    // T5 embeddings 30000 times too large: the text stream leaves float16's range in the first block.
+    const huge = tidy(() => mul(inputs.prompt_embeds_t5, 3e4));
+    const req = { ...request(inputs, inputs.latents_in), promptEmbedsT5: huge, guidanceScale: 1, numInferenceSteps: 3, decode: false };
+    using fp16 = loadPipeline('float16');
+    const before = memoryStats();
+    expect(() => fp16.generate(req)).toThrow(/float16 overflow at step 1 of 3, in double_stream_blocks\.0: .*bfloat16/);
+    expect(memoryStats()).toEqual(before);
+    using bf16 = loadPipeline('bfloat16');
+    bf16.generate(req).latents.dispose();
+    for (const t of [huge, ...Object.values(inputs)]) t.dispose();
   });
 
   it("picks a token's experts as torch.topk does when 16-bit scores tie (torch's picks on tied rows)", () => {

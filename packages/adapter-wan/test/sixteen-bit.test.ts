@@ -25,7 +25,7 @@ import { readFileSync } from 'node:fs';
 
 import { describe, expect, it } from 'vitest';
 
-import { loadSafetensors, memoryStats, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { loadSafetensors, memoryStats, mul, tidy, type Tensor } from '@ditcache/cuda-runtime';
 
 import wanCliFamily from '../src/cli-family.js';
 import { WanPipeline, WanTransformer, type WanBlock, type WanGenerateResult } from '../src/index.js';
@@ -219,6 +219,21 @@ describe('dtype', () => {
   it('is refused when unknown, naming the valid ones', () => {
     expect(() => WanTransformer.load(`${folder}/transformer`, { dtype: 'bf16' as 'bfloat16' })).toThrow(/'bf16'.*float32, bfloat16, float16/);
     expect(() => WanPipeline.fromPretrained(folder, { dtype: 'half' as 'float16' })).toThrow(/dtype.*'half'.*float32, bfloat16, float16/);
+  });
+
+  it('stops a float16 run whose activations overflow with an error naming the step and the block; bfloat16 runs it', () => {
+    const meta = JSON.parse(readFileSync(`${folder}/meta.json`, 'utf-8')) as Record<string, number>;
+    const inputs = loadSafetensors(`${folder}/pipeline.safetensors`);
+    // Prompt embeddings 30000 times too large: the projected text leaves float16's range in block 0.
+    const huge = tidy(() => mul(inputs.prompt_embeds, 3e4));
+    const request = { promptEmbeds: huge, negativePromptEmbeds: inputs.negative_prompt_embeds, latents: inputs.latents_in, height: meta.height, width: meta.width, numFrames: meta.num_frames, numInferenceSteps: 3, decode: false };
+    using fp16 = WanPipeline.fromPretrained(folder, { dtype: 'float16' });
+    const before = memoryStats();
+    expect(() => fp16.generate(request)).toThrow(/float16 overflow at step 1 of 3, in blocks\.0: .*bfloat16/);
+    expect(memoryStats()).toEqual(before);
+    using bf16 = WanPipeline.fromPretrained(folder, { dtype: 'bfloat16' });
+    bf16.generate(request).latents.dispose();
+    for (const t of [huge, ...Object.values(inputs)]) t.dispose();
   });
 
   it('reaches the worker: a spawned pipeline generates what the local one does, bit for bit', async () => {
