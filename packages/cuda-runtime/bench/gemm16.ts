@@ -76,23 +76,32 @@ async function main(): Promise<void> {
   const torch = python ? new PythonTimer(python, TORCH_JOBS) : null;
   try {
     console.log('\nProducts, GFLOP/s (median of interleaved calls); ratio = ours / PyTorch throughput:\n');
-    console.log('| case | (m, k, n) | ours bf16 | PyTorch bf16 | **bf16 ours / PyTorch** | ours fp16 |');
-    console.log('|---|---|---:|---:|---:|---:|');
+    const onednn = dev.cpu.onednnLoaded;
+    console.log(`| case | (m, k, n) | ours bf16 | PyTorch bf16 | **bf16 ours / PyTorch** | ours fp16 |${onednn ? ' ours bf16 through oneDNN |' : ''}`);
+    console.log(`|---|---|---:|---:|---:|---:|${onednn ? '---:|' : ''}`);
+    const initial = rt.halfGemmBackend();
     for (const c of PRODUCTS) {
       const flops = 2 * c.m * c.k * c.n;
       const big = flops > 5e10;
       const ours = (['bfloat16', 'float16'] as const).map((dtype) => {
         const a = random([c.m, c.k], dtype);
         const b = c.kind === 'matmul' ? random([c.k, c.n], dtype) : random([c.n, c.k], dtype);
-        return { run: () => timeOnce(() => (c.kind === 'matmul' ? rt.matmul(a, b) : rt.linear(a, b)).dispose()), free: () => (a.dispose(), b.dispose()) };
+        const product = () => (c.kind === 'matmul' ? rt.matmul(a, b) : rt.linear(a, b)).dispose();
+        return {
+          run: () => (rt.setHalfGemmBackend('builtin'), timeOnce(product)),
+          runOneDnn: () => (rt.setHalfGemmBackend('onednn'), timeOnce(product)),
+          free: () => (a.dispose(), b.dispose()),
+        };
       });
       await torch?.setup(c.name, { kind: c.kind, threads, dtype: 'bfloat16', m: c.m, k: c.k, n: c.n });
-      const runners = [ours[0].run, ours[1].run, ...(torch ? [() => torch.time(c.name)] : [])];
-      const [bf, fp, pt] = await interleaved(3, big ? 2 : 5, runners);
+      const runners = [ours[0].run, ours[1].run, ...(onednn ? [ours[0].runOneDnn] : []), ...(torch ? [() => torch.time(c.name)] : [])];
+      const times = await interleaved(3, big ? 2 : 5, runners);
+      const [bf, fp] = times, dn = onednn ? times[2] : undefined, pt = torch ? times[times.length - 1] : undefined;
       for (const o of ours) o.free();
       const gf = (s: number) => (flops / s / 1e9).toFixed(1);
-      console.log(`| ${c.name} | (${c.m}, ${c.k}, ${c.n}) | ${gf(bf)} | ${pt ? gf(pt) : 'n/a'} | **${pt ? (pt / bf).toFixed(2) : 'n/a'}** | ${gf(fp)} |`);
+      console.log(`| ${c.name} | (${c.m}, ${c.k}, ${c.n}) | ${gf(bf)} | ${pt ? gf(pt) : 'n/a'} | **${pt ? (pt / bf).toFixed(2) : 'n/a'}** | ${gf(fp)} |${dn ? ` ${gf(dn)} |` : ''}`);
     }
+    rt.setHalfGemmBackend(initial);
 
     const { b, h, s, d } = ATTENTION;
     console.log(`\nAttention (${b}, ${h}, ${s}, ${d}) in bfloat16, ms (median); ratio = PyTorch time / ours:\n`);

@@ -13,6 +13,7 @@
 
 #include "cpu/features.h"
 #include "cpu/gemm.h"
+#include "cpu/onednn.h"
 #include "cpu/parallel.h"
 #include "host_blocks.h"
 #include "ops.h"
@@ -526,7 +527,6 @@ DC_FN(MemoryStats) {
     auto& c = counters();
     o.Set("liveTensors", double(c.live_tensors.load()));
     o.Set("hostBytes", double(c.host_bytes.load()));
-    o.Set("hostCachedBytes", double(host_cached_bytes()));
     o.Set("deviceBytes", double(c.device_bytes.load()));
     o.Set("mappedBytes", double(c.mapped_bytes.load()));
     o.Set("storages", double(c.storages.load()));
@@ -545,6 +545,9 @@ DC_FN(Devices) {
     cpuInfo.Set("gemm", cpu::gemm_backend() == cpu::GemmBackend::Blas ? "blas" : "builtin");
     cpuInfo.Set("blas", cpu::blas_name());
     cpuInfo.Set("blasLoaded", cpu::blas_available());
+    cpuInfo.Set("gemm16", cpu::half_gemm_backend() == cpu::HalfGemmBackend::OneDnn ? "onednn" : "builtin");
+    cpuInfo.Set("onednn", cpu::onednn_name());
+    cpuInfo.Set("onednnLoaded", cpu::onednn_available());
     o.Set("cpu", cpuInfo);
     Napi::Object cu = Napi::Object::New(env);
 #if DITCACHE_WITH_CUDA
@@ -583,6 +586,7 @@ DC_FN(BuildInfo) {
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("blas", DITCACHE_BUILD_BLAS);
     o.Set("cuda", DITCACHE_BUILD_CUDA);
+    o.Set("onednn", DITCACHE_BUILD_ONEDNN);
     o.Set("napiVersion", NAPI_VERSION);
     return o;)
 }
@@ -605,6 +609,18 @@ DC_FN(SetGemmBackend) {
 }
 DC_FN(GemmBackendName) {
   return Napi::String::New(info.Env(), cpu::gemm_backend() == cpu::GemmBackend::Blas ? "blas" : "builtin");
+}
+DC_FN(HostCachedBytes) { return Napi::Number::New(info.Env(), double(host_cached_bytes())); }
+DC_FN(SetHalfGemmBackend) {
+  DC_BODY(
+    const std::string b = arg_string(info, 0, "setHalfGemmBackend", "backend");
+    if (b == "onednn") cpu::set_half_gemm_backend(cpu::HalfGemmBackend::OneDnn);
+    else if (b == "builtin") cpu::set_half_gemm_backend(cpu::HalfGemmBackend::Builtin);
+    else fail("setHalfGemmBackend", "unknown backend '", b, "' (expected 'onednn' or 'builtin')");
+    return info.Env().Undefined();)
+}
+DC_FN(HalfGemmBackendName) {
+  return Napi::String::New(info.Env(), cpu::half_gemm_backend() == cpu::HalfGemmBackend::OneDnn ? "onednn" : "builtin");
 }
 DC_FN(SetCpuIsa) {
   DC_BODY(cpu::set_isa(cpu::parse_isa(arg_string(info, 0, "setCpuIsa", "isa"))); return info.Env().Undefined();)
@@ -647,9 +663,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
         {"linear", Linear}, {"matmul", Matmul}, {"attention", Attention}, {"rope", Rope},
         {"embedding", Embedding}, {"conv2d", Conv2d}, {"conv3d", Conv3d}, {"topk", Topk},
         {"upsampleNearest2d", UpsampleNearest2d},
-        {"mapFile", MapFile}, {"fromMapping", FromMapping}, {"memoryStats", MemoryStats},
+        {"mapFile", MapFile}, {"fromMapping", FromMapping}, {"memoryStats", MemoryStats}, {"hostCachedBytes", HostCachedBytes},
         {"devices", Devices}, {"buildInfo", BuildInfo}, {"setNumThreads", SetNumThreads},
         {"numThreads", NumThreads}, {"setGemmBackend", SetGemmBackend}, {"gemmBackend", GemmBackendName},
+        {"setHalfGemmBackend", SetHalfGemmBackend}, {"halfGemmBackend", HalfGemmBackendName},
         {"setCpuIsa", SetCpuIsa}, {"cpuIsa", CpuIsa}, {"setAllowTf32", SetAllowTf32}, {"allowTf32", AllowTf32}};
     for (const auto& [name, fn] : fns) exports.Set(name, Napi::Function::New(env, fn, name));
   }

@@ -38,11 +38,6 @@ export interface MemoryStats {
   liveTensors: number;
   /** Bytes of host memory owned by live tensors. */
   hostBytes: number;
-  /**
-   * Bytes of freed large host blocks kept for reuse by the next tensors of the same size (at
-   * most DITCACHE_HOST_CACHE_MB, default 1024; 0 turns the cache off). Not part of hostBytes.
-   */
-  hostCachedBytes: number;
   /** Bytes of CUDA memory owned by live tensors. */
   deviceBytes: number;
   /** Bytes of files mapped into memory (weights viewed in place). */
@@ -68,6 +63,11 @@ export interface DeviceReport {
     gemm: 'blas' | 'builtin';
     /** Whether OpenBLAS was found and loaded at run time. */
     blasLoaded: boolean;
+    /** What runs 16-bit products: the built-in kernels, or oneDNN (the default where it has AMX). */
+    gemm16: 'builtin' | 'onednn';
+    /** oneDNN's version, ISA and file, or "none: " and why it is not loaded. */
+    onednn: string;
+    onednnLoaded: boolean;
     /** OpenBLAS's build description and file, or 'none: ' and why. */
     blas: string;
   };
@@ -126,11 +126,14 @@ export interface NativeBinding {
   fromMapping(m: NativeMapping, byteOffset: number, dtype: DType, shape: number[]): T;
   memoryStats(): MemoryStats;
   devices(): DeviceReport;
-  buildInfo(): { blas: string; cuda: string; napiVersion: number };
+  buildInfo(): { blas: string; cuda: string; onednn: string; napiVersion: number };
   setNumThreads(n: number): number;
   numThreads(): number;
   setGemmBackend(name: 'blas' | 'builtin'): void;
   gemmBackend(): 'blas' | 'builtin';
+  hostCachedBytes(): number;
+  setHalfGemmBackend(name: 'builtin' | 'onednn'): void;
+  halfGemmBackend(): 'builtin' | 'onednn';
   setCpuIsa(name: CpuIsa): void;
   cpuIsa(): CpuIsa;
   setAllowTf32(on: boolean): void;

@@ -43,6 +43,27 @@ export function gemmBackend(): 'blas' | 'builtin' {
   return native.gemmBackend();
 }
 
+/**
+ * Bytes of freed large host blocks (4 MiB and more) kept for reuse by the next tensors of their
+ * size, at most DITCACHE_HOST_CACHE_MB (default 1024; 0 turns the cache off). They belong to no
+ * tensor, so memoryStats() leaves them out.
+ */
+export function hostCachedBytes(): number {
+  return native.hostCachedBytes();
+}
+
+/**
+ * What runs 16-bit products on the CPU: 'builtin' (AVX512-BF16 dot products, or widening) or
+ * 'onednn' (oneDNN 2.x loaded at run time, the default where it has AMX tiles; DITCACHE_GEMM16
+ * sets the start value). Attention always uses the built-in kernels.
+ */
+export function setHalfGemmBackend(backend: 'builtin' | 'onednn'): void {
+  native.setHalfGemmBackend(backend);
+}
+export function halfGemmBackend(): 'builtin' | 'onednn' {
+  return native.halfGemmBackend();
+}
+
 /** Lowers the vector ISA of the CPU kernels (for testing every code path on one machine). */
 export function setCpuIsa(isa: CpuIsa): void {
   native.setCpuIsa(isa);

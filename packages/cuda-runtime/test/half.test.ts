@@ -13,9 +13,11 @@ import * as ref from './reference.js';
 const rng = rngFor('half');
 const detected = rt.devices().cpu.detectedIsa;
 const initialBackend = rt.gemmBackend();
+const initialHalfBackend = rt.halfGemmBackend();
 afterAll(() => {
   rt.setCpuIsa(detected);
   rt.setGemmBackend(initialBackend);
+  rt.setHalfGemmBackend(initialHalfBackend);
 });
 
 type Half = 'bfloat16' | 'float16';
@@ -45,14 +47,22 @@ const sumSlack = (absSums: Nd): Nd => absSums.map((v) => 1e-5 * v);
 const absLinear = (x: Nd, w: Nd): Nd => sumSlack(ref.linear(x.map(Math.abs), w.map(Math.abs), null));
 
 const isas = rt.CPU_ISAS.slice(0, rt.CPU_ISAS.indexOf(detected) + 1).reverse();
-const paths = isas.flatMap((isa) =>
-  (['blas', 'builtin'] as const).filter((b) => b === 'builtin' || rt.devices().cpu.blasLoaded).map((backend) => ({ isa, backend })),
-);
+// The built-in kernels at every ISA over each float32 backend (the widening path uses it), and
+// oneDNN where it loads (.ci/run installs it, so CI always runs that path too).
+const paths = [
+  ...isas.flatMap((isa) =>
+    (['blas', 'builtin'] as const)
+      .filter((b) => b === 'builtin' || rt.devices().cpu.blasLoaded)
+      .map((backend) => ({ name: `${isa} over ${backend}`, isa, backend, half: 'builtin' as const })),
+  ),
+  ...(rt.devices().cpu.onednnLoaded ? [{ name: 'oneDNN', isa: detected, backend: initialBackend, half: 'onednn' as const }] : []),
+];
 
-describe.each(paths)('16-bit products at $isa over $backend', ({ isa, backend }) => {
+describe.each(paths)('16-bit products: $name', ({ isa, backend, half }) => {
   const use = () => {
     rt.setCpuIsa(isa);
     rt.setGemmBackend(backend);
+    rt.setHalfGemmBackend(half);
   };
 
   it.each(['bfloat16', 'float16'] as const)('linear in %s: odd sizes, bias, a transposed weight view, one row', (dtype) => {

@@ -22,7 +22,7 @@ const pool = [undefined, null, 0, -1, 2, 1e20, NaN, Infinity, -0.5, 'float32', '
   t([4], 'float16'), t([2, 2, 2, 2], 'bfloat16'), disposed, mapping, n.transpose(t([3, 4]), 0, 1),
   n.expand(t([1, 4]), [5, 4]), () => 1, Symbol('s')];
 let calls = 0, errors = 0, returns = 0;
-const fns = Object.entries(n).filter(([k, v]) => typeof v === 'function' && !/^(Native|setNumThreads|setCpuIsa|setGemmBackend)/.test(k));
+const fns = Object.entries(n).filter(([k, v]) => typeof v === 'function' && !/^(Native|setNumThreads|setCpuIsa|setGemmBackend|setHalfGemmBackend|setAllowTf32)/.test(k));
 let seed = 12345;
 const rand = (k) => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % k; };
 for (const [name, fn] of fns) {

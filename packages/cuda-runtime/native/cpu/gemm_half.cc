@@ -1,5 +1,5 @@
 // 16-bit matrix products: bfloat16 or float16 operands, float32 accumulation and result, the way
-// PyTorch's 16-bit matmul computes. With AVX512-BF16, bfloat16 runs natively: operands are packed
+// PyTorch's 16-bit matmul computes (through oneDNN where it has AMX tiles: onednn.h). With AVX512-BF16, bfloat16 runs natively: operands are packed
 // as (k, k+1) pairs, one 32-bit lane each, so that one VDPBF16PS does two multiply-adds per lane
 // (twice the float32 FMA rate) and the weights are read at half the bytes. Elsewhere (float16,
 // or a CPU without AVX512-BF16) operands are widened to float32 a block at a time and multiplied
@@ -17,6 +17,7 @@
 #include "features.h"
 #include "gemm.h"
 #include "gemm_split.h"
+#include "onednn.h"
 
 namespace dc::cpu {
 namespace {
@@ -344,6 +345,8 @@ void gemm_half_serial(const HalfGemmArgs& g) {
 }
 
 void gemm_half(const HalfGemmArgs& g, Device) {
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return;
+  if (onednn_gemm_half(g)) return;
   parallel_gemm(g, kMR, kNR, GemmSplit::LessPacking, [](const HalfGemmArgs& s) { gemm_half_serial(s); });
 }
 
