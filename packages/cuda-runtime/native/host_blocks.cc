@@ -11,7 +11,8 @@ namespace dc {
 namespace {
 
 constexpr size_t kHugePage = size_t(2) << 20;
-constexpr size_t kLarge = 2 * kHugePage;  // smaller blocks go to malloc as they are
+constexpr size_t kLarge = 2 * kHugePage;       // from here on, huge-page aligned
+constexpr size_t kCached = size_t(128) << 10;  // from here on (malloc's mmap threshold), kept for reuse
 
 // At most this many bytes are kept (DITCACHE_HOST_CACHE_MB; 0 turns the cache off).
 size_t cache_limit() {
@@ -32,13 +33,17 @@ Cache& cache() {
   return *c;
 }
 
-size_t rounded(size_t bytes) { return bytes >= kLarge ? (bytes + kHugePage - 1) / kHugePage * kHugePage : (bytes + 63) / 64 * 64; }
+size_t rounded(size_t bytes) {
+  if (bytes >= kLarge) return (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  if (bytes >= kCached) return (bytes + 4095) / 4096 * 4096;
+  return (bytes + 63) / 64 * 64;
+}
 
 }  // namespace
 
 void* host_allocate(size_t bytes) {
   const size_t size = rounded(bytes);
-  if (size < kLarge) return std::aligned_alloc(64, size);
+  if (size < kCached) return std::aligned_alloc(64, size);
   {
     Cache& c = cache();
     std::lock_guard<std::mutex> lock(c.mutex);
@@ -50,24 +55,25 @@ void* host_allocate(size_t bytes) {
       return p;
     }
   }
-  void* p = std::aligned_alloc(kHugePage, size);
+  const size_t align = size >= kLarge ? kHugePage : 64;
+  void* p = std::aligned_alloc(align, size);
   if (!p) {  // give the cached blocks back and try once more
     Cache& c = cache();
     std::lock_guard<std::mutex> lock(c.mutex);
     for (auto& [s, q] : c.free) std::free(q);
     c.free.clear();
     c.bytes = 0;
-    p = std::aligned_alloc(kHugePage, size);
+    p = std::aligned_alloc(align, size);
     if (!p) return nullptr;
   }
-  ::madvise(p, size, MADV_HUGEPAGE);  // advice only: without THP it changes nothing
+  if (size >= kLarge) ::madvise(p, size, MADV_HUGEPAGE);  // advice only: without THP it changes nothing
   return p;
 }
 
 void host_release(void* p, size_t bytes) noexcept {
   if (!p) return;
   const size_t size = rounded(bytes);
-  if (size >= kLarge) {
+  if (size >= kCached) {
     Cache& c = cache();
     std::lock_guard<std::mutex> lock(c.mutex);
     if (c.bytes + size <= cache_limit()) {

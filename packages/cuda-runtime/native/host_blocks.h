@@ -1,8 +1,8 @@
-// Host memory for tensors. Large blocks (the activations of real-width models: tens of MB per
-// op) are 2 MiB aligned, ask for transparent huge pages, and are kept for reuse when freed, up
-// to a bound: fresh pages from the kernel must be zeroed and faulted in, which at FLUX.1 width
-// cost as much as a 16-bit matrix product's arithmetic. The same shapes recur every step, so
-// the next step's activations take the blocks the last step freed.
+// Host memory for tensors. Blocks from 128 KiB (where malloc starts taking fresh pages from the
+// kernel) are kept for reuse when freed, up to a bound: fresh pages must be zeroed and faulted
+// in, which at FLUX.1 width cost as much as a 16-bit matrix product's arithmetic. The same
+// shapes recur every step, so the next step's activations take the blocks the last step freed.
+// Blocks from 4 MiB are 2 MiB aligned and ask for transparent huge pages.
 #pragma once
 #include <cstddef>
 

@@ -44,7 +44,7 @@ export function gemmBackend(): 'blas' | 'builtin' {
 }
 
 /**
- * Bytes of freed large host blocks (4 MiB and more) kept for reuse by the next tensors of their
+ * Bytes of freed host blocks (128 KiB and more) kept for reuse by the next tensors of their
  * size, at most DITCACHE_HOST_CACHE_MB (default 1024; 0 turns the cache off). They belong to no
  * tensor, so memoryStats() leaves them out.
  */

@@ -22,13 +22,13 @@
 namespace dc::cpu {
 namespace {
 
-constexpr int64_t kKC = 512;   // depth of one packed block (even: whole pairs)
-constexpr int64_t kMC = 192;   // rows of A per packed block (multiple of kMR)
+constexpr int64_t kKC = 256;   // depth of one packed block (even: whole pairs)
+constexpr int64_t kMC = 196;   // rows of A per packed block (multiple of kMR)
 constexpr int64_t kNC = 3072;  // columns of B per packed block (multiple of kNR)
 // Float32 sums held at once, in bytes: they live in a reused per-thread buffer (no fresh pages
 // to fault in, no zero-fill), and as many rows as fit share one packing of each B block.
 constexpr int64_t kSumsBytes = int64_t(8) << 20;
-constexpr int kMR = 12, kNR = 32;
+constexpr int kMR = 14, kNR = 32;
 
 inline uint32_t load_pair(const uint16_t* p) {
   uint32_t v;
@@ -113,18 +113,18 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void pack_b_pairs(const Hal
 // c (kMR x kNR, row stride ldc) = (first ? 0 : c) + a_sliver * b_sliver over kp pairs.
 __attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16"))) void ukernel_bf16(int64_t kp, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc, bool first) {
   // The sums tile is read only after the depth loop; fetching it now hides its latency.
-#pragma GCC unroll 12
+#pragma GCC unroll 14
   for (int i = 0; i < kMR; ++i) {
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
   }
   __m512 acc0[kMR], acc1[kMR];
-#pragma GCC unroll 12
+#pragma GCC unroll 14
   for (int i = 0; i < kMR; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
   for (int64_t q = 0; q < kp; ++q) {
     const __m512bh b0 = (__m512bh)_mm512_load_si512(b);
     const __m512bh b1 = (__m512bh)_mm512_load_si512(b + 16);
-#pragma GCC unroll 12
+#pragma GCC unroll 14
     for (int i = 0; i < kMR; ++i) {
       const __m512bh ai = (__m512bh)_mm512_set1_epi32(int(a[i]));
       acc0[i] = _mm512_dpbf16_ps(acc0[i], ai, b0);
@@ -134,14 +134,14 @@ __attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16"))) void ukernel_bf1
     b += kNR;
   }
   if (first) {
-#pragma GCC unroll 12
+#pragma GCC unroll 14
     for (int i = 0; i < kMR; ++i) {
       _mm512_storeu_ps(c + i * ldc, acc0[i]);
       _mm512_storeu_ps(c + i * ldc + 16, acc1[i]);
     }
     return;
   }
-#pragma GCC unroll 12
+#pragma GCC unroll 14
   for (int i = 0; i < kMR; ++i) {
     float* ci = c + i * ldc;
     _mm512_storeu_ps(ci, _mm512_add_ps(acc0[i], _mm512_loadu_ps(ci)));
