@@ -32,11 +32,6 @@ const ACCURACY_RATIO = 1.5;
 /** The issue's bound on our images' PSNR against float32, below diffusers' 16-bit images' (dB). */
 const PSNR_MARGIN = 1;
 
-/** Relative L2 in float64 of tensors of any float dtypes. */
-function distance(a: Tensor, b: Tensor): number {
-  return tidy(() => relativeL2(a.cast('float32'), b.cast('float32')));
-}
-
 /** Mean squared error of two images in [0, 1]. */
 function mse(a: Tensor, b: Tensor): number {
   const [x, y] = [a.toFloat32Array(), b.toFloat32Array()];
@@ -67,8 +62,8 @@ describe.each(CASES)('SD3Transformer in $dtype on $set', ({ set, dtype, tag, rou
         const p = `transformer_blocks.${i}`;
         const [e, h] = block.forward(ref[`${p}.in.hidden_states`].cast(dtype), ref[`${p}.in.encoder_hidden_states`].cast(dtype), ref[`${p}.in.temb`].cast(dtype));
         expect(h.dtype).toBe(dtype);
-        expect(distance(h, ref[`${p}.out1`]), `${p}.out1`).toBeLessThan(roundoff);
-        if (e) expect(distance(e, ref[`${p}.out0`]), `${p}.out0`).toBeLessThan(roundoff);
+        expect(relativeL2(h, ref[`${p}.out1`]), `${p}.out1`).toBeLessThan(roundoff);
+        if (e) expect(relativeL2(e, ref[`${p}.out0`]), `${p}.out0`).toBeLessThan(roundoff);
       });
     });
     for (const t of Object.values(ref)) t.dispose();
@@ -92,9 +87,9 @@ describe.each(CASES)('SD3Transformer in $dtype on $set', ({ set, dtype, tag, rou
     expect(outputs.size).toBe(2 * transformer.config.num_layers);
     for (const [name, t] of outputs) {
       expect(t.dtype, name).toBe(dtype);
-      expect(distance(t, ref[name]), `${name} vs diffusers ${dtype}`).toBeLessThan(3 * roundoff);
+      expect(relativeL2(t, ref[name]), `${name} vs diffusers ${dtype}`).toBeLessThan(3 * roundoff);
     }
-    expect(distance(sample, float32.sample)).toBeLessThanOrEqual(ACCURACY_RATIO * distance(ref.sample, float32.sample));
+    expect(relativeL2(sample, float32.sample)).toBeLessThanOrEqual(ACCURACY_RATIO * relativeL2(ref.sample, float32.sample));
     for (const t of outputs.values()) t.dispose();
     expect(memoryStats()).toEqual(before);
     for (const t of [...Object.values(float32), ...Object.values(ref)]) t.dispose();
@@ -115,13 +110,13 @@ describe.each(CASES)('StableDiffusion3Pipeline in $dtype on $set', ({ set, dtype
     // Latents stay in the dtype; the image is widened to float32 as diffusers' output_type="np".
     expect(result.latents.dtype).toBe(dtype);
     expect(result.image!.dtype).toBe('float32');
-    steps.forEach((latents, i) => expect(distance(latents, refSteps[i]), `step ${i}`).toBeLessThan(3 * roundoff));
-    expect(distance(result.latents, ref.latents_out)).toBeLessThan(3 * roundoff);
-    expect(distance(result.image!, ref.image_out)).toBeLessThan(3 * roundoff);
-    expect(distance(result.latents, float32.latents_out)).toBeLessThanOrEqual(ACCURACY_RATIO * distance(ref.latents_out, float32.latents_out));
+    steps.forEach((latents, i) => expect(relativeL2(latents, refSteps[i]), `step ${i}`).toBeLessThan(3 * roundoff));
+    expect(relativeL2(result.latents, ref.latents_out)).toBeLessThan(3 * roundoff);
+    expect(relativeL2(result.image!, ref.image_out)).toBeLessThan(3 * roundoff);
+    expect(relativeL2(result.latents, float32.latents_out)).toBeLessThanOrEqual(ACCURACY_RATIO * relativeL2(ref.latents_out, float32.latents_out));
     // The VAE stage on its own: diffusers' 16-bit latents, decoded here in 16-bit, are diffusers' image.
     const image = tidy(() => pipe.decodeLatents(ref.latents_out.cast(dtype)));
-    expect(distance(image, ref.image_out)).toBeLessThan(3 * roundoff);
+    expect(relativeL2(image, ref.image_out)).toBeLessThan(3 * roundoff);
     for (const t of [...steps, result.latents, result.image!, image]) t.dispose();
     expect(memoryStats()).toEqual(before);
     refSteps.forEach((t) => t.dispose());
@@ -144,8 +139,8 @@ describe.each(SETS)('StableDiffusion3Pipeline in 16-bit on %s, 16 runs', (set) =
       const latentErrors = { ours: 0, diffusers: 0 };
       for (let i = 0; i < runs; ++i) {
         const result = pipe.generate({ ...goldenRequest(embeds, meta), latents: run('latents_in', i) });
-        latentErrors.ours += distance(result.latents, run('latents_out_f32', i)) / runs;
-        latentErrors.diffusers += distance(run(`latents_out_${tag}`, i), run('latents_out_f32', i)) / runs;
+        latentErrors.ours += relativeL2(result.latents, run('latents_out_f32', i)) / runs;
+        latentErrors.diffusers += relativeL2(run(`latents_out_${tag}`, i), run('latents_out_f32', i)) / runs;
         ours.push(result.image!);
         result.latents.dispose();
       }

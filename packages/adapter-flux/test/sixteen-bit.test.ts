@@ -28,18 +28,6 @@ const CASES = SETS.flatMap((set) => DTYPES.map((d) => ({ set, ...d })));
 /** The issue's bound on our 16-bit error against float32, relative to diffusers' own. */
 const ACCURACY_RATIO = 1.5;
 
-/** Relative L2 in float64 of tensors of any float dtypes. */
-function distance(a: Tensor, b: Tensor): number {
-  const wide = (t: Tensor): Tensor => (t.dtype === 'float32' ? t : t.cast('float32'));
-  const [x, y] = [wide(a), wide(b)];
-  try {
-    return relativeL2(x, y);
-  } finally {
-    if (x !== a) x.dispose();
-    if (y !== b) y.dispose();
-  }
-}
-
 /** Wraps blocks so that each one's outputs are copied out under `name.{i}.out0/out1`. */
 function recording(blocks: FluxBlock[], name: string, into: Map<string, Tensor>): FluxBlock[] {
   return blocks.map((block, i) => ({
@@ -77,9 +65,9 @@ describe.each(CASES)('FluxTransformer in $dtype on $set', ({ set, dtype, tag, ro
     expect(outputs.size).toBe(1 + 2 * (transformer.config.num_layers + transformer.config.num_single_layers));
     for (const [name, t] of outputs) {
       expect(t.dtype, name).toBe(dtype);
-      expect(distance(t, ref[name]), `${name} vs diffusers ${dtype}`).toBeLessThan(3 * roundoff);
+      expect(relativeL2(t, ref[name]), `${name} vs diffusers ${dtype}`).toBeLessThan(3 * roundoff);
     }
-    expect(distance(sample, float32.sample)).toBeLessThanOrEqual(ACCURACY_RATIO * distance(ref.sample, float32.sample));
+    expect(relativeL2(sample, float32.sample)).toBeLessThanOrEqual(ACCURACY_RATIO * relativeL2(ref.sample, float32.sample));
     for (const t of outputs.values()) t.dispose();
     expect(memoryStats()).toEqual(before);
     for (const t of [...Object.values(float32), ...Object.values(ref)]) t.dispose();
@@ -109,12 +97,12 @@ describe.each(CASES)('FluxPipeline in $dtype on $set', ({ set, dtype, tag, round
     // Latents stay in the dtype; the image is widened to float32 as diffusers' output_type="np".
     expect(result.latents.dtype).toBe(dtype);
     expect(result.image!.dtype).toBe('float32');
-    steps.forEach((latents, i) => expect(distance(latents, refSteps[i]), `step ${i}`).toBeLessThan(3 * roundoff));
-    expect(distance(result.latents, ref.latents_out)).toBeLessThan(3 * roundoff);
-    expect(distance(result.image!, ref.image_out)).toBeLessThan(3 * roundoff);
+    steps.forEach((latents, i) => expect(relativeL2(latents, refSteps[i]), `step ${i}`).toBeLessThan(3 * roundoff));
+    expect(relativeL2(result.latents, ref.latents_out)).toBeLessThan(3 * roundoff);
+    expect(relativeL2(result.image!, ref.image_out)).toBeLessThan(3 * roundoff);
     for (const name of ['latents_out', 'image_out'] as const) {
       const ours = name === 'latents_out' ? result.latents : result.image!;
-      expect(distance(ours, float32[name]), name).toBeLessThanOrEqual(ACCURACY_RATIO * distance(ref[name], float32[name]));
+      expect(relativeL2(ours, float32[name]), name).toBeLessThanOrEqual(ACCURACY_RATIO * relativeL2(ref[name], float32[name]));
     }
     for (const t of [...steps, result.latents, result.image!]) t.dispose();
     expect(memoryStats()).toEqual(before);

@@ -51,11 +51,6 @@ const dir = `${goldens}/hidream-tiny`;
 const local = `${localGoldens}/hidream-tiny`;
 const meta = JSON.parse(readFileSync(`${dir}/meta.json`, 'utf-8')) as Record<string, number>;
 
-/** Relative L2 in float64 of tensors of any float dtypes. */
-function distance(a: Tensor, b: Tensor): number {
-  return tidy(() => relativeL2(a.cast('float32'), b.cast('float32')));
-}
-
 /** Mean squared error of two images in [0, 1]. */
 function mse(a: Tensor, b: Tensor): number {
   const [x, y] = [a.toFloat32Array(), b.toFloat32Array()];
@@ -102,20 +97,20 @@ describe.each(DTYPES.flatMap((d) => CALLS.map((call) => ({ call, ...d }))))('HiD
     tidy(() => {
       const embedded = transformer.embed(goldenInputs(float32));
       // The timestep features computed in float32 and rounded to the dtype before the MLP, as diffusers'.
-      expect(distance(embedded.context.temb, ref['double_stream_blocks.0.in.temb'])).toBeLessThan(0.5 * roundoff);
+      expect(relativeL2(embedded.context.temb, ref['double_stream_blocks.0.in.temb'])).toBeLessThan(0.5 * roundoff);
       const context = { ...embedded.context, temb: ref['double_stream_blocks.0.in.temb'].cast(dtype) };
-      if (ref['double_stream_blocks.0.in.hidden_states_masks']) expect(distance(context.masks as Tensor, ref['double_stream_blocks.0.in.hidden_states_masks'])).toBe(0);
+      if (ref['double_stream_blocks.0.in.hidden_states_masks']) expect(relativeL2(context.masks as Tensor, ref['double_stream_blocks.0.in.hidden_states_masks'])).toBe(0);
       transformer.doubleStreamBlocks.forEach((block, i) => {
         const p = `double_stream_blocks.${i}`;
         const [h, e] = block.forward(ref[`${p}.in.hidden_states`].cast(dtype), ref[`${p}.in.encoder_hidden_states`].cast(dtype), context);
         expect(h.dtype).toBe(dtype);
-        expect(distance(h, ref[`${p}.out0`]), `${p}.out0`).toBeLessThan(2 * roundoff);
-        expect(distance(e, ref[`${p}.out1`]), `${p}.out1`).toBeLessThan(2 * roundoff);
+        expect(relativeL2(h, ref[`${p}.out0`]), `${p}.out0`).toBeLessThan(2 * roundoff);
+        expect(relativeL2(e, ref[`${p}.out1`]), `${p}.out1`).toBeLessThan(2 * roundoff);
       });
       const single = singleStreamContext(context, ref['single_stream_blocks.0.in.hidden_states'].shape[1] - embedded.hidden.shape[1]);
       transformer.singleStreamBlocks.forEach((block, i) => {
         const p = `single_stream_blocks.${i}`;
-        expect(distance(block.forward(ref[`${p}.in.hidden_states`].cast(dtype), single), ref[`${p}.out0`]), p).toBeLessThan(2 * roundoff);
+        expect(relativeL2(block.forward(ref[`${p}.in.hidden_states`].cast(dtype), single), ref[`${p}.out0`]), p).toBeLessThan(2 * roundoff);
       });
     });
     for (const t of [...Object.values(float32), ...Object.values(ref)]) t.dispose();
@@ -133,7 +128,7 @@ describe.each(DTYPES.flatMap((d) => CALLS.map((call) => ({ call, ...d }))))('HiD
     expect(outputs.size).toBe(1 + 2 * transformer.config.num_layers + transformer.config.num_single_layers);
     for (const [name, t] of outputs) {
       expect(t.dtype, name).toBe(dtype);
-      expect(distance(t, ref[name]), `${name} vs diffusers ${dtype}`).toBeLessThan(6 * roundoff);
+      expect(relativeL2(t, ref[name]), `${name} vs diffusers ${dtype}`).toBeLessThan(6 * roundoff);
     }
     for (const t of outputs.values()) t.dispose();
     expect(memoryStats()).toEqual(before);
@@ -157,16 +152,16 @@ describe('HiDreamTransformer in 16-bit, 16 calls', () => {
       timesteps: tensor(Float32Array.of((1000 * (((seed * 7) % 16) + 0.5)) / 16, (1000 * (((seed * 3) % 16) + 0.25)) / 16)),
     });
     using float32 = HiDreamTransformer.load(`${dir}/transformer`);
-    tidy(() => expect(distance(float32.forward(inputs(seeds[0])), calls[`${seeds[0]}.sample_f32`])).toBeLessThan(1e-5));
+    tidy(() => expect(relativeL2(float32.forward(inputs(seeds[0])), calls[`${seeds[0]}.sample_f32`])).toBeLessThan(1e-5));
     for (const { dtype, tag, roundoff } of DTYPES) {
       using transformer = HiDreamTransformer.load(`${dir}/transformer`, { dtype });
       const errors = { ours: 0, diffusers: 0 };
       for (const seed of seeds) {
         tidy(() => {
           const sample = transformer.forward(inputs(seed));
-          expect(distance(sample, calls[`${seed}.sample_${tag}`]), `call ${seed} vs diffusers ${dtype}`).toBeLessThan(6 * roundoff);
-          errors.ours += distance(sample, calls[`${seed}.sample_f32`]) / seeds.length;
-          errors.diffusers += distance(calls[`${seed}.sample_${tag}`], calls[`${seed}.sample_f32`]) / seeds.length;
+          expect(relativeL2(sample, calls[`${seed}.sample_${tag}`]), `call ${seed} vs diffusers ${dtype}`).toBeLessThan(6 * roundoff);
+          errors.ours += relativeL2(sample, calls[`${seed}.sample_f32`]) / seeds.length;
+          errors.diffusers += relativeL2(calls[`${seed}.sample_${tag}`], calls[`${seed}.sample_f32`]) / seeds.length;
         });
       }
       expect(errors.ours, dtype).toBeLessThanOrEqual(ACCURACY_RATIO * errors.diffusers);
@@ -208,12 +203,12 @@ describe.each(DTYPES)('HiDreamPipeline in $dtype', ({ dtype, tag, roundoff }) =>
     // Latents stay in the dtype; the image is widened to float32 as diffusers' output_type="np".
     expect(result.latents.dtype).toBe(dtype);
     expect(result.image!.dtype).toBe('float32');
-    steps.forEach((latents, i) => expect(distance(latents, refSteps[i]), `step ${i}`).toBeLessThan(6 * roundoff));
-    expect(distance(result.latents, ref.latents_out)).toBeLessThan(6 * roundoff);
-    expect(distance(result.image!, ref.image_out)).toBeLessThan(6 * roundoff);
+    steps.forEach((latents, i) => expect(relativeL2(latents, refSteps[i]), `step ${i}`).toBeLessThan(6 * roundoff));
+    expect(relativeL2(result.latents, ref.latents_out)).toBeLessThan(6 * roundoff);
+    expect(relativeL2(result.image!, ref.image_out)).toBeLessThan(6 * roundoff);
     // The VAE stage on its own: diffusers' 16-bit latents, decoded here in 16-bit, are diffusers' image.
     const image = tidy(() => pipe.decodeLatents(ref.latents_out.cast(dtype)));
-    expect(distance(image, ref.image_out)).toBeLessThan(3 * roundoff);
+    expect(relativeL2(image, ref.image_out)).toBeLessThan(3 * roundoff);
     for (const t of [...steps, result.latents, result.image!, image]) t.dispose();
     expect(memoryStats()).toEqual(before);
     refSteps.forEach((t) => t.dispose());
@@ -234,8 +229,8 @@ describe('HiDreamPipeline in 16-bit, 16 runs', () => {
       const latentErrors = { ours: 0, diffusers: 0 };
       for (let i = 0; i < runs; ++i) {
         const result = pipe.generate(request(embeds, run('latents_in', i)));
-        latentErrors.ours += distance(result.latents, run('latents_out_f32', i)) / runs;
-        latentErrors.diffusers += distance(run(`latents_out_${tag}`, i), run('latents_out_f32', i)) / runs;
+        latentErrors.ours += relativeL2(result.latents, run('latents_out_f32', i)) / runs;
+        latentErrors.diffusers += relativeL2(run(`latents_out_${tag}`, i), run('latents_out_f32', i)) / runs;
         ours.push(result.image!);
         result.latents.dispose();
       }

@@ -41,11 +41,6 @@ const ACCURACY_RATIO = 1.5;
 /** The issue's bound on our frames' PSNR against float32, below diffusers' 16-bit frames' (dB). */
 const PSNR_MARGIN = 1;
 
-/** Relative L2 in float64 of tensors of any float dtypes. */
-function distance(a: Tensor, b: Tensor): number {
-  return tidy(() => relativeL2(a.cast('float32'), b.cast('float32')));
-}
-
 /** PSNR (dB) of frames in [0, 1] against `reference` (data range 1). */
 function psnr(frames: Tensor, reference: Tensor): number {
   const [a, b] = [frames.toFloat32Array(), reference.toFloat32Array()];
@@ -94,9 +89,9 @@ describe.each(DTYPES.flatMap((d) => FORWARDS.map((f) => ({ ...f, ...d }))))('Wan
     expect(outputs.size).toBe(1 + transformer.config.num_layers);
     for (const [name, t] of outputs) {
       expect(t.dtype, name).toBe(dtype);
-      expect(distance(t, ref[name]), `${name} vs diffusers ${dtype}`).toBeLessThan(3 * roundoff);
+      expect(relativeL2(t, ref[name]), `${name} vs diffusers ${dtype}`).toBeLessThan(3 * roundoff);
     }
-    expect(distance(sample, float32.sample)).toBeLessThanOrEqual(ACCURACY_RATIO * distance(ref.sample, float32.sample));
+    expect(relativeL2(sample, float32.sample)).toBeLessThanOrEqual(ACCURACY_RATIO * relativeL2(ref.sample, float32.sample));
     for (const t of outputs.values()) t.dispose();
     expect(memoryStats()).toEqual(before);
     for (const t of [...Object.values(float32), ...Object.values(ref)]) t.dispose();
@@ -120,14 +115,14 @@ describe.each(DTYPES.flatMap((d) => FORWARDS.map((f) => ({ ...f, ...d }))))('Wan
       transformer.blocks.forEach((block, i) => {
         const input = ref[i === 0 ? 'blocks.0.in0' : `blocks.${i - 1}.out0`].cast(dtype);
         const out = block.forward(input, text, ref['blocks.0.in2'].cast(dtype), rotary, image);
-        expect(distance(out, ref[`blocks.${i}.out0`]), `block ${i}`).toBeLessThan(roundoff);
+        expect(relativeL2(out, ref[`blocks.${i}.out0`]), `block ${i}`).toBeLessThan(roundoff);
       });
       // The condition embedder: the timestep embedding computed in float32 (time_embedder's float32
       // weights) and rounded once, as diffusers' (measured 0-0.12 u: float32 accumulation in
       // another order can tip a rounding of temb, which time_proj carries on).
       const conditions = transformer.conditionEmbedder.forward(float32.timestep.toFloat32Array(), float32.encoder_hidden_states.cast(dtype));
-      expect(distance(conditions.temb, ref['condition_embedder.out0'])).toBeLessThan(0.5 * roundoff);
-      expect(distance(conditions.timestepProj.reshape(...ref['condition_embedder.out1'].shape), ref['condition_embedder.out1'])).toBeLessThan(0.5 * roundoff);
+      expect(relativeL2(conditions.temb, ref['condition_embedder.out0'])).toBeLessThan(0.5 * roundoff);
+      expect(relativeL2(conditions.timestepProj.reshape(...ref['condition_embedder.out1'].shape), ref['condition_embedder.out1'])).toBeLessThan(0.5 * roundoff);
     });
     for (const t of [...Object.values(float32), ...Object.values(ref)]) t.dispose();
   });
@@ -159,12 +154,12 @@ describe.each(DTYPES.flatMap((d) => ['wan-tiny', 'wan-tiny/wan22'].map((set) => 
     // as diffusers' schedulers do; the frames are float32, from the float32 VAE.
     expect(result.latents.dtype).toBe(set === 'wan-tiny' ? dtype : 'float32');
     expect(result.video!.dtype).toBe('float32');
-    steps.forEach((latents, i) => expect(distance(latents, refSteps[i]), `step ${i}`).toBeLessThan(3 * roundoff));
-    expect(distance(result.latents, ref.latents_out)).toBeLessThan(3 * roundoff);
-    expect(distance(result.latents, float32.latents_out)).toBeLessThanOrEqual(ACCURACY_RATIO * distance(ref.latents_out, float32.latents_out));
+    steps.forEach((latents, i) => expect(relativeL2(latents, refSteps[i]), `step ${i}`).toBeLessThan(3 * roundoff));
+    expect(relativeL2(result.latents, ref.latents_out)).toBeLessThan(3 * roundoff);
+    expect(relativeL2(result.latents, float32.latents_out)).toBeLessThanOrEqual(ACCURACY_RATIO * relativeL2(ref.latents_out, float32.latents_out));
     // The VAE stage: diffusers' 16-bit latents, decoded here, are diffusers' frames.
     const frames = pipe.decodeLatents(ref.latents_out);
-    expect(distance(frames, ref.video_out)).toBeLessThan(1e-5);
+    expect(relativeL2(frames, ref.video_out)).toBeLessThan(1e-5);
     for (const t of [...steps, result.latents, result.video!, frames]) t.dispose();
     expect(memoryStats()).toEqual(before);
     refSteps.forEach((t) => t.dispose());
@@ -199,8 +194,8 @@ describe.each(['wan-tiny', 'wan-tiny/wan22'])('WanPipeline in 16-bit on %s, 16 r
           guidanceScale: meta.guidance_scale,
           guidanceScale2: meta.guidance_scale_2,
         });
-        latentErrors.ours += distance(result.latents, run('latents_out_f32', i)) / runs;
-        latentErrors.diffusers += distance(run(`latents_out_${tag}`, i), run('latents_out_f32', i)) / runs;
+        latentErrors.ours += relativeL2(result.latents, run('latents_out_f32', i)) / runs;
+        latentErrors.diffusers += relativeL2(run(`latents_out_${tag}`, i), run('latents_out_f32', i)) / runs;
         ours.push(result.video!);
         result.latents.dispose();
       }
