@@ -60,12 +60,16 @@ Loaded load() {
     l.absence = "not loaded (DITCACHE_GEMM16=builtin)";
     return l;
   }
-  // oneDNN's OpenMP threads would otherwise spin for milliseconds after each product, taking
-  // the cores from the runtime's own pool in the element-wise ops that follow.
-  setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
   const char* path = std::getenv("DITCACHE_ONEDNN_PATH");
   const std::string file = path ? path : "libdnnl.so.2";
+  // oneDNN's OpenMP threads would otherwise spin for milliseconds after each product, taking
+  // the cores from the runtime's own pool in the element-wise ops that follow. OpenMP reads the
+  // policy when it loads (here, with oneDNN); the environment is restored at once, so that
+  // processes this one starts (a PyTorch to compare with, say) keep their own default.
+  const bool policy_set = std::getenv("OMP_WAIT_POLICY") != nullptr;
+  if (!policy_set) setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
   void* h = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!policy_set) unsetenv("OMP_WAIT_POLICY");
   if (!h) {
     l.absence = "no oneDNN 2.x found (" + std::string(dlerror()) + "; set DITCACHE_ONEDNN_PATH to libdnnl.so.2)";
     return l;
