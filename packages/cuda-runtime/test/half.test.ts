@@ -67,8 +67,8 @@ describe.each(paths)('16-bit products: $name', ({ isa, backend, half }) => {
 
   it.each(['bfloat16', 'float16'] as const)('linear in %s: odd sizes, bias, a transposed weight view, one row', (dtype) => {
     use();
-    // Sizes straddle the 14 x 32 tile, the 256-deep blocks, odd depths (a half-empty pair) and one-row products.
-    for (const [rows, k, n] of [[1, 1, 1], [1, 77, 45], [7, 13, 33], [37, 1031, 70], [3, 5, 3100], [25, 64, 64]]) {
+    // Sizes straddle the 14 x 32 tile, the 98-row and 1024-deep blocks, odd depths (a half-empty pair) and one-row products.
+    for (const [rows, k, n] of [[1, 1, 1], [1, 77, 45], [7, 13, 33], [37, 1031, 70], [3, 5, 3100], [25, 64, 64], [110, 1030, 20]]) {
       rt.tidy(() => {
         const x = rounded(rng.nd([rows, k]), dtype), w = rounded(rng.nd([n, k]), dtype), b = rounded(rng.nd([n]), dtype);
         const y = rt.linear(x.t, w.t, b.t);
