@@ -5,6 +5,7 @@
 // accumulation), the division by the row sum after it, and one rounding of the output.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "../kernels.h"
@@ -30,6 +31,26 @@ void add_mask(const AttentionArgs& a, int64_t b, int64_t h, int64_t i0, int64_t 
   }
 }
 
+// scores (rows x sk, float32) = scale * Q K^T for query rows [i0, i0 + rows) of (b, h).
+template <typename Args, typename T>
+Args scores_product(const AttentionArgs& a, const T* q, const T* k, int64_t b, int64_t h, int64_t i0, int64_t rows, float* scores) {
+  Args qk;
+  if constexpr (std::is_same_v<Args, HalfGemmArgs>) qk.dtype = a.dtype;
+  qk.trans_b = true;
+  qk.m = rows;
+  qk.n = a.sk;
+  qk.k = a.d;
+  qk.alpha = a.scale;
+  qk.a = q + b * a.q_sb + h * a.q_sh + i0 * a.q_ss;
+  qk.lda = a.q_ss;
+  qk.b = k + b * a.k_sb + h / (a.heads / a.heads_kv) * a.k_sh;
+  qk.ldb = a.k_ss;
+  qk.beta = 0.f;
+  qk.c = scores;
+  qk.ldc = a.sk;
+  return qk;
+}
+
 float row_max(const float* row, int64_t n) {
   float mx = -INFINITY;
   for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j]);
@@ -45,20 +66,7 @@ void attention_f32(const AttentionArgs& a, int64_t b, int64_t h, int64_t i0, int
   scores.resize(size_t(rows * a.sk));
   float* s = scores.data();
 
-  GemmArgs qk;
-  qk.trans_b = true;
-  qk.m = rows;
-  qk.n = a.sk;
-  qk.k = a.d;
-  qk.alpha = a.scale;
-  qk.a = q + b * a.q_sb + h * a.q_sh + i0 * a.q_ss;
-  qk.lda = a.q_ss;
-  qk.b = k + b * a.k_sb + hk * a.k_sh;
-  qk.ldb = a.k_ss;
-  qk.beta = 0.f;
-  qk.c = s;
-  qk.ldc = a.sk;
-  gemm_serial(qk);
+  gemm_serial(scores_product<GemmArgs>(a, q, k, b, h, i0, rows, s));
 
   if (a.mask) add_mask(a, b, h, i0, rows, s);
   for (int64_t i = 0; i < rows; ++i) {
@@ -98,21 +106,7 @@ void attention_half(const AttentionArgs& a, int64_t b, int64_t h, int64_t i0, in
   w.out.resize(size_t(rows * a.dv));
   float* s = w.scores.data();
 
-  HalfGemmArgs qk;
-  qk.dtype = a.dtype;
-  qk.trans_b = true;
-  qk.m = rows;
-  qk.n = a.sk;
-  qk.k = a.d;
-  qk.alpha = a.scale;
-  qk.a = q + b * a.q_sb + h * a.q_sh + i0 * a.q_ss;
-  qk.lda = a.q_ss;
-  qk.b = k + b * a.k_sb + hk * a.k_sh;
-  qk.ldb = a.k_ss;
-  qk.beta = 0.f;
-  qk.c = s;
-  qk.ldc = a.sk;
-  gemm_half_serial(qk);
+  gemm_half_serial(scores_product<HalfGemmArgs>(a, q, k, b, h, i0, rows, s));
 
   if (a.mask) add_mask(a, b, h, i0, rows, s);
   for (int64_t i = 0; i < rows; ++i) {
