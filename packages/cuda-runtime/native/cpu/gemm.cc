@@ -9,6 +9,7 @@
 #include "blas.h"
 #include "features.h"
 #include "gemm_split.h"
+#include "scratch.h"
 
 namespace dc::cpu {
 namespace {
@@ -144,24 +145,9 @@ void ukernel_scalar(int64_t kc, const float* a, const float* b, float* c, int64_
 
 using Ukernel = void (*)(int64_t, const float*, const float*, float*, int64_t, float);
 
-struct AlignedBuffer {
-  float* data = nullptr;
-  size_t size = 0;
-  ~AlignedBuffer() { std::free(data); }
-  float* get(size_t n) {
-    if (n > size) {
-      std::free(data);
-      data = static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64));
-      if (!data) throw std::bad_alloc();
-      size = n;
-    }
-    return data;
-  }
-};
-
 template <int MR, int NR, Ukernel K>
 void gemm_blocked(const GemmArgs& g) {
-  thread_local AlignedBuffer a_buf, b_buf;
+  thread_local AlignedScratch<float> a_buf, b_buf;
   float* ap = a_buf.get(size_t(kMC) * kKC);
   float* bp = b_buf.get(size_t(kKC) * kNC);
   alignas(64) float edge[MR * NR];

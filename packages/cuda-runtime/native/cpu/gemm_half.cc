@@ -17,6 +17,7 @@
 #include "features.h"
 #include "gemm.h"
 #include "gemm_split.h"
+#include "scratch.h"
 #include "onednn.h"
 
 namespace dc::cpu {
@@ -152,22 +153,6 @@ __attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16"))) void ukernel_bf1
   }
 }
 
-template <typename T>
-struct Aligned {
-  T* data = nullptr;
-  size_t size = 0;
-  ~Aligned() { std::free(data); }
-  T* get(size_t n) {
-    if (n > size) {
-      std::free(data);
-      data = static_cast<T*>(std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64));
-      if (!data) throw std::bad_alloc();
-      size = n;
-    }
-    return data;
-  }
-};
-
 // The block rows [i0, i0 + rows) x columns [j0, j0 + cols) of the result from its float32
 // sums (row stride ld): alpha, beta * C and the bias applied, then stored to C or rounded into c16.
 void epilogue(const HalfGemmArgs& g, const float* sums, int64_t ld, int64_t i0, int64_t rows, int64_t j0, int64_t cols) {
@@ -194,7 +179,7 @@ void epilogue(const HalfGemmArgs& g, const float* sums, int64_t ld, int64_t i0, 
 // Float32 sums of rows [i0, i0 + rows) x columns [jc, jc + nc) of op(A) op(B) into sums
 // (row stride nc).
 void bf16_sums(const HalfGemmArgs& g, int64_t i0, int64_t rows, int64_t jc, int64_t nc, float* sums) {
-  thread_local Aligned<uint32_t> a_buf, b_buf;
+  thread_local AlignedScratch<uint32_t> a_buf, b_buf;
   uint32_t* ap = a_buf.get(size_t(kMC) * kKC / 2);
   uint32_t* bp = b_buf.get(size_t(kKC) / 2 * kNC);
   alignas(64) float edge[kMR * kNR];
@@ -227,7 +212,7 @@ void bf16_sums(const HalfGemmArgs& g, int64_t i0, int64_t rows, int64_t jc, int6
 }
 
 void gemm_bf16_blocked(const HalfGemmArgs& g) {
-  thread_local Aligned<float> sums_buf;
+  thread_local AlignedScratch<float> sums_buf;
   for (int64_t jc = 0; jc < g.n; jc += kNC) {
     const int64_t nc = std::min(kNC, g.n - jc);
     const int64_t chunk = std::max<int64_t>(kMR, kSumsBytes / int64_t(sizeof(float)) / nc / kMR * kMR);
@@ -297,7 +282,7 @@ void gemv_widened(const HalfGemmArgs& g) {
 void gemm_widened(const HalfGemmArgs& g) {
   constexpr int64_t kColumns = 256;
   thread_local std::vector<float> fa, fb;
-  thread_local Aligned<float> sums_buf;
+  thread_local AlignedScratch<float> sums_buf;
   const int64_t rows_a = g.trans_a ? g.k : g.m, cols_a = g.trans_a ? g.m : g.k;
   fa.resize(size_t(rows_a * cols_a));
   for (int64_t r = 0; r < rows_a; ++r) widen_run(g.a + r * g.lda, fa.data() + r * cols_a, cols_a, g.dtype);
