@@ -255,9 +255,10 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     await program.parseAsync([...argv]);
     return 0;
   } catch (e) {
-    const err = e as Error & { code?: string; exitCode?: number };
+    // `code` is commander's string, or another error's own (an AbortError's DOMException code is the number 20).
+    const err = e as Error & { code?: unknown; exitCode?: number };
     // Bad flags commander found (a missing or unknown option, a value its parser refused) are usage errors too; --help exits 0.
-    if (err.code?.startsWith('commander.')) return err.exitCode === 0 ? 0 : 2;
+    if (typeof err.code === 'string' && err.code.startsWith('commander.')) return err.exitCode === 0 ? 0 : 2;
     if (err.name === 'AbortError') {
       process.stderr.write('ditcache: interrupted\n');
       return 130;
