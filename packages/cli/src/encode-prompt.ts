@@ -24,7 +24,7 @@ interface EncodePromptFlags {
 export async function encodePrompt(flags: EncodePromptFlags): Promise<void> {
   const family = familyForPipeline(await loadFamilies(flags.adapter), flags.model);
   if (!family.encodePrompt) throw new UsageError(`--model: ${family.label} folders take prompt embeddings; encode-prompt needs a family with text encoders`);
-  checkOutputs([flags.out], flags.force);
+  checkOutputs([['--out', flags.out]], flags.force);
   const { tensors, notes } = family.encodePrompt(flags.model, flags.prompt, { maxSequenceLength: flags.maxSequenceLength });
   try {
     for (const note of notes) process.stderr.write(`ditcache: ${note}\n`);

@@ -15,7 +15,7 @@ import { registerEncodePrompt } from './encode-prompt.js';
 import { resolveCacheSpec } from './cache-spec.js';
 import { UsageError } from './errors.js';
 import { componentClassOf } from './model-folder.js';
-import { checkOutputs, ensureParent, writeTextAtomically } from './outputs.js';
+import { checkOutputs, ensureParent, writeAtomically, writeTextAtomically } from './outputs.js';
 import { dtypeOption, loadOptions, weightDtypeOption } from './load-options.js';
 import { familyFor, familyForPipeline, loadFamilies } from './plugins.js';
 import { stepProgress } from './progress.js';
@@ -92,7 +92,7 @@ async function generate(flags: GenerateFlags): Promise<void> {
   if (flags.output && !family.outputFormats.includes(extname(flags.output).toLowerCase())) {
     throw new UsageError(`--output ${flags.output}: ${family.label} writes ${family.outputFormats.join(' or ')} files`);
   }
-  checkOutputs([flags.output, flags.saveLatents, flags.stats], flags.force);
+  checkOutputs([['--output', flags.output], ['--save-latents', flags.saveLatents], ['--stats', flags.stats]], flags.force);
   const cache = flags.cache === undefined ? undefined : resolveCacheSpec(flags.cache);
   const inputs: Record<string, Tensor> = flags.inputs === undefined ? {} : loadInputs(flags.inputs);
   const request = family.request(inputs, flags.inputs, flags);
@@ -108,10 +108,7 @@ async function generate(flags: GenerateFlags): Promise<void> {
     const result = await pipe.generate(request, { signal: controller.signal, onProgress: (p) => bar.update(p.step + 1, p.numSteps) });
     bar.stop();
     const seconds = (performance.now() - t0) / 1000;
-    if (flags.output) {
-      ensureParent(flags.output);
-      await family.writeOutput(result, flags.output, flags);
-    }
+    if (flags.output) await writeAtomically(flags.output, (tmp) => family.writeOutput(result, tmp, flags), flags.force);
     if (flags.saveLatents) {
       ensureParent(flags.saveLatents);
       saveSafetensors(flags.saveLatents, { latents_out: result.latents });
@@ -165,7 +162,7 @@ async function forward(flags: ForwardFlags): Promise<void> {
   if (flags.out === undefined && flags.timings === undefined) throw new UsageError('--out or --timings is required: where to write `sample`, or the call times');
   const families = await loadFamilies(flags.adapter);
   const family = familyFor(families, 'transformerClasses', componentClassOf(flags.model));
-  checkOutputs([flags.out, flags.timings], flags.force);
+  checkOutputs([['--out', flags.out], ['--timings', flags.timings]], flags.force);
   const inputs = loadInputs(flags.inputs);
   try {
     using transformer = forwardTransformer(family, flags);
@@ -183,10 +180,7 @@ async function forward(flags: ForwardFlags): Promise<void> {
       saveSafetensors(flags.out, { sample: sample! });
     }
     sample!.dispose();
-    if (flags.timings) {
-      ensureParent(flags.timings);
-      writeTextAtomically(flags.timings, `${JSON.stringify({ seconds })}\n`);
-    }
+    if (flags.timings) writeTextAtomically(flags.timings, `${JSON.stringify({ seconds })}\n`);
   } finally {
     for (const t of Object.values(inputs)) t.dispose();
   }

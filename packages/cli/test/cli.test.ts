@@ -93,7 +93,8 @@ describe('ditcache generate', () => {
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/keep.png exists; pass --force to overwrite it/);
     expect(readFileSync(out, 'utf-8')).toBe('precious');
-    expect(ditcache(...args, '--force').status).toBe(0);
+    const forced = ditcache(...args, '--force');
+    expect(forced.status, forced.stderr).toBe(0);
     expect(readFileSync(out).subarray(1, 4).toString()).toBe('PNG');
   });
 });
