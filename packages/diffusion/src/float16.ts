@@ -3,7 +3,9 @@
 // FLUX's block outputs to the float16 range; past that, a model computing in float16 checks
 // each block's output once (one reduction) and stops with an error that says where it
 // overflowed and to compute in bfloat16, which has float32's range.
-import { clamp, meanAbs, type Tensor } from '@ditcache/cuda-runtime';
+import { Tensor, clamp, meanAbs } from '@ditcache/cuda-runtime';
+
+import { checkFiniteLatents } from './non-finite.js';
 
 /** The largest finite float16 value. */
 export const FLOAT16_MAX = 65504;
@@ -52,13 +54,18 @@ export function clipToFloat16Range(x: Tensor): Tensor {
 
 /**
  * Runs one denoising step's work; a Float16OverflowError from the model comes out with the step
- * added, so the message says when as well as where.
+ * added, so the message says when as well as where. When the work returns a tensor (the new
+ * latents), it is checked for NaN / Inf with one reduction (checkFiniteLatents): a NonFiniteError
+ * naming the step stops the run instead of a black image.
  */
 export function inDenoisingStep<T>(step: number, numSteps: number, work: () => T): T {
+  let result: T;
   try {
-    return work();
+    result = work();
   } catch (e) {
     if (e instanceof Float16OverflowError && e.step === null) throw e.atStep(step, numSteps);
     throw e;
   }
+  if (result instanceof Tensor) checkFiniteLatents(result, step, numSteps);
+  return result;
 }

@@ -3,6 +3,7 @@ export { ConfigError, checkPipelineFolder, missingFolders, readJsonObject, typed
 export { MlpEmbedding, sinusoidalTimestepEmbedding, type SinusoidalOptions } from './embeddings.js';
 export { FeedForward, type FeedForwardActivation } from './feed-forward.js';
 export { FLOAT16_MAX, Float16OverflowError, checkFloat16Range, clipToFloat16Range, inDenoisingStep } from './float16.js';
+export { NonFiniteError, checkFiniteInputs, checkFiniteLatents, isFiniteTensor } from './non-finite.js';
 export { encodePng, saveAnimation, savePng, savePngFrames, toImage8, toImageRange, toVideoRange, type Image8 } from './image.js';
 export { Conv2d, Conv3d, GroupNorm, LayerNorm, Linear, RMSNorm, type Conv2dGeometry, type Conv3dGeometry, type Triple } from './layers.js';
 export { AdaLayerNormContinuous, AdaLayerNormZero, modulate, modulationParameters, type AdaLayerNormZeroOutput } from './normalization.js';
