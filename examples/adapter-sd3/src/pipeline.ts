@@ -11,6 +11,7 @@ import { TensorScope, concat, full, tidy, type Tensor } from '@ditcache/cuda-run
 import {
   batchedGuidance,
   AutoencoderKLDecoder,
+  checkFiniteInputs,
   checkPipelineFolder,
   computeDtype,
   FlowMatchEulerDiscreteScheduler,
@@ -256,9 +257,22 @@ export class StableDiffusion3Pipeline implements Disposable {
       const promptEmbeds = both(opts.negativePromptEmbeds, opts.promptEmbeds);
       const pooled = both(opts.negativePooledPromptEmbeds, opts.pooledPromptEmbeds);
 
+      // NaN / Inf in an input, as given (a 16-bit overflow of the rounded copy is the blocks'
+      // Float16OverflowError), stops here, named; inDenoisingStep checks each step's latents.
+      checkFiniteInputs(
+        {
+          latents_in: opts.latents,
+          prompt_embeds: opts.promptEmbeds,
+          pooled_prompt_embeds: opts.pooledPromptEmbeds,
+          negative_prompt_embeds: cfg ? opts.negativePromptEmbeds : undefined,
+          negative_pooled_prompt_embeds: cfg ? opts.negativePooledPromptEmbeds : undefined,
+        },
+        numSteps,
+      );
       for (let step = 0; step < numSteps; ++step) {
         const timestep = schedule.timesteps[step];
-        // In float16, an overflow comes out of inDenoisingStep naming the step as well as the block.
+        // In float16, an overflow comes out of inDenoisingStep naming the step as well as the block;
+        // NaN or Inf in the latents it returns comes out as a NonFiniteError naming the step.
         const next = inDenoisingStep(step, numSteps, () => tidy(() => {
           const input = cfg ? concat([latents, latents], 0) : latents;
           this.transformerCalls.announce(this.transformer, { step, numSteps, timestep, branch });

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 
 import { TensorScope, div, full, tidy, zeros, type Device, type Tensor } from '@ditcache/cuda-runtime';
 import {
+  checkFiniteInputs,
   classifierFreeGuidance,
   inDenoisingStep,
   AutoencoderKLDecoder,
@@ -229,7 +230,8 @@ export class FluxPipeline implements Disposable {
 
     const scope = new TensorScope();
     try {
-      const embeds = this.inComputeDtype(this.resolveEmbeddings(opts, trueCfgScale > 1));
+      const given = this.resolveEmbeddings(opts, trueCfgScale > 1);
+      const embeds = this.inComputeDtype(given);
       const { batch, hasNegative } = this.checkEmbeddings(embeds);
       const trueCfg = hasNegative && trueCfgScale > 1;
       const device = embeds.promptEmbeds.device;
@@ -257,6 +259,18 @@ export class FluxPipeline implements Disposable {
         });
       };
 
+      // NaN / Inf in an input, as given (a 16-bit overflow of the rounded copy is the blocks'
+      // Float16OverflowError), stops here, named; inDenoisingStep checks each step's latents.
+      checkFiniteInputs(
+        {
+          latents_in: opts.latents,
+          prompt_embeds: given.promptEmbeds,
+          pooled_prompt_embeds: given.pooledPromptEmbeds,
+          negative_prompt_embeds: trueCfg ? given.negativePromptEmbeds : undefined,
+          negative_pooled_prompt_embeds: trueCfg ? given.negativePooledPromptEmbeds : undefined,
+        },
+        numSteps,
+      );
       for (let step = 0; step < numSteps; ++step) {
         const next = inDenoisingStep(step, numSteps, () =>
           tidy(() => {

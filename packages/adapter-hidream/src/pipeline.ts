@@ -11,6 +11,7 @@ import { TensorScope, concat, full, neg, tidy, type Tensor } from '@ditcache/cud
 import {
   batchedGuidance,
   AutoencoderKLDecoder,
+  checkFiniteInputs,
   checkPipelineFolder,
   computeDtype,
   FlowMatchEulerDiscreteScheduler,
@@ -219,6 +220,20 @@ export class HiDreamPipeline implements Disposable {
       const llama = both(opts.negativePromptEmbedsLlama3, opts.promptEmbedsLlama3, 1);
       const pooled = both(opts.negativePooledPromptEmbeds, opts.pooledPromptEmbeds, 0);
 
+      // NaN / Inf in an input, as given (a 16-bit overflow of the rounded copy is the blocks'
+      // Float16OverflowError), stops here, named; inDenoisingStep checks each step's latents.
+      checkFiniteInputs(
+        {
+          latents_in: opts.latents,
+          prompt_embeds_t5: opts.promptEmbedsT5,
+          prompt_embeds_llama3: opts.promptEmbedsLlama3,
+          pooled_prompt_embeds: opts.pooledPromptEmbeds,
+          negative_prompt_embeds_t5: cfg ? opts.negativePromptEmbedsT5 : undefined,
+          negative_prompt_embeds_llama3: cfg ? opts.negativePromptEmbedsLlama3 : undefined,
+          negative_pooled_prompt_embeds: cfg ? opts.negativePooledPromptEmbeds : undefined,
+        },
+        numSteps,
+      );
       for (let step = 0; step < numSteps; ++step) {
         const timestep = schedule.timesteps[step];
         const next = inDenoisingStep(step, numSteps, () =>

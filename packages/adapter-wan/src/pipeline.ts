@@ -11,6 +11,7 @@ import { join } from 'node:path';
 
 import { TensorScope, full, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
+  checkFiniteInputs,
   classifierFreeGuidance,
   computeDtype,
   ConfigError,
@@ -337,6 +338,9 @@ export class WanPipeline implements Disposable {
         return model.forward({ hiddenStates: latents, timestep, encoderHiddenStates: promptEmbeds });
       };
 
+      // NaN / Inf in an input, as given (a 16-bit overflow of the rounded copy is the blocks'
+      // Float16OverflowError), stops here, named; inDenoisingStep checks each step's latents.
+      checkFiniteInputs({ latents_in: opts.latents, prompt_embeds: opts.promptEmbeds, negative_prompt_embeds: cfg ? opts.negativePromptEmbeds : undefined }, numSteps);
       for (let step = 0; step < numSteps; ++step) {
         const t = schedule.timesteps[step];
         const expert = this.expertAt(t);
