@@ -96,6 +96,9 @@ async function generate(flags: GenerateFlags): Promise<void> {
   const cache = flags.cache === undefined ? undefined : resolveCacheSpec(flags.cache);
   const inputs: Record<string, Tensor> = flags.inputs === undefined ? {} : loadInputs(flags.inputs);
   const request = family.request(inputs, flags.inputs, flags);
+  if (!flags.output && !flags.saveLatents && !flags.stats) {
+    throw new UsageError('nothing to write: give --output FILE (the image or video), --save-latents FILE (the final latents) or --stats FILE (the cache statistics)');
+  }
 
   const pipe = await family.spawn(flags.model, loadOptions(flags));
   const controller = new AbortController();

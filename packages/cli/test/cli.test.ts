@@ -60,7 +60,7 @@ describe('ditcache generate', () => {
     expect(withYaml.status).toBe(0);
     const records = JSON.parse(readFileSync(join(dir, 'y.json'), 'utf-8')) as { cachedSteps: number[] }[];
     expect(records[0].cachedSteps).toEqual(meta.cache_traces['F1B0_W2_R0.65'].stats[0].cached_steps);
-    expect(ditcache('generate', '--model', flux, '--inputs', join(flux, 'pipeline.safetensors'), ...size, '--cache', 'balanced').status).toBe(0);
+    expect(ditcache('generate', '--model', flux, '--inputs', join(flux, 'pipeline.safetensors'), ...size, '--cache', 'balanced', '--stats', join(dir, 'b.json')).status).toBe(0);
   });
 
   it('refuses bad input with one clear line and a non-zero exit', () => {
@@ -72,7 +72,7 @@ describe('ditcache generate', () => {
       [['--model', flux, '--inputs', inputs, '--cache', 'turbo'], /'turbo' is not a preset/],
       [['--model', flux, '--inputs', join(flux, 'meta.json')], /not a valid safetensors file/],
       [['--model', flux, '--inputs', join(flux, 'transformer_forward.safetensors')], /has no tensor 'prompt_embeds'/],
-      [['--model', flux, '--inputs', inputs, '--height', '48', '--width', '32'], /latents must be packed \(1, 96, 16\) for this size, got \(1, 64, 16\)/],
+      [['--model', flux, '--inputs', inputs, '--height', '48', '--width', '32', '--output', join(dir, 'never.png')], /latents must be packed \(1, 96, 16\) for this size, got \(1, 64, 16\)/],
       [['--model', flux, '--inputs', inputs, '--steps', '0'], /--steps must be a positive integer/],
       [['--model', flux], /--inputs is required/],
       [['--model', flux, '--inputs', inputs, '--weight-dtype', 'bf16'], /--weight-dtype <dtype>' argument 'bf16' is invalid. Allowed choices are float32, stored/],
@@ -219,7 +219,7 @@ describe('ditcache on Wan', () => {
       [['--frames', '8'], /--frames must be 4k \+ 1/],
       [['--output', join(dir, 'w.png')], /Wan writes .webp or .gif files/],
       [['--true-cfg-scale', '2'], /--true-cfg-scale does not apply to Wan/],
-      [[...flags(meta), '--guidance-2', '3'], /guidanceScale2 is for the second expert of Wan 2.2/],
+      [[...flags(meta), '--guidance-2', '3', '--save-latents', join(dir, 'never.safetensors')], /guidanceScale2 is for the second expert of Wan 2.2/],
     ] as [string[], RegExp][]) {
       const r = ditcache(...base, ...args);
       expect(r.status, r.stderr).not.toBe(0);

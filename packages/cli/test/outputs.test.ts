@@ -74,3 +74,11 @@ describe('writes are atomic', () => {
     expect(readFileSync(join(folder, 'v_frames'), 'utf-8')).toBe('in the way');
   });
 });
+
+describe('a run that writes nothing', () => {
+  it('is refused before loading, naming the flags that would write something', () => {
+    const r = ditcache(...fluxRun);
+    expect(r.status, r.stderr).toBe(2);
+    expect(r.stderr.trim()).toBe('ditcache: nothing to write: give --output FILE (the image or video), --save-latents FILE (the final latents) or --stats FILE (the cache statistics)');
+  });
+});

@@ -107,7 +107,7 @@ describe('ditcache generate and forward with plugins', () => {
     const refused = ditcache('generate', '--adapter', folder, '--model', model, '--guidance-2', '3');
     expect(refused.status).toBe(2);
     expect(refused.stderr).toMatch(/--guidance-2 does not apply to Toy/);
-    const spawned = ditcache('generate', '--adapter', folder, '--model', model, '--frames', '9');
+    const spawned = ditcache('generate', '--adapter', folder, '--model', model, '--frames', '9', '--save-latents', join(dir, 'toy.safetensors'));
     expect(spawned.status).toBe(1);
     expect(spawned.stderr).toMatch(/^ditcache: not a real model$/m);
   });

@@ -107,8 +107,8 @@ describe('ditcache generate --prompt', () => {
     expect(ditcache('generate', '--model', flux, '--inputs', inputs, ...size, '--save-latents', fromEmbeds).status).toBe(0);
     expect([...loadSafetensors(fromText).latents_out.toFloat32Array()]).toEqual([...loadSafetensors(fromEmbeds).latents_out.toFloat32Array()]);
 
-    const cfg = ditcache('generate', '--model', flux, '--prompt', PROMPT, '--negative-prompt', 'blurry', '--true-cfg-scale', '3', '--max-sequence-length', '24', '--seed', '1', ...size);
-    expect(cfg.status).toBe(0);
+    const cfg = ditcache('generate', '--model', flux, '--prompt', PROMPT, '--negative-prompt', 'blurry', '--true-cfg-scale', '3', '--max-sequence-length', '24', '--seed', '1', ...size, '--save-latents', join(dir, 'cfg.safetensors'));
+    expect(cfg.status, cfg.stderr).toBe(0);
   });
 
   it('refuses what cannot work with one clear line', () => {
