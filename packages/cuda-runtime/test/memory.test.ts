@@ -1,3 +1,6 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
 import { describe, expect, it } from 'vitest';
 
 import * as rt from '../src/index.js';
@@ -127,5 +130,40 @@ describe('deterministic memory release', () => {
     expect(Number.isFinite(rt.meanAbs(x))).toBe(true);
     x.dispose();
     Object.values(w).forEach((t) => t.dispose());
+  });
+
+  it('a synchronous loop of ops (no await, so no finaliser ever runs) keeps the process flat', () => {
+    // In a fresh process, so that the RSS is the loop's own. 300,000 ops, each disposed at once:
+    // a native handle that outlived dispose() until the event loop turned (about 300 bytes each,
+    // as before this was fixed) would add about 90 MB; the loop itself needs no memory at all,
+    // and 16 MB leaves room for the JS heap sizing itself.
+    const index = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
+    const script = `
+      const rt = await import(${JSON.stringify(index)});
+      const a = rt.zeros([4]);
+      for (let i = 0; i < 1000; ++i) rt.add(a, a).dispose();
+      const before = process.memoryUsage().rss;
+      for (let i = 0; i < 300000; ++i) rt.add(a, a).dispose();
+      console.log(JSON.stringify({ growth: process.memoryUsage().rss - before, live: rt.memoryStats().liveTensors }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf-8', timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const { growth, live } = JSON.parse(r.stdout) as { growth: number; live: number };
+    expect(live).toBe(1);
+    expect(growth).toBeLessThan(16 * 1024 * 1024);
+  });
+
+  it('a handle the garbage collector takes, never disposed, still frees its tensor', async () => {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    if (!gc) throw new Error('run the tests with --expose-gc (vitest.config.ts sets it)');
+    const before = rt.memoryStats();
+    (() => {
+      for (let i = 0; i < 100; ++i) rt.zeros([1000]);
+    })();
+    expect(rt.memoryStats().liveTensors).toBe(before.liveTensors + 100);
+    for (let i = 0; i < 10 && rt.memoryStats().liveTensors > before.liveTensors; ++i) {
+      gc();
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(rt.memoryStats()).toEqual(before);
   });
 });

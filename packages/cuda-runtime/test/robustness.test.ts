@@ -47,6 +47,15 @@ for (const obj of [t([2]), disposed, mapping]) {
     for (const a of pool.slice(0, 12)) { try { obj[m](a, a); } catch (e) { if (!(e instanceof Error)) throw e; } }
   }
 }
+// Getters and methods of the tensor prototype called on anything but a tensor handle.
+const proto = n.NativeTensor.prototype;
+for (const key of Object.getOwnPropertyNames(proto)) {
+  if (key === 'constructor') continue;
+  const d = Object.getOwnPropertyDescriptor(proto, key);
+  for (const self of [{}, mapping, disposed, proto, 1]) {
+    try { d.get ? d.get.call(self) : d.value.call(self); } catch (e) { if (!(e instanceof Error)) throw e; }
+  }
+}
 try { new n.NativeTensor(); } catch (e) { if (!(e instanceof TypeError)) throw e; }
 try { new n.NativeMapping({}); } catch (e) { if (!(e instanceof TypeError)) throw e; }
 require('node:fs').unlinkSync(path);
