@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// `npm run demo` until the embedded demo model lands: what this machine offers, whether every
-// kernel path computes correctly here, and how fast the two hot kernels run.
+// `npm run selfcheck`: what this machine offers, whether every kernel path computes correctly
+// here, and how fast the two hot kernels run; then where to go next.
 import { performance } from 'node:perf_hooks';
 
 import * as ops from './ops.js';
@@ -43,8 +43,8 @@ function main(): number {
     const q = ops.full([1, 8, 1024, 64], 0.1);
     console.log(`  attention (1, 8, 1024, 64): ${bestOf(5, () => ops.attention(q, q, q).dispose()).toFixed(1)} ms`);
   });
-  console.log('\nThe embedded demo model (a small trained FLUX-architecture model) is still to come;');
-  console.log('until it lands, `npm run demo` checks the runtime. Full benchmark: npm run bench -w @ditcache/cuda-runtime');
+  console.log('\nNext, at the repository root: `npm run demo` generates with the embedded reference model (models/flux-shapes),');
+  console.log('uncached and under cache presets; `npm run bench -w @ditcache/cuda-runtime` benchmarks the GEMM against BLAS.');
   const failed = results.filter((r) => !r.ok);
   if (failed.length) console.error(`\n${failed.length} check(s) FAILED: ${failed.map((r) => r.name).join(', ')}`);
   return failed.length ? 1 : 0;

@@ -1,5 +1,9 @@
 // CUDA kernels against the CPU ones on the same inputs. These run only where a GPU and driver
 // are present (never on the CI machine, which has none); elsewhere they are reported as skipped.
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
 import { describe, expect, it } from 'vitest';
 
 import * as rt from '../src/index.js';
@@ -18,6 +22,23 @@ describe('self-check', () => {
     // CPU GEMM paths always; CUDA kernels too when a device is present.
     expect(results.some((r) => r.name.startsWith('cpu gemm'))).toBe(true);
     expect(results.some((r) => r.name.startsWith('cuda:'))).toBe(cuda.available);
+  });
+});
+
+describe('npm run selfcheck', () => {
+  it('reports every check ok and points at commands the repository has', () => {
+    const cli = fileURLToPath(new URL('../dist/src/selfcheck-cli.js', import.meta.url));
+    const r = spawnSync(process.execPath, [cli], { encoding: 'utf-8', timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const rows = r.stdout.split('\n').filter((l) => /^\| (cpu|cuda)/.test(l));
+    expect(rows.length).toBeGreaterThan(0);
+    for (const row of rows) expect(row).toMatch(/\| ok \|$/);
+    // Every `npm run X` it suggests exists: at the root, or in the package its -w names.
+    const scripts = (dir: string) => Object.keys((JSON.parse(readFileSync(new URL(`../../../${dir}package.json`, import.meta.url), 'utf-8')) as { scripts: object }).scripts);
+    const suggested = [...r.stdout.matchAll(/npm run ([\w:-]+)(?: -w @ditcache\/([\w-]+))?/g)];
+    expect(suggested.length).toBeGreaterThan(0);
+    for (const [, script, pkg] of suggested) expect(scripts(pkg ? `packages/${pkg}/` : '')).toContain(script);
+    expect(r.stdout).not.toMatch(/still to come/);
   });
 });
 

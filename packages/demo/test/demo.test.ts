@@ -113,3 +113,12 @@ describe('the demo in bfloat16', () => {
     expect(r.stderr).toMatch(/--dtype: unknown dtype 'bf16' \(valid: float32, bfloat16, float16\)/);
   });
 });
+
+describe('the package', () => {
+  it("import { runDemo } from '@ditcache/demo' resolves to the built demo", () => {
+    const script = `const m = await import('@ditcache/demo'); console.log(JSON.stringify({ runDemo: typeof m.runDemo, model: m.REFERENCE_MODEL }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf-8', cwd: fileURLToPath(new URL('../../..', import.meta.url)) });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ runDemo: 'function', model: REFERENCE_MODEL });
+  });
+});
