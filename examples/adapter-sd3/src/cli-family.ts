@@ -69,6 +69,9 @@ const sd3CliFamily: CliFamily = {
     };
   },
 
+  // One image per prompt: prompt_embeds (P, ...) makes P; a text prompt, one.
+  batchSize: (request) => (request as SD3GenerateOptions).promptEmbeds?.shape[0] ?? 1,
+
   writeOutput: (result, path) => writeImage(result, path),
 
   // ditcache forward: the transformer loads once with the CLI's --dtype / --weight-dtype, and runs once or --repeat times.

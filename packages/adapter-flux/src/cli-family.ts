@@ -71,6 +71,9 @@ const fluxCliFamily: CliFamily = {
     };
   },
 
+  // One image per prompt: prompt_embeds (P, ...) makes P; a text prompt, one.
+  batchSize: (request) => (request as FluxGenerateOptions).promptEmbeds?.shape[0] ?? 1,
+
   writeOutput: (result, path) => writeImage(result, path),
 
   encodePrompt(dir, prompt, s) {

@@ -40,6 +40,9 @@ const hidreamCliFamily: CliFamily = {
     };
   },
 
+  // One image per prompt of prompt_embeds_t5 (P, tokens, width).
+  batchSize: (request) => (request as HiDreamGenerateOptions).promptEmbedsT5.shape[0],
+
   writeOutput: (result, path) => writeImage(result, path),
 
   loadTransformer(dir, options): CliTransformer {

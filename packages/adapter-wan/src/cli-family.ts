@@ -73,6 +73,9 @@ const wanCliFamily: CliFamily = {
     };
   },
 
+  // One video per prompt: prompt_embeds (P, ...) makes P; a text prompt, one.
+  batchSize: (request) => (request as WanGenerateOptions).promptEmbeds?.shape[0] ?? 1,
+
   /** An animation (.webp or .gif) at `path`, and every frame as a PNG in `<name>_frames/` beside it. */
   async writeOutput(result, path, s) {
     if (!result.video) throw new Error('the pipeline returned no video');

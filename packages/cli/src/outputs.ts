@@ -61,6 +61,13 @@ export function checkOutputs(outputs: readonly OutputFlag[], force: boolean): vo
   }
 }
 
+/** The files of a batch of `count` written to `path`: the path itself for one, else NAME-0.EXT, NAME-1.EXT, ... */
+export function numberedPaths(path: string, count: number): string[] {
+  if (count === 1) return [path];
+  const ext = extname(path), base = path.slice(0, path.length - ext.length);
+  return Array.from({ length: count }, (_, i) => `${base}-${i}${ext}`);
+}
+
 export function ensureParent(path: string): void {
   mkdirSync(dirname(path), { recursive: true });
 }

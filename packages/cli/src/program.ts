@@ -7,7 +7,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { enableCache, summary, type ContextStats } from '@ditcache/core';
 import { loadSafetensors, saveSafetensors, type Tensor } from '@ditcache/cuda-runtime';
 import type { ComputeDtype } from '@ditcache/diffusion';
-import { FAMILY_FLAGS, type CliFamily, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
+import { FAMILY_FLAGS, type CliFamily, type CliGenerateResult, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
 
 import { adapterOption, registerAdapters } from './adapters-command.js';
 import { registerBench } from './bench/command.js';
@@ -15,7 +15,7 @@ import { registerEncodePrompt } from './encode-prompt.js';
 import { resolveCacheSpec } from './cache-spec.js';
 import { UsageError } from './errors.js';
 import { componentClassOf } from './model-folder.js';
-import { checkOutputs, ensureParent, writeAtomically, writeTextAtomically } from './outputs.js';
+import { checkOutputs, ensureParent, numberedPaths, writeAtomically, writeTextAtomically } from './outputs.js';
 import { dtypeOption, loadOptions, weightDtypeOption } from './load-options.js';
 import { familyFor, familyForPipeline, loadFamilies } from './plugins.js';
 import { stepProgress } from './progress.js';
@@ -92,13 +92,17 @@ async function generate(flags: GenerateFlags): Promise<void> {
   if (flags.output && !family.outputFormats.includes(extname(flags.output).toLowerCase())) {
     throw new UsageError(`--output ${flags.output}: ${family.label} writes ${family.outputFormats.join(' or ')} files`);
   }
-  checkOutputs([['--output', flags.output], ['--save-latents', flags.saveLatents], ['--stats', flags.stats]], flags.force);
   const cache = flags.cache === undefined ? undefined : resolveCacheSpec(flags.cache);
   const inputs: Record<string, Tensor> = flags.inputs === undefined ? {} : loadInputs(flags.inputs);
   const request = family.request(inputs, flags.inputs, flags);
   if (!flags.output && !flags.saveLatents && !flags.stats) {
     throw new UsageError('nothing to write: give --output FILE (the image or video), --save-latents FILE (the final latents) or --stats FILE (the cache statistics)');
   }
+  // P prompts make P images: --output becomes P numbered files, each checked now.
+  const batch = family.batchSize?.(request) ?? 1;
+  const outputs = flags.output === undefined ? [] : numberedPaths(flags.output, batch);
+  checkOutputs([...outputs.map((p) => ['--output', p] as const), ['--save-latents', flags.saveLatents], ['--stats', flags.stats]], flags.force);
+  if (outputs.length > 1) process.stderr.write(`ditcache: --inputs holds ${batch} prompts; --output writes ${outputs.join(', ')}\n`);
 
   const pipe = await family.spawn(flags.model, loadOptions(flags));
   const controller = new AbortController();
@@ -111,7 +115,7 @@ async function generate(flags: GenerateFlags): Promise<void> {
     const result = await pipe.generate(request, { signal: controller.signal, onProgress: (p) => bar.update(p.step + 1, p.numSteps) });
     bar.stop();
     const seconds = (performance.now() - t0) / 1000;
-    if (flags.output) await writeAtomically(flags.output, (tmp) => family.writeOutput(result, tmp, flags), flags.force);
+    if (flags.output) await writeOutputs(family, result, flags, outputs);
     if (flags.saveLatents) {
       ensureParent(flags.saveLatents);
       saveSafetensors(flags.saveLatents, { latents_out: result.latents });
@@ -126,6 +130,35 @@ async function generate(flags: GenerateFlags): Promise<void> {
     process.off('SIGINT', onSigint);
     for (const t of Object.values(inputs)) t.dispose();
     await pipe.close();
+  }
+}
+
+/** Image (video) `index` of a result, as a result of batch 1 (views: the caller disposes them). */
+function resultItem(result: CliGenerateResult, index: number): CliGenerateResult {
+  return {
+    latents: result.latents.narrow(0, index, 1),
+    image: result.image ? result.image.narrow(0, index, 1) : result.image,
+    video: result.video ? result.video.narrow(0, index, 1) : result.video,
+  };
+}
+
+/** Writes each image (video) of the result to its --output file through the family, atomically. */
+async function writeOutputs(family: CliFamily, result: CliGenerateResult, flags: GenerateFlags, planned: string[]): Promise<void> {
+  const count = (result.image ?? result.video ?? result.latents).shape[0];
+  let paths = planned;
+  if (count !== planned.length) {
+    // A family without batchSize(): the numbered files are known only now.
+    paths = numberedPaths(flags.output as string, count);
+    checkOutputs(paths.map((p) => ['--output', p] as const), flags.force);
+    process.stderr.write(`ditcache: the pipeline made ${count} ${result.video ? 'videos' : 'images'}; --output writes ${paths.join(', ')}\n`);
+  }
+  for (let i = 0; i < count; ++i) {
+    const item = count === 1 ? result : resultItem(result, i);
+    try {
+      await writeAtomically(paths[i], (tmp) => family.writeOutput(item, tmp, flags), flags.force);
+    } finally {
+      if (item !== result) for (const t of [item.latents, item.image, item.video]) t?.dispose();
+    }
   }
 }
 

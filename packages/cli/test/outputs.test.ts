@@ -4,12 +4,14 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const root = new URL('../../../', import.meta.url).pathname;
 const bin = join(root, 'packages/cli/dist/cli.js');
 const flux = join(root, 'testdata/goldens/flux-tiny');
 const wan = join(root, 'testdata/goldens/wan-tiny');
+const shapes = join(root, 'models/flux-shapes');
 const dir = mkdtempSync(join(tmpdir(), 'ditcache-outputs-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -80,5 +82,38 @@ describe('a run that writes nothing', () => {
     const r = ditcache(...fluxRun);
     expect(r.status, r.stderr).toBe(2);
     expect(r.stderr.trim()).toBe('ditcache: nothing to write: give --output FILE (the image or video), --save-latents FILE (the final latents) or --stats FILE (the cache statistics)');
+  });
+});
+
+describe('a batch of prompts', () => {
+  // demo-prompts.safetensors: four prompts, prompt_embeds (4, 16, 64).
+  const batchRun = ['generate', '--model', shapes, '--inputs', join(shapes, 'demo-prompts.safetensors'), '--height', '32', '--width', '32', '--steps', '8', '--seed', '0'];
+
+  it('writes one numbered file per prompt and names them on stderr', async () => {
+    const folder = join(dir, 'batch');
+    mkdirSync(folder);
+    const r = ditcache(...batchRun, '--output', join(folder, 'shape.png'));
+    expect(r.status, r.stderr).toBe(0);
+    const names = ['shape-0.png', 'shape-1.png', 'shape-2.png', 'shape-3.png'];
+    expect(readdirSync(folder).sort()).toEqual(names);
+    expect(r.stderr).toContain(`--inputs holds 4 prompts; --output writes ${names.map((n) => join(folder, n)).join(', ')}`);
+    const pixels = await Promise.all(names.map(async (n) => {
+      const { data, info } = await sharp(join(folder, n)).raw().toBuffer({ resolveWithObject: true });
+      expect([info.width, info.height]).toEqual([32, 32]);
+      return data;
+    }));
+    // Four prompts, four different pictures.
+    for (let i = 0; i < 4; ++i) for (let j = i + 1; j < 4; ++j) expect(pixels[i].equals(pixels[j]), `${i} vs ${j}`).toBe(false);
+  });
+
+  it('checks every numbered file against --force before any work', () => {
+    const folder = join(dir, 'batch-kept');
+    mkdirSync(folder);
+    writeFileSync(join(folder, 'shape-2.png'), 'precious');
+    const r = ditcache(...batchRun, '--output', join(folder, 'shape.png'));
+    expect(r.status, r.stderr).toBe(2);
+    expect(r.stderr.trim()).toMatch(/^ditcache: --output .*shape-2\.png exists; pass --force to overwrite it$/);
+    expect(readdirSync(folder)).toEqual(['shape-2.png']);
+    expect(readFileSync(join(folder, 'shape-2.png'), 'utf-8')).toBe('precious');
   });
 });

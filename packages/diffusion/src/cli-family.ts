@@ -73,7 +73,17 @@ export interface CliFamily {
   checkModel?(modelDir: string, settings: CliGenerateSettings): void;
   /** The pipeline request from the tensors of the --inputs file (none when `file` is undefined) and the flags. */
   request(inputs: Record<string, Tensor>, file: string | undefined, settings: CliGenerateSettings): object;
-  /** Writes the picture (or video) of a result to `path`, in one of outputFormats. */
+  /**
+   * How many images (or videos) a request of `request()` makes, e.g. the P prompts of
+   * `prompt_embeds` (P, ...). The CLI then writes `--output` as P numbered files, checked before
+   * any work; without this member it expects one, and checks the numbered files after the run.
+   */
+  batchSize?(request: object): number;
+  /**
+   * Writes the picture (or video) of a result to `path`, in one of outputFormats. The CLI calls it
+   * once per image of a batch, with a result of batch 1, and a temporary `path` it renames when
+   * the write is complete (with whatever was written beside it under the same name stem).
+   */
   writeOutput(result: CliGenerateResult, path: string, settings: CliGenerateSettings): Promise<void>;
   /**
    * `ditcache forward`: loads a transformer folder with the CLI's load options (--dtype,
