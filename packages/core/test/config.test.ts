@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -92,13 +92,17 @@ describe('cache config', () => {
 
   it('reads JSON and YAML files', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ditcache-config-'));
-    writeFileSync(join(dir, 'c.yaml'), 'residual_diff_threshold: 0.3\nparams_modifiers:\n  - max_warmup_steps: 1\n  - residual_diff_threshold: 0.5\n');
-    writeFileSync(join(dir, 'c.json'), '{"residualDiffThreshold": 0.3}');
-    const yaml = readCacheConfig(join(dir, 'c.yaml'));
-    expect(yaml.base).toEqual({ residualDiffThreshold: 0.3 });
-    expect(yaml.modifiers).toEqual([{ maxWarmupSteps: 1 }, { residualDiffThreshold: 0.5 }]);
-    expect(readCacheConfig(join(dir, 'c.json')).base).toEqual({ residualDiffThreshold: 0.3 });
-    expect(() => readCacheConfig(join(dir, 'missing.yaml'))).toThrow(/cannot read config file/);
+    try {
+      writeFileSync(join(dir, 'c.yaml'), 'residual_diff_threshold: 0.3\nparams_modifiers:\n  - max_warmup_steps: 1\n  - residual_diff_threshold: 0.5\n');
+      writeFileSync(join(dir, 'c.json'), '{"residualDiffThreshold": 0.3}');
+      const yaml = readCacheConfig(join(dir, 'c.yaml'));
+      expect(yaml.base).toEqual({ residualDiffThreshold: 0.3 });
+      expect(yaml.modifiers).toEqual([{ maxWarmupSteps: 1 }, { residualDiffThreshold: 0.5 }]);
+      expect(readCacheConfig(join(dir, 'c.json')).base).toEqual({ residualDiffThreshold: 0.3 });
+      expect(() => readCacheConfig(join(dir, 'missing.yaml'))).toThrow(/cannot read config file/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('never modifies the object it is given', () => {

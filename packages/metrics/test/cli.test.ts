@@ -1,13 +1,24 @@
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, DATA_DIR, GOLDENS_DIR } from './helpers/paths.js';
 import { relativeError } from './helpers/synthetic.js';
 import { tinyClip, tinyInception, tinyLpips } from './helpers/tiny-networks.js';
 import { tinyMergesFile, tinyVocab } from './helpers/tiny-vocab.js';
+
+/** Temp folders this file's tests made, removed after them. */
+const scratchDirs: string[] = [];
+afterAll(() => {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
+function scratchDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  scratchDirs.push(dir);
+  return dir;
+}
 
 /** Runs the built CLI (turbo builds before testing) with no terminal attached. */
 function run(...args: string[]): { code: number | null; stdout: string; stderr: string } {
@@ -47,7 +58,7 @@ describe('ditcache-metrics on directories', () => {
   });
 
   it('reports identical pairs as null PSNR, left out of the mean and counted', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'metrics-cli-'));
+    const dir = scratchDir('metrics-cli-');
     copyDir(TEST, join(dir, 'same'), ['img_00.png', 'img_01.png']);
     copyDir(REF, join(dir, 'same'), ['img_02.png']);
     copyDir(REF, join(dir, 'ref'), ['img_00.png', 'img_01.png', 'img_02.png']);
@@ -63,7 +74,7 @@ describe('ditcache-metrics on directories', () => {
   });
 
   it('compares a reference with every sibling directory, one table row each', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'metrics-grid-'));
+    const dir = scratchDir('metrics-grid-');
     copyDir(REF, join(dir, 'baseline'));
     copyDir(TEST, join(dir, 'F1B0_R0.08'));
     copyDir(REF, join(dir, 'F8B0_R0.02'));
@@ -87,7 +98,7 @@ describe('ditcache-metrics on directories', () => {
 });
 
 describe('ditcache-metrics errors: one line naming the files, exit code 1', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'metrics-errors-'));
+  const dir = scratchDir('metrics-errors-');
 
   function expectError(args: string[], pattern: RegExp): void {
     const { code, stdout, stderr } = run(...args);
@@ -126,7 +137,7 @@ describe('ditcache-metrics errors: one line naming the files, exit code 1', () =
 });
 
 describe('ditcache-metrics with learned metrics (tiny networks in --models)', () => {
-  const models = mkdtempSync(join(tmpdir(), 'metrics-models-'));
+  const models = scratchDir('metrics-models-');
   const vocab = tinyVocab();
 
   beforeAll(() => {

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +18,17 @@ import { GOLDENS_DIR } from './helpers/paths.js';
 import { relativeError } from './helpers/synthetic.js';
 import { tinyClip, tinyClipImageEmbedding, tinyClipTextEmbedding } from './helpers/tiny-networks.js';
 import { tinyMergesFile, tinyVocab } from './helpers/tiny-vocab.js';
+
+/** Temp folders this file's tests made, removed after them. */
+const scratchDirs: string[] = [];
+afterAll(() => {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
+function scratchDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  scratchDirs.push(dir);
+  return dir;
+}
 
 describe('CLIP score math (torchmetrics CLIPScore)', () => {
   it('is 100 * max(cos, 0) per pair', () => {
@@ -40,7 +51,7 @@ describe('CLIP score math (torchmetrics CLIPScore)', () => {
 });
 
 describe('prompts files', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'metrics-prompts-'));
+  const dir = scratchDir('metrics-prompts-');
   it('maps lines to images in order and checks the count', async () => {
     writeFileSync(join(dir, 'p.txt'), 'a cat\na dog\n\n');
     expect(await readPrompts(join(dir, 'p.txt'), ['img_1.png', 'img_2.png'])).toEqual({ 'img_1.png': 'a cat', 'img_2.png': 'a dog' });
@@ -60,7 +71,7 @@ describe('CLIP through ONNX towers (tiny stand-ins built by the test)', () => {
   let model: ClipModel;
 
   beforeAll(async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'metrics-clip-'));
+    const dir = scratchDir('metrics-clip-');
     writeFileSync(join(dir, 'clip-image.onnx'), tiny.image);
     writeFileSync(join(dir, 'clip-text.onnx'), tiny.text);
     mkdirSync(join(dir, 'clip-tokenizer'));

@@ -1,19 +1,30 @@
-import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { evaluatePixelMetrics, listImages, pairDirectories, resolvePairs, siblingDirectories, summarize } from '../src/index.js';
 import { GOLDENS_DIR } from './helpers/paths.js';
 
+/** Temp folders this file's tests made, removed after them. */
+const scratchDirs: string[] = [];
+afterAll(() => {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
+function scratchDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  scratchDirs.push(dir);
+  return dir;
+}
+
 describe('directory pairing', () => {
   it('lists images in natural order and skips other files', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'metrics-list-'));
+    const dir = scratchDir('metrics-list-');
     for (const name of ['img_10.png', 'img_2.png', 'img_1.PNG', '.hidden.png', 'notes.txt', 'frame.npy']) writeFileSync(join(dir, name), '');
     expect(await listImages(dir)).toEqual(['frame.npy', 'img_1.PNG', 'img_2.png', 'img_10.png']);
   });
 
   it('matches files by name and names every file without a partner', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'metrics-pairs-'));
+    const dir = scratchDir('metrics-pairs-');
     mkdirSync(join(dir, 'a'));
     mkdirSync(join(dir, 'b'));
     for (const name of ['x.png', 'y.png']) writeFileSync(join(dir, 'a', name), '');
@@ -27,7 +38,7 @@ describe('directory pairing', () => {
   });
 
   it('finds the sibling directories of a reference', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'metrics-siblings-'));
+    const dir = scratchDir('metrics-siblings-');
     for (const name of ['ref', 'run_10', 'run_2', '.cache']) mkdirSync(join(dir, name));
     writeFileSync(join(dir, 'log.txt'), '');
     expect(await siblingDirectories(join(dir, 'ref'), dir)).toEqual([join(dir, 'run_2'), join(dir, 'run_10')]);
@@ -46,7 +57,7 @@ describe('evaluatePixelMetrics', () => {
   });
 
   it('reports the failing pair by file name', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'metrics-eval-'));
+    const dir = scratchDir('metrics-eval-');
     mkdirSync(join(dir, 'a'));
     mkdirSync(join(dir, 'b'));
     copyFileSync(join(GOLDENS_DIR, 'ref', 'img_00.png'), join(dir, 'a', 'img.png'));

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,12 +15,23 @@ import { GOLDENS_DIR } from './helpers/paths.js';
 import { relativeError } from './helpers/synthetic.js';
 import { convRelu, poolAndProject, tinyInception } from './helpers/tiny-networks.js';
 
+/** Temp folders this file's tests made, removed after them. */
+const scratchDirs: string[] = [];
+afterAll(() => {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
+function scratchDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  scratchDirs.push(dir);
+  return dir;
+}
+
 describe('FID through an ONNX feature extractor (tiny stand-in built by the test)', () => {
   const tiny = tinyInception();
   let extractor: InceptionFeatureExtractor;
 
   beforeAll(async () => {
-    const path = join(mkdtempSync(join(tmpdir(), 'metrics-fid-')), 'fid-tiny.onnx');
+    const path = join(scratchDir('metrics-fid-'), 'fid-tiny.onnx');
     writeFileSync(path, tiny.onnx);
     extractor = await InceptionFeatureExtractor.load(path, { runtime: 'web', threads: 1 });
   });

@@ -1,12 +1,23 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { encodeNpy, loadImage, mae, MetricsError, mse, parseNpy, psnr, ssim } from '../src/index.js';
 import { DATA_DIR, FIXTURES_DIR } from './helpers/paths.js';
 import { readChunks, writeRgbPng } from './helpers/png.js';
 import { relativeError } from './helpers/synthetic.js';
+
+/** Temp folders this file's tests made, removed after them. */
+const scratchDirs: string[] = [];
+afterAll(() => {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
+function scratchDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  scratchDirs.push(dir);
+  return dir;
+}
 
 interface FixtureReference {
   file1: string;
@@ -57,7 +68,7 @@ describe('decoded formats against scikit-image on the stored arrays', () => {
     const tagged = await sharp(pixels, { raw: { width, height, channels: 3 } }).withIccProfile('p3').png().toBuffer();
     const profile = readChunks(tagged).find((chunk) => chunk.type === 'iCCP');
     expect(profile).toBeDefined();
-    const dir = mkdtempSync(join(tmpdir(), 'metrics-icc-'));
+    const dir = scratchDir('metrics-icc-');
     writeFileSync(join(dir, 'p3.png'), writeRgbPng(pixels, width, height, [profile!]));
     expect((await sharp(join(dir, 'p3.png')).metadata()).hasProfile).toBe(true);
     const decoded = await loadImage(join(dir, 'p3.png'));
@@ -74,7 +85,7 @@ describe('decoded formats against scikit-image on the stored arrays', () => {
   });
 
   it('rejects unsupported, unreadable and malformed files with their names', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'metrics-bad-'));
+    const dir = scratchDir('metrics-bad-');
     writeFileSync(join(dir, 'notes.txt'), 'hello');
     writeFileSync(join(dir, 'broken.png'), 'not a png at all');
     writeFileSync(join(dir, 'bad.npy'), Buffer.from('\x93NUMPY\x01\x00'));

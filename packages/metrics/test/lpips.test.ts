@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,6 +6,17 @@ import { evaluateLpips, loadImage, LpipsNetwork, lpipsFromFeatures, pairDirector
 import { GOLDENS_DIR } from './helpers/paths.js';
 import { Lcg, relativeError } from './helpers/synthetic.js';
 import { convRelu, tinyLpips } from './helpers/tiny-networks.js';
+
+/** Temp folders this file's tests made, removed after them. */
+const scratchDirs: string[] = [];
+afterAll(() => {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
+function scratchDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  scratchDirs.push(dir);
+  return dir;
+}
 
 /** lpips written the plain way: normalise whole tensors first, then diff, weight, average. */
 function referenceLpips(first: Float64Array[], second: Float64Array[], channels: number[], planes: number[], weights: ArrayLike<number>[]): number {
@@ -66,7 +77,7 @@ describe('LPIPS through an ONNX network (tiny stand-in built by the test)', () =
   let modelPath: string;
 
   beforeAll(async () => {
-    modelPath = join(mkdtempSync(join(tmpdir(), 'metrics-lpips-')), 'lpips-tiny.onnx');
+    modelPath = join(scratchDir('metrics-lpips-'), 'lpips-tiny.onnx');
     writeFileSync(modelPath, tiny.onnx);
     network = await LpipsNetwork.load(modelPath, { runtime: 'web', threads: 1 });
   });
@@ -99,7 +110,7 @@ describe('LPIPS through an ONNX network (tiny stand-in built by the test)', () =
 
   it('rejects a model without the LPIPS outputs, naming what it has', async () => {
     const { tinyInception } = await import('./helpers/tiny-networks.js');
-    const wrong = join(mkdtempSync(join(tmpdir(), 'metrics-lpips-')), 'wrong.onnx');
+    const wrong = join(scratchDir('metrics-lpips-'), 'wrong.onnx');
     writeFileSync(wrong, tinyInception().onnx);
     await expect(LpipsNetwork.load(wrong, { runtime: 'web' })).rejects.toThrow(/missing output "feat_0".*"features"/);
     await expect(LpipsNetwork.load(join(tmpdir(), 'nope', 'lpips-alex.onnx'))).rejects.toThrow(/LPIPS model not found.*Model files/);
