@@ -1,7 +1,9 @@
-// Elementwise kernels: broadcasting binary arithmetic, unary functions and rotary embeddings.
+// Elementwise kernels: broadcasting binary arithmetic, unary functions and rotary embeddings,
+// on the formulas of elementwise_formulas.h.
 #include <algorithm>
 #include <cmath>
 
+#include "../elementwise_formulas.h"
 #include "../kernels.h"
 #include "parallel.h"
 #include "strided.h"
@@ -11,18 +13,6 @@ namespace dc::cpu {
 namespace {
 
 constexpr int64_t kGrainElems = 1 << 14;
-
-template <BinaryOp Op>
-inline float apply_binary(float a, float b) {
-  if constexpr (Op == BinaryOp::Add) return a + b;
-  if constexpr (Op == BinaryOp::Sub) return a - b;
-  if constexpr (Op == BinaryOp::Mul) return a * b;
-  if constexpr (Op == BinaryOp::Div) return a / b;
-  if constexpr (Op == BinaryOp::Max) return (a > b || std::isnan(a)) ? a : b;
-  if constexpr (Op == BinaryOp::Min) return (a < b || std::isnan(a)) ? a : b;
-  if constexpr (Op == BinaryOp::Pow) return std::pow(a, b);
-  return 0.f;
-}
 
 template <BinaryOp Op>
 void binary_run(const float* a, int64_t sa, const float* b, int64_t sb, float* o, int64_t n) {
@@ -65,24 +55,6 @@ void binary_scalar_typed(const float* a, float s, bool scalar_first, float* o, i
 }
 
 template <UnaryOp Op>
-inline float apply_unary(float x, float p0, float p1) {
-  if constexpr (Op == UnaryOp::Neg) return -x;
-  if constexpr (Op == UnaryOp::Abs) return std::fabs(x);
-  if constexpr (Op == UnaryOp::Log) return std::log(x);
-  if constexpr (Op == UnaryOp::Sqrt) return std::sqrt(x);
-  if constexpr (Op == UnaryOp::Rsqrt) return 1.f / std::sqrt(x);
-  if constexpr (Op == UnaryOp::Sin) return std::sin(x);
-  if constexpr (Op == UnaryOp::Cos) return std::cos(x);
-  if constexpr (Op == UnaryOp::Tanh) return std::tanh(x);
-  if constexpr (Op == UnaryOp::Relu) return x > 0.f ? x : (std::isnan(x) ? x : 0.f);
-  if constexpr (Op == UnaryOp::GeluErf) return 0.5f * x * (1.f + std::erf(x * 0.7071067811865476f));
-  if constexpr (Op == UnaryOp::Square) return x * x;
-  if constexpr (Op == UnaryOp::Reciprocal) return 1.f / x;
-  if constexpr (Op == UnaryOp::Clamp) return std::min(std::max(x, p0), p1);
-  return 0.f;
-}
-
-template <UnaryOp Op>
 void unary_typed(const float* x, float* o, int64_t n, float p0, float p1) {
   parallel_for(n, kGrainElems / 4, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) o[i] = apply_unary<Op>(x[i], p0, p1);
@@ -93,13 +65,10 @@ void unary_typed(const float* x, float* o, int64_t n, float p0, float p1) {
 
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
   switch (op) {
-    case BinaryOp::Add: return binary_typed<BinaryOp::Add>(a, b, out);
-    case BinaryOp::Sub: return binary_typed<BinaryOp::Sub>(a, b, out);
-    case BinaryOp::Mul: return binary_typed<BinaryOp::Mul>(a, b, out);
-    case BinaryOp::Div: return binary_typed<BinaryOp::Div>(a, b, out);
-    case BinaryOp::Max: return binary_typed<BinaryOp::Max>(a, b, out);
-    case BinaryOp::Min: return binary_typed<BinaryOp::Min>(a, b, out);
-    case BinaryOp::Pow: return binary_typed<BinaryOp::Pow>(a, b, out);
+#define DC_CASE(name) \
+  case BinaryOp::name: return binary_typed<BinaryOp::name>(a, b, out);
+    DC_FOR_EACH_BINARY_OP(DC_CASE)
+#undef DC_CASE
   }
 }
 
@@ -108,21 +77,28 @@ void binary_scalar(BinaryOp op, const Tensor& a, float s, bool scalar_first, Ten
   float* o = out.f32();
   const int64_t n = out.numel();
   switch (op) {
-    case BinaryOp::Add: return binary_scalar_typed<BinaryOp::Add>(x, s, scalar_first, o, n);
-    case BinaryOp::Sub: return binary_scalar_typed<BinaryOp::Sub>(x, s, scalar_first, o, n);
-    case BinaryOp::Mul: return binary_scalar_typed<BinaryOp::Mul>(x, s, scalar_first, o, n);
-    case BinaryOp::Div: return binary_scalar_typed<BinaryOp::Div>(x, s, scalar_first, o, n);
-    case BinaryOp::Max: return binary_scalar_typed<BinaryOp::Max>(x, s, scalar_first, o, n);
-    case BinaryOp::Min: return binary_scalar_typed<BinaryOp::Min>(x, s, scalar_first, o, n);
-    case BinaryOp::Pow: return binary_scalar_typed<BinaryOp::Pow>(x, s, scalar_first, o, n);
+#define DC_CASE(name) \
+  case BinaryOp::name: return binary_scalar_typed<BinaryOp::name>(x, s, scalar_first, o, n);
+    DC_FOR_EACH_BINARY_OP(DC_CASE)
+#undef DC_CASE
   }
 }
 
 namespace {
-// The activations transformers spend their time in run through the vectorised kernels.
 template <void (*Kernel)(const float*, float*, int64_t)>
 void unary_vectorised(const float* x, float* o, int64_t n) {
   parallel_for(n, kGrainElems, [&](int64_t i0, int64_t i1) { Kernel(x + i0, o + i0, i1 - i0); });
+}
+
+// The activations transformers spend their time in run through the vectorised kernels; the
+// others through the shared formula, one scalar loop each.
+template <UnaryOp Op>
+void unary_op(const float* x, float* o, int64_t n, float p0, float p1) {
+  if constexpr (Op == UnaryOp::Exp) unary_vectorised<vector_exp>(x, o, n);
+  else if constexpr (Op == UnaryOp::Sigmoid) unary_vectorised<vector_sigmoid>(x, o, n);
+  else if constexpr (Op == UnaryOp::Silu) unary_vectorised<vector_silu>(x, o, n);
+  else if constexpr (Op == UnaryOp::GeluTanh) unary_vectorised<vector_gelu_tanh>(x, o, n);
+  else unary_typed<Op>(x, o, n, p0, p1);
 }
 }  // namespace
 
@@ -131,17 +107,10 @@ void unary(UnaryOp op, const Tensor& x, Tensor& out, float p0, float p1) {
   float* o = out.f32();
   const int64_t n = out.numel();
   switch (op) {
-    case UnaryOp::Exp: return unary_vectorised<vector_exp>(i, o, n);
-    case UnaryOp::Sigmoid: return unary_vectorised<vector_sigmoid>(i, o, n);
-    case UnaryOp::Silu: return unary_vectorised<vector_silu>(i, o, n);
-    case UnaryOp::GeluTanh: return unary_vectorised<vector_gelu_tanh>(i, o, n);
-#define DC_UNARY_CASE(name) \
-  case UnaryOp::name: return unary_typed<UnaryOp::name>(i, o, n, p0, p1);
-    DC_UNARY_CASE(Neg) DC_UNARY_CASE(Abs) DC_UNARY_CASE(Log)
-    DC_UNARY_CASE(Sqrt) DC_UNARY_CASE(Rsqrt) DC_UNARY_CASE(Sin) DC_UNARY_CASE(Cos)
-    DC_UNARY_CASE(Tanh) DC_UNARY_CASE(Relu) DC_UNARY_CASE(GeluErf) DC_UNARY_CASE(Square)
-    DC_UNARY_CASE(Reciprocal) DC_UNARY_CASE(Clamp)
-#undef DC_UNARY_CASE
+#define DC_CASE(name) \
+  case UnaryOp::name: return unary_op<UnaryOp::name>(i, o, n, p0, p1);
+    DC_FOR_EACH_UNARY_OP(DC_CASE)
+#undef DC_CASE
   }
 }
 

@@ -1,43 +1,16 @@
-// Iteration over N operands that share one shape but have their own strides: dimensions that
-// are contiguous for every operand are merged, and the callback receives whole innermost runs.
+// The CPU's walk over a StridedLayout: whole innermost runs, row by row, so that the inner loop
+// over a run vectorises.
 #pragma once
-#include <array>
-#include <cstdint>
-
-#include "../common.h"
+#include "../strided_layout.h"
 
 namespace dc::cpu {
 
 template <int N>
-struct StridedLoop {
-  int ndim = 0;  // after merging; the last dimension is the innermost run
-  int64_t shape[kMaxDims];
-  int64_t strides[N][kMaxDims];
-
-  StridedLoop(const Shape& s, const std::array<const int64_t*, N>& st) {
-    // Drop size-1 dims, then merge neighbours that are contiguous for all operands.
-    for (size_t d = 0; d < s.size(); ++d) {
-      if (s[d] == 1) continue;
-      if (ndim > 0) {
-        bool mergeable = true;
-        for (int k = 0; k < N; ++k)
-          if (strides[k][ndim - 1] != st[k][d] * s[d]) mergeable = false;
-        if (mergeable) {
-          shape[ndim - 1] *= s[d];
-          for (int k = 0; k < N; ++k) strides[k][ndim - 1] = st[k][d];
-          continue;
-        }
-      }
-      shape[ndim] = s[d];
-      for (int k = 0; k < N; ++k) strides[k][ndim] = st[k][d];
-      ++ndim;
-    }
-    if (ndim == 0) {  // a scalar: one run of one element
-      shape[0] = 1;
-      for (int k = 0; k < N; ++k) strides[k][0] = 0;
-      ndim = 1;
-    }
-  }
+struct StridedLoop : StridedLayout<N> {
+  using StridedLayout<N>::StridedLayout;
+  using StridedLayout<N>::ndim;
+  using StridedLayout<N>::shape;
+  using StridedLayout<N>::strides;
 
   int64_t inner() const { return shape[ndim - 1]; }
   int64_t rows() const {

@@ -1,54 +1,14 @@
-// Elementwise kernels: broadcasting binary arithmetic, unary functions and rotary embeddings.
-// Same formulas as native/cpu/elementwise.cc, including how NaN passes through max, min,
-// relu and clamp.
+// Elementwise kernels: broadcasting binary arithmetic, unary functions and rotary embeddings,
+// on the formulas of elementwise_formulas.h that the CPU kernels use too.
 #include <cstdint>
 
+#include "../elementwise_formulas.h"
 #include "../kernels.h"
 #include "launch.cuh"
 #include "strided.cuh"
 
 namespace dc::cuda {
 namespace {
-
-template <BinaryOp Op>
-__device__ __forceinline__ float apply_binary(float a, float b) {
-  if constexpr (Op == BinaryOp::Add) return a + b;
-  if constexpr (Op == BinaryOp::Sub) return a - b;
-  if constexpr (Op == BinaryOp::Mul) return a * b;
-  if constexpr (Op == BinaryOp::Div) return a / b;
-  if constexpr (Op == BinaryOp::Max) return (a > b || isnan(a)) ? a : b;
-  if constexpr (Op == BinaryOp::Min) return (a < b || isnan(a)) ? a : b;
-  if constexpr (Op == BinaryOp::Pow) return powf(a, b);
-}
-
-template <UnaryOp Op>
-__device__ __forceinline__ float apply_unary(float x, float p0, float p1) {
-  if constexpr (Op == UnaryOp::Neg) return -x;
-  if constexpr (Op == UnaryOp::Abs) return fabsf(x);
-  if constexpr (Op == UnaryOp::Exp) return expf(x);
-  if constexpr (Op == UnaryOp::Log) return logf(x);
-  if constexpr (Op == UnaryOp::Sqrt) return sqrtf(x);
-  if constexpr (Op == UnaryOp::Rsqrt) return 1.f / sqrtf(x);  // rsqrtf is not correctly rounded
-  if constexpr (Op == UnaryOp::Sin) return sinf(x);
-  if constexpr (Op == UnaryOp::Cos) return cosf(x);
-  if constexpr (Op == UnaryOp::Tanh) return tanhf(x);
-  if constexpr (Op == UnaryOp::Sigmoid) return 1.f / (1.f + expf(-x));
-  if constexpr (Op == UnaryOp::Silu) return x / (1.f + expf(-x));
-  if constexpr (Op == UnaryOp::Relu) return x > 0.f ? x : (isnan(x) ? x : 0.f);
-  if constexpr (Op == UnaryOp::GeluTanh) {
-    const float k = 0.7978845608028654f;  // sqrt(2 / pi)
-    return 0.5f * x * (1.f + tanhf(k * (x + 0.044715f * x * x * x)));
-  }
-  if constexpr (Op == UnaryOp::GeluErf) return 0.5f * x * (1.f + erff(x * 0.7071067811865476f));
-  if constexpr (Op == UnaryOp::Square) return x * x;
-  if constexpr (Op == UnaryOp::Reciprocal) return 1.f / x;
-  if constexpr (Op == UnaryOp::Clamp) {
-    // std::min(std::max(x, lo), hi) spelled out: a NaN input stays NaN (fminf / fmaxf would
-    // replace it by a bound).
-    const float lower = x < p0 ? p0 : x;
-    return p1 < lower ? p1 : lower;
-  }
-}
 
 template <BinaryOp Op, typename Index>
 __global__ void binary_kernel(const float* a, const float* b, float* out, StridedIndexer<3> idx, int64_t n) {
@@ -144,38 +104,28 @@ void launch_rope(const Tensor& x, const Tensor& cos, const Tensor& sin, Tensor& 
 
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
   switch (op) {
-    case BinaryOp::Add: return launch_binary<BinaryOp::Add>(a, b, out);
-    case BinaryOp::Sub: return launch_binary<BinaryOp::Sub>(a, b, out);
-    case BinaryOp::Mul: return launch_binary<BinaryOp::Mul>(a, b, out);
-    case BinaryOp::Div: return launch_binary<BinaryOp::Div>(a, b, out);
-    case BinaryOp::Max: return launch_binary<BinaryOp::Max>(a, b, out);
-    case BinaryOp::Min: return launch_binary<BinaryOp::Min>(a, b, out);
-    case BinaryOp::Pow: return launch_binary<BinaryOp::Pow>(a, b, out);
+#define DC_CASE(name) \
+  case BinaryOp::name: return launch_binary<BinaryOp::name>(a, b, out);
+    DC_FOR_EACH_BINARY_OP(DC_CASE)
+#undef DC_CASE
   }
 }
 
 void binary_scalar(BinaryOp op, const Tensor& a, float s, bool scalar_first, Tensor& out) {
   switch (op) {
-    case BinaryOp::Add: return launch_binary_scalar<BinaryOp::Add>(a, s, scalar_first, out);
-    case BinaryOp::Sub: return launch_binary_scalar<BinaryOp::Sub>(a, s, scalar_first, out);
-    case BinaryOp::Mul: return launch_binary_scalar<BinaryOp::Mul>(a, s, scalar_first, out);
-    case BinaryOp::Div: return launch_binary_scalar<BinaryOp::Div>(a, s, scalar_first, out);
-    case BinaryOp::Max: return launch_binary_scalar<BinaryOp::Max>(a, s, scalar_first, out);
-    case BinaryOp::Min: return launch_binary_scalar<BinaryOp::Min>(a, s, scalar_first, out);
-    case BinaryOp::Pow: return launch_binary_scalar<BinaryOp::Pow>(a, s, scalar_first, out);
+#define DC_CASE(name) \
+  case BinaryOp::name: return launch_binary_scalar<BinaryOp::name>(a, s, scalar_first, out);
+    DC_FOR_EACH_BINARY_OP(DC_CASE)
+#undef DC_CASE
   }
 }
 
 void unary(UnaryOp op, const Tensor& x, Tensor& out, float p0, float p1) {
   switch (op) {
-#define DC_UNARY_CASE(name) \
+#define DC_CASE(name) \
   case UnaryOp::name: return launch_unary<UnaryOp::name>(x, out, p0, p1);
-    DC_UNARY_CASE(Neg) DC_UNARY_CASE(Abs) DC_UNARY_CASE(Exp) DC_UNARY_CASE(Log)
-    DC_UNARY_CASE(Sqrt) DC_UNARY_CASE(Rsqrt) DC_UNARY_CASE(Sin) DC_UNARY_CASE(Cos)
-    DC_UNARY_CASE(Tanh) DC_UNARY_CASE(Sigmoid) DC_UNARY_CASE(Silu) DC_UNARY_CASE(Relu)
-    DC_UNARY_CASE(GeluTanh) DC_UNARY_CASE(GeluErf) DC_UNARY_CASE(Square)
-    DC_UNARY_CASE(Reciprocal) DC_UNARY_CASE(Clamp)
-#undef DC_UNARY_CASE
+    DC_FOR_EACH_UNARY_OP(DC_CASE)
+#undef DC_CASE
   }
 }
 

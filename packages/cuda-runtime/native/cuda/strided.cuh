@@ -1,57 +1,25 @@
-// Element offsets of N operands that share one shape but have their own strides (at most
-// kMaxDims dimensions), passed to kernels by value. Size-1 dimensions are dropped and
-// neighbours that are contiguous for every operand merged, so that most layouts unravel with
-// one or two divisions per element.
+// CUDA's walk over a StridedLayout: each thread unravels its element's row-major index into the
+// operands' offsets, in 32-bit arithmetic where every offset fits.
 #pragma once
-#include <array>
 #include <cstdint>
 #include <cstdlib>
 #include <type_traits>
 
-#include "../common.h"
+#include "../strided_layout.h"
 #include "launch.cuh"
 
 namespace dc::cuda {
 
 template <int N>
-struct StridedIndexer {
-  int ndim = 0;  // after merging; at least 1
-  int64_t shape[kMaxDims] = {};
-  int64_t strides[N][kMaxDims] = {};
-
-  StridedIndexer(const Shape& s, const std::array<const int64_t*, N>& st) {
-    for (size_t d = 0; d < s.size(); ++d) {
-      if (s[d] == 1) continue;
-      if (ndim > 0) {
-        bool mergeable = true;
-        for (int k = 0; k < N; ++k)
-          if (strides[k][ndim - 1] != st[k][d] * s[d]) mergeable = false;
-        if (mergeable) {
-          shape[ndim - 1] *= s[d];
-          for (int k = 0; k < N; ++k) strides[k][ndim - 1] = st[k][d];
-          continue;
-        }
-      }
-      shape[ndim] = s[d];
-      for (int k = 0; k < N; ++k) strides[k][ndim] = st[k][d];
-      ++ndim;
-    }
-    if (ndim == 0) {  // a scalar, or only size-1 dimensions: one element at offset 0
-      shape[0] = 1;
-      for (int k = 0; k < N; ++k) strides[k][0] = 0;
-      ndim = 1;
-    }
-  }
-
-  int64_t numel() const {
-    int64_t n = 1;
-    for (int d = 0; d < ndim; ++d) n *= shape[d];
-    return n;
-  }
+struct StridedIndexer : StridedLayout<N> {
+  using StridedLayout<N>::StridedLayout;
+  using StridedLayout<N>::ndim;
+  using StridedLayout<N>::shape;
+  using StridedLayout<N>::strides;
 
   // Whether every linear index and every partial offset fits in int32.
   bool fits_int32() const {
-    if (numel() > kMaxIndex32) return false;
+    if (this->numel() > kMaxIndex32) return false;
     for (int k = 0; k < N; ++k) {
       int64_t reach = 0;
       for (int d = 0; d < ndim; ++d) reach += (shape[d] - 1) * std::llabs(strides[k][d]);
