@@ -5,10 +5,10 @@ import { join } from 'node:path';
 
 import type { Tensor } from '@ditcache/cuda-runtime';
 import { missingFolders } from '@ditcache/diffusion';
-import { UsageError, pickInputs, writeImage, type CliFamily, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
+import { UsageError, componentConfig, pickInputs, writeImage, type CliFamily, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
 
 import { StableDiffusion3Pipeline, type SD3GenerateOptions } from './pipeline.js';
-import { loadSD3TransformerConfig } from './config.js';
+import { SD3_TRANSFORMER_DEFAULTS, loadSD3TransformerConfig } from './config.js';
 import { CLIP_COMPONENTS, SD3PromptEncoder } from './prompt-encoder.js';
 import { SD3Transformer } from './transformer.js';
 
@@ -34,6 +34,9 @@ const sd3CliFamily: CliFamily = {
     if (s.prompt === undefined && s.negativePrompt === undefined) return;
     checkTextComponents(dir);
   },
+
+  // One chain of joint blocks, so `--cache` is checked against it before the weights load.
+  cacheChains: (dir) => [{ name: 'transformer.transformer_blocks', blocks: componentConfig(dir, 'transformer', ['SD3Transformer2DModel'], SD3_TRANSFORMER_DEFAULTS).num_layers }],
 
   encodePrompt(dir, prompt, s) {
     checkTextComponents(dir);

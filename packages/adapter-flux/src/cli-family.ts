@@ -1,7 +1,8 @@
 // FLUX.1 for the `ditcache` command line: package.json's `"ditcache": { "cli": ... }` points here.
 import type { Tensor } from '@ditcache/cuda-runtime';
-import { UsageError, pickInputs, writeImage, type CliFamily, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
+import { UsageError, componentConfig, pickInputs, writeImage, type CliFamily, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
 
+import { FLUX_TRANSFORMER_DEFAULTS } from './config.js';
 import { FluxPipeline, type FluxGenerateOptions } from './pipeline.js';
 import { FluxPromptEncoder, MAX_SEQUENCE_LENGTH, missingTextComponents } from './prompt-encoder.js';
 import { FluxTransformer } from './transformer.js';
@@ -29,6 +30,12 @@ const fluxCliFamily: CliFamily = {
   checkModel(dir, s: CliGenerateSettings): void {
     if (s.prompt === undefined && s.negativePrompt === undefined) return;
     checkTextComponents(dir);
+  },
+
+  // One chain, the double-stream blocks then the single-stream ones (see cache.ts).
+  cacheChains(dir) {
+    const c = componentConfig(dir, 'transformer', ['FluxTransformer2DModel'], FLUX_TRANSFORMER_DEFAULTS);
+    return [{ name: 'transformer.transformer_blocks+single_transformer_blocks', blocks: c.num_layers + c.num_single_layers }];
   },
 
   request(inputs, file, s: CliGenerateSettings): FluxGenerateOptions {

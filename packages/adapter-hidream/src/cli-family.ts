@@ -1,7 +1,8 @@
 // HiDream-I1 for the `ditcache` command line: package.json's `"ditcache": { "cli": ... }` points here.
 import type { Tensor } from '@ditcache/cuda-runtime';
-import { pickInputs, writeImage, type CliFamily, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
+import { componentConfig, pickInputs, writeImage, type CliFamily, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
 
+import { HIDREAM_TRANSFORMER_DEFAULTS } from './config.js';
 import { HiDreamPipeline, type HiDreamGenerateOptions } from './pipeline.js';
 import { HiDreamTransformer } from './transformer.js';
 
@@ -16,6 +17,15 @@ const hidreamCliFamily: CliFamily = {
 
   // --dtype and --weight-dtype travel in `options` (the transformer and the VAE take the dtype).
   spawn: (dir, options) => HiDreamPipeline.spawn(dir, options),
+
+  // Two chains, each with its context: the double-stream blocks, then the single-stream ones.
+  cacheChains(dir) {
+    const c = componentConfig(dir, 'transformer', ['HiDreamImageTransformer2DModel'], HIDREAM_TRANSFORMER_DEFAULTS);
+    return [
+      { name: 'transformer.double_stream_blocks', blocks: c.num_layers },
+      { name: 'transformer.single_stream_blocks', blocks: c.num_single_layers },
+    ];
+  },
 
   request(inputs, file, s: CliGenerateSettings): HiDreamGenerateOptions {
     const [promptEmbedsT5, promptEmbedsLlama3, pooledPromptEmbeds] = pickInputs(inputs, file, ['prompt_embeds_t5', 'prompt_embeds_llama3', 'pooled_prompt_embeds']);

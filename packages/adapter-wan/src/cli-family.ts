@@ -3,8 +3,10 @@ import { basename, dirname, extname, join } from 'node:path';
 
 import type { Tensor } from '@ditcache/cuda-runtime';
 import { saveAnimation, savePngFrames } from '@ditcache/diffusion';
-import { UsageError, pickInputs, type CliFamily, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
+import { readJsonObject } from '@ditcache/diffusion';
+import { UsageError, componentConfig, pickInputs, type CliFamily, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
 
+import { WAN_TRANSFORMER_DEFAULTS } from './config.js';
 import { WanPipeline, type WanGenerateOptions } from './pipeline.js';
 import { WanPromptEncoder, missingTextComponents } from './prompt-encoder.js';
 import { WanTransformer } from './transformer.js';
@@ -29,6 +31,12 @@ const wanCliFamily: CliFamily = {
   checkModel(dir, s: CliGenerateSettings): void {
     if (s.prompt === undefined && s.negativePrompt === undefined) return;
     checkTextComponents(dir);
+  },
+
+  // One chain per expert: transformer/, and transformer_2/ in a Wan 2.2 folder (a non-null boundary_ratio).
+  cacheChains(dir) {
+    const experts = readJsonObject(join(dir, 'model_index.json')).boundary_ratio == null ? ['transformer'] : ['transformer', 'transformer_2'];
+    return experts.map((name) => ({ name: `${name}.blocks`, blocks: componentConfig(dir, name, ['WanTransformer3DModel'], WAN_TRANSFORMER_DEFAULTS).num_layers }));
   },
 
   encodePrompt(dir, prompt, s) {

@@ -12,7 +12,7 @@ import { FAMILY_FLAGS, type CliFamily, type CliGenerateResult, type CliGenerateS
 import { adapterOption, registerAdapters } from './adapters-command.js';
 import { registerBench } from './bench/command.js';
 import { registerEncodePrompt } from './encode-prompt.js';
-import { resolveCacheSpec } from './cache-spec.js';
+import { checkCacheFitsModel, resolveCacheSpec } from './cache-spec.js';
 import { UsageError } from './errors.js';
 import { componentClassOf } from './model-folder.js';
 import { checkOutputs, ensureParent, numberedPaths, writeAtomically, writeTextAtomically } from './outputs.js';
@@ -26,19 +26,20 @@ function refuseForeignFlags(family: CliFamily, settings: CliGenerateSettings): v
   for (const n of FAMILY_FLAGS) if (settings[n] !== undefined && !family.flags.includes(n)) throw new UsageError(`${flag(n)} does not apply to ${family.label}`);
 }
 
+// Decimal digits only: Number() would also take '', ' ', '1e3' and '0x10'.
 const positiveInt = (flag: string) => (v: string): number => {
   const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${flag} must be a positive integer`);
+  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError(`${flag} must be a positive integer`);
   return n;
 };
 const nonNegativeInt = (flag: string) => (v: string): number => {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${flag} must be a non-negative integer`);
+  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`${flag} must be a non-negative integer (at most 2^53 - 1)`);
   return n;
 };
 const finite = (flag: string) => (v: string): number => {
   const n = Number(v);
-  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${flag} must be a number`);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${flag} must be a number`);
   return n;
 };
 
@@ -93,6 +94,8 @@ async function generate(flags: GenerateFlags): Promise<void> {
     throw new UsageError(`--output ${flags.output}: ${family.label} writes ${family.outputFormats.join(' or ')} files`);
   }
   const cache = flags.cache === undefined ? undefined : resolveCacheSpec(flags.cache);
+  const chains = cache === undefined ? undefined : family.cacheChains?.(flags.model);
+  if (cache !== undefined && chains) checkCacheFitsModel(cache, chains);
   const inputs: Record<string, Tensor> = flags.inputs === undefined ? {} : loadInputs(flags.inputs);
   const request = family.request(inputs, flags.inputs, flags);
   if (!flags.output && !flags.saveLatents && !flags.stats) {
@@ -292,6 +295,11 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     if (err.name === 'AbortError') {
       process.stderr.write('ditcache: interrupted\n');
       return 130;
+    }
+    // A cache config that does not fit the model (found when caching is enabled) is a usage error too, listing the valid keys on the same line.
+    if (err.name === 'CacheConfigError') {
+      process.stderr.write(`ditcache: --cache: ${err.message.split('\n').join(' ')}\n`);
+      return 2;
     }
     process.stderr.write(`ditcache: ${err.message.split('\n')[0]}\n`);
     // By name rather than instanceof: a plugin may bring its own copy of the class.

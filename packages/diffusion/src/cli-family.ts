@@ -3,8 +3,11 @@
 // export is a CliFamily (`"ditcache": { "cli": "./dist/cli-family.js" }`), and the CLI finds it
 // there, beside itself or through `--adapter`. It lives here, below both the CLI and the
 // adapters, because the CLI depends on the built-in adapters.
+import { join } from 'node:path';
+
 import type { Tensor } from '@ditcache/cuda-runtime';
 
+import { readJsonObject, typedConfig } from './config-file.js';
 import { savePng } from './image.js';
 import type { LoadOptions } from './weights.js';
 import type { RemotePipeline } from './worker/remote-pipeline.js';
@@ -71,6 +74,12 @@ export interface CliFamily {
   spawn(dir: string, options: CliLoadOptions): Promise<RemotePipeline<object, CliGenerateResult>>;
   /** Checks before any work that the folder can serve these flags (e.g. has text encoders for --prompt). */
   checkModel?(modelDir: string, settings: CliGenerateSettings): void;
+  /**
+   * The block chains `enableCache` caches in this pipeline folder, in the order of the cache
+   * contexts (and of `params_modifiers`), from the transformers' config.json files (not their
+   * weights): the CLI checks `--cache` against them before loading (Fn + Bn within each chain).
+   */
+  cacheChains?(modelDir: string): readonly CliCacheChain[];
   /** The pipeline request from the tensors of the --inputs file (none when `file` is undefined) and the flags. */
   request(inputs: Record<string, Tensor>, file: string | undefined, settings: CliGenerateSettings): object;
   /**
@@ -103,6 +112,24 @@ export interface CliFamily {
    * conditions on and the token ids behind them. Absent where the family takes embeddings only.
    */
   encodePrompt?(modelDir: string, prompt: string, settings: Pick<CliGenerateSettings, 'maxSequenceLength'>): CliEncodedPrompt;
+}
+
+/** One chain of transformer blocks with its own cache context, as `CliFamily.cacheChains` lists them. */
+export interface CliCacheChain {
+  /** Its context's name in diffusers' attribute names, as --stats names it, e.g. 'transformer.transformer_blocks'. */
+  readonly name: string;
+  /** How many blocks the chain has. */
+  readonly blocks: number;
+}
+
+/**
+ * The config.json of the component folder `component` of a pipeline folder, checked against its
+ * classes and completed with `defaults` (as the component's loader reads it), without opening
+ * its weights.
+ */
+export function componentConfig<T extends Record<string, unknown>>(modelDir: string, component: string, classNames: readonly string[], defaults: T): T {
+  const path = join(modelDir, component, 'config.json');
+  return typedConfig(readJsonObject(path), path, classNames, defaults);
 }
 
 /** The load options the CLI gives every family's loads: --dtype (diffusers' torch_dtype) and --weight-dtype. */
