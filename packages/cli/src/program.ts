@@ -1,4 +1,5 @@
 // The `ditcache` command line.
+import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
@@ -225,9 +226,15 @@ async function forward(flags: ForwardFlags): Promise<void> {
   }
 }
 
+/** This package's version, from its package.json (one level above src/ and dist/). */
+function cliVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf-8')) as { version: string }).version;
+}
+
 export function buildProgram(): Command {
   const program = new Command('ditcache')
     .description('Diffusion transformers in Node.js, accelerated by caching')
+    .version(cliVersion(), '-V, --version', 'print the version of @ditcache/cli')
     .showHelpAfterError('(run with --help for usage)');
 
   program

@@ -59,3 +59,13 @@ describe('usage errors: status 2, one line, before loading', () => {
     });
   }
 });
+
+describe('--version', () => {
+  it('prints the CLI package\'s version and exits 0', () => {
+    const { version } = JSON.parse(readFileSync(join(root, 'packages/cli/package.json'), 'utf-8')) as { version: string };
+    const r = ditcache('--version');
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toBe(`${version}\n`);
+    expect(r.stderr).toBe('');
+  });
+});
