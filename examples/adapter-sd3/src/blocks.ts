@@ -7,13 +7,14 @@
 // float16 every op takes and returns the dtype, as in diffusers; in float16 a block whose output
 // leaves float16's range stops the run with an error naming it (diffusers does not clip SD3).
 import { ForwardPattern } from '@ditcache/core';
-import { add, mul, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
   AdaLayerNormContinuous,
   AdaLayerNormZero,
   FeedForward,
   Linear,
   checkFloat16Range,
+  gatedResidual,
   modulate,
   modulationParameters,
   type AdaLayerNormZeroOutput,
@@ -63,14 +64,9 @@ export interface JointBlockOptions extends AttentionShape {
   dualAttention: boolean;
 }
 
-/** gate (B, dim) broadcast over tokens, times x. */
-function gated(gate: Tensor, x: Tensor): Tensor {
-  return mul(gate.unsqueeze(1), x);
-}
-
 /** x + gate * ff(LayerNorm(x) * (1 + scale) + shift): the feed-forward half of either stream. */
 function feedForwardResidual(ff: FeedForward, x: Tensor, p: AdaLayerNormZeroOutput): Tensor {
-  return add(x, gated(p.gateMlp, ff.forward(modulate(x, p.scaleMlp, p.shiftMlp))));
+  return gatedResidual(x, p.gateMlp, ff.forward(modulate(x, p.scaleMlp, p.shiftMlp)));
 }
 
 /** diffusers' JointTransformerBlock. */
@@ -120,7 +116,7 @@ export class JointTransformerBlock implements SD3Block {
       }
       const text = contextNorm.forward(encoder, temb);
       const [attnOut, contextAttnOut] = this.attn.forward(image.normed, text.normed);
-      const e = add(encoder, gated(text.gateMsa, contextAttnOut as Tensor));
+      const e = gatedResidual(encoder, text.gateMsa, contextAttnOut as Tensor);
       const encoderOut = feedForwardResidual(this.ffContext as FeedForward, e, text);
       checkFloat16Range(this.name, encoderOut);
       return [encoderOut, this.imageUpdate(hidden, image, attnOut)];
@@ -129,10 +125,10 @@ export class JointTransformerBlock implements SD3Block {
 
   /** The image stream's residuals: attention, SD3.5's attn2, feed-forward. */
   private imageUpdate(hidden: Tensor, image: AdaLayerNormZeroOutput | DualNormOutput, attnOut: Tensor): Tensor {
-    let h = add(hidden, gated(image.gateMsa, attnOut));
+    let h = gatedResidual(hidden, image.gateMsa, attnOut);
     if (this.attn2) {
       const dual = image as DualNormOutput;
-      h = add(h, gated(dual.gateMsa2, this.attn2.forward(dual.normed2)));
+      h = gatedResidual(h, dual.gateMsa2, this.attn2.forward(dual.normed2));
     }
     const out = feedForwardResidual(this.ff, h, image);
     checkFloat16Range(this.name, out);

@@ -1,5 +1,5 @@
 export { FLUX_TRANSFORMER_DEFAULTS, loadFluxTransformerConfig, readFluxTransformerConfig, type FluxTransformerConfig } from './config.js';
-export { FeedForward, FluxSingleTransformerBlock, FluxTransformerBlock, type FluxBlock } from './blocks.js';
+export { FluxSingleTransformerBlock, FluxTransformerBlock, type FluxBlock } from './blocks.js';
 export { JointAttention, SelfAttention, type Projection } from './attention.js';
 export { fluxRotaryEmbedding, type RotaryEmbedding } from './rotary.js';
 export { FluxTransformer, type FluxCallShape, type FluxFlops, type FluxTransformerInputs } from './transformer.js';

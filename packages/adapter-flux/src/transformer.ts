@@ -8,6 +8,7 @@ import {
   MlpEmbedding,
   checkFloat16Range,
   loadFromFolder,
+  modulate,
   sinusoidalTimestepEmbedding,
   type ComputeDtype,
   type LoadOptions,
@@ -15,7 +16,7 @@ import {
   type WeightReader,
 } from '@ditcache/diffusion';
 
-import { FluxSingleTransformerBlock, FluxTransformerBlock, modulate, type FluxBlock } from './blocks.js';
+import { FluxSingleTransformerBlock, FluxTransformerBlock, type FluxBlock } from './blocks.js';
 import { readFluxTransformerConfig, type FluxTransformerConfig } from './config.js';
 import { fluxRotaryEmbedding } from './rotary.js';
 

@@ -5,16 +5,13 @@
 // bfloat16 / float16 every op takes and returns the model's dtype, as in diffusers (HiDream keeps
 // nothing in float32); in float16 a block whose output leaves float16's range stops the run with
 // an error naming it (diffusers does not clip HiDream).
-import { add, layerNorm, mul, silu, tidy, type Tensor } from '@ditcache/cuda-runtime';
-import { Linear, checkFloat16Range, type WeightReader } from '@ditcache/diffusion';
+import { tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { Linear, checkFloat16Range, gatedResidual, modulate, modulationParameters, type WeightReader } from '@ditcache/diffusion';
 
 import { JointAttention, SelfAttention } from './attention.js';
 import type { HiDreamTransformerConfig } from './config.js';
-import { MoEFeedForward, SwiGLUFeedForward, type FeedForward } from './feed-forward.js';
+import { MoEFeedForward, SwiGLUFeedForward, type HiDreamMlp } from './feed-forward.js';
 import type { HiDreamRotary } from './rotary.js';
-
-/** Epsilon of the (weightless) layer norms in the blocks and the final layer. */
-const NORM_EPS = 1e-6;
 
 /** What every block of one transformer call shares. */
 export interface HiDreamBlockContext {
@@ -41,28 +38,13 @@ export interface SingleStreamBlock {
   forward(hidden: Tensor, context: HiDreamBlockContext): Tensor;
 }
 
-/** LayerNorm(x) * (1 + scale) + shift, with (B, dim) shift and scale broadcast over tokens. */
-export function modulate(x: Tensor, shift: Tensor, scale: Tensor): Tensor {
-  return tidy(() => add(mul(layerNorm(x, null, null, NORM_EPS), add(scale, 1).unsqueeze(1)), shift.unsqueeze(1)));
-}
-
-/** x + gate * update, with the (B, dim) gate broadcast over tokens. */
-function gatedResidual(x: Tensor, gate: Tensor, update: Tensor): Tensor {
-  return tidy(() => add(mul(gate.unsqueeze(1), update), x));
-}
-
-/** The (B, dim) modulation parameters an adaLN_modulation layer makes from silu(temb). */
-export function modulation(linear: Linear, temb: Tensor, parts: number): Tensor[] {
-  return tidy(() => linear.forward(silu(temb)).split(parts, 1));
-}
-
 /** The block's module name in diffusers, from its weights' prefix ('double_stream_blocks.2.block.' -> 'double_stream_blocks.2'). */
 function moduleName(w: WeightReader): string {
   return w.prefix.replace(/\.block\.$|\.$/, '');
 }
 
 /** The image stream's MLP: a mixture of experts, or one SwiGLU when the config has no routed experts. */
-function loadImageFeedForward(w: WeightReader, config: HiDreamTransformerConfig, dim: number): FeedForward {
+function loadImageFeedForward(w: WeightReader, config: HiDreamTransformerConfig, dim: number): HiDreamMlp {
   return config.num_routed_experts > 0
     ? MoEFeedForward.load(w, dim, 4 * dim, config.num_routed_experts, config.num_activated_experts)
     : SwiGLUFeedForward.load(w, dim, 4 * dim);
@@ -73,7 +55,7 @@ export class HiDreamDoubleStreamBlock implements DoubleStreamBlock {
   constructor(
     readonly adaLNModulation: Linear,
     readonly attn: JointAttention,
-    readonly ffImage: FeedForward,
+    readonly ffImage: HiDreamMlp,
     readonly ffText: SwiGLUFeedForward,
     /** diffusers' module name (e.g. 'double_stream_blocks.2'), for errors. */
     readonly name = 'double_stream_blocks',
@@ -93,17 +75,17 @@ export class HiDreamDoubleStreamBlock implements DoubleStreamBlock {
 
   forward(hidden: Tensor, encoder: Tensor, context: HiDreamBlockContext): [Tensor, Tensor] {
     return tidy(() => {
-      const [shift, scale, gate, shiftMlp, scaleMlp, gateMlp, tShift, tScale, tGate, tShiftMlp, tScaleMlp, tGateMlp] = modulation(
+      const [shift, scale, gate, shiftMlp, scaleMlp, gateMlp, tShift, tScale, tGate, tShiftMlp, tScaleMlp, tGateMlp] = modulationParameters(
         this.adaLNModulation,
         context.temb,
         12,
       );
-      const [attnImage, attnText] = this.attn.forward(modulate(hidden, shift, scale), context.masks, modulate(encoder, tShift, tScale), context.rotary);
+      const [attnImage, attnText] = this.attn.forward(modulate(hidden, scale, shift), context.masks, modulate(encoder, tScale, tShift), context.rotary);
       const h = gatedResidual(hidden, gate, attnImage);
       const e = gatedResidual(encoder, tGate, attnText);
       const out: [Tensor, Tensor] = [
-        gatedResidual(h, gateMlp, this.ffImage.forward(modulate(h, shiftMlp, scaleMlp))),
-        gatedResidual(e, tGateMlp, this.ffText.forward(modulate(e, tShiftMlp, tScaleMlp))),
+        gatedResidual(h, gateMlp, this.ffImage.forward(modulate(h, scaleMlp, shiftMlp))),
+        gatedResidual(e, tGateMlp, this.ffText.forward(modulate(e, tScaleMlp, tShiftMlp))),
       ];
       checkFloat16Range(this.name, ...out);
       return out;
@@ -116,7 +98,7 @@ export class HiDreamSingleStreamBlock implements SingleStreamBlock {
   constructor(
     readonly adaLNModulation: Linear,
     readonly attn: SelfAttention,
-    readonly ff: FeedForward,
+    readonly ff: HiDreamMlp,
     /** diffusers' module name (e.g. 'single_stream_blocks.0'), for errors. */
     readonly name = 'single_stream_blocks',
   ) {}
@@ -134,9 +116,9 @@ export class HiDreamSingleStreamBlock implements SingleStreamBlock {
 
   forward(hidden: Tensor, context: HiDreamBlockContext): Tensor {
     return tidy(() => {
-      const [shift, scale, gate, shiftMlp, scaleMlp, gateMlp] = modulation(this.adaLNModulation, context.temb, 6);
-      const h = gatedResidual(hidden, gate, this.attn.forward(modulate(hidden, shift, scale), context.masks, context.rotary));
-      const out = gatedResidual(h, gateMlp, this.ff.forward(modulate(h, shiftMlp, scaleMlp)));
+      const [shift, scale, gate, shiftMlp, scaleMlp, gateMlp] = modulationParameters(this.adaLNModulation, context.temb, 6);
+      const h = gatedResidual(hidden, gate, this.attn.forward(modulate(hidden, scale, shift), context.masks, context.rotary));
+      const out = gatedResidual(h, gateMlp, this.ff.forward(modulate(h, scaleMlp, shiftMlp)));
       checkFloat16Range(this.name, out);
       return out;
     });

@@ -17,8 +17,8 @@ import { Linear, type WeightReader } from '@ditcache/diffusion';
 
 import { torchTopkIndices } from './topk.js';
 
-/** What a block's feed-forward does to (B, tokens, dim) states. */
-export interface FeedForward {
+/** What a block's MLP (one SwiGLU, or the mixture of experts) does to (B, tokens, dim) states. */
+export interface HiDreamMlp {
   forward(x: Tensor): Tensor;
 }
 
@@ -31,7 +31,7 @@ export function swigluHiddenDim(hidden: number): number {
 }
 
 /** w2(silu(w1 x) * w3 x), without biases. */
-export class SwiGLUFeedForward implements FeedForward {
+export class SwiGLUFeedForward implements HiDreamMlp {
   constructor(
     readonly w1: Linear,
     readonly w2: Linear,
@@ -82,7 +82,7 @@ function route(choices: Int32Array, tokens: number, k: number, experts: number):
 }
 
 /** diffusers' MOEFeedForwardSwiGLU at inference (no renormalised top-k scores, no aux loss). */
-export class MoEFeedForward implements FeedForward {
+export class MoEFeedForward implements HiDreamMlp {
   constructor(
     /** The gate's (routed experts, dim) logit weights. */
     readonly gate: Tensor,

@@ -2,7 +2,7 @@ export { HIDREAM_TRANSFORMER_DEFAULTS, loadHiDreamTransformerConfig, readHiDream
 export { hidreamRotaryEmbedding, type HiDreamRotary } from './rotary.js';
 export { imageTokenCount, patchify, unpatchify, type PatchedLatents } from './latents.js';
 export { JointAttention, SelfAttention, type Projection } from './attention.js';
-export { MoEFeedForward, SwiGLUFeedForward, swigluHiddenDim, type FeedForward } from './feed-forward.js';
+export { MoEFeedForward, SwiGLUFeedForward, swigluHiddenDim, type HiDreamMlp } from './feed-forward.js';
 export { torchTopkIndices } from './topk.js';
 export {
   HiDreamDoubleStreamBlock,

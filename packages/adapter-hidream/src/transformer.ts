@@ -11,6 +11,8 @@ import { add, concat, ones, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
   Linear,
   MlpEmbedding,
+  modulate,
+  modulationParameters,
   loadFromFolder,
   sinusoidalTimestepEmbedding,
   type ComputeDtype,
@@ -22,8 +24,6 @@ import {
 import {
   HiDreamDoubleStreamBlock,
   HiDreamSingleStreamBlock,
-  modulate,
-  modulation,
   type DoubleStreamBlock,
   type HiDreamBlockContext,
   type SingleStreamBlock,
@@ -110,8 +110,8 @@ export class HiDreamOutputLayer {
 
   forward(hidden: Tensor, temb: Tensor): Tensor {
     return tidy(() => {
-      const [shift, scale] = modulation(this.adaLNModulation, temb, 2);
-      return this.linear.forward(modulate(hidden, shift, scale));
+      const [shift, scale] = modulationParameters(this.adaLNModulation, temb, 2);
+      return this.linear.forward(modulate(hidden, scale, shift));
     });
   }
 }

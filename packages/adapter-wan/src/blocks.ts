@@ -6,8 +6,8 @@
 // modulation and the gated residuals compute in float32 from float32 parameters and round once to
 // the model's dtype, as diffusers' FP32LayerNorm and `.float()` ... `.type_as()` do. In float16
 // a block whose output leaves float16's range stops the run with an error naming it.
-import { add, layerNorm, mul, tidy, type Tensor } from '@ditcache/cuda-runtime';
-import { FeedForward, LayerNorm, checkFloat16Range, type WeightReader } from '@ditcache/diffusion';
+import { add, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { FeedForward, LayerNorm, checkFloat16Range, gatedResidual, modulate, type WeightReader } from '@ditcache/diffusion';
 
 import { WanAttention } from './attention.js';
 import type { WanTransformerConfig } from './config.js';
@@ -25,22 +25,9 @@ export interface WanBlock {
   forward(hidden: Tensor, encoder: Tensor, temb: Tensor, rotary: RotaryEmbedding, image: Tensor | null): Tensor;
 }
 
-/**
- * Weightless LayerNorm(x) * (1 + scale) + shift, with (B, 1, dim) float32 scale and shift: in
- * float32, returned in x's dtype (diffusers' `(norm(x.float()) * (1 + scale) + shift).type_as(x)`).
- */
-export function modulate(x: Tensor, scale: Tensor, shift: Tensor, eps: number): Tensor {
-  return tidy(() => add(mul(layerNorm(x.cast('float32'), null, null, eps), add(scale, 1)), shift).cast(x.dtype));
-}
-
 /** diffusers' FP32LayerNorm: the norm of x in float32 with float32 weights, returned in x's dtype. */
 export function fp32LayerNorm(norm: LayerNorm, x: Tensor): Tensor {
   return tidy(() => norm.forward(x.cast('float32')).cast(x.dtype));
-}
-
-/** `(x.float() + y * gate).type_as(x)`: a gated residual added in float32 (gate is float32). */
-function gatedResidual(x: Tensor, y: Tensor, gate: Tensor): Tensor {
-  return tidy(() => add(x.cast('float32'), mul(y.cast('float32'), gate)).cast(x.dtype));
 }
 
 export class WanTransformerBlock implements WanBlock {
@@ -75,10 +62,10 @@ export class WanTransformerBlock implements WanBlock {
   forward(hidden: Tensor, encoder: Tensor, temb: Tensor, rotary: RotaryEmbedding, image: Tensor | null): Tensor {
     return tidy(() => {
       const [shift, scale, gate, ffnShift, ffnScale, ffnGate] = add(this.scaleShiftTable, temb.cast('float32')).split(6, 1);
-      const normed = modulate(hidden, scale, shift, this.eps);
-      let h = gatedResidual(hidden, this.attn1.forward(normed, normed, rotary), gate);
+      const normed = modulate(hidden, scale, shift, { eps: this.eps, inFloat32: true });
+      let h = gatedResidual(hidden, gate, this.attn1.forward(normed, normed, rotary), { inFloat32: true });
       h = add(h, this.attn2.forward(this.norm2 ? fp32LayerNorm(this.norm2, h) : h, encoder, null, image));
-      const out = gatedResidual(h, this.ffn.forward(modulate(h, ffnScale, ffnShift, this.eps)), ffnGate);
+      const out = gatedResidual(h, ffnGate, this.ffn.forward(modulate(h, ffnScale, ffnShift, { eps: this.eps, inFloat32: true })), { inFloat32: true });
       checkFloat16Range(this.name, out);
       return out;
     });

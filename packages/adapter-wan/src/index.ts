@@ -1,6 +1,6 @@
 export { WAN_TRANSFORMER_DEFAULTS, loadWanTransformerConfig, readWanTransformerConfig, type WanTransformerConfig } from './config.js';
 export { WanAttention } from './attention.js';
-export { WanTransformerBlock, modulate, type WanBlock } from './blocks.js';
+export { WanTransformerBlock, type WanBlock } from './blocks.js';
 export { wanRotaryAxes, wanRotaryEmbedding, type RotaryEmbedding, type WanRotaryOptions } from './rotary.js';
 export { WanConditionEmbedder, WanImageEmbedding, WanTransformer, type WanCallShape, type WanConditions, type WanFlops, type WanTransformerInputs } from './transformer.js';
 export { AUTOENCODER_KL_WAN_DEFAULTS, AutoencoderKLWanDecoder, type AutoencoderKLWanConfig } from './vae/decoder.js';

@@ -14,6 +14,7 @@ import {
   Linear,
   MlpEmbedding,
   loadFromFolder,
+  modulate,
   sinusoidalTimestepEmbedding,
   type ComputeDtype,
   type LoadOptions,
@@ -21,7 +22,7 @@ import {
   type WeightReader,
 } from '@ditcache/diffusion';
 
-import { WanTransformerBlock, fp32LayerNorm, modulate, type WanBlock } from './blocks.js';
+import { WanTransformerBlock, fp32LayerNorm, type WanBlock } from './blocks.js';
 import { readWanTransformerConfig, type WanTransformerConfig } from './config.js';
 import { wanRotaryEmbedding, type RotaryEmbedding } from './rotary.js';
 
@@ -226,7 +227,7 @@ export class WanTransformer implements Disposable {
   outputProjection(hidden: Tensor, temb: Tensor): Tensor {
     return tidy(() => {
       const [shift, scale] = add(this.scaleShiftTable, temb.cast('float32').unsqueeze(1)).split(2, 1);
-      return this.projOut.forward(modulate(hidden, scale, shift, this.config.eps));
+      return this.projOut.forward(modulate(hidden, scale, shift, { eps: this.config.eps, inFloat32: true }));
     });
   }
 

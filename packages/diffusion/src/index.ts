@@ -6,7 +6,15 @@ export { FLOAT16_MAX, Float16OverflowError, checkFloat16Range, clipToFloat16Rang
 export { NonFiniteError, checkFiniteInputs, checkFiniteLatents, isFiniteTensor } from './non-finite.js';
 export { encodePng, saveAnimation, savePng, savePngFrames, toImage8, toImageRange, toVideoRange, type Image8 } from './image.js';
 export { Conv2d, Conv3d, GroupNorm, LayerNorm, Linear, RMSNorm, type Conv2dGeometry, type Conv3dGeometry, type Triple } from './layers.js';
-export { AdaLayerNormContinuous, AdaLayerNormZero, modulate, modulationParameters, type AdaLayerNormZeroOutput } from './normalization.js';
+export {
+  AdaLayerNormContinuous,
+  AdaLayerNormZero,
+  gatedResidual,
+  modulate,
+  modulationParameters,
+  type AdaLayerNormZeroOutput,
+  type ModulateOptions,
+} from './normalization.js';
 export { PatchEmbed, type PatchEmbedOptions } from './patch-embed.js';
 export { Mt19937, randnTensor, torchRandn } from './random.js';
 export { multiAxisRotaryTables, type RotaryTables } from './rotary.js';

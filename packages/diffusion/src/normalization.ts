@@ -9,12 +9,44 @@ import type { WeightReader } from './weights.js';
 /** Epsilon of the weightless layer norms of diffusers' adaptive norms in DiT blocks. */
 const ADAPTIVE_NORM_EPS = 1e-6;
 
+export interface ModulateOptions {
+  /** Of the weightless layer norm (default 1e-6). */
+  readonly eps?: number;
+  /**
+   * Compute in float32 (with float32 scale and shift) and round once to x's dtype, as diffusers'
+   * FP32LayerNorm followed by `.float()` ... `.type_as(x)` does in Wan.
+   */
+  readonly inFloat32?: boolean;
+}
+
+/** (B, dim) -> (B, 1, dim), to broadcast over the tokens; (B, 1, dim) as it is. */
+function perToken(t: Tensor): Tensor {
+  return t.rank === 2 ? t.unsqueeze(1) : t;
+}
+
 /**
  * LayerNorm(x) * (1 + scale) + shift: x (B, tokens, dim) normalised without weights, scale and
- * shift (B, dim) broadcast over the tokens, in diffusers' order of operations.
+ * shift (B, dim) or (B, 1, dim) broadcast over the tokens, in diffusers' order of operations.
+ * Every DiT block modulates with this one function, always (scale, shift) in that order.
  */
-export function modulate(x: Tensor, scale: Tensor, shift: Tensor, eps = ADAPTIVE_NORM_EPS): Tensor {
-  return tidy(() => add(mul(layerNorm(x, null, null, eps), add(scale, 1).unsqueeze(1)), shift.unsqueeze(1)));
+export function modulate(x: Tensor, scale: Tensor, shift: Tensor, opts: ModulateOptions = {}): Tensor {
+  return tidy(() => {
+    const input = opts.inFloat32 ? x.cast('float32') : x;
+    const out = add(mul(layerNorm(input, null, null, opts.eps ?? ADAPTIVE_NORM_EPS), add(perToken(scale), 1)), perToken(shift));
+    return opts.inFloat32 ? out.cast(x.dtype) : out;
+  });
+}
+
+/**
+ * x + gate * update, the (B, dim) or (B, 1, dim) gate broadcast over the tokens: how DiT blocks
+ * add their attention and MLP outputs. `inFloat32`: added in float32 (with a float32 gate) and
+ * rounded once to x's dtype, diffusers' `(x.float() + update * gate).type_as(x)` in Wan.
+ */
+export function gatedResidual(x: Tensor, gate: Tensor, update: Tensor, opts: { readonly inFloat32?: boolean } = {}): Tensor {
+  return tidy(() => {
+    if (!opts.inFloat32) return add(x, mul(perToken(gate), update));
+    return add(x.cast('float32'), mul(update.cast('float32'), perToken(gate))).cast(x.dtype);
+  });
 }
 
 /** The modulation parameters (B, dim) each that `linear` makes from silu(emb), in order. */
@@ -67,7 +99,7 @@ export class AdaLayerNormContinuous {
   forward(x: Tensor, conditioning: Tensor): Tensor {
     return tidy(() => {
       const [scale, shift] = modulationParameters(this.linear, conditioning, 2);
-      return modulate(x, scale, shift, this.eps);
+      return modulate(x, scale, shift, { eps: this.eps });
     });
   }
 }
