@@ -1,31 +1,21 @@
 // The `ditcache` command line.
 import { readFileSync } from 'node:fs';
-import { extname } from 'node:path';
-import { performance } from 'node:perf_hooks';
 
 import { Command, InvalidArgumentError, Option } from 'commander';
 
-import { enableCache, summary, type ContextStats } from '@ditcache/core';
-import { loadSafetensors, saveSafetensors, type Tensor } from '@ditcache/cuda-runtime';
+import { saveSafetensors, type Tensor } from '@ditcache/cuda-runtime';
 import type { ComputeDtype } from '@ditcache/diffusion';
-import { FAMILY_FLAGS, type CliFamily, type CliGenerateResult, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
+import type { CliFamily, CliTransformer } from '@ditcache/diffusion/cli';
 
 import { adapterOption, registerAdapters } from './adapters-command.js';
 import { registerBench } from './bench/command.js';
 import { registerEncodePrompt } from './encode-prompt.js';
-import { checkCacheFitsModel, resolveCacheSpec } from './cache-spec.js';
 import { UsageError } from './errors.js';
+import { generate, loadInputs, type GenerateFlags } from './generate.js';
 import { componentClassOf } from './model-folder.js';
-import { checkOutputs, ensureParent, numberedPaths, writeAtomically, writeTextAtomically } from './outputs.js';
+import { checkOutputs, ensureParent, writeTextAtomically } from './outputs.js';
 import { dtypeOption, loadOptions, weightDtypeOption } from './load-options.js';
-import { familyFor, familyForPipeline, loadFamilies } from './plugins.js';
-import { stepProgress } from './progress.js';
-
-/** Flags only some families take: naming one the family does not take is a usage error, not silently ignored. */
-function refuseForeignFlags(family: CliFamily, settings: CliGenerateSettings): void {
-  const flag = (n: string) => `--${n.replace(/[A-Z0-9]/g, (c) => `-${c.toLowerCase()}`)}`;
-  for (const n of FAMILY_FLAGS) if (settings[n] !== undefined && !family.flags.includes(n)) throw new UsageError(`${flag(n)} does not apply to ${family.label}`);
-}
+import { familyFor, loadFamilies } from './plugins.js';
 
 // Decimal digits only: Number() would also take '', ' ', '1e3' and '0x10'.
 const positiveInt = (flag: string) => (v: string): number => {
@@ -43,128 +33,6 @@ const finite = (flag: string) => (v: string): number => {
   if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${flag} must be a number`);
   return n;
 };
-
-function loadInputs(path: string): Record<string, Tensor> {
-  try {
-    return loadSafetensors(path);
-  } catch (e) {
-    throw new UsageError(`--inputs: ${(e as Error).message}`);
-  }
-}
-
-/**
- * A context's name in diffusers' (and cache-dit's) attribute names, e.g. 'transformer2.blocks'
- * -> 'transformer_2.blocks', 'transformer.doubleStreamBlocks' -> 'transformer.double_stream_blocks'.
- */
-export function diffusersName(name: string): string {
-  return name.replace(/([a-z])([A-Z0-9])/g, (_, a: string, b: string) => `${a}_${b.toLowerCase()}`);
-}
-
-/** The --stats record of one cache context. */
-function statsRecord(c: ContextStats): Record<string, unknown> {
-  return {
-    name: diffusersName(c.name),
-    firstPipelineStep: c.firstPipelineStep ?? null,
-    cachedSteps: c.cachedSteps,
-    residualDiffs: c.residualDiffs,
-    cfgCachedSteps: c.cfgCachedSteps,
-    cfgResidualDiffs: c.cfgResidualDiffs,
-    computedBlocks: c.computedBlocks,
-    totalBlocks: c.totalBlocks,
-  };
-}
-
-interface GenerateFlags extends CliGenerateSettings {
-  model: string;
-  dtype: ComputeDtype;
-  weightDtype: 'float32' | 'stored';
-  adapter: string[];
-  inputs?: string;
-  cache?: string;
-  output?: string;
-  saveLatents?: string;
-  stats?: string;
-  force: boolean;
-}
-
-async function generate(flags: GenerateFlags): Promise<void> {
-  const family = familyForPipeline(await loadFamilies(flags.adapter), flags.model);
-  refuseForeignFlags(family, flags);
-  family.checkModel?.(flags.model, flags);
-  if (flags.output && !family.outputFormats.includes(extname(flags.output).toLowerCase())) {
-    throw new UsageError(`--output ${flags.output}: ${family.label} writes ${family.outputFormats.join(' or ')} files`);
-  }
-  const cache = flags.cache === undefined ? undefined : resolveCacheSpec(flags.cache);
-  const chains = cache === undefined ? undefined : family.cacheChains?.(flags.model);
-  if (cache !== undefined && chains) checkCacheFitsModel(cache, chains);
-  const inputs: Record<string, Tensor> = flags.inputs === undefined ? {} : loadInputs(flags.inputs);
-  const request = family.request(inputs, flags.inputs, flags);
-  if (!flags.output && !flags.saveLatents && !flags.stats) {
-    throw new UsageError('nothing to write: give --output FILE (the image or video), --save-latents FILE (the final latents) or --stats FILE (the cache statistics)');
-  }
-  // P prompts make P images: --output becomes P numbered files, each checked now.
-  const batch = family.batchSize?.(request) ?? 1;
-  const outputs = flags.output === undefined ? [] : numberedPaths(flags.output, batch);
-  checkOutputs([...outputs.map((p) => ['--output', p] as const), ['--save-latents', flags.saveLatents], ['--stats', flags.stats]], flags.force);
-  if (outputs.length > 1) process.stderr.write(`ditcache: --inputs holds ${batch} prompts; --output writes ${outputs.join(', ')}\n`);
-
-  const pipe = await family.spawn(flags.model, loadOptions(flags));
-  const controller = new AbortController();
-  const onSigint = () => controller.abort();
-  process.once('SIGINT', onSigint);
-  const bar = stepProgress(`${family.label}${cache === undefined ? '' : ' (cached)'}`);
-  try {
-    if (cache !== undefined) enableCache(pipe, cache);
-    const t0 = performance.now();
-    const result = await pipe.generate(request, { signal: controller.signal, onProgress: (p) => bar.update(p.step + 1, p.numSteps) });
-    bar.stop();
-    const seconds = (performance.now() - t0) / 1000;
-    if (flags.output) await writeOutputs(family, result, flags, outputs);
-    if (flags.saveLatents) {
-      ensureParent(flags.saveLatents);
-      saveSafetensors(flags.saveLatents, { latents_out: result.latents });
-    }
-    const stats = cache === undefined ? undefined : summary(pipe, { print: false });
-    if (flags.stats) writeTextAtomically(flags.stats, `${JSON.stringify((stats?.contexts ?? []).map(statsRecord), null, 2)}\n`);
-    process.stderr.write(`generated in ${seconds.toFixed(2)} s${stats ? `, ${stats.cachedSteps} cached steps, ${stats.computedBlocks}/${stats.totalBlocks} blocks computed` : ''}\n`);
-    if (stats) process.stderr.write(`${stats.markdown}\n`);
-    for (const t of [result.latents, result.image, result.video]) t?.dispose();
-  } finally {
-    bar.stop();
-    process.off('SIGINT', onSigint);
-    for (const t of Object.values(inputs)) t.dispose();
-    await pipe.close();
-  }
-}
-
-/** Image (video) `index` of a result, as a result of batch 1 (views: the caller disposes them). */
-function resultItem(result: CliGenerateResult, index: number): CliGenerateResult {
-  return {
-    latents: result.latents.narrow(0, index, 1),
-    image: result.image ? result.image.narrow(0, index, 1) : result.image,
-    video: result.video ? result.video.narrow(0, index, 1) : result.video,
-  };
-}
-
-/** Writes each image (video) of the result to its --output file through the family, atomically. */
-async function writeOutputs(family: CliFamily, result: CliGenerateResult, flags: GenerateFlags, planned: string[]): Promise<void> {
-  const count = (result.image ?? result.video ?? result.latents).shape[0];
-  let paths = planned;
-  if (count !== planned.length) {
-    // A family without batchSize(): the numbered files are known only now.
-    paths = numberedPaths(flags.output as string, count);
-    checkOutputs(paths.map((p) => ['--output', p] as const), flags.force);
-    process.stderr.write(`ditcache: the pipeline made ${count} ${result.video ? 'videos' : 'images'}; --output writes ${paths.join(', ')}\n`);
-  }
-  for (let i = 0; i < count; ++i) {
-    const item = count === 1 ? result : resultItem(result, i);
-    try {
-      await writeAtomically(paths[i], (tmp) => family.writeOutput(item, tmp, flags), flags.force);
-    } finally {
-      if (item !== result) for (const t of [item.latents, item.image, item.video]) t?.dispose();
-    }
-  }
-}
 
 interface ForwardFlags {
   model: string;
