@@ -17,11 +17,14 @@ import {
   FlowMatchEulerDiscreteScheduler,
   inDenoisingStep,
   randnTensor,
+  readPipelineDefaults,
   RemotePipeline,
   toImageRange,
   TransformerCallAnnouncer,
+  withPipelineDefaults,
   type ComputeDtype,
   type LoadOptions,
+  type PipelineDefaults,
   type PipelineStepEnd,
   type PipelineTransformerCall,
 } from '@ditcache/diffusion';
@@ -37,6 +40,8 @@ export interface SD3PipelineComponents {
   promptEncoder?: SD3PromptEncoder | null;
   /** Free the text encoders' weights after each encoding (they load again when next needed). */
   releaseTextEncoders?: boolean;
+  /** Settings for generate() where its options give none (fromPretrained reads them from the folder's ditcache.json). */
+  defaults?: PipelineDefaults;
 }
 
 export interface SD3LoadOptions extends LoadOptions {
@@ -119,11 +124,14 @@ export class StableDiffusion3Pipeline implements Disposable {
   /** The tokenizers and text encoders, or null for a pipeline that takes embeddings only. */
   readonly promptEncoder: SD3PromptEncoder | null;
   private readonly releaseTextEncoders: boolean;
+  /** The folder's recommended settings (its ditcache.json), which generate() uses where its options give none. */
+  readonly defaults: PipelineDefaults;
   private readonly transformerCalls = new TransformerCallAnnouncer<TransformerCall>();
 
   constructor(components: SD3PipelineComponents) {
     this.promptEncoder = components.promptEncoder ?? null;
     this.releaseTextEncoders = components.releaseTextEncoders ?? false;
+    this.defaults = components.defaults ?? {};
     this.transformer = components.transformer;
     this.vae = components.vae;
     this.scheduler = components.scheduler;
@@ -145,11 +153,13 @@ export class StableDiffusion3Pipeline implements Disposable {
    * `model_index.json` when there is one, and the tokenizers and text encoders when it lists
    * them (the two CLIPs; T5 where the folder has it). Their weights load with the first prompt.
    * `opts.dtype` ('float32' by default, 'bfloat16', 'float16') is what the transformer and the VAE
-   * compute in; the text encoders compute in float32.
+   * compute in; the text encoders compute in float32. The folder's `ditcache.json`, when there is
+   * one, gives the settings generate() uses where its options give none.
    */
   static fromPretrained(dir: string, opts: SD3LoadOptions = {}): StableDiffusion3Pipeline {
     computeDtype(opts.dtype, 'StableDiffusion3Pipeline.fromPretrained: dtype');
     const index = checkPipelineFolder(dir, 'StableDiffusion3Pipeline', COMPONENTS);
+    const defaults = readPipelineDefaults(dir);
     // diffusers saves [null, null] for components a pipeline was built without.
     const withText = index !== null && Array.isArray(index.text_encoder) && (index.text_encoder as unknown[])[1] !== null;
     const scheduler = FlowMatchEulerDiscreteScheduler.fromFolder(join(dir, 'scheduler'));
@@ -158,7 +168,7 @@ export class StableDiffusion3Pipeline implements Disposable {
     try {
       vae = AutoencoderKLDecoder.load(join(dir, 'vae'), opts);
       const promptEncoder = withText ? new SD3PromptEncoder(dir, transformer.config.joint_attention_dim, { device: opts.device, weightDtype: opts.weightDtype }) : null;
-      return new StableDiffusion3Pipeline({ transformer, vae, scheduler, promptEncoder, releaseTextEncoders: opts.releaseTextEncoders });
+      return new StableDiffusion3Pipeline({ transformer, vae, scheduler, promptEncoder, releaseTextEncoders: opts.releaseTextEncoders, defaults });
     } catch (e) {
       vae?.dispose();
       transformer.dispose();
@@ -200,7 +210,9 @@ export class StableDiffusion3Pipeline implements Disposable {
   }
 
   /** Runs the sampler, from prompts or from their embeddings. The caller owns (and disposes) the returned tensors. */
-  generate(opts: SD3GenerateOptions): SD3GenerateResult {
+  generate(options: SD3GenerateOptions): SD3GenerateResult {
+    // What the call leaves out comes from the folder's ditcache.json, then from diffusers' defaults.
+    const opts = withPipelineDefaults(options, this.defaults);
     const owned: Tensor[] = [];
     try {
       return this.sample({ ...opts, ...this.textEmbeddings(opts, owned) });

@@ -20,8 +20,11 @@ import {
   toImageRange,
   TransformerCallAnnouncer,
   computeDtype,
+  readPipelineDefaults,
+  withPipelineDefaults,
   type ComputeDtype,
   type LoadOptions,
+  type PipelineDefaults,
   type PipelineStepEnd,
   type PipelineTransformerCall,
 } from '@ditcache/diffusion';
@@ -121,6 +124,8 @@ export class FluxPipeline implements Disposable {
   private readonly releaseTextEncoders: boolean;
   /** Why textEncoders is null, for the error a prompt gets. */
   private readonly noTextEncodersReason: string;
+  /** The folder's recommended settings (its ditcache.json), which generate() uses where its options give none. */
+  readonly defaults: PipelineDefaults;
 
   constructor(components: {
     transformer: FluxTransformer;
@@ -131,6 +136,8 @@ export class FluxPipeline implements Disposable {
     releaseTextEncoders?: boolean;
     /** Why there are no text encoders, for the error a prompt gets (e.g. the folders a checkpoint lacks). */
     noTextEncodersReason?: string;
+    /** Settings for generate() where its options give none (fromPretrained reads them from the folder's ditcache.json). */
+    defaults?: PipelineDefaults;
   }) {
     this.transformer = components.transformer;
     this.vae = components.vae;
@@ -138,6 +145,7 @@ export class FluxPipeline implements Disposable {
     this.textEncoders = components.textEncoders ?? null;
     this.releaseTextEncoders = components.releaseTextEncoders ?? false;
     this.noTextEncodersReason = components.noTextEncodersReason ?? 'it was built without text encoders';
+    this.defaults = components.defaults ?? {};
     this.vaeScaleFactor = this.vae.scaleFactor;
     const { in_channels: inChannels } = this.transformer.config;
     if (inChannels !== this.vae.config.latent_channels * 4 || this.transformer.outChannels !== inChannels) {
@@ -152,11 +160,13 @@ export class FluxPipeline implements Disposable {
    * Loads a diffusers FLUX folder: `transformer/`, `vae/` and `scheduler/`, checked against
    * `model_index.json` when there is one; and, when the folder has all four, `tokenizer/`,
    * `tokenizer_2/`, `text_encoder/` and `text_encoder_2/` for prompts (their weights on the
-   * first prompt, unless `preloadTextEncoders`).
+   * first prompt, unless `preloadTextEncoders`); and the folder's `ditcache.json`, when there is
+   * one: the settings generate() uses where its options give none.
    */
   static fromPretrained(dir: string, opts: FluxLoadOptions = {}): FluxPipeline {
     const dtype = computeDtype(opts.dtype, 'FluxPipeline.fromPretrained: dtype');
     checkPipelineFolder(dir, 'FluxPipeline', COMPONENTS);
+    const defaults = readPipelineDefaults(dir);
     const scheduler = FlowMatchEulerDiscreteScheduler.fromFolder(join(dir, 'scheduler'));
     const missingText = missingTextComponents(dir);
     const loadOpts: LoadOptions = { device: opts.device, weightDtype: opts.weightDtype, dtype };
@@ -173,6 +183,7 @@ export class FluxPipeline implements Disposable {
         textEncoders,
         releaseTextEncoders: opts.releaseTextEncoders,
         noTextEncodersReason: missingText.length ? `${dir} has no ${missingText.map((m) => `${m}/`).join(', ')}` : undefined,
+        defaults,
       });
     } catch (e) {
       vae?.dispose();
@@ -220,7 +231,9 @@ export class FluxPipeline implements Disposable {
    * Runs the sampler. A text prompt is encoded once per call (the negative one too, when true
    * CFG runs). The caller owns (and disposes) the returned tensors.
    */
-  generate(opts: FluxGenerateOptions): FluxGenerateResult {
+  generate(options: FluxGenerateOptions): FluxGenerateResult {
+    // What the call leaves out comes from the folder's ditcache.json, then from diffusers' defaults.
+    const opts = withPipelineDefaults(options, this.defaults);
     const numSteps = opts.numInferenceSteps ?? 28;
     const sides = this.latentSides(opts.height, opts.width);
     const [latentHeight, latentWidth] = sides;
@@ -345,7 +358,7 @@ export class FluxPipeline implements Disposable {
   private latentSides(height?: number, width?: number): [number, number] {
     const multiple = 2 * this.vaeScaleFactor;
     const side = (name: string, px: number | undefined): number => {
-      const v = px ?? DEFAULT_SAMPLE_SIZE * this.vaeScaleFactor;
+      const v = px ?? this.defaults[name as 'height' | 'width'] ?? DEFAULT_SAMPLE_SIZE * this.vaeScaleFactor;
       if (!Number.isInteger(v) || v <= 0 || v % multiple !== 0) {
         throw new RangeError(`FluxPipeline: ${name} must be a positive multiple of ${multiple} (2 x the VAE scale factor), got ${v}`);
       }

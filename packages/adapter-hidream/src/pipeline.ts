@@ -18,11 +18,14 @@ import {
   calculateShift,
   inDenoisingStep,
   randnTensor,
+  readPipelineDefaults,
   RemotePipeline,
   toImageRange,
   TransformerCallAnnouncer,
+  withPipelineDefaults,
   type ComputeDtype,
   type LoadOptions,
+  type PipelineDefaults,
   type PipelineStepEnd,
   type PipelineTransformerCall,
 } from '@ditcache/diffusion';
@@ -113,12 +116,16 @@ export class HiDreamPipeline implements Disposable {
    * rescaled to the area (defaultSampleSize * vaeScaleFactor)^2.
    */
   defaultSampleSize = 128;
+  /** The folder's recommended settings (its ditcache.json), which generate() uses where its options give none. */
+  readonly defaults: PipelineDefaults;
   private readonly transformerCalls = new TransformerCallAnnouncer<TransformerCall>();
 
-  constructor(components: { transformer: HiDreamTransformer; vae: AutoencoderKLDecoder; scheduler: FlowMatchEulerDiscreteScheduler }) {
+  /** `defaults`: settings for generate() where its options give none (fromPretrained reads them from the folder's ditcache.json). */
+  constructor(components: { transformer: HiDreamTransformer; vae: AutoencoderKLDecoder; scheduler: FlowMatchEulerDiscreteScheduler; defaults?: PipelineDefaults }) {
     this.transformer = components.transformer;
     this.vae = components.vae;
     this.scheduler = components.scheduler;
+    this.defaults = components.defaults ?? {};
     this.vaeScaleFactor = this.vae.scaleFactor;
     if (this.vae.dtype !== this.transformer.dtype) {
       throw new TypeError(`HiDreamPipeline: the transformer computes in ${this.transformer.dtype} but the VAE in ${this.vae.dtype}; load both with the same dtype`);
@@ -136,16 +143,19 @@ export class HiDreamPipeline implements Disposable {
    * Loads a diffusers HiDream-I1 folder: `transformer/`, `vae/` and `scheduler/`, checked against
    * `model_index.json` when there is one (the text encoders it lists are not loaded). `opts.dtype`
    * ('float32' by default, 'bfloat16', 'float16') is what the transformer and the VAE compute in.
+   * The folder's `ditcache.json`, when there is one, gives the settings generate() uses where its
+   * options give none.
    */
   static fromPretrained(dir: string, opts: LoadOptions = {}): HiDreamPipeline {
     computeDtype(opts.dtype, 'HiDreamPipeline.fromPretrained: dtype');
     checkPipelineFolder(dir, 'HiDreamImagePipeline', COMPONENTS);
+    const defaults = readPipelineDefaults(dir);
     const scheduler = FlowMatchEulerDiscreteScheduler.fromFolder(join(dir, 'scheduler'));
     const transformer = HiDreamTransformer.load(join(dir, 'transformer'), opts);
     let vae: AutoencoderKLDecoder | undefined;
     try {
       vae = AutoencoderKLDecoder.load(join(dir, 'vae'), opts);
-      return new HiDreamPipeline({ transformer, vae, scheduler });
+      return new HiDreamPipeline({ transformer, vae, scheduler, defaults });
     } catch (e) {
       vae?.dispose();
       transformer.dispose();
@@ -198,7 +208,9 @@ export class HiDreamPipeline implements Disposable {
   }
 
   /** Runs the sampler. The caller owns (and disposes) the returned tensors. */
-  generate(opts: HiDreamGenerateOptions): HiDreamGenerateResult {
+  generate(options: HiDreamGenerateOptions): HiDreamGenerateResult {
+    // What the call leaves out comes from the folder's ditcache.json, then from diffusers' defaults.
+    const opts = withPipelineDefaults(options, this.defaults);
     const numSteps = opts.numInferenceSteps ?? 50;
     const guidanceScale = opts.guidanceScale ?? 5;
     const cfg = guidanceScale > 1;

@@ -20,11 +20,14 @@ import {
   UniPCMultistepScheduler,
   randnTensor,
   readJsonObject,
+  readPipelineDefaults,
   RemotePipeline,
   toVideoRange,
   TransformerCallAnnouncer,
+  withPipelineDefaults,
   type ComputeDtype,
   type LoadOptions,
+  type PipelineDefaults,
   type PipelineStepEnd,
   type PipelineTransformerCall,
   type SamplingSchedule,
@@ -107,6 +110,8 @@ export interface WanPipelineComponents {
   promptEncoder?: WanPromptEncoder | null;
   /** Free the text encoder's weights after each generate call's encoding (they load again when next needed). */
   releaseTextEncoder?: boolean;
+  /** Settings for generate() where its options give none (fromPretrained reads them from the folder's ditcache.json). */
+  defaults?: PipelineDefaults;
 }
 
 /**
@@ -133,12 +138,15 @@ export class WanPipeline implements Disposable {
   /** The tokenizer and UMT5 encoder, or null for a pipeline that takes embeddings only. */
   readonly promptEncoder: WanPromptEncoder | null;
   private readonly releaseTextEncoder: boolean;
+  /** The folder's recommended settings (its ditcache.json), which generate() uses where its options give none. */
+  readonly defaults: PipelineDefaults;
   private readonly transformerCalls = new TransformerCallAnnouncer<TransformerCall>();
 
   constructor(components: WanPipelineComponents) {
     const { transformer, transformer2 = null, vae, scheduler, boundaryRatio = null, promptEncoder = null, releaseTextEncoder = false } = components;
     this.promptEncoder = promptEncoder;
     this.releaseTextEncoder = releaseTextEncoder;
+    this.defaults = components.defaults ?? {};
     this.transformer = transformer;
     this.transformer2 = transformer2;
     this.vae = vae;
@@ -171,7 +179,8 @@ export class WanPipeline implements Disposable {
    * Loads a diffusers Wan folder: `model_index.json` (WanPipeline), `transformer/`, `vae/`,
    * `scheduler/`, for Wan 2.2 (a non-null boundary_ratio) `transformer_2/`, and `tokenizer/` and
    * `text_encoder/` where model_index.json lists them (prompts need them; embeddings do not). The
-   * text encoder's weights load when a prompt is first encoded.
+   * text encoder's weights load when a prompt is first encoded. The folder's `ditcache.json`, when
+   * there is one, gives the settings generate() uses where its options give none.
    */
   static fromPretrained(dir: string, opts: WanLoadOptions = {}): WanPipeline {
     computeDtype(opts.dtype, 'WanPipeline.fromPretrained: dtype');
@@ -183,6 +192,7 @@ export class WanPipeline implements Disposable {
       throw new ConfigError(`${indexPath} describes ${typeof index._class_name === 'string' ? `a ${index._class_name}` : 'no _class_name'}, not a WanPipeline`);
     }
     const boundaryRatio = index.boundary_ratio ?? null;
+    const defaults = readPipelineDefaults(dir);
     if (boundaryRatio !== null && typeof boundaryRatio !== 'number') throw new ConfigError(`${indexPath}: 'boundary_ratio' should be a number or null, got ${JSON.stringify(boundaryRatio)}`);
     if (index.expand_timesteps === true) throw new ConfigError(`${indexPath}: expand_timesteps (Wan 2.2 TI2V's per-token timesteps) is not supported`);
     const component = (name: string, classes: readonly string[]): string => {
@@ -221,7 +231,7 @@ export class WanPipeline implements Disposable {
       const vae = AutoencoderKLWanDecoder.load(join(dir, 'vae'), { ...opts, dtype: 'float32' });
       loaded.push(vae);
       const promptEncoder = listed('text_encoder') ? new WanPromptEncoder(dir, { device: opts.device, weightDtype: opts.weightDtype }) : null;
-      return new WanPipeline({ transformer, transformer2, vae, scheduler, boundaryRatio, promptEncoder, releaseTextEncoder: opts.releaseTextEncoder });
+      return new WanPipeline({ transformer, transformer2, vae, scheduler, boundaryRatio, promptEncoder, releaseTextEncoder: opts.releaseTextEncoder, defaults });
     } catch (e) {
       for (const part of loaded) part[Symbol.dispose]();
       throw e;
@@ -274,7 +284,9 @@ export class WanPipeline implements Disposable {
   }
 
   /** Runs the sampler, from prompts or from their embeddings. The caller owns (and disposes) the returned tensors. */
-  generate(opts: WanGenerateOptions): WanGenerateResult {
+  generate(options: WanGenerateOptions): WanGenerateResult {
+    // What the call leaves out comes from the folder's ditcache.json, then from diffusers' defaults.
+    const opts = withPipelineDefaults(options, this.defaults);
     const text = this.textEmbeddings(opts);
     try {
       return this.sample({ ...opts, ...text.embeddings });

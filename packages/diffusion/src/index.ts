@@ -1,5 +1,6 @@
 export { AUTOENCODER_KL_DEFAULTS, AutoencoderKLDecoder, type AutoencoderKLConfig } from './autoencoder-kl/decoder.js';
 export { ConfigError, checkPipelineFolder, missingFolders, readJsonObject, typedConfig } from './config-file.js';
+export { PIPELINE_DEFAULTS_FILE, readPipelineDefaults, withPipelineDefaults, type DefaultableOptions, type PipelineDefaults } from './pipeline-defaults.js';
 export { MlpEmbedding, sinusoidalTimestepEmbedding, type SinusoidalOptions } from './embeddings.js';
 export { FeedForward, type FeedForwardActivation } from './feed-forward.js';
 export { FLOAT16_MAX, Float16OverflowError, checkFloat16Range, clipToFloat16Range, inDenoisingStep } from './float16.js';
