@@ -1,11 +1,12 @@
 // `ditcache generate`: checks the flags, the inputs and the outputs before any work, runs the
 // family's pipeline in a worker (Ctrl-C stops it at the next step), and writes the results.
-import { extname } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { extname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
-import { enableCache, summary, type ContextStats } from '@ditcache/core';
+import { cachePreset, enableCache, summary, type ContextStats } from '@ditcache/core';
 import { loadSafetensors, saveSafetensors, type Tensor } from '@ditcache/cuda-runtime';
-import type { ComputeDtype } from '@ditcache/diffusion';
+import { PIPELINE_DEFAULTS_FILE, readPipelineDefaults, type ComputeDtype, type PipelineDefaults } from '@ditcache/diffusion';
 import { FAMILY_FLAGS, type CliFamily, type CliGenerateResult, type CliGenerateSettings } from '@ditcache/diffusion/cli';
 
 import { checkCacheFitsModel, resolveCacheSpec } from './cache-spec.js';
@@ -13,7 +14,9 @@ import { UsageError } from './errors.js';
 import { loadOptions } from './load-options.js';
 import { checkOutputs, ensureParent, numberedPaths, writeAtomically, writeTextAtomically } from './outputs.js';
 import { familyForPipeline, loadFamilies } from './plugins.js';
+import { addPngText } from './png-text.js';
 import { stepProgress } from './progress.js';
+import { cliVersion } from './version.js';
 
 /** Flags only some families take: naming one the family does not take is a usage error, not silently ignored. */
 function refuseForeignFlags(family: CliFamily, settings: CliGenerateSettings): void {
@@ -65,9 +68,46 @@ export interface GenerateFlags extends CliGenerateSettings {
   force: boolean;
 }
 
-export async function generate(flags: GenerateFlags): Promise<void> {
-  const family = familyForPipeline(await loadFamilies(flags.adapter), flags.model);
-  refuseForeignFlags(family, flags);
+/** The flag names of the settings a ditcache.json can give, for messages. */
+const DEFAULTED_FLAGS: Partial<Record<keyof CliGenerateSettings, string>> = {
+  height: '--height',
+  width: '--width',
+  steps: '--steps',
+  guidance: '--guidance',
+  maxSequenceLength: '--max-sequence-length',
+  frames: '--frames',
+  fps: '--fps',
+};
+
+/**
+ * The settings the folder's ditcache.json gives where no flag does (flags win), for the flags
+ * this family takes; the maximum sequence length only for a text prompt, the one thing it applies to.
+ */
+function folderSettings(family: CliFamily, flags: GenerateFlags, defaults: PipelineDefaults): Partial<CliGenerateSettings> {
+  const out: Partial<CliGenerateSettings> = {};
+  const take = (key: keyof CliGenerateSettings, value: number | undefined, applies = true): void => {
+    if (applies && value !== undefined && flags[key] === undefined) (out as Record<string, number>)[key] = value;
+  };
+  take('height', defaults.height);
+  take('width', defaults.width);
+  take('steps', defaults.numInferenceSteps);
+  take('guidance', defaults.guidanceScale);
+  take('maxSequenceLength', defaults.maxSequenceLength, family.flags.includes('maxSequenceLength') && (flags.prompt !== undefined || flags.negativePrompt !== undefined));
+  take('frames', defaults.numFrames, family.flags.includes('frames'));
+  take('fps', defaults.fps, family.flags.includes('fps'));
+  return out;
+}
+
+export async function generate(given: GenerateFlags): Promise<void> {
+  const family = familyForPipeline(await loadFamilies(given.adapter), given.model);
+  refuseForeignFlags(family, given);
+  // The folder's recommended settings fill what the flags leave out, and say so.
+  const fromFolder = folderSettings(family, given, readPipelineDefaults(given.model));
+  const flags: GenerateFlags = { ...given, ...fromFolder };
+  if (Object.keys(fromFolder).length) {
+    const listed = Object.entries(fromFolder).map(([k, v]) => `${DEFAULTED_FLAGS[k as keyof CliGenerateSettings]} ${v}`).join(' ');
+    process.stderr.write(`ditcache: ${join(given.model, PIPELINE_DEFAULTS_FILE)} gives ${listed}\n`);
+  }
   family.checkModel?.(flags.model, flags);
   if (flags.output && !family.outputFormats.includes(extname(flags.output).toLowerCase())) {
     throw new UsageError(`--output ${flags.output}: ${family.label} writes ${family.outputFormats.join(' or ')} files`);
@@ -97,7 +137,9 @@ export async function generate(flags: GenerateFlags): Promise<void> {
     const result = await pipe.generate(request, { signal: controller.signal, onProgress: (p) => bar.update(p.step + 1, p.numSteps) });
     bar.stop();
     const seconds = (performance.now() - t0) / 1000;
-    if (flags.output) await writeOutputs(family, result, flags, outputs);
+    const seed = result.seed;
+    if (seed !== undefined) process.stderr.write(seed === null ? 'ditcache: the initial noise is latents_in of --inputs\n' : `ditcache: seed ${seed}\n`);
+    if (flags.output) await writeOutputs(family, result, flags, outputs, (index, count) => imageText(family, flags, cache, result, index, count));
     if (flags.saveLatents) {
       ensureParent(flags.saveLatents);
       saveSafetensors(flags.saveLatents, { latents_out: result.latents });
@@ -124,8 +166,54 @@ function resultItem(result: CliGenerateResult, index: number): CliGenerateResult
   };
 }
 
-/** Writes each image (video) of the result to its --output file through the family, atomically. */
-async function writeOutputs(family: CliFamily, result: CliGenerateResult, flags: GenerateFlags, planned: string[]): Promise<void> {
+/**
+ * What a PNG says of how it was made, as text chunks: enough to make it again (the model, the
+ * prompt or the --inputs file, the seed, steps, size, guidance, dtype and cache config).
+ */
+function imageText(family: CliFamily, flags: GenerateFlags, cache: ReturnType<typeof resolveCacheSpec> | undefined, result: CliGenerateResult, index: number, count: number): Record<string, string> {
+  const image = result.image ?? result.video;
+  const text: Record<string, string | number | undefined> = {
+    Software: `ditcache ${cliVersion()}`,
+    model: flags.model,
+    family: family.label,
+    prompt: flags.prompt,
+    negative_prompt: flags.negativePrompt,
+    inputs: flags.inputs,
+    batch_index: count > 1 ? index : undefined,
+    batch_size: count > 1 ? count : undefined,
+    seed: result.seed === null ? 'latents_in' : (result.seed ?? flags.seed),
+    steps: flags.steps ?? result.timesteps?.length,
+    height: image ? image.shape[image.rank - 3] : flags.height,
+    width: image ? image.shape[image.rank - 2] : flags.width,
+    guidance: flags.guidance ?? 'default',
+    guidance_2: flags.guidance2,
+    true_cfg_scale: flags.trueCfgScale,
+    max_sequence_length: flags.maxSequenceLength,
+    default_sample_size: flags.defaultSampleSize,
+    dtype: flags.dtype,
+    weight_dtype: flags.weightDtype === 'stored' ? 'stored' : undefined,
+    // A preset by its name; a file or inline text as the config it holds.
+    cache: flags.cache === undefined ? 'none' : cachePreset(flags.cache) ? flags.cache : String(cache).trim(),
+  };
+  return Object.fromEntries(Object.entries(text).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]));
+}
+
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/** Adds the text chunks to a PNG file the family wrote (other formats are left as they are). */
+function addTextToPng(path: string, text: Record<string, string>): void {
+  const bytes = readFileSync(path);
+  if (bytes.subarray(0, 8).equals(PNG_SIGNATURE)) writeFileSync(path, addPngText(bytes, text));
+}
+
+/** Writes each image (video) of the result to its --output file through the family, atomically, PNGs with `text(index, count)`. */
+async function writeOutputs(
+  family: CliFamily,
+  result: CliGenerateResult,
+  flags: GenerateFlags,
+  planned: string[],
+  text: (index: number, count: number) => Record<string, string>,
+): Promise<void> {
   const count = (result.image ?? result.video ?? result.latents).shape[0];
   let paths = planned;
   if (count !== planned.length) {
@@ -137,7 +225,14 @@ async function writeOutputs(family: CliFamily, result: CliGenerateResult, flags:
   for (let i = 0; i < count; ++i) {
     const item = count === 1 ? result : resultItem(result, i);
     try {
-      await writeAtomically(paths[i], (tmp) => family.writeOutput(item, tmp, flags), flags.force);
+      await writeAtomically(
+        paths[i],
+        async (tmp) => {
+          await family.writeOutput(item, tmp, flags);
+          addTextToPng(tmp, text(i, count));
+        },
+        flags.force,
+      );
     } finally {
       if (item !== result) for (const t of [item.latents, item.image, item.video]) t?.dispose();
     }

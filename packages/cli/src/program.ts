@@ -1,6 +1,4 @@
 // The `ditcache` command line.
-import { readFileSync } from 'node:fs';
-
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 import { saveSafetensors, type Tensor } from '@ditcache/cuda-runtime';
@@ -16,6 +14,7 @@ import { componentClassOf } from './model-folder.js';
 import { checkOutputs, ensureParent, writeTextAtomically } from './outputs.js';
 import { dtypeOption, loadOptions, weightDtypeOption } from './load-options.js';
 import { familyFor, loadFamilies } from './plugins.js';
+import { cliVersion } from './version.js';
 
 // Decimal digits only: Number() would also take '', ' ', '1e3' and '0x10'.
 const positiveInt = (flag: string) => (v: string): number => {
@@ -92,11 +91,6 @@ async function forward(flags: ForwardFlags): Promise<void> {
   } finally {
     for (const t of Object.values(inputs)) t.dispose();
   }
-}
-
-/** This package's version, from its package.json (one level above src/ and dist/). */
-function cliVersion(): string {
-  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf-8')) as { version: string }).version;
 }
 
 export function buildProgram(): Command {

@@ -45,6 +45,10 @@ export interface CliGenerateResult {
   image?: Tensor | null;
   /** Video families. */
   video?: Tensor | null;
+  /** The seed the initial noise came from, or null when it was given (latents_in): the CLI prints it and stores it in images. */
+  seed?: number | null;
+  /** The timesteps of the schedule, one per step run. */
+  timesteps?: ArrayLike<number>;
 }
 
 /** What a family's prompt encoding gives `ditcache encode-prompt`. */
