@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -9,9 +9,20 @@ import { full, loadSafetensors, memoryStats, zeros } from '@ditcache/cuda-runtim
 import { FluxPipeline, FluxTransformer } from '../src/index.js';
 import { goldens } from './helpers.js';
 
+/** Temp folders this file's tests made, removed after them. */
+const scratchDirs: string[] = [];
+afterAll(() => {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
+function scratchDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  scratchDirs.push(dir);
+  return dir;
+}
+
 /** A copy of a golden FLUX folder whose entries are links, with some files replaced. */
 function variant(set: string, links: string[], files: Record<string, unknown> = {}): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ditcache-flux-'));
+  const dir = scratchDir('ditcache-flux-');
   for (const entry of links) symlinkSync(`${goldens}/${set}/${entry}`, join(dir, entry));
   for (const [name, json] of Object.entries(files)) writeFileSync(join(dir, name), JSON.stringify(json));
   return dir;
@@ -36,7 +47,7 @@ describe('FluxPipeline.fromPretrained errors', () => {
 
   it('refuses transformer weights that do not fit its config, without leaking what it loaded', () => {
     const config = JSON.parse(readFileSync(`${goldens}/flux-tiny/transformer/config.json`, 'utf-8')) as Record<string, unknown>;
-    const dir = mkdtempSync(join(tmpdir(), 'ditcache-flux-transformer-'));
+    const dir = scratchDir('ditcache-flux-transformer-');
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, joint_attention_dim: 64 }));
     symlinkSync(`${goldens}/flux-tiny/transformer/diffusion_pytorch_model.safetensors`, join(dir, 'diffusion_pytorch_model.safetensors'));
     const before = memoryStats();

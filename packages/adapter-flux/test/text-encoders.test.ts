@@ -1,4 +1,4 @@
-import { mkdtempSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -11,6 +11,17 @@ import { ClipTextModel, T5Encoder, loadTokenizer } from '@ditcache/text-encoders
 import { FluxPipeline, FluxPromptEncoder, type TransformerCall } from '../src/index.js';
 import { goldens, relativeL2, relativeL2Values } from './helpers.js';
 
+/** Temp folders this file's tests made, removed after them. */
+const scratchDirs: string[] = [];
+afterAll(() => {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
+function scratchDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  scratchDirs.push(dir);
+  return dir;
+}
+
 const textData = new URL('../../text-encoders/test/data/', import.meta.url).pathname;
 
 /**
@@ -18,7 +29,7 @@ const textData = new URL('../../text-encoders/test/data/', import.meta.url).path
  * whose widths fit it (CLIP 24 = pooled_projection_dim, T5 32 = joint_attention_dim).
  */
 function fluxWithText(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ditcache-flux-text-'));
+  const dir = scratchDir('ditcache-flux-text-');
   for (const entry of ['transformer', 'vae', 'scheduler']) symlinkSync(`${goldens}/flux-tiny-guidance/${entry}`, join(dir, entry));
   const text = { tokenizer: 'clip-tokenizer', tokenizer_2: 't5-tokenizer', text_encoder: 'clip-text-model', text_encoder_2: 't5-encoder' };
   for (const [entry, source] of Object.entries(text)) symlinkSync(join(textData, source), join(dir, entry));

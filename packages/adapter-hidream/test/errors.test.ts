@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -9,11 +9,22 @@ import { loadSafetensors, memoryStats, zeros } from '@ditcache/cuda-runtime';
 import { HiDreamPipeline, HiDreamTransformer } from '../src/index.js';
 import { goldenInputs, goldens } from './helpers.js';
 
+/** Temp folders this file's tests made, removed after them. */
+const scratchDirs: string[] = [];
+afterAll(() => {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
+function scratchDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  scratchDirs.push(dir);
+  return dir;
+}
+
 const tiny = `${goldens}/hidream-tiny`;
 
 /** A folder whose entries link to hidream-tiny's, with some files written instead. */
 function variant(links: string[], files: Record<string, unknown> = {}): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ditcache-hidream-'));
+  const dir = scratchDir('ditcache-hidream-');
   for (const entry of links) symlinkSync(`${tiny}/${entry}`, join(dir, entry));
   for (const [name, json] of Object.entries(files)) writeFileSync(join(dir, name), JSON.stringify(json));
   return dir;
@@ -22,7 +33,7 @@ function variant(links: string[], files: Record<string, unknown> = {}): string {
 /** hidream-tiny's transformer folder with some config.json entries changed. */
 function transformerVariant(changes: Record<string, unknown>): string {
   const config = JSON.parse(readFileSync(`${tiny}/transformer/config.json`, 'utf-8')) as Record<string, unknown>;
-  const dir = mkdtempSync(join(tmpdir(), 'ditcache-hidream-transformer-'));
+  const dir = scratchDir('ditcache-hidream-transformer-');
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, ...changes }));
   symlinkSync(`${tiny}/transformer/diffusion_pytorch_model.safetensors`, join(dir, 'diffusion_pytorch_model.safetensors'));
   return dir;

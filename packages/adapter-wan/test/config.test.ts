@@ -1,16 +1,27 @@
-import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
 import { loadWanTransformerConfig } from '../src/index.js';
 import { goldens, localGoldens } from './helpers.js';
 
+/** Temp folders this file's tests made, removed after them. */
+const scratchDirs: string[] = [];
+afterAll(() => {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
+function scratchDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  scratchDirs.push(dir);
+  return dir;
+}
+
 /** A copy of the transformer folder `source` whose config.json has `changes` (the weights linked). */
 function variantFolder(source: string, changes: Record<string, unknown>): string {
   const config = JSON.parse(readFileSync(`${source}/config.json`, 'utf-8')) as Record<string, unknown>;
-  const dir = mkdtempSync(join(tmpdir(), 'ditcache-wan-config-'));
+  const dir = scratchDir('ditcache-wan-config-');
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, ...changes }));
   symlinkSync(`${source}/diffusion_pytorch_model.safetensors`, join(dir, 'diffusion_pytorch_model.safetensors'));
   return dir;

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -10,9 +10,20 @@ import { FlowMatchEulerDiscreteScheduler } from '@ditcache/diffusion';
 import { AutoencoderKLWanDecoder, WanPipeline, WanTransformer } from '../src/index.js';
 import { goldens, localGoldens } from './helpers.js';
 
+/** Temp folders this file's tests made, removed after them. */
+const scratchDirs: string[] = [];
+afterAll(() => {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
+function scratchDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  scratchDirs.push(dir);
+  return dir;
+}
+
 /** A folder whose entries link to those of `source`, with some JSON files written in. */
 function variant(source: string, links: string[], files: Record<string, unknown> = {}): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ditcache-wan-'));
+  const dir = scratchDir('ditcache-wan-');
   for (const entry of links) symlinkSync(join(source, entry), join(dir, entry));
   for (const [name, json] of Object.entries(files)) writeFileSync(join(dir, name), JSON.stringify(json));
   return dir;

@@ -1,13 +1,24 @@
-import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
 import { add, div, loadSafetensors, memoryStats, tidy, zeros } from '@ditcache/cuda-runtime';
 
 import { AutoencoderKLDecoder, WeightMismatchError, toImageRange } from '../src/index.js';
 import { goldens, relativeL2 } from './helpers.js';
+
+/** Temp folders this file's tests made, removed after them. */
+const scratchDirs: string[] = [];
+afterAll(() => {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
+function scratchDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  scratchDirs.push(dir);
+  return dir;
+}
 
 describe.each(['flux-tiny', 'flux-tiny-guidance'])('AutoencoderKLDecoder on %s', (set) => {
   it("decodes the pipeline's final latents to its image_out", () => {
@@ -37,7 +48,7 @@ describe('AutoencoderKLDecoder errors', () => {
     using wrong = zeros([1, 16, 8, 8]);
     expect(() => vae.decode(wrong)).toThrow(/expected latents \(B, 4, h, w\), got \(1, 16, 8, 8\)/);
 
-    const dir = mkdtempSync(join(tmpdir(), 'ditcache-vae-'));
+    const dir = scratchDir('ditcache-vae-');
     const config = JSON.parse(readFileSync(`${goldens}/flux-tiny/vae/config.json`, 'utf-8')) as Record<string, unknown>;
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, block_out_channels: [8, 32] }));
     symlinkSync(`${goldens}/flux-tiny/vae/diffusion_pytorch_model.safetensors`, join(dir, 'diffusion_pytorch_model.safetensors'));

@@ -1,14 +1,25 @@
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
 import { loadSafetensors, memoryStats, tensor, tidy } from '@ditcache/cuda-runtime';
 import sharp from 'sharp';
 
 import { encodePng, saveAnimation, savePngFrames, toImage8, toImageRange, toVideoRange } from '../src/index.js';
 import { goldens } from './helpers.js';
+
+/** Temp folders this file's tests made, removed after them. */
+const scratchDirs: string[] = [];
+afterAll(() => {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
+function scratchDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  scratchDirs.push(dir);
+  return dir;
+}
 
 describe('image output', () => {
   it('maps decoder output [-1, 1] to [0, 1], clamped, channels last', () => {
@@ -51,7 +62,7 @@ describe('image output', () => {
 
   it('writes every frame of a video as a PNG, in frame order', async () => {
     const ref = loadSafetensors(`${goldens}/wan-tiny/pipeline.safetensors`);
-    const dir = join(mkdtempSync(join(tmpdir(), 'ditcache-frames-')), 'out');
+    const dir = join(scratchDir('ditcache-frames-'), 'out');
     const before = memoryStats();
     const paths = await savePngFrames(ref.video_out, dir);
     expect(memoryStats()).toEqual(before);
@@ -68,7 +79,7 @@ describe('image output', () => {
 
   it('writes looping animations (lossless WebP, GIF) with every frame', async () => {
     const ref = loadSafetensors(`${goldens}/wan-tiny/pipeline.safetensors`);
-    const dir = mkdtempSync(join(tmpdir(), 'ditcache-anim-'));
+    const dir = scratchDir('ditcache-anim-');
     const before = memoryStats();
     await saveAnimation(ref.video_out, join(dir, 'a.webp'), { fps: 8 });
     await saveAnimation(ref.video_out, join(dir, 'a.gif'));

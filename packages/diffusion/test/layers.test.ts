@@ -1,13 +1,24 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
 import { WeightFolder, conv3d, gelu, linear, memoryStats, saveSafetensors, tensor, tidy } from '@ditcache/cuda-runtime';
 
 import { Conv2d, Conv3d, FeedForward, GroupNorm, LayerNorm, Linear, ParameterStore, RMSNorm, WeightMismatchError, WeightReader } from '../src/index.js';
 import { goldens, relativeL2 } from './helpers.js';
+
+/** Temp folders this file's tests made, removed after them. */
+const scratchDirs: string[] = [];
+afterAll(() => {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
+function scratchDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  scratchDirs.push(dir);
+  return dir;
+}
 
 describe('WeightReader and layers', () => {
   it('load weights by dotted prefix into a store that frees them together', () => {
@@ -28,7 +39,7 @@ describe('WeightReader and layers', () => {
   });
 
   it('cast bf16 and f16 weights to float32 once, at load', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ditcache-half-'));
+    const dir = scratchDir('ditcache-half-');
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ _class_name: 'Test' }));
     using w32 = tensor([0.5, -1.25, 3, 1e-3, 7, -2], [3, 2]);
     using b32 = tensor([1, 2, 3]);
@@ -44,7 +55,7 @@ describe('WeightReader and layers', () => {
   });
 
   it('keep bf16 and f16 weights as stored with weightDtype \'stored\', mapped rather than copied, computing as the float32 ones do', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ditcache-stored-'));
+    const dir = scratchDir('ditcache-stored-');
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ _class_name: 'Test' }));
     using w32 = tensor(Array.from({ length: 64 * 32 }, (_, i) => Math.sin(i) / 8), [64, 32]);
     using b32 = tensor(Array.from({ length: 64 }, (_, i) => Math.cos(i)));

@@ -1,5 +1,5 @@
 // The adaptive norms and SD3's patch embedding against the formulas written out in float64.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -8,6 +8,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WeightFolder, memoryStats, saveSafetensors, tensor, type Tensor } from '@ditcache/cuda-runtime';
 
 import { AdaLayerNormContinuous, AdaLayerNormZero, ParameterStore, PatchEmbed, WeightReader } from '../src/index.js';
+
+/** Temp folders this file's tests made, removed after them. */
+const scratchDirs: string[] = [];
+afterAll(() => {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
+function scratchDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  scratchDirs.push(dir);
+  return dir;
+}
 
 /** Deterministic values in [-1, 1). */
 function values(n: number, seed: number): number[] {
@@ -20,7 +31,7 @@ function values(n: number, seed: number): number[] {
 
 /** A component folder holding `weights` (name -> [shape, seed]). */
 function folderWith(weights: Record<string, number[]>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ditcache-norm-'));
+  const dir = scratchDir('ditcache-norm-');
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ _class_name: 'Test' }));
   const tensors: Record<string, Tensor> = {};
   Object.entries(weights).forEach(([name, shape], i) => (tensors[name] = tensor(values(shape.reduce((a, b) => a * b, 1), 11 + i), shape)));

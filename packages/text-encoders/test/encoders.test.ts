@@ -61,7 +61,7 @@ describe('CLIPTextModel', () => {
 });
 
 describe('T5EncoderModel', () => {
-  const t5Tokenizer = loadTokenizer(unpacked('t5-tokenizer-json'));
+  const t5Tokenizer = unpacked('t5-tokenizer-json', loadTokenizer);
 
   it('computes the relative position buckets of transformers for FLUX.1 settings', () => {
     const table = JSON.parse(readFileSync(join(data, 't5-buckets.json'), 'utf-8')) as { buckets: number[]; first_position: number };

@@ -1,15 +1,24 @@
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 
 import { tensor } from '@ditcache/cuda-runtime';
 
 import { ClipTextModel, T5Encoder, loadTokenizer } from '../src/index.js';
 import { data } from './helpers.js';
 
-const scratch = () => mkdtempSync(join(tmpdir(), 'text-encoders-errors-'));
+/** Temp folders of this file's tests, removed after them. */
+const scratchDirs: string[] = [];
+afterAll(() => {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
+function scratch(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'text-encoders-errors-'));
+  scratchDirs.push(dir);
+  return dir;
+}
 
 describe('errors name the folder and what is wrong', () => {
   it('tokenizer folders: missing, empty, unsupported parts, broken files', () => {

@@ -1,4 +1,4 @@
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -20,16 +20,20 @@ export interface PromptRecord {
 export const prompts = (JSON.parse(readFileSync(join(data, 'tokens.json'), 'utf-8')) as { prompts: PromptRecord[] }).prompts;
 
 /**
- * A temporary copy of a data folder with its `*.gz` files unpacked (the T5 tokenizer.json,
- * whose nmt_nfkc charsmap is large, is stored gzipped).
+ * `use` of a temporary copy of a data folder with its `*.gz` files unpacked (the T5
+ * tokenizer.json, whose nmt_nfkc charsmap is large, is stored gzipped); the copy is removed after.
  */
-export function unpacked(name: string): string {
+export function unpacked<T>(name: string, use: (dir: string) => T): T {
   const dir = mkdtempSync(join(tmpdir(), `text-encoders-${name}-`));
-  for (const file of readdirSync(join(data, name))) {
-    if (file.endsWith('.gz')) writeFileSync(join(dir, file.slice(0, -3)), gunzipSync(readFileSync(join(data, name, file))));
-    else copyFileSync(join(data, name, file), join(dir, file));
+  try {
+    for (const file of readdirSync(join(data, name))) {
+      if (file.endsWith('.gz')) writeFileSync(join(dir, file.slice(0, -3)), gunzipSync(readFileSync(join(data, name, file))));
+      else copyFileSync(join(data, name, file), join(dir, file));
+    }
+    return use(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
-  return dir;
 }
 
 /** ||actual - expected|| / ||expected|| over float32 values, accumulated in float64. */

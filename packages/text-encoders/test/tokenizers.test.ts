@@ -22,7 +22,7 @@ describe('CLIP tokenizer', () => {
 
 describe('T5 tokenizer', () => {
   it("matches transformers' T5TokenizerFast on every prompt (tokenizer.json with nmt_nfkc)", () => {
-    const tok = loadTokenizer(unpacked('t5-tokenizer-json'));
+    const tok = unpacked('t5-tokenizer-json', loadTokenizer);
     for (const p of prompts) {
       expect(tok.encode(p.text), JSON.stringify(p.text)).toEqual(p.t5_ids);
       expect(tok.encodePadded(p.text, 16).ids, JSON.stringify(p.text)).toEqual(p.t5_ids_16);
@@ -38,7 +38,7 @@ describe('T5 tokenizer', () => {
 
 describe('PrecompiledCharsmap', () => {
   it("normalises as the tokenizers library's Precompiled normalizer (T5's nmt_nfkc map)", () => {
-    const spec = JSON.parse(readFileSync(join(unpacked('t5-tokenizer-json'), 'tokenizer.json'), 'utf-8')) as { normalizer: { precompiled_charsmap: string } };
+    const spec = JSON.parse(unpacked('t5-tokenizer-json', (dir) => readFileSync(join(dir, 'tokenizer.json'), 'utf-8'))) as { normalizer: { precompiled_charsmap: string } };
     const charsmap = PrecompiledCharsmap.fromBase64(spec.normalizer.precompiled_charsmap);
     for (const p of prompts) expect(charsmap.normalize(p.text), JSON.stringify(p.text)).toBe(p.t5_normalized);
     expect(charsmap.normalize('ＡＢＣ ﬁ ①')).toBe('ABC fi 1');
