@@ -51,4 +51,3 @@ export { CacheDitTaylorSeer, NewtonTaylorSeer, LastValueStore, type MiddleStore,
 export { CachedBlockChain, type Block, type FlopsCounter } from './runner.js';
 export { percentile, type CacheSummary, type ContextStats, type BranchStats, type DiffPercentiles } from './stats.js';
 export type { TensorOps } from './tensor-ops.js';
-export { PlainTensor, PlainTensorOps, type PlainData } from './plain-tensor.js';

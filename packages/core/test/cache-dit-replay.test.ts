@@ -7,8 +7,9 @@ import { readFileSync } from 'node:fs';
 
 import { describe, expect, it } from 'vitest';
 
-import { CacheContext, parseCacheConfig, PlainTensorOps, resolveConfig, type CfgBranch } from '../src/index.js';
+import { CacheContext, parseCacheConfig, resolveConfig, type CfgBranch } from '../src/index.js';
 import type { CallSignals } from '../src/context.js';
+import { PlainTensorOps } from '../src/testing.js';
 
 interface TraceStats {
   source?: string;

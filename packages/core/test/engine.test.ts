@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
-import { BlockAdapter, cacheHandleOf, disableCache, enableCache, ForwardPattern, PlainTensorOps, refreshContext, summary, type CacheConfigInput } from '../src/index.js';
+import { BlockAdapter, cacheHandleOf, disableCache, enableCache, ForwardPattern, refreshContext, summary, type CacheConfigInput } from '../src/index.js';
+import { PlainTensorOps } from '../src/testing.js';
 import { AdditiveBlock, ToyPipeline, ToyTransformer, toyPipeline } from './toy-models.js';
 
 const PATTERNS = [0, 1, 2, 3, 4, 5] as ForwardPattern[];

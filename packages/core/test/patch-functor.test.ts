@@ -3,7 +3,8 @@
 // a PatchFunctor moves that work into the blocks.
 import { describe, expect, it } from 'vitest';
 
-import { BlockAdapter, disableCache, enableCache, ForwardPattern, patchProperty, PlainTensorOps, summary, type Block, type PatchFunctor, type PlainTensor, type Undo } from '../src/index.js';
+import { BlockAdapter, disableCache, enableCache, ForwardPattern, patchProperty, summary, type Block, type PatchFunctor, type Undo } from '../src/index.js';
+import { PlainTensorOps, type PlainTensor } from '../src/testing.js';
 import { noise, toyBlocks } from './toy-models.js';
 
 const ops = new PlainTensorOps();

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 
-import { BlockAdapter, CacheDitTaylorSeer, disableCache, enableCache, ForwardPattern, NewtonTaylorSeer, PlainTensorOps, summary, type MiddleStore, type PlainTensor } from '../src/index.js';
+import { BlockAdapter, CacheDitTaylorSeer, disableCache, enableCache, ForwardPattern, NewtonTaylorSeer, summary, type MiddleStore } from '../src/index.js';
+import { PlainTensorOps, type PlainTensor } from '../src/testing.js';
 import { AdditiveBlock } from './toy-models.js';
 
 const ops = new PlainTensorOps();

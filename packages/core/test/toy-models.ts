@@ -1,7 +1,8 @@
 // Synthetic models for the tests: block stacks of every ForwardPattern over PlainTensor, a
 // transformer whose forward loops over its lists as a real model does, and a pipeline with a
 // denoising loop that announces its calls (or not) to the cache engine.
-import { cacheHandleOf, ForwardPattern, patternShape, PlainTensor, PlainTensorOps, type Block, type CfgBranch } from '../src/index.js';
+import { cacheHandleOf, ForwardPattern, patternShape, type Block, type CfgBranch } from '../src/index.js';
+import { PlainTensor, PlainTensorOps } from '../src/testing.js';
 
 /** Deterministic pseudo-random numbers in [-1, 1). */
 export function noise(n: number, seed: number): number[] {

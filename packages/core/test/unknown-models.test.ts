@@ -9,7 +9,6 @@ import {
   ditcacheContainer,
   enableCache,
   ForwardPattern,
-  PlainTensorOps,
   registerAdapter,
   summary,
   supportedPipelines,
@@ -17,6 +16,7 @@ import {
   type Block,
   type BlockAdapterFactory,
 } from '../src/index.js';
+import { PlainTensorOps } from '../src/testing.js';
 import { ToyBlock, ToyPipeline, ToyTransformer } from './toy-models.js';
 
 /** A block that does not say which ForwardPattern it follows (ToyBlock does). */
