@@ -5,7 +5,7 @@ import type { CacheSettings } from './config.js';
 import { ForwardPattern, patternName, patternShape } from './forward-pattern.js';
 import { modifierSettings, type ParamsModifierLike } from './params-modifier.js';
 import type { PatchFunctor } from './patch.js';
-import type { Block, FlopsCounter } from './runner.js';
+import type { Block, FlopsCounter } from './block-chain.js';
 import type { TensorOps } from './tensor-ops.js';
 
 /**

@@ -1,9 +1,9 @@
 // One cache context: the state of one cached block chain (one block list, or several joined),
 // kept per branch (CFG) and per run. It turns transformer calls into steps and branches,
 // applies the decision rules and keeps the statistics.
-import { LastValueStore, taylorSeerStore, type MiddleStore } from './calibrator.js';
 import type { CacheConfig } from './config.js';
-import { BranchRecord, type Decision, type MeasureDiff } from './decision.js';
+import { BranchDecider, type Decision, type MeasureDiff } from './decision.js';
+import { LastResidualStore, taylorSeerResidualStore, type ResidualStore } from './residual-store.js';
 import type { TensorOps } from './tensor-ops.js';
 
 /** Which classifier-free-guidance branch a transformer call computes. */
@@ -35,28 +35,30 @@ export interface CallSignals {
 export class BranchBuffers<T> {
   /** The Fn residual of the last computed step: the reference for the diff. */
   fnResidual: T | undefined;
-  readonly hidden: MiddleStore<T>;
-  readonly encoder: MiddleStore<T>;
+  /** The Mn residual of the hidden stream, stored (and forecast) for cached steps. */
+  readonly hiddenResidual: ResidualStore<T>;
+  /** The Mn residual of the encoder stream, likewise. */
+  readonly encoderResidual: ResidualStore<T>;
   /**
-   * Whether the middle blocks passed an encoder stream on at the last computed step. A chain
+   * Whether the Mn blocks passed an encoder stream on at the last computed step. A chain
    * may end that stream (SD3's last joint block returns none): then there is nothing to store
    * or forecast for it, and a cached step passes no encoder stream on either.
    */
-  middleReturnsEncoder = false;
+  mnReturnsEncoder = false;
 
   constructor(
     private readonly ops: TensorOps<T>,
     config: CacheConfig,
   ) {
-    const forecast = (on: boolean) =>
-      on ? taylorSeerStore(ops, config.taylorseerOrder, config.taylorseerExpansion) : new LastValueStore(ops);
-    this.hidden = forecast(config.enableTaylorseer);
-    this.encoder = forecast(config.enableTaylorseer && config.enableEncoderTaylorseer);
+    const store = (forecast: boolean) =>
+      forecast ? taylorSeerResidualStore(ops, config.taylorseerOrder, config.taylorseerExpansion) : new LastResidualStore(ops);
+    this.hiddenResidual = store(config.enableTaylorseer);
+    this.encoderResidual = store(config.enableTaylorseer && config.enableEncoderTaylorseer);
   }
 
   /** A computed step left everything a cached step needs. */
   hasReference(): boolean {
-    return this.fnResidual !== undefined && this.hidden.hasValue && (!this.middleReturnsEncoder || this.encoder.hasValue);
+    return this.fnResidual !== undefined && this.hiddenResidual.hasValue && (!this.mnReturnsEncoder || this.encoderResidual.hasValue);
   }
 
   setFnResidual(residual: T): void {
@@ -67,14 +69,14 @@ export class BranchBuffers<T> {
   clear(): void {
     if (this.fnResidual !== undefined) this.ops.release(this.fnResidual);
     this.fnResidual = undefined;
-    this.hidden.clear();
-    this.encoder.clear();
-    this.middleReturnsEncoder = false;
+    this.hiddenResidual.clear();
+    this.encoderResidual.clear();
+    this.mnReturnsEncoder = false;
   }
 }
 
 export class Branch<T> {
-  readonly record: BranchRecord;
+  readonly decider: BranchDecider;
   readonly buffers: BranchBuffers<T>;
   /** How the pipeline named this branch, when it announced its calls. */
   announcedAs: CfgBranch | undefined;
@@ -84,7 +86,7 @@ export class Branch<T> {
     ops: TensorOps<T>,
     config: CacheConfig,
   ) {
-    this.record = new BranchRecord(config);
+    this.decider = new BranchDecider(config);
     this.buffers = new BranchBuffers(ops, config);
   }
 }
@@ -193,10 +195,10 @@ export class CacheContext<T> {
   decide(call: ActiveCall<T>, hasReference: boolean, measure: MeasureDiff): Decision {
     let measureDiff = measure;
     if (call.branch.role === 'cfg' && !this.currentConfig.cfgDiffComputeSeparate) {
-      const shared = this.branches.get('main')?.record.residualDiffs.get(call.step);
+      const shared = this.branches.get('main')?.decider.residualDiffs.get(call.step);
       if (shared !== undefined) measureDiff = () => shared;
     }
-    const decision = call.branch.record.decide(call.step, hasReference, measureDiff);
+    const decision = call.branch.decider.decide(call.step, hasReference, measureDiff);
     this.stepRecords.push({
       step: call.step,
       pipelineStep: this.pipelineSteps[call.step],
@@ -224,7 +226,7 @@ export class CacheContext<T> {
   snapshot(): ContextSnapshot {
     const branch = (role: BranchRole): BranchSnapshot | undefined => {
       const b = this.branches.get(role);
-      return b && { role, announcedAs: b.announcedAs, cachedSteps: [...b.record.cachedSteps], residualDiffs: new Map(b.record.residualDiffs) };
+      return b && { role, announcedAs: b.announcedAs, cachedSteps: [...b.decider.cachedSteps], residualDiffs: new Map(b.decider.residualDiffs) };
     };
     return {
       layout: this.layout,

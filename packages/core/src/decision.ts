@@ -23,8 +23,8 @@ export type Decision =
 /** The diff of this step against the branch's reference, or undefined when shapes differ. */
 export type MeasureDiff = () => number | undefined;
 
-/** Counters and history of one branch during one run. */
-export class BranchRecord {
+/** Decides the steps of one branch during one run, keeping the counters and history the rules need. */
+export class BranchDecider {
   readonly cachedSteps: number[] = [];
   /** step -> relative L1 diff, for exactly the steps compared with the threshold. */
   readonly residualDiffs = new Map<number, number>();

@@ -46,8 +46,8 @@ export {
   type TaylorSeerExpansion,
 } from './config.js';
 export { CacheContext, type CfgBranch, type BranchRole, type CallAnnouncement, type StepRecord } from './context.js';
-export { BranchRecord, type Decision, type ComputeReason, type CacheReason } from './decision.js';
-export { CacheDitTaylorSeer, NewtonTaylorSeer, LastValueStore, type MiddleStore, type Forecast } from './calibrator.js';
-export { CachedBlockChain, type Block, type FlopsCounter } from './runner.js';
+export { BranchDecider, type Decision, type ComputeReason, type CacheReason } from './decision.js';
+export { CacheDitTaylorSeer, NewtonTaylorSeer, LastResidualStore, type ResidualStore, type Forecast } from './residual-store.js';
+export { CachedBlockChain, type Block, type FlopsCounter } from './block-chain.js';
 export { percentile, type CacheSummary, type ContextStats, type BranchStats, type DiffPercentiles } from './stats.js';
 export type { TensorOps } from './tensor-ops.js';

@@ -1,16 +1,16 @@
 // enableCache / disableCache: builds the BlockAdapter (given, or from the registry), applies the
-// patch functor, puts a cached runner in place of each cached block list on the instance, and
-// keeps one CacheHandle per enabled target so it can be found and undone.
+// patch functor, puts a cached block chain in place of each cached block list on the instance,
+// and keeps one CacheHandle per enabled target so it can be found and undone.
 import { injectable } from 'tsyringe';
 
 import { BlockAdapter, type ResolvedChain } from './block-adapter.js';
+import { CachedBlockChain } from './block-chain.js';
 import { CacheConfigError, checkConfigForChain, parseCacheConfig, resolveConfig, type CacheConfig, type CacheConfigInput, type ParsedCacheConfig } from './config.js';
 import { CacheContext, type CallSignals } from './context.js';
 import { patternName } from './forward-pattern.js';
 import { CacheHandle } from './handle.js';
 import { patchProperty, UndoStack, wrapMethod } from './patch.js';
 import { AdapterRegistry, buildFactory, defaultTensorOps } from './registry.js';
-import { CachedBlockChain } from './runner.js';
 import type { TensorOps } from './tensor-ops.js';
 
 @injectable()
@@ -45,8 +45,8 @@ export class CacheManager {
       );
       const handle = new CacheHandle<T>(adapter, contexts, signals, undo, parsed, configsFor);
       chains.forEach((chain, i) => {
-        const runner = new CachedBlockChain(contexts[i], chain.blocks, chain.pattern, adapter.ops, adapter.flops);
-        chain.lists.forEach((list, j) => undo.push(patchProperty(list.owner, list.key, j === 0 ? [runner] : [])));
+        const cached = new CachedBlockChain(contexts[i], chain.blocks, chain.pattern, adapter.ops, adapter.flops);
+        chain.lists.forEach((list, j) => undo.push(patchProperty(list.owner, list.key, j === 0 ? [cached] : [])));
       });
       this.wrapEntryPoints(adapter, handle, undo);
       for (const obj of [target, adapter, adapter.pipe, ...adapter.transformers]) if (obj) this.handles.set(obj, handle);

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 
-import { BranchRecord, resolveConfig, type CacheSettings } from '../src/index.js';
+import { BranchDecider, resolveConfig, type CacheSettings } from '../src/index.js';
 
 /** Decides steps 0..n-1 with the given diffs (undefined = no diff expected), returning cached steps and reasons. */
 function run(settings: CacheSettings, diffs: (number | undefined)[]) {
-  const record = new BranchRecord(resolveConfig(settings));
+  const record = new BranchDecider(resolveConfig(settings));
   const measured: number[] = [];
   let hasReference = false;
   const reasons = diffs.map((diff, step) => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { BlockAdapter, CacheDitTaylorSeer, disableCache, enableCache, ForwardPattern, NewtonTaylorSeer, summary, type MiddleStore } from '../src/index.js';
+import { BlockAdapter, CacheDitTaylorSeer, disableCache, enableCache, ForwardPattern, NewtonTaylorSeer, summary, type ResidualStore } from '../src/index.js';
 import { PlainTensorOps, type PlainTensor } from '../src/testing.js';
 import { AdditiveBlock } from './toy-models.js';
 
@@ -10,14 +10,14 @@ const WEIGHTS = [1, -0.5, 2];
 /** A tensor trajectory y(step) = p(step) * WEIGHTS. */
 const at = (p: (s: number) => number, step: number) => ops.tensor(WEIGHTS.map((w) => w * p(step)));
 
-function forecast(store: MiddleStore<PlainTensor>, step: number): number[] {
+function forecast(store: ResidualStore<PlainTensor>, step: number): number[] {
   const f = store.predict(step);
   const values = Array.from(f.value.values());
   if (f.owned) ops.release(f.value);
   return values;
 }
 
-function expectTrajectory(store: MiddleStore<PlainTensor>, p: (s: number) => number, steps: number[], digits = 9) {
+function expectTrajectory(store: ResidualStore<PlainTensor>, p: (s: number) => number, steps: number[], digits = 9) {
   for (const step of steps) forecast(store, step).forEach((v, i) => expect(v).toBeCloseTo(WEIGHTS[i] * p(step), digits));
 }
 

@@ -1,7 +1,11 @@
-// The cached runner that takes the place of a block list on a transformer instance: one call
-// runs the whole chain (Fn blocks, decision, Mn blocks or the cached residual, Bn blocks)
-// following the chain's ForwardPattern.
-import type { CacheContext } from './context.js';
+// The cached block chain that takes the place of a block list on a transformer instance: one
+// call runs the whole chain as the README's semantics say, following the chain's
+// ForwardPattern: the Fn blocks, the decision, then either the Mn blocks (a computed step,
+// whose residuals go to the residual stores) or the stored residual (a cached step), then the
+// Bn blocks.
+import type { ActiveCall, CacheContext } from './context.js';
+import type { Decision } from './decision.js';
+import type { Forecast } from './residual-store.js';
 import { ForwardPattern, patternName, patternShape, type PatternShape } from './forward-pattern.js';
 import { sameShape, type TensorOps } from './tensor-ops.js';
 
@@ -54,58 +58,89 @@ export class CachedBlockChain<T> implements Block {
     const call = this.context.beginCall();
     const input: Streams<T> = { h: args[0] as T, e: shape.takesEncoder ? (args[1] as T) : undefined };
     const rest = args.slice(shape.takesEncoder ? 2 : 1);
-    const n = this.blocks.length;
+    if (!this.context.cachingPossible) return this.runStraight(call, input, rest, args);
 
-    if (!this.context.cachingPossible) {
-      this.context.decide(call, false, () => {
-        throw new Error('unreachable: no diff is measured while caching is off');
-      });
-      const out = this.run(0, n, input, rest, args, false);
-      this.countWork(false, args);
-      return this.pack(out);
-    }
-
-    const { fnComputeBlocks: fn, bnComputeBlocks: bn } = this.context.config;
-    const first = this.run(0, fn, input, rest, args, false);
-    const buffers = call.branch.buffers;
-    let fnResidual: T | undefined;
-    const decision = this.context.decide(call, buffers.hasReference(), () => {
-      fnResidual = this.ops.sub(first.h, input.h);
-      const reference = buffers.fnResidual as T;
-      if (!sameShape(this.ops.shape(reference), this.ops.shape(fnResidual))) return undefined;
-      return this.ops.relL1(reference, fnResidual);
-    });
-
-    const hiddenResidual = this.holdsResidual(this.context.config.enableTaylorseer);
-    const encoderResidual = this.holdsResidual(this.encoderForecast());
-    let middle: Streams<T>;
-    if (decision.cache) {
-      if (fnResidual !== undefined) this.ops.release(fnResidual);
-      middle = {
-        h: this.applyStored(first.h, buffers.hidden.predict(call.step), hiddenResidual),
-        e: !shape.returnsEncoder
-          ? first.e
-          : buffers.middleReturnsEncoder && first.e != null
-            ? this.applyStored(first.e as T, buffers.encoder.predict(call.step), encoderResidual)
-            : undefined,
-      };
-    } else {
-      buffers.setFnResidual(fnResidual ?? this.ops.sub(first.h, input.h));
-      middle = this.run(fn, n - bn, first, rest, args, false);
-      buffers.hidden.update(call.step, this.middleWork(first.h, middle.h, hiddenResidual));
-      // A stream the middle blocks ended (or never received) leaves nothing to store.
-      buffers.middleReturnsEncoder = shape.returnsEncoder && middle.e != null && first.e != null;
-      if (buffers.middleReturnsEncoder) buffers.encoder.update(call.step, this.middleWork(first.e as T, middle.e as T, encoderResidual));
-      else buffers.encoder.clear();
-    }
-    this.releaseReplaced(first, middle, args);
-    const out = this.run(n - bn, n, middle, rest, args, true);
+    const fnOut = this.runFn(input, rest, args);
+    const { decision, fnResidual } = this.decide(call, input, fnOut);
+    const mnOut = decision.cache ? this.reuseMn(call, fnOut, fnResidual) : this.runMn(call, input, fnOut, fnResidual, rest, args);
+    this.releaseReplaced(fnOut, mnOut, args);
+    const out = this.runBn(mnOut, rest, args);
     this.countWork(decision.cache, args);
     return this.pack(out);
   }
 
+  /** Nothing can be cached in this run: every block, no residual measured or stored. */
+  private runStraight(call: ActiveCall<T>, input: Streams<T>, rest: unknown[], callerArgs: readonly unknown[]): unknown {
+    this.context.decide(call, false, () => {
+      throw new Error('unreachable: no diff is measured while caching is off');
+    });
+    const out = this.runBlocks(0, this.blocks.length, input, rest, callerArgs, false);
+    this.countWork(false, callerArgs);
+    return this.pack(out);
+  }
+
+  /** Fn: the first blocks, always computed; their residual decides. */
+  private runFn(input: Streams<T>, rest: unknown[], callerArgs: readonly unknown[]): Streams<T> {
+    return this.runBlocks(0, this.context.config.fnComputeBlocks, input, rest, callerArgs, false);
+  }
+
+  /**
+   * The decision rules for this call; the diff, when they ask for it, compares the Fn residual
+   * `R = h_F - h_in` with the branch's reference. Returns R when it was computed.
+   */
+  private decide(call: ActiveCall<T>, input: Streams<T>, fnOut: Streams<T>): { decision: Decision; fnResidual: T | undefined } {
+    const buffers = call.branch.buffers;
+    let fnResidual: T | undefined;
+    const decision = this.context.decide(call, buffers.hasReference(), () => {
+      fnResidual = this.ops.sub(fnOut.h, input.h);
+      const reference = buffers.fnResidual as T;
+      if (!sameShape(this.ops.shape(reference), this.ops.shape(fnResidual))) return undefined;
+      return this.ops.relL1(reference, fnResidual);
+    });
+    return { decision, fnResidual };
+  }
+
+  /**
+   * Mn on a computed step: keeps R as the branch's new reference, runs the middle blocks and
+   * puts what they did (their residuals) in the residual stores.
+   */
+  private runMn(call: ActiveCall<T>, input: Streams<T>, fnOut: Streams<T>, fnResidual: T | undefined, rest: unknown[], callerArgs: readonly unknown[]): Streams<T> {
+    const buffers = call.branch.buffers;
+    const { fnComputeBlocks: fn, bnComputeBlocks: bn } = this.context.config;
+    buffers.setFnResidual(fnResidual ?? this.ops.sub(fnOut.h, input.h));
+    const mnOut = this.runBlocks(fn, this.blocks.length - bn, fnOut, rest, callerArgs, false);
+    buffers.hiddenResidual.update(call.step, this.mnResidual(fnOut.h, mnOut.h, this.holdsResidual(this.hiddenForecast())));
+    // A stream the Mn blocks ended (or never received) leaves nothing to store.
+    buffers.mnReturnsEncoder = this.shape.returnsEncoder && mnOut.e != null && fnOut.e != null;
+    if (buffers.mnReturnsEncoder) {
+      buffers.encoderResidual.update(call.step, this.mnResidual(fnOut.e as T, mnOut.e as T, this.holdsResidual(this.encoderForecast())));
+    } else {
+      buffers.encoderResidual.clear();
+    }
+    return mnOut;
+  }
+
+  /** Mn on a cached step: the stored (or forecast) residual added to the Fn output, no block run. */
+  private reuseMn(call: ActiveCall<T>, fnOut: Streams<T>, fnResidual: T | undefined): Streams<T> {
+    const buffers = call.branch.buffers;
+    if (fnResidual !== undefined) this.ops.release(fnResidual);
+    const h = this.addResidual(fnOut.h, buffers.hiddenResidual.predict(call.step), this.holdsResidual(this.hiddenForecast()));
+    if (!this.shape.returnsEncoder) return { h, e: fnOut.e };
+    const e =
+      buffers.mnReturnsEncoder && fnOut.e != null
+        ? this.addResidual(fnOut.e as T, buffers.encoderResidual.predict(call.step), this.holdsResidual(this.encoderForecast()))
+        : undefined;
+    return { h, e };
+  }
+
+  /** Bn: the last blocks, always computed, on what Mn (or the stored residual) gave. */
+  private runBn(mnOut: Streams<T>, rest: unknown[], callerArgs: readonly unknown[]): Streams<T> {
+    const n = this.blocks.length;
+    return this.runBlocks(n - this.context.config.bnComputeBlocks, n, mnOut, rest, callerArgs, true);
+  }
+
   /** Blocks [from, to) on `start`; intermediates are released, `start` only if `releaseStart`. */
-  private run(from: number, to: number, start: Streams<T>, rest: unknown[], callerArgs: readonly unknown[], releaseStart: boolean): Streams<T> {
+  private runBlocks(from: number, to: number, start: Streams<T>, rest: unknown[], callerArgs: readonly unknown[], releaseStart: boolean): Streams<T> {
     const shape = this.shape;
     let { h, e } = start;
     for (let i = from; i < to; i++) {
@@ -129,17 +164,17 @@ export class CachedBlockChain<T> implements Block {
     return { h, e };
   }
 
-  /** The stored (or forecast) work of the middle blocks applied to the Fn output. */
-  private applyStored(fnOutput: T, forecast: { value: T; owned: boolean }, residual: boolean): T {
-    if (!residual) return forecast.owned ? forecast.value : this.ops.clone(forecast.value);
-    const out = this.ops.add(fnOutput, forecast.value);
-    if (forecast.owned) this.ops.release(forecast.value);
-    return out;
+  /** What the residual store keeps of the Mn blocks' work: their residual, or a copy of their output. */
+  private mnResidual(before: T, after: T, asResidual: boolean): T {
+    return asResidual ? this.ops.sub(after, before) : this.ops.clone(after);
   }
 
-  /** What to store of the middle blocks' work: their residual, or a copy of their output. */
-  private middleWork(before: T, after: T, residual: boolean): T {
-    return residual ? this.ops.sub(after, before) : this.ops.clone(after);
+  /** The Fn output plus the stored (or forecast) residual; or the stored output itself. */
+  private addResidual(fnOutput: T, stored: Forecast<T>, asResidual: boolean): T {
+    if (!asResidual) return stored.owned ? stored.value : this.ops.clone(stored.value);
+    const out = this.ops.add(fnOutput, stored.value);
+    if (stored.owned) this.ops.release(stored.value);
+    return out;
   }
 
   /** A stream's store holds residuals unless TaylorSeer forecasts the stream's hidden states. */
@@ -147,15 +182,19 @@ export class CachedBlockChain<T> implements Block {
     return !forecast || this.context.config.taylorseerCacheType === 'residual';
   }
 
+  private hiddenForecast(): boolean {
+    return this.context.config.enableTaylorseer;
+  }
+
   private encoderForecast(): boolean {
     const c = this.context.config;
     return c.enableTaylorseer && c.enableEncoderTaylorseer;
   }
 
-  /** Releases the Fn outputs the middle stage replaced. */
-  private releaseReplaced(first: Streams<T>, middle: Streams<T>, callerArgs: readonly unknown[]): void {
-    this.releaseIfOwned(first.h, middle.h, callerArgs);
-    if (first.e !== middle.e) this.releaseIfOwned(first.e, middle.e, callerArgs);
+  /** Releases the Fn outputs that Mn (or the stored residual) replaced. */
+  private releaseReplaced(fnOut: Streams<T>, mnOut: Streams<T>, callerArgs: readonly unknown[]): void {
+    this.releaseIfOwned(fnOut.h, mnOut.h, callerArgs);
+    if (fnOut.e !== mnOut.e) this.releaseIfOwned(fnOut.e, mnOut.e, callerArgs);
   }
 
   /** Releases `t` unless the caller passed it in or it lives on as `successor`. */

@@ -1,5 +1,6 @@
-// What a cached step adds in place of the middle blocks: the residual of the last computed step,
-// or a TaylorSeer forecast from the last few computed steps.
+// Residual stores: what a cached step adds to the Fn output in place of the Mn blocks, kept
+// from the computed steps: the Mn residual of the last one (DBCache), or a TaylorSeer forecast
+// from the last few.
 import type { TaylorSeerExpansion } from './config.js';
 import { sameShape, type TensorOps } from './tensor-ops.js';
 
@@ -9,18 +10,22 @@ export interface Forecast<T> {
   readonly owned: boolean;
 }
 
-/** Holds the tensors it is given (they become its own) and releases them when replaced. */
-export interface MiddleStore<T> {
+/**
+ * Holds the Mn residuals of the computed steps (the tensors it is given become its own and are
+ * released when replaced) and gives the residual to use at a cached step. With TaylorSeer in
+ * 'hidden_states' mode it holds the Mn output instead, and gives the output to use.
+ */
+export interface ResidualStore<T> {
   readonly hasValue: boolean;
-  /** Records the value computed at `step`; the store takes ownership of it. */
+  /** Records the residual computed at `step`; the store takes ownership of it. */
   update(step: number, value: T): void;
-  /** The value to use at `step`. */
+  /** The residual to use at `step`. */
   predict(step: number): Forecast<T>;
   clear(): void;
 }
 
-/** Plain DBCache: reuse the last computed value as it is. */
-export class LastValueStore<T> implements MiddleStore<T> {
+/** Plain DBCache: reuse the residual of the last computed step as it is. */
+export class LastResidualStore<T> implements ResidualStore<T> {
   private value: T | undefined;
 
   constructor(private readonly ops: TensorOps<T>) {}
@@ -35,7 +40,7 @@ export class LastValueStore<T> implements MiddleStore<T> {
   }
 
   predict(): Forecast<T> {
-    if (this.value === undefined) throw new Error('LastValueStore: nothing stored yet');
+    if (this.value === undefined) throw new Error('LastResidualStore: nothing stored yet');
     return { value: this.value, owned: false };
   }
 
@@ -51,7 +56,7 @@ export class LastValueStore<T> implements MiddleStore<T> {
  * linear in the step; for higher orders it is an approximation. As in a fresh cache-dit
  * context, differences are formed only from updates three or more steps after the first.
  */
-export class CacheDitTaylorSeer<T> implements MiddleStore<T> {
+export class CacheDitTaylorSeer<T> implements ResidualStore<T> {
   private ladder: T[] = [];
   private firstStep = 0;
   private lastStep = 0;
@@ -96,7 +101,7 @@ export class CacheDitTaylorSeer<T> implements MiddleStore<T> {
  * TaylorSeer by Newton's divided differences over the steps actually computed: exact for
  * trajectories that are polynomials of degree <= order in the step, whatever the gaps.
  */
-export class NewtonTaylorSeer<T> implements MiddleStore<T> {
+export class NewtonTaylorSeer<T> implements ResidualStore<T> {
   /** f[x0], f[x0, x1], ... with x0 the latest computed step. */
   private differences: T[] = [];
   /** x0, x1, ...: the latest computed steps, newest first. */
@@ -140,7 +145,7 @@ export class NewtonTaylorSeer<T> implements MiddleStore<T> {
   }
 }
 
-export function taylorSeerStore<T>(ops: TensorOps<T>, order: number, expansion: TaylorSeerExpansion): MiddleStore<T> {
+export function taylorSeerResidualStore<T>(ops: TensorOps<T>, order: number, expansion: TaylorSeerExpansion): ResidualStore<T> {
   return expansion === 'newton' ? new NewtonTaylorSeer(ops, order) : new CacheDitTaylorSeer(ops, order);
 }
 
