@@ -287,13 +287,14 @@ export class StableDiffusion3Pipeline implements Disposable {
         // NaN or Inf in the latents it returns comes out as a NonFiniteError naming the step.
         const next = inDenoisingStep(step, numSteps, () => tidy(() => {
           const input = cfg ? concat([latents, latents], 0) : latents;
-          this.transformerCalls.announce(this.transformer, { step, numSteps, timestep, branch });
-          let velocity = this.transformer.forward({
-            hiddenStates: input,
-            encoderHiddenStates: promptEmbeds,
-            pooledProjections: pooled,
-            timestep: full([input.shape[0]], timestep, { device }),
-          });
+          let velocity = this.transformerCalls.run(this.transformer, { step, numSteps, timestep, branch }, () =>
+            this.transformer.forward({
+              hiddenStates: input,
+              encoderHiddenStates: promptEmbeds,
+              pooledProjections: pooled,
+              timestep: full([input.shape[0]], timestep, { device }),
+            }),
+          );
           if (cfg) velocity = batchedGuidance(velocity, guidanceScale);
           return schedule.step(step, velocity, latents);
         }));

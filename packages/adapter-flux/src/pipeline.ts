@@ -260,16 +260,18 @@ export class FluxPipeline implements Disposable {
       const txtIds = zeros([textTokens, 3], { device });
       const guidance = this.transformer.config.guidance_embeds ? full([batch], opts.guidanceScale ?? 3.5, { device }) : undefined;
       const call = (step: number, branch: CfgBranch, promptEmbeds: Tensor, pooled: Tensor, timestep: Tensor): Tensor => {
-        this.transformerCalls.announce(this.transformer, { step, numSteps, timestep: schedule.timesteps[step], branch });
-        return this.transformer.forward({
-          hiddenStates: latents,
-          encoderHiddenStates: promptEmbeds,
-          pooledProjections: pooled,
-          timestep,
-          imgIds,
-          txtIds,
-          guidance,
-        });
+        // The cache engine learns step, branch and timestep from here, read from no tensor.
+        return this.transformerCalls.run(this.transformer, { step, numSteps, timestep: schedule.timesteps[step], branch }, () =>
+          this.transformer.forward({
+            hiddenStates: latents,
+            encoderHiddenStates: promptEmbeds,
+            pooledProjections: pooled,
+            timestep,
+            imgIds,
+            txtIds,
+            guidance,
+          }),
+        );
       };
 
       // NaN / Inf in an input, as given (a 16-bit overflow of the rounded copy is the blocks'

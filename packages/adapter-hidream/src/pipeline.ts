@@ -251,14 +251,15 @@ export class HiDreamPipeline implements Disposable {
         const next = inDenoisingStep(step, numSteps, () =>
           tidy(() => {
             const input = cfg ? concat([latents, latents], 0) : latents;
-            this.transformerCalls.announce(this.transformer, { step, numSteps, timestep, branch });
-            const prediction = this.transformer.forward({
-              hiddenStates: input,
-              timesteps: full([input.shape[0]], timestep, { device }),
-              encoderHiddenStatesT5: t5,
-              encoderHiddenStatesLlama3: llama,
-              pooledEmbeds: pooled,
-            });
+            const prediction = this.transformerCalls.run(this.transformer, { step, numSteps, timestep, branch }, () =>
+              this.transformer.forward({
+                hiddenStates: input,
+                timesteps: full([input.shape[0]], timestep, { device }),
+                encoderHiddenStatesT5: t5,
+                encoderHiddenStatesLlama3: llama,
+                pooledEmbeds: pooled,
+              }),
+            );
             let velocity = neg(prediction);
             if (cfg) velocity = batchedGuidance(velocity, guidanceScale);
             return schedule.step(step, velocity, latents);

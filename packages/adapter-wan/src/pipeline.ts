@@ -346,8 +346,9 @@ export class WanPipeline implements Disposable {
       let latents = initial;
       const call = (step: number, branch: CfgBranch, expert: WanExpert, promptEmbeds: Tensor, timestep: Tensor): Tensor => {
         const model = expert === 'transformer' ? this.transformer : (this.transformer2 as WanTransformer);
-        this.transformerCalls.announce(model, { step, numSteps, timestep: schedule.timesteps[step], branch, expert });
-        return model.forward({ hiddenStates: latents, timestep, encoderHiddenStates: promptEmbeds });
+        return this.transformerCalls.run(model, { step, numSteps, timestep: schedule.timesteps[step], branch, expert }, () =>
+          model.forward({ hiddenStates: latents, timestep, encoderHiddenStates: promptEmbeds }),
+        );
       };
 
       // NaN / Inf in an input, as given (a 16-bit overflow of the rounded copy is the blocks'

@@ -5,6 +5,7 @@ import type { CacheHandle } from './handle.js';
 import { CacheManager } from './manager.js';
 import { ditcacheContainer } from './registry.js';
 import { summarize, type CacheSummary } from './stats.js';
+import type { TransformerCallInfo } from './transformer-call.js';
 
 ditcacheContainer.registerSingleton(CacheManager);
 
@@ -40,6 +41,17 @@ export function disableCache(target: object): boolean {
 /** The cache of a pipeline, one of its transformers, or a BlockAdapter, if enabled. */
 export function cacheHandleOf<T = unknown>(target: object): CacheHandle<T> | undefined {
   return manager().handleOf(target);
+}
+
+/**
+ * Runs one transformer call of a pipeline: `forward` makes the call, and the cache enabled on
+ * `transformer` (if any) learns from `call` which step and CFG branch it computes; without a
+ * cache it just runs `forward`. Returns what `forward` returns. The pipeline's own loop, in
+ * diffusers terms: `with cache_context(...)` around the call.
+ */
+export function runTransformerCall<R>(transformer: object, call: TransformerCallInfo, forward: () => R): R {
+  const handle = manager().handleOf(transformer);
+  return handle ? handle.runCall(call, forward) : forward();
 }
 
 /** Starts fresh state by hand, optionally under a new config. */

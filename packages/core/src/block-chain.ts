@@ -55,7 +55,7 @@ export class CachedBlockChain<T> implements Block {
     if (args.length < (shape.takesEncoder ? 2 : 1)) {
       throw new TypeError(`${this.context.layout.name}: ${patternName(this.pattern)} blocks take ${shape.takesEncoder ? '(h, e, ...)' : '(h, ...)'}, got ${args.length} argument(s)`);
     }
-    const call = this.context.beginCall();
+    const call = this.context.placeCall();
     const input: Streams<T> = { h: args[0] as T, e: shape.takesEncoder ? (args[1] as T) : undefined };
     const rest = args.slice(shape.takesEncoder ? 2 : 1);
     if (!this.context.cachingPossible) return this.runStraight(call, input, rest, args);

@@ -1,35 +1,18 @@
 // One cache context: the state of one cached block chain (one block list, or several joined),
-// kept per branch (CFG) and per run. It turns transformer calls into steps and branches,
-// applies the decision rules and keeps the statistics.
+// kept per branch (CFG) and per run. It places each transformer call in a step and a branch
+// (from the running call its pipeline described, or by position), applies the decision rules
+// and keeps the statistics.
 import type { CacheConfig } from './config.js';
 import { BranchDecider, type Decision, type MeasureDiff } from './decision.js';
 import { LastResidualStore, taylorSeerResidualStore, type ResidualStore } from './residual-store.js';
 import type { TensorOps } from './tensor-ops.js';
-
-/** Which classifier-free-guidance branch a transformer call computes. */
-export type CfgBranch = 'cond' | 'uncond' | 'batched';
+import type { CfgBranch, RunningCall, TransformerCallInfo, TransformerCallScope } from './transformer-call.js';
 
 /**
  * cache-dit's two roles within a context: 'main' (its non-CFG branch, reported as
  * cachedSteps) and 'cfg' (reported as cfgCachedSteps).
  */
 export type BranchRole = 'main' | 'cfg';
-
-/** What a pipeline announced about the transformer call it is about to make. */
-export interface CallAnnouncement {
-  /** The pipeline's step index (0-based) of this call. */
-  readonly step: number;
-  readonly branch: CfgBranch;
-}
-
-/**
- * Facts about the current transformer call, shared by the contexts of one cache handle; each
- * signal carries a serial number so a context can tell a fresh one from one it already used.
- */
-export interface CallSignals {
-  announcement?: CallAnnouncement & { readonly serial: number };
-  timestep?: { readonly value: number; readonly serial: number };
-}
 
 /** The tensors a branch keeps between steps. */
 export class BranchBuffers<T> {
@@ -123,8 +106,8 @@ export class CacheContext<T> {
   private callsThisStep = 0;
   private callsThisRun = 0;
   private lastTimestep: number | undefined;
-  private lastAnnouncementSerial = -1;
-  private lastTimestepSerial = -1;
+  /** The running call this context placed last: a chain run twice within one call is placed once by it. */
+  private lastPlaced: RunningCall | undefined;
   private pipelineSteps: (number | undefined)[] = [];
   private stepRecords: StepRecord[] = [];
   private computedBlocks = 0;
@@ -138,7 +121,8 @@ export class CacheContext<T> {
     private currentConfig: CacheConfig,
     /** The adapter's hasSeparateCfg, used when the config leaves enableSeparateCfg null. */
     private readonly adapterSeparateCfg: boolean,
-    private readonly signals: CallSignals,
+    /** The running transformer call, as the pipeline (or the adapter's timestepOf) described it. */
+    private readonly calls: TransformerCallScope,
     private readonly ops: TensorOps<T>,
   ) {}
 
@@ -182,13 +166,12 @@ export class CacheContext<T> {
   }
 
   /** Places the transformer call that is starting in a step and a branch. */
-  beginCall(): ActiveCall<T> {
-    const announcement = this.signals.announcement;
-    if (announcement && announcement.serial !== this.lastAnnouncementSerial) {
-      this.lastAnnouncementSerial = announcement.serial;
-      return this.announcedCall(announcement);
-    }
-    return this.inferredCall();
+  placeCall(): ActiveCall<T> {
+    const running = this.calls.current;
+    const fresh = running !== undefined && running !== this.lastPlaced;
+    this.lastPlaced = running;
+    if (fresh && running.kind === 'announced') return this.announcedCall(running.call);
+    return this.inferredCall(fresh && running.kind === 'bare' ? running.timestep : undefined);
   }
 
   /** Applies the decision rules to this call, sharing the other branch's diff where configured. */
@@ -243,7 +226,7 @@ export class CacheContext<T> {
     };
   }
 
-  private announcedCall(a: CallAnnouncement): ActiveCall<T> {
+  private announcedCall(a: TransformerCallInfo): ActiveCall<T> {
     // A pipeline that starts counting again without saying so has started a new run.
     if (this.lastPipelineStep !== undefined && a.step < this.lastPipelineStep) this.reset();
     const role = this.roleOf(a.branch);
@@ -252,11 +235,7 @@ export class CacheContext<T> {
     return this.enter(role, a.branch);
   }
 
-  private inferredCall(): ActiveCall<T> {
-    const signal = this.signals.timestep;
-    const timestep = signal && signal.serial !== this.lastTimestepSerial ? signal.value : undefined;
-    if (signal) this.lastTimestepSerial = signal.serial;
-
+  private inferredCall(timestep: number | undefined): ActiveCall<T> {
     let startsStep = this.startsStep(timestep);
     const limit = this.currentConfig.numInferenceSteps;
     const risen = timestep !== undefined && this.lastTimestep !== undefined && timestep > this.lastTimestep;

@@ -1,21 +1,18 @@
 // The cache state of one enabled target (a pipeline, a transformer or a BlockAdapter): its
-// cache contexts, the signals pipelines send about their calls, and how to undo everything.
+// cache contexts, the scope in which pipelines run their transformer calls, and how to undo everything.
 import type { BlockAdapter } from './block-adapter.js';
 import { parseCacheConfig, resolveConfig, type CacheConfig, type CacheConfigInput, type ParsedCacheConfig } from './config.js';
-import type { CacheContext, CallAnnouncement, CallSignals } from './context.js';
+import type { CacheContext } from './context.js';
 import type { UndoStack } from './patch.js';
 import { contextStats, summarize, type CacheSummary, type ContextStats } from './stats.js';
-
-const BRANCHES = ['cond', 'uncond', 'batched'];
+import { checkCallInfo, type TransformerCallInfo, type TransformerCallScope } from './transformer-call.js';
 
 export class CacheHandle<T = unknown> {
-  private serial = 0;
-
   /** @internal Built by enableCache. */
   constructor(
     readonly adapter: BlockAdapter<T>,
     readonly contexts: readonly CacheContext<T>[],
-    private readonly signals: CallSignals,
+    private readonly calls: TransformerCallScope,
     private readonly undo: UndoStack,
     private parsed: ParsedCacheConfig,
     /** Resolves the config of each context from a parsed config (base, modifiers, chain checks). */
@@ -33,14 +30,14 @@ export class CacheHandle<T = unknown> {
   }
 
   /**
-   * Says which pipeline step and CFG branch the next transformer call belongs to: 'cond' and
-   * 'uncond' keep separate state, 'batched' (cond and uncond in one call) shares one decision.
+   * Runs `forward` (the transformer call) as the call `call` describes: its pipeline step and
+   * CFG branch ('cond' and 'uncond' keep separate state, 'batched', cond and uncond in one
+   * call, shares one decision). The cached chains the call reaches read it; it is cleared when
+   * `forward` returns or throws. Returns what `forward` returns.
    */
-  beginCall(call: CallAnnouncement): void {
-    if (!Number.isInteger(call.step) || call.step < 0) throw new TypeError(`beginCall: step must be an integer >= 0, got ${call.step}`);
-    if (!BRANCHES.includes(call.branch)) throw new TypeError(`beginCall: branch must be one of ${BRANCHES.join(', ')}, got ${String(call.branch)}`);
-    this.serial += 1;
-    this.signals.announcement = { step: call.step, branch: call.branch, serial: this.serial };
+  runCall<R>(call: TransformerCallInfo, forward: () => R): R {
+    checkCallInfo(call, 'runTransformerCall');
+    return this.calls.run(call, forward);
   }
 
   /** Resets every context by hand, optionally under a new config (validated before anything changes). */
@@ -61,12 +58,6 @@ export class CacheHandle<T = unknown> {
 
   summary(details = false): CacheSummary {
     return summarize(this.stats(), details);
-  }
-
-  /** @internal Called by the transformer forward wrapper with the call's timestep. */
-  noteTimestep(value: number): void {
-    this.serial += 1;
-    this.signals.timestep = { value, serial: this.serial };
   }
 
   /** @internal Restores the model and releases every tensor the contexts hold. */

@@ -2,7 +2,7 @@
 // parameter types from it).
 import 'reflect-metadata';
 
-export { enableCache, disableCache, cacheHandleOf, refreshContext, summary, strify, type SummaryOptions } from './api.js';
+export { enableCache, disableCache, cacheHandleOf, refreshContext, runTransformerCall, summary, strify, type SummaryOptions } from './api.js';
 export { CacheHandle } from './handle.js';
 export { CACHE_PRESETS, cachePreset } from './presets.js';
 export { CACHE_DELEGATE, type CacheDelegate, type CacheDelegating } from './delegate.js';
@@ -45,7 +45,8 @@ export {
   type TaylorSeerConfig,
   type TaylorSeerExpansion,
 } from './config.js';
-export { CacheContext, type CfgBranch, type BranchRole, type CallAnnouncement, type StepRecord } from './context.js';
+export { CacheContext, type BranchRole, type StepRecord } from './context.js';
+export { TransformerCallScope, type CfgBranch, type TransformerCallInfo } from './transformer-call.js';
 export { BranchDecider, type Decision, type ComputeReason, type CacheReason } from './decision.js';
 export { CacheDitTaylorSeer, NewtonTaylorSeer, LastResidualStore, type ResidualStore, type Forecast } from './residual-store.js';
 export { CachedBlockChain, type Block, type FlopsCounter } from './block-chain.js';

@@ -4,14 +4,15 @@
 import { injectable } from 'tsyringe';
 
 import { BlockAdapter, type ResolvedChain } from './block-adapter.js';
-import { CachedBlockChain } from './block-chain.js';
 import { CacheConfigError, checkConfigForChain, parseCacheConfig, resolveConfig, type CacheConfig, type CacheConfigInput, type ParsedCacheConfig } from './config.js';
-import { CacheContext, type CallSignals } from './context.js';
+import { CachedBlockChain } from './block-chain.js';
+import { CacheContext } from './context.js';
 import { patternName } from './forward-pattern.js';
 import { CacheHandle } from './handle.js';
 import { patchProperty, UndoStack, wrapMethod } from './patch.js';
 import { AdapterRegistry, buildFactory, defaultTensorOps } from './registry.js';
 import type { TensorOps } from './tensor-ops.js';
+import { TransformerCallScope } from './transformer-call.js';
 
 @injectable()
 export class CacheManager {
@@ -32,23 +33,23 @@ export class CacheManager {
       const chains = adapter.resolveChains();
       const configsFor = (p: ParsedCacheConfig) => effectiveConfigs(p, chains);
       const configs = configsFor(parsed);
-      const signals: CallSignals = {};
+      const calls = new TransformerCallScope();
       const contexts = chains.map(
         (chain, i) =>
           new CacheContext<T>(
             { name: chain.name, transformerIndex: chain.transformerIndex, blockCount: chain.blocks.length },
             configs[i],
             adapter.hasSeparateCfg,
-            signals,
+            calls,
             adapter.ops,
           ),
       );
-      const handle = new CacheHandle<T>(adapter, contexts, signals, undo, parsed, configsFor);
+      const handle = new CacheHandle<T>(adapter, contexts, calls, undo, parsed, configsFor);
       chains.forEach((chain, i) => {
         const cached = new CachedBlockChain(contexts[i], chain.blocks, chain.pattern, adapter.ops, adapter.flops);
         chain.lists.forEach((list, j) => undo.push(patchProperty(list.owner, list.key, j === 0 ? [cached] : [])));
       });
-      this.wrapEntryPoints(adapter, handle, undo);
+      this.wrapEntryPoints(adapter, handle, calls, undo);
       for (const obj of [target, adapter, adapter.pipe, ...adapter.transformers]) if (obj) this.handles.set(obj, handle);
       return handle;
     } catch (e) {
@@ -123,7 +124,7 @@ export class CacheManager {
     );
   }
 
-  private wrapEntryPoints<T>(adapter: BlockAdapter<T>, handle: CacheHandle<T>, undo: UndoStack): void {
+  private wrapEntryPoints<T>(adapter: BlockAdapter<T>, handle: CacheHandle<T>, calls: TransformerCallScope, undo: UndoStack): void {
     const pipe = adapter.pipe as Record<string, unknown> | undefined;
     if (pipe && typeof pipe[adapter.pipeEntry] === 'function') {
       undo.push(
@@ -133,14 +134,16 @@ export class CacheManager {
         }),
       );
     }
+    // A bare transformer call (no pipeline around it said which call it is) is placed by its
+    // timestep, when the adapter can read it; a call a pipeline runs is not read at all.
     const timestepOf = adapter.timestepOf;
     if (timestepOf) {
       for (const t of adapter.transformers) {
         undo.push(
           wrapMethod(t, 'forward', (original) => (...args: unknown[]) => {
+            if (calls.current !== undefined) return original(...args);
             const timestep = timestepOf(args);
-            if (timestep !== undefined) handle.noteTimestep(timestep);
-            return original(...args);
+            return timestep === undefined ? original(...args) : calls.runBare(timestep, () => original(...args));
           }),
         );
       }

@@ -13,6 +13,7 @@ import {
   enableCache,
   ForwardPattern,
   registerAdapter,
+  runTransformerCall,
   summary,
   supportedPipelines,
   type AdapterTarget,
@@ -171,10 +172,9 @@ class TwoExpertPipeline {
     for (let step = 0; step < steps; step++) {
       const pipe = step < boundary ? first : second;
       const transformer = pipe.transformer;
-      handle?.beginCall({ step, branch: 'cond' });
       const x = transformer.ops.tensor([0.1 * step, 0.2, -0.3, 0.4]);
       const e = transformer.ops.tensor([0.5, -0.5]);
-      const result = transformer.forward(x, e, 1 - step / steps);
+      const result = runTransformerCall(transformer, { step, branch: 'cond' }, () => transformer.forward(x, e, 1 - step / steps));
       out.push(result.h.values()[0]);
       for (const t of [x, e, result.h]) t.dispose();
     }

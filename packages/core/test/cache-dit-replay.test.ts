@@ -7,8 +7,7 @@ import { readFileSync } from 'node:fs';
 
 import { describe, expect, it } from 'vitest';
 
-import { CacheContext, parseCacheConfig, resolveConfig, type CfgBranch } from '../src/index.js';
-import type { CallSignals } from '../src/context.js';
+import { CacheContext, parseCacheConfig, resolveConfig, TransformerCallScope, type CfgBranch } from '../src/index.js';
 import { PlainTensorOps } from '../src/testing.js';
 
 interface TraceStats {
@@ -46,7 +45,7 @@ const SETS: [string, Layout][] = [
 function replay(set: TraceSet, trace: Trace, layout: Layout, announce: boolean) {
   const input = { ...trace.config, ...(trace.taylorseer_order ? { taylorseer_order: trace.taylorseer_order } : {}), params_modifiers: trace.params_modifiers ?? undefined };
   const parsed = parseCacheConfig(JSON.parse(JSON.stringify(input)));
-  const signals: CallSignals = {};
+  const calls = new TransformerCallScope();
   const ops = new PlainTensorOps();
   const contexts = trace.stats.map(
     (s, i) =>
@@ -54,15 +53,13 @@ function replay(set: TraceSet, trace: Trace, layout: Layout, announce: boolean) 
         { name: s.source ?? 'transformer.blocks', transformerIndex: i, blockCount: 6 },
         resolveConfig(parsed.base, parsed.modifiers?.[i] ?? {}),
         layout === 'separate-cfg',
-        signals,
+        calls,
         ops,
       ),
   );
   const computedOnce = new Set<unknown>();
-  let serial = 0;
   const call = (context: (typeof contexts)[number], stats: TraceStats, step: number, branch: CfgBranch) => {
-    if (announce) signals.announcement = { step, branch, serial: ++serial };
-    const active = context.beginCall();
+    const active = announce ? calls.run({ step, branch }, () => context.placeCall()) : context.placeCall();
     const role = active.branch.role;
     const decision = context.decide(active, computedOnce.has(active.branch), () => {
       const mainMeasuredThisStep = context.snapshot().main?.residualDiffs.has(active.step) ?? false;

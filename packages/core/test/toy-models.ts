@@ -1,7 +1,7 @@
 // Synthetic models for the tests: block stacks of every ForwardPattern over PlainTensor, a
 // transformer whose forward loops over its lists as a real model does, and a pipeline with a
 // denoising loop that announces its calls (or not) to the cache engine.
-import { cacheHandleOf, ForwardPattern, patternShape, type Block, type CfgBranch } from '../src/index.js';
+import { ForwardPattern, patternShape, runTransformerCall, type Block, type CfgBranch } from '../src/index.js';
 import { PlainTensor, PlainTensorOps } from '../src/testing.js';
 
 /** Deterministic pseudo-random numbers in [-1, 1). */
@@ -158,15 +158,14 @@ export class ToyPipeline {
   generate(opts: DenoiseOptions): Float64Array {
     const { steps, guidance = 1, announce = false, seed = 1, size = 12 } = opts;
     const ops = this.ops;
-    const cache = announce ? cacheHandleOf(this.transformer) : undefined;
     let x = ops.tensor(noise(size, seed));
     const cond = ops.tensor(noise(8, seed + 1));
     const uncond = ops.tensor(noise(8, seed + 2).map((v) => 0.2 * v - 1));
     for (let step = 0; step < steps; step++) {
       const t = 1 - step / steps;
       const call = (e: PlainTensor, branch: CfgBranch) => {
-        cache?.beginCall({ step, branch });
-        const out = this.transformer.forward(x, e, t);
+        const forward = () => this.transformer.forward(x, e, t);
+        const out = announce ? runTransformerCall(this.transformer, { step, numSteps: steps, branch }, forward) : forward();
         if (out.e && out.e !== e) out.e.dispose();
         return out.h;
       };

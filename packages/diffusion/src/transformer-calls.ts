@@ -1,8 +1,9 @@
-// Every pipeline says, before each transformer call of generate(), which step and CFG branch the
-// call computes: to the listeners of its onTransformerCall (the worker host's abort check, tests,
-// tools) and to the cache engine enabled on the transformer it runs, which decides from that
+// Every pipeline runs each transformer call of generate() through one method that says which step
+// and CFG branch the call computes: first to the listeners of its onTransformerCall (the worker
+// host's abort check, tests, tools), then to the cache engine enabled on the transformer, for the
+// duration of the call (runTransformerCall, diffusers' cache_context), which decides from that
 // whether to compute or reuse. One class does both, so no family can tell one and forget the other.
-import { cacheHandleOf, type CfgBranch } from '@ditcache/core';
+import { runTransformerCall, type CfgBranch } from '@ditcache/core';
 import type { Tensor } from '@ditcache/cuda-runtime';
 
 /** What onTransformerCall listeners are told before each transformer call of generate(). */
@@ -25,7 +26,7 @@ export interface PipelineStepEnd {
   latents: Tensor;
 }
 
-/** A pipeline's onTransformerCall listeners, and the announcement of each call to them and to the cache engine. */
+/** A pipeline's onTransformerCall listeners, and each transformer call run with its description told to them and to the cache engine. */
 export class TransformerCallAnnouncer<Call extends PipelineTransformerCall> {
   private readonly listeners = new Set<(call: Call) => void>();
 
@@ -35,9 +36,14 @@ export class TransformerCallAnnouncer<Call extends PipelineTransformerCall> {
     return () => this.listeners.delete(listener);
   }
 
-  /** Before `transformer` runs `call`: tells the listeners, then the cache engine enabled on it, if any. */
-  announce(transformer: object, call: Call): void {
+  /**
+   * Runs `forward`, the call `call` describes on `transformer`: tells the listeners first (one
+   * may throw to stop the run, as the worker's abort check does), then runs `forward` with the
+   * call known to the cache engine enabled on `transformer`, if any. Returns what `forward` returns.
+   */
+  run<R>(transformer: object, call: Call, forward: () => R): R {
     for (const listener of this.listeners) listener(call);
-    cacheHandleOf(transformer)?.beginCall({ step: call.step, branch: call.branch });
+    const { step, numSteps, branch, timestep } = call;
+    return runTransformerCall(transformer, { step, numSteps, branch, timestep }, forward);
   }
 }

@@ -31,9 +31,9 @@ describe('TransformerCallAnnouncer', () => {
     const offFirst = calls.subscribe((c) => first.push(c));
     calls.subscribe((c) => second.push(c));
     const uncached = {};
-    calls.announce(uncached, { step: 0, numSteps: 2, timestep: 1000, branch: 'cond' });
+    expect(calls.run(uncached, { step: 0, numSteps: 2, timestep: 1000, branch: 'cond' }, () => 'out')).toBe('out');
     offFirst();
-    calls.announce(uncached, { step: 1, numSteps: 2, timestep: 500, branch: 'cond' });
+    calls.run(uncached, { step: 1, numSteps: 2, timestep: 500, branch: 'cond' }, () => undefined);
     expect(first.map((c) => c.step)).toEqual([0]);
     expect(second).toEqual([
       { step: 0, numSteps: 2, timestep: 1000, branch: 'cond' },
@@ -41,7 +41,7 @@ describe('TransformerCallAnnouncer', () => {
     ]);
   });
 
-  it('announces each call to the cache engine: two CFG calls a step count as one step with two branches', () => {
+  it('runs each call known to the cache engine: two CFG calls a step count as one step with two branches', () => {
     vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
     const transformer = new HomemadeTransformer();
     const calls = new TransformerCallAnnouncer<PipelineTransformerCall>();
@@ -50,8 +50,7 @@ describe('TransformerCallAnnouncer', () => {
     const numSteps = 5;
     for (let step = 0; step < numSteps; ++step) {
       for (const branch of ['cond', 'uncond'] as const) {
-        calls.announce(transformer, { step, numSteps, timestep: 1000 - 200 * step, branch });
-        transformer.forward(x, 0.9 - 0.1 * step).dispose();
+        calls.run(transformer, { step, numSteps, timestep: 1000 - 200 * step, branch }, () => transformer.forward(x, 0.9 - 0.1 * step)).dispose();
       }
     }
     const [stats] = summary(transformer, { print: false }).contexts;
