@@ -13,7 +13,7 @@ import {
 import type { Tensor } from '@ditcache/cuda-runtime';
 import { runtimeTensorOps } from '@ditcache/diffusion';
 
-import type { FluxTransformer, FluxTransformerInputs } from './transformer.js';
+import { fluxEmbeddedValues, type FluxTransformer, type FluxTransformerInputs } from './transformer.js';
 
 export type FluxCacheLayout = 'one-chain' | 'two-lists';
 
@@ -34,7 +34,8 @@ export function fluxBlockAdapter(target: { pipe?: object; transformer: FluxTrans
     // FLUX pipelines announce each call's branch; unannounced calls are all 'cond'.
     hasSeparateCfg: false,
     ops: runtimeTensorOps,
-    timestepOf: (args) => (args[0] as FluxTransformerInputs).timestep.toFloat32Array()[0] * 1000,
+    // Only for a bare transformer call: a FluxPipeline tells the engine its calls, timestep included.
+    timestepOf: (args) => fluxEmbeddedValues((args[0] as FluxTransformerInputs).timestep, transformer.dtype)[0],
     flops: fluxFlops(transformer),
   });
 }

@@ -60,6 +60,17 @@ export interface FluxFlops {
   total: number;
 }
 
+/**
+ * FLUX's x1000 rule, in one place: the model takes the timestep as sigma (the scheduler's
+ * timestep / 1000) and guidance likewise divided, and embeds both times 1000, rounded to the
+ * model's dtype before and after (diffusers' `timestep.to(dtype) * 1000`). Reads `t` from the
+ * device: the sinusoidal features are computed on the host.
+ */
+export function fluxEmbeddedValues(t: Tensor, dtype: ComputeDtype): Float32Array {
+  if (dtype === 'float32') return t.toFloat32Array().map((v) => v * 1000);
+  return tidy(() => mul(t.cast(dtype), 1000).toFloat32Array());
+}
+
 /** time_text_embed: timestep (and guidance) features plus the projected pooled text embedding. */
 class TimeTextEmbedding {
   constructor(
@@ -214,9 +225,7 @@ export class FluxTransformer implements Disposable {
     if (txtIds.rank !== 2 || txtIds.shape[0] !== e.shape[1] || txtIds.shape[1] !== axes) fail(`txtIds must be (${e.shape[1]}, ${axes}), got ${shape(txtIds)}`);
     const perSample = (name: string, t: Tensor): Float32Array => {
       if (t.size !== batch || t.rank > 1) fail(`${name} must be (${batch},), got ${shape(t)}`);
-      if (this.dtype === 'float32') return t.toFloat32Array().map((v) => v * 1000);
-      // diffusers: `timestep.to(hidden_states.dtype) * 1000`, rounded before and after.
-      return tidy(() => mul(t.cast(this.dtype), 1000).toFloat32Array());
+      return fluxEmbeddedValues(t, this.dtype);
     };
     if (c.guidance_embeds && !inputs.guidance) fail('this model has guidance embeddings (guidance_embeds): pass guidance');
     if (!c.guidance_embeds && inputs.guidance) fail('this model has no guidance embeddings (guidance_embeds is false): omit guidance');
