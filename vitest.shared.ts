@@ -1,3 +1,5 @@
+import { fileURLToPath } from 'node:url';
+
 import swc from 'unplugin-swc';
 import { defineConfig } from 'vitest/config';
 
@@ -17,6 +19,8 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     testTimeout: 60_000,
     pool: 'forks',
+    // A fresh TMPDIR per run, which must be empty again at the end: no test leaves files behind.
+    globalSetup: [fileURLToPath(new URL('./scripts/vitest-temp-guard.ts', import.meta.url))],
     // Memory tests call gc() to tell native leaks from garbage the JS heap has not collected yet.
     execArgv: ['--expose-gc'],
   },
