@@ -87,9 +87,10 @@ struct ConvGeometry {
   /* contiguous dst */                                                                          \
   void fill(Tensor& dst, double value);                                                         \
   void arange(Tensor& dst, double start, double step);                                          \
-  /* a, b: float32 views already expanded to out's shape; out contiguous float32 */             \
+  /* a, b: views expanded to out's shape; out contiguous. CPU: any float dtypes (computed in */ \
+  /* float32, rounded once to out's dtype); CUDA: float32 only (the op layer widens for it) */   \
   void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out);                     \
-  /* a contiguous float32; computes op(a, s), or op(s, a) when scalar_first */                  \
+  /* op(a, s), or op(s, a) when scalar_first; a and out as for binary (CUDA: a contiguous) */    \
   void binary_scalar(BinaryOp op, const Tensor& a, float s, bool scalar_first, Tensor& out);   \
   void unary(UnaryOp op, const Tensor& x, Tensor& out, float p0, float p1);                    \
   /* x contiguous float32 viewed as (outer, r, inner) -> out (outer, inner) */                  \
@@ -97,6 +98,8 @@ struct ConvGeometry {
               Tensor& out);                                                                     \
   /* sum |a - b| and sum |a| in float64 (b null: only sum |a|); contiguous float32 */          \
   void abs_diff_sums(const Tensor& a, const Tensor* b, double* sum_abs_diff, double* sum_abs_a); \
+  /* softmax, layer_norm, rms_norm: x and out contiguous (rows, cols); CPU: any float dtypes, */ \
+  /* CUDA: float32 only (the op layer widens for it) */                                        \
   void softmax(const Tensor& x, Tensor& out, int64_t rows, int64_t cols);                      \
   void layer_norm(const Tensor& x, const float* weight, const float* bias, Tensor& out,         \
                   int64_t rows, int64_t cols, float eps);                                       \
@@ -113,7 +116,8 @@ struct ConvGeometry {
   void add_channel_bias(float* out, const float* bias, int64_t n, int64_t c, int64_t s,         \
                         Device device);                                                         \
   void attention(const AttentionArgs& a, Device device);                                        \
-  /* x contiguous float32 (..., d); cos / sin float32 expanded to x's shape, last stride 1 */   \
+  /* x (..., d) and out contiguous, dtypes as for softmax; cos / sin float32 expanded to x's */ \
+  /* shape, last stride 1 */                                                                    \
   void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, Tensor& out, bool interleaved); \
   /* rows of weight (v, row_bytes) gathered by idx into out; returns out-of-range count */      \
   int64_t embedding(const Tensor& weight, const Tensor& idx, Tensor& out);                      \

@@ -7,6 +7,10 @@
 
 namespace dc::ops {
 
+// Whether the element-wise kernels of this device read and write every float dtype in one pass
+// (the CPU's); CUDA's take float32, so 16-bit operands are widened and results rounded around them.
+bool reads_any_float(const Device& device) { return !device.is_cuda(); }
+
 const char* op_name(BinaryOp op) {
   static const char* names[] = {"add", "sub", "mul", "div", "maximum", "minimum", "pow"};
   return names[int(op)];
@@ -27,6 +31,11 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   const Shape shape = broadcast_shapes(name, a.shape, b.shape);
   checked_numel(name, shape);
   const DType dtype = result_dtype({&a, &b});
+  if (reads_any_float(a.device())) {
+    Tensor out = Tensor::empty(shape, dtype, a.device());
+    cpu::binary(op, broadcast_to(a, shape), broadcast_to(b, shape), out);
+    return out;
+  }
   Tensor fa = broadcast_to(staged_f32(a, false), shape);
   Tensor fb = broadcast_to(staged_f32(b, false), shape);
   Tensor out = Tensor::empty(shape, DType::F32, a.device());
@@ -36,6 +45,11 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
 
 Tensor binary_scalar(BinaryOp op, const Tensor& a, double s, bool scalar_first) {
   check_float(op_name(op), a, "tensor operand");
+  if (reads_any_float(a.device())) {
+    Tensor out = Tensor::empty(a.shape, a.dtype, a.device());
+    cpu::binary_scalar(op, a, float(s), scalar_first, out);
+    return out;
+  }
   Tensor fa = staged_f32(a, true);
   Tensor out = Tensor::empty(a.shape, DType::F32, a.device());
   DC_DISPATCH(a.device(), binary_scalar, op, fa, float(s), scalar_first, out);
@@ -45,6 +59,11 @@ Tensor binary_scalar(BinaryOp op, const Tensor& a, double s, bool scalar_first) 
 Tensor unary(UnaryOp op, const Tensor& x, float p0, float p1) {
   check_float(op_name(op), x, "input");
   if (op == UnaryOp::Clamp && p0 > p1) fail("clamp", "min ", p0, " is greater than max ", p1);
+  if (reads_any_float(x.device())) {
+    Tensor out = Tensor::empty(x.shape, x.dtype, x.device());
+    cpu::unary(op, x, out, p0, p1);
+    return out;
+  }
   Tensor fx = staged_f32(x, true);
   Tensor out = Tensor::empty(x.shape, DType::F32, x.device());
   DC_DISPATCH(x.device(), unary, op, fx, out, p0, p1);

@@ -84,15 +84,25 @@ void set_operands(Args& g, const Tensor& a, const Tensor& b) {
 
 }  // namespace
 
+// The row kernels (softmax, layer and RMS norm, rotary embedding) of the CPU read and write every float dtype in one
+// pass; CUDA's take float32 rows, so 16-bit ones are widened and results rounded around them.
+namespace {
+Tensor row_input(const Tensor& x) {
+  if (x.device().is_cuda()) return staged_f32(x, true);
+  return x.is_contiguous() ? x : contiguous(x);
+}
+DType row_output_dtype(const Tensor& x) { return x.device().is_cuda() ? DType::F32 : x.dtype; }
+}  // namespace
+
 Tensor softmax(const Tensor& x, int64_t dim) {
   check_float("softmax", x, "input");
   const int d = normalize_dim("softmax", dim, x.dim());
   const int last = x.dim() - 1;
   Tensor src = d == last ? x : transpose(x, d, last);
-  Tensor fx = staged_f32(src, true);
+  Tensor fx = row_input(src);
   const int64_t cols = fx.shape[size_t(last)];
   const int64_t rows = cols ? fx.numel() / cols : 0;
-  Tensor out = Tensor::empty(fx.shape, DType::F32, x.device());
+  Tensor out = Tensor::empty(fx.shape, row_output_dtype(x), x.device());
   DC_DISPATCH(x.device(), softmax, fx, out, rows, cols);
   if (d != last) out = contiguous(transpose(out, d, last));
   return finish(out, x.dtype);
@@ -107,8 +117,8 @@ Tensor layer_norm(const Tensor& x, const std::optional<Tensor>& weight,
   std::optional<Tensor> w, b;
   if (weight) w = param_vector("layerNorm", "weight", *weight, cols, x);
   if (bias) b = param_vector("layerNorm", "bias", *bias, cols, x);
-  Tensor fx = staged_f32(x, true);
-  Tensor out = Tensor::empty(x.shape, DType::F32, x.device());
+  Tensor fx = row_input(x);
+  Tensor out = Tensor::empty(x.shape, row_output_dtype(x), x.device());
   const int64_t rows = cols ? x.numel() / cols : 0;
   DC_DISPATCH(x.device(), layer_norm, fx, ptr_or_null(w), ptr_or_null(b), out, rows, cols, float(eps));
   return finish(out, x.dtype);
@@ -121,8 +131,8 @@ Tensor rms_norm(const Tensor& x, const std::optional<Tensor>& weight, double eps
   const int64_t cols = x.shape.back();
   std::optional<Tensor> w;
   if (weight) w = param_vector("rmsNorm", "weight", *weight, cols, x);
-  Tensor fx = staged_f32(x, true);
-  Tensor out = Tensor::empty(x.shape, DType::F32, x.device());
+  Tensor fx = row_input(x);
+  Tensor out = Tensor::empty(x.shape, row_output_dtype(x), x.device());
   const int64_t rows = cols ? x.numel() / cols : 0;
   DC_DISPATCH(x.device(), rms_norm, fx, ptr_or_null(w), out, rows, cols, float(eps));
   return finish(out, x.dtype);
@@ -359,8 +369,8 @@ Tensor rope(const Tensor& x, const Tensor& cos, const Tensor& sin, bool interlea
     return broadcast_to(f, x.shape);
   };
   Tensor c = prep(cos, "cos"), s = prep(sin, "sin");
-  Tensor fx = staged_f32(x, true);
-  Tensor out = Tensor::empty(x.shape, DType::F32, x.device());
+  Tensor fx = row_input(x);
+  Tensor out = Tensor::empty(x.shape, row_output_dtype(x), x.device());
   DC_DISPATCH(x.device(), rope, fx, c, s, out, interleaved);
   return finish(out, x.dtype);
 }

@@ -68,7 +68,7 @@ describe('the tarball of every public package', () => {
     const files = packed.get('@ditcache/cuda-runtime')!.files.map((f) => f.path);
     const outside = files.filter((f) => !/^(dist\/src\/|native\/|CMakeLists\.txt$|scripts\/install\.mjs$|package\.json$|README\.md$|LICENSE$)/.test(f));
     expect(outside).toEqual([]);
-    expect(files).toEqual(expect.arrayContaining(['CMakeLists.txt', 'scripts/install.mjs', 'native/binding.cc', 'native/cpu/gemm.cc', 'native/cuda/gemm.cu', 'dist/src/platform-packages.js']));
+    expect(files).toEqual(expect.arrayContaining(['CMakeLists.txt', 'scripts/install.mjs', 'native/binding/module.cc', 'native/cpu/gemm.cc', 'native/cuda/gemm.cu', 'dist/src/platform-packages.js']));
     expect(files.some((f) => f.endsWith('.node'))).toBe(false);
     expect(manifests.get('@ditcache/cuda-runtime')!.optionalDependencies).toEqual({ [PLATFORM_PACKAGE]: manifests.get(PLATFORM_PACKAGE)!.version });
   });

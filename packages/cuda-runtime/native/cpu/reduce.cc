@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "../kernels.h"
+#include "convert.h"
 #include "parallel.h"
 #include "vmath.h"
 
@@ -53,6 +54,24 @@ Moments moments(const float* x, int64_t n, float eps) {
   const double mean = blocked_sum<1>(x, n, 0.f) / double(n);
   const double var = blocked_sum<2>(x, n, float(mean)) / double(n);
   return {float(mean), float(1.0 / std::sqrt(var + double(eps)))};
+}
+
+// fn(row of x as float32, row of out as float32) for each of the rows of contiguous x and out,
+// in parallel. A bfloat16 / float16 row is widened into a per-thread buffer and a 16-bit result
+// row rounded once from one, so 16-bit tensors go through in one pass; float32 rows are used in
+// place.
+template <typename F>
+void for_float_rows(const Tensor& x, Tensor& out, int64_t rows, int64_t cols, F&& fn) {
+  parallel_for(rows, rows_grain(cols), [&](int64_t r0, int64_t r1) {
+    std::vector<float> xrow(x.dtype == DType::F32 ? 0 : size_t(cols)), orow(out.dtype == DType::F32 ? 0 : size_t(cols));
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xi = x.dtype == DType::F32 ? x.f32() + r * cols : xrow.data();
+      if (x.dtype != DType::F32) widen_run(x.ptr<uint16_t>() + r * cols, xrow.data(), cols, x.dtype);
+      float* o = out.dtype == DType::F32 ? out.f32() + r * cols : orow.data();
+      fn(xi, o);
+      if (out.dtype != DType::F32) narrow_run(o, out.ptr<uint16_t>() + r * cols, cols, out.dtype);
+    }
+  });
 }
 
 }  // namespace
@@ -147,50 +166,32 @@ void topk(const Tensor& x, int64_t rows, int64_t cols, int64_t k, bool largest, 
 }
 
 void softmax(const Tensor& x, Tensor& out, int64_t rows, int64_t cols) {
-  const float* px = x.f32();
-  float* po = out.f32();
-  parallel_for(rows, rows_grain(cols), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* xi = px + r * cols;
-      float* o = po + r * cols;
-      float mx = -INFINITY;
-      for (int64_t j = 0; j < cols; ++j) mx = std::max(mx, xi[j]);
-      const float inv = float(1.0 / vector_exp_shifted_sum(xi, mx, o, cols));
-      for (int64_t j = 0; j < cols; ++j) o[j] *= inv;
-    }
+  for_float_rows(x, out, rows, cols, [&](const float* xi, float* o) {
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < cols; ++j) mx = std::max(mx, xi[j]);
+    const float inv = float(1.0 / vector_exp_shifted_sum(xi, mx, o, cols));
+    for (int64_t j = 0; j < cols; ++j) o[j] *= inv;
   });
 }
 
 void layer_norm(const Tensor& x, const float* weight, const float* bias, Tensor& out, int64_t rows,
                 int64_t cols, float eps) {
-  const float* px = x.f32();
-  float* po = out.f32();
-  parallel_for(rows, rows_grain(cols), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* xi = px + r * cols;
-      float* o = po + r * cols;
-      const auto [m, rstd] = moments(xi, cols, eps);
-      for (int64_t j = 0; j < cols; ++j) {
-        float v = (xi[j] - m) * rstd;
-        if (weight) v *= weight[j];
-        if (bias) v += bias[j];
-        o[j] = v;
-      }
+  for_float_rows(x, out, rows, cols, [&](const float* xi, float* o) {
+    const auto [m, rstd] = moments(xi, cols, eps);
+    for (int64_t j = 0; j < cols; ++j) {
+      float v = (xi[j] - m) * rstd;
+      if (weight) v *= weight[j];
+      if (bias) v += bias[j];
+      o[j] = v;
     }
   });
 }
 
 void rms_norm(const Tensor& x, const float* weight, Tensor& out, int64_t rows, int64_t cols,
               float eps) {
-  const float* px = x.f32();
-  float* po = out.f32();
-  parallel_for(rows, rows_grain(cols), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* xi = px + r * cols;
-      float* o = po + r * cols;
-      const float rstd = float(1.0 / std::sqrt(blocked_sum<2>(xi, cols, 0.f) / double(cols) + double(eps)));
-      for (int64_t j = 0; j < cols; ++j) o[j] = weight ? (xi[j] * rstd) * weight[j] : xi[j] * rstd;
-    }
+  for_float_rows(x, out, rows, cols, [&](const float* xi, float* o) {
+    const float rstd = float(1.0 / std::sqrt(blocked_sum<2>(xi, cols, 0.f) / double(cols) + double(eps)));
+    for (int64_t j = 0; j < cols; ++j) o[j] = weight ? (xi[j] * rstd) * weight[j] : xi[j] * rstd;
   });
 }
 

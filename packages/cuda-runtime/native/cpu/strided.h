@@ -19,6 +19,16 @@ struct StridedLoop : StridedLayout<N> {
     return r;
   }
 
+  // Offsets (elements, one per operand) of the first element of row r.
+  void row_offsets(int64_t r, int64_t (&off)[N]) const {
+    for (int k = 0; k < N; ++k) off[k] = 0;
+    for (int d = ndim - 2; d >= 0; --d) {
+      const int64_t i = r % shape[d];
+      r /= shape[d];
+      for (int k = 0; k < N; ++k) off[k] += i * strides[k][d];
+    }
+  }
+
   // fn(offsets (elements, one per operand), run length, inner strides) for rows [r0, r1).
   template <typename F>
   void for_rows(int64_t r0, int64_t r1, F&& fn) const {
