@@ -258,6 +258,7 @@ export class FluxPipeline implements Disposable {
       let latents = initial;
       const imgIds = latentImageIds(latentHeight / 2, latentWidth / 2, device);
       const txtIds = zeros([textTokens, 3], { device });
+      const rotary = this.transformer.rotaryEmbedding(txtIds, imgIds);
       const guidance = this.transformer.config.guidance_embeds ? full([batch], opts.guidanceScale ?? 3.5, { device }) : undefined;
       const call = (step: number, branch: CfgBranch, promptEmbeds: Tensor, pooled: Tensor, timestep: Tensor): Tensor => {
         // The cache engine learns step, branch and timestep from here, read from no tensor.
@@ -270,6 +271,7 @@ export class FluxPipeline implements Disposable {
             imgIds,
             txtIds,
             guidance,
+            rotary,
           }),
         );
       };

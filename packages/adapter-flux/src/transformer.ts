@@ -18,7 +18,7 @@ import {
 
 import { FluxSingleTransformerBlock, FluxTransformerBlock, type FluxBlock } from './blocks.js';
 import { readFluxTransformerConfig, type FluxTransformerConfig } from './config.js';
-import { fluxRotaryEmbedding } from './rotary.js';
+import { fluxRotaryEmbedding, type RotaryEmbedding } from './rotary.js';
 
 /** Width of the sinusoidal features of timestep and guidance. */
 const TIME_PROJ_DIM = 256;
@@ -38,6 +38,12 @@ export interface FluxTransformerInputs {
   txtIds: Tensor;
   /** (B,) guidance scale, for guidance-distilled models (guidance_embeds) only. */
   guidance?: Tensor;
+  /**
+   * The rotary tables of (txtIds, imgIds), from `rotaryEmbedding(txtIds, imgIds)`: a caller that
+   * runs many steps over the same ids (FluxPipeline) makes them once instead of reading the ids
+   * back from the device and building them on every call. Made from the ids when absent.
+   */
+  rotary?: RotaryEmbedding;
 }
 
 /** The sizes a call's cost depends on. */
@@ -146,6 +152,11 @@ export class FluxTransformer implements Disposable {
     return loadFromFolder(dir, opts, (folder, w, params) => new FluxTransformer(readFluxTransformerConfig(folder), w, params));
   }
 
+  /** The rotary tables (float32, on the ids' device) of the joint sequence: text tokens, then image tokens. */
+  rotaryEmbedding(txtIds: Tensor, imgIds: Tensor): RotaryEmbedding {
+    return tidy(() => fluxRotaryEmbedding(concat([txtIds, imgIds], 0), this.config.axes_dims_rope, { device: imgIds.device }));
+  }
+
   /**
    * The noise prediction (B, image tokens, patch^2 * out_channels) for packed latents, in the
    * model's dtype. Latents and embeddings of another dtype are rounded to it first (what a
@@ -161,7 +172,7 @@ export class FluxTransformer implements Disposable {
       let hidden = this.xEmbedder.forward(own(inputs.hiddenStates));
       const temb = this.timeTextEmbed.forward(timestep, guidance, own(inputs.pooledProjections));
       let encoder = this.contextEmbedder.forward(own(inputs.encoderHiddenStates));
-      const rotary = fluxRotaryEmbedding(concat([inputs.txtIds, inputs.imgIds], 0), this.config.axes_dims_rope, { device: hidden.device });
+      const rotary = inputs.rotary ?? this.rotaryEmbedding(inputs.txtIds, inputs.imgIds);
 
       for (const block of this.transformerBlocks) [encoder, hidden] = block.forward(hidden, encoder, temb, rotary);
       for (const block of this.singleTransformerBlocks) [encoder, hidden] = block.forward(hidden, encoder, temb, rotary);
@@ -223,6 +234,10 @@ export class FluxTransformer implements Disposable {
     const axes = c.axes_dims_rope.length;
     if (imgIds.rank !== 2 || imgIds.shape[0] !== imageTokens || imgIds.shape[1] !== axes) fail(`imgIds must be (${imageTokens}, ${axes}), got ${shape(imgIds)}`);
     if (txtIds.rank !== 2 || txtIds.shape[0] !== e.shape[1] || txtIds.shape[1] !== axes) fail(`txtIds must be (${e.shape[1]}, ${axes}), got ${shape(txtIds)}`);
+    const headDim = c.attention_head_dim;
+    if (inputs.rotary && (inputs.rotary.cos.rank !== 2 || inputs.rotary.cos.shape[0] !== e.shape[1] + imageTokens || inputs.rotary.cos.shape[1] !== headDim)) {
+      fail(`rotary must hold (${e.shape[1] + imageTokens}, ${headDim}) tables (text + image tokens, head dim), got cos ${shape(inputs.rotary.cos)}`);
+    }
     const perSample = (name: string, t: Tensor): Float32Array => {
       if (t.size !== batch || t.rank > 1) fail(`${name} must be (${batch},), got ${shape(t)}`);
       return fluxEmbeddedValues(t, this.dtype);

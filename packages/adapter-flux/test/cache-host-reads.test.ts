@@ -69,6 +69,12 @@ describe('host reads of a cached FLUX pipeline', () => {
     expect(stats.pipelineSteps).toEqual([...Array(request.numInferenceSteps).keys()]);
   });
 
+  it('uncached, the position ids reach the host once per generate call, the timestep once per step', () => {
+    // The rotary tables are made once from the ids (FluxTransformer.rotaryEmbedding), not per step;
+    // the timestep's sinusoidal features are computed on the host from its value.
+    expect(hostReads(generate)).toBe(request.numInferenceSteps! + 1);
+  });
+
   it('a bare transformer call, with no pipeline to say which call it is, reads its timestep once for the engine', () => {
     const inputs = loadSafetensors(`${goldens}/${set}/transformer_forward.safetensors`);
     try {

@@ -344,10 +344,14 @@ export class WanPipeline implements Disposable {
       const negativePromptEmbeds = opts.negativePromptEmbeds?.cast(dtype);
       const { latents: initial, seed } = this.initialLatents(opts, [batch, ...latentShape]);
       let latents = initial;
+      // The rotary tables depend only on the latent grid: made once per call (and expert), not per step.
+      const rotaries = new Map(
+        [this.transformer, this.transformer2].flatMap((m) => (m ? [[m, m.rotaryEmbedding(m.patchGrid(latents.shape), device)] as const] : [])),
+      );
       const call = (step: number, branch: CfgBranch, expert: WanExpert, promptEmbeds: Tensor, timestep: Tensor): Tensor => {
         const model = expert === 'transformer' ? this.transformer : (this.transformer2 as WanTransformer);
         return this.transformerCalls.run(model, { step, numSteps, timestep: schedule.timesteps[step], branch, expert }, () =>
-          model.forward({ hiddenStates: latents, timestep, encoderHiddenStates: promptEmbeds }),
+          model.forward({ hiddenStates: latents, timestep, encoderHiddenStates: promptEmbeds, rotary: rotaries.get(model) }),
         );
       };
 

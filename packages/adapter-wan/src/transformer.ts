@@ -39,6 +39,12 @@ export interface WanTransformerInputs {
    * the last frame's, (2B, image tokens, image_dim) with 2 x image tokens = pos_embed_seq_len.
    */
   encoderHiddenStatesImage?: Tensor;
+  /**
+   * The rotary tables of the latents' patch grid, from `rotaryEmbedding(patchGrid(latents.shape))`:
+   * a caller that runs many steps over one latent size (WanPipeline) makes them once instead of on
+   * every call. Made from the grid when absent.
+   */
+  rotary?: RotaryEmbedding;
 }
 
 /** The sizes a call's cost depends on. */
@@ -199,7 +205,7 @@ export class WanTransformer implements Disposable {
   forward(inputs: WanTransformerInputs): Tensor {
     const { timestep, grid } = this.checkInputs(inputs);
     return tidy(() => {
-      const rotary = this.rotaryEmbedding(grid, inputs.hiddenStates.device);
+      const rotary = inputs.rotary ?? this.rotaryEmbedding(grid, inputs.hiddenStates.device);
       let hidden = this.patchify(inputs.hiddenStates.cast(this.dtype));
       const image = inputs.encoderHiddenStatesImage?.cast(this.dtype) ?? null;
       const conditions = this.conditionEmbedder.forward(timestep, inputs.encoderHiddenStates.cast(this.dtype), image);
@@ -207,6 +213,11 @@ export class WanTransformer implements Disposable {
       for (const block of this.blocks) hidden = block.forward(hidden, text, timestepProj, rotary, conditions.image);
       return this.unpatchify(this.outputProjection(hidden, temb), grid);
     });
+  }
+
+  /** The (frames, rows, columns) patch grid of latents (B, C, frames, height, width); fractional where they are not multiples of the patch size. */
+  patchGrid(latentShape: readonly number[]): [number, number, number] {
+    return latentShape.slice(2).map((side, i) => side / this.config.patch_size[i]) as [number, number, number];
   }
 
   /** The rotary tables of a (frames, rows, columns) patch grid, float32 in every dtype (diffusers keeps `rope` in float32). */
@@ -279,9 +290,13 @@ export class WanTransformer implements Disposable {
     };
     const { hiddenStates: x, encoderHiddenStates: e, encoderHiddenStatesImage: image, timestep: t } = inputs;
     if (x.rank !== 5 || x.shape[1] !== c.in_channels) fail(`hiddenStates must be (B, ${c.in_channels}, frames, height, width), got ${shape(x)}`);
-    const [batch, , ...sides] = x.shape;
-    const grid = sides.map((side, i) => side / c.patch_size[i]) as [number, number, number];
-    if (!grid.every(Number.isInteger)) fail(`hiddenStates frames, height and width ${sides.join(' x ')} must be multiples of the patch size ${c.patch_size.join(' x ')}`);
+    const batch = x.shape[0];
+    const grid = this.patchGrid(x.shape);
+    if (!grid.every(Number.isInteger)) fail(`hiddenStates frames, height and width ${x.shape.slice(2).join(' x ')} must be multiples of the patch size ${c.patch_size.join(' x ')}`);
+    const tokens = grid[0] * grid[1] * grid[2];
+    if (inputs.rotary && (inputs.rotary.cos.rank !== 4 || inputs.rotary.cos.shape[1] !== tokens || inputs.rotary.cos.shape[3] !== c.attention_head_dim)) {
+      fail(`rotary must hold (1, ${tokens}, 1, ${c.attention_head_dim}) tables (the patch grid's tokens, head dim), got cos ${shape(inputs.rotary.cos)}`);
+    }
     if (e.rank !== 3 || e.shape[0] !== batch || e.shape[2] !== c.text_dim) fail(`encoderHiddenStates must be (${batch}, tokens, ${c.text_dim}), got ${shape(e)}`);
     if (t.size !== batch || t.rank > 1) fail(`timestep must be (${batch},), got ${shape(t)}`);
     if (c.image_dim === null) {
