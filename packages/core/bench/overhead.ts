@@ -4,7 +4,8 @@
 // in one process, interleaved round by round; the speed of a run that caches every step after
 // warmup, against the ideal from the blocks it computed; and the engine's own time per call,
 // measured on blocks that cost almost nothing, since a shared machine's noise in the end-to-end
-// times is larger than the engine's cost.
+// times is larger than the engine's cost; there also with each call run the way a pipeline runs
+// it (runTransformerCall, telling the engine its step and branch).
 //
 // Blocks: FLUX's single-stream block (AdaLN modulation, fused QKV + MLP input, attention,
 // GELU MLP, fused output projection, gated residual) at 256 tokens, with the hidden size
@@ -13,7 +14,7 @@
 // hidden, so the scaled stack overstates the engine's share about 3x against real FLUX blocks.
 import * as rt from '@ditcache/cuda-runtime';
 
-import { BlockAdapter, disableCache, enableCache, ForwardPattern, summary, type CacheConfigInput, type TensorOps } from '../src/index.js';
+import { BlockAdapter, disableCache, enableCache, ForwardPattern, runTransformerCall, summary, type CacheConfigInput, type TensorOps } from '../src/index.js';
 
 const TOKENS = 256;
 const HIDDEN = 1024;
@@ -158,27 +159,32 @@ class CheapStack {
 }
 const cheap = new CheapStack();
 const CHEAP_CALLS = 400;
-function cheapRun(config: CacheConfigInput | null): number {
+function cheapRun(config: CacheConfigInput | null, announced: boolean): number {
   if (config) enableCache(new BlockAdapter({ transformer: cheap, blocks: 'transformerBlocks', forwardPattern: ForwardPattern.Pattern_3, ops: runtimeOps }), config);
   const start = performance.now();
   for (let call = 0; call < CHEAP_CALLS; call++) {
     const x = rt.mul(latents, 1 - (call % STEPS) / (2 * STEPS));
-    cheap.forward(x).dispose();
+    const out = announced ? runTransformerCall(cheap, { step: call, numSteps: CHEAP_CALLS, branch: 'cond' }, () => cheap.forward(x)) : cheap.forward(x);
+    out.dispose();
     x.dispose();
   }
   const ms = performance.now() - start;
   if (config) disableCache(cheap);
   return ms / CHEAP_CALLS;
 }
-const perCall = configs.slice(0, 3).map(() => [] as number[]);
-for (let round = 0; round < ROUNDS; round++) configs.slice(0, 3).forEach(([, config], i) => perCall[i].push(cheapRun(config)));
+const cheapConfigs: [string, CacheConfigInput | null, boolean][] = [
+  ...configs.slice(0, 3).map(([name, config]): [string, CacheConfigInput | null, boolean] => [name, config, false]),
+  ['engine, threshold 0, each call run as a pipeline runs it', configs[1][1], true],
+];
+const perCall = cheapConfigs.map(() => [] as number[]);
+for (let round = 0; round < ROUNDS; round++) cheapConfigs.forEach(([, config, announced], i) => perCall[i].push(cheapRun(config, announced)));
 const stackPerCall = median(times[0]) / STEPS;
 console.log('');
 console.log(`The engine's own time per call, against ${stackPerCall.toFixed(1)} ms per call of the stack above:`);
 console.log('');
 console.log('| Run | ms per call, cheap blocks | Engine ms per call | Share of a stack call |');
 console.log('|---|---|---|---|');
-configs.slice(0, 3).forEach(([name], i) => {
+cheapConfigs.forEach(([name], i) => {
   const own = median(perCall[i]) - median(perCall[0]);
   console.log(`| ${name} | ${median(perCall[i]).toFixed(3)} | ${own.toFixed(3)} | ${((own / stackPerCall) * 100).toFixed(3)}% |`);
 });
