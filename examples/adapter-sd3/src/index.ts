@@ -5,7 +5,6 @@ export { JointTransformerBlock, SD35AdaLayerNormZeroX, type JointBlockOptions, t
 export { SD3Transformer, type SD3TransformerInputs } from './transformer.js';
 export {
   StableDiffusion3Pipeline,
-  type CfgBranch,
   type SD3GenerateOptions,
   type SD3GenerateResult,
   type SD3LoadOptions,

@@ -7,6 +7,7 @@
 // torch_dtype=...)` has them; the text encoders stay float32 and their embeddings are cast.
 import { join } from 'node:path';
 
+import type { CfgBranch } from '@ditcache/core';
 import { TensorScope, concat, full, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
   batchedGuidance,
@@ -57,11 +58,8 @@ interface Embeddings {
   negativePooledPromptEmbeds?: Tensor;
 }
 
-/** Which half of classifier-free guidance a transformer call computes: 'batched' is both at once. */
-export type CfgBranch = 'batched' | 'cond';
-
 /** Told to onTransformerCall listeners before each transformer call of generate(): 'batched' when the call runs the batch [uncond, cond] (CFG), 'cond' without CFG. */
-export type TransformerCall = PipelineTransformerCall<CfgBranch>;
+export type TransformerCall = PipelineTransformerCall;
 
 /** Passed to the per-step callback after each scheduler step. */
 export type StepEnd = PipelineStepEnd;

@@ -6,7 +6,6 @@ export { FluxTransformer, type FluxCallShape, type FluxFlops, type FluxTransform
 export { latentImageIds, packLatents, unpackLatents } from './latents.js';
 export {
   FluxPipeline,
-  type CfgBranch,
   type FluxGenerateOptions,
   type FluxGenerateResult,
   type FluxLoadOptions,

@@ -6,6 +6,7 @@
 // diffusers' FluxPipeline rounds them.
 import { join } from 'node:path';
 
+import type { CfgBranch } from '@ditcache/core';
 import { TensorScope, div, full, tidy, zeros, type Device, type Tensor } from '@ditcache/cuda-runtime';
 import {
   checkFiniteInputs,
@@ -33,11 +34,8 @@ import { latentImageIds, packLatents, unpackLatents } from './latents.js';
 import { FluxPromptEncoder, missingTextComponents, type EncodePromptOptions, type FluxPromptEmbeddings } from './prompt-encoder.js';
 import { FluxTransformer } from './transformer.js';
 
-/** Which half of classifier-free guidance a transformer call computes. */
-export type CfgBranch = 'cond' | 'uncond';
-
 /** Told to onTransformerCall listeners before each transformer call of generate(): 'cond' for the prompt (always first), 'uncond' for the negative prompt under true CFG. */
-export type TransformerCall = PipelineTransformerCall<CfgBranch>;
+export type TransformerCall = PipelineTransformerCall;
 
 /** Passed to the per-step callback after each scheduler step; its latents are packed. */
 export type StepEnd = PipelineStepEnd;

@@ -25,7 +25,6 @@ export {
 export { InitialTextDoubleStreamBlock, JointTokensSingleStreamBlock, patchHiDreamForCaching } from './caching-patch.js';
 export {
   HiDreamPipeline,
-  type CfgBranch,
   type HiDreamGenerateOptions,
   type HiDreamGenerateResult,
   type StepEnd,

@@ -8,7 +8,6 @@ export { WanAttentionBlock, WanRMSNorm, WanResidualBlock, WanUpsampler } from '.
 export { CausalConv3d, TemporalCache } from './vae/causal-conv.js';
 export {
   WanPipeline,
-  type CfgBranch,
   type StepEnd,
   type TransformerCall,
   type WanExpert,

@@ -9,6 +9,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
+import type { CfgBranch } from '@ditcache/core';
 import { TensorScope, full, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
   checkFiniteInputs,
@@ -37,14 +38,11 @@ import { WanPromptEncoder, type WanEncodePromptOptions, type WanPromptEmbeddings
 import { WanTransformer } from './transformer.js';
 import { AutoencoderKLWanDecoder } from './vae/decoder.js';
 
-/** Which half of classifier-free guidance a transformer call computes. */
-export type CfgBranch = 'cond' | 'uncond';
-
 /** Which transformer a call runs: the only one of Wan 2.1, or Wan 2.2's high-noise / low-noise expert. */
 export type WanExpert = 'transformer' | 'transformer_2';
 
 /** Told to onTransformerCall listeners before each transformer call of generate(): 'cond' for the prompt (always first), 'uncond' for the negative prompt under CFG. */
-export interface TransformerCall extends PipelineTransformerCall<CfgBranch> {
+export interface TransformerCall extends PipelineTransformerCall {
   /** The transformer this call runs (its block list is `transformer.blocks` or `transformer_2.blocks`). */
   expert: WanExpert;
 }
