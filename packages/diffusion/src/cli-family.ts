@@ -7,10 +7,10 @@ import { join } from 'node:path';
 
 import type { Tensor } from '@ditcache/cuda-runtime';
 
-import { readJsonObject, typedConfig } from './config-file.js';
-import { savePng } from './image.js';
-import type { LoadOptions } from './weights.js';
-import type { RemotePipeline } from './worker/remote-pipeline.js';
+import { readJsonObject, typedConfig } from './io/config-file.js';
+import { savePng } from './io/image.js';
+import type { LoadOptions } from './io/weights.js';
+import type { RemotePipeline } from './pipeline/worker/remote-pipeline.js';
 
 /** The flags of `ditcache generate` that only some families take; a family names those it takes in `CliFamily.flags`. */
 export const FAMILY_FLAGS = ['prompt', 'negativePrompt', 'maxSequenceLength', 'trueCfgScale', 'defaultSampleSize', 'frames', 'guidance2', 'fps'] as const;

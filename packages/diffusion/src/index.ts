@@ -1,12 +1,12 @@
-export { AUTOENCODER_KL_DEFAULTS, AutoencoderKLDecoder, type AutoencoderKLConfig } from './autoencoder-kl/decoder.js';
-export { ConfigError, checkPipelineFolder, missingFolders, readJsonObject, typedConfig } from './config-file.js';
-export { PIPELINE_DEFAULTS_FILE, readPipelineDefaults, withPipelineDefaults, type DefaultableOptions, type PipelineDefaults } from './pipeline-defaults.js';
-export { MlpEmbedding, sinusoidalTimestepEmbedding, type SinusoidalOptions } from './embeddings.js';
-export { FeedForward, type FeedForwardActivation } from './feed-forward.js';
-export { FLOAT16_MAX, Float16OverflowError, checkFloat16Range, clipToFloat16Range, inDenoisingStep } from './float16.js';
-export { NonFiniteError, checkFiniteInputs, checkFiniteLatents, isFiniteTensor } from './non-finite.js';
-export { encodePng, saveAnimation, savePng, savePngFrames, toImage8, toImageRange, toVideoRange, type Image8 } from './image.js';
-export { Conv2d, Conv3d, GroupNorm, LayerNorm, Linear, RMSNorm, type Conv2dGeometry, type Conv3dGeometry, type Triple } from './layers.js';
+export { AUTOENCODER_KL_DEFAULTS, AutoencoderKLDecoder, type AutoencoderKLConfig } from './nn/autoencoder-kl/decoder.js';
+export { ConfigError, checkPipelineFolder, missingFolders, readJsonObject, typedConfig } from './io/config-file.js';
+export { PIPELINE_DEFAULTS_FILE, readPipelineDefaults, withPipelineDefaults, type DefaultableOptions, type PipelineDefaults } from './io/pipeline-defaults.js';
+export { MlpEmbedding, sinusoidalTimestepEmbedding, type SinusoidalOptions } from './nn/embeddings.js';
+export { FeedForward, type FeedForwardActivation } from './nn/feed-forward.js';
+export { FLOAT16_MAX, Float16OverflowError, checkFloat16Range, clipToFloat16Range, inDenoisingStep } from './pipeline/float16.js';
+export { NonFiniteError, checkFiniteInputs, checkFiniteLatents, isFiniteTensor } from './pipeline/non-finite.js';
+export { encodePng, saveAnimation, savePng, savePngFrames, toImage8, toImageRange, toVideoRange, type Image8 } from './io/image.js';
+export { Conv2d, Conv3d, GroupNorm, LayerNorm, Linear, RMSNorm, type Conv2dGeometry, type Conv3dGeometry, type Triple } from './nn/layers.js';
 export {
   AdaLayerNormContinuous,
   AdaLayerNormZero,
@@ -15,10 +15,10 @@ export {
   modulationParameters,
   type AdaLayerNormZeroOutput,
   type ModulateOptions,
-} from './normalization.js';
-export { PatchEmbed, type PatchEmbedOptions } from './patch-embed.js';
-export { Mt19937, randnTensor, torchRandn } from './random.js';
-export { multiAxisRotaryTables, type RotaryTables } from './rotary.js';
+} from './nn/normalization.js';
+export { PatchEmbed, type PatchEmbedOptions } from './nn/patch-embed.js';
+export { Mt19937, randnTensor, torchRandn } from './pipeline/random.js';
+export { multiAxisRotaryTables, type RotaryTables } from './nn/rotary.js';
 export {
   FLOW_MATCH_EULER_DEFAULTS,
   FlowMatchEulerDiscreteScheduler,
@@ -28,7 +28,7 @@ export {
   type FlowMatchEulerConfig,
   type SamplingSchedule,
   type ScheduleOptions,
-} from './scheduler.js';
+} from './schedulers/flow-match-euler.js';
 export {
   UNIPC_MULTISTEP_DEFAULTS,
   UniPCMultistepScheduler,
@@ -36,7 +36,7 @@ export {
   type UniPCMultistepConfig,
   type UniPCScheduleOptions,
   type UniPCSolverSettings,
-} from './unipc.js';
+} from './schedulers/unipc.js';
 export {
   COMPUTE_DTYPES,
   ParameterStore,
@@ -46,9 +46,9 @@ export {
   loadFromFolder,
   type ComputeDtype,
   type LoadOptions,
-} from './weights.js';
-export { runtimeTensorOps } from './cache-ops.js';
-export { batchedGuidance, classifierFreeGuidance } from './guidance.js';
-export { TransformerCallAnnouncer, type PipelineStepEnd, type PipelineTransformerCall } from './transformer-calls.js';
-export { RemotePipeline, type Progress, type RemoteGenerateOptions } from './worker/remote-pipeline.js';
-export type { HostSpec } from './worker/host.js';
+} from './io/weights.js';
+export { runtimeTensorOps } from './pipeline/cache-ops.js';
+export { batchedGuidance, classifierFreeGuidance } from './pipeline/guidance.js';
+export { TransformerCallAnnouncer, type PipelineStepEnd, type PipelineTransformerCall } from './pipeline/transformer-calls.js';
+export { RemotePipeline, type Progress, type RemoteGenerateOptions } from './pipeline/worker/remote-pipeline.js';
+export type { HostSpec } from './pipeline/worker/host.js';

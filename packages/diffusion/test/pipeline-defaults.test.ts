@@ -56,7 +56,7 @@ describe('withPipelineDefaults', () => {
 
   it('fills maxSequenceLength only for text prompts, and never fps', () => {
     expect(withPipelineDefaults({}, defaults)).toEqual({ height: 32, width: 32, numInferenceSteps: 28 });
-    expect(withPipelineDefaults({ negativePrompt: '' }, defaults).maxSequenceLength).toBe(16);
+    expect(withPipelineDefaults<{ negativePrompt?: string; maxSequenceLength?: number }>({ negativePrompt: '' }, defaults).maxSequenceLength).toBe(16);
   });
 
   it('leaves the caller\'s object alone', () => {

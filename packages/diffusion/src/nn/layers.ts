@@ -1,7 +1,7 @@
 // The torch.nn layers diffusers models are built from, holding runtime tensors loaded by name.
 import { conv2d, conv3d, groupNorm, layerNorm, linear, rmsNorm, type Tensor } from '@ditcache/cuda-runtime';
 
-import type { WeightReader } from './weights.js';
+import type { WeightReader } from '../io/weights.js';
 
 /** nn.Linear: x W^T + b over the last dimension. */
 export class Linear {

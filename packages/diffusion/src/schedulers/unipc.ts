@@ -10,8 +10,8 @@ import { join } from 'node:path';
 
 import { add, div, mul, sub, tensor, tidy, type DType, type Tensor } from '@ditcache/cuda-runtime';
 
-import { ConfigError, readJsonObject, typedConfig } from './config-file.js';
-import { linspace, type SamplingSchedule } from './scheduler.js';
+import { ConfigError, readJsonObject, typedConfig } from '../io/config-file.js';
+import { linspace, type SamplingSchedule } from './flow-match-euler.js';
 
 /** diffusers' UniPCMultistepScheduler defaults. */
 export const UNIPC_MULTISTEP_DEFAULTS = {

@@ -4,7 +4,7 @@
 import { add, layerNorm, mul, silu, tidy, type Tensor } from '@ditcache/cuda-runtime';
 
 import { Linear } from './layers.js';
-import type { WeightReader } from './weights.js';
+import type { WeightReader } from '../io/weights.js';
 
 /** Epsilon of the weightless layer norms of diffusers' adaptive norms in DiT blocks. */
 const ADAPTIVE_NORM_EPS = 1e-6;

@@ -4,7 +4,7 @@
 import { add, tidy, type Tensor } from '@ditcache/cuda-runtime';
 
 import { Conv2d } from './layers.js';
-import type { WeightReader } from './weights.js';
+import type { WeightReader } from '../io/weights.js';
 
 export interface PatchEmbedOptions {
   patchSize: number;

@@ -3,7 +3,7 @@
 import { gelu, silu, tensor, tidy, type Device, type DType, type Tensor } from '@ditcache/cuda-runtime';
 
 import { Linear } from './layers.js';
-import type { WeightReader } from './weights.js';
+import type { WeightReader } from '../io/weights.js';
 
 export interface SinusoidalOptions {
   /** Put the cosine half first (diffusers' `flip_sin_to_cos`). */

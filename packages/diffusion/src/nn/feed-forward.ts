@@ -3,7 +3,7 @@
 import { gelu, tidy, type Tensor } from '@ditcache/cuda-runtime';
 
 import { Linear } from './layers.js';
-import type { WeightReader } from './weights.js';
+import type { WeightReader } from '../io/weights.js';
 
 /** diffusers' activation_fn names: "gelu-approximate" is the tanh form, "gelu" the exact erf form. */
 export type FeedForwardActivation = 'gelu-approximate' | 'gelu';

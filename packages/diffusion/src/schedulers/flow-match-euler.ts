@@ -6,7 +6,7 @@ import { join } from 'node:path';
 
 import { add, mul, tidy, type Tensor } from '@ditcache/cuda-runtime';
 
-import { ConfigError, readJsonObject, typedConfig } from './config-file.js';
+import { ConfigError, readJsonObject, typedConfig } from '../io/config-file.js';
 
 /** diffusers' FlowMatchEulerDiscreteScheduler defaults. */
 export const FLOW_MATCH_EULER_DEFAULTS = {

@@ -3,7 +3,7 @@
 import { add, attention, silu, tidy, upsampleNearest2d, type Tensor } from '@ditcache/cuda-runtime';
 
 import { Conv2d, GroupNorm, Linear } from '../layers.js';
-import type { WeightReader } from '../weights.js';
+import type { WeightReader } from '../../io/weights.js';
 
 /** Norm epsilon of every AutoencoderKL block. */
 const EPS = 1e-6;

@@ -5,7 +5,7 @@
 import { add, div, silu, tidy, type Tensor } from '@ditcache/cuda-runtime';
 
 import { Conv2d, GroupNorm } from '../layers.js';
-import { loadFromFolder, type ComputeDtype, type LoadOptions, type ParameterStore, type WeightReader } from '../weights.js';
+import { loadFromFolder, type ComputeDtype, type LoadOptions, type ParameterStore, type WeightReader } from '../../io/weights.js';
 import { ResnetBlock2D, SpatialSelfAttention, Upsample2D } from './blocks.js';
 
 /**
