@@ -1,7 +1,8 @@
 // The cache engine under bfloat16, against cache-dit's DBCache / TaylorSeer on diffusers' FluxPipeline
 // loaded with torch_dtype=torch.bfloat16 (test/goldens/{set}/cache_traces_bf16.*, from
-// tools/make_16bit_cache_references.py): the issue's criterion is that our bf16 run caches the steps
-// cache-dit's bf16 run caches wherever cache-dit's residual diff is farther than 1% from the threshold.
+// tools/cache-references-16bit/flux.py at the repository root): the issue's criterion is that our
+// bf16 run caches the steps cache-dit's bf16 run caches wherever cache-dit's residual diff is farther
+// than 1% from the threshold.
 //
 // Our diffs reduce in float64 over the bf16 residuals widened to float32; cache-dit's are bf16 (each
 // mean and their ratio rounded to bfloat16, up to 0.8% from the float64 diff of its own residuals on
