@@ -221,7 +221,10 @@ function makeWeights(dir, flux, diffusion) {
     Object.defineProperty(proto, 'tensor', original);
   }
   let state = 1;
-  const uniform = () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+  const uniform = () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return (state / 2 ** 32) * 2 - 1;
+  };
   const tensors = {};
   for (const [name, shape] of shapes) {
     const size = shape.reduce((a, b) => a * b, 1);

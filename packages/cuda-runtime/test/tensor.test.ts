@@ -50,10 +50,10 @@ describe('creation and read-back', () => {
 describe('dtypes', () => {
   it('float16 and bfloat16 store the nearest value, ties to even, NaN and infinities kept', () => {
     rt.tidy(() => {
-      const vals = [0, -0, 1, 1 / 3, 65504, 65520, 1e-8, 5.960464477539063e-8, 2.980232238769531e-8, -2.5, Infinity, -Infinity, NaN];
+      const vals = [0, -0, 1, 1 / 3, 65504, 65520, 1e-8, 2 ** -24, 2 ** -25, -2.5, Infinity, -Infinity, NaN];
       const f16 = rt.tensor(vals, [vals.length], { dtype: 'float16' }).toFloat32Array();
       // 1/3 -> 0.333251953125; 65520 rounds up to inf; 2^-25 is a tie with 0 and rounds to even 0.
-      expect(Array.from(f16)).toEqual([0, -0, 1, 0.333251953125, 65504, Infinity, 0, 5.960464477539063e-8, 0, -2.5, Infinity, -Infinity, NaN]);
+      expect(Array.from(f16)).toEqual([0, -0, 1, 0.333251953125, 65504, Infinity, 0, 2 ** -24, 0, -2.5, Infinity, -Infinity, NaN]);
       const bf = rt.tensor([1 / 3, 1.00390625, 1.01171875, 3e38, NaN], [5], { dtype: 'bfloat16' }).toFloat32Array();
       // 1.00390625 is halfway between 1 and 1.0078125: ties to even gives 1. 3e38 (0x7f61b1e6) rounds up to 0x7f62.
       expect(Array.from(bf)).toEqual([0.333984375, 1, 1.015625, 3.00405527047391e38, NaN]);

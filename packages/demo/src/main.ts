@@ -28,7 +28,7 @@ process.stdout.write(
     '(`npm run selfcheck` checks every kernel path on this machine)\n\n',
 );
 const progress = benchProgress('demo');
-let demo;
+let demo: Awaited<ReturnType<typeof runDemo>>;
 try {
   demo = await runDemo({ model, out, dtype, onProgress: (p) => progress.update(p) });
 } finally {

@@ -49,7 +49,9 @@ export function runOpBenchmark(title: string, cases: readonly OpCase[], python: 
   const reference: Samples = {};
   const ours: Samples = {};
   const add = (into: Samples, threads: string, name: string, seconds: number[]): void => {
-    ((into[threads] ??= {})[name] ??= []).push(...seconds);
+    const byName = into[threads] ?? {};
+    into[threads] = byName;
+    byName[name] = [...(byName[name] ?? []), ...seconds];
   };
   let torchVersion: string | undefined;
   const timeTorch = (): void => {

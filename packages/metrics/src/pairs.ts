@@ -1,3 +1,6 @@
+// Which images a metrics run compares: two files, or two folders paired by file name, and the
+// sibling folders a reference folder is scored against; unreadable paths are MetricsErrors.
+import type { Dirent } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { isImageFile } from './decode.js';
@@ -11,7 +14,7 @@ export interface ImagePair {
 }
 
 async function kindOf(path: string): Promise<'file' | 'directory'> {
-  let info;
+  let info: Awaited<ReturnType<typeof stat>>;
   try {
     info = await stat(path);
   } catch (error) {
@@ -37,7 +40,7 @@ const naturalOrder = new Intl.Collator('en', { numeric: true }).compare;
  * skipped), in natural order. An empty result is an error: comparing nothing is never meant.
  */
 export async function listImages(dir: string): Promise<string[]> {
-  let entries;
+  let entries: Dirent[];
   try {
     entries = await readdir(dir, { withFileTypes: true });
   } catch (error) {
@@ -106,7 +109,7 @@ export async function resolveImageSet(path: string): Promise<{ name: string; pat
  */
 export async function siblingDirectories(referenceDir: string, parent: string): Promise<string[]> {
   const referenceInfo = await stat(referenceDir);
-  let entries;
+  let entries: Dirent[];
   try {
     entries = await readdir(parent, { withFileTypes: true });
   } catch (error) {

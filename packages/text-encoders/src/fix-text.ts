@@ -47,8 +47,8 @@ function decodeReference(reference: string): string {
 }
 
 /** One line (with its line break) through one round of the repairs. */
-function fixRound(segment: string, unescape: boolean): string {
-  const text = unescape ? segment.replace(HTML_REFERENCE, decodeReference) : segment;
+function fixRound(segment: string, decodeHtml: boolean): string {
+  const text = decodeHtml ? segment.replace(HTML_REFERENCE, decodeReference) : segment;
   return text
     .replace(C1_CONTROL, (c) => WINDOWS_1252_C1[c.charCodeAt(0) - 0x80])
     .replace(LIGATURE, (c) => LIGATURES[c])
@@ -65,12 +65,12 @@ function fixRound(segment: string, unescape: boolean): string {
 /** ftfy.fix_text(text) with its default settings, without the mojibake repair (see above). */
 export function fixText(text: string): string {
   // ftfy stops decoding references from the first line with a '<' on: the text may be HTML source.
-  let unescape = true;
+  let decodeHtml = true;
   return (text.match(/[^\n]*\n|[^\n]+$/g) ?? [])
     .map((line) => {
-      unescape &&= !line.includes('<');
+      decodeHtml &&= !line.includes('<');
       let segment = line;
-      for (let fixed = fixRound(segment, unescape); fixed !== segment; fixed = fixRound(segment, unescape)) segment = fixed;
+      for (let fixed = fixRound(segment, decodeHtml); fixed !== segment; fixed = fixRound(segment, decodeHtml)) segment = fixed;
       return segment;
     })
     .join('');

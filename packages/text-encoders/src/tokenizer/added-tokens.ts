@@ -27,10 +27,10 @@ export class AddedTokenMatcher {
     for (const t of tokens) if (!this.byContent.has(t.content)) this.byContent.set(t.content, t);
     // Longest first, so that the leftmost match is also the longest there.
     const sorted = [...this.byContent.values()].sort((a, b) => b.content.length - a.content.length);
-    const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     const ws = `[${WHITESPACE_CLASS}]*`;
     this.pattern = sorted.length
-      ? new RegExp(sorted.map((t) => `${t.lstrip ? ws : ''}(${escape(t.content)})${t.rstrip ? ws : ''}`).join('|'), 'gu')
+      ? new RegExp(sorted.map((t) => `${t.lstrip ? ws : ''}(${escapeRegExp(t.content)})${t.rstrip ? ws : ''}`).join('|'), 'gu')
       : null;
   }
 
