@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
@@ -8,17 +7,7 @@ import { full, loadSafetensors, memoryStats, zeros } from '@ditcache/cuda-runtim
 
 import { FluxPipeline, FluxTransformer } from '../src/index.js';
 import { goldens } from './helpers.js';
-
-/** Temp folders this file's tests made, removed after them. */
-const scratchDirs: string[] = [];
-afterAll(() => {
-  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
-});
-function scratchDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  scratchDirs.push(dir);
-  return dir;
-}
+import { scratchDir } from '../../../scripts/testing/scratch-dir.js';
 
 /** A copy of a golden FLUX folder whose entries are links, with some files replaced. */
 function variant(set: string, links: string[], files: Record<string, unknown> = {}): string {

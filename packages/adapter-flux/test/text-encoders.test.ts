@@ -1,5 +1,4 @@
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
@@ -10,17 +9,7 @@ import { ClipTextModel, T5Encoder, loadTokenizer } from '@ditcache/text-encoders
 
 import { FluxPipeline, FluxPromptEncoder, type TransformerCall } from '../src/index.js';
 import { goldens, relativeL2, relativeL2Values } from './helpers.js';
-
-/** Temp folders this file's tests made, removed after them. */
-const scratchDirs: string[] = [];
-afterAll(() => {
-  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
-});
-function scratchDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  scratchDirs.push(dir);
-  return dir;
-}
+import { scratchDir } from '../../../scripts/testing/scratch-dir.js';
 
 const textData = new URL('../../text-encoders/test/data/', import.meta.url).pathname;
 

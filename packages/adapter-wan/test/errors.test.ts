@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
@@ -9,17 +8,7 @@ import { FlowMatchEulerDiscreteScheduler } from '@ditcache/diffusion';
 
 import { AutoencoderKLWanDecoder, WanPipeline, WanTransformer } from '../src/index.js';
 import { goldens, localGoldens } from './helpers.js';
-
-/** Temp folders this file's tests made, removed after them. */
-const scratchDirs: string[] = [];
-afterAll(() => {
-  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
-});
-function scratchDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  scratchDirs.push(dir);
-  return dir;
-}
+import { scratchDir } from '../../../scripts/testing/scratch-dir.js';
 
 /** A folder whose entries link to those of `source`, with some JSON files written in. */
 function variant(source: string, links: string[], files: Record<string, unknown> = {}): string {

@@ -1,24 +1,13 @@
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { add, div, loadSafetensors, memoryStats, tidy, zeros } from '@ditcache/cuda-runtime';
 
 import { AutoencoderKLDecoder, WeightMismatchError, toImageRange } from '../src/index.js';
 import { goldens, relativeL2 } from './helpers.js';
-
-/** Temp folders this file's tests made, removed after them. */
-const scratchDirs: string[] = [];
-afterAll(() => {
-  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
-});
-function scratchDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  scratchDirs.push(dir);
-  return dir;
-}
+import { scratchDir } from '../../../scripts/testing/scratch-dir.js';
 
 describe.each(['flux-tiny', 'flux-tiny-guidance'])('AutoencoderKLDecoder on %s', (set) => {
   it("decodes the pipeline's final latents to its image_out", () => {

@@ -1,25 +1,14 @@
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { loadSafetensors, memoryStats, tensor, tidy } from '@ditcache/cuda-runtime';
 import sharp from 'sharp';
 
 import { encodePng, saveAnimation, savePngFrames, toImage8, toImageRange, toVideoRange } from '../src/index.js';
 import { goldens } from './helpers.js';
-
-/** Temp folders this file's tests made, removed after them. */
-const scratchDirs: string[] = [];
-afterAll(() => {
-  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
-});
-function scratchDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  scratchDirs.push(dir);
-  return dir;
-}
+import { scratchDir } from '../../../scripts/testing/scratch-dir.js';
 
 describe('image output', () => {
   it('maps decoder output [-1, 1] to [0, 1], clamped, channels last', () => {

@@ -1,24 +1,13 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { WeightFolder, conv3d, gelu, linear, memoryStats, saveSafetensors, tensor, tidy } from '@ditcache/cuda-runtime';
 
 import { Conv2d, Conv3d, FeedForward, GroupNorm, LayerNorm, Linear, ParameterStore, RMSNorm, WeightMismatchError, WeightReader } from '../src/index.js';
 import { goldens, relativeL2 } from './helpers.js';
-
-/** Temp folders this file's tests made, removed after them. */
-const scratchDirs: string[] = [];
-afterAll(() => {
-  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
-});
-function scratchDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  scratchDirs.push(dir);
-  return dir;
-}
+import { scratchDir } from '../../../scripts/testing/scratch-dir.js';
 
 describe('WeightReader and layers', () => {
   it('load weights by dotted prefix into a store that frees them together', () => {

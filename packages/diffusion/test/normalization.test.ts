@@ -1,6 +1,5 @@
 // The adaptive norms and SD3's patch embedding against the formulas written out in float64.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,17 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WeightFolder, memoryStats, saveSafetensors, tensor, type Tensor } from '@ditcache/cuda-runtime';
 
 import { AdaLayerNormContinuous, AdaLayerNormZero, ParameterStore, PatchEmbed, WeightReader } from '../src/index.js';
-
-/** Temp folders this file's tests made, removed after them. */
-const scratchDirs: string[] = [];
-afterAll(() => {
-  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
-});
-function scratchDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  scratchDirs.push(dir);
-  return dir;
-}
+import { scratchDir } from '../../../scripts/testing/scratch-dir.js';
 
 /** Deterministic values in [-1, 1). */
 function values(n: number, seed: number): number[] {

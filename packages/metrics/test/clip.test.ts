@@ -1,5 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -18,17 +17,7 @@ import { GOLDENS_DIR } from './helpers/paths.js';
 import { relativeError } from './helpers/synthetic.js';
 import { tinyClip, tinyClipImageEmbedding, tinyClipTextEmbedding } from './helpers/tiny-networks.js';
 import { tinyMergesFile, tinyVocab } from './helpers/tiny-vocab.js';
-
-/** Temp folders this file's tests made, removed after them. */
-const scratchDirs: string[] = [];
-afterAll(() => {
-  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
-});
-function scratchDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  scratchDirs.push(dir);
-  return dir;
-}
+import { scratchDir } from '../../../scripts/testing/scratch-dir.js';
 
 describe('CLIP score math (torchmetrics CLIPScore)', () => {
   it('is 100 * max(cos, 0) per pair', () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,17 +6,7 @@ import { evaluateLpips, loadImage, LpipsNetwork, lpipsFromFeatures, pairDirector
 import { GOLDENS_DIR } from './helpers/paths.js';
 import { Lcg, relativeError } from './helpers/synthetic.js';
 import { convRelu, tinyLpips } from './helpers/tiny-networks.js';
-
-/** Temp folders this file's tests made, removed after them. */
-const scratchDirs: string[] = [];
-afterAll(() => {
-  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
-});
-function scratchDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  scratchDirs.push(dir);
-  return dir;
-}
+import { scratchDir } from '../../../scripts/testing/scratch-dir.js';
 
 /** lpips written the plain way: normalise whole tensors first, then diff, weight, average. */
 function referenceLpips(first: Float64Array[], second: Float64Array[], channels: number[], planes: number[], weights: ArrayLike<number>[]): number {
