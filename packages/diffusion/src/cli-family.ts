@@ -12,11 +12,50 @@ import { savePng } from './io/image.js';
 import type { LoadOptions } from './io/weights.js';
 import type { RemotePipeline } from './pipeline/worker/remote-pipeline.js';
 
-/** The flags of `ditcache generate` that only some families take; a family names those it takes in `CliFamily.flags`. */
+/**
+ * The family-specific flags of `ditcache generate` before families declared their own options
+ * (`CliFamily.options`): a family that still lists them in `CliFamily.flags` gets the CLI's
+ * declarations of these flags.
+ * @deprecated declare the flags in `CliFamily.options`.
+ */
 export const FAMILY_FLAGS = ['prompt', 'negativePrompt', 'maxSequenceLength', 'trueCfgScale', 'defaultSampleSize', 'frames', 'guidance2', 'fps'] as const;
+/** @deprecated see FAMILY_FLAGS. */
 export type FamilyFlag = (typeof FAMILY_FLAGS)[number];
 
-/** The flags of `ditcache generate` a family turns into its pipeline's request. */
+/** What the value of a family option must be; the CLI parses it, and a value that is not one is a usage error naming the flag. */
+export const CLI_OPTION_TYPES = ['positive-integer', 'number', 'string'] as const;
+/** 'positive-integer': decimal digits, above 0; 'number': a finite number; 'string': any text. */
+export type CliOptionType = (typeof CLI_OPTION_TYPES)[number];
+
+/**
+ * A flag of `ditcache generate` that a family brings: the CLI registers the options of every
+ * family it loads, lists them in `generate --help` with the families that take each, and refuses
+ * one for a family that does not declare it. Several families may declare the same flag, with
+ * the same type; its value reaches the running family's `request()`, `checkModel()` and
+ * `writeOutput()` as `settings[setting]`.
+ */
+export interface CliOption {
+  /** The flag: lower-case words joined by '-', e.g. '--frames', '--guidance-2'. */
+  readonly flag: string;
+  /** What its value must be. */
+  readonly type: CliOptionType;
+  /**
+   * The setting it fills, e.g. 'frames': one of CliGenerateSettings' family settings (with its
+   * type: prompt and negativePrompt are strings, the others numbers), or a name of the family's
+   * own (read it as `(settings as CliGenerateSettings & { strength?: number }).strength`).
+   */
+  readonly setting: keyof CliGenerateSettings | (string & {});
+  /** Its help for this family, e.g. 'video frames, 4k + 1'; `generate --help` puts the families that take it before it. */
+  readonly description: string;
+  /** The value's name in help, e.g. 'g' for `--guidance-2 <g>` (default: n, x or text, by type). */
+  readonly valueName?: string;
+}
+
+/**
+ * The flags of `ditcache generate` a family turns into its pipeline's request: those every family
+ * takes, and the settings that families' options (CliOption) fill, the common ones named here. A
+ * setting whose option the running family does not declare stays undefined.
+ */
 export interface CliGenerateSettings {
   /** Every family: image size, denoising steps, guidance scale, seed of the noise when --inputs has no latents_in. */
   height?: number;
@@ -67,8 +106,18 @@ export interface CliFamily {
   readonly pipelineClasses: readonly string[];
   /** `_class_name`s of the transformer folders (config.json) it runs; a folder without model_index.json is known by its transformer. */
   readonly transformerClasses: readonly string[];
-  /** The family-specific flags of `generate` it takes; the CLI refuses the others before any work. */
-  readonly flags: readonly FamilyFlag[];
+  /**
+   * The flags of `generate` this family takes beyond those every family takes (--height,
+   * --width, --steps, --guidance, --seed, ...): the CLI adds them to `generate`, and refuses
+   * another family's flags for this one before any work. None when absent.
+   */
+  readonly options?: readonly CliOption[];
+  /**
+   * The older form of `options`: names from FAMILY_FLAGS, each standing for the CLI's declaration
+   * of that flag. Read only when `options` is absent, so a plugin may keep both for older CLIs.
+   * @deprecated declare `options`.
+   */
+  readonly flags?: readonly FamilyFlag[];
   /** File extensions --output may have, e.g. ['.png'] (checked before any work). */
   readonly outputFormats: readonly string[];
   /**
