@@ -21,7 +21,13 @@ const fluxCliFamily: CliFamily = {
   label: 'FLUX.1',
   pipelineClasses: ['FluxPipeline'],
   transformerClasses: ['FluxTransformer2DModel'],
-  flags: ['prompt', 'negativePrompt', 'maxSequenceLength', 'trueCfgScale'],
+  // The flags of `ditcache generate` FLUX.1 takes beyond every family's: prompts as text, and true CFG.
+  options: [
+    { flag: '--prompt', type: 'string', setting: 'prompt', valueName: 'text', description: 'the prompt, encoded by the folder\'s text encoders (then --inputs may hold only latents_in)' },
+    { flag: '--negative-prompt', type: 'string', setting: 'negativePrompt', valueName: 'text', description: 'the negative prompt of true CFG (with --true-cfg-scale above 1)' },
+    { flag: '--max-sequence-length', type: 'positive-integer', setting: 'maxSequenceLength', description: `T5 tokens of the prompt (default and at most ${MAX_SEQUENCE_LENGTH})` },
+    { flag: '--true-cfg-scale', type: 'number', setting: 'trueCfgScale', valueName: 's', description: 'true classifier-free guidance with --negative-prompt or the negative embeddings of --inputs' },
+  ],
   outputFormats: ['.png'],
 
   // One generation per run: the text encoders' weights (T5-XXL: 9.5 GB) go once the prompt is encoded.

@@ -12,7 +12,10 @@ const hidreamCliFamily: CliFamily = {
   label: 'HiDream-I1',
   pipelineClasses: ['HiDreamImagePipeline'],
   transformerClasses: ['HiDreamImageTransformer2DModel'],
-  flags: ['defaultSampleSize'],
+  // Prompts come as embeddings only (the Llama encoder is not ported); the one flag of its own:
+  options: [
+    { flag: '--default-sample-size', type: 'positive-integer', setting: 'defaultSampleSize', description: 'the latent side of the area images are rescaled to (diffusers\' default_sample_size, 128)' },
+  ],
   outputFormats: ['.png'],
 
   // --dtype and --weight-dtype travel in `options` (the transformer and the VAE take the dtype).

@@ -8,7 +8,7 @@ import { UsageError, componentConfig, pickInputs, type CliFamily, type CliGenera
 
 import { WAN_TRANSFORMER_DEFAULTS } from './config.js';
 import { WanPipeline, type WanGenerateOptions } from './pipeline.js';
-import { WanPromptEncoder, missingTextComponents } from './prompt-encoder.js';
+import { MAX_SEQUENCE_LENGTH, WanPromptEncoder, missingTextComponents } from './prompt-encoder.js';
 import { WanTransformer } from './transformer.js';
 
 /** A usage error unless the folder has Wan's tokenizer and UMT5 encoder. */
@@ -21,7 +21,15 @@ const wanCliFamily: CliFamily = {
   label: 'Wan',
   pipelineClasses: ['WanPipeline'],
   transformerClasses: ['WanTransformer3DModel'],
-  flags: ['prompt', 'negativePrompt', 'maxSequenceLength', 'frames', 'guidance2', 'fps'],
+  // The flags of `ditcache generate` Wan takes beyond every family's: prompts as text, and the video's.
+  options: [
+    { flag: '--prompt', type: 'string', setting: 'prompt', valueName: 'text', description: 'the prompt, encoded by the folder\'s text encoders (then --inputs may hold only latents_in)' },
+    { flag: '--negative-prompt', type: 'string', setting: 'negativePrompt', valueName: 'text', description: 'the negative prompt of CFG (default "")' },
+    { flag: '--max-sequence-length', type: 'positive-integer', setting: 'maxSequenceLength', description: `UMT5 tokens of the prompt (default ${MAX_SEQUENCE_LENGTH})` },
+    { flag: '--frames', type: 'positive-integer', setting: 'frames', description: 'video frames, 4k + 1' },
+    { flag: '--guidance-2', type: 'number', setting: 'guidance2', valueName: 'g', description: 'guidance scale of the low-noise expert (transformer_2) of Wan 2.2' },
+    { flag: '--fps', type: 'positive-integer', setting: 'fps', description: 'frames per second of the animation' },
+  ],
   outputFormats: ['.webp', '.gif'],
 
   // One generation per run: the UMT5 encoder's weights (11 GB in bfloat16) go once the prompts are encoded.

@@ -1,6 +1,7 @@
 // `ditcache adapters`: the model families the CLI can run, and where each comes from.
 import { Option, type Command } from 'commander';
 
+import { familyOptions } from './family-options.js';
 import { loadFamilies, type FailedPlugin, type LoadedPlugin } from './plugins.js';
 
 /** --adapter NAME|PATH, repeatable, for every command that runs a family. */
@@ -14,8 +15,11 @@ export function adapterOption(): Option {
 function record(p: LoadedPlugin | FailedPlugin): Record<string, unknown> {
   const where = { name: p.name, version: p.version, dir: p.dir, module: p.module, explicit: p.explicit };
   if ('error' in p) return { ...where, error: p.error };
-  const { label, pipelineClasses, transformerClasses, flags, outputFormats } = p.family;
-  return { ...where, label, pipelineClasses, transformerClasses, flags, outputFormats };
+  const { label, pipelineClasses, transformerClasses, outputFormats } = p.family;
+  const options = familyOptions(p.family);
+  // `flags`: as older versions reported them (the settings the options fill), for their readers.
+  const flags = p.family.options ? options.map((o) => o.setting) : (p.family.flags ?? []);
+  return { ...where, label, pipelineClasses, transformerClasses, options, flags, outputFormats };
 }
 
 function describe(p: LoadedPlugin | FailedPlugin): string {

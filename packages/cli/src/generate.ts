@@ -7,22 +7,17 @@ import { performance } from 'node:perf_hooks';
 import { cachePreset, enableCache, summary, type ContextStats } from '@ditcache/core';
 import { loadSafetensors, saveSafetensors, type Tensor } from '@ditcache/cuda-runtime';
 import { PIPELINE_DEFAULTS_FILE, readPipelineDefaults, type ComputeDtype, type PipelineDefaults } from '@ditcache/diffusion';
-import { FAMILY_FLAGS, type CliFamily, type CliGenerateResult, type CliGenerateSettings } from '@ditcache/diffusion/cli';
+import type { CliFamily, CliGenerateResult, CliGenerateSettings } from '@ditcache/diffusion/cli';
 
 import { checkCacheFitsModel, resolveCacheSpec } from './cache-spec.js';
 import { UsageError } from './errors.js';
+import { familyOptions, familySettings, optionFilling } from './family-options.js';
 import { loadOptions } from './load-options.js';
 import { checkOutputs, ensureParent, numberedPaths, writeAtomically, writeTextAtomically } from './outputs.js';
-import { familyForPipeline, loadFamilies } from './plugins.js';
+import { familyForPipeline, type Families } from './plugins.js';
 import { addPngText } from './png-text.js';
 import { stepProgress } from './progress.js';
 import { cliVersion } from './version.js';
-
-/** Flags only some families take: naming one the family does not take is a usage error, not silently ignored. */
-function refuseForeignFlags(family: CliFamily, settings: CliGenerateSettings): void {
-  const flag = (n: string) => `--${n.replace(/[A-Z0-9]/g, (c) => `-${c.toLowerCase()}`)}`;
-  for (const n of FAMILY_FLAGS) if (settings[n] !== undefined && !family.flags.includes(n)) throw new UsageError(`${flag(n)} does not apply to ${family.label}`);
-}
 
 /** The tensors of the --inputs file; one that does not load is a usage error. */
 export function loadInputs(path: string): Record<string, Tensor> {
@@ -68,44 +63,40 @@ export interface GenerateFlags extends CliGenerateSettings {
   force: boolean;
 }
 
-/** The flag names of the settings a ditcache.json can give, for messages. */
-const DEFAULTED_FLAGS: Partial<Record<keyof CliGenerateSettings, string>> = {
-  height: '--height',
-  width: '--width',
-  steps: '--steps',
-  guidance: '--guidance',
-  maxSequenceLength: '--max-sequence-length',
-  frames: '--frames',
-  fps: '--fps',
-};
-
 /**
- * The settings the folder's ditcache.json gives where no flag does (flags win), for the flags
- * this family takes; the maximum sequence length only for a text prompt, the one thing it applies to.
+ * The settings the folder's ditcache.json gives where no flag does (flags win), each with the
+ * flag it stands for: the family settings only where the family has an option filling them, the
+ * maximum sequence length only for a text prompt, the one thing it applies to.
  */
-function folderSettings(family: CliFamily, flags: GenerateFlags, defaults: PipelineDefaults): Partial<CliGenerateSettings> {
-  const out: Partial<CliGenerateSettings> = {};
-  const take = (key: keyof CliGenerateSettings, value: number | undefined, applies = true): void => {
-    if (applies && value !== undefined && flags[key] === undefined) (out as Record<string, number>)[key] = value;
+function folderSettings(family: CliFamily, flags: GenerateFlags, defaults: PipelineDefaults): [setting: string, flag: string, value: number][] {
+  const out: [string, string, number][] = [];
+  const take = (setting: keyof CliGenerateSettings, flag: string | undefined, value: number | undefined, applies = true): void => {
+    if (applies && flag !== undefined && value !== undefined && flags[setting] === undefined) out.push([setting, flag, value]);
   };
-  take('height', defaults.height);
-  take('width', defaults.width);
-  take('steps', defaults.numInferenceSteps);
-  take('guidance', defaults.guidanceScale);
-  take('maxSequenceLength', defaults.maxSequenceLength, family.flags.includes('maxSequenceLength') && (flags.prompt !== undefined || flags.negativePrompt !== undefined));
-  take('frames', defaults.numFrames, family.flags.includes('frames'));
-  take('fps', defaults.fps, family.flags.includes('fps'));
+  take('height', '--height', defaults.height);
+  take('width', '--width', defaults.width);
+  take('steps', '--steps', defaults.numInferenceSteps);
+  take('guidance', '--guidance', defaults.guidanceScale);
+  const familyFlag = (setting: keyof CliGenerateSettings) => optionFilling(family, setting)?.flag;
+  take('maxSequenceLength', familyFlag('maxSequenceLength'), defaults.maxSequenceLength, flags.prompt !== undefined || flags.negativePrompt !== undefined);
+  take('frames', familyFlag('frames'), defaults.numFrames);
+  take('fps', familyFlag('fps'), defaults.fps);
   return out;
 }
 
-export async function generate(given: GenerateFlags): Promise<void> {
-  const family = familyForPipeline(await loadFamilies(given.adapter), given.model);
-  refuseForeignFlags(family, given);
+/**
+ * Runs `generate`: `given` holds the flags every family takes, `familyFlags` the values of the
+ * families' own flags (by flag), which become the settings the running family's options fill;
+ * a flag it does not declare is a usage error.
+ */
+export async function generate(given: GenerateFlags, families: Families, familyFlags: ReadonlyMap<string, string | number> = new Map()): Promise<void> {
+  const family = familyForPipeline(families, given.model);
+  const settings: GenerateFlags = { ...given, ...familySettings(family, familyFlags) };
   // The folder's recommended settings fill what the flags leave out, and say so.
-  const fromFolder = folderSettings(family, given, readPipelineDefaults(given.model));
-  const flags: GenerateFlags = { ...given, ...fromFolder };
-  if (Object.keys(fromFolder).length) {
-    const listed = Object.entries(fromFolder).map(([k, v]) => `${DEFAULTED_FLAGS[k as keyof CliGenerateSettings]} ${v}`).join(' ');
+  const fromFolder = folderSettings(family, settings, readPipelineDefaults(given.model));
+  const flags: GenerateFlags = { ...settings, ...Object.fromEntries(fromFolder.map(([setting, , value]) => [setting, value])) };
+  if (fromFolder.length) {
+    const listed = fromFolder.map(([, flag, value]) => `${flag} ${value}`).join(' ');
     process.stderr.write(`ditcache: ${join(given.model, PIPELINE_DEFAULTS_FILE)} gives ${listed}\n`);
   }
   family.checkModel?.(flags.model, flags);
@@ -166,6 +157,9 @@ function resultItem(result: CliGenerateResult, index: number): CliGenerateResult
   };
 }
 
+/** The family settings imageText names itself (videos carry no text: frames and fps are left out). */
+const NAMED_TEXT = { prompt: 1, negativePrompt: 1, guidance2: 1, trueCfgScale: 1, maxSequenceLength: 1, defaultSampleSize: 1, frames: 1, fps: 1 };
+
 /**
  * What a PNG says of how it was made, as text chunks: enough to make it again (the model, the
  * prompt or the --inputs file, the seed, steps, size, guidance, dtype and cache config).
@@ -195,6 +189,11 @@ function imageText(family: CliFamily, flags: GenerateFlags, cache: ReturnType<ty
     // A preset by its name; a file or inline text as the config it holds.
     cache: flags.cache === undefined ? 'none' : cachePreset(flags.cache) ? flags.cache : String(cache).trim(),
   };
+  // Then the settings of options named above by no key (a plugin's own), under their names in snake_case.
+  for (const { setting } of familyOptions(family)) {
+    const key = diffusersName(setting);
+    if (!(setting in NAMED_TEXT) && !(key in text)) text[key] = (flags as unknown as Record<string, unknown>)[setting] as string | number | undefined;
+  }
   return Object.fromEntries(Object.entries(text).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]));
 }
 

@@ -7,9 +7,10 @@ import { existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'n
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-import { FAMILY_FLAGS, type CliFamily } from '@ditcache/diffusion/cli';
+import type { CliFamily } from '@ditcache/diffusion/cli';
 
 import { UsageError } from './errors.js';
+import { optionConflict, optionDeclarationProblems } from './family-options.js';
 import { pipelineClassOf } from './model-folder.js';
 
 /** An adapter package that declares a CLI family. */
@@ -114,16 +115,16 @@ function familyProblems(value: unknown): string[] {
   const f = value as Record<string, unknown>;
   const problems: string[] = [];
   if (typeof f.label !== 'string') problems.push('has no label (a string)');
-  for (const key of ['pipelineClasses', 'transformerClasses', 'outputFormats', 'flags']) {
+  for (const key of ['pipelineClasses', 'transformerClasses', 'outputFormats']) {
     const v = f[key];
     if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) problems.push(`has no ${key} (an array of strings)`);
   }
-  const unknownFlags = Array.isArray(f.flags) ? f.flags.filter((x) => !(FAMILY_FLAGS as readonly unknown[]).includes(x)) : [];
-  if (unknownFlags.length) problems.push(`names flags the CLI does not have: ${unknownFlags.join(', ')} (it has: ${FAMILY_FLAGS.join(', ')})`);
+  // The generate flags it declares (or the older list of flag names).
+  problems.push(...optionDeclarationProblems(f));
   for (const key of ['spawn', 'request', 'writeOutput']) if (typeof f[key] !== 'function') problems.push(`has no ${key}() method`);
   // `forward` is the older form of `loadTransformer`; a family needs one of them.
   if (typeof f.loadTransformer !== 'function' && typeof f.forward !== 'function') problems.push('has no loadTransformer() method');
-  for (const key of ['checkModel', 'encodePrompt', 'loadTransformer', 'forward']) if (f[key] !== undefined && typeof f[key] !== 'function') problems.push(`has a ${key} that is not a function`);
+  for (const key of ['checkModel', 'cacheChains', 'batchSize', 'encodePrompt', 'loadTransformer', 'forward']) if (f[key] !== undefined && typeof f[key] !== 'function') problems.push(`has a ${key} that is not a function`);
   return problems;
 }
 
@@ -136,7 +137,19 @@ export async function loadPlugin(plugin: AdapterPlugin): Promise<LoadedPlugin> {
   return { ...plugin, family: mod.default as CliFamily };
 }
 
-/** The explicit plugins (`specs`, from --adapter) and those installed beside the CLI, loaded. */
+/** Loads a plugin whose generate options fit those of the plugins `loaded` before it (the first declaration of a flag wins). */
+async function loadFitting(plugin: AdapterPlugin, loaded: readonly LoadedPlugin[]): Promise<LoadedPlugin> {
+  const found = await loadPlugin(plugin);
+  const conflict = optionConflict(found, loaded);
+  if (conflict) throw new Error(conflict);
+  return found;
+}
+
+/**
+ * The explicit plugins (`specs`, from --adapter) and those installed beside the CLI, loaded. A
+ * plugin whose generate options conflict with those of a plugin loaded before it is not used:
+ * an error for an explicit one, a failed plugin for an installed one.
+ */
 export async function loadFamilies(specs: readonly string[]): Promise<Families> {
   const explicit = specs.map((spec) => resolvePluginSpec(spec));
   const installed = findInstalledPlugins().filter((p) => !explicit.some((e) => e.dir === p.dir || e.name === p.name));
@@ -145,14 +158,14 @@ export async function loadFamilies(specs: readonly string[]): Promise<Families> 
   for (const [i, plugin] of explicit.entries()) {
     if (loaded.some((p) => p.dir === plugin.dir)) continue;
     try {
-      loaded.push(await loadPlugin(plugin));
+      loaded.push(await loadFitting(plugin, loaded));
     } catch (e) {
       throw new UsageError(`--adapter ${specs[i]}: ${(e as Error).message.split('\n')[0]}`);
     }
   }
   for (const plugin of installed) {
     try {
-      loaded.push(await loadPlugin(plugin));
+      loaded.push(await loadFitting(plugin, loaded));
     } catch (e) {
       failed.push({ ...plugin, error: (e as Error).message.split('\n')[0] });
     }

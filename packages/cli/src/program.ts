@@ -1,5 +1,5 @@
 // The `ditcache` command line.
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 
 import { saveSafetensors, type Tensor } from '@ditcache/cuda-runtime';
 import type { ComputeDtype } from '@ditcache/diffusion';
@@ -9,29 +9,14 @@ import { adapterOption, registerAdapters } from './adapters-command.js';
 import { registerBench } from './bench/command.js';
 import { registerEncodePrompt } from './encode-prompt.js';
 import { UsageError } from './errors.js';
+import { optionHelp, registeredOptions } from './family-options.js';
 import { generate, loadInputs, type GenerateFlags } from './generate.js';
 import { componentClassOf } from './model-folder.js';
 import { checkOutputs, ensureParent, writeTextAtomically } from './outputs.js';
 import { dtypeOption, loadOptions, weightDtypeOption } from './load-options.js';
-import { familyFor, loadFamilies } from './plugins.js';
+import { OPTION_PARSERS, finite, nonNegativeInt, positiveInt } from './parsers.js';
+import { familyFor, loadFamilies, type Families } from './plugins.js';
 import { cliVersion } from './version.js';
-
-// Decimal digits only: Number() would also take '', ' ', '1e3' and '0x10'.
-const positiveInt = (flag: string) => (v: string): number => {
-  const n = Number(v);
-  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError(`${flag} must be a positive integer`);
-  return n;
-};
-const nonNegativeInt = (flag: string) => (v: string): number => {
-  const n = Number(v);
-  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`${flag} must be a non-negative integer (at most 2^53 - 1)`);
-  return n;
-};
-const finite = (flag: string) => (v: string): number => {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`${flag} must be a number`);
-  return n;
-};
 
 interface ForwardFlags {
   model: string;
@@ -93,39 +78,69 @@ async function forward(flags: ForwardFlags): Promise<void> {
   }
 }
 
-export function buildProgram(): Command {
+/** The families a program was built for, and the --adapter values they were loaded with. */
+export interface ProgramFamilies {
+  readonly specs: readonly string[];
+  readonly families: Families;
+}
+
+/** What --output may be, per family (grouped by formats), for its help: ' (FLUX.1, HiDream-I1: .png; Wan: .webp, .gif)'. */
+function outputFormatsHelp(families: Families | undefined): string {
+  const groups = new Map<string, string[]>();
+  for (const { family } of families?.loaded ?? []) {
+    const formats = family.outputFormats.join(', ');
+    groups.set(formats, [...(groups.get(formats) ?? []), family.label]);
+  }
+  return groups.size ? ` (${[...groups].map(([formats, labels]) => `${labels.join(', ')}: ${formats}`).join('; ')})` : '';
+}
+
+/** The heading of the families' own options in `generate --help`. */
+const FAMILY_OPTIONS_HEADING = 'Options of the model families (each takes only those naming it):';
+
+/**
+ * The `ditcache` program. `generate` takes the options the families of `loaded` declare
+ * (runCli loads the families first, with the --adapter values of the command line); without
+ * them it takes only the flags every family takes, and loads the families when it runs.
+ */
+export function buildProgram(loaded?: ProgramFamilies): Command {
   const program = new Command('ditcache')
     .description('Diffusion transformers in Node.js, accelerated by caching')
     .version(cliVersion(), '-V, --version', 'print the version of @ditcache/cli')
     .showHelpAfterError('(run with --help for usage)');
 
-  program
+  const generateCommand = program
     .command('generate')
     .description('run a pipeline, with or without caching')
     .requiredOption('--model <dir>', 'a diffusers-format model folder')
     .addOption(adapterOption())
     .option('--inputs <file>', 'safetensors with prompt embeddings and / or latents_in, as in the goldens\' pipeline.safetensors')
-    .option('--prompt <text>', 'FLUX.1, Wan: the prompt, encoded by the folder\'s text encoders (then --inputs may hold only latents_in)')
-    .option('--negative-prompt <text>', 'FLUX.1: the negative prompt of true CFG (with --true-cfg-scale above 1); Wan: of CFG (default "")')
-    .option('--max-sequence-length <n>', 'FLUX.1, Wan: T5 / UMT5 tokens of the prompt (default 512; FLUX.1: at most 512)', positiveInt('--max-sequence-length'))
     .option('--height <px>', 'image height', positiveInt('--height'))
     .option('--width <px>', 'image width', positiveInt('--width'))
     .option('--steps <n>', 'denoising steps', positiveInt('--steps'))
     .option('--guidance <g>', 'guidance scale', finite('--guidance'))
-    .option('--true-cfg-scale <s>', 'true classifier-free guidance with --negative-prompt or the negative embeddings of --inputs', finite('--true-cfg-scale'))
     .option('--seed <n>', 'seed of the initial noise when --inputs has no latents_in', nonNegativeInt('--seed'))
-    .option('--frames <n>', 'Wan: video frames, 4k + 1', positiveInt('--frames'))
-    .option('--guidance-2 <g>', 'Wan 2.2: guidance scale of the low-noise expert (transformer_2)', finite('--guidance-2'))
-    .option('--fps <n>', 'Wan: frames per second of the animation', positiveInt('--fps'))
-    .option('--default-sample-size <n>', 'HiDream: the latent side of the area images are rescaled to (diffusers\' default_sample_size, 128)', positiveInt('--default-sample-size'))
     .addOption(dtypeOption())
     .addOption(weightDtypeOption())
     .option('--cache <spec>', 'a preset (quality, balanced, fast, cache-dit), a JSON / YAML file, or JSON text')
-    .option('--output <file>', 'write the image (.png) or the video (.webp / .gif animation, PNG frames beside it)')
+    .option('--output <file>', `write the image or the video, in a format of the model's family${outputFormatsHelp(loaded?.families)}`)
     .option('--save-latents <file>', 'write the final latents as latents_out (safetensors)')
     .option('--stats <file>', 'write the cache statistics (JSON, one object per cache context)')
-    .option('--force', 'overwrite existing output files', false)
-    .action(async (flags: GenerateFlags) => generate(flags));
+    .option('--force', 'overwrite existing output files', false);
+  // The families' own flags, as they declare them; the family that runs refuses the others'.
+  const familyOptions = registeredOptions(loaded?.families.loaded.map((p) => p.family) ?? []);
+  for (const o of familyOptions) {
+    generateCommand.addOption(new Option(`${o.flag} <${o.valueName}>`, optionHelp(o)).argParser(OPTION_PARSERS[o.type](o.flag)).helpGroup(FAMILY_OPTIONS_HEADING));
+  }
+  generateCommand.action(async (parsed: GenerateFlags & Record<string, unknown>) => {
+    const given = new Map<string, string | number>();
+    for (const o of familyOptions) {
+      const value = parsed[o.attribute] as string | number | undefined;
+      delete parsed[o.attribute];
+      if (value !== undefined) given.set(o.flag, value);
+    }
+    const sameAdapters = loaded !== undefined && loaded.specs.length === parsed.adapter.length && loaded.specs.every((s, i) => s === parsed.adapter[i]);
+    await generate(parsed, sameAdapters ? loaded.families : await loadFamilies(parsed.adapter), given);
+  });
 
   program
     .command('forward')
@@ -148,12 +163,30 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * The --adapter values of a command line that runs `generate` (or asks for its help), read
+ * before commander parses it: the options of `generate` come from the families these load.
+ * Undefined for the other commands, which load families when they run, if at all.
+ */
+export function generateAdapterSpecs(args: readonly string[]): string[] | undefined {
+  // The program's own flags take no value, so its first word is the command.
+  const words = args.filter((a) => !a.startsWith('-'));
+  if (words[0] !== 'generate' && !(words[0] === 'help' && words[1] === 'generate')) return undefined;
+  const specs: string[] = [];
+  for (let i = args.indexOf(words[0]) + 1; i < args.length && args[i] !== '--'; ++i) {
+    if (args[i] === '--adapter' && i + 1 < args.length) specs.push(args[++i]);
+    else if (args[i].startsWith('--adapter=')) specs.push(args[i].slice('--adapter='.length));
+  }
+  return specs;
+}
+
 /** Runs the CLI; resolves to the exit status. Errors become one line on stderr. */
 export async function runCli(argv: readonly string[]): Promise<number> {
-  const program = buildProgram();
-  // Each command, not only the program: a subcommand's bad flag would otherwise exit with 1 on its own.
-  for (const command of [program, ...program.commands]) command.exitOverride();
   try {
+    const specs = generateAdapterSpecs(argv.slice(2));
+    const program = buildProgram(specs === undefined ? undefined : { specs, families: await loadFamilies(specs) });
+    // Each command, not only the program: a subcommand's bad flag would otherwise exit with 1 on its own.
+    for (const command of [program, ...program.commands]) command.exitOverride();
     await program.parseAsync([...argv]);
     return 0;
   } catch (e) {
