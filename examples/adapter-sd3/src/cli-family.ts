@@ -9,7 +9,7 @@ import { UsageError, componentConfig, pickInputs, writeImage, type CliFamily, ty
 
 import { StableDiffusion3Pipeline, type SD3GenerateOptions } from './pipeline.js';
 import { SD3_TRANSFORMER_DEFAULTS, loadSD3TransformerConfig } from './config.js';
-import { CLIP_COMPONENTS, SD3PromptEncoder } from './prompt-encoder.js';
+import { CLIP_COMPONENTS, MAX_SEQUENCE_LENGTH, SD3PromptEncoder } from './prompt-encoder.js';
 import { SD3Transformer } from './transformer.js';
 
 const NEGATIVE = ['negative_prompt_embeds', 'negative_pooled_prompt_embeds'];
@@ -24,8 +24,13 @@ const sd3CliFamily: CliFamily = {
   label: 'Stable Diffusion 3',
   pipelineClasses: ['StableDiffusion3Pipeline'],
   transformerClasses: ['SD3Transformer2DModel'],
-  // Guidance is batched CFG with --guidance; prompts come as text (with the folder's text encoders) or as embeddings.
-  flags: ['prompt', 'negativePrompt', 'maxSequenceLength'],
+  // The flags of `ditcache generate` it takes beyond every family's (guidance is batched CFG with
+  // --guidance): prompts as text, with the folder's text encoders, instead of embeddings.
+  options: [
+    { flag: '--prompt', type: 'string', setting: 'prompt', valueName: 'text', description: 'the prompt, encoded by the folder\'s text encoders (then --inputs may hold only latents_in)' },
+    { flag: '--negative-prompt', type: 'string', setting: 'negativePrompt', valueName: 'text', description: 'the negative prompt of CFG (default "")' },
+    { flag: '--max-sequence-length', type: 'positive-integer', setting: 'maxSequenceLength', description: `T5 tokens of the prompt (default ${MAX_SEQUENCE_LENGTH})` },
+  ],
   outputFormats: ['.png'],
 
   spawn: (dir, options) => StableDiffusion3Pipeline.spawn(dir, { ...options, releaseTextEncoders: true }),
