@@ -15,8 +15,8 @@ import {
   checkFiniteInputs,
   checkPipelineFolder,
   computeDtype,
+  denoise,
   FlowMatchEulerDiscreteScheduler,
-  inDenoisingStep,
   randnTensor,
   readPipelineDefaults,
   RemotePipeline,
@@ -24,6 +24,7 @@ import {
   TransformerCallAnnouncer,
   withPipelineDefaults,
   type ComputeDtype,
+  type DiffusionPipeline,
   type LoadOptions,
   type PipelineDefaults,
   type PipelineStepEnd,
@@ -113,7 +114,7 @@ const COMPONENTS = [
   ['scheduler', 'FlowMatchEulerDiscreteScheduler'],
 ] as const;
 
-export class StableDiffusion3Pipeline implements Disposable {
+export class StableDiffusion3Pipeline implements DiffusionPipeline<SD3GenerateOptions, SD3GenerateResult, TransformerCall> {
   readonly transformer: SD3Transformer;
   readonly vae: AutoencoderKLDecoder;
   readonly scheduler: FlowMatchEulerDiscreteScheduler;
@@ -259,7 +260,6 @@ export class StableDiffusion3Pipeline implements Disposable {
     const scope = new TensorScope();
     try {
       const { latents: initial, seed } = this.initialLatents(opts, batch, latentHeight, latentWidth);
-      let latents = initial;
       // Batched CFG: the negative prompt first, as diffusers concatenates them; in the compute
       // dtype, as the pipeline's text encoders in that dtype would return them.
       const both = (negative: Tensor | undefined, positive: Tensor): Tensor =>
@@ -268,7 +268,7 @@ export class StableDiffusion3Pipeline implements Disposable {
       const pooled = both(opts.negativePooledPromptEmbeds, opts.pooledPromptEmbeds);
 
       // NaN / Inf in an input, as given (a 16-bit overflow of the rounded copy is the blocks'
-      // Float16OverflowError), stops here, named; inDenoisingStep checks each step's latents.
+      // Float16OverflowError), stops here, named; denoise checks each step's latents.
       checkFiniteInputs(
         {
           latents_in: opts.latents,
@@ -279,11 +279,14 @@ export class StableDiffusion3Pipeline implements Disposable {
         },
         numSteps,
       );
-      for (let step = 0; step < numSteps; ++step) {
-        const timestep = schedule.timesteps[step];
-        // In float16, an overflow comes out of inDenoisingStep naming the step as well as the block;
-        // NaN or Inf in the latents it returns comes out as a NonFiniteError naming the step.
-        const next = inDenoisingStep(step, numSteps, () => tidy(() => {
+      // In float16, an overflow comes out of denoise naming the step as well as the block; NaN or
+      // Inf in the latents a step returns comes out as a NonFiniteError naming the step.
+      const latents = denoise({
+        numSteps,
+        timesteps: schedule.timesteps,
+        latents: initial,
+        callback: opts.callback,
+        step: (step, latents, timestep) => {
           const input = cfg ? concat([latents, latents], 0) : latents;
           let velocity = this.transformerCalls.run(this.transformer, { step, numSteps, timestep, branch }, () =>
             this.transformer.forward({
@@ -295,11 +298,8 @@ export class StableDiffusion3Pipeline implements Disposable {
           );
           if (cfg) velocity = batchedGuidance(velocity, guidanceScale);
           return schedule.step(step, velocity, latents);
-        }));
-        latents.dispose();
-        latents = next;
-        opts.callback?.({ step, numSteps, timestep, latents });
-      }
+        },
+      });
 
       const image = opts.decode === false ? null : this.decodeLatents(latents);
       scope.keep(latents);

@@ -11,7 +11,7 @@ import { TensorScope, div, full, tidy, zeros, type Device, type Tensor } from '@
 import {
   checkFiniteInputs,
   classifierFreeGuidance,
-  inDenoisingStep,
+  denoise,
   AutoencoderKLDecoder,
   checkPipelineFolder,
   FlowMatchEulerDiscreteScheduler,
@@ -24,6 +24,7 @@ import {
   readPipelineDefaults,
   withPipelineDefaults,
   type ComputeDtype,
+  type DiffusionPipeline,
   type LoadOptions,
   type PipelineDefaults,
   type PipelineStepEnd,
@@ -110,7 +111,7 @@ const COMPONENTS = [
   ['scheduler', 'FlowMatchEulerDiscreteScheduler'],
 ] as const;
 
-export class FluxPipeline implements Disposable {
+export class FluxPipeline implements DiffusionPipeline<FluxGenerateOptions, FluxGenerateResult, TransformerCall> {
   readonly transformer: FluxTransformer;
   readonly vae: AutoencoderKLDecoder;
   readonly scheduler: FlowMatchEulerDiscreteScheduler;
@@ -253,12 +254,11 @@ export class FluxPipeline implements Disposable {
       });
       const textTokens = embeds.promptEmbeds.shape[1];
       const { latents: initial, seed } = this.initialLatents(opts, batch, sides, device);
-      let latents = initial;
       const imgIds = latentImageIds(latentHeight / 2, latentWidth / 2, device);
       const txtIds = zeros([textTokens, 3], { device });
       const rotary = this.transformer.rotaryEmbedding(txtIds, imgIds);
       const guidance = this.transformer.config.guidance_embeds ? full([batch], opts.guidanceScale ?? 3.5, { device }) : undefined;
-      const call = (step: number, branch: CfgBranch, promptEmbeds: Tensor, pooled: Tensor, timestep: Tensor): Tensor => {
+      const call = (step: number, branch: CfgBranch, latents: Tensor, promptEmbeds: Tensor, pooled: Tensor, timestep: Tensor): Tensor => {
         // The cache engine learns step, branch and timestep from here, read from no tensor.
         return this.transformerCalls.run(this.transformer, { step, numSteps, timestep: schedule.timesteps[step], branch }, () =>
           this.transformer.forward({
@@ -275,7 +275,7 @@ export class FluxPipeline implements Disposable {
       };
 
       // NaN / Inf in an input, as given (a 16-bit overflow of the rounded copy is the blocks'
-      // Float16OverflowError), stops here, named; inDenoisingStep checks each step's latents.
+      // Float16OverflowError), stops here, named; denoise checks each step's latents.
       checkFiniteInputs(
         {
           latents_in: opts.latents,
@@ -286,22 +286,21 @@ export class FluxPipeline implements Disposable {
         },
         numSteps,
       );
-      for (let step = 0; step < numSteps; ++step) {
-        const next = inDenoisingStep(step, numSteps, () =>
-          tidy(() => {
-            const timestep = this.modelTimestep(schedule.timesteps[step], batch, device);
-            let noise = call(step, 'cond', embeds.promptEmbeds, embeds.pooledPromptEmbeds, timestep);
-            if (trueCfg) {
-              const negative = call(step, 'uncond', embeds.negativePromptEmbeds as Tensor, embeds.negativePooledPromptEmbeds as Tensor, timestep);
-              noise = classifierFreeGuidance(negative, noise, trueCfgScale);
-            }
-            return schedule.step(step, noise, latents);
-          }),
-        );
-        latents.dispose();
-        latents = next;
-        opts.callback?.({ step, numSteps, timestep: schedule.timesteps[step], latents });
-      }
+      const latents = denoise({
+        numSteps,
+        timesteps: schedule.timesteps,
+        latents: initial,
+        callback: opts.callback,
+        step: (step, latents, t) => {
+          const timestep = this.modelTimestep(t, batch, device);
+          let noise = call(step, 'cond', latents, embeds.promptEmbeds, embeds.pooledPromptEmbeds, timestep);
+          if (trueCfg) {
+            const negative = call(step, 'uncond', latents, embeds.negativePromptEmbeds as Tensor, embeds.negativePooledPromptEmbeds as Tensor, timestep);
+            noise = classifierFreeGuidance(negative, noise, trueCfgScale);
+          }
+          return schedule.step(step, noise, latents);
+        },
+      });
 
       const image = opts.decode === false ? null : this.decodeLatents(latents, opts.height, opts.width);
       scope.keep(latents);

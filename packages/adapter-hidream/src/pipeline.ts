@@ -17,7 +17,7 @@ import {
   computeDtype,
   FlowMatchEulerDiscreteScheduler,
   calculateShift,
-  inDenoisingStep,
+  denoise,
   randnTensor,
   readPipelineDefaults,
   RemotePipeline,
@@ -25,6 +25,7 @@ import {
   TransformerCallAnnouncer,
   withPipelineDefaults,
   type ComputeDtype,
+  type DiffusionPipeline,
   type LoadOptions,
   type PipelineDefaults,
   type PipelineStepEnd,
@@ -103,7 +104,7 @@ function pythonFloorDiv(a: number, b: number): number {
   return quotient - floored > 0.5 ? floored + 1 : floored;
 }
 
-export class HiDreamPipeline implements Disposable {
+export class HiDreamPipeline implements DiffusionPipeline<HiDreamGenerateOptions, HiDreamGenerateResult, TransformerCall> {
   readonly transformer: HiDreamTransformer;
   readonly vae: AutoencoderKLDecoder;
   readonly scheduler: FlowMatchEulerDiscreteScheduler;
@@ -221,7 +222,6 @@ export class HiDreamPipeline implements Disposable {
     const scope = new TensorScope();
     try {
       const { latents: initial, seed } = this.initialLatents(opts, batch, height, width);
-      let latents = initial;
       // Batched CFG: the negative prompt first, as diffusers concatenates them; in the compute
       // dtype, as the pipeline's text encoders in that dtype would return them.
       const both = (negative: Tensor | undefined, positive: Tensor, dim: number): Tensor =>
@@ -231,7 +231,7 @@ export class HiDreamPipeline implements Disposable {
       const pooled = both(opts.negativePooledPromptEmbeds, opts.pooledPromptEmbeds, 0);
 
       // NaN / Inf in an input, as given (a 16-bit overflow of the rounded copy is the blocks'
-      // Float16OverflowError), stops here, named; inDenoisingStep checks each step's latents.
+      // Float16OverflowError), stops here, named; denoise checks each step's latents.
       checkFiniteInputs(
         {
           latents_in: opts.latents,
@@ -244,29 +244,27 @@ export class HiDreamPipeline implements Disposable {
         },
         numSteps,
       );
-      for (let step = 0; step < numSteps; ++step) {
-        const timestep = schedule.timesteps[step];
-        const next = inDenoisingStep(step, numSteps, () =>
-          tidy(() => {
-            const input = cfg ? concat([latents, latents], 0) : latents;
-            const prediction = this.transformerCalls.run(this.transformer, { step, numSteps, timestep, branch }, () =>
-              this.transformer.forward({
-                hiddenStates: input,
-                timesteps: full([input.shape[0]], timestep, { device }),
-                encoderHiddenStatesT5: t5,
-                encoderHiddenStatesLlama3: llama,
-                pooledEmbeds: pooled,
-              }),
-            );
-            let velocity = neg(prediction);
-            if (cfg) velocity = batchedGuidance(velocity, guidanceScale);
-            return schedule.step(step, velocity, latents);
-          }),
-        );
-        latents.dispose();
-        latents = next;
-        opts.callback?.({ step, numSteps, timestep, latents });
-      }
+      const latents = denoise({
+        numSteps,
+        timesteps: schedule.timesteps,
+        latents: initial,
+        callback: opts.callback,
+        step: (step, latents, timestep) => {
+          const input = cfg ? concat([latents, latents], 0) : latents;
+          const prediction = this.transformerCalls.run(this.transformer, { step, numSteps, timestep, branch }, () =>
+            this.transformer.forward({
+              hiddenStates: input,
+              timesteps: full([input.shape[0]], timestep, { device }),
+              encoderHiddenStatesT5: t5,
+              encoderHiddenStatesLlama3: llama,
+              pooledEmbeds: pooled,
+            }),
+          );
+          let velocity = neg(prediction);
+          if (cfg) velocity = batchedGuidance(velocity, guidanceScale);
+          return schedule.step(step, velocity, latents);
+        },
+      });
 
       const image = opts.decode === false ? null : this.decodeLatents(latents);
       scope.keep(latents);

@@ -16,8 +16,8 @@ import {
   classifierFreeGuidance,
   computeDtype,
   ConfigError,
+  denoise,
   FlowMatchEulerDiscreteScheduler,
-  inDenoisingStep,
   UniPCMultistepScheduler,
   randnTensor,
   readJsonObject,
@@ -27,6 +27,7 @@ import {
   TransformerCallAnnouncer,
   withPipelineDefaults,
   type ComputeDtype,
+  type DiffusionPipeline,
   type LoadOptions,
   type PipelineDefaults,
   type PipelineStepEnd,
@@ -127,7 +128,7 @@ const DEFAULTS = { height: 480, width: 832, numFrames: 81, numInferenceSteps: 50
 /** diffusers' WanPipeline.check_inputs: height and width must be multiples of this. */
 const SIZE_MULTIPLE = 16;
 
-export class WanPipeline implements Disposable {
+export class WanPipeline implements DiffusionPipeline<WanGenerateOptions, WanGenerateResult, TransformerCall> {
   readonly transformer: WanTransformer;
   readonly transformer2: WanTransformer | null;
   readonly vae: AutoencoderKLWanDecoder;
@@ -341,12 +342,11 @@ export class WanPipeline implements Disposable {
       const promptEmbeds = opts.promptEmbeds.cast(dtype);
       const negativePromptEmbeds = opts.negativePromptEmbeds?.cast(dtype);
       const { latents: initial, seed } = this.initialLatents(opts, [batch, ...latentShape]);
-      let latents = initial;
       // The rotary tables depend only on the latent grid: made once per call (and expert), not per step.
       const rotaries = new Map(
-        [this.transformer, this.transformer2].flatMap((m) => (m ? [[m, m.rotaryEmbedding(m.patchGrid(latents.shape), device)] as const] : [])),
+        [this.transformer, this.transformer2].flatMap((m) => (m ? [[m, m.rotaryEmbedding(m.patchGrid(initial.shape), device)] as const] : [])),
       );
-      const call = (step: number, branch: CfgBranch, expert: WanExpert, promptEmbeds: Tensor, timestep: Tensor): Tensor => {
+      const call = (step: number, branch: CfgBranch, expert: WanExpert, latents: Tensor, promptEmbeds: Tensor, timestep: Tensor): Tensor => {
         const model = expert === 'transformer' ? this.transformer : (this.transformer2 as WanTransformer);
         return this.transformerCalls.run(model, { step, numSteps, timestep: schedule.timesteps[step], branch, expert }, () =>
           model.forward({ hiddenStates: latents, timestep, encoderHiddenStates: promptEmbeds, rotary: rotaries.get(model) }),
@@ -354,26 +354,26 @@ export class WanPipeline implements Disposable {
       };
 
       // NaN / Inf in an input, as given (a 16-bit overflow of the rounded copy is the blocks'
-      // Float16OverflowError), stops here, named; inDenoisingStep checks each step's latents.
+      // Float16OverflowError), stops here, named; denoise checks each step's latents.
       checkFiniteInputs({ latents_in: opts.latents, prompt_embeds: opts.promptEmbeds, negative_prompt_embeds: cfg ? opts.negativePromptEmbeds : undefined }, numSteps);
-      for (let step = 0; step < numSteps; ++step) {
-        const t = schedule.timesteps[step];
-        const expert = this.expertAt(t);
-        const next = inDenoisingStep(step, numSteps, () =>
-          tidy(() => {
-            const timestep = full([batch], t, { device });
-            let noise = call(step, 'cond', expert, promptEmbeds, timestep);
-            if (cfg) {
-              const uncond = call(step, 'uncond', expert, negativePromptEmbeds as Tensor, timestep);
-              noise = classifierFreeGuidance(uncond, noise, guidance[expert]);
-            }
-            return schedule.step(step, noise, latents);
-          }),
-        );
-        latents.dispose();
-        latents = next;
-        opts.callback?.({ step, numSteps, timestep: t, expert, latents });
-      }
+      const latents = denoise<StepEnd>({
+        numSteps,
+        timesteps: schedule.timesteps,
+        latents: initial,
+        callback: opts.callback,
+        // Wan's records also say which expert made the step.
+        stepEnd: ({ latents, ...end }) => ({ ...end, expert: this.expertAt(end.timestep), latents }),
+        step: (step, latents, t) => {
+          const expert = this.expertAt(t);
+          const timestep = full([batch], t, { device });
+          let noise = call(step, 'cond', expert, latents, promptEmbeds, timestep);
+          if (cfg) {
+            const uncond = call(step, 'uncond', expert, latents, negativePromptEmbeds as Tensor, timestep);
+            noise = classifierFreeGuidance(uncond, noise, guidance[expert]);
+          }
+          return schedule.step(step, noise, latents);
+        },
+      });
 
       const video = opts.decode === false ? null : this.decodeLatents(latents);
       scope.keep(latents);

@@ -50,5 +50,7 @@ export {
 export { runtimeTensorOps } from './pipeline/cache-ops.js';
 export { batchedGuidance, classifierFreeGuidance } from './pipeline/guidance.js';
 export { TransformerCallAnnouncer, type PipelineStepEnd, type PipelineTransformerCall } from './pipeline/transformer-calls.js';
+export { denoise, type DenoiseOptions } from './pipeline/denoise.js';
+export type { DiffusionPipeline, DiffusionPipelineClass, DiffusionRequest } from './pipeline/diffusion-pipeline.js';
 export { RemotePipeline, type Progress, type RemoteGenerateOptions } from './pipeline/worker/remote-pipeline.js';
 export type { HostSpec } from './pipeline/worker/host.js';

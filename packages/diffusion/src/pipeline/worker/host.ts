@@ -6,6 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { disableCache, enableCache, summary } from '@ditcache/core';
 import { memoryStats } from '@ditcache/cuda-runtime';
 
+import type { DiffusionPipeline, DiffusionPipelineClass, DiffusionRequest } from '../diffusion-pipeline.js';
 import { decode, disposeTensors, encode, type FromWorker, type ToWorker } from './wire.js';
 
 export interface HostSpec {
@@ -17,17 +18,8 @@ export interface HostSpec {
   loadOptions?: unknown;
 }
 
-interface StepInfo {
-  step: number;
-  numSteps: number;
-  timestep: number;
-}
-
-interface HostedPipeline {
-  generate(request: Record<string, unknown>): unknown;
-  onTransformerCall?(listener: () => void): () => void;
-  dispose(): void;
-}
+/** Any family's pipeline, driven with a decoded request and the host's progress callback. */
+type HostedPipeline = DiffusionPipeline<Record<string, unknown> & DiffusionRequest, unknown>;
 
 class AbortedError extends Error {
   constructor() {
@@ -42,12 +34,18 @@ let pendingCacheError: Error | null = null;
 const send = (m: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
 
 async function main(spec: HostSpec): Promise<void> {
-  const mod = (await import(spec.module)) as Record<string, { fromPretrained(dir: string, opts?: unknown): HostedPipeline }>;
+  const mod = (await import(spec.module)) as Record<string, DiffusionPipelineClass<HostedPipeline> | undefined>;
   const Pipeline = mod[spec.exportName];
   if (!Pipeline || typeof Pipeline.fromPretrained !== 'function') {
     throw new TypeError(`${spec.module} has no pipeline class ${spec.exportName} with fromPretrained()`);
   }
   const pipe = Pipeline.fromPretrained(spec.modelDir, spec.loadOptions);
+  // A class typed against another version of the interface (or none) fails here, named, not mid-run.
+  const lacks = (['generate', 'onTransformerCall', 'dispose'] as const).filter((m) => typeof (pipe as Partial<HostedPipeline>)[m] !== 'function');
+  if (lacks.length) {
+    (pipe as Partial<HostedPipeline>).dispose?.();
+    throw new TypeError(`${spec.module}: ${spec.exportName}.fromPretrained() returned no DiffusionPipeline (it has no ${lacks.join(', ')})`);
+  }
   let cached = false;
   send({ type: 'ready' });
 
@@ -85,7 +83,7 @@ function run(pipe: HostedPipeline, m: Extract<ToWorker, { type: 'generate' }>, c
     if (Atomics.load(aborted, 0) !== 0) throw new AbortedError();
   };
   const request = decode(m.request) as Record<string, unknown>;
-  const off = pipe.onTransformerCall?.(checkAbort);
+  const off = pipe.onTransformerCall(checkAbort);
   // The reply goes out only after everything this run held is freed: the runtime's counters
   // are process-wide, so a caller checking them on receipt must see the final state.
   let reply: { message: FromWorker; transfer: ArrayBuffer[] };
@@ -94,7 +92,7 @@ function run(pipe: HostedPipeline, m: Extract<ToWorker, { type: 'generate' }>, c
     checkAbort();
     const result = pipe.generate({
       ...request,
-      callback: (s: StepInfo) => {
+      callback: (s) => {
         send({ type: 'progress', id: m.id, step: s.step, numSteps: s.numSteps, timestep: s.timestep });
         checkAbort();
       },
@@ -108,7 +106,7 @@ function run(pipe: HostedPipeline, m: Extract<ToWorker, { type: 'generate' }>, c
     const err = e as Error;
     reply = { message: { type: 'failed', id: m.id, name: err.name, message: err.message }, transfer: [] };
   } finally {
-    off?.();
+    off();
     disposeTensors(request);
   }
   send(reply.message, reply.transfer);
