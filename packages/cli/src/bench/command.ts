@@ -49,7 +49,7 @@ export async function bench(flags: BenchFlags): Promise<BenchOutputs> {
   mkdirSync(flags.out, { recursive: true });
 
   const progress = benchProgress();
-  let records;
+  let records: Awaited<ReturnType<typeof runBench>>;
   try {
     records = await runBench({ model: flags.model, prompts, configs, out: flags.out, settings, onProgress: (p) => progress.update(p) });
   } finally {

@@ -138,7 +138,10 @@ export class RemotePipeline<Request, Result> extends EventEmitter {
 
   private receive(m: FromWorker): void {
     if (m.type === 'ready') return;
-    if (m.type === 'failed' && m.id === null) return this.failAll(Object.assign(new Error(m.message), { name: m.name }));
+    if (m.type === 'failed' && m.id === null) {
+      this.failAll(Object.assign(new Error(m.message), { name: m.name }));
+      return;
+    }
     const p = this.pending.get(m.id as number);
     if (!p) return;
     switch (m.type) {
