@@ -106,7 +106,11 @@ export class SelfAttention {
   ) {}
 
   static load(w: WeightReader, shape: AttentionShape): SelfAttention {
-    return new SelfAttention(shape.heads, loadProjection(w, ['to_q', 'to_k', 'to_v', 'norm_q', 'norm_k'], shape), Linear.load(w.at('to_out.0'), shape.dim, shape.dim));
+    return new SelfAttention(
+      shape.heads,
+      loadProjection(w, ['to_q', 'to_k', 'to_v', 'norm_q', 'norm_k'], shape),
+      Linear.load(w.at('to_out.0'), shape.dim, shape.dim),
+    );
   }
 
   forward(x: Tensor): Tensor {

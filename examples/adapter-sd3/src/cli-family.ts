@@ -17,7 +17,8 @@ const NEGATIVE = ['negative_prompt_embeds', 'negative_pooled_prompt_embeds'];
 /** A usage error unless the folder has SD3's two CLIP tokenizers and encoders. */
 function checkTextComponents(dir: string): void {
   const missing = missingFolders(dir, CLIP_COMPONENTS);
-  if (missing.length) throw new UsageError(`--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (text encoders); give prompt embeddings with --inputs instead`);
+  if (missing.length)
+    throw new UsageError(`--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (text encoders); give prompt embeddings with --inputs instead`);
 }
 
 const sd3CliFamily: CliFamily = {
@@ -27,9 +28,20 @@ const sd3CliFamily: CliFamily = {
   // The flags of `ditcache generate` it takes beyond every family's (guidance is batched CFG with
   // --guidance): prompts as text, with the folder's text encoders, instead of embeddings.
   options: [
-    { flag: '--prompt', type: 'string', setting: 'prompt', valueName: 'text', description: 'the prompt, encoded by the folder\'s text encoders (then --inputs may hold only latents_in)' },
+    {
+      flag: '--prompt',
+      type: 'string',
+      setting: 'prompt',
+      valueName: 'text',
+      description: "the prompt, encoded by the folder's text encoders (then --inputs may hold only latents_in)",
+    },
     { flag: '--negative-prompt', type: 'string', setting: 'negativePrompt', valueName: 'text', description: 'the negative prompt of CFG (default "")' },
-    { flag: '--max-sequence-length', type: 'positive-integer', setting: 'maxSequenceLength', description: `T5 tokens of the prompt (default ${MAX_SEQUENCE_LENGTH})` },
+    {
+      flag: '--max-sequence-length',
+      type: 'positive-integer',
+      setting: 'maxSequenceLength',
+      description: `T5 tokens of the prompt (default ${MAX_SEQUENCE_LENGTH})`,
+    },
   ],
   outputFormats: ['.png'],
 
@@ -41,7 +53,9 @@ const sd3CliFamily: CliFamily = {
   },
 
   // One chain of joint blocks, so `--cache` is checked against it before the weights load.
-  cacheChains: (dir) => [{ name: 'transformer.transformer_blocks', blocks: componentConfig(dir, 'transformer', ['SD3Transformer2DModel'], SD3_TRANSFORMER_DEFAULTS).num_layers }],
+  cacheChains: (dir) => [
+    { name: 'transformer.transformer_blocks', blocks: componentConfig(dir, 'transformer', ['SD3Transformer2DModel'], SD3_TRANSFORMER_DEFAULTS).num_layers },
+  ],
 
   encodePrompt(dir, prompt, s) {
     checkTextComponents(dir);
@@ -53,14 +67,27 @@ const sd3CliFamily: CliFamily = {
   request(inputs, file, s: CliGenerateSettings): SD3GenerateOptions {
     if (s.prompt !== undefined) {
       if ('prompt_embeds' in inputs) throw new UsageError(`--prompt and the prompt_embeds of --inputs ${file} exclude each other; give one`);
-      return { prompt: s.prompt, negativePrompt: s.negativePrompt, maxSequenceLength: s.maxSequenceLength, latents: inputs.latents_in, seed: inputs.latents_in ? undefined : s.seed, height: s.height, width: s.width, numInferenceSteps: s.steps, guidanceScale: s.guidance };
+      return {
+        prompt: s.prompt,
+        negativePrompt: s.negativePrompt,
+        maxSequenceLength: s.maxSequenceLength,
+        latents: inputs.latents_in,
+        seed: inputs.latents_in ? undefined : s.seed,
+        height: s.height,
+        width: s.width,
+        numInferenceSteps: s.steps,
+        guidanceScale: s.guidance,
+      };
     }
-    if (s.negativePrompt !== undefined || s.maxSequenceLength !== undefined) throw new UsageError('--negative-prompt and --max-sequence-length go with --prompt');
+    if (s.negativePrompt !== undefined || s.maxSequenceLength !== undefined)
+      throw new UsageError('--negative-prompt and --max-sequence-length go with --prompt');
     const [promptEmbeds, pooledPromptEmbeds] = pickInputs(inputs, file, ['prompt_embeds', 'pooled_prompt_embeds']);
     // Classifier-free guidance runs at a guidance scale above 1 (the pipeline's default is 7) and needs both negative embeddings.
     const guided = s.guidance === undefined || s.guidance > 1;
     if (guided && !NEGATIVE.every((n) => n in inputs)) {
-      throw new UsageError(`--inputs ${file} needs ${NEGATIVE.join(' and ')} for classifier-free guidance (--guidance ${s.guidance ?? 'unset, 7 by default'}); or give --guidance 1`);
+      throw new UsageError(
+        `--inputs ${file} needs ${NEGATIVE.join(' and ')} for classifier-free guidance (--guidance ${s.guidance ?? 'unset, 7 by default'}); or give --guidance 1`,
+      );
     }
     const [negativePromptEmbeds, negativePooledPromptEmbeds] = NEGATIVE.some((n) => n in inputs) ? pickInputs(inputs, file, NEGATIVE) : [undefined, undefined];
     return {

@@ -29,7 +29,15 @@ export function readSD3TransformerConfig(folder: WeightFolder): SD3TransformerCo
   const fail = (what: string): never => {
     throw new ConfigError(`${folder.dir}/config.json: ${what}`);
   };
-  const positive = ['patch_size', 'in_channels', 'num_layers', 'attention_head_dim', 'num_attention_heads', 'joint_attention_dim', 'pooled_projection_dim'] as const;
+  const positive = [
+    'patch_size',
+    'in_channels',
+    'num_layers',
+    'attention_head_dim',
+    'num_attention_heads',
+    'joint_attention_dim',
+    'pooled_projection_dim',
+  ] as const;
   for (const key of positive) if (!Number.isInteger(cfg[key]) || cfg[key] < 1) fail(`'${key}' must be a positive integer, got ${JSON.stringify(cfg[key])}`);
   const inner = cfg.num_attention_heads * cfg.attention_head_dim;
   // The joint blocks add the projected text to a stream of the model's width.
@@ -39,7 +47,8 @@ export function readSD3TransformerConfig(folder: WeightFolder): SD3TransformerCo
   if (cfg.pos_embed_max_size === null) fail('pos_embed_max_size is null: only the stored, cropped positional embedding of SD3 is supported');
   if (cfg.qk_norm !== null && cfg.qk_norm !== 'rms_norm') fail(`qk_norm must be null or 'rms_norm' (as in SD3 and SD3.5), got ${JSON.stringify(cfg.qk_norm)}`);
   for (const i of cfg.dual_attention_layers) {
-    if (!Number.isInteger(i) || i < 0 || i >= cfg.num_layers) fail(`dual_attention_layers holds ${JSON.stringify(i)}, not a block index below num_layers (${cfg.num_layers})`);
+    if (!Number.isInteger(i) || i < 0 || i >= cfg.num_layers)
+      fail(`dual_attention_layers holds ${JSON.stringify(i)}, not a block index below num_layers (${cfg.num_layers})`);
   }
   return cfg;
 }

@@ -136,7 +136,9 @@ export class StableDiffusion3Pipeline implements DiffusionPipeline<SD3GenerateOp
     this.scheduler = components.scheduler;
     this.vaeScaleFactor = this.vae.scaleFactor;
     if (this.vae.dtype !== this.transformer.dtype) {
-      throw new TypeError(`StableDiffusion3Pipeline: the transformer computes in ${this.transformer.dtype} but the VAE in ${this.vae.dtype}; load both with the same dtype`);
+      throw new TypeError(
+        `StableDiffusion3Pipeline: the transformer computes in ${this.transformer.dtype} but the VAE in ${this.vae.dtype}; load both with the same dtype`,
+      );
     }
     const { in_channels: inChannels } = this.transformer.config;
     const latentChannels = this.vae.config.latent_channels;
@@ -166,7 +168,9 @@ export class StableDiffusion3Pipeline implements DiffusionPipeline<SD3GenerateOp
     let vae: AutoencoderKLDecoder | undefined;
     try {
       vae = AutoencoderKLDecoder.load(join(dir, 'vae'), opts);
-      const promptEncoder = withText ? new SD3PromptEncoder(dir, transformer.config.joint_attention_dim, { device: opts.device, weightDtype: opts.weightDtype }) : null;
+      const promptEncoder = withText
+        ? new SD3PromptEncoder(dir, transformer.config.joint_attention_dim, { device: opts.device, weightDtype: opts.weightDtype })
+        : null;
       return new StableDiffusion3Pipeline({ transformer, vae, scheduler, promptEncoder, releaseTextEncoders: opts.releaseTextEncoders, defaults });
     } catch (e) {
       vae?.dispose();
@@ -182,7 +186,12 @@ export class StableDiffusion3Pipeline implements DiffusionPipeline<SD3GenerateOp
    * (an application's node_modules, or a folder the CLI's --adapter names).
    */
   static spawn(dir: string, opts: SD3LoadOptions = {}): Promise<RemotePipeline<SD3GenerateOptions, SD3GenerateResult>> {
-    return RemotePipeline.open({ module: new URL('./index.js', import.meta.url).href, exportName: 'StableDiffusion3Pipeline', modelDir: dir, loadOptions: opts });
+    return RemotePipeline.open({
+      module: new URL('./index.js', import.meta.url).href,
+      exportName: 'StableDiffusion3Pipeline',
+      modelDir: dir,
+      loadOptions: opts,
+    });
   }
 
   /** What the pipeline computes in (the `dtype` load option, diffusers' torch_dtype). */
@@ -200,7 +209,8 @@ export class StableDiffusion3Pipeline implements DiffusionPipeline<SD3GenerateOp
 
   /** diffusers' encode_prompt: the joint and pooled embeddings of the prompt(s). The caller owns them. */
   encodePrompt(prompt: string | readonly string[], opts: { maxSequenceLength?: number } = {}): SD3PromptEmbeddings {
-    if (!this.promptEncoder) throw new TypeError('StableDiffusion3Pipeline: this pipeline has no tokenizers / text encoders, so it takes prompt embeddings, not a prompt');
+    if (!this.promptEncoder)
+      throw new TypeError('StableDiffusion3Pipeline: this pipeline has no tokenizers / text encoders, so it takes prompt embeddings, not a prompt');
     try {
       return this.promptEncoder.encode(prompt, opts);
     } finally {
@@ -222,21 +232,24 @@ export class StableDiffusion3Pipeline implements DiffusionPipeline<SD3GenerateOp
 
   /** The embeddings generate runs on: given, or encoded from the prompts (what it encodes goes into `owned`, for the caller to dispose). */
   private textEmbeddings(opts: SD3GenerateOptions, owned: Tensor[]): Embeddings {
-    if ((opts.prompt === undefined) === (opts.promptEmbeds === undefined)) throw new TypeError('StableDiffusion3Pipeline: give either prompt or promptEmbeds (with pooledPromptEmbeds)');
+    if ((opts.prompt === undefined) === (opts.promptEmbeds === undefined))
+      throw new TypeError('StableDiffusion3Pipeline: give either prompt or promptEmbeds (with pooledPromptEmbeds)');
     if (opts.promptEmbeds && !opts.pooledPromptEmbeds) throw new TypeError('StableDiffusion3Pipeline: promptEmbeds come with pooledPromptEmbeds');
     const encode = (prompts: string | readonly string[]): SD3PromptEmbeddings => {
       const e = this.encodePrompt(prompts, { maxSequenceLength: opts.maxSequenceLength });
       owned.push(e.promptEmbeds, e.pooledPromptEmbeds);
       return e;
     };
-    const positive = opts.prompt === undefined ? { promptEmbeds: opts.promptEmbeds as Tensor, pooledPromptEmbeds: opts.pooledPromptEmbeds as Tensor } : encode(opts.prompt);
+    const positive =
+      opts.prompt === undefined ? { promptEmbeds: opts.promptEmbeds as Tensor, pooledPromptEmbeds: opts.pooledPromptEmbeds as Tensor } : encode(opts.prompt);
     const cfg = (opts.guidanceScale ?? 7) > 1;
     if (!cfg || opts.negativePromptEmbeds || !this.promptEncoder) {
       return { ...positive, negativePromptEmbeds: opts.negativePromptEmbeds, negativePooledPromptEmbeds: opts.negativePooledPromptEmbeds };
     }
     const batch = positive.promptEmbeds.shape[0];
     const negative = opts.negativePrompt ?? '';
-    if (typeof negative !== 'string' && negative.length !== batch) throw new TypeError(`StableDiffusion3Pipeline: negativePrompt has ${negative.length} prompts for a batch of ${batch}`);
+    if (typeof negative !== 'string' && negative.length !== batch)
+      throw new TypeError(`StableDiffusion3Pipeline: negativePrompt has ${negative.length} prompts for a batch of ${batch}`);
     const encoded = encode(typeof negative === 'string' ? Array<string>(batch).fill(negative) : negative);
     return { ...positive, negativePromptEmbeds: encoded.promptEmbeds, negativePooledPromptEmbeds: encoded.pooledPromptEmbeds };
   }
@@ -263,7 +276,7 @@ export class StableDiffusion3Pipeline implements DiffusionPipeline<SD3GenerateOp
       // Batched CFG: the negative prompt first, as diffusers concatenates them; in the compute
       // dtype, as the pipeline's text encoders in that dtype would return them.
       const both = (negative: Tensor | undefined, positive: Tensor): Tensor =>
-        (cfg ? concat([(negative as Tensor).cast(this.dtype), positive.cast(this.dtype)], 0) : positive.cast(this.dtype));
+        cfg ? concat([(negative as Tensor).cast(this.dtype), positive.cast(this.dtype)], 0) : positive.cast(this.dtype);
       const promptEmbeds = both(opts.negativePromptEmbeds, opts.promptEmbeds);
       const pooled = both(opts.negativePooledPromptEmbeds, opts.pooledPromptEmbeds);
 
@@ -353,7 +366,8 @@ export class StableDiffusion3Pipeline implements DiffusionPipeline<SD3GenerateOp
     const { promptEmbeds: e, pooledPromptEmbeds: p } = opts;
     if (e.rank !== 3 || e.shape[2] !== c.joint_attention_dim) fail(`promptEmbeds must be (B, tokens, ${c.joint_attention_dim}), got ${shape(e)}`);
     const batch = e.shape[0];
-    if (p.rank !== 2 || p.shape[0] !== batch || p.shape[1] !== c.pooled_projection_dim) fail(`pooledPromptEmbeds must be (${batch}, ${c.pooled_projection_dim}), got ${shape(p)}`);
+    if (p.rank !== 2 || p.shape[0] !== batch || p.shape[1] !== c.pooled_projection_dim)
+      fail(`pooledPromptEmbeds must be (${batch}, ${c.pooled_projection_dim}), got ${shape(p)}`);
     const negatives = [
       ['negativePromptEmbeds', opts.negativePromptEmbeds, 'promptEmbeds', e],
       ['negativePooledPromptEmbeds', opts.negativePooledPromptEmbeds, 'pooledPromptEmbeds', p],

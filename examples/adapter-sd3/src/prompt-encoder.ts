@@ -39,10 +39,14 @@ export class SD3PromptEncoder implements Disposable {
     private readonly opts: LoadOptions = {},
   ) {
     const missing = missingFolders(dir, CLIP_COMPONENTS);
-    if (missing.length) throw new ConfigError(`${dir}: no ${missing.map((m) => `${m}/`).join(', ')} folder (prompt encoding needs ${CLIP_COMPONENTS.map((m) => `${m}/`).join(', ')})`);
+    if (missing.length)
+      throw new ConfigError(
+        `${dir}: no ${missing.map((m) => `${m}/`).join(', ')} folder (prompt encoding needs ${CLIP_COMPONENTS.map((m) => `${m}/`).join(', ')})`,
+      );
     this.clipTokenizers = [loadTokenizer(join(dir, 'tokenizer')), loadTokenizer(join(dir, 'tokenizer_2'))];
     const missingT5 = missingFolders(dir, T5_COMPONENTS);
-    if (missingT5.length === 1) throw new ConfigError(`${dir}: has ${T5_COMPONENTS.find((c) => !missingT5.includes(c))}/ but no ${missingT5[0]}/; T5 needs both`);
+    if (missingT5.length === 1)
+      throw new ConfigError(`${dir}: has ${T5_COMPONENTS.find((c) => !missingT5.includes(c))}/ but no ${missingT5[0]}/; T5 needs both`);
     this.t5Tokenizer = missingT5.length ? null : loadTokenizer(join(dir, 'tokenizer_3'));
   }
 
@@ -56,7 +60,10 @@ export class SD3PromptEncoder implements Disposable {
     this.clips ??= [ClipTextModel.load(join(this.dir, 'text_encoder'), this.opts), ClipTextModel.load(join(this.dir, 'text_encoder_2'), this.opts)];
     if (this.t5Tokenizer) this.t5 ??= T5Encoder.load(join(this.dir, 'text_encoder_3'), this.opts);
     for (const [i, clip] of this.clips.entries()) {
-      if (clip.config.projectionDim === null) throw new ConfigError(`${join(this.dir, i ? 'text_encoder_2' : 'text_encoder')}: SD3 needs a CLIPTextModelWithProjection (its pooled output is projected)`);
+      if (clip.config.projectionDim === null)
+        throw new ConfigError(
+          `${join(this.dir, i ? 'text_encoder_2' : 'text_encoder')}: SD3 needs a CLIPTextModelWithProjection (its pooled output is projected)`,
+        );
     }
   }
 
@@ -76,18 +83,32 @@ export class SD3PromptEncoder implements Disposable {
     this.load();
     const clips = this.clips as [ClipTextModel, ClipTextModel];
     const device = this.opts.device ?? 'cpu';
-    const ids = (tokenizer: Tokenizer, tokens: number) => tensor(Int32Array.from(prompts.flatMap((p) => tokenizer.encodePadded(p, tokens).ids)), [prompts.length, tokens], { device });
+    const ids = (tokenizer: Tokenizer, tokens: number) =>
+      tensor(Int32Array.from(prompts.flatMap((p) => tokenizer.encodePadded(p, tokens).ids)), [prompts.length, tokens], { device });
     return tidy(() => {
       const clipLength = this.clipTokenizers[0].modelMaxLength ?? clips[0].config.maxPositionEmbeddings;
       const outputs = clips.map((clip, i) => clip.forward(ids(this.clipTokenizers[i], clipLength), { outputHiddenStates: true }));
-      const clipStates = concat(outputs.map((o) => (o.hiddenStates as Tensor[]).at(-2) as Tensor), 2);
+      const clipStates = concat(
+        outputs.map((o) => (o.hiddenStates as Tensor[]).at(-2) as Tensor),
+        2,
+      );
       const width = clipStates.shape[2];
-      if (width > this.jointAttentionDim) throw new ConfigError(`${this.dir}: the CLIP encoders' widths add up to ${width}, more than the transformer's joint_attention_dim ${this.jointAttentionDim}`);
-      const t5States = this.t5 && this.t5Tokenizer ? this.t5.forward(ids(this.t5Tokenizer, length)) : zeros([prompts.length, clipLength, this.jointAttentionDim], { device });
-      const padded = width === this.jointAttentionDim ? clipStates : concat([clipStates, zeros([prompts.length, clipLength, this.jointAttentionDim - width], { device })], 2);
+      if (width > this.jointAttentionDim)
+        throw new ConfigError(
+          `${this.dir}: the CLIP encoders' widths add up to ${width}, more than the transformer's joint_attention_dim ${this.jointAttentionDim}`,
+        );
+      const t5States =
+        this.t5 && this.t5Tokenizer ? this.t5.forward(ids(this.t5Tokenizer, length)) : zeros([prompts.length, clipLength, this.jointAttentionDim], { device });
+      const padded =
+        width === this.jointAttentionDim
+          ? clipStates
+          : concat([clipStates, zeros([prompts.length, clipLength, this.jointAttentionDim - width], { device })], 2);
       return {
         promptEmbeds: concat([padded, t5States], 1),
-        pooledPromptEmbeds: concat(outputs.map((o) => o.textEmbeds as Tensor), 1),
+        pooledPromptEmbeds: concat(
+          outputs.map((o) => o.textEmbeds as Tensor),
+          1,
+        ),
       };
     });
   }

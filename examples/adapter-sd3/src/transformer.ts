@@ -49,7 +49,12 @@ class TimestepTextEmbedding {
 
   forward(timesteps: Float32Array, pooled: Tensor): Tensor {
     return tidy(() => {
-      const features = sinusoidalTimestepEmbedding(timesteps, TIME_PROJ_DIM, { flipSinToCos: true, downscaleFreqShift: 0, device: pooled.device, dtype: pooled.dtype });
+      const features = sinusoidalTimestepEmbedding(timesteps, TIME_PROJ_DIM, {
+        flipSinToCos: true,
+        downscaleFreqShift: 0,
+        device: pooled.device,
+        dtype: pooled.dtype,
+      });
       return add(this.timestepEmbedder.forward(features), this.textEmbedder.forward(pooled));
     });
   }
@@ -128,7 +133,8 @@ export class SD3Transformer implements Disposable {
       const temb = this.timeTextEmbed.forward(timesteps, inputs.pooledProjections.cast(this.dtype));
       let encoder: Tensor | null = this.contextEmbedder.forward(inputs.encoderHiddenStates.cast(this.dtype));
       for (const [i, block] of this.transformerBlocks.entries()) {
-        if (encoder === null) throw new TypeError(`SD3Transformer.forward: block ${i - 1} ended the encoder stream, but only the last block may (context_pre_only)`);
+        if (encoder === null)
+          throw new TypeError(`SD3Transformer.forward: block ${i - 1} ended the encoder stream, but only the last block may (context_pre_only)`);
         [encoder, hidden] = block.forward(hidden, encoder, temb);
       }
       const patches = this.projOut.forward(this.normOut.forward(hidden, temb));
@@ -174,7 +180,8 @@ export class SD3Transformer implements Disposable {
     if (e.rank !== 3 || e.shape[0] !== batch || e.shape[2] !== c.joint_attention_dim) {
       fail(`encoderHiddenStates must be (${batch}, tokens, ${c.joint_attention_dim}), got ${shape(e)}`);
     }
-    if (p.rank !== 2 || p.shape[0] !== batch || p.shape[1] !== c.pooled_projection_dim) fail(`pooledProjections must be (${batch}, ${c.pooled_projection_dim}), got ${shape(p)}`);
+    if (p.rank !== 2 || p.shape[0] !== batch || p.shape[1] !== c.pooled_projection_dim)
+      fail(`pooledProjections must be (${batch}, ${c.pooled_projection_dim}), got ${shape(p)}`);
     if (t.size !== batch || t.rank > 1) fail(`timestep must be (${batch},), got ${shape(t)}`);
     return t.toFloat32Array();
   }

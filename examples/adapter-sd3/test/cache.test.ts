@@ -50,7 +50,7 @@ describe.each(SETS)('caching SD3 on %s', (set) => {
     expect(relativeL2(run.latents, traces[`${name}.latents_out`])).toBeLessThan(1e-4);
   }
 
-  it.each(Object.keys(meta.cache_traces))('%s: cache-dit\'s cached steps, diffs and latents, and no tensor left behind', (name) => {
+  it.each(Object.keys(meta.cache_traces))("%s: cache-dit's cached steps, diffs and latents, and no tensor left behind", (name) => {
     const before = memoryStats();
     const run = cachedRun(configOf(meta.cache_traces[name]));
     expectTrace(run, name);
@@ -58,18 +58,19 @@ describe.each(SETS)('caching SD3 on %s', (set) => {
     expect(memoryStats()).toEqual(before);
   });
 
-  it.each(Object.entries(meta.cache_traces).filter(([, t]) => t.taylorseer_order && !t.enable_encoder_calibrator).map(([name]) => name))(
-    '%s with the encoder forecast on (the default): the last block ends the encoder stream, so the same steps and bit-identical latents',
-    (name) => {
-      const trace = meta.cache_traces[name];
-      const withForecast = cachedRun({ ...trace.config, taylorseer_order: trace.taylorseer_order as number });
-      const without = cachedRun(configOf(trace));
-      expect(withForecast.stats.cachedSteps).toEqual(without.stats.cachedSteps);
-      expect(Buffer.compare(withForecast.latents.toBytes(), without.latents.toBytes())).toBe(0);
-      withForecast.latents.dispose();
-      without.latents.dispose();
-    },
-  );
+  it.each(
+    Object.entries(meta.cache_traces)
+      .filter(([, t]) => t.taylorseer_order && !t.enable_encoder_calibrator)
+      .map(([name]) => name),
+  )('%s with the encoder forecast on (the default): the last block ends the encoder stream, so the same steps and bit-identical latents', (name) => {
+    const trace = meta.cache_traces[name];
+    const withForecast = cachedRun({ ...trace.config, taylorseer_order: trace.taylorseer_order as number });
+    const without = cachedRun(configOf(trace));
+    expect(withForecast.stats.cachedSteps).toEqual(without.stats.cachedSteps);
+    expect(Buffer.compare(withForecast.latents.toBytes(), without.latents.toBytes())).toBe(0);
+    withForecast.latents.dispose();
+    without.latents.dispose();
+  });
 
   it('threshold 0 gives bit-identical latents, and disableCache restores the model exactly', () => {
     const plain = pipe.generate(request).latents;
@@ -91,7 +92,7 @@ describe('every option at its default', () => {
   const set = 'sd3-tiny';
   const meta = metaOf(set);
 
-  it('enableCache(pipe) and enableCache(pipe, { enableTaylorseer: true }) give cache-dit\'s defaults, where cache-dit\'s own TaylorSeer default fails', () => {
+  it("enableCache(pipe) and enableCache(pipe, { enableTaylorseer: true }) give cache-dit's defaults, where cache-dit's own TaylorSeer default fails", () => {
     // cache-dit forecasts the encoder stream by default and asserts at the first cached step,
     // since the last block (a middle block with Fn 8, Bn 0) returns none; its trace ran without.
     expect(meta.cache_traces.defaults_TS1.cache_dit_with_encoder_calibrator).toMatch(/^AssertionError/);
@@ -110,9 +111,18 @@ describe('every option at its default', () => {
       decode: false,
     };
     expect(meta.num_inference_steps).toBe(28);
-    for (const [name, config] of [['defaults', undefined], ['defaults_TS1', { enableTaylorseer: true }]] as const) {
+    for (const [name, config] of [
+      ['defaults', undefined],
+      ['defaults_TS1', { enableTaylorseer: true }],
+    ] as const) {
       const handle = enableCache(pipe, config);
-      expect(handle.contexts[0].config).toMatchObject({ fnComputeBlocks: 8, bnComputeBlocks: 0, maxWarmupSteps: 8, residualDiffThreshold: 0.08, enableEncoderTaylorseer: true });
+      expect(handle.contexts[0].config).toMatchObject({
+        fnComputeBlocks: 8,
+        bnComputeBlocks: 0,
+        maxWarmupSteps: 8,
+        residualDiffThreshold: 0.08,
+        enableEncoderTaylorseer: true,
+      });
       const latents = pipe.generate(request).latents;
       const stats = summary(pipe, { print: false }).contexts[0];
       expect([...stats.cachedSteps]).toEqual(meta.cache_traces[name].stats[0].cached_steps);
@@ -131,7 +141,12 @@ describe('registration', () => {
     const handle = enableCache(pipe, { Fn_compute_blocks: 1 });
     expect(handle.adapter.pipe).toBe(pipe);
     expect(cacheHandleOf(pipe.transformer)).toBe(handle);
-    expect(new SD3CacheAdapterFactory().createBlockAdapter({ pipe, transformer: pipe.transformer }).resolveChains().map((c) => c.blocks.length)).toEqual([1]);
+    expect(
+      new SD3CacheAdapterFactory()
+        .createBlockAdapter({ pipe, transformer: pipe.transformer })
+        .resolveChains()
+        .map((c) => c.blocks.length),
+    ).toEqual([1]);
     disableCache(pipe);
   });
 });

@@ -45,7 +45,11 @@ function runFlags(set: string, guidance = metaOf(set).guidance_scale): string[] 
 
 /** A trace's config as --cache JSON, in cache-dit's keys. */
 function cacheSpec(trace: Trace): string {
-  return JSON.stringify(trace.taylorseer_order ? { ...trace.config, taylorseer_order: trace.taylorseer_order, enable_encoder_calibrator: trace.enable_encoder_calibrator ?? true } : trace.config);
+  return JSON.stringify(
+    trace.taylorseer_order
+      ? { ...trace.config, taylorseer_order: trace.taylorseer_order, enable_encoder_calibrator: trace.enable_encoder_calibrator ?? true }
+      : trace.config,
+  );
 }
 
 describe('ditcache --adapter examples/adapter-sd3', () => {
@@ -53,19 +57,40 @@ describe('ditcache --adapter examples/adapter-sd3', () => {
     const r = ditcache('adapters', '--adapter', adapter, '--json');
     expect(r.status, r.stderr).toBe(0);
     const [first] = JSON.parse(r.stdout) as { name: string; explicit: boolean; pipelineClasses: string[]; transformerClasses: string[] }[];
-    expect(first).toMatchObject({ name: 'ditcache-adapter-sd3', explicit: true, pipelineClasses: ['StableDiffusion3Pipeline'], transformerClasses: ['SD3Transformer2DModel'] });
+    expect(first).toMatchObject({
+      name: 'ditcache-adapter-sd3',
+      explicit: true,
+      pipelineClasses: ['StableDiffusion3Pipeline'],
+      transformerClasses: ['SD3Transformer2DModel'],
+    });
   });
 
   it.each([
     ['sd3-tiny', 'F1B0_W2_R0.0518'],
     ['sd3-tiny', 'defaults_TS1'],
     ['sd35-tiny', 'F1B1_W2_R0.057_TS2'],
-  ])('generate on %s with the cache config of trace %s: cache-dit\'s steps, its latents, an image', (set, name) => {
+  ])("generate on %s with the cache config of trace %s: cache-dit's steps, its latents, an image", (set, name) => {
     const trace = metaOf(set).cache_traces[name];
     const model = join(goldens, set);
     const [stats, latents, image] = ['json', 'safetensors', 'png'].map((ext) => join(dir, `${set}-${name}.${ext}`));
-    const r = ditcache('generate', '--adapter', adapter, '--model', model, '--inputs', join(model, 'pipeline.safetensors'), ...runFlags(set),
-      '--cache', cacheSpec(trace), '--stats', stats, '--save-latents', latents, '--output', image);
+    const r = ditcache(
+      'generate',
+      '--adapter',
+      adapter,
+      '--model',
+      model,
+      '--inputs',
+      join(model, 'pipeline.safetensors'),
+      ...runFlags(set),
+      '--cache',
+      cacheSpec(trace),
+      '--stats',
+      stats,
+      '--save-latents',
+      latents,
+      '--output',
+      image,
+    );
     expect(r.status, r.stderr).toBe(0);
     const records = JSON.parse(readFileSync(stats, 'utf-8')) as { name: string; cachedSteps: number[] }[];
     expect(records.map((c) => c.name)).toEqual(['transformer.transformer_blocks']);
@@ -75,19 +100,41 @@ describe('ditcache --adapter examples/adapter-sd3', () => {
     expect(readFileSync(image).subarray(1, 4).toString()).toBe('PNG');
   });
 
-  it('generate uncached, the package named instead of its folder: diffusers\' latents, with and without guidance', () => {
+  it("generate uncached, the package named instead of its folder: diffusers' latents, with and without guidance", () => {
     const model = join(goldens, 'sd35-tiny');
     const latents = join(dir, 'uncached.safetensors');
-    const r = ditcache('generate', '--adapter', 'ditcache-adapter-sd3', '--model', model, '--inputs', join(model, 'pipeline.safetensors'), ...runFlags('sd35-tiny'), '--save-latents', latents);
+    const r = ditcache(
+      'generate',
+      '--adapter',
+      'ditcache-adapter-sd3',
+      '--model',
+      model,
+      '--inputs',
+      join(model, 'pipeline.safetensors'),
+      ...runFlags('sd35-tiny'),
+      '--save-latents',
+      latents,
+    );
     expect(r.status, r.stderr).toBe(0);
     expect(relativeL2(loadSafetensors(latents).latents_out, loadSafetensors(join(model, 'pipeline.safetensors')).latents_out)).toBeLessThan(1e-4);
     const unguided = join(dir, 'unguided.safetensors');
-    const g1 = ditcache('generate', '--adapter', 'ditcache-adapter-sd3', '--model', model, '--inputs', join(model, 'pipeline.safetensors'), ...runFlags('sd35-tiny', 1), '--save-latents', unguided);
+    const g1 = ditcache(
+      'generate',
+      '--adapter',
+      'ditcache-adapter-sd3',
+      '--model',
+      model,
+      '--inputs',
+      join(model, 'pipeline.safetensors'),
+      ...runFlags('sd35-tiny', 1),
+      '--save-latents',
+      unguided,
+    );
     expect(g1.status, g1.stderr).toBe(0);
     expect(relativeL2(loadSafetensors(unguided).latents_out, loadSafetensors(join(model, 'pipeline.safetensors')).latents_out_guidance_1)).toBeLessThan(1e-4);
   });
 
-  it.each(['sd3-tiny', 'sd35-tiny'])('forward on %s: diffusers\' sample', (set) => {
+  it.each(['sd3-tiny', 'sd35-tiny'])("forward on %s: diffusers' sample", (set) => {
     const transformer = join(goldens, set, 'transformer');
     const inputs = join(goldens, set, 'transformer_forward.safetensors');
     const out = join(dir, `${set}-sample.safetensors`);
@@ -100,7 +147,27 @@ describe('ditcache --adapter examples/adapter-sd3', () => {
     const model = join(goldens, 'sd35-tiny');
     const m = metaOf('sd35-tiny');
     const latents = join(dir, 'bf16.safetensors');
-    const r = ditcache('generate', '--adapter', adapter, '--model', model, '--inputs', join(model, 'pipeline.safetensors'), '--height', String(m.height), '--width', String(m.width), '--steps', '4', '--guidance', String(m.guidance_scale), '--dtype', 'bfloat16', '--save-latents', latents);
+    const r = ditcache(
+      'generate',
+      '--adapter',
+      adapter,
+      '--model',
+      model,
+      '--inputs',
+      join(model, 'pipeline.safetensors'),
+      '--height',
+      String(m.height),
+      '--width',
+      String(m.width),
+      '--steps',
+      '4',
+      '--guidance',
+      String(m.guidance_scale),
+      '--dtype',
+      'bfloat16',
+      '--save-latents',
+      latents,
+    );
     expect(r.status, r.stderr).toBe(0);
     const golden = loadSafetensors(join(model, 'pipeline.safetensors'));
     using pipe = StableDiffusion3Pipeline.fromPretrained(model, { dtype: 'bfloat16' });
@@ -115,7 +182,12 @@ describe('ditcache --adapter examples/adapter-sd3', () => {
     expect(f.status, f.stderr).toBe(0);
     const x = loadSafetensors(inputs);
     using transformer = SD3Transformer.load(join(model, 'transformer'), { dtype: 'bfloat16' });
-    using sample = transformer.forward({ hiddenStates: x.hidden_states, encoderHiddenStates: x.encoder_hidden_states, pooledProjections: x.pooled_projections, timestep: x.timestep });
+    using sample = transformer.forward({
+      hiddenStates: x.hidden_states,
+      encoderHiddenStates: x.encoder_hidden_states,
+      pooledProjections: x.pooled_projections,
+      timestep: x.timestep,
+    });
     expect(Buffer.compare(loadSafetensors(out).sample.toBytes(), sample.toBytes())).toBe(0);
   });
 
@@ -125,8 +197,14 @@ describe('ditcache --adapter examples/adapter-sd3', () => {
     const positiveOnly = join(dir, 'positive-only.safetensors');
     saveSafetensors(positiveOnly, { latents_in: golden.latents_in, prompt_embeds: golden.prompt_embeds, pooled_prompt_embeds: golden.pooled_prompt_embeds });
     const cases: [string[], RegExp][] = [
-      [['--inputs', positiveOnly, ...runFlags('sd3-tiny')], /--inputs .*positive-only.safetensors needs negative_prompt_embeds and negative_pooled_prompt_embeds for classifier-free guidance \(--guidance 5\); or give --guidance 1/],
-      [['--inputs', join(model, 'pipeline.safetensors'), '--prompt', 'a cat'], /--prompt: .* has no tokenizer\/, tokenizer_2\/, text_encoder\/, text_encoder_2\/ \(text encoders\); give prompt embeddings with --inputs instead/],
+      [
+        ['--inputs', positiveOnly, ...runFlags('sd3-tiny')],
+        /--inputs .*positive-only.safetensors needs negative_prompt_embeds and negative_pooled_prompt_embeds for classifier-free guidance \(--guidance 5\); or give --guidance 1/,
+      ],
+      [
+        ['--inputs', join(model, 'pipeline.safetensors'), '--prompt', 'a cat'],
+        /--prompt: .* has no tokenizer\/, tokenizer_2\/, text_encoder\/, text_encoder_2\/ \(text encoders\); give prompt embeddings with --inputs instead/,
+      ],
       [['--inputs', join(model, 'pipeline.safetensors'), '--frames', '9'], /--frames does not apply to Stable Diffusion 3/],
       [['--inputs', join(model, 'transformer_forward.safetensors')], /has no tensor 'prompt_embeds'/],
       [['--inputs', join(model, 'pipeline.safetensors'), '--output', join(dir, 'x.webp')], /Stable Diffusion 3 writes .png files/],
@@ -141,7 +219,7 @@ describe('ditcache --adapter examples/adapter-sd3', () => {
 });
 
 describe('ditcache generate --prompt on an SD3 folder with its text encoders', () => {
-  it('gives diffusers\' latents from text, the prompts encoded in the worker', () => {
+  it("gives diffusers' latents from text, the prompts encoded in the worker", () => {
     const model = sd3FolderWith(TEXT_COMPONENTS);
     try {
       const ref = loadSafetensors(join(goldens, 'sd3-prompt', 'prompts.safetensors'));
@@ -149,8 +227,29 @@ describe('ditcache generate --prompt on an SD3 folder with its text encoders', (
       const inputs = join(dir, 'text-latents-in.safetensors');
       saveSafetensors(inputs, { latents_in: ref.run_latents_in });
       const latents = join(dir, 'from-text.safetensors');
-      const r = ditcache('generate', '--adapter', adapter, '--model', model, '--prompt', String(run.prompt), '--negative-prompt', String(run.negative_prompt), '--inputs', inputs,
-        '--height', String(run.height), '--width', String(run.width), '--steps', String(run.num_inference_steps), '--guidance', String(run.guidance_scale), '--save-latents', latents);
+      const r = ditcache(
+        'generate',
+        '--adapter',
+        adapter,
+        '--model',
+        model,
+        '--prompt',
+        String(run.prompt),
+        '--negative-prompt',
+        String(run.negative_prompt),
+        '--inputs',
+        inputs,
+        '--height',
+        String(run.height),
+        '--width',
+        String(run.width),
+        '--steps',
+        String(run.num_inference_steps),
+        '--guidance',
+        String(run.guidance_scale),
+        '--save-latents',
+        latents,
+      );
       expect(r.status, r.stderr).toBe(0);
       expect(relativeL2(loadSafetensors(latents).latents_out, ref.run_latents_out)).toBeLessThan(1e-4);
     } finally {
@@ -162,10 +261,27 @@ describe('ditcache generate --prompt on an SD3 folder with its text encoders', (
 describe('the SD3 CLI family', () => {
   it('turns --prompt into a text request, with --inputs holding at most latents_in', () => {
     const latents = loadSafetensors(join(goldens, 'sd3-tiny', 'pipeline.safetensors')).latents_in;
-    expect(sd3CliFamily.request({ latents_in: latents }, 'in.safetensors', { prompt: 'a cat', negativePrompt: 'dark', maxSequenceLength: 77, steps: 3, guidance: 5 })).toMatchObject({
-      prompt: 'a cat', negativePrompt: 'dark', maxSequenceLength: 77, latents, numInferenceSteps: 3, guidanceScale: 5,
+    expect(
+      sd3CliFamily.request({ latents_in: latents }, 'in.safetensors', {
+        prompt: 'a cat',
+        negativePrompt: 'dark',
+        maxSequenceLength: 77,
+        steps: 3,
+        guidance: 5,
+      }),
+    ).toMatchObject({
+      prompt: 'a cat',
+      negativePrompt: 'dark',
+      maxSequenceLength: 77,
+      latents,
+      numInferenceSteps: 3,
+      guidanceScale: 5,
     });
-    expect(() => sd3CliFamily.request({ prompt_embeds: latents }, 'in.safetensors', { prompt: 'a cat' })).toThrow(/--prompt and the prompt_embeds of --inputs in.safetensors exclude each other/);
-    expect(() => sd3CliFamily.request({ latents_in: latents }, 'in.safetensors', { negativePrompt: 'dark' })).toThrow(/--negative-prompt and --max-sequence-length go with --prompt/);
+    expect(() => sd3CliFamily.request({ prompt_embeds: latents }, 'in.safetensors', { prompt: 'a cat' })).toThrow(
+      /--prompt and the prompt_embeds of --inputs in.safetensors exclude each other/,
+    );
+    expect(() => sd3CliFamily.request({ latents_in: latents }, 'in.safetensors', { negativePrompt: 'dark' })).toThrow(
+      /--negative-prompt and --max-sequence-length go with --prompt/,
+    );
   });
 });

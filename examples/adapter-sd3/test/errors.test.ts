@@ -79,7 +79,13 @@ describe('input errors', () => {
   it('the transformer names the input and the shape it needs', () => {
     const f = ref;
     const forward = (changes: Partial<Record<'hiddenStates' | 'encoderHiddenStates' | 'pooledProjections' | 'timestep', Tensor>>) => () =>
-      pipe.transformer.forward({ hiddenStates: zeros([1, 16, 12, 12]), encoderHiddenStates: f.prompt_embeds, pooledProjections: f.pooled_prompt_embeds, timestep: tensor([500]), ...changes });
+      pipe.transformer.forward({
+        hiddenStates: zeros([1, 16, 12, 12]),
+        encoderHiddenStates: f.prompt_embeds,
+        pooledProjections: f.pooled_prompt_embeds,
+        timestep: tensor([500]),
+        ...changes,
+      });
     expect(forward({ hiddenStates: zeros([1, 4, 12, 12]) })).toThrow(/hiddenStates must be latents \(B, 16, height, width\), got \(1, 4, 12, 12\)/);
     expect(forward({ hiddenStates: zeros([1, 16, 12, 11]) })).toThrow(/latents 12x11 are not multiples of the patch size 2/);
     expect(forward({ hiddenStates: zeros([1, 16, 12, 22]) })).toThrow(/make 6x11 patches, more than the 10x10 positional embeddings \(pos_embed_max_size\)/);
@@ -104,7 +110,9 @@ describe('input errors', () => {
     expect(() => pipe.generate({ ...request, negativePromptEmbeds: undefined })).toThrow(
       /guidanceScale > 1 runs classifier-free guidance: give negativePromptEmbeds and negativePooledPromptEmbeds/,
     );
-    expect(() => pipe.generate({ ...request, negativePooledPromptEmbeds: zeros([1, 12]) })).toThrow(/negativePooledPromptEmbeds \(1, 12\) must match pooledPromptEmbeds \(1, 24\)/);
+    expect(() => pipe.generate({ ...request, negativePooledPromptEmbeds: zeros([1, 12]) })).toThrow(
+      /negativePooledPromptEmbeds \(1, 12\) must match pooledPromptEmbeds \(1, 24\)/,
+    );
     expect(() => pipe.generate({ ...request, pooledPromptEmbeds: zeros([1, 12]) })).toThrow(/pooledPromptEmbeds must be \(1, 24\), got \(1, 12\)/);
     expect(() => pipe.generate({ ...request, latents: zeros([1, 16, 6, 6]) })).toThrow(/latents must be \(1, 16, 12, 12\) for this size, got \(1, 16, 6, 6\)/);
   });

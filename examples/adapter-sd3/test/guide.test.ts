@@ -116,7 +116,8 @@ describe('docs/writing-an-adapter.md', () => {
       } else if (program.endsWith('/bin/pip') && verb === 'install') {
         // The reference tools' Python packages: what tools/make_references.py imports.
         const script = readFileSync(join(here, 'tools/make_references.py'), 'utf-8');
-        for (const name of words.slice(2)) expect(script, `${command}: the tool does not use ${name}`).toMatch(new RegExp(`^(import|from) ${name.replace('-', '_')}\\b`, 'm'));
+        for (const name of words.slice(2))
+          expect(script, `${command}: the tool does not use ${name}`).toMatch(new RegExp(`^(import|from) ${name.replace('-', '_')}\\b`, 'm'));
       } else if (program.endsWith('/bin/python')) {
         for (const path of words.slice(1)) expect(inPackage(path), `${command}: no ${path}`).toBe(true);
       } else {

@@ -58,7 +58,14 @@ export function sd3FolderWith(text: readonly string[]): string {
   for (const name of ['transformer', 'vae', 'scheduler']) symlinkSync(`${goldens}/sd3-tiny/${name}`, join(dir, name));
   for (const name of text) symlinkSync(`${goldens}/sd3-prompt/${name}`, join(dir, name));
   const index = JSON.parse(readFileSync(`${goldens}/sd3-tiny/model_index.json`, 'utf-8')) as Record<string, unknown>;
-  const classes: Record<string, string> = { tokenizer: 'CLIPTokenizer', tokenizer_2: 'CLIPTokenizer', tokenizer_3: 'T5TokenizerFast', text_encoder: 'CLIPTextModelWithProjection', text_encoder_2: 'CLIPTextModelWithProjection', text_encoder_3: 'T5EncoderModel' };
+  const classes: Record<string, string> = {
+    tokenizer: 'CLIPTokenizer',
+    tokenizer_2: 'CLIPTokenizer',
+    tokenizer_3: 'T5TokenizerFast',
+    text_encoder: 'CLIPTextModelWithProjection',
+    text_encoder_2: 'CLIPTextModelWithProjection',
+    text_encoder_3: 'T5EncoderModel',
+  };
   writeFileSync(join(dir, 'model_index.json'), JSON.stringify({ ...index, ...Object.fromEntries(text.map((n) => [n, ['transformers', classes[n]]])) }));
   return dir;
 }

@@ -25,7 +25,7 @@ afterAll(() => {
 });
 
 describe('StableDiffusion3Pipeline from text', () => {
-  it.each(meta.sequence_lengths)('encodePrompt at max_sequence_length %i: diffusers\' joint and pooled embeddings', (length) => {
+  it.each(meta.sequence_lengths)("encodePrompt at max_sequence_length %i: diffusers' joint and pooled embeddings", (length) => {
     using pipe = StableDiffusion3Pipeline.fromPretrained(folder);
     const { promptEmbeds, pooledPromptEmbeds } = pipe.encodePrompt(meta.prompts, { maxSequenceLength: length });
     expect(promptEmbeds.shape).toEqual(ref[`prompt_embeds_${length}`].shape);

@@ -60,7 +60,11 @@ describe.each(CASES)('SD3Transformer in $dtype on $set', ({ set, dtype, tag, rou
     tidy(() => {
       transformer.transformerBlocks.forEach((block, i) => {
         const p = `transformer_blocks.${i}`;
-        const [e, h] = block.forward(ref[`${p}.in.hidden_states`].cast(dtype), ref[`${p}.in.encoder_hidden_states`].cast(dtype), ref[`${p}.in.temb`].cast(dtype));
+        const [e, h] = block.forward(
+          ref[`${p}.in.hidden_states`].cast(dtype),
+          ref[`${p}.in.encoder_hidden_states`].cast(dtype),
+          ref[`${p}.in.temb`].cast(dtype),
+        );
         expect(h.dtype).toBe(dtype);
         expect(relativeL2(h, ref[`${p}.out1`]), `${p}.out1`).toBeLessThan(roundoff);
         if (e) expect(relativeL2(e, ref[`${p}.out0`]), `${p}.out0`).toBeLessThan(roundoff);
@@ -180,7 +184,12 @@ describe('dtype', () => {
     const forward = loadSafetensors(`${dir}/transformer_forward.safetensors`);
     using api = SD3Transformer.load(`${dir}/transformer`, { dtype: 'bfloat16' });
     using cli = sd3CliFamily.loadTransformer!(`${dir}/transformer`, { dtype: 'bfloat16' });
-    const x = { hiddenStates: forward.hidden_states, encoderHiddenStates: forward.encoder_hidden_states, pooledProjections: forward.pooled_projections, timestep: forward.timestep };
+    const x = {
+      hiddenStates: forward.hidden_states,
+      encoderHiddenStates: forward.encoder_hidden_states,
+      pooledProjections: forward.pooled_projections,
+      timestep: forward.timestep,
+    };
     using a = api.forward(x);
     using b = cli.forward(forward, 'transformer_forward.safetensors');
     expect(b.dtype).toBe('bfloat16');

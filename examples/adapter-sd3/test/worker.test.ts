@@ -27,7 +27,7 @@ describe('StableDiffusion3Pipeline.spawn (generation in a worker thread)', () =>
     for (const t of Object.values(ref)) t.dispose();
   });
 
-  it('gives what in-thread generation gives, cached with cache-dit\'s decisions through the one-line API', async () => {
+  it("gives what in-thread generation gives, cached with cache-dit's decisions through the one-line API", async () => {
     using local = StableDiffusion3Pipeline.fromPretrained(`${goldens}/${set}`);
     const before = memoryStats();
     const plain = await remote.generate(request);

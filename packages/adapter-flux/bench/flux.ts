@@ -106,7 +106,13 @@ function fluxForwardBenchmark(spec: { title: string; name: string; component: Ra
   };
 }
 
-const forwardBenchmark = fluxForwardBenchmark({ title: 'FLUX.1 transformer forward', name: 'flux-dev-19m', component: transformer, imageSide: IMAGE_SIDE, textTokens: TEXT_TOKENS });
+const forwardBenchmark = fluxForwardBenchmark({
+  title: 'FLUX.1 transformer forward',
+  name: 'flux-dev-19m',
+  component: transformer,
+  imageSide: IMAGE_SIDE,
+  textTokens: TEXT_TOKENS,
+});
 
 /**
  * The issue's measurement at FLUX.1-dev's real width: 24 heads of 128 (3072 wide), T5 / CLIP
@@ -135,14 +141,62 @@ const S = IMAGE_SIDE * IMAGE_SIDE + TEXT_TOKENS;
 const N = IMAGE_SIDE * IMAGE_SIDE;
 const D = 256;
 const OP_CASES: OpCase[] = [
-  { name: `linear ${S}x${D} -> ${D}, bias`, inputs: { x: [1, S, D], w: [D, D], b: [D] }, ours: (i) => rt.linear(i.x, i.w, i.b), torch: 'F.linear(x, w, b)', perForward: 24 },
-  { name: `linear ${S}x${D} -> ${4 * D}, bias`, inputs: { x: [1, S, D], w: [4 * D, D], b: [4 * D] }, ours: (i) => rt.linear(i.x, i.w, i.b), torch: 'F.linear(x, w, b)', perForward: 8 },
-  { name: `linear ${S}x${5 * D} -> ${D}, bias`, inputs: { x: [1, S, 5 * D], w: [D, 5 * D], b: [D] }, ours: (i) => rt.linear(i.x, i.w, i.b), torch: 'F.linear(x, w, b)', perForward: 8 },
-  { name: `linear ${N}x${D} -> ${D}, bias`, inputs: { x: [1, N, D], w: [D, D], b: [D] }, ours: (i) => rt.linear(i.x, i.w, i.b), torch: 'F.linear(x, w, b)', perForward: 16 },
-  { name: `linear ${N}x${D} -> ${4 * D}, bias`, inputs: { x: [1, N, D], w: [4 * D, D], b: [4 * D] }, ours: (i) => rt.linear(i.x, i.w, i.b), torch: 'F.linear(x, w, b)', perForward: 4 },
-  { name: `linear ${N}x${4 * D} -> ${D}, bias`, inputs: { x: [1, N, 4 * D], w: [D, 4 * D], b: [D] }, ours: (i) => rt.linear(i.x, i.w, i.b), torch: 'F.linear(x, w, b)', perForward: 4 },
-  { name: `linear ${TEXT_TOKENS}x${D} -> ${D}, bias`, inputs: { x: [1, TEXT_TOKENS, D], w: [D, D], b: [D] }, ours: (i) => rt.linear(i.x, i.w, i.b), torch: 'F.linear(x, w, b)', perForward: 16 },
-  { name: `linear 1x${D} -> ${6 * D}, bias (modulation)`, inputs: { x: [1, D], w: [6 * D, D], b: [6 * D] }, ours: (i) => rt.linear(i.x, i.w, i.b), torch: 'F.linear(x, w, b)', perForward: 8 },
+  {
+    name: `linear ${S}x${D} -> ${D}, bias`,
+    inputs: { x: [1, S, D], w: [D, D], b: [D] },
+    ours: (i) => rt.linear(i.x, i.w, i.b),
+    torch: 'F.linear(x, w, b)',
+    perForward: 24,
+  },
+  {
+    name: `linear ${S}x${D} -> ${4 * D}, bias`,
+    inputs: { x: [1, S, D], w: [4 * D, D], b: [4 * D] },
+    ours: (i) => rt.linear(i.x, i.w, i.b),
+    torch: 'F.linear(x, w, b)',
+    perForward: 8,
+  },
+  {
+    name: `linear ${S}x${5 * D} -> ${D}, bias`,
+    inputs: { x: [1, S, 5 * D], w: [D, 5 * D], b: [D] },
+    ours: (i) => rt.linear(i.x, i.w, i.b),
+    torch: 'F.linear(x, w, b)',
+    perForward: 8,
+  },
+  {
+    name: `linear ${N}x${D} -> ${D}, bias`,
+    inputs: { x: [1, N, D], w: [D, D], b: [D] },
+    ours: (i) => rt.linear(i.x, i.w, i.b),
+    torch: 'F.linear(x, w, b)',
+    perForward: 16,
+  },
+  {
+    name: `linear ${N}x${D} -> ${4 * D}, bias`,
+    inputs: { x: [1, N, D], w: [4 * D, D], b: [4 * D] },
+    ours: (i) => rt.linear(i.x, i.w, i.b),
+    torch: 'F.linear(x, w, b)',
+    perForward: 4,
+  },
+  {
+    name: `linear ${N}x${4 * D} -> ${D}, bias`,
+    inputs: { x: [1, N, 4 * D], w: [D, 4 * D], b: [D] },
+    ours: (i) => rt.linear(i.x, i.w, i.b),
+    torch: 'F.linear(x, w, b)',
+    perForward: 4,
+  },
+  {
+    name: `linear ${TEXT_TOKENS}x${D} -> ${D}, bias`,
+    inputs: { x: [1, TEXT_TOKENS, D], w: [D, D], b: [D] },
+    ours: (i) => rt.linear(i.x, i.w, i.b),
+    torch: 'F.linear(x, w, b)',
+    perForward: 16,
+  },
+  {
+    name: `linear 1x${D} -> ${6 * D}, bias (modulation)`,
+    inputs: { x: [1, D], w: [6 * D, D], b: [6 * D] },
+    ours: (i) => rt.linear(i.x, i.w, i.b),
+    torch: 'F.linear(x, w, b)',
+    perForward: 8,
+  },
   {
     name: `attention 2 heads x ${S} x 128, (B, S, H, D) in and out`,
     inputs: { q: [1, S, 2, 128], k: [1, S, 2, 128], v: [1, S, 2, 128] },
@@ -150,10 +204,34 @@ const OP_CASES: OpCase[] = [
     torch: 'F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2).flatten(2, 3)',
     perForward: 12,
   },
-  { name: `gelu tanh ${S}x${4 * D}`, inputs: { x: [1, S, 4 * D] }, ours: (i) => rt.gelu(i.x, { approximate: 'tanh' }), torch: 'F.gelu(x, approximate="tanh")', perForward: 8 },
-  { name: `gelu tanh ${N}x${4 * D}`, inputs: { x: [1, N, 4 * D] }, ours: (i) => rt.gelu(i.x, { approximate: 'tanh' }), torch: 'F.gelu(x, approximate="tanh")', perForward: 4 },
-  { name: `layer norm ${S}x${D}, no affine`, inputs: { x: [1, S, D] }, ours: (i) => rt.layerNorm(i.x, null, null, 1e-6), torch: `F.layer_norm(x, (${D},), eps=1e-6)`, perForward: 8 },
-  { name: `RMS norm ${S}x2x128 over 128`, inputs: { x: [1, S, 2, 128], w: [128] }, ours: (i) => rt.rmsNorm(i.x, i.w, 1e-6), torch: 'F.rms_norm(x, (128,), w, eps=1e-6)', perForward: 16 },
+  {
+    name: `gelu tanh ${S}x${4 * D}`,
+    inputs: { x: [1, S, 4 * D] },
+    ours: (i) => rt.gelu(i.x, { approximate: 'tanh' }),
+    torch: 'F.gelu(x, approximate="tanh")',
+    perForward: 8,
+  },
+  {
+    name: `gelu tanh ${N}x${4 * D}`,
+    inputs: { x: [1, N, 4 * D] },
+    ours: (i) => rt.gelu(i.x, { approximate: 'tanh' }),
+    torch: 'F.gelu(x, approximate="tanh")',
+    perForward: 4,
+  },
+  {
+    name: `layer norm ${S}x${D}, no affine`,
+    inputs: { x: [1, S, D] },
+    ours: (i) => rt.layerNorm(i.x, null, null, 1e-6),
+    torch: `F.layer_norm(x, (${D},), eps=1e-6)`,
+    perForward: 8,
+  },
+  {
+    name: `RMS norm ${S}x2x128 over 128`,
+    inputs: { x: [1, S, 2, 128], w: [128] },
+    ours: (i) => rt.rmsNorm(i.x, i.w, 1e-6),
+    torch: 'F.rms_norm(x, (128,), w, eps=1e-6)',
+    perForward: 16,
+  },
   {
     name: `rope ${S}x2x128, interleaved`,
     inputs: { x: [1, S, 2, 128], c: [S, 1, 128], s: [S, 1, 128] },
@@ -161,9 +239,27 @@ const OP_CASES: OpCase[] = [
     torch: `x * c + torch.stack([-x.reshape(1, ${S}, 2, 64, 2)[..., 1], x.reshape(1, ${S}, 2, 64, 2)[..., 0]], -1).flatten(3) * s`,
     perForward: 24,
   },
-  { name: `modulate: x * (1 + scale) + shift, ${S}x${D}`, inputs: { x: [1, S, D], a: [1, 1, D], b: [1, 1, D] }, ours: (i) => rt.add(rt.mul(i.x, rt.add(i.a, 1)), i.b), torch: 'x * (1 + a) + b', perForward: 8 },
-  { name: `gated residual: x + g * y, ${S}x${D}`, inputs: { x: [1, S, D], g: [1, 1, D], y: [1, S, D] }, ours: (i) => rt.add(i.x, rt.mul(i.g, i.y)), torch: 'x + g * y', perForward: 8 },
-  { name: `concat ${S}x${D} + ${S}x${4 * D} on features`, inputs: { a: [1, S, D], b: [1, S, 4 * D] }, ours: (i) => rt.concat([i.a, i.b], 2), torch: 'torch.cat([a, b], 2)', perForward: 8 },
+  {
+    name: `modulate: x * (1 + scale) + shift, ${S}x${D}`,
+    inputs: { x: [1, S, D], a: [1, 1, D], b: [1, 1, D] },
+    ours: (i) => rt.add(rt.mul(i.x, rt.add(i.a, 1)), i.b),
+    torch: 'x * (1 + a) + b',
+    perForward: 8,
+  },
+  {
+    name: `gated residual: x + g * y, ${S}x${D}`,
+    inputs: { x: [1, S, D], g: [1, 1, D], y: [1, S, D] },
+    ours: (i) => rt.add(i.x, rt.mul(i.g, i.y)),
+    torch: 'x + g * y',
+    perForward: 8,
+  },
+  {
+    name: `concat ${S}x${D} + ${S}x${4 * D} on features`,
+    inputs: { a: [1, S, D], b: [1, S, 4 * D] },
+    ours: (i) => rt.concat([i.a, i.b], 2),
+    torch: 'torch.cat([a, b], 2)',
+    perForward: 8,
+  },
 ];
 
 const PARTS = ['forward', 'cache', 'ops', 'flux1-width'] as const;
@@ -175,7 +271,8 @@ async function main(): Promise<void> {
   });
   const only = positionals[0];
   if (only !== undefined && !(PARTS as readonly string[]).includes(only)) throw new Error(`unknown part '${only}' (valid: ${PARTS.join(', ')})`);
-  const dtypes = (fallback: ComputeDtype[]): ComputeDtype[] => (values.dtype === undefined ? fallback : values.dtype.split(',').map((d) => computeDtype(d, '--dtype')));
+  const dtypes = (fallback: ComputeDtype[]): ComputeDtype[] =>
+    values.dtype === undefined ? fallback : values.dtype.split(',').map((d) => computeDtype(d, '--dtype'));
   const count = (flag: 'heads' | 'image-side' | 'text-tokens', fallback: number): number => {
     const n = Number(values[flag] ?? fallback);
     if (!Number.isInteger(n) || n <= 0) throw new Error(`--${flag} must be a positive integer, got ${values[flag]}`);
@@ -212,7 +309,17 @@ function cachedPipeline(): void {
     request: `${steps} steps, guidance 3.5, ${IMAGE_SIDE * IMAGE_SIDE} image tokens + ${TEXT_TOKENS} text tokens, seed 0, no decoding (output_type "latent")`,
     config: { Fn_compute_blocks: 1, Bn_compute_blocks: 0, max_warmup_steps: 4, max_continuous_cached_steps: 3 },
     run: (onStep) => {
-      const out = pipe.generate({ promptEmbeds, pooledPromptEmbeds, height: side, width: side, numInferenceSteps: steps, guidanceScale: 3.5, seed: 0, decode: false, callback: onStep });
+      const out = pipe.generate({
+        promptEmbeds,
+        pooledPromptEmbeds,
+        height: side,
+        width: side,
+        numInferenceSteps: steps,
+        guidanceScale: 3.5,
+        seed: 0,
+        decode: false,
+        callback: onStep,
+      });
       out.latents.dispose();
     },
   });

@@ -35,14 +35,26 @@ const mb = (bytes) => bytes / (1 << 20);
 const pipe = FluxPipeline.fromPretrained(values.model);
 // 32x32, 16 tokens: the reference model's size (its README).
 const generate = (i) => {
-  const { latents, image } = pipe.generate({ prompt: PROMPTS[i % PROMPTS.length], height: 32, width: 32, maxSequenceLength: 16, numInferenceSteps: steps, seed: i });
+  const { latents, image } = pipe.generate({
+    prompt: PROMPTS[i % PROMPTS.length],
+    height: 32,
+    width: 32,
+    maxSequenceLength: 16,
+    numInferenceSteps: steps,
+    seed: i,
+  });
   latents.dispose();
   image?.dispose();
 };
 
 // The first generations size the JS heap and fill the runtime's block cache; the curve starts after them.
 for (let i = 0; i < warmup; ++i) generate(i);
-const point = (i) => ({ generations: i, rssMb: mb(process.memoryUsage().rss), heapMb: mb(process.memoryUsage().heapTotal), liveTensors: memoryStats().liveTensors });
+const point = (i) => ({
+  generations: i,
+  rssMb: mb(process.memoryUsage().rss),
+  heapMb: mb(process.memoryUsage().heapTotal),
+  liveTensors: memoryStats().liveTensors,
+});
 const curve = [point(0)];
 const t0 = performance.now();
 for (let i = 1; i <= generations; ++i) {

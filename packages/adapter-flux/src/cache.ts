@@ -2,14 +2,7 @@
 // encoder, temb, rotary) and return [encoder, hidden] (ForwardPattern 1). By default they form
 // ONE chain with one cache context, as cache-dit does for FLUX with diffusers >= 0.35, so Fn
 // counts from the first double block and Bn back from the last single block.
-import {
-  BlockAdapter,
-  ForwardPattern,
-  registerAdapter,
-  type AdapterTarget,
-  type BlockAdapterFactory,
-  type FlopsCounter,
-} from '@ditcache/core';
+import { BlockAdapter, ForwardPattern, registerAdapter, type AdapterTarget, type BlockAdapterFactory, type FlopsCounter } from '@ditcache/core';
 import type { Tensor } from '@ditcache/cuda-runtime';
 import { runtimeTensorOps } from '@ditcache/diffusion';
 

@@ -10,11 +10,13 @@ import { FluxTransformer } from './transformer.js';
 /** A usage error unless the folder has FLUX.1's tokenizers and text encoders. */
 function checkTextComponents(dir: string): void {
   const missing = missingTextComponents(dir);
-  if (missing.length) throw new UsageError(`--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (text encoders); give prompt embeddings with --inputs instead`);
+  if (missing.length)
+    throw new UsageError(`--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (text encoders); give prompt embeddings with --inputs instead`);
 }
 
 function checkSequenceLength(n: number | undefined): void {
-  if (n !== undefined && n > MAX_SEQUENCE_LENGTH) throw new UsageError(`--max-sequence-length must be at most ${MAX_SEQUENCE_LENGTH} (FLUX.1's T5 limit), got ${n}`);
+  if (n !== undefined && n > MAX_SEQUENCE_LENGTH)
+    throw new UsageError(`--max-sequence-length must be at most ${MAX_SEQUENCE_LENGTH} (FLUX.1's T5 limit), got ${n}`);
 }
 
 const fluxCliFamily: CliFamily = {
@@ -23,10 +25,33 @@ const fluxCliFamily: CliFamily = {
   transformerClasses: ['FluxTransformer2DModel'],
   // The flags of `ditcache generate` FLUX.1 takes beyond every family's: prompts as text, and true CFG.
   options: [
-    { flag: '--prompt', type: 'string', setting: 'prompt', valueName: 'text', description: 'the prompt, encoded by the folder\'s text encoders (then --inputs may hold only latents_in)' },
-    { flag: '--negative-prompt', type: 'string', setting: 'negativePrompt', valueName: 'text', description: 'the negative prompt of true CFG (with --true-cfg-scale above 1)' },
-    { flag: '--max-sequence-length', type: 'positive-integer', setting: 'maxSequenceLength', description: `T5 tokens of the prompt (default and at most ${MAX_SEQUENCE_LENGTH})` },
-    { flag: '--true-cfg-scale', type: 'number', setting: 'trueCfgScale', valueName: 's', description: 'true classifier-free guidance with --negative-prompt or the negative embeddings of --inputs' },
+    {
+      flag: '--prompt',
+      type: 'string',
+      setting: 'prompt',
+      valueName: 'text',
+      description: "the prompt, encoded by the folder's text encoders (then --inputs may hold only latents_in)",
+    },
+    {
+      flag: '--negative-prompt',
+      type: 'string',
+      setting: 'negativePrompt',
+      valueName: 'text',
+      description: 'the negative prompt of true CFG (with --true-cfg-scale above 1)',
+    },
+    {
+      flag: '--max-sequence-length',
+      type: 'positive-integer',
+      setting: 'maxSequenceLength',
+      description: `T5 tokens of the prompt (default and at most ${MAX_SEQUENCE_LENGTH})`,
+    },
+    {
+      flag: '--true-cfg-scale',
+      type: 'number',
+      setting: 'trueCfgScale',
+      valueName: 's',
+      description: 'true classifier-free guidance with --negative-prompt or the negative embeddings of --inputs',
+    },
   ],
   outputFormats: ['.png'],
 
@@ -52,13 +77,16 @@ const fluxCliFamily: CliFamily = {
       throw new UsageError(`--negative-prompt and the negative embeddings of --inputs ${file} exclude each other; give one`);
     }
     if (s.prompt === undefined && file === undefined) {
-      throw new UsageError('--prompt or --inputs is required: a prompt for a folder with text encoders, or a safetensors file with prompt_embeds and pooled_prompt_embeds');
+      throw new UsageError(
+        '--prompt or --inputs is required: a prompt for a folder with text encoders, or a safetensors file with prompt_embeds and pooled_prompt_embeds',
+      );
     }
     checkSequenceLength(s.maxSequenceLength);
     if (s.maxSequenceLength !== undefined && s.prompt === undefined && s.negativePrompt === undefined) {
       throw new UsageError('--max-sequence-length applies to --prompt and --negative-prompt only');
     }
-    const [promptEmbeds, pooledPromptEmbeds] = s.prompt === undefined ? pickInputs(inputs, file, ['prompt_embeds', 'pooled_prompt_embeds']) : [undefined, undefined];
+    const [promptEmbeds, pooledPromptEmbeds] =
+      s.prompt === undefined ? pickInputs(inputs, file, ['prompt_embeds', 'pooled_prompt_embeds']) : [undefined, undefined];
     const [negativePromptEmbeds, negativePooledPromptEmbeds] = negativeEmbedded
       ? pickInputs(inputs, file, ['negative_prompt_embeds', 'negative_pooled_prompt_embeds'])
       : [undefined, undefined];

@@ -23,7 +23,12 @@ export function unpackLatents(packed: Tensor, height: number, width: number): Te
     throw new TypeError(`unpackLatents: (${packed.shape.join(', ')}) is not a packed ${height}x${width} latent`);
   }
   const channels = packedChannels / 4;
-  return tidy(() => packed.reshape(batch, height / 2, width / 2, channels, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(batch, channels, height, width));
+  return tidy(() =>
+    packed
+      .reshape(batch, height / 2, width / 2, channels, 2, 2)
+      .permute(0, 3, 1, 4, 2, 5)
+      .reshape(batch, channels, height, width),
+  );
 }
 
 /** Position ids (rows * cols, 3) of a rows x cols grid of patches: [0, row, column]. */

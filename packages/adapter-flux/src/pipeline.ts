@@ -222,7 +222,8 @@ export class FluxPipeline implements DiffusionPipeline<FluxGenerateOptions, Flux
   }
 
   private requireTextEncoders(): FluxPromptEncoder {
-    if (!this.textEncoders) throw new TypeError(`FluxPipeline: cannot encode a prompt: ${this.noTextEncodersReason}; give promptEmbeds and pooledPromptEmbeds instead`);
+    if (!this.textEncoders)
+      throw new TypeError(`FluxPipeline: cannot encode a prompt: ${this.noTextEncodersReason}; give promptEmbeds and pooledPromptEmbeds instead`);
     return this.textEncoders;
   }
 
@@ -433,7 +434,12 @@ export class FluxPipeline implements DiffusionPipeline<FluxGenerateOptions, Flux
     return { batch, hasNegative: ne !== undefined };
   }
 
-  private initialLatents(opts: FluxGenerateOptions, batch: number, [height, width]: [number, number], device: Device): { latents: Tensor; seed: number | null } {
+  private initialLatents(
+    opts: FluxGenerateOptions,
+    batch: number,
+    [height, width]: [number, number],
+    device: Device,
+  ): { latents: Tensor; seed: number | null } {
     const channels = this.vae.config.latent_channels;
     const expected = [batch, (height / 2) * (width / 2), channels * 4];
     if (opts.latents) {

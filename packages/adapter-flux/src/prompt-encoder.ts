@@ -51,7 +51,10 @@ export class FluxPromptEncoder implements Disposable {
     private readonly opts: LoadOptions = {},
   ) {
     const missing = missingTextComponents(dir);
-    if (missing.length) throw new ConfigError(`${dir}: no ${missing.map((m) => `${m}/`).join(', ')} folder (prompt encoding needs ${TEXT_COMPONENTS.map((m) => `${m}/`).join(', ')})`);
+    if (missing.length)
+      throw new ConfigError(
+        `${dir}: no ${missing.map((m) => `${m}/`).join(', ')} folder (prompt encoding needs ${TEXT_COMPONENTS.map((m) => `${m}/`).join(', ')})`,
+      );
     this.clipTokenizer = loadTokenizer(join(dir, 'tokenizer'));
     this.t5Tokenizer = loadTokenizer(join(dir, 'tokenizer_2'));
   }

@@ -135,7 +135,9 @@ export class FluxTransformer implements Disposable {
       config.guidance_embeds ? MlpEmbedding.load(tte.at('guidance_embedder'), TIME_PROJ_DIM, dim, 'silu') : null,
       MlpEmbedding.load(tte.at('text_embedder'), config.pooled_projection_dim, dim, 'silu'),
     );
-    this.transformerBlocks = Array.from({ length: config.num_layers }, (_, i) => FluxTransformerBlock.load(w.at('transformer_blocks').at(i), dim, heads, headDim));
+    this.transformerBlocks = Array.from({ length: config.num_layers }, (_, i) =>
+      FluxTransformerBlock.load(w.at('transformer_blocks').at(i), dim, heads, headDim),
+    );
     this.singleTransformerBlocks = Array.from({ length: config.num_single_layers }, (_, i) =>
       FluxSingleTransformerBlock.load(w.at('single_transformer_blocks').at(i), dim, heads, headDim),
     );
@@ -193,7 +195,10 @@ export class FluxTransformer implements Disposable {
     const s = n + t;
     const mlp = (inF: number, outF: number): number => 2 * b * (inF * d + d * outF);
     const embedders =
-      2 * b * n * c.in_channels * d + 2 * b * t * c.joint_attention_dim * d + mlp(TIME_PROJ_DIM, d) * (c.guidance_embeds ? 2 : 1) + mlp(c.pooled_projection_dim, d);
+      2 * b * n * c.in_channels * d +
+      2 * b * t * c.joint_attention_dim * d +
+      mlp(TIME_PROJ_DIM, d) * (c.guidance_embeds ? 2 : 1) +
+      mlp(c.pooled_projection_dim, d);
     const attention = 4 * b * s * s * d;
     // Per token and d^2: q, k, v (3) + out (1) + MLP (8), each 2 FLOPs; plus the 6 d modulation.
     const perDoubleBlock = 2 * (2 * b * d * 6 * d) + 24 * b * s * d * d + attention;
@@ -230,9 +235,11 @@ export class FluxTransformer implements Disposable {
     if (e.rank !== 3 || e.shape[0] !== batch || e.shape[2] !== c.joint_attention_dim) {
       fail(`encoderHiddenStates must be (${batch}, tokens, ${c.joint_attention_dim}), got ${shape(e)}`);
     }
-    if (p.rank !== 2 || p.shape[0] !== batch || p.shape[1] !== c.pooled_projection_dim) fail(`pooledProjections must be (${batch}, ${c.pooled_projection_dim}), got ${shape(p)}`);
+    if (p.rank !== 2 || p.shape[0] !== batch || p.shape[1] !== c.pooled_projection_dim)
+      fail(`pooledProjections must be (${batch}, ${c.pooled_projection_dim}), got ${shape(p)}`);
     const axes = c.axes_dims_rope.length;
-    if (imgIds.rank !== 2 || imgIds.shape[0] !== imageTokens || imgIds.shape[1] !== axes) fail(`imgIds must be (${imageTokens}, ${axes}), got ${shape(imgIds)}`);
+    if (imgIds.rank !== 2 || imgIds.shape[0] !== imageTokens || imgIds.shape[1] !== axes)
+      fail(`imgIds must be (${imageTokens}, ${axes}), got ${shape(imgIds)}`);
     if (txtIds.rank !== 2 || txtIds.shape[0] !== e.shape[1] || txtIds.shape[1] !== axes) fail(`txtIds must be (${e.shape[1]}, ${axes}), got ${shape(txtIds)}`);
     const headDim = c.attention_head_dim;
     if (inputs.rotary && (inputs.rotary.cos.rank !== 2 || inputs.rotary.cos.shape[0] !== e.shape[1] + imageTokens || inputs.rotary.cos.shape[1] !== headDim)) {

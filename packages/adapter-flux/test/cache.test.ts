@@ -44,7 +44,7 @@ describe.each(['flux-tiny', 'flux-tiny-guidance'])('caching FLUX on %s', (set) =
 
   const latentsOf = (): Tensor => pipe.generate(request).latents;
 
-  it.each(Object.keys(meta.cache_traces))('%s: cache-dit\'s cached steps, diffs and latents', (name) => {
+  it.each(Object.keys(meta.cache_traces))("%s: cache-dit's cached steps, diffs and latents", (name) => {
     const trace = meta.cache_traces[name];
     const before = memoryStats();
     enableCache(pipe, { ...trace.config, ...(trace.taylorseer_order ? { taylorseer_order: trace.taylorseer_order } : {}) });
@@ -93,7 +93,11 @@ describe.each(['flux-tiny', 'flux-tiny-guidance'])('caching FLUX on %s', (set) =
   });
 
   it('the two-list layout caches double and single blocks in separate contexts', () => {
-    enableCache(fluxBlockAdapter({ pipe, transformer: pipe.transformer }, { layout: 'two-lists' }), { Fn_compute_blocks: 1, max_warmup_steps: 2, residual_diff_threshold: 0.5 });
+    enableCache(fluxBlockAdapter({ pipe, transformer: pipe.transformer }, { layout: 'two-lists' }), {
+      Fn_compute_blocks: 1,
+      max_warmup_steps: 2,
+      residual_diff_threshold: 0.5,
+    });
     expect(cacheHandleOf(pipe)).toBeDefined();
     pipe.generate(request).latents.dispose();
     const names = summary(pipe, { print: false }).contexts.map((c) => c.name);

@@ -22,14 +22,25 @@ describe('FluxPipeline.fromPretrained errors', () => {
     expect(() => FluxPipeline.fromPretrained(`${goldens}/flux-nothing`)).toThrow(/flux-nothing: no such pipeline folder/);
     expect(() => FluxPipeline.fromPretrained(variant('flux-tiny', ['vae', 'scheduler']))).toThrow(/no transformer\/ folder/);
     expect(() => FluxPipeline.fromPretrained(`${goldens}/wan-tiny`)).toThrow(/model_index.json describes a WanPipeline, not a FluxPipeline/);
-    const index = { _class_name: 'FluxPipeline', transformer: ['diffusers', 'FluxTransformer2DModel'], vae: ['diffusers', 'AutoencoderKLWan'], scheduler: ['diffusers', 'FlowMatchEulerDiscreteScheduler'] };
+    const index = {
+      _class_name: 'FluxPipeline',
+      transformer: ['diffusers', 'FluxTransformer2DModel'],
+      vae: ['diffusers', 'AutoencoderKLWan'],
+      scheduler: ['diffusers', 'FlowMatchEulerDiscreteScheduler'],
+    };
     expect(() => FluxPipeline.fromPretrained(variant('flux-tiny', ['transformer', 'vae', 'scheduler'], { 'model_index.json': index }))).toThrow(
       /'vae' should be \[library, "AutoencoderKL"\], got \["diffusers","AutoencoderKLWan"\]/,
     );
   });
 
   it('reads a folder with a model_index.json', () => {
-    const index = { _class_name: 'FluxPipeline', transformer: ['diffusers', 'FluxTransformer2DModel'], vae: ['diffusers', 'AutoencoderKL'], scheduler: ['diffusers', 'FlowMatchEulerDiscreteScheduler'], text_encoder: [null, null] };
+    const index = {
+      _class_name: 'FluxPipeline',
+      transformer: ['diffusers', 'FluxTransformer2DModel'],
+      vae: ['diffusers', 'AutoencoderKL'],
+      scheduler: ['diffusers', 'FlowMatchEulerDiscreteScheduler'],
+      text_encoder: [null, null],
+    };
     using pipe = FluxPipeline.fromPretrained(variant('flux-tiny', ['transformer', 'vae', 'scheduler'], { 'model_index.json': index }));
     expect(pipe.vaeScaleFactor).toBe(2);
   });
@@ -80,15 +91,24 @@ describe('shape errors', () => {
 
   it('FluxPipeline.generate checks sizes, embeddings and latents before running', () => {
     using pipe = FluxPipeline.fromPretrained(`${goldens}/flux-tiny`);
-    const base = { promptEmbeds: pipeRef.prompt_embeds, pooledPromptEmbeds: pipeRef.pooled_prompt_embeds, latents: pipeRef.latents_in, height: 32, width: 32, numInferenceSteps: 2 };
+    const base = {
+      promptEmbeds: pipeRef.prompt_embeds,
+      pooledPromptEmbeds: pipeRef.pooled_prompt_embeds,
+      latents: pipeRef.latents_in,
+      height: 32,
+      width: 32,
+      numInferenceSteps: 2,
+    };
     const before = memoryStats();
     expect(() => pipe.generate({ ...base, height: 30 })).toThrow(/height must be a positive multiple of 4 \(2 x the VAE scale factor\), got 30/);
     expect(() => pipe.generate({ ...base, width: 64 })).toThrow(/latents must be packed \(1, 128, 16\) for this size, got \(1, 64, 16\)/);
     expect(() => pipe.generate({ ...base, promptEmbeds: pipeRef.latents_in })).toThrow(/promptEmbeds must be \(B, tokens, 32\), got \(1, 64, 16\)/);
-    expect(() => pipe.generate({ ...base, negativePromptEmbeds: pipeRef.prompt_embeds })).toThrow(/give negativePromptEmbeds and negativePooledPromptEmbeds together/);
-    expect(() =>
-      pipe.generate({ ...base, negativePromptEmbeds: ref.encoder_hidden_states, negativePooledPromptEmbeds: pipeRef.pooled_prompt_embeds }),
-    ).toThrow(/negativePromptEmbeds \(2, 7, 32\) must match promptEmbeds \(1, 7, 32\)/);
+    expect(() => pipe.generate({ ...base, negativePromptEmbeds: pipeRef.prompt_embeds })).toThrow(
+      /give negativePromptEmbeds and negativePooledPromptEmbeds together/,
+    );
+    expect(() => pipe.generate({ ...base, negativePromptEmbeds: ref.encoder_hidden_states, negativePooledPromptEmbeds: pipeRef.pooled_prompt_embeds })).toThrow(
+      /negativePromptEmbeds \(2, 7, 32\) must match promptEmbeds \(1, 7, 32\)/,
+    );
     expect(memoryStats()).toEqual(before);
   });
 });

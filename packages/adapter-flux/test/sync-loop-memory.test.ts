@@ -25,7 +25,8 @@ describe('synchronous generation loop', () => {
     // measured here) and, outside the heap, allocator bookkeeping (under 5 MB measured). Native
     // memory freed only when the event loop turns, as before this was fixed, grew this loop by
     // 600 MB.
-    const first = report.curve[0], last = report.curve[report.curve.length - 1];
+    const first = report.curve[0],
+      last = report.curve[report.curve.length - 1];
     expect(report.growthMb).toBeLessThan(40);
     expect(last.rssMb - last.heapMb - (first.rssMb - first.heapMb)).toBeLessThan(12);
   });

@@ -124,11 +124,17 @@ describe('FluxPipeline with text encoders', () => {
     );
     using pipe = FluxPipeline.fromPretrained(dir);
     const e = pipe.encodePrompt(PROMPT, { maxSequenceLength: 8 });
-    expect(() => pipe.generate({ ...base, prompt: PROMPT, promptEmbeds: e.promptEmbeds, pooledPromptEmbeds: e.pooledPromptEmbeds })).toThrow(/either prompt or promptEmbeds/);
+    expect(() => pipe.generate({ ...base, prompt: PROMPT, promptEmbeds: e.promptEmbeds, pooledPromptEmbeds: e.pooledPromptEmbeds })).toThrow(
+      /either prompt or promptEmbeds/,
+    );
     expect(() => pipe.generate({ ...base, maxSequenceLength: undefined })).toThrow(/give a prompt, or both promptEmbeds and pooledPromptEmbeds/);
-    expect(() => pipe.generate({ ...base, prompt: PROMPT, negativePrompt: 'x', negativePromptEmbeds: e.promptEmbeds })).toThrow(/either negativePrompt or negativePromptEmbeds/);
+    expect(() => pipe.generate({ ...base, prompt: PROMPT, negativePrompt: 'x', negativePromptEmbeds: e.promptEmbeds })).toThrow(
+      /either negativePrompt or negativePromptEmbeds/,
+    );
     expect(() => pipe.generate({ ...base, maxSequenceLength: 513, prompt: PROMPT })).toThrow(/maxSequenceLength must be an integer from 1 to 512, got 513/);
-    expect(() => pipe.generate({ ...base, prompt: [PROMPT, PROMPT], negativePrompt: ['a', 'b', 'c'], trueCfgScale: 3, latents: undefined })).toThrow(/3 negative prompts for a batch of 2/);
+    expect(() => pipe.generate({ ...base, prompt: [PROMPT, PROMPT], negativePrompt: ['a', 'b', 'c'], trueCfgScale: 3, latents: undefined })).toThrow(
+      /3 negative prompts for a batch of 2/,
+    );
     for (const t of [e.promptEmbeds, e.pooledPromptEmbeds, e.textIds, e.clipInputIds, e.t5InputIds]) t.dispose();
     expect(() => new FluxPromptEncoder(`${goldens}/flux-tiny`)).toThrow(/no tokenizer\/, tokenizer_2\/, text_encoder\/, text_encoder_2\/ folder/);
   });

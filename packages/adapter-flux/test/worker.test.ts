@@ -76,7 +76,7 @@ describe('FluxPipeline.spawn (generation in a worker thread)', () => {
     await expect(remote.generate(request, { signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' });
   });
 
-  it('takes the one-line cache API: the worker caches cache-dit\'s steps and reports them', async () => {
+  it("takes the one-line cache API: the worker caches cache-dit's steps and reports them", async () => {
     const [name, trace] = Object.entries(meta.cache_traces).find(([n]) => n.includes('MC2'))!;
     enableCache(remote, trace.config);
     const out = await remote.generate({ ...request, decode: false });

@@ -14,7 +14,12 @@ const hidreamCliFamily: CliFamily = {
   transformerClasses: ['HiDreamImageTransformer2DModel'],
   // Prompts come as embeddings only (the Llama encoder is not ported); the one flag of its own:
   options: [
-    { flag: '--default-sample-size', type: 'positive-integer', setting: 'defaultSampleSize', description: 'the latent side of the area images are rescaled to (diffusers\' default_sample_size, 128)' },
+    {
+      flag: '--default-sample-size',
+      type: 'positive-integer',
+      setting: 'defaultSampleSize',
+      description: "the latent side of the area images are rescaled to (diffusers' default_sample_size, 128)",
+    },
   ],
   outputFormats: ['.png'],
 
@@ -31,7 +36,11 @@ const hidreamCliFamily: CliFamily = {
   },
 
   request(inputs, file, s: CliGenerateSettings): HiDreamGenerateOptions {
-    const [promptEmbedsT5, promptEmbedsLlama3, pooledPromptEmbeds] = pickInputs(inputs, file, ['prompt_embeds_t5', 'prompt_embeds_llama3', 'pooled_prompt_embeds']);
+    const [promptEmbedsT5, promptEmbedsLlama3, pooledPromptEmbeds] = pickInputs(inputs, file, [
+      'prompt_embeds_t5',
+      'prompt_embeds_llama3',
+      'pooled_prompt_embeds',
+    ]);
     // Classifier-free guidance needs all three negative embeddings; the pipeline checks their shapes.
     const [negativePromptEmbedsT5, negativePromptEmbedsLlama3, negativePooledPromptEmbeds] = NEGATIVE.some((n) => n in inputs)
       ? pickInputs(inputs, file, NEGATIVE)

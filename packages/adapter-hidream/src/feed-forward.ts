@@ -41,7 +41,11 @@ export class SwiGLUFeedForward implements HiDreamMlp {
   static load(w: WeightReader, dim: number, hidden: number): SwiGLUFeedForward {
     const inner = swigluHiddenDim(hidden);
     const noBias = { bias: false };
-    return new SwiGLUFeedForward(Linear.load(w.at('w1'), dim, inner, noBias), Linear.load(w.at('w2'), inner, dim, noBias), Linear.load(w.at('w3'), dim, inner, noBias));
+    return new SwiGLUFeedForward(
+      Linear.load(w.at('w1'), dim, inner, noBias),
+      Linear.load(w.at('w2'), inner, dim, noBias),
+      Linear.load(w.at('w3'), dim, inner, noBias),
+    );
   }
 
   forward(x: Tensor): Tensor {

@@ -40,7 +40,9 @@ export function patchify(latents: Tensor, patch: number, maxSeq: number): Patche
   const count = rows * cols;
   const length = imageTokenCount(height, width, patch, maxSeq);
   if (length < count) {
-    throw new RangeError(`patchify: non-square latents ${height}x${width} make ${count} tokens, more than the model's max_seq (${maxSeq}, from max_resolution)`);
+    throw new RangeError(
+      `patchify: non-square latents ${height}x${width} make ${count} tokens, more than the model's max_seq (${maxSeq}, from max_resolution)`,
+    );
   }
   const positions = new Float64Array(length * 3);
   for (let r = 0; r < rows; ++r) {

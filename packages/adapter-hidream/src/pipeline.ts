@@ -99,7 +99,7 @@ const COMPONENTS = [
 function pythonFloorDiv(a: number, b: number): number {
   const mod = a % b;
   let quotient = (a - mod) / b;
-  if (mod !== 0 && (b < 0) !== (mod < 0)) quotient -= 1;
+  if (mod !== 0 && b < 0 !== mod < 0) quotient -= 1;
   const floored = Math.floor(quotient);
   return quotient - floored > 0.5 ? floored + 1 : floored;
 }
@@ -120,14 +120,21 @@ export class HiDreamPipeline implements DiffusionPipeline<HiDreamGenerateOptions
   private readonly transformerCalls = new TransformerCallAnnouncer<TransformerCall>();
 
   /** `defaults`: settings for generate() where its options give none (fromPretrained reads them from the folder's ditcache.json). */
-  constructor(components: { transformer: HiDreamTransformer; vae: AutoencoderKLDecoder; scheduler: FlowMatchEulerDiscreteScheduler; defaults?: PipelineDefaults }) {
+  constructor(components: {
+    transformer: HiDreamTransformer;
+    vae: AutoencoderKLDecoder;
+    scheduler: FlowMatchEulerDiscreteScheduler;
+    defaults?: PipelineDefaults;
+  }) {
     this.transformer = components.transformer;
     this.vae = components.vae;
     this.scheduler = components.scheduler;
     this.defaults = components.defaults ?? {};
     this.vaeScaleFactor = this.vae.scaleFactor;
     if (this.vae.dtype !== this.transformer.dtype) {
-      throw new TypeError(`HiDreamPipeline: the transformer computes in ${this.transformer.dtype} but the VAE in ${this.vae.dtype}; load both with the same dtype`);
+      throw new TypeError(
+        `HiDreamPipeline: the transformer computes in ${this.transformer.dtype} but the VAE in ${this.vae.dtype}; load both with the same dtype`,
+      );
     }
     const { in_channels: inChannels } = this.transformer.config;
     const latentChannels = this.vae.config.latent_channels;
@@ -169,7 +176,6 @@ export class HiDreamPipeline implements DiffusionPipeline<HiDreamGenerateOptions
   static spawn(dir: string, opts: LoadOptions = {}): Promise<RemotePipeline<HiDreamGenerateOptions, HiDreamGenerateResult>> {
     return RemotePipeline.open({ module: '@ditcache/adapter-hidream', exportName: 'HiDreamPipeline', modelDir: dir, loadOptions: opts });
   }
-
 
   /** What the pipeline computes in (the `dtype` load option, diffusers' torch_dtype). */
   get dtype(): ComputeDtype {
@@ -225,7 +231,7 @@ export class HiDreamPipeline implements DiffusionPipeline<HiDreamGenerateOptions
       // Batched CFG: the negative prompt first, as diffusers concatenates them; in the compute
       // dtype, as the pipeline's text encoders in that dtype would return them.
       const both = (negative: Tensor | undefined, positive: Tensor, dim: number): Tensor =>
-        (cfg ? concat([(negative as Tensor).cast(this.dtype), positive.cast(this.dtype)], dim) : positive.cast(this.dtype));
+        cfg ? concat([(negative as Tensor).cast(this.dtype), positive.cast(this.dtype)], dim) : positive.cast(this.dtype);
       const t5 = both(opts.negativePromptEmbedsT5, opts.promptEmbedsT5, 0);
       const llama = both(opts.negativePromptEmbedsLlama3, opts.promptEmbedsLlama3, 1);
       const pooled = both(opts.negativePooledPromptEmbeds, opts.pooledPromptEmbeds, 0);
@@ -308,7 +314,8 @@ export class HiDreamPipeline implements DiffusionPipeline<HiDreamGenerateOptions
     }
     const deepest = Math.max(...c.llama_layers);
     if (llama.shape[0] <= deepest) fail(`promptEmbedsLlama3 stacks ${llama.shape[0]} Llama layers, but the transformer's llama_layers reads layer ${deepest}`);
-    if (pooled.rank !== 2 || pooled.shape[0] !== batch || pooled.shape[1] !== c.text_emb_dim) fail(`pooledPromptEmbeds must be (${batch}, ${c.text_emb_dim}), got ${shape(pooled)}`);
+    if (pooled.rank !== 2 || pooled.shape[0] !== batch || pooled.shape[1] !== c.text_emb_dim)
+      fail(`pooledPromptEmbeds must be (${batch}, ${c.text_emb_dim}), got ${shape(pooled)}`);
     const negatives = [
       ['negativePromptEmbedsT5', opts.negativePromptEmbedsT5, 'promptEmbedsT5', t5],
       ['negativePromptEmbedsLlama3', opts.negativePromptEmbedsLlama3, 'promptEmbedsLlama3', llama],

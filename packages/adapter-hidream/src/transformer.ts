@@ -21,13 +21,7 @@ import {
   type WeightReader,
 } from '@ditcache/diffusion';
 
-import {
-  HiDreamDoubleStreamBlock,
-  HiDreamSingleStreamBlock,
-  type DoubleStreamBlock,
-  type HiDreamBlockContext,
-  type SingleStreamBlock,
-} from './blocks.js';
+import { HiDreamDoubleStreamBlock, HiDreamSingleStreamBlock, type DoubleStreamBlock, type HiDreamBlockContext, type SingleStreamBlock } from './blocks.js';
 import { readHiDreamTransformerConfig, type HiDreamTransformerConfig } from './config.js';
 import { swigluHiddenDim } from './feed-forward.js';
 import { imageTokenCount, patchify, unpatchify } from './latents.js';
@@ -167,14 +161,21 @@ export class HiDreamTransformer implements Disposable {
     this.xEmbedder = Linear.load(w.at('x_embedder.proj'), patch * patch * config.in_channels, dim);
     this.tEmbedder = new TimestepEmbedder(MlpEmbedding.load(w.at('t_embedder.timestep_embedder'), TIME_PROJ_DIM, dim, 'silu'));
     this.pEmbedder = MlpEmbedding.load(w.at('p_embedder.pooled_embedder'), config.text_emb_dim, dim, 'silu');
-    this.doubleStreamBlocks = Array.from({ length: config.num_layers }, (_, i) => HiDreamDoubleStreamBlock.load(w.at('double_stream_blocks').at(i).at('block'), config));
+    this.doubleStreamBlocks = Array.from({ length: config.num_layers }, (_, i) =>
+      HiDreamDoubleStreamBlock.load(w.at('double_stream_blocks').at(i).at('block'), config),
+    );
     this.singleStreamBlocks = Array.from({ length: config.num_single_layers }, (_, i) =>
       HiDreamSingleStreamBlock.load(w.at('single_stream_blocks').at(i).at('block'), config),
     );
-    this.finalLayer = new HiDreamOutputLayer(Linear.load(w.at('final_layer.adaLN_modulation.1'), dim, 2 * dim), Linear.load(w.at('final_layer.linear'), dim, patch * patch * this.outChannels));
+    this.finalLayer = new HiDreamOutputLayer(
+      Linear.load(w.at('final_layer.adaLN_modulation.1'), dim, 2 * dim),
+      Linear.load(w.at('final_layer.linear'), dim, patch * patch * this.outChannels),
+    );
     const [t5Width, llamaWidth] = config.caption_channels;
     const blocks = config.num_layers + config.num_single_layers;
-    this.captionProjection = Array.from({ length: blocks + 1 }, (_, i) => Linear.load(w.at('caption_projection').at(i).at('linear'), i < blocks ? llamaWidth : t5Width, dim, { bias: false }));
+    this.captionProjection = Array.from({ length: blocks + 1 }, (_, i) =>
+      Linear.load(w.at('caption_projection').at(i).at('linear'), i < blocks ? llamaWidth : t5Width, dim, { bias: false }),
+    );
   }
 
   /** Loads a diffusers `transformer/` folder (HiDreamImageTransformer2DModel); `opts.dtype` ('float32' by default, 'bfloat16', 'float16') is what it computes in. */
@@ -307,17 +308,20 @@ export class HiDreamTransformer implements Disposable {
     const [t5Width, llamaWidth] = c.caption_channels;
     if (x.rank !== 4 || x.shape[1] !== c.in_channels) fail(`hiddenStates must be latents (B, ${c.in_channels}, H, W), got ${shape(x)}`);
     const [batch, , height, width] = x.shape;
-    if (height % c.patch_size !== 0 || width % c.patch_size !== 0) fail(`hiddenStates height and width must be multiples of patch_size ${c.patch_size}, got ${shape(x)}`);
+    if (height % c.patch_size !== 0 || width % c.patch_size !== 0)
+      fail(`hiddenStates height and width must be multiples of patch_size ${c.patch_size}, got ${shape(x)}`);
     if ((height / c.patch_size) * (width / c.patch_size) > this.imageTokens(height, width)) {
       fail(`non-square latents ${shape(x)} make more tokens than max_seq (${this.maxSeq}, from max_resolution [${c.max_resolution.join(', ')}])`);
     }
     if (t.rank !== 1 || t.size !== batch) fail(`timesteps must be (${batch},), got ${shape(t)}`);
-    if (t5.rank !== 3 || t5.shape[0] !== batch || t5.shape[2] !== t5Width) fail(`encoderHiddenStatesT5 must be (${batch}, tokens, ${t5Width}), got ${shape(t5)}`);
+    if (t5.rank !== 3 || t5.shape[0] !== batch || t5.shape[2] !== t5Width)
+      fail(`encoderHiddenStatesT5 must be (${batch}, tokens, ${t5Width}), got ${shape(t5)}`);
     if (llama.rank !== 4 || llama.shape[1] !== batch || llama.shape[3] !== llamaWidth) {
       fail(`encoderHiddenStatesLlama3 must be stacked Llama layers (layers, ${batch}, tokens, ${llamaWidth}), got ${shape(llama)}`);
     }
     const deepest = Math.max(...c.llama_layers);
     if (llama.shape[0] <= deepest) fail(`encoderHiddenStatesLlama3 stacks ${llama.shape[0]} Llama layers, but llama_layers reads layer ${deepest}`);
-    if (pooled.rank !== 2 || pooled.shape[0] !== batch || pooled.shape[1] !== c.text_emb_dim) fail(`pooledEmbeds must be (${batch}, ${c.text_emb_dim}), got ${shape(pooled)}`);
+    if (pooled.rank !== 2 || pooled.shape[0] !== batch || pooled.shape[1] !== c.text_emb_dim)
+      fail(`pooledEmbeds must be (${batch}, ${c.text_emb_dim}), got ${shape(pooled)}`);
   }
 }

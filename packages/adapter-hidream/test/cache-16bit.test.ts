@@ -177,7 +177,9 @@ describe('caching HiDream in bfloat16, against cache-dit in bfloat16', () => {
         const diff = got.residualDiffs[step];
         expect(Math.abs(diff - exact) / exact, `${want.source} step ${step}: ours ${diff}, cache-dit's residuals ${exact}`).toBeLessThan(DIFF_TOLERANCE);
         const rounded = want.residual_diffs[step];
-        expect(Math.abs(diff - rounded) / rounded, `${want.source} step ${step}: ours ${diff}, cache-dit's bf16 diff ${rounded}`).toBeLessThan(BF16_DIFF_TOLERANCE);
+        expect(Math.abs(diff - rounded) / rounded, `${want.source} step ${step}: ours ${diff}, cache-dit's bf16 diff ${rounded}`).toBeLessThan(
+          BF16_DIFF_TOLERANCE,
+        );
       }
     });
     const distance = tidy(() => relativeL2(latents.cast('float32'), traces[`${name}.latents_out`].cast('float32')));

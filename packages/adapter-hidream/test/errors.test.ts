@@ -42,11 +42,17 @@ describe('loading errors', () => {
 
   it('HiDreamTransformer.load refuses another model class, bad configs and weights that do not fit, without leaking', () => {
     const before = memoryStats();
-    expect(() => HiDreamTransformer.load(`${goldens}/flux-tiny/transformer`)).toThrow(/describes a FluxTransformer2DModel, not a HiDreamImageTransformer2DModel/);
-    expect(() => HiDreamTransformer.load(transformerVariant({ llama_layers: [0, 1, 2] }))).toThrow(/llama_layers must list one layer per block \(6\), got \[0,1,2\]/);
+    expect(() => HiDreamTransformer.load(`${goldens}/flux-tiny/transformer`)).toThrow(
+      /describes a FluxTransformer2DModel, not a HiDreamImageTransformer2DModel/,
+    );
+    expect(() => HiDreamTransformer.load(transformerVariant({ llama_layers: [0, 1, 2] }))).toThrow(
+      /llama_layers must list one layer per block \(6\), got \[0,1,2\]/,
+    );
     expect(() => HiDreamTransformer.load(transformerVariant({ axes_dims_rope: [2, 2, 2] }))).toThrow(/axes_dims_rope sum to 6 but attention_head_dim is 8/);
     expect(() => HiDreamTransformer.load(transformerVariant({ axes_dims_rope: [4, 4] }))).toThrow(/axes_dims_rope must be 3 positive even sizes/);
-    expect(() => HiDreamTransformer.load(transformerVariant({ num_activated_experts: 5 }))).toThrow(/num_activated_experts \(5\) must be between 1 and num_routed_experts \(4\)/);
+    expect(() => HiDreamTransformer.load(transformerVariant({ num_activated_experts: 5 }))).toThrow(
+      /num_activated_experts \(5\) must be between 1 and num_routed_experts \(4\)/,
+    );
     expect(() => HiDreamTransformer.load(transformerVariant({ caption_channels: [32, 8] }))).toThrow(
       /weight 'caption_projection.0.linear.weight' has shape \(16, 16\) but config.json implies \(16, 8\)/,
     );
@@ -72,9 +78,13 @@ describe('shape errors', () => {
     const before = memoryStats();
     expect(() => transformer.forward({ ...inputs, hiddenStates: channels })).toThrow(/hiddenStates must be latents \(B, 4, H, W\), got \(2, 16, 16, 16\)/);
     expect(() => transformer.forward({ ...inputs, hiddenStates: odd })).toThrow(/height and width must be multiples of patch_size 2, got \(2, 4, 15, 15\)/);
-    expect(() => transformer.forward({ ...inputs, hiddenStates: tooWide })).toThrow(/non-square latents \(2, 4, 16, 40\) make more tokens than max_seq \(144, from max_resolution \[24, 24\]\)/);
+    expect(() => transformer.forward({ ...inputs, hiddenStates: tooWide })).toThrow(
+      /non-square latents \(2, 4, 16, 40\) make more tokens than max_seq \(144, from max_resolution \[24, 24\]\)/,
+    );
     expect(() => transformer.forward({ ...inputs, timesteps: column })).toThrow(/timesteps must be \(2,\), got \(2, 1\)/);
-    expect(() => transformer.forward({ ...inputs, encoderHiddenStatesT5: ref.pooled_embeds })).toThrow(/encoderHiddenStatesT5 must be \(2, tokens, 32\), got \(2, 64\)/);
+    expect(() => transformer.forward({ ...inputs, encoderHiddenStatesT5: ref.pooled_embeds })).toThrow(
+      /encoderHiddenStatesT5 must be \(2, tokens, 32\), got \(2, 64\)/,
+    );
     expect(() => transformer.forward({ ...inputs, encoderHiddenStatesLlama3: ref.encoder_hidden_states_t5 })).toThrow(
       /encoderHiddenStatesLlama3 must be stacked Llama layers \(layers, 2, tokens, 16\), got \(2, 8, 32\)/,
     );
@@ -103,8 +113,12 @@ describe('shape errors', () => {
     expect(() => pipe.generate({ ...base, negativePromptEmbedsT5: undefined })).toThrow(
       /guidanceScale > 1 runs classifier-free guidance: give negativePromptEmbedsT5, negativePromptEmbedsLlama3, negativePooledPromptEmbeds/,
     );
-    expect(() => pipe.generate({ ...base, negativePromptEmbedsLlama3: twoLayers })).toThrow(/negativePromptEmbedsLlama3 \(2, 1, 6, 16\) must match promptEmbedsLlama3 \(3, 1, 6, 16\)/);
-    expect(() => pipe.generate({ ...base, promptEmbedsLlama3: twoLayers })).toThrow(/promptEmbedsLlama3 stacks 2 Llama layers, but the transformer's llama_layers reads layer 2/);
+    expect(() => pipe.generate({ ...base, negativePromptEmbedsLlama3: twoLayers })).toThrow(
+      /negativePromptEmbedsLlama3 \(2, 1, 6, 16\) must match promptEmbedsLlama3 \(3, 1, 6, 16\)/,
+    );
+    expect(() => pipe.generate({ ...base, promptEmbedsLlama3: twoLayers })).toThrow(
+      /promptEmbedsLlama3 stacks 2 Llama layers, but the transformer's llama_layers reads layer 2/,
+    );
     expect(() => pipe.generate({ ...base, pooledPromptEmbeds: pipeRef.prompt_embeds_t5 })).toThrow(/pooledPromptEmbeds must be \(1, 64\), got \(1, 8, 32\)/);
     expect(memoryStats()).toEqual(before);
   });

@@ -84,6 +84,8 @@ describe('HiDreamPipeline with NaN / Inf', () => {
     };
     const err = failure(pipe, request());
     expect([err.tensor, err.step, err.when]).toEqual(['latents', 1, 'after']);
-    expect(err.message).toMatch(new RegExp(`^non-finite values \\(NaN or Inf\\) in the latents after step 2 of ${meta.num_inference_steps}; the transformer's output`));
+    expect(err.message).toMatch(
+      new RegExp(`^non-finite values \\(NaN or Inf\\) in the latents after step 2 of ${meta.num_inference_steps}; the transformer's output`),
+    );
   });
 });

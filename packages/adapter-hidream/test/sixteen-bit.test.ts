@@ -99,7 +99,8 @@ describe.each(DTYPES.flatMap((d) => CALLS.map((call) => ({ call, ...d }))))('HiD
       // The timestep features computed in float32 and rounded to the dtype before the MLP, as diffusers'.
       expect(relativeL2(embedded.context.temb, ref['double_stream_blocks.0.in.temb'])).toBeLessThan(0.5 * roundoff);
       const context = { ...embedded.context, temb: ref['double_stream_blocks.0.in.temb'].cast(dtype) };
-      if (ref['double_stream_blocks.0.in.hidden_states_masks']) expect(relativeL2(context.masks as Tensor, ref['double_stream_blocks.0.in.hidden_states_masks'])).toBe(0);
+      if (ref['double_stream_blocks.0.in.hidden_states_masks'])
+        expect(relativeL2(context.masks as Tensor, ref['double_stream_blocks.0.in.hidden_states_masks'])).toBe(0);
       transformer.doubleStreamBlocks.forEach((block, i) => {
         const p = `double_stream_blocks.${i}`;
         const [h, e] = block.forward(ref[`${p}.in.hidden_states`].cast(dtype), ref[`${p}.in.encoder_hidden_states`].cast(dtype), context);

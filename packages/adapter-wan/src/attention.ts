@@ -32,8 +32,20 @@ export class WanAttention {
   /** `addedKvProjDim`: the width of the image tokens the added projections take (image-to-video cross-attention), or null. */
   static load(w: WeightReader, dim: number, heads: number, eps: number, addedKvProjDim: number | null = null): WanAttention {
     const proj = (name: string, inFeatures = dim): Linear => Linear.load(w.at(name), inFeatures, dim);
-    const added = addedKvProjDim === null ? null : { toK: proj('add_k_proj', addedKvProjDim), toV: proj('add_v_proj', addedKvProjDim), normK: RMSNorm.load(w.at('norm_added_k'), dim, eps) };
-    return new WanAttention(heads, proj('to_q'), proj('to_k'), proj('to_v'), proj('to_out.0'), RMSNorm.load(w.at('norm_q'), dim, eps), RMSNorm.load(w.at('norm_k'), dim, eps), added);
+    const added =
+      addedKvProjDim === null
+        ? null
+        : { toK: proj('add_k_proj', addedKvProjDim), toV: proj('add_v_proj', addedKvProjDim), normK: RMSNorm.load(w.at('norm_added_k'), dim, eps) };
+    return new WanAttention(
+      heads,
+      proj('to_q'),
+      proj('to_k'),
+      proj('to_v'),
+      proj('to_out.0'),
+      RMSNorm.load(w.at('norm_q'), dim, eps),
+      RMSNorm.load(w.at('norm_k'), dim, eps),
+      added,
+    );
   }
 
   /**

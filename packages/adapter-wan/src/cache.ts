@@ -2,14 +2,7 @@
 // the hidden states (ForwardPattern 2). Wan 2.2's two experts are two contexts, named as
 // cache-dit names them (transformer.blocks, transformer_2.blocks); each counts only the steps
 // it runs and takes its own ParamsModifier. CFG runs as two calls per step, each with its own state.
-import {
-  BlockAdapter,
-  ForwardPattern,
-  registerAdapter,
-  type AdapterTarget,
-  type BlockAdapterFactory,
-  type FlopsCounter,
-} from '@ditcache/core';
+import { BlockAdapter, ForwardPattern, registerAdapter, type AdapterTarget, type BlockAdapterFactory, type FlopsCounter } from '@ditcache/core';
 import type { Tensor } from '@ditcache/cuda-runtime';
 import { runtimeTensorOps } from '@ditcache/diffusion';
 

@@ -14,7 +14,10 @@ import { WanTransformer } from './transformer.js';
 /** A usage error unless the folder has Wan's tokenizer and UMT5 encoder. */
 function checkTextComponents(dir: string): void {
   const missing = missingTextComponents(dir);
-  if (missing.length) throw new UsageError(`--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (the UMT5 text encoder); give prompt embeddings with --inputs instead`);
+  if (missing.length)
+    throw new UsageError(
+      `--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (the UMT5 text encoder); give prompt embeddings with --inputs instead`,
+    );
 }
 
 const wanCliFamily: CliFamily = {
@@ -23,11 +26,28 @@ const wanCliFamily: CliFamily = {
   transformerClasses: ['WanTransformer3DModel'],
   // The flags of `ditcache generate` Wan takes beyond every family's: prompts as text, and the video's.
   options: [
-    { flag: '--prompt', type: 'string', setting: 'prompt', valueName: 'text', description: 'the prompt, encoded by the folder\'s text encoders (then --inputs may hold only latents_in)' },
+    {
+      flag: '--prompt',
+      type: 'string',
+      setting: 'prompt',
+      valueName: 'text',
+      description: "the prompt, encoded by the folder's text encoders (then --inputs may hold only latents_in)",
+    },
     { flag: '--negative-prompt', type: 'string', setting: 'negativePrompt', valueName: 'text', description: 'the negative prompt of CFG (default "")' },
-    { flag: '--max-sequence-length', type: 'positive-integer', setting: 'maxSequenceLength', description: `UMT5 tokens of the prompt (default ${MAX_SEQUENCE_LENGTH})` },
+    {
+      flag: '--max-sequence-length',
+      type: 'positive-integer',
+      setting: 'maxSequenceLength',
+      description: `UMT5 tokens of the prompt (default ${MAX_SEQUENCE_LENGTH})`,
+    },
     { flag: '--frames', type: 'positive-integer', setting: 'frames', description: 'video frames, 4k + 1' },
-    { flag: '--guidance-2', type: 'number', setting: 'guidance2', valueName: 'g', description: 'guidance scale of the low-noise expert (transformer_2) of Wan 2.2' },
+    {
+      flag: '--guidance-2',
+      type: 'number',
+      setting: 'guidance2',
+      valueName: 'g',
+      description: 'guidance scale of the low-noise expert (transformer_2) of Wan 2.2',
+    },
     { flag: '--fps', type: 'positive-integer', setting: 'fps', description: 'frames per second of the animation' },
   ],
   outputFormats: ['.webp', '.gif'],
@@ -44,7 +64,10 @@ const wanCliFamily: CliFamily = {
   // One chain per expert: transformer/, and transformer_2/ in a Wan 2.2 folder (a non-null boundary_ratio).
   cacheChains(dir) {
     const experts = readJsonObject(join(dir, 'model_index.json')).boundary_ratio == null ? ['transformer'] : ['transformer', 'transformer_2'];
-    return experts.map((name) => ({ name: `${name}.blocks`, blocks: componentConfig(dir, name, ['WanTransformer3DModel'], WAN_TRANSFORMER_DEFAULTS).num_layers }));
+    return experts.map((name) => ({
+      name: `${name}.blocks`,
+      blocks: componentConfig(dir, name, ['WanTransformer3DModel'], WAN_TRANSFORMER_DEFAULTS).num_layers,
+    }));
   },
 
   encodePrompt(dir, prompt, s) {
@@ -61,7 +84,8 @@ const wanCliFamily: CliFamily = {
 
   request(inputs, file, s: CliGenerateSettings): WanGenerateOptions {
     if (s.frames !== undefined && (s.frames - 1) % 4 !== 0) throw new UsageError(`--frames must be 4k + 1 (e.g. 81, 49, 9), got ${s.frames}`);
-    if (s.prompt !== undefined && 'prompt_embeds' in inputs) throw new UsageError(`--prompt and the prompt_embeds of --inputs ${file} exclude each other; give one`);
+    if (s.prompt !== undefined && 'prompt_embeds' in inputs)
+      throw new UsageError(`--prompt and the prompt_embeds of --inputs ${file} exclude each other; give one`);
     if (s.negativePrompt !== undefined && 'negative_prompt_embeds' in inputs) {
       throw new UsageError(`--negative-prompt and the negative_prompt_embeds of --inputs ${file} exclude each other; give one`);
     }

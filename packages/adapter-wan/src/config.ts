@@ -34,14 +34,20 @@ export function readWanTransformerConfig(folder: WeightFolder): WanTransformerCo
   if (cfg.attention_head_dim % 2 !== 0) throw new TypeError(`${where}: attention_head_dim must be even, got ${cfg.attention_head_dim}`);
   // Image-to-video: the image embedder feeds the cross-attention's added projections, at the model's width.
   if ((cfg.image_dim === null) !== (cfg.added_kv_proj_dim === null)) {
-    throw new TypeError(`${where}: image_dim (${cfg.image_dim}) and added_kv_proj_dim (${cfg.added_kv_proj_dim}) come together in image-to-video models: set both or neither`);
+    throw new TypeError(
+      `${where}: image_dim (${cfg.image_dim}) and added_kv_proj_dim (${cfg.added_kv_proj_dim}) come together in image-to-video models: set both or neither`,
+    );
   }
   const innerDim = cfg.num_attention_heads * cfg.attention_head_dim;
   if (cfg.added_kv_proj_dim !== null && cfg.added_kv_proj_dim !== innerDim) {
-    throw new TypeError(`${where}: added_kv_proj_dim must be the model width num_attention_heads x attention_head_dim = ${innerDim} (it projects the embedded image tokens), got ${cfg.added_kv_proj_dim}`);
+    throw new TypeError(
+      `${where}: added_kv_proj_dim must be the model width num_attention_heads x attention_head_dim = ${innerDim} (it projects the embedded image tokens), got ${cfg.added_kv_proj_dim}`,
+    );
   }
   if (cfg.pos_embed_seq_len !== null && (cfg.image_dim === null || cfg.pos_embed_seq_len % 2 !== 0)) {
-    throw new TypeError(`${where}: pos_embed_seq_len (${cfg.pos_embed_seq_len}) is the joined length of two image embeddings: it needs image_dim and must be even`);
+    throw new TypeError(
+      `${where}: pos_embed_seq_len (${cfg.pos_embed_seq_len}) is the joined length of two image embeddings: it needs image_dim and must be even`,
+    );
   }
   return cfg;
 }

@@ -2,7 +2,15 @@ export { WAN_TRANSFORMER_DEFAULTS, loadWanTransformerConfig, readWanTransformerC
 export { WanAttention } from './attention.js';
 export { WanTransformerBlock, type WanBlock } from './blocks.js';
 export { wanRotaryAxes, wanRotaryEmbedding, type RotaryEmbedding, type WanRotaryOptions } from './rotary.js';
-export { WanConditionEmbedder, WanImageEmbedding, WanTransformer, type WanCallShape, type WanConditions, type WanFlops, type WanTransformerInputs } from './transformer.js';
+export {
+  WanConditionEmbedder,
+  WanImageEmbedding,
+  WanTransformer,
+  type WanCallShape,
+  type WanConditions,
+  type WanFlops,
+  type WanTransformerInputs,
+} from './transformer.js';
 export { AUTOENCODER_KL_WAN_DEFAULTS, AutoencoderKLWanDecoder, type AutoencoderKLWanConfig } from './vae/decoder.js';
 export { WanAttentionBlock, WanRMSNorm, WanResidualBlock, WanUpsampler } from './vae/blocks.js';
 export { CausalConv3d, TemporalCache } from './vae/causal-conv.js';

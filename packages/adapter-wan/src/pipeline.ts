@@ -151,11 +151,17 @@ export class WanPipeline implements DiffusionPipeline<WanGenerateOptions, WanGen
     this.vae = vae;
     this.scheduler = scheduler;
     this.boundaryRatio = boundaryRatio;
-    if (boundaryRatio !== null && !(boundaryRatio >= 0 && boundaryRatio <= 1)) throw new RangeError(`WanPipeline: boundaryRatio must lie in [0, 1], got ${boundaryRatio}`);
-    if (boundaryRatio !== null && !transformer2) throw new TypeError(`WanPipeline: boundaryRatio ${boundaryRatio} hands the low-noise steps to transformer2, which is missing`);
-    if (boundaryRatio === null && transformer2) throw new TypeError('WanPipeline: transformer2 runs only below a boundaryRatio; give one (Wan 2.2) or leave transformer2 out (Wan 2.1)');
+    if (boundaryRatio !== null && !(boundaryRatio >= 0 && boundaryRatio <= 1))
+      throw new RangeError(`WanPipeline: boundaryRatio must lie in [0, 1], got ${boundaryRatio}`);
+    if (boundaryRatio !== null && !transformer2)
+      throw new TypeError(`WanPipeline: boundaryRatio ${boundaryRatio} hands the low-noise steps to transformer2, which is missing`);
+    if (boundaryRatio === null && transformer2)
+      throw new TypeError('WanPipeline: transformer2 runs only below a boundaryRatio; give one (Wan 2.2) or leave transformer2 out (Wan 2.1)');
     const z = vae.config.z_dim;
-    for (const [name, t] of [['transformer', transformer], ['transformer2', transformer2]] as const) {
+    for (const [name, t] of [
+      ['transformer', transformer],
+      ['transformer2', transformer2],
+    ] as const) {
       if (!t) continue;
       if (t.config.image_dim !== null) {
         throw new TypeError(
@@ -166,7 +172,10 @@ export class WanPipeline implements DiffusionPipeline<WanGenerateOptions, WanGen
         throw new TypeError(`WanPipeline: ${name} takes ${t.config.in_channels} and returns ${t.config.out_channels} channels; the VAE's latents have ${z}`);
       }
     }
-    if (transformer2 && (transformer2.config.patch_size.join() !== transformer.config.patch_size.join() || transformer2.config.text_dim !== transformer.config.text_dim)) {
+    if (
+      transformer2 &&
+      (transformer2.config.patch_size.join() !== transformer.config.patch_size.join() || transformer2.config.text_dim !== transformer.config.text_dim)
+    ) {
       throw new TypeError('WanPipeline: transformer and transformer2 must share patch_size and text_dim');
     }
     if (transformer2 && transformer2.dtype !== transformer.dtype) {
@@ -192,7 +201,8 @@ export class WanPipeline implements DiffusionPipeline<WanGenerateOptions, WanGen
     }
     const boundaryRatio = index.boundary_ratio ?? null;
     const defaults = readPipelineDefaults(dir);
-    if (boundaryRatio !== null && typeof boundaryRatio !== 'number') throw new ConfigError(`${indexPath}: 'boundary_ratio' should be a number or null, got ${JSON.stringify(boundaryRatio)}`);
+    if (boundaryRatio !== null && typeof boundaryRatio !== 'number')
+      throw new ConfigError(`${indexPath}: 'boundary_ratio' should be a number or null, got ${JSON.stringify(boundaryRatio)}`);
     if (index.expand_timesteps === true) throw new ConfigError(`${indexPath}: expand_timesteps (Wan 2.2 TI2V's per-token timesteps) is not supported`);
     const component = (name: string, classes: readonly string[]): string => {
       const entry = index[name];
@@ -213,13 +223,16 @@ export class WanPipeline implements DiffusionPipeline<WanGenerateOptions, WanGen
     const schedulerClass = component('scheduler', ['FlowMatchEulerDiscreteScheduler', 'UniPCMultistepScheduler']);
     // diffusers saves [null, null] for components a pipeline was built without.
     const listed = (name: string): boolean => Array.isArray(index[name]) && (index[name] as unknown[])[1] !== null;
-    if (listed('tokenizer') !== listed('text_encoder')) throw new ConfigError(`${indexPath}: lists only one of tokenizer and text_encoder; prompt encoding needs both`);
+    if (listed('tokenizer') !== listed('text_encoder'))
+      throw new ConfigError(`${indexPath}: lists only one of tokenizer and text_encoder; prompt encoding needs both`);
     if (listed('text_encoder')) {
       component('tokenizer', ['T5TokenizerFast', 'T5Tokenizer', 'AutoTokenizer']);
       component('text_encoder', ['UMT5EncoderModel', 'T5EncoderModel']);
     }
     const scheduler =
-      schedulerClass === 'UniPCMultistepScheduler' ? UniPCMultistepScheduler.fromFolder(join(dir, 'scheduler')) : FlowMatchEulerDiscreteScheduler.fromFolder(join(dir, 'scheduler'));
+      schedulerClass === 'UniPCMultistepScheduler'
+        ? UniPCMultistepScheduler.fromFolder(join(dir, 'scheduler'))
+        : FlowMatchEulerDiscreteScheduler.fromFolder(join(dir, 'scheduler'));
 
     const loaded: Disposable[] = [];
     try {
@@ -230,7 +243,16 @@ export class WanPipeline implements DiffusionPipeline<WanGenerateOptions, WanGen
       const vae = AutoencoderKLWanDecoder.load(join(dir, 'vae'), { ...opts, dtype: 'float32' });
       loaded.push(vae);
       const promptEncoder = listed('text_encoder') ? new WanPromptEncoder(dir, { device: opts.device, weightDtype: opts.weightDtype }) : null;
-      return new WanPipeline({ transformer, transformer2, vae, scheduler, boundaryRatio, promptEncoder, releaseTextEncoder: opts.releaseTextEncoder, defaults });
+      return new WanPipeline({
+        transformer,
+        transformer2,
+        vae,
+        scheduler,
+        boundaryRatio,
+        promptEncoder,
+        releaseTextEncoder: opts.releaseTextEncoder,
+        defaults,
+      });
     } catch (e) {
       for (const part of loaded) part[Symbol.dispose]();
       throw e;
@@ -244,7 +266,6 @@ export class WanPipeline implements DiffusionPipeline<WanGenerateOptions, WanGen
   static spawn(dir: string, opts: WanLoadOptions = {}): Promise<RemotePipeline<WanGenerateOptions, WanGenerateResult>> {
     return RemotePipeline.open({ module: '@ditcache/adapter-wan', exportName: 'WanPipeline', modelDir: dir, loadOptions: opts });
   }
-
 
   /** What the transformers compute in (the `dtype` load option, diffusers' torch_dtype); the VAE decodes in float32. */
   get dtype(): ComputeDtype {
@@ -316,7 +337,8 @@ export class WanPipeline implements DiffusionPipeline<WanGenerateOptions, WanGen
       let negativePromptEmbeds = opts.negativePromptEmbeds;
       if (cfg && !negativePromptEmbeds) {
         const negative = opts.negativePrompt ?? '';
-        if (typeof negative !== 'string' && negative.length !== batch) throw new TypeError(`WanPipeline: negativePrompt has ${negative.length} prompts for a batch of ${batch}`);
+        if (typeof negative !== 'string' && negative.length !== batch)
+          throw new TypeError(`WanPipeline: negativePrompt has ${negative.length} prompts for a batch of ${batch}`);
         negativePromptEmbeds = encode(typeof negative === 'string' ? Array<string>(batch).fill(negative) : negative);
       }
       return { embeddings: { promptEmbeds, negativePromptEmbeds }, owned };
@@ -333,7 +355,10 @@ export class WanPipeline implements DiffusionPipeline<WanGenerateOptions, WanGen
     const { batch, cfg } = this.checkEmbeddings(opts);
     // diffusers: prompt_embeds.to(transformer_dtype), once per call.
     const dtype = this.transformer.dtype;
-    const guidance = { transformer: opts.guidanceScale ?? DEFAULTS.guidanceScale, transformer_2: opts.guidanceScale2 ?? opts.guidanceScale ?? DEFAULTS.guidanceScale };
+    const guidance = {
+      transformer: opts.guidanceScale ?? DEFAULTS.guidanceScale,
+      transformer_2: opts.guidanceScale2 ?? opts.guidanceScale ?? DEFAULTS.guidanceScale,
+    };
     const device = opts.promptEmbeds.device;
     const schedule: SamplingSchedule & Partial<Disposable> = this.scheduler.schedule({ numInferenceSteps: numSteps });
 
@@ -355,7 +380,10 @@ export class WanPipeline implements DiffusionPipeline<WanGenerateOptions, WanGen
 
       // NaN / Inf in an input, as given (a 16-bit overflow of the rounded copy is the blocks'
       // Float16OverflowError), stops here, named; denoise checks each step's latents.
-      checkFiniteInputs({ latents_in: opts.latents, prompt_embeds: opts.promptEmbeds, negative_prompt_embeds: cfg ? opts.negativePromptEmbeds : undefined }, numSteps);
+      checkFiniteInputs(
+        { latents_in: opts.latents, prompt_embeds: opts.promptEmbeds, negative_prompt_embeds: cfg ? opts.negativePromptEmbeds : undefined },
+        numSteps,
+      );
       const latents = denoise<StepEnd>({
         numSteps,
         timesteps: schedule.timesteps,
@@ -408,7 +436,8 @@ export class WanPipeline implements DiffusionPipeline<WanGenerateOptions, WanGen
     const [, ph, pw] = this.transformer.config.patch_size;
     const side = (name: string, px: number, patch: number): number => {
       const multiple = lcm(SIZE_MULTIPLE, spatial * patch);
-      if (!Number.isInteger(px) || px <= 0 || px % multiple !== 0) throw new RangeError(`WanPipeline: ${name} must be a positive multiple of ${multiple}, got ${px}`);
+      if (!Number.isInteger(px) || px <= 0 || px % multiple !== 0)
+        throw new RangeError(`WanPipeline: ${name} must be a positive multiple of ${multiple}, got ${px}`);
       return px / spatial;
     };
     const height = side('height', opts.height ?? DEFAULTS.height, ph);

@@ -28,7 +28,9 @@ const EDGE_WHITESPACE = new RegExp(`^[${PYTHON_WHITESPACE}]+|[${PYTHON_WHITESPAC
  * collapsed to one space, the ends trimmed.
  */
 export function cleanPrompt(text: string): string {
-  return decodeHTML(decodeHTML(fixText(text))).replace(WHITESPACE_RUN, ' ').replace(EDGE_WHITESPACE, '');
+  return decodeHTML(decodeHTML(fixText(text)))
+    .replace(WHITESPACE_RUN, ' ')
+    .replace(EDGE_WHITESPACE, '');
 }
 
 export interface WanEncodePromptOptions {
@@ -62,7 +64,10 @@ export class WanPromptEncoder implements Disposable {
     private readonly opts: LoadOptions = {},
   ) {
     const missing = missingTextComponents(dir);
-    if (missing.length) throw new ConfigError(`${dir}: no ${missing.map((m) => `${m}/`).join(', ')} folder (prompt encoding needs ${TEXT_COMPONENTS.map((m) => `${m}/`).join(', ')})`);
+    if (missing.length)
+      throw new ConfigError(
+        `${dir}: no ${missing.map((m) => `${m}/`).join(', ')} folder (prompt encoding needs ${TEXT_COMPONENTS.map((m) => `${m}/`).join(', ')})`,
+      );
     this.tokenizer = loadTokenizer(join(dir, 'tokenizer'));
   }
 

@@ -31,7 +31,9 @@ export function wanRotaryEmbedding(grid: readonly [number, number, number], head
   const theta = opts.theta ?? 10000;
   const over = grid.findIndex((n) => n > opts.maxSeqLen);
   if (over >= 0) {
-    throw new RangeError(`wanRotaryEmbedding: the patch grid (${grid.join(', ')}) has ${grid[over]} positions along ${['frames', 'rows', 'columns'][over]}, more than rope_max_seq_len ${opts.maxSeqLen}`);
+    throw new RangeError(
+      `wanRotaryEmbedding: the patch grid (${grid.join(', ')}) has ${grid[over]} positions along ${['frames', 'rows', 'columns'][over]}, more than rope_max_seq_len ${opts.maxSeqLen}`,
+    );
   }
   const axes = wanRotaryAxes(headDim);
   const freqs = axes.map((dim) => Array.from({ length: dim / 2 }, (_, i) => 1 / theta ** ((2 * i) / dim)));

@@ -264,7 +264,11 @@ export class WanTransformer implements Disposable {
     const e = c.image_dim ?? 0;
     const patchVolume = c.patch_size.reduce((x, y) => x * y, 1);
     const embedders =
-      2 * b * n * c.in_channels * patchVolume * d + 2 * b * (c.freq_dim * d + d * d) + 2 * b * d * 6 * d + 2 * b * t * (c.text_dim * d + d * d) + 2 * b * m * (e * e + e * d);
+      2 * b * n * c.in_channels * patchVolume * d +
+      2 * b * (c.freq_dim * d + d * d) +
+      2 * b * d * 6 * d +
+      2 * b * t * (c.text_dim * d + d * d) +
+      2 * b * m * (e * e + e * d);
     // Self-attention: q, k, v, out over the video tokens; cross-attention: q, out over the video
     // tokens and k, v over the text (and the added k, v over the image tokens); the feed-forward;
     // and the attention products (QK^T and PV) with the video, text and image tokens.
@@ -292,21 +296,26 @@ export class WanTransformer implements Disposable {
     if (x.rank !== 5 || x.shape[1] !== c.in_channels) fail(`hiddenStates must be (B, ${c.in_channels}, frames, height, width), got ${shape(x)}`);
     const batch = x.shape[0];
     const grid = this.patchGrid(x.shape);
-    if (!grid.every(Number.isInteger)) fail(`hiddenStates frames, height and width ${x.shape.slice(2).join(' x ')} must be multiples of the patch size ${c.patch_size.join(' x ')}`);
+    if (!grid.every(Number.isInteger))
+      fail(`hiddenStates frames, height and width ${x.shape.slice(2).join(' x ')} must be multiples of the patch size ${c.patch_size.join(' x ')}`);
     const tokens = grid[0] * grid[1] * grid[2];
     if (inputs.rotary && (inputs.rotary.cos.rank !== 4 || inputs.rotary.cos.shape[1] !== tokens || inputs.rotary.cos.shape[3] !== c.attention_head_dim)) {
       fail(`rotary must hold (1, ${tokens}, 1, ${c.attention_head_dim}) tables (the patch grid's tokens, head dim), got cos ${shape(inputs.rotary.cos)}`);
     }
-    if (e.rank !== 3 || e.shape[0] !== batch || e.shape[2] !== c.text_dim) fail(`encoderHiddenStates must be (${batch}, tokens, ${c.text_dim}), got ${shape(e)}`);
+    if (e.rank !== 3 || e.shape[0] !== batch || e.shape[2] !== c.text_dim)
+      fail(`encoderHiddenStates must be (${batch}, tokens, ${c.text_dim}), got ${shape(e)}`);
     if (t.size !== batch || t.rank > 1) fail(`timestep must be (${batch},), got ${shape(t)}`);
     if (c.image_dim === null) {
       if (image) fail(`encoderHiddenStatesImage given, but this is a text-to-video model (config.json has no image_dim)`);
     } else if (!image) {
       fail(`encoderHiddenStatesImage (the CLIP image embeddings) is required: this is an image-to-video model (image_dim ${c.image_dim})`);
     } else if (c.pos_embed_seq_len === null) {
-      if (image.rank !== 3 || image.shape[0] !== batch || image.shape[2] !== c.image_dim) fail(`encoderHiddenStatesImage must be (${batch}, tokens, ${c.image_dim}), got ${shape(image)}`);
+      if (image.rank !== 3 || image.shape[0] !== batch || image.shape[2] !== c.image_dim)
+        fail(`encoderHiddenStatesImage must be (${batch}, tokens, ${c.image_dim}), got ${shape(image)}`);
     } else if (image.rank !== 3 || image.shape[0] !== 2 * batch || 2 * image.shape[1] !== c.pos_embed_seq_len || image.shape[2] !== c.image_dim) {
-      fail(`encoderHiddenStatesImage must be (${2 * batch}, ${c.pos_embed_seq_len / 2}, ${c.image_dim}): the first and the last frame's embeddings of each video, got ${shape(image)}`);
+      fail(
+        `encoderHiddenStatesImage must be (${2 * batch}, ${c.pos_embed_seq_len / 2}, ${c.image_dim}): the first and the last frame's embeddings of each video, got ${shape(image)}`,
+      );
     }
     return { timestep: t.toFloat32Array(), grid };
   }

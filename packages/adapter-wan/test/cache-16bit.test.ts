@@ -153,7 +153,7 @@ describe.each(['wan-tiny', 'wan-tiny/wan22'])('caching Wan in bfloat16 on %s, ag
     for (const t of [...Object.values(inputs), ...Object.values(traces)]) t.dispose();
   });
 
-  it("has references that put every step under the criterion, from bf16 runs that cache in every expert and branch", () => {
+  it('has references that put every step under the criterion, from bf16 runs that cache in every expert and branch', () => {
     expect(refs.dtype).toBe('bfloat16');
     expect(refs.pipeline.num_inference_steps).toBe(meta.num_inference_steps);
     const names = Object.keys(refs.cache_traces);

@@ -106,7 +106,12 @@ describe('caching an image-to-video Wan transformer on its own', () => {
   const run = (): Buffer[] =>
     timesteps.map((t) => {
       using timestep = full([2], t);
-      using out = transformer.forward({ hiddenStates: ref.hidden_states, timestep, encoderHiddenStates: ref.encoder_hidden_states, encoderHiddenStatesImage: ref.encoder_hidden_states_image });
+      using out = transformer.forward({
+        hiddenStates: ref.hidden_states,
+        timestep,
+        encoderHiddenStates: ref.encoder_hidden_states,
+        encoderHiddenStatesImage: ref.encoder_hidden_states_image,
+      });
       return Buffer.from(out.toBytes());
     });
 

@@ -76,6 +76,8 @@ describe('WanPipeline with NaN / Inf', () => {
     };
     const err = failure(pipe, request());
     expect([err.tensor, err.step, err.when]).toEqual(['latents', 2, 'after']);
-    expect(err.message).toMatch(new RegExp(`^non-finite values \\(NaN or Inf\\) in the latents after step 3 of ${meta.num_inference_steps}; the transformer's output`));
+    expect(err.message).toMatch(
+      new RegExp(`^non-finite values \\(NaN or Inf\\) in the latents after step 3 of ${meta.num_inference_steps}; the transformer's output`),
+    );
   });
 });

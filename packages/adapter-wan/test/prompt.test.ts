@@ -40,13 +40,13 @@ describe('cleanPrompt', () => {
     expect(prompts.map(cleanPrompt)).toEqual(meta.prompts.map((p) => p.cleaned));
   });
 
-  it('agrees with diffusers where Python\'s whitespace and control characters differ from JavaScript\'s', () => {
+  it("agrees with diffusers where Python's whitespace and control characters differ from JavaScript's", () => {
     expect(meta.cleaned_only.map((p) => cleanPrompt(p.prompt))).toEqual(meta.cleaned_only.map((p) => p.cleaned));
   });
 });
 
 describe('UMT5EncoderModel', () => {
-  it('gives transformers\' last hidden state, with a relative position bias in every layer and the padding masked', () => {
+  it("gives transformers' last hidden state, with a relative position bias in every layer and the padding masked", () => {
     using encoder = T5Encoder.load(`${data}/text_encoder`);
     expect(encoder.config.biasPerLayer).toBe(true);
     const length = Math.min(...meta.sequence_lengths);
@@ -98,7 +98,15 @@ describe('WanPipeline from text', () => {
   it('encodes the empty negative prompt for CFG when only prompt embeddings are given, as diffusers does', () => {
     using pipe = WanPipeline.fromPretrained(folder);
     const { run } = meta;
-    const request = { latents: ref.run_latents_in, height: run.height, width: run.width, numFrames: run.num_frames, numInferenceSteps: 2, guidanceScale: run.guidance_scale, decode: false };
+    const request = {
+      latents: ref.run_latents_in,
+      height: run.height,
+      width: run.width,
+      numFrames: run.num_frames,
+      numInferenceSteps: 2,
+      guidanceScale: run.guidance_scale,
+      decode: false,
+    };
     using fromEmbeds = pipe.generate({ ...request, promptEmbeds: ref.run_prompt_embeds }).latents;
     using fromText = pipe.generate({ ...request, prompt: run.prompt, negativePrompt: '' }).latents;
     expect(relativeL2(fromEmbeds, fromText)).toBeLessThan(1e-6);
@@ -113,7 +121,9 @@ describe('WanPipeline from text', () => {
     expect(() => pipe.generate(request)).toThrow(/give either prompt or promptEmbeds/);
     expect(() => pipe.generate({ ...request, prompt: ['a', 'b'], negativePrompt: ['c'] })).toThrow(/negativePrompt has 1 prompts for a batch of 2/);
     expect(() => textless.generate({ ...request, prompt: 'a' })).toThrow(/has no tokenizer \/ text_encoder, so it takes promptEmbeds, not a prompt/);
-    expect(() => textless.generate({ ...request, promptEmbeds: ref.run_prompt_embeds })).toThrow(/needs negativePromptEmbeds .*this pipeline has no text encoder/);
+    expect(() => textless.generate({ ...request, promptEmbeds: ref.run_prompt_embeds })).toThrow(
+      /needs negativePromptEmbeds .*this pipeline has no text encoder/,
+    );
     writeFileSync(join(folder, 'model_index.json'), JSON.stringify({ ...index, tokenizer: ['transformers', 'T5TokenizerFast'] }));
     try {
       expect(() => WanPipeline.fromPretrained(folder)).toThrow(/lists only one of tokenizer and text_encoder; prompt encoding needs both/);

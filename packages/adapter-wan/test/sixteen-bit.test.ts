@@ -98,74 +98,82 @@ describe.each(DTYPES.flatMap((d) => FORWARDS.map((f) => ({ ...f, ...d }))))('Wan
   });
 });
 
-describe.each(DTYPES.flatMap((d) => FORWARDS.map((f) => ({ ...f, ...d }))))('WanTransformer blocks in $dtype on $set', ({ dir, refDir, dtype, tag, roundoff }) => {
-  it("give diffusers' output from diffusers' inputs within one unit of roundoff: they round where diffusers rounds", () => {
-    const float32 = loadSafetensors(`${dir}/transformer_forward.safetensors`);
-    const ref = loadSafetensors(`${refDir}/transformer_forward_${tag}.safetensors`);
-    using transformer = WanTransformer.load(`${dir}/transformer`, { dtype });
-    const grid = float32.hidden_states.shape.slice(2).map((side, i) => side / transformer.config.patch_size[i]) as [number, number, number];
-    tidy(() => {
-      // diffusers joins the image tokens in front of the text; they travel apart here.
-      const joined = ref['blocks.0.in1'].cast(dtype);
-      const textTokens = float32.encoder_hidden_states.shape[1];
-      const imageTokens = joined.shape[1] - textTokens;
-      const text = joined.narrow(1, imageTokens, textTokens);
-      const image = imageTokens ? joined.narrow(1, 0, imageTokens) : null;
-      const rotary = transformer.rotaryEmbedding(grid);
-      transformer.blocks.forEach((block, i) => {
-        const input = ref[i === 0 ? 'blocks.0.in0' : `blocks.${i - 1}.out0`].cast(dtype);
-        const out = block.forward(input, text, ref['blocks.0.in2'].cast(dtype), rotary, image);
-        expect(relativeL2(out, ref[`blocks.${i}.out0`]), `block ${i}`).toBeLessThan(roundoff);
+describe.each(DTYPES.flatMap((d) => FORWARDS.map((f) => ({ ...f, ...d }))))(
+  'WanTransformer blocks in $dtype on $set',
+  ({ dir, refDir, dtype, tag, roundoff }) => {
+    it("give diffusers' output from diffusers' inputs within one unit of roundoff: they round where diffusers rounds", () => {
+      const float32 = loadSafetensors(`${dir}/transformer_forward.safetensors`);
+      const ref = loadSafetensors(`${refDir}/transformer_forward_${tag}.safetensors`);
+      using transformer = WanTransformer.load(`${dir}/transformer`, { dtype });
+      const grid = float32.hidden_states.shape.slice(2).map((side, i) => side / transformer.config.patch_size[i]) as [number, number, number];
+      tidy(() => {
+        // diffusers joins the image tokens in front of the text; they travel apart here.
+        const joined = ref['blocks.0.in1'].cast(dtype);
+        const textTokens = float32.encoder_hidden_states.shape[1];
+        const imageTokens = joined.shape[1] - textTokens;
+        const text = joined.narrow(1, imageTokens, textTokens);
+        const image = imageTokens ? joined.narrow(1, 0, imageTokens) : null;
+        const rotary = transformer.rotaryEmbedding(grid);
+        transformer.blocks.forEach((block, i) => {
+          const input = ref[i === 0 ? 'blocks.0.in0' : `blocks.${i - 1}.out0`].cast(dtype);
+          const out = block.forward(input, text, ref['blocks.0.in2'].cast(dtype), rotary, image);
+          expect(relativeL2(out, ref[`blocks.${i}.out0`]), `block ${i}`).toBeLessThan(roundoff);
+        });
+        // The condition embedder: the timestep embedding computed in float32 (time_embedder's float32
+        // weights) and rounded once, as diffusers' (measured 0-0.12 u: float32 accumulation in
+        // another order can tip a rounding of temb, which time_proj carries on).
+        const conditions = transformer.conditionEmbedder.forward(float32.timestep.toFloat32Array(), float32.encoder_hidden_states.cast(dtype));
+        expect(relativeL2(conditions.temb, ref['condition_embedder.out0'])).toBeLessThan(0.5 * roundoff);
+        expect(relativeL2(conditions.timestepProj.reshape(...ref['condition_embedder.out1'].shape), ref['condition_embedder.out1'])).toBeLessThan(
+          0.5 * roundoff,
+        );
       });
-      // The condition embedder: the timestep embedding computed in float32 (time_embedder's float32
-      // weights) and rounded once, as diffusers' (measured 0-0.12 u: float32 accumulation in
-      // another order can tip a rounding of temb, which time_proj carries on).
-      const conditions = transformer.conditionEmbedder.forward(float32.timestep.toFloat32Array(), float32.encoder_hidden_states.cast(dtype));
-      expect(relativeL2(conditions.temb, ref['condition_embedder.out0'])).toBeLessThan(0.5 * roundoff);
-      expect(relativeL2(conditions.timestepProj.reshape(...ref['condition_embedder.out1'].shape), ref['condition_embedder.out1'])).toBeLessThan(0.5 * roundoff);
+      for (const t of [...Object.values(float32), ...Object.values(ref)]) t.dispose();
     });
-    for (const t of [...Object.values(float32), ...Object.values(ref)]) t.dispose();
-  });
-});
+  },
+);
 
-describe.each(DTYPES.flatMap((d) => ['wan-tiny', 'wan-tiny/wan22'].map((set) => ({ set, ...d }))))('WanPipeline in $dtype on $set', ({ set, dtype, tag, roundoff }) => {
-  it("generates diffusers' latents and frames in that dtype (VAE in float32), as close to float32 as diffusers'", () => {
-    const meta = JSON.parse(readFileSync(`${goldens}/${set}/meta.json`, 'utf-8')) as Record<string, number>;
-    const float32 = loadSafetensors(`${goldens}/${set}/pipeline.safetensors`);
-    const ref = loadSafetensors(`${localGoldens}/${set}/pipeline_${tag}.safetensors`);
-    using pipe = WanPipeline.fromPretrained(`${goldens}/${set}`, { dtype });
-    expect([pipe.dtype, pipe.transformer2?.dtype ?? dtype]).toEqual([dtype, dtype]);
-    const refSteps = ref.step_latents.split(meta.num_inference_steps, 0).map((t) => t.squeeze(0));
-    const steps: Tensor[] = [];
-    const before = memoryStats();
-    const result = pipe.generate({
-      promptEmbeds: float32.prompt_embeds,
-      negativePromptEmbeds: float32.negative_prompt_embeds,
-      latents: float32.latents_in,
-      height: meta.height,
-      width: meta.width,
-      numFrames: meta.num_frames,
-      numInferenceSteps: meta.num_inference_steps,
-      guidanceScale: meta.guidance_scale,
-      guidanceScale2: meta.guidance_scale_2,
-      callback: ({ latents }) => void steps.push(latents.clone().keep()),
+describe.each(DTYPES.flatMap((d) => ['wan-tiny', 'wan-tiny/wan22'].map((set) => ({ set, ...d }))))(
+  'WanPipeline in $dtype on $set',
+  ({ set, dtype, tag, roundoff }) => {
+    it("generates diffusers' latents and frames in that dtype (VAE in float32), as close to float32 as diffusers'", () => {
+      const meta = JSON.parse(readFileSync(`${goldens}/${set}/meta.json`, 'utf-8')) as Record<string, number>;
+      const float32 = loadSafetensors(`${goldens}/${set}/pipeline.safetensors`);
+      const ref = loadSafetensors(`${localGoldens}/${set}/pipeline_${tag}.safetensors`);
+      using pipe = WanPipeline.fromPretrained(`${goldens}/${set}`, { dtype });
+      expect([pipe.dtype, pipe.transformer2?.dtype ?? dtype]).toEqual([dtype, dtype]);
+      const refSteps = ref.step_latents.split(meta.num_inference_steps, 0).map((t) => t.squeeze(0));
+      const steps: Tensor[] = [];
+      const before = memoryStats();
+      const result = pipe.generate({
+        promptEmbeds: float32.prompt_embeds,
+        negativePromptEmbeds: float32.negative_prompt_embeds,
+        latents: float32.latents_in,
+        height: meta.height,
+        width: meta.width,
+        numFrames: meta.num_frames,
+        numInferenceSteps: meta.num_inference_steps,
+        guidanceScale: meta.guidance_scale,
+        guidanceScale2: meta.guidance_scale_2,
+        callback: ({ latents }) => void steps.push(latents.clone().keep()),
+      });
+      // FlowMatchEuler (Wan 2.1) hands back latents in the model's dtype, UniPC (Wan 2.2) in float32,
+      // as diffusers' schedulers do; the frames are float32, from the float32 VAE.
+      expect(result.latents.dtype).toBe(set === 'wan-tiny' ? dtype : 'float32');
+      expect(result.video!.dtype).toBe('float32');
+      steps.forEach((latents, i) => expect(relativeL2(latents, refSteps[i]), `step ${i}`).toBeLessThan(3 * roundoff));
+      expect(relativeL2(result.latents, ref.latents_out)).toBeLessThan(3 * roundoff);
+      expect(relativeL2(result.latents, float32.latents_out)).toBeLessThanOrEqual(ACCURACY_RATIO * relativeL2(ref.latents_out, float32.latents_out));
+      // The VAE stage: diffusers' 16-bit latents, decoded here, are diffusers' frames.
+      const frames = pipe.decodeLatents(ref.latents_out);
+      expect(relativeL2(frames, ref.video_out)).toBeLessThan(1e-5);
+      for (const t of [...steps, result.latents, result.video!, frames]) t.dispose();
+      expect(memoryStats()).toEqual(before);
+      refSteps.forEach((t) => t.dispose());
+      for (const t of [...Object.values(float32), ...Object.values(ref)]) t.dispose();
     });
-    // FlowMatchEuler (Wan 2.1) hands back latents in the model's dtype, UniPC (Wan 2.2) in float32,
-    // as diffusers' schedulers do; the frames are float32, from the float32 VAE.
-    expect(result.latents.dtype).toBe(set === 'wan-tiny' ? dtype : 'float32');
-    expect(result.video!.dtype).toBe('float32');
-    steps.forEach((latents, i) => expect(relativeL2(latents, refSteps[i]), `step ${i}`).toBeLessThan(3 * roundoff));
-    expect(relativeL2(result.latents, ref.latents_out)).toBeLessThan(3 * roundoff);
-    expect(relativeL2(result.latents, float32.latents_out)).toBeLessThanOrEqual(ACCURACY_RATIO * relativeL2(ref.latents_out, float32.latents_out));
-    // The VAE stage: diffusers' 16-bit latents, decoded here, are diffusers' frames.
-    const frames = pipe.decodeLatents(ref.latents_out);
-    expect(relativeL2(frames, ref.video_out)).toBeLessThan(1e-5);
-    for (const t of [...steps, result.latents, result.video!, frames]) t.dispose();
-    expect(memoryStats()).toEqual(before);
-    refSteps.forEach((t) => t.dispose());
-    for (const t of [...Object.values(float32), ...Object.values(ref)]) t.dispose();
-  });
-});
+  },
+);
 
 describe.each(['wan-tiny', 'wan-tiny/wan22'])('WanPipeline in 16-bit on %s, 16 runs', (set) => {
   it("is as close to float32 as diffusers' run in the same dtype: latents within 1.5x, frames' PSNR within 1 dB", () => {
@@ -221,7 +229,16 @@ describe('dtype', () => {
     const inputs = loadSafetensors(`${folder}/pipeline.safetensors`);
     // Prompt embeddings 30000 times too large: the projected text leaves float16's range in block 0.
     const huge = tidy(() => mul(inputs.prompt_embeds, 3e4));
-    const request = { promptEmbeds: huge, negativePromptEmbeds: inputs.negative_prompt_embeds, latents: inputs.latents_in, height: meta.height, width: meta.width, numFrames: meta.num_frames, numInferenceSteps: 3, decode: false };
+    const request = {
+      promptEmbeds: huge,
+      negativePromptEmbeds: inputs.negative_prompt_embeds,
+      latents: inputs.latents_in,
+      height: meta.height,
+      width: meta.width,
+      numFrames: meta.num_frames,
+      numInferenceSteps: 3,
+      decode: false,
+    };
     using fp16 = WanPipeline.fromPretrained(folder, { dtype: 'float16' });
     const before = memoryStats();
     expect(() => fp16.generate(request)).toThrow(/float16 overflow at step 1 of 3, in blocks\.0: .*bfloat16/);

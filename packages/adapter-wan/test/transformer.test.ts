@@ -76,7 +76,12 @@ describe('WanTransformer on wan-tiny', () => {
 describe.each(['wan-i2v-tiny', 'wan-flf2v-tiny'])('WanTransformer on %s (image-to-video, references from tools/make_i2v_references.py)', (set) => {
   const ref = loadSafetensors(`${localGoldens}/${set}/transformer_forward.safetensors`);
   const dir = `${localGoldens}/${set}/transformer`;
-  const inputs = { hiddenStates: ref.hidden_states, timestep: ref.timestep, encoderHiddenStates: ref.encoder_hidden_states, encoderHiddenStatesImage: ref.encoder_hidden_states_image };
+  const inputs = {
+    hiddenStates: ref.hidden_states,
+    timestep: ref.timestep,
+    encoderHiddenStates: ref.encoder_hidden_states,
+    encoderHiddenStatesImage: ref.encoder_hidden_states_image,
+  };
   afterAll(() => {
     for (const t of Object.values(ref)) t.dispose();
   });
@@ -87,8 +92,13 @@ describe.each(['wan-i2v-tiny', 'wan-flf2v-tiny'])('WanTransformer on %s (image-t
     transformer.blocks = recording(transformer.blocks, outputs);
     const before = memoryStats();
     const sample = transformer.forward(inputs);
-    const image = tidy(() => transformer.conditionEmbedder.forward(ref.timestep.toFloat32Array(), ref.encoder_hidden_states, ref.encoder_hidden_states_image).image!.keep());
-    const errors: Record<string, number> = { sample: relativeL2(sample, ref.sample), 'condition_embedder.out3': relativeL2(image, ref['condition_embedder.out3']) };
+    const image = tidy(() =>
+      transformer.conditionEmbedder.forward(ref.timestep.toFloat32Array(), ref.encoder_hidden_states, ref.encoder_hidden_states_image).image!.keep(),
+    );
+    const errors: Record<string, number> = {
+      sample: relativeL2(sample, ref.sample),
+      'condition_embedder.out3': relativeL2(image, ref['condition_embedder.out3']),
+    };
     for (let i = 0; i < transformer.config.num_layers; ++i) errors[`blocks.${i}.out0`] = relativeL2(outputs.get(`blocks.${i}.out0`)!, ref[`blocks.${i}.out0`]);
     for (const [name, err] of Object.entries(errors)) expect(err, name).toBeLessThan(1e-5);
     expect(image.shape).toEqual(ref['condition_embedder.out3'].shape);
@@ -99,12 +109,21 @@ describe.each(['wan-i2v-tiny', 'wan-flf2v-tiny'])('WanTransformer on %s (image-t
   it('names what is wrong with the image embeddings', () => {
     using transformer = WanTransformer.load(dir);
     const { encoderHiddenStatesImage: image, ...textOnly } = inputs;
-    expect(() => transformer.forward(textOnly)).toThrow(/encoderHiddenStatesImage \(the CLIP image embeddings\) is required: this is an image-to-video model \(image_dim 20\)/);
-    using half = image.slice(0, 0, image.shape[0] / 2);
-    expect(() => transformer.forward({ ...textOnly, encoderHiddenStatesImage: half })).toThrow(/encoderHiddenStatesImage must be \(\d, .*, 20\).*got \(\d, 9, 20\)/);
-    using t2v = WanTransformer.load(`${goldens}/wan-tiny/transformer`);
-    expect(() => t2v.forward({ hiddenStates: ref.hidden_states.slice(1, 0, 16), timestep: ref.timestep, encoderHiddenStates: ref.encoder_hidden_states, encoderHiddenStatesImage: image })).toThrow(
-      /encoderHiddenStatesImage given, but this is a text-to-video model/,
+    expect(() => transformer.forward(textOnly)).toThrow(
+      /encoderHiddenStatesImage \(the CLIP image embeddings\) is required: this is an image-to-video model \(image_dim 20\)/,
     );
+    using half = image.slice(0, 0, image.shape[0] / 2);
+    expect(() => transformer.forward({ ...textOnly, encoderHiddenStatesImage: half })).toThrow(
+      /encoderHiddenStatesImage must be \(\d, .*, 20\).*got \(\d, 9, 20\)/,
+    );
+    using t2v = WanTransformer.load(`${goldens}/wan-tiny/transformer`);
+    expect(() =>
+      t2v.forward({
+        hiddenStates: ref.hidden_states.slice(1, 0, 16),
+        timestep: ref.timestep,
+        encoderHiddenStates: ref.encoder_hidden_states,
+        encoderHiddenStatesImage: image,
+      }),
+    ).toThrow(/encoderHiddenStatesImage given, but this is a text-to-video model/);
   });
 });

@@ -6,7 +6,7 @@ import { loadFamilies, type FailedPlugin, type LoadedPlugin } from './plugins.js
 
 /** --adapter NAME|PATH, repeatable, for every command that runs a family. */
 export function adapterOption(): Option {
-  return new Option('--adapter <name|path>', 'also load the CLI family of this adapter package (a folder, or an installed package\'s name); repeatable')
+  return new Option('--adapter <name|path>', "also load the CLI family of this adapter package (a folder, or an installed package's name); repeatable")
     .argParser((value: string, previous: string[]) => [...previous, value])
     .default([]);
 }
@@ -33,7 +33,9 @@ function describe(p: LoadedPlugin | FailedPlugin): string {
 export function registerAdapters(program: Command): void {
   program
     .command('adapters')
-    .description('list the model families the CLI can run: adapter packages installed beside it that declare "ditcache": { "cli": ... }, and those given with --adapter')
+    .description(
+      'list the model families the CLI can run: adapter packages installed beside it that declare "ditcache": { "cli": ... }, and those given with --adapter',
+    )
     .addOption(adapterOption())
     .option('--json', 'print a JSON array, one object per adapter package', false)
     .action(async (flags: { adapter: string[]; json: boolean }) => {

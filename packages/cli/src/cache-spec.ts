@@ -52,7 +52,9 @@ export function checkCacheFitsModel(spec: CacheConfigInput | string, chains: rea
     }
     if (fn + bn > chain.blocks) {
       const where = parsed.modifiers ? ` (with params_modifiers[${i}])` : '';
-      throw new UsageError(`--cache: Fn_compute_blocks (${fn}) + Bn_compute_blocks (${bn})${where} exceeds the ${chain.blocks} blocks of ${chain.name}; this model's cache contexts: ${names}`);
+      throw new UsageError(
+        `--cache: Fn_compute_blocks (${fn}) + Bn_compute_blocks (${bn})${where} exceeds the ${chain.blocks} blocks of ${chain.name}; this model's cache contexts: ${names}`,
+      );
     }
   });
 }

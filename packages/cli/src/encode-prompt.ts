@@ -39,11 +39,11 @@ export async function encodePrompt(flags: EncodePromptFlags): Promise<void> {
 export function registerEncodePrompt(program: Command): void {
   program
     .command('encode-prompt')
-    .description('encode a prompt with a folder\'s text encoders (FLUX.1, Wan, plugins that have them); writes the embeddings and token ids')
+    .description("encode a prompt with a folder's text encoders (FLUX.1, Wan, plugins that have them); writes the embeddings and token ids")
     .requiredOption('--model <dir>', 'a pipeline folder with its tokenizers and text encoders')
     .addOption(adapterOption())
     .requiredOption('--prompt <text>', 'the prompt')
-    .option('--max-sequence-length <n>', 'T5 / UMT5 tokens (default: the pipeline\'s)', (value: string) => {
+    .option('--max-sequence-length <n>', "T5 / UMT5 tokens (default: the pipeline's)", (value: string) => {
       const n = Number(value);
       if (!Number.isInteger(n) || n < 1) throw new UsageError(`--max-sequence-length must be a positive integer, got ${value}`);
       return n;

@@ -9,13 +9,42 @@ import { UsageError } from './errors.js';
 
 /** The flags of `generate` every family takes (and commander's own): a family may not declare them. */
 export const CLI_GENERATE_FLAGS = [
-  '--model', '--adapter', '--inputs', '--height', '--width', '--steps', '--guidance', '--seed', '--dtype', '--weight-dtype',
-  '--cache', '--output', '--save-latents', '--stats', '--force', '--help', '--version',
+  '--model',
+  '--adapter',
+  '--inputs',
+  '--height',
+  '--width',
+  '--steps',
+  '--guidance',
+  '--seed',
+  '--dtype',
+  '--weight-dtype',
+  '--cache',
+  '--output',
+  '--save-latents',
+  '--stats',
+  '--force',
+  '--help',
+  '--version',
 ] as const;
 
 /** The settings those flags fill: a family option may not fill them. */
 export const CLI_GENERATE_SETTINGS = [
-  'model', 'adapter', 'inputs', 'height', 'width', 'steps', 'guidance', 'seed', 'dtype', 'weightDtype', 'cache', 'output', 'saveLatents', 'stats', 'force',
+  'model',
+  'adapter',
+  'inputs',
+  'height',
+  'width',
+  'steps',
+  'guidance',
+  'seed',
+  'dtype',
+  'weightDtype',
+  'cache',
+  'output',
+  'saveLatents',
+  'stats',
+  'force',
 ] as const;
 
 /** The family settings CliGenerateSettings names, with the kind of value it gives them: an option filling one must give that kind. */
@@ -32,11 +61,11 @@ const NAMED_SETTINGS: Readonly<Record<FamilyFlag, 'string' | 'number'>> = {
 
 /** What a family that lists the older `flags` (names of FAMILY_FLAGS) takes: these declarations. */
 export const LEGACY_FLAG_OPTIONS: Readonly<Record<FamilyFlag, CliOption>> = {
-  prompt: { flag: '--prompt', type: 'string', setting: 'prompt', valueName: 'text', description: 'the prompt, encoded by the folder\'s text encoders' },
+  prompt: { flag: '--prompt', type: 'string', setting: 'prompt', valueName: 'text', description: "the prompt, encoded by the folder's text encoders" },
   negativePrompt: { flag: '--negative-prompt', type: 'string', setting: 'negativePrompt', valueName: 'text', description: 'the negative prompt' },
   maxSequenceLength: { flag: '--max-sequence-length', type: 'positive-integer', setting: 'maxSequenceLength', description: 'tokens of the prompt' },
   trueCfgScale: { flag: '--true-cfg-scale', type: 'number', setting: 'trueCfgScale', valueName: 's', description: 'true classifier-free guidance scale' },
-  defaultSampleSize: { flag: '--default-sample-size', type: 'positive-integer', setting: 'defaultSampleSize', description: 'diffusers\' default_sample_size' },
+  defaultSampleSize: { flag: '--default-sample-size', type: 'positive-integer', setting: 'defaultSampleSize', description: "diffusers' default_sample_size" },
   frames: { flag: '--frames', type: 'positive-integer', setting: 'frames', description: 'video frames' },
   guidance2: { flag: '--guidance-2', type: 'number', setting: 'guidance2', valueName: 'g', description: 'guidance scale of the second expert' },
   fps: { flag: '--fps', type: 'positive-integer', setting: 'fps', description: 'frames per second of the animation' },
@@ -58,7 +87,9 @@ function legacyFlagProblems(flags: unknown): string[] {
   if (flags === undefined) return [];
   if (!Array.isArray(flags) || !flags.every((x) => typeof x === 'string')) return ['has flags that are not an array of strings (declare options instead)'];
   const unknown = flags.filter((x) => !(FAMILY_FLAGS as readonly string[]).includes(x));
-  return unknown.length ? [`names flags the CLI does not have: ${unknown.join(', ')} (the older flags list knows: ${FAMILY_FLAGS.join(', ')}; declare other flags in options)`] : [];
+  return unknown.length
+    ? [`names flags the CLI does not have: ${unknown.join(', ')} (the older flags list knows: ${FAMILY_FLAGS.join(', ')}; declare other flags in options)`]
+    : [];
 }
 
 /** What is wrong with one option declaration (`at` names it, e.g. 'options[1]'); `seen` holds the flags and settings before it. */
@@ -79,22 +110,28 @@ function optionProblems(o: unknown, at: string, seen: { flags: Map<string, strin
   } else {
     seen.flags.set(flag, at);
   }
-  if (!(CLI_OPTION_TYPES as readonly unknown[]).includes(type)) problems.push(`has ${name} whose type ${show(type)} is not one of: ${CLI_OPTION_TYPES.join(', ')}`);
+  if (!(CLI_OPTION_TYPES as readonly unknown[]).includes(type))
+    problems.push(`has ${name} whose type ${show(type)} is not one of: ${CLI_OPTION_TYPES.join(', ')}`);
   if (typeof setting !== 'string' || !SETTING.test(setting) || setting in Object.prototype) {
     problems.push(`has ${name} whose setting ${show(setting)} is not a name such as "frames" (a letter, then letters and digits)`);
   } else if ((CLI_GENERATE_SETTINGS as readonly string[]).includes(setting)) {
-    problems.push(`has ${name} filling ${setting}, a setting of the flags every family takes (those: ${CLI_GENERATE_SETTINGS.join(', ')}); give the family's own a name of its own`);
+    problems.push(
+      `has ${name} filling ${setting}, a setting of the flags every family takes (those: ${CLI_GENERATE_SETTINGS.join(', ')}); give the family's own a name of its own`,
+    );
   } else if (seen.settings.has(setting)) {
     problems.push(`has ${seen.settings.get(setting)} and ${name} both filling ${setting}`);
   } else {
     seen.settings.set(setting, name);
     const kind = NAMED_SETTINGS[setting as FamilyFlag] as 'string' | 'number' | undefined;
     if (kind && (CLI_OPTION_TYPES as readonly unknown[]).includes(type) && (type === 'string') !== (kind === 'string')) {
-      problems.push(`has ${name} of type ${show(type)} filling ${setting}, which is a ${kind} (give it type ${kind === 'string' ? '"string"' : '"positive-integer" or "number"'})`);
+      problems.push(
+        `has ${name} of type ${show(type)} filling ${setting}, which is a ${kind} (give it type ${kind === 'string' ? '"string"' : '"positive-integer" or "number"'})`,
+      );
     }
   }
   if (typeof description !== 'string' || description.trim() === '') problems.push(`has ${name} without a description (a string, shown by generate --help)`);
-  if (valueName !== undefined && (typeof valueName !== 'string' || !VALUE_NAME.test(valueName))) problems.push(`has ${name} whose valueName ${show(valueName)} is not a word such as "n"`);
+  if (valueName !== undefined && (typeof valueName !== 'string' || !VALUE_NAME.test(valueName)))
+    problems.push(`has ${name} whose valueName ${show(valueName)} is not a word such as "n"`);
   return problems;
 }
 
@@ -158,7 +195,13 @@ export function registeredOptions(families: readonly CliFamily[]): RegisteredOpt
   const byFlag = new Map<string, Entry>();
   for (const family of families) {
     for (const o of familyOptions(family)) {
-      const entry: Entry = byFlag.get(o.flag) ?? { flag: o.flag, type: o.type, valueName: o.valueName ?? DEFAULT_VALUE_NAMES[o.type], attribute: attributeOf(o.flag), takenBy: [] };
+      const entry: Entry = byFlag.get(o.flag) ?? {
+        flag: o.flag,
+        type: o.type,
+        valueName: o.valueName ?? DEFAULT_VALUE_NAMES[o.type],
+        attribute: attributeOf(o.flag),
+        takenBy: [],
+      };
       entry.takenBy.push({ label: family.label, description: o.description });
       byFlag.set(o.flag, entry);
     }
@@ -181,7 +224,7 @@ export function familySettings(family: CliFamily, given: ReadonlyMap<string, str
   const options = familyOptions(family);
   const foreign = [...given.keys()].filter((flag) => !options.some((o) => o.flag === flag));
   if (foreign.length) {
-    const takes = options.length ? `it takes ${options.map((o) => o.flag).join(', ')}` : 'it takes none of the families\' own flags';
+    const takes = options.length ? `it takes ${options.map((o) => o.flag).join(', ')}` : "it takes none of the families' own flags";
     throw new UsageError(`${foreign.join(', ')} ${foreign.length === 1 ? 'does' : 'do'} not apply to ${family.label} (${takes})`);
   }
   return Object.fromEntries(options.filter((o) => given.has(o.flag)).map((o) => [o.setting, given.get(o.flag) as string | number]));

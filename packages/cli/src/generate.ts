@@ -109,7 +109,9 @@ export async function generate(given: GenerateFlags, families: Families, familyF
   const inputs: Record<string, Tensor> = flags.inputs === undefined ? {} : loadInputs(flags.inputs);
   const request = family.request(inputs, flags.inputs, flags);
   if (!flags.output && !flags.saveLatents && !flags.stats) {
-    throw new UsageError('nothing to write: give --output FILE (the image or video), --save-latents FILE (the final latents) or --stats FILE (the cache statistics)');
+    throw new UsageError(
+      'nothing to write: give --output FILE (the image or video), --save-latents FILE (the final latents) or --stats FILE (the cache statistics)',
+    );
   }
   // P prompts make P images: --output becomes P numbered files, each checked now.
   const batch = family.batchSize?.(request) ?? 1;
@@ -137,7 +139,9 @@ export async function generate(given: GenerateFlags, families: Families, familyF
     }
     const stats = cache === undefined ? undefined : summary(pipe, { print: false });
     if (flags.stats) writeTextAtomically(flags.stats, `${JSON.stringify((stats?.contexts ?? []).map(statsRecord), null, 2)}\n`);
-    process.stderr.write(`generated in ${seconds.toFixed(2)} s${stats ? `, ${stats.cachedSteps} cached steps, ${stats.computedBlocks}/${stats.totalBlocks} blocks computed` : ''}\n`);
+    process.stderr.write(
+      `generated in ${seconds.toFixed(2)} s${stats ? `, ${stats.cachedSteps} cached steps, ${stats.computedBlocks}/${stats.totalBlocks} blocks computed` : ''}\n`,
+    );
     if (stats) process.stderr.write(`${stats.markdown}\n`);
     for (const t of [result.latents, result.image, result.video]) t?.dispose();
   } finally {
@@ -164,7 +168,14 @@ const NAMED_TEXT = { prompt: 1, negativePrompt: 1, guidance2: 1, trueCfgScale: 1
  * What a PNG says of how it was made, as text chunks: enough to make it again (the model, the
  * prompt or the --inputs file, the seed, steps, size, guidance, dtype and cache config).
  */
-function imageText(family: CliFamily, flags: GenerateFlags, cache: ReturnType<typeof resolveCacheSpec> | undefined, result: CliGenerateResult, index: number, count: number): Record<string, string> {
+function imageText(
+  family: CliFamily,
+  flags: GenerateFlags,
+  cache: ReturnType<typeof resolveCacheSpec> | undefined,
+  result: CliGenerateResult,
+  index: number,
+  count: number,
+): Record<string, string> {
   const image = result.image ?? result.video;
   const text: Record<string, string | number | undefined> = {
     Software: `ditcache ${cliVersion()}`,
@@ -194,7 +205,11 @@ function imageText(family: CliFamily, flags: GenerateFlags, cache: ReturnType<ty
     const key = diffusersName(setting);
     if (!(setting in NAMED_TEXT) && !(key in text)) text[key] = (flags as unknown as Record<string, unknown>)[setting] as string | number | undefined;
   }
-  return Object.fromEntries(Object.entries(text).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]));
+  return Object.fromEntries(
+    Object.entries(text)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => [k, String(v)]),
+  );
 }
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -218,7 +233,10 @@ async function writeOutputs(
   if (count !== planned.length) {
     // A family without batchSize(): the numbered files are known only now.
     paths = numberedPaths(flags.output as string, count);
-    checkOutputs(paths.map((p) => ['--output', p] as const), flags.force);
+    checkOutputs(
+      paths.map((p) => ['--output', p] as const),
+      flags.force,
+    );
     process.stderr.write(`ditcache: the pipeline made ${count} ${result.video ? 'videos' : 'images'}; --output writes ${paths.join(', ')}\n`);
   }
   for (let i = 0; i < count; ++i) {

@@ -13,7 +13,10 @@ export function loadOptions(flags: { dtype: ComputeDtype; weightDtype: 'float32'
 
 /** --dtype: what the model computes in (diffusers' torch_dtype); a bad value is a usage error listing the valid ones. */
 export function dtypeOption(): Option {
-  return new Option('--dtype <dtype>', 'what the model computes in, as diffusers\' torch_dtype (bfloat16: half the memory and, on CPUs with AMX / AVX512-BF16 and GPUs, faster)')
+  return new Option(
+    '--dtype <dtype>',
+    "what the model computes in, as diffusers' torch_dtype (bfloat16: half the memory and, on CPUs with AMX / AVX512-BF16 and GPUs, faster)",
+  )
     .choices(COMPUTE_DTYPES)
     .default('float32');
 }

@@ -64,7 +64,8 @@ export function checkOutputs(outputs: readonly OutputFlag[], force: boolean): vo
 /** The files of a batch of `count` written to `path`: the path itself for one, else NAME-0.EXT, NAME-1.EXT, ... */
 export function numberedPaths(path: string, count: number): string[] {
   if (count === 1) return [path];
-  const ext = extname(path), base = path.slice(0, path.length - ext.length);
+  const ext = extname(path),
+    base = path.slice(0, path.length - ext.length);
   return Array.from({ length: count }, (_, i) => `${base}-${i}${ext}`);
 }
 
@@ -83,7 +84,9 @@ let temporaries = 0;
  */
 export async function writeAtomically(path: string, write: (tmp: string) => Promise<void> | void, force: boolean): Promise<void> {
   ensureParent(path);
-  const folder = dirname(path), ext = extname(path), stem = basename(path, ext);
+  const folder = dirname(path),
+    ext = extname(path),
+    stem = basename(path, ext);
   const tmpStem = `.${stem}.${process.pid}-${temporaries++}.tmp`;
   const tmp = join(folder, `${tmpStem}${ext}`);
   const written = () => readdirSync(folder).filter((name) => name.startsWith(tmpStem));

@@ -62,7 +62,9 @@ function packageDirs(nodeModules: string): string[] {
       return [];
     }
   };
-  return list(nodeModules).flatMap((name) => (name.startsWith('@') ? list(join(nodeModules, name)).map((sub) => join(nodeModules, name, sub)) : [join(nodeModules, name)]));
+  return list(nodeModules).flatMap((name) =>
+    name.startsWith('@') ? list(join(nodeModules, name)).map((sub) => join(nodeModules, name, sub)) : [join(nodeModules, name)],
+  );
 }
 
 /** The plugin a package folder declares, or undefined when it has no `ditcache.cli` field (or no readable package.json). */
@@ -101,7 +103,9 @@ export function resolvePluginSpec(spec: string, cwd = process.cwd()): AdapterPlu
   if (!isFolder && /^[./~]/.test(spec)) throw new UsageError(`--adapter ${spec}: no such folder ${asPath}`);
   const dir = isFolder
     ? asPath
-    : [...nodeModulesChain(cwd), ...nodeModulesChain(cliPackageDir)].map((nodeModules) => join(nodeModules, spec)).find((d) => existsSync(join(d, 'package.json')));
+    : [...nodeModulesChain(cwd), ...nodeModulesChain(cliPackageDir)]
+        .map((nodeModules) => join(nodeModules, spec))
+        .find((d) => existsSync(join(d, 'package.json')));
   if (dir === undefined) throw new UsageError(`--adapter ${spec}: neither a folder nor a package installed here or beside the CLI`);
   if (!existsSync(join(dir, 'package.json'))) throw new UsageError(`--adapter ${spec}: ${dir} has no package.json`);
   const plugin = pluginAt(dir, true);
@@ -124,7 +128,8 @@ function familyProblems(value: unknown): string[] {
   for (const key of ['spawn', 'request', 'writeOutput']) if (typeof f[key] !== 'function') problems.push(`has no ${key}() method`);
   // `forward` is the older form of `loadTransformer`; a family needs one of them.
   if (typeof f.loadTransformer !== 'function' && typeof f.forward !== 'function') problems.push('has no loadTransformer() method');
-  for (const key of ['checkModel', 'cacheChains', 'batchSize', 'encodePrompt', 'loadTransformer', 'forward']) if (f[key] !== undefined && typeof f[key] !== 'function') problems.push(`has a ${key} that is not a function`);
+  for (const key of ['checkModel', 'cacheChains', 'batchSize', 'encodePrompt', 'loadTransformer', 'forward'])
+    if (f[key] !== undefined && typeof f[key] !== 'function') problems.push(`has a ${key} that is not a function`);
   return problems;
 }
 
@@ -187,6 +192,8 @@ export function familyFor(families: Families, classes: 'pipelineClasses' | 'tran
 /** The family that runs the pipeline folder `modelDir` (known by model_index.json, or by its transformer's class). */
 export function familyForPipeline(families: Families, modelDir: string): CliFamily {
   // Reversed, so that the first family claiming a transformer class (an explicit one) names the pipeline.
-  const transformerToPipeline = Object.fromEntries(families.loaded.flatMap(({ family }) => family.transformerClasses.map((t) => [t, family.pipelineClasses[0]])).reverse());
+  const transformerToPipeline = Object.fromEntries(
+    families.loaded.flatMap(({ family }) => family.transformerClasses.map((t) => [t, family.pipelineClasses[0]])).reverse(),
+  );
   return familyFor(families, 'pipelineClasses', pipelineClassOf(modelDir, transformerToPipeline));
 }

@@ -17,7 +17,8 @@ function chunk(type: string, data: Buffer): Buffer {
 /** PNG's rule for keywords: 1-79 printable Latin-1 characters, no leading, trailing or repeated spaces. */
 function checkKeyword(keyword: string): void {
   const printable = [...keyword].every((c) => (c >= ' ' && c <= '~') || (c >= '\u00a1' && c <= '\u00ff'));
-  if (keyword.length < 1 || keyword.length > 79 || !printable || /^ | $| {2}/.test(keyword)) throw new TypeError(`PNG text: invalid keyword ${JSON.stringify(keyword)}`);
+  if (keyword.length < 1 || keyword.length > 79 || !printable || /^ | $| {2}/.test(keyword))
+    throw new TypeError(`PNG text: invalid keyword ${JSON.stringify(keyword)}`);
 }
 
 /**

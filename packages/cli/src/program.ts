@@ -45,16 +45,25 @@ function forwardTransformer(family: CliFamily, flags: ForwardFlags): CliTransfor
     ...(flags.timings !== undefined ? ['--timings'] : []),
   ];
   if (unsupported.length) {
-    throw new UsageError(`${unsupported.join(', ')}: the ${family.label} CLI plugin implements only the older forward(), without load options or repeated calls (it needs loadTransformer())`);
+    throw new UsageError(
+      `${unsupported.join(', ')}: the ${family.label} CLI plugin implements only the older forward(), without load options or repeated calls (it needs loadTransformer())`,
+    );
   }
   return { forward: (inputs, file) => legacy(flags.model, inputs, file), [Symbol.dispose]: () => {} };
 }
 
 async function forward(flags: ForwardFlags): Promise<void> {
-  if (flags.out === undefined && flags.timings === undefined) throw new UsageError('--out or --timings is required: where to write `sample`, or the call times');
+  if (flags.out === undefined && flags.timings === undefined)
+    throw new UsageError('--out or --timings is required: where to write `sample`, or the call times');
   const families = await loadFamilies(flags.adapter);
   const family = familyFor(families, 'transformerClasses', componentClassOf(flags.model));
-  checkOutputs([['--out', flags.out], ['--timings', flags.timings]], flags.force);
+  checkOutputs(
+    [
+      ['--out', flags.out],
+      ['--timings', flags.timings],
+    ],
+    flags.force,
+  );
   const inputs = loadInputs(flags.inputs);
   try {
     using transformer = forwardTransformer(family, flags);
@@ -113,7 +122,7 @@ export function buildProgram(loaded?: ProgramFamilies): Command {
     .description('run a pipeline, with or without caching')
     .requiredOption('--model <dir>', 'a diffusers-format model folder')
     .addOption(adapterOption())
-    .option('--inputs <file>', 'safetensors with prompt embeddings and / or latents_in, as in the goldens\' pipeline.safetensors')
+    .option('--inputs <file>', "safetensors with prompt embeddings and / or latents_in, as in the goldens' pipeline.safetensors")
     .option('--height <px>', 'image height', positiveInt('--height'))
     .option('--width <px>', 'image width', positiveInt('--width'))
     .option('--steps <n>', 'denoising steps', positiveInt('--steps'))
@@ -129,7 +138,9 @@ export function buildProgram(loaded?: ProgramFamilies): Command {
   // The families' own flags, as they declare them; the family that runs refuses the others'.
   const familyOptions = registeredOptions(loaded?.families.loaded.map((p) => p.family) ?? []);
   for (const o of familyOptions) {
-    generateCommand.addOption(new Option(`${o.flag} <${o.valueName}>`, optionHelp(o)).argParser(OPTION_PARSERS[o.type](o.flag)).helpGroup(FAMILY_OPTIONS_HEADING));
+    generateCommand.addOption(
+      new Option(`${o.flag} <${o.valueName}>`, optionHelp(o)).argParser(OPTION_PARSERS[o.type](o.flag)).helpGroup(FAMILY_OPTIONS_HEADING),
+    );
   }
   generateCommand.action(async (parsed: GenerateFlags & Record<string, unknown>) => {
     const given = new Map<string, string | number>();
@@ -147,7 +158,7 @@ export function buildProgram(loaded?: ProgramFamilies): Command {
     .description('transformer calls on given inputs; writes `sample` and / or the time of each call')
     .requiredOption('--model <dir>', 'a transformer folder (config.json + safetensors)')
     .addOption(adapterOption())
-    .requiredOption('--inputs <file>', 'safetensors with the inputs, named as in the goldens\' transformer_forward.safetensors')
+    .requiredOption('--inputs <file>', "safetensors with the inputs, named as in the goldens' transformer_forward.safetensors")
     .option('--out <file>', 'where to write `sample` (of the last call)')
     .addOption(dtypeOption())
     .addOption(weightDtypeOption())

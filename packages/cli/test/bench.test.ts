@@ -25,7 +25,11 @@ function writePrompts(path: string): void {
   const negated = [neg(golden.prompt_embeds), neg(golden.pooled_prompt_embeds)];
   const embeds = concat([golden.prompt_embeds, negated[0]]);
   const pooled = concat([golden.pooled_prompt_embeds, negated[1]]);
-  saveSafetensors(path, { prompt_embeds: embeds, pooled_prompt_embeds: pooled }, { prompts: JSON.stringify(['golden', 'negated']), height: '32', width: '32', num_inference_steps: '12' });
+  saveSafetensors(
+    path,
+    { prompt_embeds: embeds, pooled_prompt_embeds: pooled },
+    { prompts: JSON.stringify(['golden', 'negated']), height: '32', width: '32', num_inference_steps: '12' },
+  );
   for (const t of [embeds, pooled, ...negated, ...Object.values(golden)]) t.dispose();
 }
 
@@ -49,7 +53,10 @@ describe('bench configs', () => {
     expect(readBenchConfigs(list).map((c) => c.name)).toEqual(['fast', 'careful']);
     const mapping = join(dir, 'map.json');
     writeFileSync(mapping, JSON.stringify({ a: { residual_diff_threshold: 0.3 }, b: { residualDiffThreshold: 0.4, taylorseerOrder: 1 } }));
-    expect(readBenchConfigs(mapping).map((c) => [c.name, c.cache])).toEqual([['a', { residual_diff_threshold: 0.3 }], ['b', { residualDiffThreshold: 0.4, taylorseerOrder: 1 }]]);
+    expect(readBenchConfigs(mapping).map((c) => [c.name, c.cache])).toEqual([
+      ['a', { residual_diff_threshold: 0.3 }],
+      ['b', { residualDiffThreshold: 0.4, taylorseerOrder: 1 }],
+    ]);
     const grid = join(dir, 'grid.json');
     writeFileSync(grid, JSON.stringify({ grid: { Fn_compute_blocks: [1, 2], residual_diff_threshold: [0.1, 0.2, 0.3] } }));
     expect(readBenchConfigs(grid)).toHaveLength(6);
@@ -63,9 +70,23 @@ describe('bench configs', () => {
   });
 
   it('find the Pareto front of speedup and PSNR', () => {
-    const points = [{ x: 1.5, y: 40 }, { x: 2, y: 35 }, { x: 1.8, y: 34 }, { x: 2, y: 35 }, { x: 3, y: Infinity }, { x: 1, y: 50 }];
+    const points = [
+      { x: 1.5, y: 40 },
+      { x: 2, y: 35 },
+      { x: 1.8, y: 34 },
+      { x: 2, y: 35 },
+      { x: 3, y: Infinity },
+      { x: 1, y: 50 },
+    ];
     expect(paretoFlags(points)).toEqual([false, false, false, false, true, false]);
-    expect(paretoFlags([{ x: 1, y: 30 }, { x: 2, y: 20 }, { x: 1.5, y: 25 }, { x: 1.2, y: 24 }])).toEqual([true, true, true, false]);
+    expect(
+      paretoFlags([
+        { x: 1, y: 30 },
+        { x: 2, y: 20 },
+        { x: 1.5, y: 25 },
+        { x: 1.2, y: 24 },
+      ]),
+    ).toEqual([true, true, true, false]);
   });
 });
 
@@ -76,7 +97,13 @@ describe('ditcache bench', () => {
 
   it('runs every cell, compares with the uncached run and writes the table and the plot', async () => {
     writePrompts(prompts);
-    writeFileSync(configsFile, JSON.stringify({ off: { Fn_compute_blocks: 1, residual_diff_threshold: 0 }, loose: { Fn_compute_blocks: 1, max_warmup_steps: 2, residual_diff_threshold: 0.7 } }));
+    writeFileSync(
+      configsFile,
+      JSON.stringify({
+        off: { Fn_compute_blocks: 1, residual_diff_threshold: 0 },
+        loose: { Fn_compute_blocks: 1, max_warmup_steps: 2, residual_diff_threshold: 0.7 },
+      }),
+    );
     const { results, table, files } = await bench({ model: flux, prompts, configs: configsFile, out, seed: 0, repeats: 1 });
     expect(results.map((r) => r.name)).toEqual(['uncached', 'off', 'loose']);
     const [base, off, loose] = results;
@@ -104,26 +131,48 @@ describe('ditcache bench', () => {
     const before = { uncached: stamp('uncached'), off: stamp('off'), loose: stamp('loose') };
     const progress: BenchProgress[] = [];
     const again = await bench({ model: flux, prompts, configs: configsFile, out, seed: 0, repeats: 1 });
-    expect(again.results.map((r) => r.seconds)).toEqual(JSON.parse(readFileSync(join(out, 'results.json'), 'utf-8')).results.map((r: { seconds: number }) => r.seconds));
+    expect(again.results.map((r) => r.seconds)).toEqual(
+      JSON.parse(readFileSync(join(out, 'results.json'), 'utf-8')).results.map((r: { seconds: number }) => r.seconds),
+    );
     expect({ uncached: stamp('uncached'), off: stamp('off'), loose: stamp('loose') }).toEqual(before);
 
-    writeFileSync(configsFile, JSON.stringify({ off: { Fn_compute_blocks: 1, residual_diff_threshold: 0 }, loose: { Fn_compute_blocks: 1, max_warmup_steps: 3, residual_diff_threshold: 0.7 } }));
+    writeFileSync(
+      configsFile,
+      JSON.stringify({
+        off: { Fn_compute_blocks: 1, residual_diff_threshold: 0 },
+        loose: { Fn_compute_blocks: 1, max_warmup_steps: 3, residual_diff_threshold: 0.7 },
+      }),
+    );
     using file = readBenchPrompts(prompts);
-    const records = await runBench({ model: flux, prompts: file, configs: readBenchConfigs(configsFile), out, settings: { steps: 12, height: 32, width: 32, seed: 0, repeats: 1 }, onProgress: (p) => progress.push(p) });
+    const records = await runBench({
+      model: flux,
+      prompts: file,
+      configs: readBenchConfigs(configsFile),
+      out,
+      settings: { steps: 12, height: 32, width: 32, seed: 0, repeats: 1 },
+      onProgress: (p) => progress.push(p),
+    });
     expect(progress[0].done).toBe(4);
     expect(progress.at(-1)!.done).toBe(6);
     expect(new Set(progress.filter((p) => p.config).map((p) => p.config))).toEqual(new Set(['loose']));
-    expect(records.get('loose')!.map((r) => r.cache)).toEqual([{ Fn_compute_blocks: 1, max_warmup_steps: 3, residual_diff_threshold: 0.7 }, { Fn_compute_blocks: 1, max_warmup_steps: 3, residual_diff_threshold: 0.7 }]);
+    expect(records.get('loose')!.map((r) => r.cache)).toEqual([
+      { Fn_compute_blocks: 1, max_warmup_steps: 3, residual_diff_threshold: 0.7 },
+      { Fn_compute_blocks: 1, max_warmup_steps: 3, residual_diff_threshold: 0.7 },
+    ]);
     expect(stamp('loose')).toBeGreaterThan(before.loose);
     expect([stamp('uncached'), stamp('off')]).toEqual([before.uncached, before.off]);
   });
 
   it('refuses what it cannot run, naming the problem', async () => {
-    await expect(bench({ model: join(root, 'testdata/goldens/wan-tiny'), prompts, configs: 'grid', out, seed: 0, repeats: 1 })).rejects.toThrow(/bench runs FLUX pipelines/);
+    await expect(bench({ model: join(root, 'testdata/goldens/wan-tiny'), prompts, configs: 'grid', out, seed: 0, repeats: 1 })).rejects.toThrow(
+      /bench runs FLUX pipelines/,
+    );
     await expect(bench({ model: flux, prompts: join(dir, 'missing.safetensors'), configs: 'grid', out, seed: 0, repeats: 1 })).rejects.toThrow(/no such file/);
     const golden = loadSafetensors(join(flux, 'pipeline.safetensors'));
     saveSafetensors(join(dir, 'no-size.safetensors'), { prompt_embeds: golden.prompt_embeds, pooled_prompt_embeds: golden.pooled_prompt_embeds });
     for (const t of Object.values(golden)) t.dispose();
-    await expect(bench({ model: flux, prompts: join(dir, 'no-size.safetensors'), configs: 'grid', out, seed: 0, repeats: 1 })).rejects.toThrow(/--height and --width are needed/);
+    await expect(bench({ model: flux, prompts: join(dir, 'no-size.safetensors'), configs: 'grid', out, seed: 0, repeats: 1 })).rejects.toThrow(
+      /--height and --width are needed/,
+    );
   });
 });

@@ -20,8 +20,10 @@ function ditcache(...args: string[]) {
 }
 
 function relativeL2(a: Tensor, b: Tensor): number {
-  const x = a.toFloat32Array(), y = b.toFloat32Array();
-  let d = 0, n = 0;
+  const x = a.toFloat32Array(),
+    y = b.toFloat32Array();
+  let d = 0,
+    n = 0;
   for (let i = 0; i < x.length; ++i) {
     d += (x[i] - y[i]) ** 2;
     n += y[i] ** 2;
@@ -30,37 +32,83 @@ function relativeL2(a: Tensor, b: Tensor): number {
 }
 
 const meta = JSON.parse(readFileSync(join(flux, 'meta.json'), 'utf-8')) as Record<string, number> & {
-  cache_traces: Record<string, { config: Record<string, number>; taylorseer_order: number | null; stats: { cached_steps: number[]; residual_diffs: Record<string, number> }[] }>;
+  cache_traces: Record<
+    string,
+    { config: Record<string, number>; taylorseer_order: number | null; stats: { cached_steps: number[]; residual_diffs: Record<string, number> }[] }
+  >;
 };
 const size = ['--height', String(meta.height), '--width', String(meta.width), '--steps', String(meta.num_inference_steps)];
 
 describe('ditcache generate', () => {
-  it('writes the image, the latents and cache-dit\'s steps in --stats for a cache spec given as JSON (weights as stored)', () => {
+  it("writes the image, the latents and cache-dit's steps in --stats for a cache spec given as JSON (weights as stored)", () => {
     const name = 'F1B0_W3_R0.6_TS1';
     const trace = meta.cache_traces[name];
     const spec = JSON.stringify({ ...trace.config, taylorseer_order: trace.taylorseer_order });
-    const out = join(dir, 'a.png'), latents = join(dir, 'a.safetensors'), stats = join(dir, 'a.json');
-    const r = ditcache('generate', '--model', flux, '--inputs', join(flux, 'pipeline.safetensors'), ...size, '--cache', spec, '--output', out, '--save-latents', latents, '--stats', stats, '--weight-dtype', 'stored');
+    const out = join(dir, 'a.png'),
+      latents = join(dir, 'a.safetensors'),
+      stats = join(dir, 'a.json');
+    const r = ditcache(
+      'generate',
+      '--model',
+      flux,
+      '--inputs',
+      join(flux, 'pipeline.safetensors'),
+      ...size,
+      '--cache',
+      spec,
+      '--output',
+      out,
+      '--save-latents',
+      latents,
+      '--stats',
+      stats,
+      '--weight-dtype',
+      'stored',
+    );
     expect(r.stderr).toMatch(/generated in .* s, \d+ cached steps/);
     expect(r.status).toBe(0);
     expect(readFileSync(out).subarray(1, 4).toString()).toBe('PNG');
     const records = JSON.parse(readFileSync(stats, 'utf-8')) as Record<string, unknown>[];
     expect(records).toHaveLength(1);
-    expect(Object.keys(records[0]).sort()).toEqual(['cachedSteps', 'cfgCachedSteps', 'cfgResidualDiffs', 'computedBlocks', 'firstPipelineStep', 'name', 'residualDiffs', 'totalBlocks']);
+    expect(Object.keys(records[0]).sort()).toEqual([
+      'cachedSteps',
+      'cfgCachedSteps',
+      'cfgResidualDiffs',
+      'computedBlocks',
+      'firstPipelineStep',
+      'name',
+      'residualDiffs',
+      'totalBlocks',
+    ]);
     expect(records[0].cachedSteps).toEqual(trace.stats[0].cached_steps);
     expect(records[0].name).toBe('transformer.transformer_blocks+single_transformer_blocks');
-    const got = loadSafetensors(latents), want = loadSafetensors(join(flux, 'cache_traces.safetensors'));
+    const got = loadSafetensors(latents),
+      want = loadSafetensors(join(flux, 'cache_traces.safetensors'));
     expect(relativeL2(got.latents_out, want[`${name}.latents_out`])).toBeLessThan(1e-4);
   });
 
   it('takes presets and YAML files', () => {
     const yaml = join(dir, 'cache.yaml');
     writeFileSync(yaml, 'cache_config:\n  Fn_compute_blocks: 1\n  Bn_compute_blocks: 0\n  max_warmup_steps: 2\n  residual_diff_threshold: 0.65\n');
-    const withYaml = ditcache('generate', '--model', flux, '--inputs', join(flux, 'pipeline.safetensors'), ...size, '--cache', yaml, '--stats', join(dir, 'y.json'));
+    const withYaml = ditcache(
+      'generate',
+      '--model',
+      flux,
+      '--inputs',
+      join(flux, 'pipeline.safetensors'),
+      ...size,
+      '--cache',
+      yaml,
+      '--stats',
+      join(dir, 'y.json'),
+    );
     expect(withYaml.status).toBe(0);
     const records = JSON.parse(readFileSync(join(dir, 'y.json'), 'utf-8')) as { cachedSteps: number[] }[];
     expect(records[0].cachedSteps).toEqual(meta.cache_traces['F1B0_W2_R0.65'].stats[0].cached_steps);
-    expect(ditcache('generate', '--model', flux, '--inputs', join(flux, 'pipeline.safetensors'), ...size, '--cache', 'balanced', '--stats', join(dir, 'b.json')).status).toBe(0);
+    expect(
+      ditcache('generate', '--model', flux, '--inputs', join(flux, 'pipeline.safetensors'), ...size, '--cache', 'balanced', '--stats', join(dir, 'b.json'))
+        .status,
+    ).toBe(0);
   });
 
   it('refuses bad input with one clear line and a non-zero exit', () => {
@@ -72,10 +120,16 @@ describe('ditcache generate', () => {
       [['--model', flux, '--inputs', inputs, '--cache', 'turbo'], /'turbo' is not a preset/],
       [['--model', flux, '--inputs', join(flux, 'meta.json')], /not a valid safetensors file/],
       [['--model', flux, '--inputs', join(flux, 'transformer_forward.safetensors')], /has no tensor 'prompt_embeds'/],
-      [['--model', flux, '--inputs', inputs, '--height', '48', '--width', '32', '--output', join(dir, 'never.png')], /latents must be packed \(1, 96, 16\) for this size, got \(1, 64, 16\)/],
+      [
+        ['--model', flux, '--inputs', inputs, '--height', '48', '--width', '32', '--output', join(dir, 'never.png')],
+        /latents must be packed \(1, 96, 16\) for this size, got \(1, 64, 16\)/,
+      ],
       [['--model', flux, '--inputs', inputs, '--steps', '0'], /--steps must be a positive integer/],
       [['--model', flux], /--inputs is required/],
-      [['--model', flux, '--inputs', inputs, '--weight-dtype', 'bf16'], /--weight-dtype <dtype>' argument 'bf16' is invalid. Allowed choices are float32, stored/],
+      [
+        ['--model', flux, '--inputs', inputs, '--weight-dtype', 'bf16'],
+        /--weight-dtype <dtype>' argument 'bf16' is invalid. Allowed choices are float32, stored/,
+      ],
     ];
     for (const [args, message] of cases) {
       const r = ditcache('generate', ...args);
@@ -104,9 +158,18 @@ describe('ditcache forward', () => {
     const out = join(dir, 'sample.safetensors');
     const r = ditcache('forward', '--model', join(flux, 'transformer'), '--inputs', join(flux, 'transformer_forward.safetensors'), '--out', out);
     expect(r.status, r.stderr).toBe(0);
-    const got = loadSafetensors(out).sample, want = loadSafetensors(join(flux, 'transformer_forward.safetensors')).sample;
+    const got = loadSafetensors(out).sample,
+      want = loadSafetensors(join(flux, 'transformer_forward.safetensors')).sample;
     expect(relativeL2(got, want)).toBeLessThan(1e-5);
-    const wrong = ditcache('forward', '--model', join(root, 'testdata/goldens/wan-tiny/transformer'), '--inputs', join(flux, 'transformer_forward.safetensors'), '--out', join(dir, 's2.safetensors'));
+    const wrong = ditcache(
+      'forward',
+      '--model',
+      join(root, 'testdata/goldens/wan-tiny/transformer'),
+      '--inputs',
+      join(flux, 'transformer_forward.safetensors'),
+      '--out',
+      join(dir, 's2.safetensors'),
+    );
     expect(wrong.status).not.toBe(0);
     expect(wrong.stderr).toMatch(/WanTransformer.forward: hiddenStates must be \(B, 16, frames, height, width\), got \(2, 64, 16\)/);
   });
@@ -133,12 +196,34 @@ describe('ditcache on HiDream', () => {
     cache_traces: Record<string, { config: Record<string, number>; stats: { cached_steps: number[] }[] }>;
   };
 
-  it('generate with a cache spec gives cache-dit\'s steps per block list under its names', () => {
+  it("generate with a cache spec gives cache-dit's steps per block list under its names", () => {
     const name = 'F1B0_W2_R0.442';
     const trace = hmeta.cache_traces[name];
-    const stats = join(dir, 'hd.json'), latents = join(dir, 'hd.safetensors');
-    const r = ditcache('generate', '--model', hd, '--inputs', join(hd, 'pipeline.safetensors'), '--height', String(hmeta.height), '--width', String(hmeta.width),
-      '--steps', String(hmeta.num_inference_steps), '--guidance', String(hmeta.guidance_scale), '--default-sample-size', String(hmeta['pipe.default_sample_size']), '--cache', JSON.stringify(trace.config), '--stats', stats, '--save-latents', latents);
+    const stats = join(dir, 'hd.json'),
+      latents = join(dir, 'hd.safetensors');
+    const r = ditcache(
+      'generate',
+      '--model',
+      hd,
+      '--inputs',
+      join(hd, 'pipeline.safetensors'),
+      '--height',
+      String(hmeta.height),
+      '--width',
+      String(hmeta.width),
+      '--steps',
+      String(hmeta.num_inference_steps),
+      '--guidance',
+      String(hmeta.guidance_scale),
+      '--default-sample-size',
+      String(hmeta['pipe.default_sample_size']),
+      '--cache',
+      JSON.stringify(trace.config),
+      '--stats',
+      stats,
+      '--save-latents',
+      latents,
+    );
     expect(r.status, r.stderr).toBe(0);
     const records = JSON.parse(readFileSync(stats, 'utf-8')) as { name: string; cachedSteps: number[]; cfgCachedSteps: number[] }[];
     expect(records.map((x) => x.name)).toEqual(['transformer.double_stream_blocks', 'transformer.single_stream_blocks']);
@@ -162,18 +247,55 @@ describe('ditcache on Wan', () => {
   const w21 = join(root, 'testdata/goldens/wan-tiny');
   const w22 = join(w21, 'wan22');
   type WanMeta = Record<string, number> & {
-    cache_traces: Record<string, { config: Record<string, unknown>; taylorseer_order: number | null; params_modifiers: unknown[] | null; stats: { source: string; cached_steps: number[]; cfg_cached_steps: number[] }[] }>;
+    cache_traces: Record<
+      string,
+      {
+        config: Record<string, unknown>;
+        taylorseer_order: number | null;
+        params_modifiers: unknown[] | null;
+        stats: { source: string; cached_steps: number[]; cfg_cached_steps: number[] }[];
+      }
+    >;
   };
-  const flags = (m: WanMeta) => ['--height', String(m.height), '--width', String(m.width), '--frames', String(m.num_frames), '--steps', String(m.num_inference_steps), '--guidance', String(m.guidance_scale)];
+  const flags = (m: WanMeta) => [
+    '--height',
+    String(m.height),
+    '--width',
+    String(m.width),
+    '--frames',
+    String(m.num_frames),
+    '--steps',
+    String(m.num_inference_steps),
+    '--guidance',
+    String(m.guidance_scale),
+  ];
 
   it('Wan 2.2: per-expert ParamsModifiers from --cache, stats per expert and CFG branch, an animation with its frames', () => {
     const meta = JSON.parse(readFileSync(join(w22, 'meta.json'), 'utf-8')) as WanMeta;
     const name = 'F2B1_W2_R0.148_TS1_mod';
     const trace = meta.cache_traces[name];
     const spec = JSON.stringify({ ...trace.config, taylorseer_order: trace.taylorseer_order, params_modifiers: trace.params_modifiers });
-    const stats = join(dir, 'w22.json'), video = join(dir, 'w22.webp'), latents = join(dir, 'w22.safetensors');
-    const r = ditcache('generate', '--model', w22, '--inputs', join(w22, 'pipeline.safetensors'), ...flags(meta), '--guidance-2', String(meta.guidance_scale_2),
-      '--cache', spec, '--stats', stats, '--output', video, '--save-latents', latents);
+    const stats = join(dir, 'w22.json'),
+      video = join(dir, 'w22.webp'),
+      latents = join(dir, 'w22.safetensors');
+    const r = ditcache(
+      'generate',
+      '--model',
+      w22,
+      '--inputs',
+      join(w22, 'pipeline.safetensors'),
+      ...flags(meta),
+      '--guidance-2',
+      String(meta.guidance_scale_2),
+      '--cache',
+      spec,
+      '--stats',
+      stats,
+      '--output',
+      video,
+      '--save-latents',
+      latents,
+    );
     expect(r.status, r.stderr).toBe(0);
     const records = JSON.parse(readFileSync(stats, 'utf-8')) as { name: string; firstPipelineStep: number; cachedSteps: number[]; cfgCachedSteps: number[] }[];
     expect(records.map((x) => x.name)).toEqual(['transformer.blocks', 'transformer_2.blocks']);
@@ -186,7 +308,7 @@ describe('ditcache on Wan', () => {
     expect(readdirSync(join(dir, 'w22_frames'))).toHaveLength(meta.num_frames);
   });
 
-  it('Wan 2.1 from text: --prompt and --negative-prompt through the folder\'s UMT5 encoder give diffusers\' latents', () => {
+  it("Wan 2.1 from text: --prompt and --negative-prompt through the folder's UMT5 encoder give diffusers' latents", () => {
     const data = join(root, 'packages/adapter-wan/test/goldens/wan-prompt');
     const run = (JSON.parse(readFileSync(join(data, 'meta.json'), 'utf-8')) as { run: Record<string, string | number> }).run;
     const model = join(dir, 'wan-with-text');
@@ -194,13 +316,40 @@ describe('ditcache on Wan', () => {
     for (const name of ['transformer', 'vae', 'scheduler']) symlinkSync(join(w21, name), join(model, name));
     for (const name of ['tokenizer', 'text_encoder']) symlinkSync(join(data, name), join(model, name));
     const index = JSON.parse(readFileSync(join(w21, 'model_index.json'), 'utf-8')) as Record<string, unknown>;
-    writeFileSync(join(model, 'model_index.json'), JSON.stringify({ ...index, tokenizer: ['transformers', 'T5TokenizerFast'], text_encoder: ['transformers', 'UMT5EncoderModel'] }));
+    writeFileSync(
+      join(model, 'model_index.json'),
+      JSON.stringify({ ...index, tokenizer: ['transformers', 'T5TokenizerFast'], text_encoder: ['transformers', 'UMT5EncoderModel'] }),
+    );
     const ref = loadSafetensors(join(data, 'prompts.safetensors'));
     const inputs = join(dir, 'wan-latents-in.safetensors');
     saveSafetensors(inputs, { latents_in: ref.run_latents_in });
     const latents = join(dir, 'wan-from-text.safetensors');
-    const size = ['--height', String(run.height), '--width', String(run.width), '--frames', String(run.num_frames), '--steps', String(run.num_inference_steps), '--guidance', String(run.guidance_scale)];
-    const r = ditcache('generate', '--model', model, '--prompt', String(run.prompt), '--negative-prompt', String(run.negative_prompt), '--inputs', inputs, ...size, '--save-latents', latents);
+    const size = [
+      '--height',
+      String(run.height),
+      '--width',
+      String(run.width),
+      '--frames',
+      String(run.num_frames),
+      '--steps',
+      String(run.num_inference_steps),
+      '--guidance',
+      String(run.guidance_scale),
+    ];
+    const r = ditcache(
+      'generate',
+      '--model',
+      model,
+      '--prompt',
+      String(run.prompt),
+      '--negative-prompt',
+      String(run.negative_prompt),
+      '--inputs',
+      inputs,
+      ...size,
+      '--save-latents',
+      latents,
+    );
     expect(r.status, r.stderr).toBe(0);
     expect(relativeL2(loadSafetensors(latents).latents_out, ref.run_latents_out)).toBeLessThan(1e-4);
     const textless = ditcache('generate', '--model', w21, '--prompt', 'a cat', ...size);

@@ -29,11 +29,33 @@ describe('--dtype', () => {
   it('generate --dtype bfloat16 writes the latents the pipeline computes in bfloat16', () => {
     const latents = join(dir, 'bf16-latents.safetensors');
     const image = join(dir, 'bf16.png');
-    const r = ditcache('generate', '--model', flux, '--inputs', join(flux, 'pipeline.safetensors'), ...size, '--dtype', 'bfloat16', '--save-latents', latents, '--output', image);
+    const r = ditcache(
+      'generate',
+      '--model',
+      flux,
+      '--inputs',
+      join(flux, 'pipeline.safetensors'),
+      ...size,
+      '--dtype',
+      'bfloat16',
+      '--save-latents',
+      latents,
+      '--output',
+      image,
+    );
     expect(r.status, r.stderr).toBe(0);
     const inputs = loadSafetensors(join(flux, 'pipeline.safetensors'));
     using pipe = FluxPipeline.fromPretrained(flux, { dtype: 'bfloat16' });
-    const want = pipe.generate({ promptEmbeds: inputs.prompt_embeds, pooledPromptEmbeds: inputs.pooled_prompt_embeds, latents: inputs.latents_in, height: meta.height, width: meta.width, numInferenceSteps: 4, guidanceScale: meta.guidance_scale, decode: false });
+    const want = pipe.generate({
+      promptEmbeds: inputs.prompt_embeds,
+      pooledPromptEmbeds: inputs.pooled_prompt_embeds,
+      latents: inputs.latents_in,
+      height: meta.height,
+      width: meta.width,
+      numInferenceSteps: 4,
+      guidanceScale: meta.guidance_scale,
+      decode: false,
+    });
     const got = loadSafetensors(latents).latents_out;
     expect(got.dtype).toBe('bfloat16');
     expect(Buffer.compare(bytes(got), bytes(want.latents))).toBe(0);
@@ -57,14 +79,36 @@ describe('--dtype', () => {
     const inputs = join(flux, 'transformer_forward.safetensors');
     const out = join(dir, 'forward-bf16.safetensors');
     const timings = join(dir, 'timings.json');
-    const r = ditcache('forward', '--model', join(flux, 'transformer'), '--inputs', inputs, '--dtype', 'bfloat16', '--repeat', '3', '--timings', timings, '--out', out);
+    const r = ditcache(
+      'forward',
+      '--model',
+      join(flux, 'transformer'),
+      '--inputs',
+      inputs,
+      '--dtype',
+      'bfloat16',
+      '--repeat',
+      '3',
+      '--timings',
+      timings,
+      '--out',
+      out,
+    );
     expect(r.status, r.stderr).toBe(0);
     const { seconds } = JSON.parse(readFileSync(timings, 'utf-8')) as { seconds: number[] };
     expect(seconds).toHaveLength(3);
     for (const s of seconds) expect(s).toBeGreaterThan(0);
     const x = loadSafetensors(inputs);
     using transformer = FluxTransformer.load(join(flux, 'transformer'), { dtype: 'bfloat16' });
-    using want = transformer.forward({ hiddenStates: x.hidden_states, encoderHiddenStates: x.encoder_hidden_states, pooledProjections: x.pooled_projections, timestep: x.timestep, imgIds: x.img_ids, txtIds: x.txt_ids, guidance: x.guidance });
+    using want = transformer.forward({
+      hiddenStates: x.hidden_states,
+      encoderHiddenStates: x.encoder_hidden_states,
+      pooledProjections: x.pooled_projections,
+      timestep: x.timestep,
+      imgIds: x.img_ids,
+      txtIds: x.txt_ids,
+      guidance: x.guidance,
+    });
     const got = loadSafetensors(out).sample;
     expect(got.dtype).toBe('bfloat16');
     expect(Buffer.compare(bytes(got), bytes(want))).toBe(0);
@@ -84,7 +128,10 @@ describe('--dtype', () => {
   it('a plugin with only the older forward() runs forward, and refuses the flags it cannot serve', () => {
     const plugin = join(dir, 'legacy-adapter');
     mkdirSync(plugin);
-    writeFileSync(join(plugin, 'package.json'), JSON.stringify({ name: 'legacy-adapter', version: '1.0.0', type: 'module', ditcache: { cli: './cli-family.js' } }));
+    writeFileSync(
+      join(plugin, 'package.json'),
+      JSON.stringify({ name: 'legacy-adapter', version: '1.0.0', type: 'module', ditcache: { cli: './cli-family.js' } }),
+    );
     // Its forward returns the input latents as `sample`.
     writeFileSync(
       join(plugin, 'cli-family.js'),
@@ -100,7 +147,21 @@ describe('--dtype', () => {
     const inputs = join(flux, 'transformer_forward.safetensors');
     const ok = ditcache('forward', '--adapter', plugin, '--model', model, '--inputs', inputs, '--out', join(dir, 'legacy.safetensors'));
     expect(ok.status, ok.stderr).toBe(0);
-    const refused = ditcache('forward', '--adapter', plugin, '--model', model, '--inputs', inputs, '--out', join(dir, 'legacy2.safetensors'), '--dtype', 'bfloat16', '--repeat', '2');
+    const refused = ditcache(
+      'forward',
+      '--adapter',
+      plugin,
+      '--model',
+      model,
+      '--inputs',
+      inputs,
+      '--out',
+      join(dir, 'legacy2.safetensors'),
+      '--dtype',
+      'bfloat16',
+      '--repeat',
+      '2',
+    );
     expect(refused.status).toBe(2);
     expect(refused.stderr).toMatch(/--dtype, --repeat: the Legacy CLI plugin implements only the older forward\(\).*loadTransformer/);
   });
@@ -108,7 +169,11 @@ describe('--dtype', () => {
   it('bench --dtype runs the pipeline in that dtype and says so in its table', () => {
     const golden = loadSafetensors(join(flux, 'pipeline.safetensors'));
     const prompts = join(dir, 'prompts.safetensors');
-    saveSafetensors(prompts, { prompt_embeds: golden.prompt_embeds, pooled_prompt_embeds: golden.pooled_prompt_embeds }, { height: '32', width: '32', num_inference_steps: '4' });
+    saveSafetensors(
+      prompts,
+      { prompt_embeds: golden.prompt_embeds, pooled_prompt_embeds: golden.pooled_prompt_embeds },
+      { height: '32', width: '32', num_inference_steps: '4' },
+    );
     const configs = join(dir, 'configs.json');
     writeFileSync(configs, JSON.stringify({ loose: { Fn_compute_blocks: 1, max_warmup_steps: 1, residual_diff_threshold: 0.5 } }));
     const out = join(dir, 'bench-bf16');
@@ -128,10 +193,32 @@ describe('float16 overflow from the command line', () => {
     const weights = loadSafetensors(file);
     const name = 'transformer_blocks.0.ff.net.2.weight';
     saveSafetensors(file, { ...weights, [name]: mul(weights[name], 1e6) });
-    const r = ditcache('generate', '--model', model, '--inputs', join(flux, 'pipeline.safetensors'), ...size, '--dtype', 'float16', '--save-latents', join(dir, 'f16.safetensors'));
+    const r = ditcache(
+      'generate',
+      '--model',
+      model,
+      '--inputs',
+      join(flux, 'pipeline.safetensors'),
+      ...size,
+      '--dtype',
+      'float16',
+      '--save-latents',
+      join(dir, 'f16.safetensors'),
+    );
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/^ditcache: float16 overflow at step 1 of 4, in transformer_blocks\.0: .*--dtype bfloat16/m);
-    const bf16 = ditcache('generate', '--model', model, '--inputs', join(flux, 'pipeline.safetensors'), ...size, '--dtype', 'bfloat16', '--save-latents', join(dir, 'bf16-ok.safetensors'));
+    const bf16 = ditcache(
+      'generate',
+      '--model',
+      model,
+      '--inputs',
+      join(flux, 'pipeline.safetensors'),
+      ...size,
+      '--dtype',
+      'bfloat16',
+      '--save-latents',
+      join(dir, 'bf16-ok.safetensors'),
+    );
     expect(bf16.status, bf16.stderr).toBe(0);
   });
 });

@@ -2,14 +2,7 @@
 import type { CliFamily, CliOption } from '@ditcache/diffusion/cli';
 import { describe, expect, it } from 'vitest';
 
-import {
-  familyOptions,
-  familySettings,
-  optionConflict,
-  optionDeclarationProblems,
-  optionHelp,
-  registeredOptions,
-} from '../src/family-options.js';
+import { familyOptions, familySettings, optionConflict, optionDeclarationProblems, optionHelp, registeredOptions } from '../src/family-options.js';
 import { generateAdapterSpecs } from '../src/program.js';
 
 const frames: CliOption = { flag: '--frames', type: 'positive-integer', setting: 'frames', description: 'video frames, 4k + 1' };
@@ -58,14 +51,20 @@ describe('option declarations', () => {
       /^has options\[10\] \(--mood\) whose valueName "<m>" is not a word such as "n"$/,
       /^has options\[11\] that is not an object \{ flag, type, setting, description \}$/,
     ];
-    for (const e of expected) expect(problems.some((p) => e.test(p)), `${e} in:\n${problems.join('\n')}`).toBe(true);
+    for (const e of expected)
+      expect(
+        problems.some((p) => e.test(p)),
+        `${e} in:\n${problems.join('\n')}`,
+      ).toBe(true);
     expect(problems).toHaveLength(expected.length);
   });
 
   it('say what is wrong with options that are not a list, or older flags the CLI never had', () => {
     expect(optionDeclarationProblems({ options: { frames } })).toEqual(['has options that are not an array (of { flag, type, setting, description })']);
     expect(optionDeclarationProblems({ flags: 'frames' })).toEqual(['has flags that are not an array of strings (declare options instead)']);
-    expect(optionDeclarationProblems({ flags: ['frames', 'colour'] })[0]).toMatch(/^names flags the CLI does not have: colour \(the older flags list knows: prompt, negativePrompt, .*fps; declare other flags in options\)$/);
+    expect(optionDeclarationProblems({ flags: ['frames', 'colour'] })[0]).toMatch(
+      /^names flags the CLI does not have: colour \(the older flags list knows: prompt, negativePrompt, .*fps; declare other flags in options\)$/,
+    );
   });
 });
 
@@ -103,23 +102,41 @@ describe('options of several plugins', () => {
       ['--frames', 'n', 'frames'],
       ['--strength', 's', 'strength'],
     ]);
-    expect(registered.map(optionHelp)).toEqual(['FLUX.1, Wan, SD3: the prompt', 'Wan: video frames, 4k + 1; Toy: frames of the toy', 'Toy: how far from the input image']);
+    expect(registered.map(optionHelp)).toEqual([
+      'FLUX.1, Wan, SD3: the prompt',
+      'Wan: video frames, 4k + 1; Toy: frames of the toy',
+      'Toy: how far from the input image',
+    ]);
   });
 });
 
 describe('the settings of a run', () => {
-  it('are those the running family\'s options fill, by its own setting names', () => {
+  it("are those the running family's options fill, by its own setting names", () => {
     const toy = family('Toy', [{ ...frames, setting: 'numFrames' }, strength]);
-    expect(familySettings(toy, new Map<string, string | number>([['--frames', 9], ['--strength', 0.5]]))).toEqual({ numFrames: 9, strength: 0.5 });
+    expect(
+      familySettings(
+        toy,
+        new Map<string, string | number>([
+          ['--frames', 9],
+          ['--strength', 0.5],
+        ]),
+      ),
+    ).toEqual({ numFrames: 9, strength: 0.5 });
     expect(familySettings(toy, new Map())).toEqual({});
   });
 
-  it('refuse another family\'s flag, naming the family and the flags it takes', () => {
+  it("refuse another family's flag, naming the family and the flags it takes", () => {
     const toy = family('Toy', [frames]);
     expect(() => familySettings(toy, new Map([['--prompt', 'a cat']]))).toThrow(/^--prompt does not apply to Toy \(it takes --frames\)$/);
-    expect(() => familySettings(family('Bare', []), new Map<string, string | number>([['--prompt', 'a'], ['--fps', 8]]))).toThrow(
-      /^--prompt, --fps do not apply to Bare \(it takes none of the families' own flags\)$/,
-    );
+    expect(() =>
+      familySettings(
+        family('Bare', []),
+        new Map<string, string | number>([
+          ['--prompt', 'a'],
+          ['--fps', 8],
+        ]),
+      ),
+    ).toThrow(/^--prompt, --fps do not apply to Bare \(it takes none of the families' own flags\)$/);
   });
 
   it('of a family listing the older flags are the settings those flags always filled', () => {

@@ -15,8 +15,30 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('ditcache generate interrupted', () => {
   it('stops at the next step on SIGINT: "ditcache: interrupted", status 130, no stack trace, no output file', async () => {
     const out = join(dir, 'never.png');
-    const child = spawn(process.execPath, [bin, 'generate', '--model', model, '--prompt', 'a red circle at the top left', '--height', '32', '--width', '32',
-      '--max-sequence-length', '16', '--steps', '100000', '--seed', '0', '--output', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [
+        bin,
+        'generate',
+        '--model',
+        model,
+        '--prompt',
+        'a red circle at the top left',
+        '--height',
+        '32',
+        '--width',
+        '32',
+        '--max-sequence-length',
+        '16',
+        '--steps',
+        '100000',
+        '--seed',
+        '0',
+        '--output',
+        out,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let stderr = '';
     child.stderr.setEncoding('utf-8').on('data', (s: string) => (stderr += s));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));

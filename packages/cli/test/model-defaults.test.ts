@@ -31,11 +31,30 @@ const size = async (path: string) => {
 
 describe('ditcache.json in the model folder', () => {
   it('gives the size, steps and text length the flags leave out: the image equals the one with those flags', async () => {
-    const implicit = join(dir, 'implicit.png'), explicit = join(dir, 'explicit.png'), latents = join(dir, 'implicit.safetensors');
+    const implicit = join(dir, 'implicit.png'),
+      explicit = join(dir, 'explicit.png'),
+      latents = join(dir, 'implicit.safetensors');
     const a = ditcache('generate', '--model', shapes, ...prompt, '--seed', '5', '--output', implicit, '--save-latents', latents);
     expect(a.status, a.stderr).toBe(0);
     expect(a.stderr).toContain(`ditcache: ${join(shapes, 'ditcache.json')} gives --height 32 --width 32 --steps 28 --max-sequence-length 16\n`);
-    const b = ditcache('generate', '--model', shapes, ...prompt, '--seed', '5', '--height', '32', '--width', '32', '--steps', '28', '--max-sequence-length', '16', '--output', explicit);
+    const b = ditcache(
+      'generate',
+      '--model',
+      shapes,
+      ...prompt,
+      '--seed',
+      '5',
+      '--height',
+      '32',
+      '--width',
+      '32',
+      '--steps',
+      '28',
+      '--max-sequence-length',
+      '16',
+      '--output',
+      explicit,
+    );
     expect(b.status, b.stderr).toBe(0);
     expect(b.stderr).not.toContain('ditcache.json gives');
     expect(await size(implicit)).toEqual([32, 32]);
@@ -112,7 +131,21 @@ describe('the seed and the PNG text', () => {
 
     const tiny = join(root, 'testdata/goldens/flux-tiny');
     const given = join(dir, 'given-noise.png');
-    const g = ditcache('generate', '--model', tiny, '--inputs', join(tiny, 'pipeline.safetensors'), '--height', '32', '--width', '32', '--steps', '2', '--output', given);
+    const g = ditcache(
+      'generate',
+      '--model',
+      tiny,
+      '--inputs',
+      join(tiny, 'pipeline.safetensors'),
+      '--height',
+      '32',
+      '--width',
+      '32',
+      '--steps',
+      '2',
+      '--output',
+      given,
+    );
     expect(g.status, g.stderr).toBe(0);
     expect(g.stderr).toMatch(/^ditcache: the initial noise is latents_in of --inputs$/m);
     expect(readPngText(readFileSync(given))).toMatchObject({ seed: 'latents_in', steps: '2', cache: 'none' });

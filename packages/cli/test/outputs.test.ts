@@ -36,7 +36,10 @@ describe('output paths are checked before any work', () => {
       [['--output', '/proc/x.png'], /^ditcache: --output \/proc\/x\.png: cannot create files in \/proc \(\w+\)$/],
       [['--output', folder], /^ditcache: --output .*a-folder\.png is a folder; give a file name$/],
       [['--output', join(file, 'x.png')], /^ditcache: --output .*a-file\/x\.png: .*a-file is not a folder$/],
-      [['--save-latents', join(dir, 'same'), '--stats', join(dir, 'same')], /^ditcache: --save-latents and --stats both name .*same; give each output its own file$/],
+      [
+        ['--save-latents', join(dir, 'same'), '--stats', join(dir, 'same')],
+        /^ditcache: --save-latents and --stats both name .*same; give each output its own file$/,
+      ],
       [['--stats', '/proc/stats.json'], /^ditcache: --stats \/proc\/stats\.json: cannot create files in \/proc/],
     ];
     for (const [args, message] of cases) {
@@ -81,13 +84,29 @@ describe('a run that writes nothing', () => {
   it('is refused before loading, naming the flags that would write something', () => {
     const r = ditcache(...fluxRun);
     expect(r.status, r.stderr).toBe(2);
-    expect(r.stderr.trim()).toBe('ditcache: nothing to write: give --output FILE (the image or video), --save-latents FILE (the final latents) or --stats FILE (the cache statistics)');
+    expect(r.stderr.trim()).toBe(
+      'ditcache: nothing to write: give --output FILE (the image or video), --save-latents FILE (the final latents) or --stats FILE (the cache statistics)',
+    );
   });
 });
 
 describe('a batch of prompts', () => {
   // demo-prompts.safetensors: four prompts, prompt_embeds (4, 16, 64).
-  const batchRun = ['generate', '--model', shapes, '--inputs', join(shapes, 'demo-prompts.safetensors'), '--height', '32', '--width', '32', '--steps', '8', '--seed', '0'];
+  const batchRun = [
+    'generate',
+    '--model',
+    shapes,
+    '--inputs',
+    join(shapes, 'demo-prompts.safetensors'),
+    '--height',
+    '32',
+    '--width',
+    '32',
+    '--steps',
+    '8',
+    '--seed',
+    '0',
+  ];
 
   it('writes one numbered file per prompt and names them on stderr', async () => {
     const folder = join(dir, 'batch');
@@ -97,11 +116,13 @@ describe('a batch of prompts', () => {
     const names = ['shape-0.png', 'shape-1.png', 'shape-2.png', 'shape-3.png'];
     expect(readdirSync(folder).sort()).toEqual(names);
     expect(r.stderr).toContain(`--inputs holds 4 prompts; --output writes ${names.map((n) => join(folder, n)).join(', ')}`);
-    const pixels = await Promise.all(names.map(async (n) => {
-      const { data, info } = await sharp(join(folder, n)).raw().toBuffer({ resolveWithObject: true });
-      expect([info.width, info.height]).toEqual([32, 32]);
-      return data;
-    }));
+    const pixels = await Promise.all(
+      names.map(async (n) => {
+        const { data, info } = await sharp(join(folder, n)).raw().toBuffer({ resolveWithObject: true });
+        expect([info.width, info.height]).toEqual([32, 32]);
+        return data;
+      }),
+    );
     // Four prompts, four different pictures.
     for (let i = 0; i < 4; ++i) for (let j = i + 1; j < 4; ++j) expect(pixels[i].equals(pixels[j]), `${i} vs ${j}`).toBe(false);
   });

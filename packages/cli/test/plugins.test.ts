@@ -58,7 +58,9 @@ describe('ditcache adapters', () => {
       ['@ditcache/adapter-wan', 'Wan', ['WanPipeline'], ['WanTransformer3DModel'], false],
     ]);
     const text = ditcache('adapters');
-    expect(text.stdout).toMatch(/^FLUX\.1: @ditcache\/adapter-flux 0\.1\.0\n {2}pipelines FluxPipeline; transformers FluxTransformer2DModel; writes \.png\n {2}found in /m);
+    expect(text.stdout).toMatch(
+      /^FLUX\.1: @ditcache\/adapter-flux 0\.1\.0\n {2}pipelines FluxPipeline; transformers FluxTransformer2DModel; writes \.png\n {2}found in /m,
+    );
   });
 
   it('loads a family from a folder with --adapter, listed first', () => {
@@ -74,14 +76,31 @@ describe('ditcache adapters', () => {
       [join(dir, 'missing'), /--adapter .*missing: no such folder/],
       ['no-such-package-anywhere', /--adapter no-such-package-anywhere: neither a folder nor a package installed here or beside the CLI/],
       [plugin('no-field', {}), /package\.json has no "ditcache": \{ "cli": "<module>" \} field/],
-      [plugin('not-built', { ditcache: { cli: './dist/cli-family.js' } }), /not-built: its "ditcache\.cli" module .*dist\/cli-family\.js does not exist \(is the package built\?\)/],
-      [plugin('no-default', { ditcache: { cli: './cli-family.js' } }, 'export const family = {};'), /the CLI family of .* is missing: the module needs a default export/],
       [
-        plugin('bad-family', { ditcache: { cli: './cli-family.js' } }, "export default { label: 'Bad', pipelineClasses: ['X'], transformerClasses: [], outputFormats: ['.png'], flags: ['colour'], request() {} };"),
+        plugin('not-built', { ditcache: { cli: './dist/cli-family.js' } }),
+        /not-built: its "ditcache\.cli" module .*dist\/cli-family\.js does not exist \(is the package built\?\)/,
+      ],
+      [
+        plugin('no-default', { ditcache: { cli: './cli-family.js' } }, 'export const family = {};'),
+        /the CLI family of .* is missing: the module needs a default export/,
+      ],
+      [
+        plugin(
+          'bad-family',
+          { ditcache: { cli: './cli-family.js' } },
+          "export default { label: 'Bad', pipelineClasses: ['X'], transformerClasses: [], outputFormats: ['.png'], flags: ['colour'], request() {} };",
+        ),
         /the CLI family of .* names flags the CLI does not have: colour .*; has no spawn\(\) method; has no writeOutput\(\) method; has no loadTransformer\(\) method/,
       ],
       [
-        plugin('bad-options', { ditcache: { cli: './cli-family.js' } }, FAKE_FAMILY.replace("flags: ['frames']", "options: [{ flag: '--frames', type: 'int', setting: 'frames', description: 'frames' }, { flag: '--seed', type: 'number', setting: 'noise', description: 'x' }]")),
+        plugin(
+          'bad-options',
+          { ditcache: { cli: './cli-family.js' } },
+          FAKE_FAMILY.replace(
+            "flags: ['frames']",
+            "options: [{ flag: '--frames', type: 'int', setting: 'frames', description: 'frames' }, { flag: '--seed', type: 'number', setting: 'noise', description: 'x' }]",
+          ),
+        ),
         /the CLI family of .* has options\[0\] \(--frames\) whose type "int" is not one of: positive-integer, number, string; has options\[1\] declaring --seed, a flag every family takes \(those: --model, .*\)$/m,
       ],
     ];
@@ -102,7 +121,9 @@ describe('ditcache generate and forward with plugins', () => {
     const r = ditcache('generate', '--model', model, '--inputs', join(root, 'testdata/goldens/flux-tiny/pipeline.safetensors'));
     expect(r.status).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toMatch(/--model: MysteryPipeline is not supported \(supported: FluxPipeline, HiDreamImagePipeline, WanPipeline.*\); install an adapter package .* or load one with --adapter NAME\|PATH/);
+    expect(r.stderr).toMatch(
+      /--model: MysteryPipeline is not supported \(supported: FluxPipeline, HiDreamImagePipeline, WanPipeline.*\); install an adapter package .* or load one with --adapter NAME\|PATH/,
+    );
   });
 
   it('use the family --adapter loads, and refuse the flags it does not take', () => {
@@ -148,16 +169,24 @@ const PIXEL = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAA
 const unwrapped = (text: string) => text.replace(/\s+/g, ' ');
 
 describe('the options families declare', () => {
-  it('generate --help lists each built-in family\'s options with the families that take them', () => {
+  it("generate --help lists each built-in family's options with the families that take them", () => {
     const r = ditcache('generate', '--help');
     expect(r.status, r.stderr).toBe(0);
     const help = unwrapped(r.stdout);
-    expect(help).toMatch(/Options of the model families \(each takes only those naming it\): --prompt <text> FLUX\.1, Wan(, Stable Diffusion 3)?: the prompt, encoded by the folder's text encoders/);
-    expect(help).toMatch(/ --negative-prompt <text> FLUX\.1: the negative prompt of true CFG \(with --true-cfg-scale above 1\); Wan(, Stable Diffusion 3)?: the negative prompt of CFG \(default ""\)[ ;]/);
+    expect(help).toMatch(
+      /Options of the model families \(each takes only those naming it\): --prompt <text> FLUX\.1, Wan(, Stable Diffusion 3)?: the prompt, encoded by the folder's text encoders/,
+    );
+    expect(help).toMatch(
+      / --negative-prompt <text> FLUX\.1: the negative prompt of true CFG \(with --true-cfg-scale above 1\); Wan(, Stable Diffusion 3)?: the negative prompt of CFG \(default ""\)[ ;]/,
+    );
     expect(help).toMatch(/ --true-cfg-scale <s> FLUX\.1: true classifier-free guidance /);
     expect(help).toMatch(/ --default-sample-size <n> HiDream-I1: the latent side /);
-    expect(help).toMatch(/ --frames <n> Wan: video frames, 4k \+ 1 --guidance-2 <g> Wan: guidance scale of the low-noise expert \(transformer_2\) of Wan 2\.2 --fps <n> Wan: frames per second/);
-    expect(help).toMatch(/ --output <file> write the image or the video, in a format of the model's family \(FLUX\.1, HiDream-I1(, Stable Diffusion 3)?: \.png; Wan: \.webp, \.gif\)/);
+    expect(help).toMatch(
+      / --frames <n> Wan: video frames, 4k \+ 1 --guidance-2 <g> Wan: guidance scale of the low-noise expert \(transformer_2\) of Wan 2\.2 --fps <n> Wan: frames per second/,
+    );
+    expect(help).toMatch(
+      / --output <file> write the image or the video, in a format of the model's family \(FLUX\.1, HiDream-I1(, Stable Diffusion 3)?: \.png; Wan: \.webp, \.gif\)/,
+    );
     // Each once: the families share one flag.
     expect(help.match(/ --prompt </g)).toHaveLength(1);
   });
@@ -188,25 +217,47 @@ describe('the options families declare', () => {
     const bad = ditcache('generate', '--adapter', folder, '--model', model, '--strength', 'strong', '--output', out);
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/--strength must be a number/);
-    const foreign = ditcache('generate', '--adapter', folder, '--model', join(root, 'testdata/goldens/flux-tiny'), '--strength', '1', '--stats', join(dir, 'never.json'));
+    const foreign = ditcache(
+      'generate',
+      '--adapter',
+      folder,
+      '--model',
+      join(root, 'testdata/goldens/flux-tiny'),
+      '--strength',
+      '1',
+      '--stats',
+      join(dir, 'never.json'),
+    );
     expect(foreign.status).toBe(2);
     expect(foreign.stderr.trim().split('\n')).toHaveLength(1);
-    expect(foreign.stderr).toMatch(/^ditcache: --strength does not apply to FLUX\.1 \(it takes --prompt, --negative-prompt, --max-sequence-length, --true-cfg-scale\)$/m);
+    expect(foreign.stderr).toMatch(
+      /^ditcache: --strength does not apply to FLUX\.1 \(it takes --prompt, --negative-prompt, --max-sequence-length, --true-cfg-scale\)$/m,
+    );
   });
 
   it('a flag declared with another type by a plugin loaded before is an error naming both plugins', () => {
-    const clash = plugin('clash-adapter', { ditcache: { cli: './cli-family.js' } }, FAKE_FAMILY.replace("label: 'Toy'", "label: 'Clash'").replace(/ToyPipeline/g, 'ClashPipeline').replace("flags: ['frames']", "options: [{ flag: '--frames', type: 'string', setting: 'frameNames', description: 'named frames' }]"));
+    const clash = plugin(
+      'clash-adapter',
+      { ditcache: { cli: './cli-family.js' } },
+      FAKE_FAMILY.replace("label: 'Toy'", "label: 'Clash'")
+        .replace(/ToyPipeline/g, 'ClashPipeline')
+        .replace("flags: ['frames']", "options: [{ flag: '--frames', type: 'string', setting: 'frameNames', description: 'named frames' }]"),
+    );
     // Given with --adapter, it comes first: the built-in Wan family, found after it, is the one left out, and says why.
     const r = ditcache('adapters', '--adapter', clash, '--json');
     expect(r.status, r.stderr).toBe(0);
     const wan = (JSON.parse(r.stdout) as Listed[]).find((p) => p.name === '@ditcache/adapter-wan');
-    expect(wan?.error).toMatch(/^@ditcache\/adapter-wan \(Wan\) declares --frames taking a positive integer, but clash-adapter \(Clash\) declares it taking text: a flag takes one type for every family, so one of the two plugins must rename it$/);
+    expect(wan?.error).toMatch(
+      /^@ditcache\/adapter-wan \(Wan\) declares --frames taking a positive integer, but clash-adapter \(Clash\) declares it taking text: a flag takes one type for every family, so one of the two plugins must rename it$/,
+    );
     // Two plugins given with --adapter: the second is a usage error.
     const brush = plugin('brush-first', { ditcache: { cli: './cli-family.js' } }, brushFamily(PIXEL));
     const both = ditcache('adapters', '--adapter', brush, '--adapter', clash);
     expect(both.status).toBe(2);
     expect(both.stderr.trim().split('\n')).toHaveLength(1);
-    expect(both.stderr).toMatch(/^ditcache: --adapter .*clash-adapter: clash-adapter \(Clash\) declares --frames taking text, but brush-first \(Brush\) declares it taking a positive integer/);
+    expect(both.stderr).toMatch(
+      /^ditcache: --adapter .*clash-adapter: clash-adapter \(Clash\) declares --frames taking text, but brush-first \(Brush\) declares it taking a positive integer/,
+    );
   });
 
   it('a plugin listing the older flags takes the flags they name, with their old types', () => {

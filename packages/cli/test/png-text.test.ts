@@ -5,11 +5,20 @@ import { describe, expect, it } from 'vitest';
 import { addPngText, readPngText } from '../src/png-text.js';
 
 const pixels = Buffer.from(Array.from({ length: 4 * 3 * 3 }, (_, i) => (i * 37) % 256));
-const png = () => sharp(pixels, { raw: { width: 4, height: 3, channels: 3 } }).png().toBuffer();
+const png = () =>
+  sharp(pixels, { raw: { width: 4, height: 3, channels: 3 } })
+    .png()
+    .toBuffer();
 
 describe('PNG text chunks', () => {
   it('round-trip ASCII (tEXt) and other text (iTXt), in order, before the image data', async () => {
-    const entries = { Software: 'ditcache 0.1.0', seed: '42', prompt: 'un cœur rouge, 赤い丸 ✓', cache: 'cache_config:\n  Fn_compute_blocks: 1\n', 'a key': 'é' };
+    const entries = {
+      Software: 'ditcache 0.1.0',
+      seed: '42',
+      prompt: 'un cœur rouge, 赤い丸 ✓',
+      cache: 'cache_config:\n  Fn_compute_blocks: 1\n',
+      'a key': 'é',
+    };
     const out = addPngText(await png(), entries);
     expect(readPngText(out)).toEqual(entries);
     expect(Object.keys(readPngText(out))).toEqual(Object.keys(entries));

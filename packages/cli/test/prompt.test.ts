@@ -20,7 +20,12 @@ const flux = join(dir, 'flux');
 const golden = join(goldens, 'flux-tiny-guidance');
 mkdirSync(flux);
 for (const entry of ['transformer', 'vae', 'scheduler']) symlinkSync(join(goldens, 'flux-tiny-guidance', entry), join(flux, entry));
-for (const [entry, source] of Object.entries({ tokenizer: 'clip-tokenizer', tokenizer_2: 't5-tokenizer', text_encoder: 'clip-text-model', text_encoder_2: 't5-encoder' })) {
+for (const [entry, source] of Object.entries({
+  tokenizer: 'clip-tokenizer',
+  tokenizer_2: 't5-tokenizer',
+  text_encoder: 'clip-text-model',
+  text_encoder_2: 't5-encoder',
+})) {
   symlinkSync(join(textData, source), join(flux, entry));
 }
 
@@ -68,14 +73,17 @@ describe('ditcache encode-prompt', () => {
     );
   });
 
-  it('encodes with a Wan folder\'s UMT5 what diffusers\' WanPipeline.encode_prompt gives, with the ids and mask', () => {
+  it("encodes with a Wan folder's UMT5 what diffusers' WanPipeline.encode_prompt gives, with the ids and mask", () => {
     const data = join(root, 'packages/adapter-wan/test/goldens/wan-prompt');
     const wan = join(dir, 'wan');
     mkdirSync(wan);
     for (const entry of ['transformer', 'vae', 'scheduler']) symlinkSync(join(goldens, 'wan-tiny', entry), join(wan, entry));
     for (const entry of ['tokenizer', 'text_encoder']) symlinkSync(join(data, entry), join(wan, entry));
     const index = JSON.parse(readFileSync(join(goldens, 'wan-tiny/model_index.json'), 'utf-8')) as Record<string, unknown>;
-    writeFileSync(join(wan, 'model_index.json'), JSON.stringify({ ...index, tokenizer: ['transformers', 'T5TokenizerFast'], text_encoder: ['transformers', 'UMT5EncoderModel'] }));
+    writeFileSync(
+      join(wan, 'model_index.json'),
+      JSON.stringify({ ...index, tokenizer: ['transformers', 'T5TokenizerFast'], text_encoder: ['transformers', 'UMT5EncoderModel'] }),
+    );
     const meta = JSON.parse(readFileSync(join(data, 'meta.json'), 'utf-8')) as { prompts: { prompt: string }[] };
     const out = join(dir, 'wan-prompt.safetensors');
     const r = ditcache('encode-prompt', '--model', wan, '--prompt', meta.prompts[1].prompt, '--max-sequence-length', '16', '--out', out);
@@ -92,7 +100,12 @@ describe('ditcache encode-prompt', () => {
 describe('ditcache generate --prompt', () => {
   it('generates from text as from the embeddings encode-prompt wrote, with --inputs holding only latents_in', () => {
     const noise = join(dir, 'noise.safetensors');
-    saveSafetensors(noise, { latents_in: tensor(Float32Array.from({ length: 64 * 16 }, (_, i) => Math.sin(i)), [1, 64, 16]) });
+    saveSafetensors(noise, {
+      latents_in: tensor(
+        Float32Array.from({ length: 64 * 16 }, (_, i) => Math.sin(i)),
+        [1, 64, 16],
+      ),
+    });
     const fromText = join(dir, 'text-latents.safetensors');
     const r = ditcache('generate', '--model', flux, '--prompt', PROMPT, '--max-sequence-length', '24', '--inputs', noise, ...size, '--save-latents', fromText);
     expect(r.stderr).toMatch(/generated in/);
@@ -107,14 +120,37 @@ describe('ditcache generate --prompt', () => {
     expect(ditcache('generate', '--model', flux, '--inputs', inputs, ...size, '--save-latents', fromEmbeds).status).toBe(0);
     expect([...loadSafetensors(fromText).latents_out.toFloat32Array()]).toEqual([...loadSafetensors(fromEmbeds).latents_out.toFloat32Array()]);
 
-    const cfg = ditcache('generate', '--model', flux, '--prompt', PROMPT, '--negative-prompt', 'blurry', '--true-cfg-scale', '3', '--max-sequence-length', '24', '--seed', '1', ...size, '--save-latents', join(dir, 'cfg.safetensors'));
+    const cfg = ditcache(
+      'generate',
+      '--model',
+      flux,
+      '--prompt',
+      PROMPT,
+      '--negative-prompt',
+      'blurry',
+      '--true-cfg-scale',
+      '3',
+      '--max-sequence-length',
+      '24',
+      '--seed',
+      '1',
+      ...size,
+      '--save-latents',
+      join(dir, 'cfg.safetensors'),
+    );
     expect(cfg.status, cfg.stderr).toBe(0);
   });
 
   it('refuses what cannot work with one clear line', () => {
     const cases: [string[], RegExp][] = [
-      [['--model', golden, '--prompt', PROMPT], /--prompt: .* has no tokenizer\/, tokenizer_2\/, text_encoder\/, text_encoder_2\/ \(text encoders\); give prompt embeddings with --inputs instead/],
-      [['--model', flux, '--prompt', PROMPT, '--inputs', join(goldens, 'flux-tiny-guidance/pipeline.safetensors')], /--prompt and the prompt embeddings of --inputs .* exclude each other/],
+      [
+        ['--model', golden, '--prompt', PROMPT],
+        /--prompt: .* has no tokenizer\/, tokenizer_2\/, text_encoder\/, text_encoder_2\/ \(text encoders\); give prompt embeddings with --inputs instead/,
+      ],
+      [
+        ['--model', flux, '--prompt', PROMPT, '--inputs', join(goldens, 'flux-tiny-guidance/pipeline.safetensors')],
+        /--prompt and the prompt embeddings of --inputs .* exclude each other/,
+      ],
       [['--model', flux, '--prompt', PROMPT, '--max-sequence-length', '600'], /--max-sequence-length must be at most 512/],
       [['--model', flux, '--prompt', PROMPT, '--true-cfg-scale', '4'], /--true-cfg-scale needs --negative-prompt/],
       [['--model', flux], /--prompt or --inputs is required/],

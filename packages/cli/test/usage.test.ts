@@ -19,7 +19,11 @@ function ditcache(...args: string[]) {
 }
 
 /** The lines of stderr other than commander's pointer to --help. */
-const lines = (stderr: string) => stderr.trim().split('\n').filter((l) => l !== '(run with --help for usage)');
+const lines = (stderr: string) =>
+  stderr
+    .trim()
+    .split('\n')
+    .filter((l) => l !== '(run with --help for usage)');
 
 describe('usage errors: status 2, one line, before loading', () => {
   const stats = join(dir, 'stats.json');
@@ -36,16 +40,46 @@ describe('usage errors: status 2, one line, before loading', () => {
     ['an empty seed', [...fluxRun, '--seed', ''], /--seed must be a non-negative integer/],
     ['a seed in exponent notation', [...fluxRun, '--seed', '1e3'], /--seed must be a non-negative integer/],
     ['an empty guidance', [...fluxRun, '--guidance', ' '], /--guidance must be a number/],
-    ['Fn + Bn above the blocks of FLUX', [...fluxRun, '--cache', '{"Fn_compute_blocks": 5, "Bn_compute_blocks": 2}'],
-      /^ditcache: --cache: Fn_compute_blocks \(5\) \+ Bn_compute_blocks \(2\) exceeds the 6 blocks of transformer\.transformer_blocks\+single_transformer_blocks; this model's cache contexts: transformer\.transformer_blocks\+single_transformer_blocks \(6 blocks\)$/],
-    ['Fn + Bn above one of HiDream\'s two lists', ['generate', '--model', hd, '--inputs', join(hd, 'pipeline.safetensors'), '--stats', stats, '--cache', '{"Fn_compute_blocks": 4}'],
-      /exceeds the 3 blocks of transformer\.double_stream_blocks; this model's cache contexts: transformer\.double_stream_blocks \(3 blocks\), transformer\.single_stream_blocks \(3 blocks\)/],
-    ['a params_modifiers entry above Wan 2.2\'s second expert', ['generate', '--model', w22, '--inputs', join(w22, 'pipeline.safetensors'), '--stats', stats,
-      '--cache', '{"Fn_compute_blocks": 1, "params_modifiers": [{}, {"Bn_compute_blocks": 5}]}'], /\(with params_modifiers\[1\]\) exceeds the 4 blocks of transformer_2\.blocks/],
-    ['params_modifiers not one per context', [...fluxRun, '--cache', '{"params_modifiers": [{}, {}]}'], /params_modifiers has 2 entries, but this model has 1 cache contexts/],
-    ['an unknown key in JSON text, with the valid keys', [...fluxRun, '--cache', '{"Fn_compute_blocks": 1, "treshold": 0.2}'],
-      /^ditcache: --cache: Invalid cache config: unknown key "treshold".* Valid keys .*Fn_compute_blocks.*residual_diff_threshold/],
-    ['an unknown key in a YAML file, with the valid keys', [...fluxRun, '--cache', yaml], /^ditcache: --cache: Invalid cache config: unknown key "cache_config\.residual_threshold".* Valid keys .*residual_diff_threshold/],
+    [
+      'Fn + Bn above the blocks of FLUX',
+      [...fluxRun, '--cache', '{"Fn_compute_blocks": 5, "Bn_compute_blocks": 2}'],
+      /^ditcache: --cache: Fn_compute_blocks \(5\) \+ Bn_compute_blocks \(2\) exceeds the 6 blocks of transformer\.transformer_blocks\+single_transformer_blocks; this model's cache contexts: transformer\.transformer_blocks\+single_transformer_blocks \(6 blocks\)$/,
+    ],
+    [
+      "Fn + Bn above one of HiDream's two lists",
+      ['generate', '--model', hd, '--inputs', join(hd, 'pipeline.safetensors'), '--stats', stats, '--cache', '{"Fn_compute_blocks": 4}'],
+      /exceeds the 3 blocks of transformer\.double_stream_blocks; this model's cache contexts: transformer\.double_stream_blocks \(3 blocks\), transformer\.single_stream_blocks \(3 blocks\)/,
+    ],
+    [
+      "a params_modifiers entry above Wan 2.2's second expert",
+      [
+        'generate',
+        '--model',
+        w22,
+        '--inputs',
+        join(w22, 'pipeline.safetensors'),
+        '--stats',
+        stats,
+        '--cache',
+        '{"Fn_compute_blocks": 1, "params_modifiers": [{}, {"Bn_compute_blocks": 5}]}',
+      ],
+      /\(with params_modifiers\[1\]\) exceeds the 4 blocks of transformer_2\.blocks/,
+    ],
+    [
+      'params_modifiers not one per context',
+      [...fluxRun, '--cache', '{"params_modifiers": [{}, {}]}'],
+      /params_modifiers has 2 entries, but this model has 1 cache contexts/,
+    ],
+    [
+      'an unknown key in JSON text, with the valid keys',
+      [...fluxRun, '--cache', '{"Fn_compute_blocks": 1, "treshold": 0.2}'],
+      /^ditcache: --cache: Invalid cache config: unknown key "treshold".* Valid keys .*Fn_compute_blocks.*residual_diff_threshold/,
+    ],
+    [
+      'an unknown key in a YAML file, with the valid keys',
+      [...fluxRun, '--cache', yaml],
+      /^ditcache: --cache: Invalid cache config: unknown key "cache_config\.residual_threshold".* Valid keys .*residual_diff_threshold/,
+    ],
   ];
   for (const [what, args, message] of cases) {
     it(what, () => {
@@ -61,7 +95,7 @@ describe('usage errors: status 2, one line, before loading', () => {
 });
 
 describe('--version', () => {
-  it('prints the CLI package\'s version and exits 0', () => {
+  it("prints the CLI package's version and exits 0", () => {
     const { version } = JSON.parse(readFileSync(join(root, 'packages/cli/package.json'), 'utf-8')) as { version: string };
     const r = ditcache('--version');
     expect(r.status, r.stderr).toBe(0);

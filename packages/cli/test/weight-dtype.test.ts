@@ -38,17 +38,48 @@ describe("weightDtype 'stored' on bf16 checkpoints", () => {
     const model = bf16Copy(join(root, 'testdata/goldens/wan-tiny/wan22'));
     const m = JSON.parse(readFileSync(join(model, 'meta.json'), 'utf-8')) as Record<string, number>;
     const ref = loadSafetensors(join(model, 'pipeline.safetensors'));
-    const request = { promptEmbeds: ref.prompt_embeds, negativePromptEmbeds: ref.negative_prompt_embeds, latents: ref.latents_in, height: m.height, width: m.width, numFrames: m.num_frames, numInferenceSteps: 4, guidanceScale: m.guidance_scale, guidanceScale2: m.guidance_scale_2, decode: false };
+    const request = {
+      promptEmbeds: ref.prompt_embeds,
+      negativePromptEmbeds: ref.negative_prompt_embeds,
+      latents: ref.latents_in,
+      height: m.height,
+      width: m.width,
+      numFrames: m.num_frames,
+      numInferenceSteps: 4,
+      guidanceScale: m.guidance_scale,
+      guidanceScale2: m.guidance_scale_2,
+      decode: false,
+    };
     using widened = WanPipeline.fromPretrained(model);
     using stored = WanPipeline.fromPretrained(model, { weightDtype: 'stored' });
-    expect([widened.transformer2!.blocks, stored.transformer2!.blocks].map((b) => (b[0] as WanTransformerBlock).attn1.toQ.weight.dtype)).toEqual(['float32', 'bfloat16']);
+    expect([widened.transformer2!.blocks, stored.transformer2!.blocks].map((b) => (b[0] as WanTransformerBlock).attn1.toQ.weight.dtype)).toEqual([
+      'float32',
+      'bfloat16',
+    ]);
     using a = widened.generate(request).latents;
     using b = stored.generate(request).latents;
     expect(Buffer.compare(bytes(a), bytes(b))).toBe(0);
 
     const out = join(work, 'wan-stored.safetensors');
-    const flags = ['--height', String(m.height), '--width', String(m.width), '--frames', String(m.num_frames), '--steps', '4', '--guidance', String(m.guidance_scale), '--guidance-2', String(m.guidance_scale_2)];
-    const r = spawnSync(process.execPath, [bin, 'generate', '--model', model, '--inputs', join(model, 'pipeline.safetensors'), ...flags, '--weight-dtype', 'stored', '--save-latents', out], { encoding: 'utf-8' });
+    const flags = [
+      '--height',
+      String(m.height),
+      '--width',
+      String(m.width),
+      '--frames',
+      String(m.num_frames),
+      '--steps',
+      '4',
+      '--guidance',
+      String(m.guidance_scale),
+      '--guidance-2',
+      String(m.guidance_scale_2),
+    ];
+    const r = spawnSync(
+      process.execPath,
+      [bin, 'generate', '--model', model, '--inputs', join(model, 'pipeline.safetensors'), ...flags, '--weight-dtype', 'stored', '--save-latents', out],
+      { encoding: 'utf-8' },
+    );
     expect(r.status, r.stderr).toBe(0);
     expect(Buffer.compare(bytes(loadSafetensors(out).latents_out), bytes(b))).toBe(0);
   });
@@ -58,9 +89,19 @@ describe("weightDtype 'stored' on bf16 checkpoints", () => {
     const m = JSON.parse(readFileSync(join(model, 'meta.json'), 'utf-8')) as Record<string, number>;
     const ref = loadSafetensors(join(model, 'pipeline.safetensors'));
     const request = {
-      promptEmbedsT5: ref.prompt_embeds_t5, promptEmbedsLlama3: ref.prompt_embeds_llama3, pooledPromptEmbeds: ref.pooled_prompt_embeds,
-      negativePromptEmbedsT5: ref.negative_prompt_embeds_t5, negativePromptEmbedsLlama3: ref.negative_prompt_embeds_llama3, negativePooledPromptEmbeds: ref.negative_pooled_prompt_embeds,
-      latents: ref.latents_in, height: m.height, width: m.width, numInferenceSteps: 4, guidanceScale: m.guidance_scale, defaultSampleSize: m['pipe.default_sample_size'], decode: false,
+      promptEmbedsT5: ref.prompt_embeds_t5,
+      promptEmbedsLlama3: ref.prompt_embeds_llama3,
+      pooledPromptEmbeds: ref.pooled_prompt_embeds,
+      negativePromptEmbedsT5: ref.negative_prompt_embeds_t5,
+      negativePromptEmbedsLlama3: ref.negative_prompt_embeds_llama3,
+      negativePooledPromptEmbeds: ref.negative_pooled_prompt_embeds,
+      latents: ref.latents_in,
+      height: m.height,
+      width: m.width,
+      numInferenceSteps: 4,
+      guidanceScale: m.guidance_scale,
+      defaultSampleSize: m['pipe.default_sample_size'],
+      decode: false,
     };
     using widened = HiDreamPipeline.fromPretrained(model);
     using stored = HiDreamPipeline.fromPretrained(model, { weightDtype: 'stored' });

@@ -97,7 +97,10 @@ function run(): number {
 const configs: [string, CacheConfigInput | null][] = [
   ['no engine', null],
   ['engine, threshold 0', { Fn_compute_blocks: 1, Bn_compute_blocks: 0, max_warmup_steps: 1, residual_diff_threshold: 0 }],
-  ['engine, threshold 1e-9 (full bookkeeping, nothing cached)', { Fn_compute_blocks: 1, Bn_compute_blocks: 0, max_warmup_steps: 1, residual_diff_threshold: 1e-9 }],
+  [
+    'engine, threshold 1e-9 (full bookkeeping, nothing cached)',
+    { Fn_compute_blocks: 1, Bn_compute_blocks: 0, max_warmup_steps: 1, residual_diff_threshold: 1e-9 },
+  ],
   ['engine, caching every step after warmup', { Fn_compute_blocks: 1, Bn_compute_blocks: 0, max_warmup_steps: 1, residual_diff_threshold: 1 }],
 ];
 
@@ -131,7 +134,9 @@ for (let round = 0; round < ROUNDS; round++) {
   }
 }
 
-console.log(`Engine overhead: ${BLOCKS} FLUX single-stream blocks (hidden ${HIDDEN}, ${HEADS} heads, ${TOKENS} tokens), ${STEPS} steps per run, ${ROUNDS} rounds`);
+console.log(
+  `Engine overhead: ${BLOCKS} FLUX single-stream blocks (hidden ${HIDDEN}, ${HEADS} heads, ${TOKENS} tokens), ${STEPS} steps per run, ${ROUNDS} rounds`,
+);
 console.log(`CPU threads: ${rt.numThreads()}, GEMM: ${rt.gemmBackend()}`);
 console.log('');
 console.log('| Run | Median ms | Median of per-round ratios | Ratio of fastest runs | Blocks computed (ideal ratio) |');
@@ -139,7 +144,9 @@ console.log('|---|---|---|---|---|');
 configs.forEach(([name], i) => {
   const ratios = times[i].map((ms, round) => ms / times[0][round]);
   const fastest = Math.min(...times[i]) / Math.min(...times[0]);
-  console.log(`| ${name} | ${median(times[i]).toFixed(1)} | ${median(ratios).toFixed(4)} | ${fastest.toFixed(4)} | ${(fractions[i] * 100).toFixed(1)}% (${fractions[i].toFixed(4)}) |`);
+  console.log(
+    `| ${name} | ${median(times[i]).toFixed(1)} | ${median(ratios).toFixed(4)} | ${fastest.toFixed(4)} | ${(fractions[i] * 100).toFixed(1)}% (${fractions[i].toFixed(4)}) |`,
+  );
 });
 
 // The engine's own time per call, apart from the blocks: the same configurations on a stack of
@@ -160,7 +167,8 @@ class CheapStack {
 const cheap = new CheapStack();
 const CHEAP_CALLS = 400;
 function cheapRun(config: CacheConfigInput | null, announced: boolean): number {
-  if (config) enableCache(new BlockAdapter({ transformer: cheap, blocks: 'transformerBlocks', forwardPattern: ForwardPattern.Pattern_3, ops: runtimeOps }), config);
+  if (config)
+    enableCache(new BlockAdapter({ transformer: cheap, blocks: 'transformerBlocks', forwardPattern: ForwardPattern.Pattern_3, ops: runtimeOps }), config);
   const start = performance.now();
   for (let call = 0; call < CHEAP_CALLS; call++) {
     const x = rt.mul(latents, 1 - (call % STEPS) / (2 * STEPS));

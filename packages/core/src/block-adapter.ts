@@ -101,7 +101,7 @@ export class BlockAdapter<T = unknown> {
     if (transformers.length === 0 || transformers.some((t) => t === null || typeof t !== 'object')) {
       throw new TypeError('BlockAdapter: transformer must be an object or a non-empty list of objects');
     }
-    if (!options.ops) throw new TypeError('BlockAdapter: ops (the TensorOps for the model\'s tensors) is required');
+    if (!options.ops) throw new TypeError("BlockAdapter: ops (the TensorOps for the model's tensors) is required");
     this.pipe = options.pipe;
     this.transformers = transformers;
     this.hasSeparateCfg = options.hasSeparateCfg ?? false;
@@ -219,7 +219,9 @@ function autoFind(transformer: object, transformerName: string): string {
     if (Array.isArray(value) && value.length > bestLength && value.every(isBlock)) [best, bestLength] = [name, value.length];
   }
   if (best === undefined) {
-    throw new TypeError(`BlockAdapter auto mode: ${transformerName} has none of the conventional block lists (${AUTO_BLOCK_LIST_NAMES.join(', ')}); give blocks`);
+    throw new TypeError(
+      `BlockAdapter auto mode: ${transformerName} has none of the conventional block lists (${AUTO_BLOCK_LIST_NAMES.join(', ')}); give blocks`,
+    );
   }
   return best;
 }

@@ -53,7 +53,9 @@ export class CachedBlockChain<T> implements Block {
   forward(...args: unknown[]): unknown {
     const shape = this.shape;
     if (args.length < (shape.takesEncoder ? 2 : 1)) {
-      throw new TypeError(`${this.context.layout.name}: ${patternName(this.pattern)} blocks take ${shape.takesEncoder ? '(h, e, ...)' : '(h, ...)'}, got ${args.length} argument(s)`);
+      throw new TypeError(
+        `${this.context.layout.name}: ${patternName(this.pattern)} blocks take ${shape.takesEncoder ? '(h, e, ...)' : '(h, ...)'}, got ${args.length} argument(s)`,
+      );
     }
     const call = this.context.placeCall();
     const input: Streams<T> = { h: args[0] as T, e: shape.takesEncoder ? (args[1] as T) : undefined };
@@ -104,7 +106,14 @@ export class CachedBlockChain<T> implements Block {
    * Mn on a computed step: keeps R as the branch's new reference, runs the middle blocks and
    * puts what they did (their residuals) in the residual stores.
    */
-  private runMn(call: ActiveCall<T>, input: Streams<T>, fnOut: Streams<T>, fnResidual: T | undefined, rest: unknown[], callerArgs: readonly unknown[]): Streams<T> {
+  private runMn(
+    call: ActiveCall<T>,
+    input: Streams<T>,
+    fnOut: Streams<T>,
+    fnResidual: T | undefined,
+    rest: unknown[],
+    callerArgs: readonly unknown[],
+  ): Streams<T> {
     const buffers = call.branch.buffers;
     const { fnComputeBlocks: fn, bnComputeBlocks: bn } = this.context.config;
     buffers.setFnResidual(fnResidual ?? this.ops.sub(fnOut.h, input.h));

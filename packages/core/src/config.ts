@@ -64,7 +64,7 @@ export type CacheSettings = Partial<CacheConfig>;
  * (`cache_config:` section), optionally with `paramsModifiers` (one partial config per cache
  * context, in the adapter's order).
  */
-export type CacheConfigInput = CacheSettings & { paramsModifiers?: readonly CacheConfigInput[]; cacheType?: 'DBCache' } | Readonly<Record<string, unknown>>;
+export type CacheConfigInput = (CacheSettings & { paramsModifiers?: readonly CacheConfigInput[]; cacheType?: 'DBCache' }) | Readonly<Record<string, unknown>>;
 
 export const DEFAULT_CACHE_CONFIG: Readonly<CacheConfig> = Object.freeze({
   fnComputeBlocks: 8,
@@ -90,11 +90,20 @@ export const DEFAULT_CACHE_CONFIG: Readonly<CacheConfig> = Object.freeze({
 });
 
 type Check = (v: unknown) => string | undefined;
-const integer = (min: number): Check => (v) => (Number.isInteger(v) && (v as number) >= min ? undefined : `an integer >= ${min}`);
+const integer =
+  (min: number): Check =>
+  (v) =>
+    Number.isInteger(v) && (v as number) >= min ? undefined : `an integer >= ${min}`;
 const nonNegative: Check = (v) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? undefined : 'a finite number >= 0');
 const boolean: Check = (v) => (typeof v === 'boolean' ? undefined : 'true or false');
-const oneOf = (...allowed: string[]): Check => (v) => (allowed.includes(v as string) ? undefined : `one of ${allowed.map((a) => `'${a}'`).join(', ')}`);
-const nullable = (check: Check): Check => (v) => (v === null ? undefined : check(v) && `${check(v)} or null`);
+const oneOf =
+  (...allowed: string[]): Check =>
+  (v) =>
+    allowed.includes(v as string) ? undefined : `one of ${allowed.map((a) => `'${a}'`).join(', ')}`;
+const nullable =
+  (check: Check): Check =>
+  (v) =>
+    v === null ? undefined : check(v) && `${check(v)} or null`;
 const mask: Check = (v) =>
   Array.isArray(v) && v.length > 0 && v.every((m) => m === 0 || m === 1)
     ? undefined

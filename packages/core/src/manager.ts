@@ -4,7 +4,15 @@
 import { injectable } from 'tsyringe';
 
 import { BlockAdapter, type ResolvedChain } from './block-adapter.js';
-import { CacheConfigError, checkConfigForChain, parseCacheConfig, resolveConfig, type CacheConfig, type CacheConfigInput, type ParsedCacheConfig } from './config.js';
+import {
+  CacheConfigError,
+  checkConfigForChain,
+  parseCacheConfig,
+  resolveConfig,
+  type CacheConfig,
+  type CacheConfigInput,
+  type ParsedCacheConfig,
+} from './config.js';
 import { CachedBlockChain } from './block-chain.js';
 import { CacheContext } from './context.js';
 import { patternName } from './forward-pattern.js';
@@ -98,7 +106,7 @@ export class CacheManager {
     const ops = defaultTensorOps() as TensorOps<T> | undefined;
     let whyNotAuto: string;
     if (!ops) {
-      whyNotAuto = 'no tensor runtime registered its TensorOps under TENSOR_OPS (importing @ditcache/diffusion registers the native runtime\'s)';
+      whyNotAuto = "no tensor runtime registered its TensorOps under TENSOR_OPS (importing @ditcache/diffusion registers the native runtime's)";
     } else {
       try {
         const adapter = new BlockAdapter<T>({ pipe, transformer, auto: true, ops });

@@ -11,9 +11,23 @@ export const CACHE_PRESETS: Readonly<Record<string, Readonly<CacheConfigInput>>>
   // block): its first block's residual moves 5-10% per step through most of the run and 15-30%
   // in the last steps. See that folder's README for the measurements.
   /** Small drift: about 40% of the steps cached, each reused at most twice in a row and forecast by TaylorSeer. */
-  quality: { Fn_compute_blocks: 1, Bn_compute_blocks: 0, max_warmup_steps: 3, residual_diff_threshold: 0.1, max_continuous_cached_steps: 2, taylorseer_order: 1 },
+  quality: {
+    Fn_compute_blocks: 1,
+    Bn_compute_blocks: 0,
+    max_warmup_steps: 3,
+    residual_diff_threshold: 0.1,
+    max_continuous_cached_steps: 2,
+    taylorseer_order: 1,
+  },
   /** The usual trade: about 60% of the steps cached, runs of up to three. */
-  balanced: { Fn_compute_blocks: 1, Bn_compute_blocks: 0, max_warmup_steps: 2, residual_diff_threshold: 0.2, max_continuous_cached_steps: 3, taylorseer_order: 1 },
+  balanced: {
+    Fn_compute_blocks: 1,
+    Bn_compute_blocks: 0,
+    max_warmup_steps: 2,
+    residual_diff_threshold: 0.2,
+    max_continuous_cached_steps: 3,
+    taylorseer_order: 1,
+  },
   /** Aggressive: about 70% of the steps cached, runs of up to five, second-order TaylorSeer. */
   fast: { Fn_compute_blocks: 1, Bn_compute_blocks: 0, max_warmup_steps: 2, residual_diff_threshold: 0.3, max_continuous_cached_steps: 5, taylorseer_order: 2 },
 };

@@ -158,7 +158,9 @@ function markdown(s: Omit<CacheSummary, 'markdown'>, details: boolean): string {
       lines.push('', `### ${c.name}`, '', '| Step | Pipeline step | Branch | Decision | Reason | Diff |', '|---|---|---|---|---|---|');
       for (const d of c.decisions) {
         const branch = d.announcedAs ? `${d.announcedAs} (${d.role})` : d.role;
-        lines.push(`| ${d.step} | ${d.pipelineStep ?? '-'} | ${branch} | ${d.cached ? 'cached' : 'computed'} | ${d.reason} | ${d.diff === undefined ? '-' : fmt(d.diff)} |`);
+        lines.push(
+          `| ${d.step} | ${d.pipelineStep ?? '-'} | ${branch} | ${d.cached ? 'cached' : 'computed'} | ${d.reason} | ${d.diff === undefined ? '-' : fmt(d.diff)} |`,
+        );
       }
     }
   }

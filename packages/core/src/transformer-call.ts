@@ -22,9 +22,7 @@ export interface TransformerCallInfo {
  * A running call as the contexts see it: announced by a pipeline, or a bare transformer call
  * of which only the timestep is known (read by the adapter's `timestepOf`).
  */
-export type RunningCall =
-  | { readonly kind: 'announced'; readonly call: TransformerCallInfo }
-  | { readonly kind: 'bare'; readonly timestep: number };
+export type RunningCall = { readonly kind: 'announced'; readonly call: TransformerCallInfo } | { readonly kind: 'bare'; readonly timestep: number };
 
 /**
  * The running call of one cache handle. `run` sets it for the duration of a callback and puts

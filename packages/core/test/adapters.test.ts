@@ -36,7 +36,14 @@ class ToyAdapterFactory implements BlockAdapterFactory {
 
   createBlockAdapter({ pipe, transformer }: AdapterTarget): BlockAdapter<unknown> {
     const toy = transformer as ToyTransformer;
-    return new BlockAdapter({ pipe, transformer: toy, blocks: this.family.blocks, forwardPattern: toy.pattern, ops: toy.ops, hasSeparateCfg: this.family.hasSeparateCfg });
+    return new BlockAdapter({
+      pipe,
+      transformer: toy,
+      blocks: this.family.blocks,
+      forwardPattern: toy.pattern,
+      ops: toy.ops,
+      hasSeparateCfg: this.family.hasSeparateCfg,
+    });
   }
 }
 
@@ -76,11 +83,15 @@ describe('registry and dependency injection', () => {
     expect(() => enableCache(new (class StrangePipeline {})())).toThrow(
       /no adapter is registered for StrangePipeline\. Installed adapters cover the pipelines .*ToyPipeline.* and the transformer classes ToyTransformer\./,
     );
-    expect(() => registerAdapter({ pipelines: ['ToyPipeline'] })(class Other implements BlockAdapterFactory {
-      createBlockAdapter(): never {
-        throw new Error('unused');
-      }
-    })).toThrow(/pipeline ToyPipeline is already registered by ToyAdapterFactory/);
+    expect(() =>
+      registerAdapter({ pipelines: ['ToyPipeline'] })(
+        class Other implements BlockAdapterFactory {
+          createBlockAdapter(): never {
+            throw new Error('unused');
+          }
+        },
+      ),
+    ).toThrow(/pipeline ToyPipeline is already registered by ToyAdapterFactory/);
   });
 
   it('uses the registered adapter end to end: hasSeparateCfg from the family, stats by branch', () => {
@@ -101,8 +112,12 @@ describe('BlockAdapter', () => {
   it('checks its options', () => {
     expect(() => new BlockAdapter({ ...base, blocks: 'transformerBlocks' })).toThrow(/forwardPattern is required/);
     expect(() => new BlockAdapter({ ...base, forwardPattern: 0 })).toThrow(/give blocks .* or auto: true/);
-    expect(() => new BlockAdapter({ ...base, blocks: ['transformerBlocks', 'singleTransformerBlocks'], forwardPattern: [0] })).toThrow(/1 forward patterns for 2 cache contexts/);
-    expect(() => new BlockAdapter({ ...base, blocks: 'transformerBlocks', forwardPattern: 0, paramsModifiers: [{}, {}] })).toThrow(/2 paramsModifiers for 1 cache contexts/);
+    expect(() => new BlockAdapter({ ...base, blocks: ['transformerBlocks', 'singleTransformerBlocks'], forwardPattern: [0] })).toThrow(
+      /1 forward patterns for 2 cache contexts/,
+    );
+    expect(() => new BlockAdapter({ ...base, blocks: 'transformerBlocks', forwardPattern: 0, paramsModifiers: [{}, {}] })).toThrow(
+      /2 paramsModifiers for 1 cache contexts/,
+    );
     expect(() => new BlockAdapter({ ...base, transformer: [pipe.transformer, pipe.transformer], blocks: 'transformerBlocks', forwardPattern: 0 })).toThrow(
       /with 2 transformers, blocks must list one entry per transformer/,
     );
@@ -117,7 +132,9 @@ describe('BlockAdapter', () => {
       enableCache(new BlockAdapter({ ...base, blocks: 'transformerBlocks', forwardPattern: 0, ...options }), config);
     expect(() => tryEnable({ blocks: 'missing' })).toThrow(/transformer\.missing is not a non-empty list of blocks/);
     expect(() => tryEnable({ blocks: 'ops.nothing.here' })).toThrow(/nothing is not an object/);
-    expect(() => tryEnable({ forwardPattern: ForwardPattern.Pattern_2 })).toThrow(/block 0 of transformer\.transformerBlocks states Pattern_0, but the chain uses Pattern_2/);
+    expect(() => tryEnable({ forwardPattern: ForwardPattern.Pattern_2 })).toThrow(
+      /block 0 of transformer\.transformerBlocks states Pattern_0, but the chain uses Pattern_2/,
+    );
     expect(() => tryEnable({}, { Fn_compute_blocks: 2, Bn_compute_blocks: 2 })).toThrow(
       /fnComputeBlocks \(2\) \+ bnComputeBlocks \(2\) exceeds the 3 blocks of transformer\.transformerBlocks/,
     );
@@ -128,7 +145,10 @@ describe('BlockAdapter', () => {
       /block 0 of transformer\.blocks takes one argument, but Pattern_0 passes \(h, e, \.\.\.\)/,
     );
     const wrongOutput = { blocks: [{ forward: (...args: unknown[]) => [args[0], args[0]] }] };
-    enableCache(new BlockAdapter({ transformer: wrongOutput, blocks: 'blocks', forwardPattern: 3, ops: pipe.ops }), { residual_diff_threshold: 0, Fn_compute_blocks: 1 });
+    enableCache(new BlockAdapter({ transformer: wrongOutput, blocks: 'blocks', forwardPattern: 3, ops: pipe.ops }), {
+      residual_diff_threshold: 0,
+      Fn_compute_blocks: 1,
+    });
     expect(() => wrongOutput.blocks[0].forward(pipe.ops.tensor([1]), 0)).toThrow(/block 0 returned an array of 2, but Pattern_3 blocks return a single tensor/);
     disableCache(wrongOutput);
   });
@@ -149,9 +169,9 @@ describe('BlockAdapter', () => {
     expect(() => enableCache(new BlockAdapter({ transformer: { stack: toyBlocks(pipe.ops, 0, 2) }, auto: true, forwardPattern: 0, ops: pipe.ops }))).toThrow(
       /has none of the conventional block lists/,
     );
-    expect(() => enableCache(new BlockAdapter({ transformer: { blocks: [{ forward: (h: unknown, e: unknown) => [h, e] }] }, auto: true, ops: pipe.ops }))).toThrow(
-      /state no forwardPattern; give forwardPattern/,
-    );
+    expect(() =>
+      enableCache(new BlockAdapter({ transformer: { blocks: [{ forward: (h: unknown, e: unknown) => [h, e] }] }, auto: true, ops: pipe.ops })),
+    ).toThrow(/state no forwardPattern; give forwardPattern/);
   });
 });
 

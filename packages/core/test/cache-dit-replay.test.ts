@@ -43,7 +43,11 @@ const SETS: [string, Layout][] = [
 ];
 
 function replay(set: TraceSet, trace: Trace, layout: Layout, announce: boolean) {
-  const input = { ...trace.config, ...(trace.taylorseer_order ? { taylorseer_order: trace.taylorseer_order } : {}), params_modifiers: trace.params_modifiers ?? undefined };
+  const input = {
+    ...trace.config,
+    ...(trace.taylorseer_order ? { taylorseer_order: trace.taylorseer_order } : {}),
+    params_modifiers: trace.params_modifiers ?? undefined,
+  };
   const parsed = parseCacheConfig(JSON.parse(JSON.stringify(input)));
   const calls = new TransformerCallScope();
   const ops = new PlainTensorOps();

@@ -50,19 +50,43 @@ describe('cache config', () => {
 
   it("loads cache-dit's YAML layouts unchanged: a cache_config section, or flat keys with cache_type", () => {
     const sectioned = load(
-      ['cache_config:', '  max_warmup_steps: 8', '  warmup_interval: 2', '  max_cached_steps: -1', '  max_continuous_cached_steps: 2', '  Fn_compute_blocks: 1',
-        '  Bn_compute_blocks: 0', '  residual_diff_threshold: 0.12', '  enable_taylorseer: true', '  taylorseer_order: 1'].join('\n'),
+      [
+        'cache_config:',
+        '  max_warmup_steps: 8',
+        '  warmup_interval: 2',
+        '  max_cached_steps: -1',
+        '  max_continuous_cached_steps: 2',
+        '  Fn_compute_blocks: 1',
+        '  Bn_compute_blocks: 0',
+        '  residual_diff_threshold: 0.12',
+        '  enable_taylorseer: true',
+        '  taylorseer_order: 1',
+      ].join('\n'),
     );
-    expect(sectioned).toMatchObject({ warmupInterval: 2, residualDiffThreshold: 0.12, enableTaylorseer: true, taylorseerOrder: 1, enableEncoderTaylorseer: false });
+    expect(sectioned).toMatchObject({
+      warmupInterval: 2,
+      residualDiffThreshold: 0.12,
+      enableTaylorseer: true,
+      taylorseerOrder: 1,
+      enableEncoderTaylorseer: false,
+    });
 
     const flat = load(
-      ['cache_type: DBCache', 'max_warmup_steps: 8 # 1', 'Fn_compute_blocks: 1', 'residual_diff_threshold: 0.12', 'enable_taylorseer: true',
-        'enable_encoder_taylorseer: true', 'taylorseer_cache_type: residual', 'taylorseer_order: 2'].join('\n'),
+      [
+        'cache_type: DBCache',
+        'max_warmup_steps: 8 # 1',
+        'Fn_compute_blocks: 1',
+        'residual_diff_threshold: 0.12',
+        'enable_taylorseer: true',
+        'enable_encoder_taylorseer: true',
+        'taylorseer_cache_type: residual',
+        'taylorseer_order: 2',
+      ].join('\n'),
     );
     expect(flat).toMatchObject({ enableTaylorseer: true, enableEncoderTaylorseer: true, taylorseerCacheType: 'residual', taylorseerOrder: 2 });
   });
 
-  it("skips, with a warning, the sections of a cache-dit file that configure other features", () => {
+  it('skips, with a warning, the sections of a cache-dit file that configure other features', () => {
     const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
     const config = load('cache_config:\n  Fn_compute_blocks: 2\nparallelism_config:\n  ulysses_size: auto\nquantize_config:\n  quant_type: float8\n');
     expect(config.fnComputeBlocks).toBe(2);
@@ -73,14 +97,41 @@ describe('cache config', () => {
   it('loads a config cache-dit dumped (every DBCacheConfig field, and the calibrator section)', () => {
     const dumped = {
       cache_config: {
-        cache_type: 'DBCache', Fn_compute_blocks: 2, Bn_compute_blocks: 1, residual_diff_threshold: 0.148, max_accumulated_residual_diff_threshold: null,
-        max_warmup_steps: 2, warmup_interval: 1, max_cached_steps: -1, max_continuous_cached_steps: 2, enable_separate_cfg: true, cfg_compute_first: false,
-        cfg_diff_compute_separate: true, num_inference_steps: null, steps_computation_mask: null, steps_computation_policy: 'dynamic',
-        force_refresh_step_hint: null, force_refresh_step_policy: 'once',
+        cache_type: 'DBCache',
+        Fn_compute_blocks: 2,
+        Bn_compute_blocks: 1,
+        residual_diff_threshold: 0.148,
+        max_accumulated_residual_diff_threshold: null,
+        max_warmup_steps: 2,
+        warmup_interval: 1,
+        max_cached_steps: -1,
+        max_continuous_cached_steps: 2,
+        enable_separate_cfg: true,
+        cfg_compute_first: false,
+        cfg_diff_compute_separate: true,
+        num_inference_steps: null,
+        steps_computation_mask: null,
+        steps_computation_policy: 'dynamic',
+        force_refresh_step_hint: null,
+        force_refresh_step_policy: 'once',
       },
-      calibrator_config: { enable_calibrator: true, enable_encoder_calibrator: true, calibrator_type: 'taylorseer', calibrator_cache_type: 'residual', calibrator_kwargs: {}, taylorseer_order: 1 },
+      calibrator_config: {
+        enable_calibrator: true,
+        enable_encoder_calibrator: true,
+        calibrator_type: 'taylorseer',
+        calibrator_cache_type: 'residual',
+        calibrator_kwargs: {},
+        taylorseer_order: 1,
+      },
     };
-    expect(load(dumped)).toMatchObject({ fnComputeBlocks: 2, bnComputeBlocks: 1, enableSeparateCfg: true, enableTaylorseer: true, enableEncoderTaylorseer: true, taylorseerOrder: 1 });
+    expect(load(dumped)).toMatchObject({
+      fnComputeBlocks: 2,
+      bnComputeBlocks: 1,
+      enableSeparateCfg: true,
+      enableTaylorseer: true,
+      enableEncoderTaylorseer: true,
+      taylorseerOrder: 1,
+    });
   });
 
   it('turns TaylorSeer on from taylorseer_order alone (both streams), as the goldens and the CLI pass it', () => {

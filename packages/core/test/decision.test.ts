@@ -55,7 +55,14 @@ describe('decision order', () => {
       'max-cached',
     ]);
     // Diffs add up (0.3 + 0.3 + 0.3 >= 0.8): no caching for the rest of the run.
-    const budget = run({ maxWarmupSteps: 1, residualDiffThreshold: 0.5, maxAccumulatedResidualDiffThreshold: 0.8 }, [undefined, 0.3, 0.3, 0.3, undefined, undefined]);
+    const budget = run({ maxWarmupSteps: 1, residualDiffThreshold: 0.5, maxAccumulatedResidualDiffThreshold: 0.8 }, [
+      undefined,
+      0.3,
+      0.3,
+      0.3,
+      undefined,
+      undefined,
+    ]);
     expect(budget.cached).toEqual([1, 2, 3]);
     expect(budget.reasons.slice(4)).toEqual(['accumulated-diff', 'accumulated-diff']);
     expect(run({ maxWarmupSteps: 1, residualDiffThreshold: 0 }, [undefined, undefined]).reasons).toEqual(['warmup', 'threshold-off']);
@@ -73,7 +80,7 @@ describe('max continuous cached steps', () => {
   // Steps 1, 2 fall below the threshold, 3 does not, every later step does (warmup: step 0).
   const diffs = [undefined, LOW, LOW, HIGH, LOW, LOW, LOW, LOW, LOW, LOW, LOW, LOW];
 
-  it("counts as cache-dit does by default: its counter survives a computed step, so later runs are shorter than the cap", () => {
+  it('counts as cache-dit does by default: its counter survives a computed step, so later runs are shorter than the cap', () => {
     const r = run({ maxWarmupSteps: 1, residualDiffThreshold: 0.1, maxContinuousCachedSteps: 3 }, diffs);
     // counter: 1, 2 | step 3 computed by diff (counter stays 2) | 4: gap, stays 2; 5: 3 | 6 forced, 0 |
     // 7: gap, 0; 8: +2 = 2; 9: 3 | 10 forced | 11: gap, 0

@@ -85,9 +85,13 @@ describe.each([ForwardPattern.Pattern_0, ForwardPattern.Pattern_1])('Pattern_%i,
 
   it('a block that returns no hidden stream is refused, naming what it must return', () => {
     const pipe = sd3Like(pattern);
-    (pipe.transformer.transformerBlocks as Block[])[1] = { forward: (_h: unknown, e: unknown) => (pattern === ForwardPattern.Pattern_0 ? [null, e] : [e, null]) };
+    (pipe.transformer.transformerBlocks as Block[])[1] = {
+      forward: (_h: unknown, e: unknown) => (pattern === ForwardPattern.Pattern_0 ? [null, e] : [e, null]),
+    };
     enableCache(adapterFor(pipe), { fnComputeBlocks: 1, residualDiffThreshold: 0 });
-    expect(() => pipe.generate({ steps: 2 })).toThrow(/block 1 returned a pair without h, but Pattern_[01] blocks return \[[he], [he]\] \(e may be null where the block ends the encoder stream, h may not\)/);
+    expect(() => pipe.generate({ steps: 2 })).toThrow(
+      /block 1 returned a pair without h, but Pattern_[01] blocks return \[[he], [he]\] \(e may be null where the block ends the encoder stream, h may not\)/,
+    );
     disableCache(pipe);
   });
 });

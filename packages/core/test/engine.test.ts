@@ -37,26 +37,29 @@ describe('threshold 0 and disableCache are exact', () => {
   });
 
   const WITH_FORECASTS = PATTERNS.flatMap((p) => (['residual', 'hidden_states'] as const).map((cacheType) => [p, cacheType] as const));
-  it.each(WITH_FORECASTS)('Pattern_%i, TaylorSeer on the %s: disableCache restores the lists, the methods and bit-identical output, and frees every tensor', (pattern, cacheType) => {
-    const pipe = toyPipeline(pattern);
-    const blocks = pipe.transformer.transformerBlocks;
-    const before = pipe.generate({ steps: 10 });
-    const live = pipe.ops.liveCount;
-    enableCache(adapterFor(pipe), { fnComputeBlocks: 1, maxWarmupSteps: 2, residualDiffThreshold: 0.5, taylorseerOrder: 2, taylorseerCacheType: cacheType });
-    expect(pipe.transformer.transformerBlocks).not.toBe(blocks);
-    expect(Object.hasOwn(pipe, 'generate')).toBe(true);
-    const cached = pipe.generate({ steps: 10 });
-    expect(summary(pipe, quiet).cachedSteps).toBeGreaterThan(0);
-    expect(cached).not.toEqual(before);
-    expect(pipe.ops.liveCount).toBeGreaterThan(live); // the buffers of the last run
+  it.each(WITH_FORECASTS)(
+    'Pattern_%i, TaylorSeer on the %s: disableCache restores the lists, the methods and bit-identical output, and frees every tensor',
+    (pattern, cacheType) => {
+      const pipe = toyPipeline(pattern);
+      const blocks = pipe.transformer.transformerBlocks;
+      const before = pipe.generate({ steps: 10 });
+      const live = pipe.ops.liveCount;
+      enableCache(adapterFor(pipe), { fnComputeBlocks: 1, maxWarmupSteps: 2, residualDiffThreshold: 0.5, taylorseerOrder: 2, taylorseerCacheType: cacheType });
+      expect(pipe.transformer.transformerBlocks).not.toBe(blocks);
+      expect(Object.hasOwn(pipe, 'generate')).toBe(true);
+      const cached = pipe.generate({ steps: 10 });
+      expect(summary(pipe, quiet).cachedSteps).toBeGreaterThan(0);
+      expect(cached).not.toEqual(before);
+      expect(pipe.ops.liveCount).toBeGreaterThan(live); // the buffers of the last run
 
-    expect(disableCache(pipe)).toBe(true);
-    expect(pipe.transformer.transformerBlocks).toBe(blocks);
-    expect(Object.hasOwn(pipe, 'generate')).toBe(false);
-    expect(pipe.ops.liveCount).toBe(live);
-    expect(pipe.generate({ steps: 10 })).toEqual(before);
-    expect(disableCache(pipe)).toBe(false);
-  });
+      expect(disableCache(pipe)).toBe(true);
+      expect(pipe.transformer.transformerBlocks).toBe(blocks);
+      expect(Object.hasOwn(pipe, 'generate')).toBe(false);
+      expect(pipe.ops.liveCount).toBe(live);
+      expect(pipe.generate({ steps: 10 })).toEqual(before);
+      expect(disableCache(pipe)).toBe(false);
+    },
+  );
 });
 
 describe('cached steps', () => {
@@ -75,7 +78,11 @@ describe('cached steps', () => {
     expect(capped.stats.contexts[0].decisions.slice(6).map((d) => d.reason)).toEqual(Array(4).fill('max-cached'));
 
     // cache-dit's counter: 1, 2 -> forced; then 0 (after a gap), 2 -> forced; ...
-    const continuous = cachedRun(ForwardPattern.Pattern_3, { fnComputeBlocks: 1, maxWarmupSteps: 2, residualDiffThreshold: 1, maxContinuousCachedSteps: 2 }, 12);
+    const continuous = cachedRun(
+      ForwardPattern.Pattern_3,
+      { fnComputeBlocks: 1, maxWarmupSteps: 2, residualDiffThreshold: 1, maxContinuousCachedSteps: 2 },
+      12,
+    );
     expect(continuous.stats.contexts[0].cachedSteps).toEqual([2, 3, 5, 6, 8, 9, 11]);
 
     // warmup_interval 2 computes steps 0 and 2 of the warmup and may cache step 1.
@@ -85,11 +92,19 @@ describe('cached steps', () => {
 
   it('a static steps mask caches the 0 steps and computes the 1 steps, a dynamic one decides by the diff', () => {
     const mask = [1, 1, 0, 0, 1, 0, 0, 0, 1, 0];
-    const fixed = cachedRun(ForwardPattern.Pattern_2, { fnComputeBlocks: 1, maxWarmupSteps: 8, residualDiffThreshold: 0, stepsComputationMask: mask, stepsComputationPolicy: 'static' }, 10);
+    const fixed = cachedRun(
+      ForwardPattern.Pattern_2,
+      { fnComputeBlocks: 1, maxWarmupSteps: 8, residualDiffThreshold: 0, stepsComputationMask: mask, stepsComputationPolicy: 'static' },
+      10,
+    );
     expect(fixed.stats.contexts[0].cachedSteps).toEqual([2, 3, 5, 6, 7, 9]);
     expect(fixed.stats.contexts[0].decisions.map((d) => d.reason).slice(0, 3)).toEqual(['warmup', 'warmup', 'static-mask']);
 
-    const dynamic = cachedRun(ForwardPattern.Pattern_2, { fnComputeBlocks: 1, maxWarmupSteps: 8, residualDiffThreshold: 1e-12, stepsComputationMask: mask }, 10);
+    const dynamic = cachedRun(
+      ForwardPattern.Pattern_2,
+      { fnComputeBlocks: 1, maxWarmupSteps: 8, residualDiffThreshold: 1e-12, stepsComputationMask: mask },
+      10,
+    );
     expect(dynamic.stats.contexts[0].cachedSteps).toEqual([]);
     expect(Object.keys(dynamic.stats.contexts[0].residualDiffs).map(Number)).toEqual([2, 3, 5, 6, 7, 9]);
   });

@@ -6,7 +6,7 @@ import { toyPipeline } from './toy-models.js';
 afterEach(() => vi.restoreAllMocks());
 
 describe('summary', () => {
-  it("computes percentiles as numpy does (linear between order statistics)", () => {
+  it('computes percentiles as numpy does (linear between order statistics)', () => {
     // Reference values from numpy.percentile.
     const ps = [0, 25, 50, 75, 95, 100];
     expect(ps.map((p) => percentile([0.1, 0.2, 0.3, 0.4], p))).toEqual([0.1, 0.17500000000000002, 0.25, 0.325, 0.385, 0.4]);

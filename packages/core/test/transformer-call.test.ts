@@ -1,7 +1,16 @@
 // The one channel from a pipeline to the engine: a transformer call run inside its description, cleared after it, nesting-safe.
 import { describe, expect, it, vi } from 'vitest';
 
-import { BlockAdapter, disableCache, enableCache, ForwardPattern, runTransformerCall, summary, TransformerCallScope, type CacheConfigInput } from '../src/index.js';
+import {
+  BlockAdapter,
+  disableCache,
+  enableCache,
+  ForwardPattern,
+  runTransformerCall,
+  summary,
+  TransformerCallScope,
+  type CacheConfigInput,
+} from '../src/index.js';
 import { toyPipeline } from './toy-models.js';
 
 const CONFIG: CacheConfigInput = { fnComputeBlocks: 1, maxWarmupSteps: 2, residualDiffThreshold: 0.3 };
@@ -39,20 +48,32 @@ describe('runTransformerCall', () => {
 
   it('names the field that is wrong and its valid values', () => {
     const pipe = toyPipeline(ForwardPattern.Pattern_0);
-    enableCache(new BlockAdapter({ transformer: pipe.transformer, blocks: 'transformerBlocks', forwardPattern: ForwardPattern.Pattern_0, ops: pipe.ops }), CONFIG);
+    enableCache(
+      new BlockAdapter({ transformer: pipe.transformer, blocks: 'transformerBlocks', forwardPattern: ForwardPattern.Pattern_0, ops: pipe.ops }),
+      CONFIG,
+    );
     const run = (call: object) => () => runTransformerCall(pipe.transformer, call as never, () => undefined);
     expect(run({ step: 0, branch: 'positive' })).toThrow(/branch must be one of cond, uncond, batched, got positive/);
     expect(run({ step: -1, branch: 'cond' })).toThrow(/step must be an integer >= 0, got -1/);
     expect(run({ step: 2, branch: 'cond', numSteps: 2 })).toThrow(/numSteps must be an integer above step \(2\), got 2/);
-    expect(run({ step: 0, branch: 'cond', timestep: Number.NaN })).toThrow(/timestep must be a finite number, got NaN .*fields: step, branch, numSteps\?, timestep\?/);
+    expect(run({ step: 0, branch: 'cond', timestep: Number.NaN })).toThrow(
+      /timestep must be a finite number, got NaN .*fields: step, branch, numSteps\?, timestep\?/,
+    );
     disableCache(pipe.transformer);
   });
 
-  it('a call the pipeline runs is placed from its description: the adapter\'s timestepOf is never asked', () => {
+  it("a call the pipeline runs is placed from its description: the adapter's timestepOf is never asked", () => {
     const pipe = toyPipeline(ForwardPattern.Pattern_0);
     const timestepOf = vi.fn((args: readonly unknown[]) => args[2] as number);
     const adapter = () =>
-      new BlockAdapter({ pipe, transformer: pipe.transformer, blocks: 'transformerBlocks', forwardPattern: ForwardPattern.Pattern_0, ops: pipe.ops, timestepOf });
+      new BlockAdapter({
+        pipe,
+        transformer: pipe.transformer,
+        blocks: 'transformerBlocks',
+        forwardPattern: ForwardPattern.Pattern_0,
+        ops: pipe.ops,
+        timestepOf,
+      });
     enableCache(adapter(), CONFIG);
     const announced = pipe.generate({ steps: 8, guidance: 3, announce: true });
     const stats = summary(pipe, { print: false }).contexts[0];
@@ -72,7 +93,10 @@ describe('runTransformerCall', () => {
 
   it('a chain run twice within one call is placed by the call once, then as an unannounced call', () => {
     const pipe = toyPipeline(ForwardPattern.Pattern_3);
-    enableCache(new BlockAdapter({ pipe, transformer: pipe.transformer, blocks: 'transformerBlocks', forwardPattern: ForwardPattern.Pattern_3, ops: pipe.ops }), CONFIG);
+    enableCache(
+      new BlockAdapter({ pipe, transformer: pipe.transformer, blocks: 'transformerBlocks', forwardPattern: ForwardPattern.Pattern_3, ops: pipe.ops }),
+      CONFIG,
+    );
     const x = pipe.ops.tensor([0.1, 0.2, 0.3]);
     runTransformerCall(pipe.transformer, { step: 0, branch: 'cond' }, () => {
       for (let i = 0; i < 2; i++) pipe.transformer.forward(x, undefined, 1).h.dispose();

@@ -26,7 +26,8 @@ function run(command, args) {
 
 /** -1, 0 or 1 as dotted version a is below, equal to or above b. */
 function compareVersions(a, b) {
-  const x = a.split('.').map(Number), y = b.split('.').map(Number);
+  const x = a.split('.').map(Number),
+    y = b.split('.').map(Number);
   for (let i = 0; i < Math.max(x.length, y.length); ++i) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) < (y[i] ?? 0) ? -1 : 1;
   return 0;
 }
@@ -42,10 +43,18 @@ if (foreign.length) fail(`${built} links ${foreign.join(', ')}, which users' mac
 
 // The newest glibc and libstdc++ symbol versions it uses must not exceed what package.json promises.
 const symbols = run('objdump', ['-T', built]);
-for (const [tag, promised] of [['GLIBC', config.glibc], ['GLIBCXX', config.glibcxx]]) {
-  const newest = [...symbols.matchAll(new RegExp(`\\b${tag}_([0-9.]+)\\b`, 'g'))].map((m) => m[1]).sort(compareVersions).at(-1);
+for (const [tag, promised] of [
+  ['GLIBC', config.glibc],
+  ['GLIBCXX', config.glibcxx],
+]) {
+  const newest = [...symbols.matchAll(new RegExp(`\\b${tag}_([0-9.]+)\\b`, 'g'))]
+    .map((m) => m[1])
+    .sort(compareVersions)
+    .at(-1);
   if (newest && compareVersions(newest, promised) > 0) {
-    fail(`${built} needs ${tag}_${newest}, newer than the ${tag}_${promised} package.json promises: build on an older system, or raise config.${tag.toLowerCase()} (and the requirements in the READMEs)`);
+    fail(
+      `${built} needs ${tag}_${newest}, newer than the ${tag}_${promised} package.json promises: build on an older system, or raise config.${tag.toLowerCase()} (and the requirements in the READMEs)`,
+    );
   }
 }
 
@@ -53,7 +62,9 @@ for (const [tag, promised] of [['GLIBC', config.glibc], ['GLIBCXX', config.glibc
 const probe = `const a = require(${JSON.stringify(built)}); console.log(JSON.stringify({ cuda: a.buildInfo().cuda, reason: a.devices().cuda.reason }))`;
 const { cuda } = JSON.parse(run(process.execPath, ['-e', probe]));
 if (cuda === 'none' && process.env.DITCACHE_PACK_CPU_ONLY !== '1') {
-  fail(`${built} was compiled without the CUDA kernels (no nvcc at build time); build where nvcc is, or set DITCACHE_PACK_CPU_ONLY=1 to pack a CPU-only binary on purpose`);
+  fail(
+    `${built} was compiled without the CUDA kernels (no nvcc at build time); build where nvcc is, or set DITCACHE_PACK_CPU_ONLY=1 to pack a CPU-only binary on purpose`,
+  );
 }
 
 copyFileSync(built, join(packageDir, 'ditcache_native.node'));

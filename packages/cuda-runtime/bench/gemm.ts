@@ -55,7 +55,8 @@ async function main(): Promise<void> {
     for (const n of SIZES) {
       await numpy?.setup(`gemm${n}`, { kind: 'gemm', n });
       using scope = new rt.TensorScope();
-      const a = random([n, n]), b = random([n, n]);
+      const a = random([n, n]),
+        b = random([n, n]);
       const ours = backends.map((backend) => () => {
         rt.setGemmBackend(backend);
         return timeOnce(() => rt.matmul(a, b).dispose());
@@ -81,7 +82,9 @@ async function main(): Promise<void> {
       if (numpy) runners.push(() => numpy.time(c.name));
       const [ours, np] = await interleaved(3, c.s >= 4096 ? 1 : 3, runners);
       scope.close();
-      console.log(`| ${c.name} | (${c.b}, ${c.h}, ${c.s}, ${c.d}) | ${(ours * 1e3).toFixed(2)} | ${np ? (np * 1e3).toFixed(2) : 'n/a'} | ${np ? (np / ours).toFixed(2) : 'n/a'} |`);
+      console.log(
+        `| ${c.name} | (${c.b}, ${c.h}, ${c.s}, ${c.d}) | ${(ours * 1e3).toFixed(2)} | ${np ? (np * 1e3).toFixed(2) : 'n/a'} | ${np ? (np / ours).toFixed(2) : 'n/a'} |`,
+      );
     }
   } finally {
     numpy?.close();

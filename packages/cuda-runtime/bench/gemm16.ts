@@ -71,7 +71,9 @@ function torchPython(): string | null {
 async function main(): Promise<void> {
   const dev = rt.devices();
   const threads = dev.cpu.threads;
-  console.log(`CPU: ${dev.cpu.name}, ${threads} threads, ISA ${dev.cpu.isa} (16-bit products: ${dev.cpu.isa === 'avx512bf16' ? 'VDPBF16PS for bfloat16' : 'widened to float32'})`);
+  console.log(
+    `CPU: ${dev.cpu.name}, ${threads} threads, ISA ${dev.cpu.isa} (16-bit products: ${dev.cpu.isa === 'avx512bf16' ? 'VDPBF16PS for bfloat16' : 'widened to float32'})`,
+  );
   const python = torchPython();
   const torch = python ? new PythonTimer(python, TORCH_JOBS) : null;
   try {
@@ -96,10 +98,14 @@ async function main(): Promise<void> {
       await torch?.setup(c.name, { kind: c.kind, threads, dtype: 'bfloat16', m: c.m, k: c.k, n: c.n });
       const runners = [ours[0].run, ours[1].run, ...(onednn ? [ours[0].runOneDnn] : []), ...(torch ? [() => torch.time(c.name)] : [])];
       const times = await interleaved(3, big ? 2 : 5, runners);
-      const [bf, fp] = times, dn = onednn ? times[2] : undefined, pt = torch ? times[times.length - 1] : undefined;
+      const [bf, fp] = times,
+        dn = onednn ? times[2] : undefined,
+        pt = torch ? times[times.length - 1] : undefined;
       for (const o of ours) o.free();
       const gf = (s: number) => (flops / s / 1e9).toFixed(1);
-      console.log(`| ${c.name} | (${c.m}, ${c.k}, ${c.n}) | ${gf(bf)} | ${pt ? gf(pt) : 'n/a'} | **${pt ? (pt / bf).toFixed(2) : 'n/a'}** | ${gf(fp)} |${dn ? ` ${gf(dn)} |` : ''}`);
+      console.log(
+        `| ${c.name} | (${c.m}, ${c.k}, ${c.n}) | ${gf(bf)} | ${pt ? gf(pt) : 'n/a'} | **${pt ? (pt / bf).toFixed(2) : 'n/a'}** | ${gf(fp)} |${dn ? ` ${gf(dn)} |` : ''}`,
+      );
     }
     rt.setHalfGemmBackend(initial);
 

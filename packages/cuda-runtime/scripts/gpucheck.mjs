@@ -60,8 +60,13 @@ async function main() {
   const report = rt.devices();
   const addon = rt.nativeAddon();
   console.log('# ditcache GPU check\n');
-  console.log(`- CUDA: ${report.cuda.available ? report.cuda.devices.map((d) => `${d.device} ${d.name} (sm ${d.computeCapability}, ${(d.totalMemory / 2 ** 30).toFixed(0)} GiB)`).join(', ') : `not available: ${report.cuda.reason}`}`);
-  if (report.cuda.available) console.log(`- driver ${report.cuda.driverVersion}, runtime ${report.cuda.runtimeVersion}; GEMM: ${report.cuda.gemm}; TF32 ${report.cuda.tf32 ? 'allowed' : 'off'}`);
+  console.log(
+    `- CUDA: ${report.cuda.available ? report.cuda.devices.map((d) => `${d.device} ${d.name} (sm ${d.computeCapability}, ${(d.totalMemory / 2 ** 30).toFixed(0)} GiB)`).join(', ') : `not available: ${report.cuda.reason}`}`,
+  );
+  if (report.cuda.available)
+    console.log(
+      `- driver ${report.cuda.driverVersion}, runtime ${report.cuda.runtimeVersion}; GEMM: ${report.cuda.gemm}; TF32 ${report.cuda.tf32 ? 'allowed' : 'off'}`,
+    );
   console.log(`- CPU: ${report.cpu.name}, ${report.cpu.threads} threads, ${report.cpu.isa} kernels`);
   console.log(`- addon: ${addon.path} (${addon.source}); ${buildSummary()}; Node ${process.version}`);
   if (device !== 'cpu' && !report.cuda.available) {
@@ -179,10 +184,13 @@ async function fluxForward() {
   const rows = [['ours (ditcache)', oursSeconds]];
   if (reference) rows.push([`PyTorch ${reference.torch} + diffusers ${reference.diffusers}`, reference.seconds]);
   const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-  console.log(`${FLUX_CONFIG.num_attention_heads} heads x 128, 1 double + 2 single blocks, ${IMAGE_SIDE * IMAGE_SIDE} image + ${TEXT_TOKENS} text tokens; median and min of ${reps} calls after ${warmup} untimed\n`);
+  console.log(
+    `${FLUX_CONFIG.num_attention_heads} heads x 128, 1 double + 2 single blocks, ${IMAGE_SIDE * IMAGE_SIDE} image + ${TEXT_TOKENS} text tokens; median and min of ${reps} calls after ${warmup} untimed\n`,
+  );
   console.log('| | median ms | min ms | TFLOP/s (products) |');
   console.log('|---|---|---|---|');
-  for (const [name, s] of rows) console.log(`| ${name} | ${(median(s) * 1e3).toFixed(2)} | ${(Math.min(...s) * 1e3).toFixed(2)} | ${(flops / median(s) / 1e12).toPrecision(3)} |`);
+  for (const [name, s] of rows)
+    console.log(`| ${name} | ${(median(s) * 1e3).toFixed(2)} | ${(Math.min(...s) * 1e3).toFixed(2)} | ${(flops / median(s) / 1e12).toPrecision(3)} |`);
   if (reference) {
     console.log(`\nours / PyTorch (medians): ${(median(oursSeconds) / median(reference.seconds)).toFixed(2)}x`);
     const theirs = rt.loadSafetensors(join(dir, 'torch-sample.safetensors')).sample;

@@ -51,7 +51,10 @@ if (missing.length) {
 
 console.error(`@ditcache/cuda-runtime: ${why}; building the native addon from source (a few minutes)`);
 const cmakeJs = join(dirname(cmakeJsManifest), require(cmakeJsManifest).bin['cmake-js']);
-const build = spawnSync(process.execPath, [cmakeJs, 'compile', '--log-level', 'warn', '--parallel', String(availableParallelism())], { cwd: packageRoot, stdio: 'inherit' });
+const build = spawnSync(process.execPath, [cmakeJs, 'compile', '--log-level', 'warn', '--parallel', String(availableParallelism())], {
+  cwd: packageRoot,
+  stdio: 'inherit',
+});
 if (build.status !== 0) {
   console.error(`@ditcache/cuda-runtime: the source build failed (its output is above); fix what it reports, then run \`npm rebuild @ditcache/cuda-runtime\`.`);
   process.exit(build.status ?? 1);

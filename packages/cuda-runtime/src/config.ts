@@ -36,7 +36,8 @@ export function typedConfig<T extends Record<string, unknown>>(
       continue;
     }
     const want = kind(defaults[key]);
-    if (value !== null && want !== 'null' && kind(value) !== want) throw new ConfigError(`${where}: '${key}' should be a ${want}, got ${JSON.stringify(value)}`);
+    if (value !== null && want !== 'null' && kind(value) !== want)
+      throw new ConfigError(`${where}: '${key}' should be a ${want}, got ${JSON.stringify(value)}`);
     out[key] = value;
   }
   return { ...(out as T), ignoredKeys };

@@ -184,7 +184,8 @@ function load(): { binding: NativeBinding; location: NativeAddonLocation } {
   try {
     return { binding: createRequire(import.meta.url)(location.path) as NativeBinding, location };
   } catch (e) {
-    const needs = location.source === 'platform-package' ? ` The prebuilt binary needs ${prebuiltRequirements(location.path)}; elsewhere, ${BUILD_FROM_SOURCE}.` : '';
+    const needs =
+      location.source === 'platform-package' ? ` The prebuilt binary needs ${prebuiltRequirements(location.path)}; elsewhere, ${BUILD_FROM_SOURCE}.` : '';
     throw new Error(`@ditcache/cuda-runtime: the native addon ${location.path} failed to load: ${(e as Error).message.trim()}.${needs}`, { cause: e });
   }
 }

@@ -51,7 +51,10 @@ export const maximum = (a: Tensor | number, b: Tensor | number): Tensor => binar
 export const minimum = (a: Tensor | number, b: Tensor | number): Tensor => binary('minimum', a, b);
 export const pow = (a: Tensor | number, b: Tensor | number): Tensor => binary('pow', a, b);
 
-const unary = (op: string) => (x: Tensor): Tensor => wrap(native.unary(op, x.handle));
+const unary =
+  (op: string) =>
+  (x: Tensor): Tensor =>
+    wrap(native.unary(op, x.handle));
 export const neg = unary('neg');
 export const abs = unary('abs');
 export const exp = unary('exp');
@@ -77,8 +80,10 @@ export function clamp(x: Tensor, min = -Infinity, max = Infinity): Tensor {
 // ---- reductions ----
 
 type Dims = number | number[] | undefined;
-const reduce = (op: string) => (x: Tensor, dims?: Dims, keepdim = false): Tensor =>
-  wrap(native.reduce(op, x.handle, dims === undefined ? null : typeof dims === 'number' ? [dims] : dims, keepdim));
+const reduce =
+  (op: string) =>
+  (x: Tensor, dims?: Dims, keepdim = false): Tensor =>
+    wrap(native.reduce(op, x.handle, dims === undefined ? null : typeof dims === 'number' ? [dims] : dims, keepdim));
 /** Sum over `dims` (all dimensions when omitted). */
 export const sum = reduce('sum');
 export const mean = reduce('mean');
@@ -95,7 +100,12 @@ export const relL1 = (a: Tensor, b: Tensor): number => native.relL1(a.handle, b.
 // ---- shapes ----
 
 export function concat(tensors: readonly Tensor[], dim = 0): Tensor {
-  return wrap(native.concat(tensors.map((t) => t.handle), dim));
+  return wrap(
+    native.concat(
+      tensors.map((t) => t.handle),
+      dim,
+    ),
+  );
 }
 export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
   if (tensors.length === 0) throw new TypeError('stack: needs at least one tensor');
@@ -167,11 +177,12 @@ export interface Conv2dOptions {
   dilation?: number | [number, number];
   groups?: number;
 }
-const pair = (v: number | [number, number] | undefined, dflt: number): number[] =>
-  v === undefined ? [dflt, dflt] : typeof v === 'number' ? [v, v] : [...v];
+const pair = (v: number | [number, number] | undefined, dflt: number): number[] => (v === undefined ? [dflt, dflt] : typeof v === 'number' ? [v, v] : [...v]);
 /** 2-D convolution of (N, C, H, W) input with (out, C / groups, kh, kw) weight, zero padding. */
 export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
-  return wrap(native.conv2d(x.handle, weight.handle, bias?.handle ?? null, pair(opts.stride, 1), pair(opts.padding, 0), pair(opts.dilation, 1), opts.groups ?? 1));
+  return wrap(
+    native.conv2d(x.handle, weight.handle, bias?.handle ?? null, pair(opts.stride, 1), pair(opts.padding, 0), pair(opts.dilation, 1), opts.groups ?? 1),
+  );
 }
 export interface Conv3dOptions {
   stride?: number | [number, number, number];
@@ -183,7 +194,9 @@ const triple = (v: number | [number, number, number] | undefined, dflt: number):
   v === undefined ? [dflt, dflt, dflt] : typeof v === 'number' ? [v, v, v] : [...v];
 /** 3-D convolution of (N, C, D, H, W) input with (out, C / groups, kd, kh, kw) weight, zero padding. */
 export function conv3d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Conv3dOptions = {}): Tensor {
-  return wrap(native.conv3d(x.handle, weight.handle, bias?.handle ?? null, triple(opts.stride, 1), triple(opts.padding, 0), triple(opts.dilation, 1), opts.groups ?? 1));
+  return wrap(
+    native.conv3d(x.handle, weight.handle, bias?.handle ?? null, triple(opts.stride, 1), triple(opts.padding, 0), triple(opts.dilation, 1), opts.groups ?? 1),
+  );
 }
 
 /**

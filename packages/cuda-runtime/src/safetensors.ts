@@ -17,8 +17,21 @@ export class SafetensorsError extends Error {
 
 /** Every dtype the safetensors format defines, with its element size in bytes. */
 const FORMAT_DTYPES: Record<string, number> = {
-  BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1, I16: 2, U16: 2, F16: 2, BF16: 2,
-  I32: 4, U32: 4, F32: 4, I64: 8, U64: 8, F64: 8,
+  BOOL: 1,
+  U8: 1,
+  I8: 1,
+  F8_E5M2: 1,
+  F8_E4M3: 1,
+  I16: 2,
+  U16: 2,
+  F16: 2,
+  BF16: 2,
+  I32: 4,
+  U32: 4,
+  F32: 4,
+  I64: 8,
+  U64: 8,
+  F64: 8,
 };
 /** Stored in place (viewed in the mapped file without a copy). */
 const NATIVE_DTYPES: Record<string, DType> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16', I32: 'int32' };
@@ -210,14 +223,30 @@ function convertEntry(bytes: Buffer, entry: TensorEntry, where: string): Tensor 
   for (let i = 0; i < n; ++i) {
     let v: number | bigint;
     switch (entry.dtype) {
-      case 'BOOL': case 'U8': v = view.getUint8(i); break;
-      case 'I8': v = view.getInt8(i); break;
-      case 'I16': v = view.getInt16(i * size, true); break;
-      case 'U16': v = view.getUint16(i * size, true); break;
-      case 'U32': v = view.getUint32(i * size, true); break;
-      case 'I64': v = view.getBigInt64(i * size, true); break;
-      case 'U64': v = view.getBigUint64(i * size, true); break;
-      default: throw new SafetensorsError(`${where}: unexpected dtype ${entry.dtype}`);
+      case 'BOOL':
+      case 'U8':
+        v = view.getUint8(i);
+        break;
+      case 'I8':
+        v = view.getInt8(i);
+        break;
+      case 'I16':
+        v = view.getInt16(i * size, true);
+        break;
+      case 'U16':
+        v = view.getUint16(i * size, true);
+        break;
+      case 'U32':
+        v = view.getUint32(i * size, true);
+        break;
+      case 'I64':
+        v = view.getBigInt64(i * size, true);
+        break;
+      case 'U64':
+        v = view.getBigUint64(i * size, true);
+        break;
+      default:
+        throw new SafetensorsError(`${where}: unexpected dtype ${entry.dtype}`);
     }
     const num = Number(v);
     if (num > 2147483647 || num < -2147483648) {

@@ -22,8 +22,12 @@ function bestOf(reps: number, fn: () => void): number {
 function main(): number {
   const dev = devices();
   console.log('ditcache runtime self-check\n');
-  console.log(`CPU   ${dev.cpu.name}: ${dev.cpu.threads} threads, ${dev.cpu.isa} kernels, GEMM via ${dev.cpu.gemm === 'blas' ? dev.cpu.blas : 'the built-in kernel'}`);
-  console.log(`CUDA  ${dev.cuda.available ? dev.cuda.devices.map((d) => `${d.device} ${d.name} (sm ${d.computeCapability})`).join(', ') : `not available: ${dev.cuda.reason}`}`);
+  console.log(
+    `CPU   ${dev.cpu.name}: ${dev.cpu.threads} threads, ${dev.cpu.isa} kernels, GEMM via ${dev.cpu.gemm === 'blas' ? dev.cpu.blas : 'the built-in kernel'}`,
+  );
+  console.log(
+    `CUDA  ${dev.cuda.available ? dev.cuda.devices.map((d) => `${d.device} ${d.name} (sm ${d.computeCapability})`).join(', ') : `not available: ${dev.cuda.reason}`}`,
+  );
   const addon = nativeAddon();
   console.log(`addon ${addon.path} (${addon.source === 'local-build' ? 'local build' : 'prebuilt'})`);
   console.log(`build ${buildSummary()}\n`);
@@ -36,7 +40,8 @@ function main(): number {
   console.log('\nspeed (best of 5):');
   tidy(() => {
     for (const n of [512, 1024]) {
-      const a = ops.full([n, n], 0.5), b = ops.full([n, n], 0.25);
+      const a = ops.full([n, n], 0.5),
+        b = ops.full([n, n], 0.25);
       const ms = bestOf(5, () => ops.matmul(a, b).dispose());
       console.log(`  GEMM ${n}x${n}x${n}: ${((2 * n ** 3) / (ms / 1e3) / 1e9).toFixed(1)} GFLOP/s`);
     }

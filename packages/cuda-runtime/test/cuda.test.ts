@@ -34,7 +34,8 @@ describe('npm run selfcheck', () => {
     expect(rows.length).toBeGreaterThan(0);
     for (const row of rows) expect(row).toMatch(/\| ok \|$/);
     // Every `npm run X` it suggests exists: at the root, or in the package its -w names.
-    const scripts = (dir: string) => Object.keys((JSON.parse(readFileSync(new URL(`../../../${dir}package.json`, import.meta.url), 'utf-8')) as { scripts: object }).scripts);
+    const scripts = (dir: string) =>
+      Object.keys((JSON.parse(readFileSync(new URL(`../../../${dir}package.json`, import.meta.url), 'utf-8')) as { scripts: object }).scripts);
     const suggested = [...r.stdout.matchAll(/npm run ([\w:-]+)(?: -w @ditcache\/([\w-]+))?/g)];
     expect(suggested.length).toBeGreaterThan(0);
     for (const [, script, pkg] of suggested) expect(scripts(pkg ? `packages/${pkg}/` : '')).toContain(script);
@@ -100,8 +101,10 @@ describe.skipIf(!cuda.available)('CUDA kernels equal the CPU kernels', () => {
     same([rng.nd([7, 96]), rng.nd([96])], (a, w) => rt.rmsNorm(a, w, 1e-6));
     same([rng.nd([2, 8, 5, 5]), rng.nd([8]), rng.nd([8])], (a, w, b) => rt.groupNorm(a, 4, w, b, 1e-6));
     rt.tidy(() => {
-      const a = rng.nd([1000, 33]), b = rng.nd([1000, 33]);
-      const [ca, ga] = both(a), [cb, gb] = both(b);
+      const a = rng.nd([1000, 33]),
+        b = rng.nd([1000, 33]);
+      const [ca, ga] = both(a),
+        [cb, gb] = both(b);
       expect(rt.relL1(ga, gb)).toBeCloseTo(rt.relL1(ca, cb), 9);
       expect(rt.meanAbs(ga)).toBeCloseTo(rt.meanAbs(ca), 9);
     });
@@ -111,8 +114,12 @@ describe.skipIf(!cuda.available)('CUDA kernels equal the CPU kernels', () => {
     same([rng.nd([70, 300]), rng.nd([90, 300]), rng.nd([90])], (x, w, b) => rt.linear(x, w, b), 1e-5, 1e-5);
     same([rng.nd([3, 20, 9]), rng.nd([3, 11, 20])], (a, b) => rt.matmul(a.transpose(1, 2), b.transpose(1, 2)), 1e-5, 1e-5);
     same([rng.nd([2, 4, 37, 64]), rng.nd([2, 2, 45, 64]), rng.nd([2, 2, 45, 32])], (q, k, v) => rt.attention(q, k, v), 1e-5, 1e-6);
-    same([rng.nd([2, 19, 3, 16]), rng.nd([2, 19, 3, 16]), rng.nd([2, 19, 3, 16]), rng.nd([2, 1, 1, 19])], (q, k, v, m) =>
-      rt.attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), { mask: m, headsLast: true }), 1e-5, 1e-6);
+    same(
+      [rng.nd([2, 19, 3, 16]), rng.nd([2, 19, 3, 16]), rng.nd([2, 19, 3, 16]), rng.nd([2, 1, 1, 19])],
+      (q, k, v, m) => rt.attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), { mask: m, headsLast: true }),
+      1e-5,
+      1e-6,
+    );
     same([rng.nd([2, 3, 5, 8]), rng.nd([5, 8]), rng.nd([5, 8])], (x, c, s) => rt.rope(x, c, s), 1e-6, 1e-6);
     same([rng.nd([2, 3, 5, 8]), rng.nd([5, 8]), rng.nd([5, 8])], (x, c, s) => rt.rope(x, c, s, { interleaved: false }), 1e-6, 1e-6);
     same([rng.nd([2, 6, 9, 11]), rng.nd([8, 3, 3, 3]), rng.nd([8])], (x, w, b) => rt.conv2d(x, w, b, { padding: 1, stride: [2, 1], groups: 2 }), 1e-5, 1e-5);
@@ -121,7 +128,9 @@ describe.skipIf(!cuda.available)('CUDA kernels equal the CPU kernels', () => {
     same([rng.nd([50, 8])], (x) => rt.topk(x, 3).values, 0, 0);
     rt.tidy(() => {
       const x = rng.nd([50, 8]);
-      expect(rt.topk(fromNd(x).to(gpu), 3, { largest: false }).indices.toInt32Array()).toEqual(rt.topk(fromNd(x), 3, { largest: false }).indices.toInt32Array());
+      expect(rt.topk(fromNd(x).to(gpu), 3, { largest: false }).indices.toInt32Array()).toEqual(
+        rt.topk(fromNd(x), 3, { largest: false }).indices.toInt32Array(),
+      );
     });
     same([rng.nd([10, 6])], (w) => rt.embedding(w, rt.tensor(new Int32Array([3, 0, 9]), [3], { device: w.device })), 0, 0);
     same([rng.nd([4, 6, 5]), rng.nd([4, 2, 5])], (a, b) => rt.concat([a, b], 1), 0, 0);
@@ -131,15 +140,22 @@ describe.skipIf(!cuda.available)('CUDA kernels equal the CPU kernels', () => {
   // unit in the last place of the 16-bit type (at most 2^-7 of the value for bfloat16, 2^-10 for
   // float16). Attention also rounds its probabilities, against running maxima that differ
   // between the kernels, by up to a unit of the largest |v| (about 3 here, normal inputs).
-  for (const [dtype, step] of [['bfloat16', 2 ** -7], ['float16', 2 ** -10]] as const) {
+  for (const [dtype, step] of [
+    ['bfloat16', 2 ** -7],
+    ['float16', 2 ** -10],
+  ] as const) {
     it(`${dtype} products and attention (tensor cores) equal the CPU's 16-bit kernels`, () => {
       const h = (t: rt.Tensor) => t.cast(dtype);
       same([rng.nd([70, 300]), rng.nd([90, 300]), rng.nd([90])], (x, w, b) => rt.linear(h(x), h(w), h(b)), step, step);
       same([rng.nd([3, 20, 9]), rng.nd([3, 11, 20])], (a, b) => rt.matmul(h(a).transpose(1, 2), h(b).transpose(1, 2)), step, step);
       same([rng.nd([2, 4, 37, 64]), rng.nd([2, 2, 45, 64]), rng.nd([2, 2, 45, 32])], (q, k, v) => rt.attention(h(q), h(k), h(v)), 3 * step, 3 * step);
       // FLUX's layout and head width, several query and key tiles.
-      same([rng.nd([1, 150, 3, 128]), rng.nd([1, 150, 3, 128]), rng.nd([1, 150, 3, 128])], (q, k, v) =>
-        rt.attention(h(q).transpose(1, 2), h(k).transpose(1, 2), h(v).transpose(1, 2), { headsLast: true }), 3 * step, 3 * step);
+      same(
+        [rng.nd([1, 150, 3, 128]), rng.nd([1, 150, 3, 128]), rng.nd([1, 150, 3, 128])],
+        (q, k, v) => rt.attention(h(q).transpose(1, 2), h(k).transpose(1, 2), h(v).transpose(1, 2), { headsLast: true }),
+        3 * step,
+        3 * step,
+      );
       // A mask that blocks every seventh key, odd head widths (zero-padded tiles), and a head
       // wider than the tensor-core kernel takes.
       const blocked = (m: rt.Tensor) => {
@@ -147,8 +163,12 @@ describe.skipIf(!cuda.available)('CUDA kernels equal the CPU kernels', () => {
         for (let i = 0; i < d.length; ++i) if ((i % 70) % 7 === 3) d[i] = -Infinity;
         return rt.tensor(d, [...m.shape], { device: m.device });
       };
-      same([rng.nd([2, 3, 19, 40]), rng.nd([2, 3, 70, 40]), rng.nd([2, 3, 70, 24]), rng.nd([2, 1, 19, 70])], (q, k, v, m) =>
-        rt.attention(h(q), h(k), h(v), { mask: blocked(m) }), 3 * step, 3 * step);
+      same(
+        [rng.nd([2, 3, 19, 40]), rng.nd([2, 3, 70, 40]), rng.nd([2, 3, 70, 24]), rng.nd([2, 1, 19, 70])],
+        (q, k, v, m) => rt.attention(h(q), h(k), h(v), { mask: blocked(m) }),
+        3 * step,
+        3 * step,
+      );
       same([rng.nd([1, 2, 30, 160]), rng.nd([1, 2, 50, 160]), rng.nd([1, 2, 50, 160])], (q, k, v) => rt.attention(h(q), h(k), h(v)), 3 * step, 3 * step);
     });
   }

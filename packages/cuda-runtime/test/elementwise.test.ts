@@ -20,17 +20,27 @@ const binaries: [string, (a: rt.Tensor, b: rt.Tensor) => rt.Tensor, (x: number, 
 
 describe('binary ops', () => {
   const shapes: [number[], number[]][] = [
-    [[5, 7], [5, 7]],
+    [
+      [5, 7],
+      [5, 7],
+    ],
     [[2, 3, 4], [4]],
-    [[2, 1, 4], [3, 1]],
+    [
+      [2, 1, 4],
+      [3, 1],
+    ],
     [[1], [3, 2]],
-    [[6, 1, 1, 5], [1, 4, 3, 1]],
+    [
+      [6, 1, 1, 5],
+      [1, 4, 3, 1],
+    ],
     [[], [2, 2]],
   ];
   for (const [name, op, f] of binaries) {
     it(`${name} broadcasts like NumPy`, () => {
       for (const [sa, sb] of shapes) {
-        const a = rng.nd(sa), b = rng.nd(sb);
+        const a = rng.nd(sa),
+          b = rng.nd(sb);
         rt.tidy(() => expectClose(op(fromNd(a), fromNd(b)), ref.binary(a, b, f), F32.rtol, F32.atol));
       }
     });
@@ -50,16 +60,36 @@ describe('binary ops', () => {
       const s = fromNd(a).slice(1, 1, 6, 2); // (4, 3, 5), every other row
       const sref = new ref.Nd([4, 3, 5]);
       for (let i = 0; i < 4; ++i) for (let j = 0; j < 3; ++j) for (let k = 0; k < 5; ++k) sref.data[(i * 3 + j) * 5 + k] = a.at(i, 1 + 2 * j, k);
-      expectClose(rt.add(s, 1), sref.map((v) => v + 1), F32.rtol, F32.atol);
+      expectClose(
+        rt.add(s, 1),
+        sref.map((v) => v + 1),
+        F32.rtol,
+        F32.atol,
+      );
     });
   });
 
   it('takes numbers on either side', () => {
     rt.tidy(() => {
       const a = rng.nd([3, 4]);
-      expectClose(rt.sub(2, fromNd(a)), a.map((v) => 2 - v), F32.rtol, F32.atol);
-      expectClose(rt.div(fromNd(a), 4), a.map((v) => v / 4), F32.rtol, F32.atol);
-      expectClose(rt.pow(fromNd(a.map(Math.abs)), 1.5), a.map((v) => Math.abs(v) ** 1.5), 1e-6, 1e-6);
+      expectClose(
+        rt.sub(2, fromNd(a)),
+        a.map((v) => 2 - v),
+        F32.rtol,
+        F32.atol,
+      );
+      expectClose(
+        rt.div(fromNd(a), 4),
+        a.map((v) => v / 4),
+        F32.rtol,
+        F32.atol,
+      );
+      expectClose(
+        rt.pow(fromNd(a.map(Math.abs)), 1.5),
+        a.map((v) => Math.abs(v) ** 1.5),
+        1e-6,
+        1e-6,
+      );
     });
   });
 
@@ -86,7 +116,8 @@ describe('unary ops', () => {
   const erf = (x: number): number => {
     const ax = Math.abs(x);
     if (ax < 2.5) {
-      let sum = x, term = x;
+      let sum = x,
+        term = x;
       for (let n = 1; n < 100; ++n) {
         term *= (-x * x) / n;
         sum += term / (2 * n + 1);
@@ -167,7 +198,14 @@ describe('vectorised activations at every vector ISA', () => {
           const values = Array.from({ length: n }, (_, i) => Math.fround(i < special.length ? special[i] : rng.normal() * 6));
           const x = new ref.Nd([n], values);
           for (const [, op, f, rtol, atol] of cases) {
-            rt.tidy(() => expectClose(op(fromNd(x)), x.map((v) => Math.fround(f(v))), rtol, atol));
+            rt.tidy(() =>
+              expectClose(
+                op(fromNd(x)),
+                x.map((v) => Math.fround(f(v))),
+                rtol,
+                atol,
+              ),
+            );
           }
         }
       } finally {
@@ -182,12 +220,14 @@ describe('rotary embedding', () => {
     it(`${interleaved ? 'interleaved pairs (FLUX)' : 'halves (rotate_half)'} with broadcast cos / sin`, () => {
       const [B, H, S, D] = [2, 3, 5, 8];
       const x = rng.nd([B, H, S, D]);
-      const cos = rng.nd([S, D]), sin = rng.nd([S, D]);
+      const cos = rng.nd([S, D]),
+        sin = rng.nd([S, D]);
       rt.tidy(() => {
         expectClose(rt.rope(fromNd(x), fromNd(cos), fromNd(sin), { interleaved }), ref.rope(x, cos, sin, interleaved), 1e-6, 1e-6);
         // (B, S, H, D) layout with cos of shape (S, 1, D), as Wan applies it.
         const xs = ref.permute(x, [0, 2, 1, 3]);
-        const cs = new ref.Nd([S, 1, D], cos.data), sn = new ref.Nd([S, 1, D], sin.data);
+        const cs = new ref.Nd([S, 1, D], cos.data),
+          sn = new ref.Nd([S, 1, D], sin.data);
         expectClose(rt.rope(fromNd(xs), fromNd(cs), fromNd(sn), { interleaved }), ref.rope(xs, cs, sn, interleaved), 1e-6, 1e-6);
       });
     });

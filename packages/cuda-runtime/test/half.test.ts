@@ -68,13 +68,26 @@ describe.each(paths)('16-bit products: $name', ({ isa, backend, half }) => {
   it.each(['bfloat16', 'float16'] as const)('linear in %s: odd sizes, bias, a transposed weight view, one row', (dtype) => {
     use();
     // Sizes straddle the 14 x 32 tile, the 98-row and 1024-deep blocks, odd depths (a half-empty pair) and one-row products.
-    for (const [rows, k, n] of [[1, 1, 1], [1, 77, 45], [7, 13, 33], [37, 1031, 70], [3, 5, 3100], [25, 64, 64], [110, 1030, 20]]) {
+    for (const [rows, k, n] of [
+      [1, 1, 1],
+      [1, 77, 45],
+      [7, 13, 33],
+      [37, 1031, 70],
+      [3, 5, 3100],
+      [25, 64, 64],
+      [110, 1030, 20],
+    ]) {
       rt.tidy(() => {
-        const x = rounded(rng.nd([rows, k]), dtype), w = rounded(rng.nd([n, k]), dtype), b = rounded(rng.nd([n]), dtype);
+        const x = rounded(rng.nd([rows, k]), dtype),
+          w = rounded(rng.nd([n, k]), dtype),
+          b = rounded(rng.nd([n]), dtype);
         const y = rt.linear(x.t, w.t, b.t);
         expect(y.dtype).toBe(dtype);
         expectRounded(y, ref.linear(x.nd, w.nd, b.nd), dtype, absLinear(x.nd, w.nd));
-        const wt = rt.tensor(ref.permute(w.nd, [1, 0]).f32(), [k, n]).cast(dtype).transpose(0, 1);
+        const wt = rt
+          .tensor(ref.permute(w.nd, [1, 0]).f32(), [k, n])
+          .cast(dtype)
+          .transpose(0, 1);
         expectRounded(rt.linear(x.t, wt), ref.linear(x.nd, w.nd, null), dtype, absLinear(x.nd, w.nd));
       });
     }
@@ -83,12 +96,20 @@ describe.each(paths)('16-bit products: $name', ({ isa, backend, half }) => {
   it.each(['bfloat16', 'float16'] as const)('batched matmul in %s with transposed and broadcast operands', (dtype) => {
     use();
     rt.tidy(() => {
-      const a = rounded(rng.nd([3, 1, 21, 67]), dtype), b = rounded(rng.nd([2, 67, 40]), dtype);
-      const want = ref.matmul(a.nd, b.nd), scale = sumSlack(ref.matmul(a.nd.map(Math.abs), b.nd.map(Math.abs)));
+      const a = rounded(rng.nd([3, 1, 21, 67]), dtype),
+        b = rounded(rng.nd([2, 67, 40]), dtype);
+      const want = ref.matmul(a.nd, b.nd),
+        scale = sumSlack(ref.matmul(a.nd.map(Math.abs), b.nd.map(Math.abs)));
       expectRounded(rt.matmul(a.t, b.t), want, dtype, scale);
       // (k, m)^T and (n, k)^T views read in place.
-      const at = rt.tensor(ref.permute(a.nd, [0, 1, 3, 2]).f32(), [3, 1, 67, 21]).cast(dtype).transpose(-1, -2);
-      const bt = rt.tensor(ref.permute(b.nd, [0, 2, 1]).f32(), [2, 40, 67]).cast(dtype).transpose(-1, -2);
+      const at = rt
+        .tensor(ref.permute(a.nd, [0, 1, 3, 2]).f32(), [3, 1, 67, 21])
+        .cast(dtype)
+        .transpose(-1, -2);
+      const bt = rt
+        .tensor(ref.permute(b.nd, [0, 2, 1]).f32(), [2, 40, 67])
+        .cast(dtype)
+        .transpose(-1, -2);
       expectRounded(rt.matmul(at, bt), want, dtype, scale);
     });
   });
@@ -103,8 +124,11 @@ describe('16-bit attention', () => {
   // score rounds to the other side of a 16-bit rounding boundary moves by an ulp, so `spread`
   // (sum of p |v| / sum) bounds what such flips can add.
   function reference(q: Nd, k: Nd, v: Nd, dtype: Half): { out: Nd; spread: Nd } {
-    const [B, H, S, D] = q.shape, Sk = k.shape[2], Dv = v.shape[3];
-    const out = new Nd([B, H, S, Dv]), spread = new Nd([B, H, S, Dv]);
+    const [B, H, S, D] = q.shape,
+      Sk = k.shape[2],
+      Dv = v.shape[3];
+    const out = new Nd([B, H, S, Dv]),
+      spread = new Nd([B, H, S, Dv]);
     const round = (x: number) => rt.tensor([x]).cast(dtype).item();
     const softmaxScale = 1 / Math.sqrt(D);
     for (let b = 0; b < B; ++b)
@@ -120,7 +144,8 @@ describe('16-bit attention', () => {
           const sum = e.reduce((x, y) => x + y, 0);
           const p = e.map(round);
           for (let c = 0; c < Dv; ++c) {
-            let acc = 0, abs = 0;
+            let acc = 0,
+              abs = 0;
             for (let j = 0; j < Sk; ++j) {
               acc += p[j] * v.at(b, h, j, c);
               abs += p[j] * Math.abs(v.at(b, h, j, c));
@@ -139,14 +164,22 @@ describe('16-bit attention', () => {
       rt.tidy(() => {
         // 150 queries: two query blocks; 70 keys: an odd tile; head dim 40.
         const [B, H, S, Sk, D] = [2, 3, 150, 70, 40];
-        const q = rounded(rng.nd([B, S, H, D]), dtype), k = rounded(rng.nd([B, Sk, H, D]), dtype), v = rounded(rng.nd([B, Sk, H, D]), dtype);
+        const q = rounded(rng.nd([B, S, H, D]), dtype),
+          k = rounded(rng.nd([B, Sk, H, D]), dtype),
+          v = rounded(rng.nd([B, Sk, H, D]), dtype);
         const bhsd = (x: Nd) => ref.permute(x, [0, 2, 1, 3]);
         const r = reference(bhsd(q.nd), bhsd(k.nd), bhsd(v.nd), dtype);
-        const want = ref.permute(r.out, [0, 2, 1, 3]), spread = ref.permute(r.spread, [0, 2, 1, 3]);
+        const want = ref.permute(r.out, [0, 2, 1, 3]),
+          spread = ref.permute(r.spread, [0, 2, 1, 3]);
         const got = rt.attention(q.t.permute([0, 2, 1, 3]), k.t.permute([0, 2, 1, 3]), v.t.permute([0, 2, 1, 3]), { headsLast: true });
         expect(got.dtype).toBe(dtype);
         // A flipped probability moves the output by at most an ulp of p times |v|, over the sum.
-        expectRounded(got, want, dtype, spread.map((x) => x * (2 * HALF_ULP[dtype] + 1e-5)));
+        expectRounded(
+          got,
+          want,
+          dtype,
+          spread.map((x) => x * (2 * HALF_ULP[dtype] + 1e-5)),
+        );
       });
     },
   );

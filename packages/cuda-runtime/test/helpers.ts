@@ -26,7 +26,8 @@ export function expectClose(actual: Tensor, expected: Nd, rtol: number, atol = r
   expect([...actual.shape]).toEqual(expected.shape);
   const { worst, at } = closeness(actual.toFloat32Array(), expected.data, rtol, atol);
   if (worst > 1) {
-    const a = actual.toFloat32Array()[at], e = expected.data[at];
+    const a = actual.toFloat32Array()[at],
+      e = expected.data[at];
     expect.fail(
       `element ${at}: got ${a}, expected ${e} (error ${worst.toFixed(2)}x the bound rtol=${rtol}, atol=${atol}; ` +
         `inputs from DITCACHE_TEST_SEED=${BASE_SEED})`,

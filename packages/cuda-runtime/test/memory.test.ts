@@ -27,7 +27,8 @@ describe('deterministic memory release', () => {
   it('large freed blocks are kept for the next tensor of their size, outside memoryStats()', () => {
     const bytes = 3 << 20; // 12 MiB of float32: a large block
     const first = rt.zeros([bytes]);
-    const live = rt.memoryStats(), cachedLive = rt.hostCachedBytes();
+    const live = rt.memoryStats(),
+      cachedLive = rt.hostCachedBytes();
     first.dispose();
     expect(rt.memoryStats().hostBytes).toBe(live.hostBytes - bytes * 4);
     expect(rt.hostCachedBytes()).toBeGreaterThanOrEqual(cachedLive + bytes * 4);
@@ -95,7 +96,10 @@ describe('deterministic memory release', () => {
     let x = fromNd(rng.nd([B, S, D]));
     const block = (h: rt.Tensor): rt.Tensor => {
       const n = rt.layerNorm(h, w.norm, null, 1e-6);
-      const [q, k, v] = rt.linear(n, w.qkv).split(3, -1).map((t) => t.reshape(B, S, H, D / H).transpose(1, 2));
+      const [q, k, v] = rt
+        .linear(n, w.qkv)
+        .split(3, -1)
+        .map((t) => t.reshape(B, S, H, D / H).transpose(1, 2));
       const a = rt.attention(q, k, v, { headsLast: true }).reshape(B, S, D);
       const h2 = rt.add(h, rt.linear(a, w.out));
       return rt.add(h2, rt.linear(rt.gelu(rt.linear(rt.rmsNorm(h2), w.up), { approximate: 'tanh' }), w.down));

@@ -67,7 +67,8 @@ describe('softmax and normalisations', () => {
 
   it('layer norm with and without affine', () => {
     const x = rng.nd([2, 7, 48], 2);
-    const w = rng.nd([48]), b = rng.nd([48]);
+    const w = rng.nd([48]),
+      b = rng.nd([48]);
     rt.tidy(() => {
       expectClose(rt.layerNorm(fromNd(x), fromNd(w), fromNd(b), 1e-6), ref.layerNorm(x, w, b, 1e-6), 2e-6, 2e-6);
       expectClose(rt.layerNorm(fromNd(x), null, null, 1e-5), ref.layerNorm(x, null, null, 1e-5), 2e-6, 2e-6);
@@ -86,7 +87,8 @@ describe('softmax and normalisations', () => {
 
   it('group norm of (N, C, H, W)', () => {
     const x = rng.nd([2, 12, 5, 7], 2);
-    const w = rng.nd([12]), b = rng.nd([12]);
+    const w = rng.nd([12]),
+      b = rng.nd([12]);
     rt.tidy(() => {
       expectClose(rt.groupNorm(fromNd(x), 4, fromNd(w), fromNd(b), 1e-6), ref.groupNorm(x, 4, w, b, 1e-6), 2e-6, 2e-6);
       expectClose(rt.groupNorm(fromNd(x), 12), ref.groupNorm(x, 12, null, null, 1e-5), 2e-6, 2e-6);

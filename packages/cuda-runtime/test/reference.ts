@@ -120,7 +120,12 @@ export function reduce(x: Nd, dims: number[], f: (vals: number[]) => number, kee
   }
   const out = new Nd(outShape);
   for (let o = 0; o < out.size; ++o) out.data[o] = f(groups.get(o) ?? []);
-  return keepdim ? out : new Nd(outShape.filter((_, d) => !red.has(d)), out.data);
+  return keepdim
+    ? out
+    : new Nd(
+        outShape.filter((_, d) => !red.has(d)),
+        out.data,
+      );
 }
 
 export const sumOf = (v: number[]): number => v.reduce((a, b) => a + b, 0);
@@ -185,14 +190,18 @@ export function groupNorm(x: Nd, groups: number, w: Nd | null, b: Nd | null, eps
 
 /** Batched matrix product with NumPy broadcasting of batch dims (operands at least 2-D). */
 export function matmul(a: Nd, b: Nd): Nd {
-  const m = a.shape[a.shape.length - 2], k = a.shape[a.shape.length - 1], n = b.shape[b.shape.length - 1];
-  const aBatch = a.shape.slice(0, -2), bBatch = b.shape.slice(0, -2);
+  const m = a.shape[a.shape.length - 2],
+    k = a.shape[a.shape.length - 1],
+    n = b.shape[b.shape.length - 1];
+  const aBatch = a.shape.slice(0, -2),
+    bBatch = b.shape.slice(0, -2);
   const batch = broadcastShape(aBatch, bBatch);
   const out = new Nd([...batch, m, n]);
   const nb = batch.reduce((x, y) => x * y, 1);
   // Offset of the matrix that batch index `idx` selects in an operand with batch shape `bs`.
   const matrixOffset = (idx: number[], bs: number[], size: number): number => {
-    let o = 0, stride = size;
+    let o = 0,
+      stride = size;
     for (let d = bs.length - 1; d >= 0; --d) {
       o += (bs[d] === 1 ? 0 : idx[d + idx.length - bs.length]) * stride;
       stride *= bs[d];
@@ -201,7 +210,8 @@ export function matmul(a: Nd, b: Nd): Nd {
   };
   for (let bi = 0; bi < nb; ++bi) {
     const idx = unravel(bi, batch);
-    const ao = matrixOffset(idx, aBatch, m * k), bo = matrixOffset(idx, bBatch, k * n);
+    const ao = matrixOffset(idx, aBatch, m * k),
+      bo = matrixOffset(idx, bBatch, k * n);
     for (let i = 0; i < m; ++i) {
       for (let j = 0; j < n; ++j) {
         let s = 0;
@@ -214,7 +224,8 @@ export function matmul(a: Nd, b: Nd): Nd {
 }
 
 export function linear(x: Nd, w: Nd, b: Nd | null): Nd {
-  const k = x.shape[x.shape.length - 1], n = w.shape[0];
+  const k = x.shape[x.shape.length - 1],
+    n = w.shape[0];
   const rows = x.size / k;
   const out = new Nd([...x.shape.slice(0, -1), n]);
   for (let r = 0; r < rows; ++r) {
@@ -332,9 +343,11 @@ export function conv3d(x: Nd, w: Nd, b: Nd | null, stride: number[], pad: number
 /** Largest |actual - expected| / (atol + rtol * |expected|); the test passes when it is <= 1. */
 export function closeness(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol: number): { worst: number; at: number } {
   if (actual.length !== expected.length) throw new Error(`length ${actual.length} vs ${expected.length}`);
-  let worst = 0, at = -1;
+  let worst = 0,
+    at = -1;
   for (let i = 0; i < actual.length; ++i) {
-    const e = expected[i], a = actual[i];
+    const e = expected[i],
+      a = actual[i];
     let r = a === e || (Number.isNaN(a) && Number.isNaN(e)) ? 0 : Math.abs(a - e) / (atol + rtol * Math.abs(e));
     if (Number.isNaN(r)) r = Infinity;
     if (r > worst) {

@@ -57,12 +57,18 @@ describe('safetensors', () => {
     data.writeUInt8(1, 40);
     data.writeUInt8(0, 41);
     const path = join(dir, 'ints.safetensors');
-    writeFileSync(path, rawFile({
-      ids: { dtype: 'I64', shape: [2], data_offsets: [0, 16] },
-      big: { dtype: 'I64', shape: [1], data_offsets: [16, 24] },
-      f64: { dtype: 'F64', shape: [2], data_offsets: [24, 40] },
-      mask: { dtype: 'BOOL', shape: [2], data_offsets: [40, 42] },
-    }, data));
+    writeFileSync(
+      path,
+      rawFile(
+        {
+          ids: { dtype: 'I64', shape: [2], data_offsets: [0, 16] },
+          big: { dtype: 'I64', shape: [1], data_offsets: [16, 24] },
+          f64: { dtype: 'F64', shape: [2], data_offsets: [24, 40] },
+          mask: { dtype: 'BOOL', shape: [2], data_offsets: [40, 42] },
+        },
+        data,
+      ),
+    );
     rt.tidy(() => {
       using f = rt.openSafetensors(path);
       expect(f.get('ids').toInt32Array()).toEqual(new Int32Array([-3, 77]));
@@ -75,18 +81,55 @@ describe('safetensors', () => {
   describe('rejects malformed files with an error naming the defect', () => {
     const cases: [string, () => Buffer, RegExp][] = [
       ['empty file', () => Buffer.alloc(0), /fewer than the 8-byte header length/],
-      ['header longer than the file', () => { const b = rawFile({}, new Uint8Array()); b.writeBigUInt64LE(1000n); return b; }, /runs past the end/],
-      ['absurd header length', () => { const b = Buffer.alloc(16); b.writeBigUInt64LE(2n ** 62n); return b; }, /exceeds 100000000 bytes/],
-      ['bad JSON', () => { const j = Buffer.from('{"a": '); const l = Buffer.alloc(8); l.writeBigUInt64LE(BigInt(j.length)); return Buffer.concat([l, j]); }, /not JSON/],
+      [
+        'header longer than the file',
+        () => {
+          const b = rawFile({}, new Uint8Array());
+          b.writeBigUInt64LE(1000n);
+          return b;
+        },
+        /runs past the end/,
+      ],
+      [
+        'absurd header length',
+        () => {
+          const b = Buffer.alloc(16);
+          b.writeBigUInt64LE(2n ** 62n);
+          return b;
+        },
+        /exceeds 100000000 bytes/,
+      ],
+      [
+        'bad JSON',
+        () => {
+          const j = Buffer.from('{"a": ');
+          const l = Buffer.alloc(8);
+          l.writeBigUInt64LE(BigInt(j.length));
+          return Buffer.concat([l, j]);
+        },
+        /not JSON/,
+      ],
       ['not an object', () => rawFile([1, 2], new Uint8Array()), /not a JSON object/],
       ['unknown dtype', () => rawFile({ x: { dtype: 'F128', shape: [1], data_offsets: [0, 16] } }, new Uint8Array(16)), /unknown dtype "F128"/],
       ['negative shape', () => rawFile({ x: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, new Uint8Array(4)), /invalid shape/],
-      ['offsets past the data', () => rawFile({ x: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, new Uint8Array(8)), /only 8 data bytes \(truncated\?\)/],
+      [
+        'offsets past the data',
+        () => rawFile({ x: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, new Uint8Array(8)),
+        /only 8 data bytes \(truncated\?\)/,
+      ],
       ['size mismatch', () => rawFile({ x: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, new Uint8Array(8)), /needs 12 bytes but data_offsets give 8/],
       ['backwards offsets', () => rawFile({ x: { dtype: 'F32', shape: [0], data_offsets: [8, 0] } }, new Uint8Array(8)), /run backwards/],
-      ['overlap', () => rawFile({ x: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, y: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, new Uint8Array(12)), /overlap/],
+      [
+        'overlap',
+        () => rawFile({ x: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, y: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, new Uint8Array(12)),
+        /overlap/,
+      ],
       ['bad metadata', () => rawFile({ __metadata__: { a: 1 } }, new Uint8Array()), /__metadata__.a is not a string/],
-      ['huge shape', () => rawFile({ x: { dtype: 'F32', shape: [2 ** 30, 2 ** 30, 2 ** 30], data_offsets: [0, 4] } }, new Uint8Array(4)), /needs .* bytes but data_offsets give 4/],
+      [
+        'huge shape',
+        () => rawFile({ x: { dtype: 'F32', shape: [2 ** 30, 2 ** 30, 2 ** 30], data_offsets: [0, 4] } }, new Uint8Array(4)),
+        /needs .* bytes but data_offsets give 4/,
+      ],
     ];
     for (const [name, make, message] of cases) {
       it(name, () => {
@@ -106,7 +149,8 @@ describe('safetensors', () => {
     rt.tidy(() => rt.saveSafetensors(good, { w: rt.tensor(rng.nd([16, 8]).f32(), [16, 8]), b: rt.tensor(rng.nd([8]).f32(), [8], { dtype: 'bfloat16' }) }));
     const base = readFileSync(good);
     const path = join(dir, 'fuzz.safetensors');
-    let rejected = 0, accepted = 0;
+    let rejected = 0,
+      accepted = 0;
     for (let trial = 0; trial < 600; ++trial) {
       let bytes: Buffer;
       const kind = trial % 3;
@@ -148,10 +192,13 @@ describe('safetensors', () => {
       writeFileSync(join(sharded, 'config.json'), JSON.stringify({ _class_name: 'Toy' }));
       rt.saveSafetensors(join(sharded, 'model-00001-of-00002.safetensors'), { 'a.weight': w1 });
       rt.saveSafetensors(join(sharded, 'model-00002-of-00002.safetensors'), { 'b.bias': w2 });
-      writeFileSync(join(sharded, 'model.safetensors.index.json'), JSON.stringify({
-        metadata: { total_size: 68 },
-        weight_map: { 'a.weight': 'model-00001-of-00002.safetensors', 'b.bias': 'model-00002-of-00002.safetensors' },
-      }));
+      writeFileSync(
+        join(sharded, 'model.safetensors.index.json'),
+        JSON.stringify({
+          metadata: { total_size: 68 },
+          weight_map: { 'a.weight': 'model-00001-of-00002.safetensors', 'b.bias': 'model-00002-of-00002.safetensors' },
+        }),
+      );
       for (const d of [single, sharded]) {
         using folder = new rt.WeightFolder(d);
         expect(folder.config._class_name).toBe('Toy');

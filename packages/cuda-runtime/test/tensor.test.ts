@@ -68,7 +68,12 @@ describe('dtypes', () => {
         back.forEach((v, i) => expect(Math.abs(v - [1.5, -2.75, 100, 0.1][i])).toBeLessThan(a === 'float32' ? 1e-7 : 1e-2));
       }
       expect(x.cast('int32').toInt32Array()).toEqual(new Int32Array([1, -2, 100, 0]));
-      expect(rt.tensor(new Int32Array([3, -4])).cast('bfloat16').toFloat32Array()).toEqual(new Float32Array([3, -4]));
+      expect(
+        rt
+          .tensor(new Int32Array([3, -4]))
+          .cast('bfloat16')
+          .toFloat32Array(),
+      ).toEqual(new Float32Array([3, -4]));
       // Raw 16-bit storage round-trips exactly.
       const raw = new Uint16Array([0x3c00, 0xc000, 0x7bff]);
       expect(new Uint16Array(rt.tensor(raw, [3], { dtype: 'float16' }).toBytes().buffer.slice(0))).toEqual(raw);
@@ -97,7 +102,11 @@ describe('views', () => {
       expect(() => t.reshape(5, -1)).toThrow(/reshape: cannot reshape \(2, 3, 4\) \(24 elements\) into \(5, -1\)/);
       const s = t.slice(2, -3, undefined, 2); // last dim: indices 1, 3
       expect(s.shape).toEqual([2, 3, 2]);
-      expect(Array.from(s.toFloat32Array())).toEqual(Array.from(x.data).filter((_, i) => i % 4 === 1 || i % 4 === 3).map(Math.fround));
+      expect(Array.from(s.toFloat32Array())).toEqual(
+        Array.from(x.data)
+          .filter((_, i) => i % 4 === 1 || i % 4 === 3)
+          .map(Math.fround),
+      );
       const e = rt.tensor([1, 2, 3], [3, 1]).expand(3, 4);
       expect(e.strides).toEqual([1, 0]);
       expect(Array.from(e.toFloat32Array())).toEqual([1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3]);
@@ -114,7 +123,11 @@ describe('views', () => {
     rt.tidy(() => {
       const t = fromNd(x);
       const parts = t.split([1, 2, 3], 1);
-      expect(parts.map((p) => p.shape)).toEqual([[4, 1, 5], [4, 2, 5], [4, 3, 5]]);
+      expect(parts.map((p) => p.shape)).toEqual([
+        [4, 1, 5],
+        [4, 2, 5],
+        [4, 3, 5],
+      ]);
       expectClose(rt.concat(parts, 1), x, 0, 0);
       expectClose(rt.concat(t.split(2, 0), 0), x, 0, 0);
       const st = rt.stack([t, t], 1);
@@ -123,7 +136,9 @@ describe('views', () => {
       // Concatenating transposed views copies through their strides.
       const tt = t.transpose(0, 2);
       expectClose(rt.concat([tt, tt], 2), ref.permute(new ref.Nd([8, 6, 5], [...x.data, ...x.data]), [2, 1, 0]), 0, 0);
-      expect(() => rt.concat([t, rt.zeros([4, 6, 4])], 1)).toThrow(/concat: tensor 1 has shape \(4, 6, 4\), which differs from \(4, 6, 5\) outside dimension 1/);
+      expect(() => rt.concat([t, rt.zeros([4, 6, 4])], 1)).toThrow(
+        /concat: tensor 1 has shape \(4, 6, 4\), which differs from \(4, 6, 5\) outside dimension 1/,
+      );
       expect(() => t.split([1, 2], 1)).toThrow(/split: sizes add up to 3 but dimension 1 of \(4, 6, 5\) has 6/);
     });
   });

@@ -64,7 +64,14 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   try {
     const prompts = { promptEmbeds, pooledPromptEmbeds, labels: file.labels.slice(0, count) };
     const configs = (opts.presets ?? DEMO_PRESETS).map(presetConfig);
-    const settings = { steps: file.steps ?? 28, height: file.height ?? 32, width: file.width ?? 32, seed: 0, repeats: opts.repeats ?? 3, dtype: opts.dtype ?? 'float32' };
+    const settings = {
+      steps: file.steps ?? 28,
+      height: file.height ?? 32,
+      width: file.width ?? 32,
+      seed: 0,
+      repeats: opts.repeats ?? 3,
+      dtype: opts.dtype ?? 'float32',
+    };
     const records = await runBench({ model, prompts, configs, out: cells, settings, onProgress: opts.onProgress });
     const results = await evaluateBench(cells, records);
     const table = demoTable(results, settings.steps);

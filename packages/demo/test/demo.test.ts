@@ -55,7 +55,8 @@ describe('the reference model from text', () => {
     const encoded = pipe.encodePrompt(prompts, { maxSequenceLength: 16 });
     try {
       const relativeL2 = (a: Float32Array, b: Float32Array) => {
-        let d = 0, n = 0;
+        let d = 0,
+          n = 0;
         for (let i = 0; i < b.length; ++i) {
           d += (a[i] - b[i]) ** 2;
           n += b[i] ** 2;
@@ -98,7 +99,7 @@ describe('the demo', () => {
 });
 
 describe('the demo in bfloat16', () => {
-  it('runs the pipeline in the dtype it is given, cached steps close to float32\'s', async () => {
+  it("runs the pipeline in the dtype it is given, cached steps close to float32's", async () => {
     const demo = await runDemo({ out: join(dir, 'bf16'), promptCount: 1, presets: ['fast'], repeats: 1, dtype: 'bfloat16' });
     const record = demo.records.get('fast')![0];
     expect(record.settings.dtype).toBe('bfloat16');
@@ -117,7 +118,10 @@ describe('the demo in bfloat16', () => {
 describe('the package', () => {
   it("import { runDemo } from '@ditcache/demo' resolves to the built demo", () => {
     const script = `const m = await import('@ditcache/demo'); console.log(JSON.stringify({ runDemo: typeof m.runDemo, model: m.REFERENCE_MODEL }));`;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf-8', cwd: fileURLToPath(new URL('../../..', import.meta.url)) });
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf-8',
+      cwd: fileURLToPath(new URL('../../..', import.meta.url)),
+    });
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ runDemo: 'function', model: REFERENCE_MODEL });
   });

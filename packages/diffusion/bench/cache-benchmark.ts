@@ -106,7 +106,16 @@ export function runCacheBenchmark(bench: CacheBenchmark): CacheResult {
   const cpuSpeedup = median(uncached.map((u, i) => u.cpu / cached[i].cpu));
   const flopsIdeal = s.flopsSkippedFraction === undefined ? null : 1 / (1 - s.flopsSkippedFraction);
   const blocksIdeal = s.totalBlocks / s.computedBlocks;
-  const result = { threshold, uncached: uncached.map((r) => r.seconds), cached: cached.map((r) => r.seconds), speedup, cpuSpeedup, summary: s, flopsIdeal, blocksIdeal };
+  const result = {
+    threshold,
+    uncached: uncached.map((r) => r.seconds),
+    cached: cached.map((r) => r.seconds),
+    speedup,
+    cpuSpeedup,
+    summary: s,
+    flopsIdeal,
+    blocksIdeal,
+  };
   const markdown = cacheMarkdown(bench, result, { rounds, share, calibrationDiffs: diffs, load, steps: stepTimes(uncached, cached, s) });
   console.log(markdown);
   return { ...result, markdown };
@@ -174,7 +183,10 @@ function cacheMarkdown(
     ['**wall-clock speedup**', `**${r.speedup.median.toFixed(2)}x** (${r.speedup.min.toFixed(2)}-${r.speedup.max.toFixed(2)})`],
     ['ideal from FLOPs, 1 / (1 - skipped)', r.flopsIdeal === null ? '-' : `${r.flopsIdeal.toFixed(2)}x`],
     ['**achieved / FLOPs ideal** (goal >= 0.95)', r.flopsIdeal === null ? '-' : `**${(r.speedup.median / r.flopsIdeal).toFixed(3)}**`],
-    ['CPU-time speedup (process CPU, all threads) / FLOPs ideal', `${r.cpuSpeedup.toFixed(2)}x / ${r.flopsIdeal === null ? '-' : (r.cpuSpeedup / r.flopsIdeal).toFixed(3)}`],
+    [
+      'CPU-time speedup (process CPU, all threads) / FLOPs ideal',
+      `${r.cpuSpeedup.toFixed(2)}x / ${r.flopsIdeal === null ? '-' : (r.cpuSpeedup / r.flopsIdeal).toFixed(3)}`,
+    ],
     ['ideal from blocks, total / computed', `${r.blocksIdeal.toFixed(2)}x`],
     ['achieved / blocks ideal', (r.speedup.median / r.blocksIdeal).toFixed(3)],
     ['step of an uncached run, mean', maybeMs(s.steps.uncached)],

@@ -144,7 +144,15 @@ export interface ForwardBenchmarkOptions {
 
 function summarize(samples: CallTimes, roundMedians: number[]): TimingSummary {
   const wall = samples.seconds;
-  return { median: median(wall), p25: quantile(wall, 0.25), p75: quantile(wall, 0.75), min: Math.min(...wall), cpuMedian: median(samples.cpu), samples, roundMedians };
+  return {
+    median: median(wall),
+    p25: quantile(wall, 0.25),
+    p75: quantile(wall, 0.75),
+    min: Math.min(...wall),
+    cpuMedian: median(samples.cpu),
+    samples,
+    roundMedians,
+  };
 }
 
 /** The thread counts to measure: DITCACHE_BENCH_THREADS (e.g. "2,1"), else `fallback` (all cores and 1). */
@@ -244,7 +252,9 @@ function checkAgreement(title: string, ours: rt.Tensor, reference: rt.Tensor, li
   }
   const agreement = distance(ours, reference);
   if (!(agreement < limit)) {
-    throw new Error(`${title}: outputs differ from diffusers' by ${agreement.toExponential(2)} relative L2 (limit ${limit.toExponential(1)}): not the same computation`);
+    throw new Error(
+      `${title}: outputs differ from diffusers' by ${agreement.toExponential(2)} relative L2 (limit ${limit.toExponential(1)}): not the same computation`,
+    );
   }
   return agreement;
 }
@@ -336,7 +346,14 @@ function forwardMarkdown(bench: ForwardBenchmark, r: Omit<ForwardResult, 'markdo
   const gflops = (t: number): string => (r.flops ? (r.flops / t / 1e9).toFixed(1) : '-');
   const time = (t: TimingSummary): string => `${ms(t.median)} (${ms(t.p25)}-${ms(t.p75)})`;
   const header = ['dtype', 'threads', 'ours ms, median (p25-p75)', 'ours fastest ms'];
-  if (r.reference) header.push('torch ms, median (p25-p75)', 'torch fastest ms', '**ours / torch**, median over rounds (range)', 'ours / torch, fastest', 'CPU ms ours / torch (ratio)');
+  if (r.reference)
+    header.push(
+      'torch ms, median (p25-p75)',
+      'torch fastest ms',
+      '**ours / torch**, median over rounds (range)',
+      'ours / torch, fastest',
+      'CPU ms ours / torch (ratio)',
+    );
   else header.push('ours CPU ms');
   header.push('ours GFLOP/s (fastest)');
   const rows = r.byDtype.flatMap((d) =>
@@ -374,7 +391,8 @@ function forwardMarkdown(bench: ForwardBenchmark, r: Omit<ForwardResult, 'markdo
     lines.push(markdownTable(accHeader, accRows));
   }
   for (const d of r.byDtype) {
-    for (const t of d.byThreads) if (t.profile) lines.push('', profileMarkdown(t.profile.ours, t.profile.reference, s.profileReps, `${d.dtype}, ${t.threads} thread(s)`));
+    for (const t of d.byThreads)
+      if (t.profile) lines.push('', profileMarkdown(t.profile.ours, t.profile.reference, s.profileReps, `${d.dtype}, ${t.threads} thread(s)`));
   }
   return lines.join('\n');
 }
@@ -406,11 +424,22 @@ export function profileMarkdown(ours: OpProfile, reference: ReferenceProfile | u
   rows.push(['**wall of the call (timers on)**', ...cells(ours.wall, reference?.wall)]);
   lines.push(markdownTable(reference ? ['op class', 'ours ms', 'torch ms', 'ours - torch ms', 'ours / torch'] : ['op class', 'ours ms'], rows));
   if (ref && Object.keys(ref.others).length) {
-    lines.push('', `torch's "other": ${Object.entries(ref.others).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${ms(v)} ms`).join(', ')}.`);
+    lines.push(
+      '',
+      `torch's "other": ${Object.entries(ref.others)
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => `${k} ${ms(v)} ms`)
+        .join(', ')}.`,
+    );
   }
   const top = (title: string, ops: { cls: string; key: string; calls: number; seconds: number }[]): void => {
     lines.push('', `${title}, ${label}: slowest ops of that call`, '');
-    lines.push(markdownTable(['op and input shapes', 'class', 'calls', 'ms'], ops.slice(0, 15).map((o) => [`\`${o.key.trim()}\``, o.cls, String(o.calls), ms(o.seconds)])));
+    lines.push(
+      markdownTable(
+        ['op and input shapes', 'class', 'calls', 'ms'],
+        ops.slice(0, 15).map((o) => [`\`${o.key.trim()}\``, o.cls, String(o.calls), ms(o.seconds)]),
+      ),
+    );
   };
   top('Ours', ours.ops);
   if (reference) top('torch', reference.ops);

@@ -67,7 +67,9 @@ function findReferencePython(): string | null {
   }
   const check = spawnSync(python, ['-c', 'import torch, diffusers, safetensors'], { encoding: 'utf-8' });
   if (check.status !== 0) {
-    console.error(`reference side skipped: ${REFERENCE_ENV}=${python} cannot import torch, diffusers and safetensors:\n${(check.stderr ?? check.error?.message ?? '').trim()}`);
+    console.error(
+      `reference side skipped: ${REFERENCE_ENV}=${python} cannot import torch, diffusers and safetensors:\n${(check.stderr ?? check.error?.message ?? '').trim()}`,
+    );
     return null;
   }
   return python;
@@ -123,7 +125,10 @@ export const TINY_AUTOENCODER_KL: RandomComponent = {
  * The folder name carries a hash of class, config and seed, so changing them makes a new one.
  */
 export function ensureComponent(root: string, name: string, component: RandomComponent, python: string | null): { dir: string; source: ComponentSource } {
-  const key = createHash('sha256').update(JSON.stringify([component.diffusersClass, component.config, component.seed])).digest('hex').slice(0, 10);
+  const key = createHash('sha256')
+    .update(JSON.stringify([component.diffusersClass, component.config, component.seed]))
+    .digest('hex')
+    .slice(0, 10);
   const dir = join(root, `${name}-${key}`);
   const marker = join(dir, '.complete');
   if (existsSync(marker)) return { dir, source: readFileSync(marker, 'utf-8').trim() as ComponentSource };
@@ -240,8 +245,17 @@ export class ReferenceServer {
   ) {}
 
   /** `dtype` is the torch_dtype of the model; the floating-point inputs are cast to it. */
-  static async start(python: string, diffusersClass: string, modelDir: string, inputsPath: string, threads: number, dtype: rt.DType = 'float32'): Promise<ReferenceServer> {
-    const child = spawn(python, [REFERENCE_SCRIPT, 'serve', diffusersClass, modelDir, inputsPath, String(threads), dtype], { stdio: ['pipe', 'pipe', 'inherit'] });
+  static async start(
+    python: string,
+    diffusersClass: string,
+    modelDir: string,
+    inputsPath: string,
+    threads: number,
+    dtype: rt.DType = 'float32',
+  ): Promise<ReferenceServer> {
+    const child = spawn(python, [REFERENCE_SCRIPT, 'serve', diffusersClass, modelDir, inputsPath, String(threads), dtype], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     const reader = createInterface({ input: child.stdout });
     const lines = reader[Symbol.asyncIterator]();
     const first = await lines.next();
@@ -356,7 +370,11 @@ export function loadAverage(): string {
 export function machineLine(torchVersion?: string): string {
   const cpu = rt.devices().cpu;
   const blas = cpu.gemm === 'blas' ? cpu.blas.split(' ').slice(0, 2).join(' ') : 'built-in GEMM';
-  const parts = [`${cpu.name} x ${cpus().length} cores (${cpu.isa})`, `Node ${process.versions.node}`, `ditcache CPU kernels with ${blas}, a pool of ${rt.numThreads()} threads`];
+  const parts = [
+    `${cpu.name} x ${cpus().length} cores (${cpu.isa})`,
+    `Node ${process.versions.node}`,
+    `ditcache CPU kernels with ${blas}, a pool of ${rt.numThreads()} threads`,
+  ];
   // OpenMP's wait policy decides how torch's threads behave when another job holds a core.
   if (torchVersion) parts.push(`torch ${torchVersion} (OMP_WAIT_POLICY ${process.env.OMP_WAIT_POLICY ?? 'unset'})`);
   return parts.join('; ');

@@ -57,7 +57,12 @@ export function runOpBenchmark(title: string, cases: readonly OpCase[], python: 
   const timeTorch = (): void => {
     if (!python) return;
     const spec = { threads: threadsList, budget, max_reps: maxReps, cases: cases.map((c) => ({ name: c.name, inputs: c.inputs, expr: c.torch })) };
-    const run = spawnSync(python, [REFERENCE_SCRIPT, 'ops'], { input: JSON.stringify(spec), encoding: 'utf-8', stdio: ['pipe', 'pipe', 'inherit'], maxBuffer: 1 << 26 });
+    const run = spawnSync(python, [REFERENCE_SCRIPT, 'ops'], {
+      input: JSON.stringify(spec),
+      encoding: 'utf-8',
+      stdio: ['pipe', 'pipe', 'inherit'],
+      maxBuffer: 1 << 26,
+    });
     if (run.status !== 0) throw new Error(`reference.py ops failed (exit ${run.status})`);
     const out = JSON.parse(run.stdout) as { torch: string; threads: Samples };
     torchVersion = out.torch;
@@ -69,7 +74,12 @@ export function runOpBenchmark(title: string, cases: readonly OpCase[], python: 
       for (const c of cases) {
         const inputs = rt.tidy(() => Object.fromEntries(Object.entries(c.inputs).map(([k, shape], i) => [k, randnTensor(shape, i + 1)])));
         try {
-          add(ours, String(threads), c.name, timeOp(() => rt.tidy(() => void c.ours(inputs)), budget, maxReps));
+          add(
+            ours,
+            String(threads),
+            c.name,
+            timeOp(() => rt.tidy(() => void c.ours(inputs)), budget, maxReps),
+          );
         } finally {
           for (const t of Object.values(inputs)) t.dispose();
         }
@@ -107,7 +117,10 @@ export function runOpBenchmark(title: string, cases: readonly OpCase[], python: 
       const row = [c.name, us(Math.min(...o)), us(median(o))];
       const t = reference[String(threads)]?.[c.name];
       if (t) {
-        const perForward = c.perForward === undefined ? '-' : (((Math.min(...o) - Math.min(...t)) * c.perForward * 1000) >= 0 ? '+' : '') + ((Math.min(...o) - Math.min(...t)) * c.perForward * 1000).toFixed(2);
+        const perForward =
+          c.perForward === undefined
+            ? '-'
+            : ((Math.min(...o) - Math.min(...t)) * c.perForward * 1000 >= 0 ? '+' : '') + ((Math.min(...o) - Math.min(...t)) * c.perForward * 1000).toFixed(2);
         row.push(us(Math.min(...t)), us(median(t)), `**${(Math.min(...o) / Math.min(...t)).toFixed(2)}**`, perForward);
       }
       return row;

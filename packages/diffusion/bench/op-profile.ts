@@ -119,7 +119,10 @@ export function profileOps(fn: () => void, reps: number): OpProfile {
       } finally {
         const seconds = (performance.now() - t0) / 1000;
         const op = typeof args[0] === 'string' ? `${name}:${args[0]}` : name;
-        const key = `${op} ${args.map(shapeOf).filter((s) => s !== null).join(' ')}`;
+        const key = `${op} ${args
+          .map(shapeOf)
+          .filter((s) => s !== null)
+          .join(' ')}`;
         const entry = stats.get(key) ?? { key, cls, calls: 0, seconds: 0 };
         entry.calls += 1;
         entry.seconds += seconds;

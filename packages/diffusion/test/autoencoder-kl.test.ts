@@ -14,7 +14,13 @@ describe.each(['flux-tiny', 'flux-tiny-guidance'])('AutoencoderKLDecoder on %s',
     const ref = loadSafetensors(`${goldens}/${set}/pipeline.safetensors`);
     using vae = AutoencoderKLDecoder.load(`${goldens}/${set}/vae`);
     expect(vae.scaleFactor).toBe(2);
-    expect(vae.config).toMatchObject({ latent_channels: 4, scaling_factor: 1.5035, shift_factor: 0.0609, use_post_quant_conv: false, block_out_channels: [8, 16] });
+    expect(vae.config).toMatchObject({
+      latent_channels: 4,
+      scaling_factor: 1.5035,
+      shift_factor: 0.0609,
+      use_post_quant_conv: false,
+      block_out_channels: [8, 16],
+    });
     const before = memoryStats();
     // FLUX packs 2x2 latent patches as tokens: (1, 64, 16) -> (1, 4, 16, 16).
     const image = tidy(() => {

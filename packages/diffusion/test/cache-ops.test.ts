@@ -33,7 +33,7 @@ class HomemadeTransformer {
 describe('runtimeTensorOps', () => {
   afterEach(() => vi.restoreAllMocks());
 
-  it('is registered as the engine\'s default TensorOps, so a runtime model without an adapter is cached in auto mode', () => {
+  it("is registered as the engine's default TensorOps, so a runtime model without an adapter is cached in auto mode", () => {
     expect(ditcacheContainer.resolve(TENSOR_OPS)).toBe(runtimeTensorOps);
     vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
     const transformer = new HomemadeTransformer();

@@ -56,7 +56,11 @@ describe('image output', () => {
     const paths = await savePngFrames(ref.video_out, dir);
     expect(memoryStats()).toEqual(before);
     expect(readdirSync(dir).sort()).toEqual(Array.from({ length: 9 }, (_, f) => `frame_000${f}.png`));
-    expect(paths).toEqual(readdirSync(dir).sort().map((name) => join(dir, name)));
+    expect(paths).toEqual(
+      readdirSync(dir)
+        .sort()
+        .map((name) => join(dir, name)),
+    );
     const frames = ref.video_out.squeeze(0);
     const { data, info } = await sharp(paths[4]).raw().toBuffer({ resolveWithObject: true });
     expect(info).toMatchObject({ width: 48, height: 32, channels: 3 });

@@ -19,7 +19,10 @@ describe('WeightReader and layers', () => {
     const norm = RMSNorm.load(w.at('attn.norm_q'), 16, 1e-6);
     expect([proj.outFeatures, proj.inFeatures, store.count]).toEqual([32, 32, 3]);
     expect(proj.weight.readOnly).toBe(true);
-    const x = tensor(Array.from({ length: 64 }, (_, i) => i / 64), [2, 32]);
+    const x = tensor(
+      Array.from({ length: 64 }, (_, i) => i / 64),
+      [2, 32],
+    );
     const y = tidy(() => norm.forward(proj.forward(x).reshape(2, 2, 16)));
     expect([...y.shape]).toEqual([2, 2, 16]);
     for (const t of [x, y]) t.dispose();
@@ -43,16 +46,22 @@ describe('WeightReader and layers', () => {
     expect([...proj.bias!.toFloat32Array()]).toEqual([1, 2, 3]);
   });
 
-  it('keep bf16 and f16 weights as stored with weightDtype \'stored\', mapped rather than copied, computing as the float32 ones do', () => {
+  it("keep bf16 and f16 weights as stored with weightDtype 'stored', mapped rather than copied, computing as the float32 ones do", () => {
     const dir = scratchDir('ditcache-stored-');
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ _class_name: 'Test' }));
-    using w32 = tensor(Array.from({ length: 64 * 32 }, (_, i) => Math.sin(i) / 8), [64, 32]);
+    using w32 = tensor(
+      Array.from({ length: 64 * 32 }, (_, i) => Math.sin(i) / 8),
+      [64, 32],
+    );
     using b32 = tensor(Array.from({ length: 64 }, (_, i) => Math.cos(i)));
     using wbf = w32.cast('bfloat16');
     using bf16 = b32.cast('float16');
     saveSafetensors(join(dir, 'model.safetensors'), { 'block.proj.weight': wbf, 'block.proj.bias': bf16 });
     using folder = new WeightFolder(dir);
-    using x = tensor(Array.from({ length: 3 * 32 }, (_, i) => Math.cos(i / 3)), [3, 32]);
+    using x = tensor(
+      Array.from({ length: 3 * 32 }, (_, i) => Math.cos(i / 3)),
+      [3, 32],
+    );
     const before = memoryStats();
     using store = new ParameterStore();
     const stored = Linear.load(new WeightReader(folder, store, { weightDtype: 'stored' }).at('block').at('proj'), 32, 64);
@@ -85,12 +94,17 @@ describe('WeightReader and layers', () => {
     const w = new WeightReader(folder, store);
     const patches = Conv3d.load(w.at('patch_embedding'), 16, 24, { kernel: [1, 2, 2], stride: [1, 2, 2] });
     expect(patches.kernel).toEqual([1, 2, 2]);
-    using x = tensor(Array.from({ length: 16 * 3 * 4 * 6 }, (_, i) => Math.cos(i)), [1, 16, 3, 4, 6]);
+    using x = tensor(
+      Array.from({ length: 16 * 3 * 4 * 6 }, (_, i) => Math.cos(i)),
+      [1, 16, 3, 4, 6],
+    );
     using y = patches.forward(x);
     using expected = conv3d(x, patches.weight, patches.bias, { stride: [1, 2, 2] });
     expect([...y.shape]).toEqual([1, 24, 3, 2, 3]);
     expect(relativeL2(y, expected)).toBe(0);
-    expect(() => Conv3d.load(w.at('patch_embedding'), 16, 24, { kernel: 2 })).toThrow(/weight 'patch_embedding.weight' has shape \(24, 16, 1, 2, 2\) but config.json implies \(24, 16, 2, 2, 2\)/);
+    expect(() => Conv3d.load(w.at('patch_embedding'), 16, 24, { kernel: 2 })).toThrow(
+      /weight 'patch_embedding.weight' has shape \(24, 16, 1, 2, 2\) but config.json implies \(24, 16, 2, 2, 2\)/,
+    );
   });
 
   it('FeedForward is net.0.proj, GELU, net.2', () => {
@@ -99,7 +113,10 @@ describe('WeightReader and layers', () => {
     const w = new WeightReader(folder, store).at('blocks').at(0).at('ffn');
     const ff = FeedForward.load(w, 24, 32, 'gelu-approximate');
     expect(ff.innerDim).toBe(32);
-    using x = tensor(Array.from({ length: 48 }, (_, i) => Math.sin(i)), [2, 24]);
+    using x = tensor(
+      Array.from({ length: 48 }, (_, i) => Math.sin(i)),
+      [2, 24],
+    );
     const before = memoryStats();
     using y = ff.forward(x);
     using expected = tidy(() => linear(gelu(linear(x, ff.proj.weight, ff.proj.bias), { approximate: 'tanh' }), ff.out.weight, ff.out.bias));

@@ -48,7 +48,7 @@ describe('modulate', () => {
     expect(Array.from(perToken.toFloat32Array())).toEqual(Array.from(flat.toFloat32Array()));
   });
 
-  it('inFloat32 computes in float32 and rounds once to a bfloat16 input\'s dtype', () => {
+  it("inFloat32 computes in float32 and rounds once to a bfloat16 input's dtype", () => {
     using input = tensor(x, [B, T, D]).cast('bfloat16');
     using s = tensor(scale, [B, 1, D]);
     using h = tensor(shift, [B, 1, D]);

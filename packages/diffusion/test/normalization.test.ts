@@ -23,7 +23,16 @@ function folderWith(weights: Record<string, number[]>): string {
   const dir = scratchDir('ditcache-norm-');
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ _class_name: 'Test' }));
   const tensors: Record<string, Tensor> = {};
-  Object.entries(weights).forEach(([name, shape], i) => (tensors[name] = tensor(values(shape.reduce((a, b) => a * b, 1), 11 + i), shape)));
+  Object.entries(weights).forEach(
+    ([name, shape], i) =>
+      (tensors[name] = tensor(
+        values(
+          shape.reduce((a, b) => a * b, 1),
+          11 + i,
+        ),
+        shape,
+      )),
+  );
   saveSafetensors(join(dir, 'model.safetensors'), tensors);
   for (const t of Object.values(tensors)) t.dispose();
   return dir;
@@ -70,7 +79,12 @@ describe('adaptive layer norms', () => {
     using et = tensor(emb, [batch, embDim]);
     const before = memoryStats();
     const out = norm.forward(xt, et);
-    const params = linear(rowsOf(emb, embDim).map((r) => r.map(silu)), [...norm.linear.weight.toFloat32Array()], [...norm.linear.bias!.toFloat32Array()], 6 * dim);
+    const params = linear(
+      rowsOf(emb, embDim).map((r) => r.map(silu)),
+      [...norm.linear.weight.toFloat32Array()],
+      [...norm.linear.bias!.toFloat32Array()],
+      6 * dim,
+    );
     expectClose(out.normed, modulated(params, 6, 0, 1, 1e-6));
     const partOf = (k: number) => params.flatMap((p) => p.slice(k * dim, (k + 1) * dim));
     expectClose(out.gateMsa, partOf(2));
@@ -89,7 +103,12 @@ describe('adaptive layer norms', () => {
     using xt = tensor(x, [batch, tokens, dim]);
     using et = tensor(emb, [batch, embDim]);
     using out = norm.forward(xt, et);
-    const params = linear(rowsOf(emb, embDim).map((r) => r.map(silu)), [...norm.linear.weight.toFloat32Array()], [...norm.linear.bias!.toFloat32Array()], 2 * dim);
+    const params = linear(
+      rowsOf(emb, embDim).map((r) => r.map(silu)),
+      [...norm.linear.weight.toFloat32Array()],
+      [...norm.linear.bias!.toFloat32Array()],
+      2 * dim,
+    );
     expectClose(out, modulated(params, 2, 1, 0, 1e-6));
   });
 });

@@ -22,12 +22,32 @@ describe('readPipelineDefaults', () => {
   });
 
   it('reads every key under its generate() option name, and skips keys starting with _', () => {
-    const folder = folderWith(JSON.stringify({ _comment: 'made for 32x32', height: 32, width: 48, num_inference_steps: 28, guidance_scale: 3.5, max_sequence_length: 16, num_frames: 9, fps: 8 }));
-    expect(readPipelineDefaults(folder)).toEqual({ height: 32, width: 48, numInferenceSteps: 28, guidanceScale: 3.5, maxSequenceLength: 16, numFrames: 9, fps: 8 });
+    const folder = folderWith(
+      JSON.stringify({
+        _comment: 'made for 32x32',
+        height: 32,
+        width: 48,
+        num_inference_steps: 28,
+        guidance_scale: 3.5,
+        max_sequence_length: 16,
+        num_frames: 9,
+        fps: 8,
+      }),
+    );
+    expect(readPipelineDefaults(folder)).toEqual({
+      height: 32,
+      width: 48,
+      numInferenceSteps: 28,
+      guidanceScale: 3.5,
+      maxSequenceLength: 16,
+      numFrames: 9,
+      fps: 8,
+    });
   });
 
   it('refuses unknown keys, wrong values and files that are not a JSON object, naming the file and key and listing the valid keys', () => {
-    const valid = /valid keys: height, width, num_inference_steps, guidance_scale, max_sequence_length, num_frames, fps \(and keys starting with _, which are ignored\)$/;
+    const valid =
+      /valid keys: height, width, num_inference_steps, guidance_scale, max_sequence_length, num_frames, fps \(and keys starting with _, which are ignored\)$/;
     const cases: [string, RegExp][] = [
       ['{"steps": 28}', /ditcache\.json: unknown key "steps" \(did you mean "num_inference_steps"\?\); /],
       ['{"numInferenceSteps": 28}', /unknown key "numInferenceSteps" \(did you mean "num_inference_steps"\?\)/],
@@ -51,7 +71,13 @@ describe('withPipelineDefaults', () => {
   const defaults = { height: 32, width: 32, numInferenceSteps: 28, maxSequenceLength: 16, fps: 8 };
 
   it('fills what the options leave undefined; given values win', () => {
-    expect(withPipelineDefaults({ height: 64, width: undefined, prompt: 'a cat' }, defaults)).toEqual({ height: 64, width: 32, numInferenceSteps: 28, maxSequenceLength: 16, prompt: 'a cat' });
+    expect(withPipelineDefaults({ height: 64, width: undefined, prompt: 'a cat' }, defaults)).toEqual({
+      height: 64,
+      width: 32,
+      numInferenceSteps: 28,
+      maxSequenceLength: 16,
+      prompt: 'a cat',
+    });
   });
 
   it('fills maxSequenceLength only for text prompts, and never fps', () => {
@@ -59,7 +85,7 @@ describe('withPipelineDefaults', () => {
     expect(withPipelineDefaults<{ negativePrompt?: string; maxSequenceLength?: number }>({ negativePrompt: '' }, defaults).maxSequenceLength).toBe(16);
   });
 
-  it('leaves the caller\'s object alone', () => {
+  it("leaves the caller's object alone", () => {
     const opts = { height: undefined };
     withPipelineDefaults(opts, defaults);
     expect(opts).toEqual({ height: undefined });

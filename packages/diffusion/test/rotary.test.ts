@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { multiAxisRotaryTables } from '../src/index.js';
 
 describe('multiAxisRotaryTables', () => {
-  it('gives each axis its slice with diffusers\' frequencies, every value repeated for its channel pair', () => {
+  it("gives each axis its slice with diffusers' frequencies, every value repeated for its channel pair", () => {
     const axesDims = [2, 4, 6];
     const positions = [0, 0, 0, 0, 3, 5, 1, 7, 2];
     const theta = 100;

@@ -36,16 +36,31 @@ describe('FlowMatchEulerDiscreteScheduler against float64 math', () => {
     const expected = linspace(1, shifted(0.001), 10).map(shifted);
     expect(worstRelative(schedule.sigmas.subarray(0, 10), expected)).toBeLessThan(2e-7);
     expect(schedule.sigmas[10]).toBe(0);
-    expect(worstRelative(schedule.timesteps, expected.map((s) => s * 1000))).toBeLessThan(2e-7);
+    expect(
+      worstRelative(
+        schedule.timesteps,
+        expected.map((s) => s * 1000),
+      ),
+    ).toBeLessThan(2e-7);
   });
 
   it('shifts dynamically: exp(mu) / (exp(mu) + 1 / s - 1), and linearly: mu / (mu + 1 / s - 1)', () => {
     const sigmas = linspace(1, 1 / 8, 8);
     const mu = 0.93;
     const exponential = new FlowMatchEulerDiscreteScheduler({ use_dynamic_shifting: true }).schedule({ sigmas, mu });
-    expect(worstRelative(exponential.sigmas.subarray(0, 8), sigmas.map((s) => Math.exp(mu) / (Math.exp(mu) + 1 / s - 1)))).toBeLessThan(4e-7);
+    expect(
+      worstRelative(
+        exponential.sigmas.subarray(0, 8),
+        sigmas.map((s) => Math.exp(mu) / (Math.exp(mu) + 1 / s - 1)),
+      ),
+    ).toBeLessThan(4e-7);
     const linear = new FlowMatchEulerDiscreteScheduler({ use_dynamic_shifting: true, time_shift_type: 'linear' }).schedule({ sigmas, mu });
-    expect(worstRelative(linear.sigmas.subarray(0, 8), sigmas.map((s) => mu / (mu + 1 / s - 1)))).toBeLessThan(4e-7);
+    expect(
+      worstRelative(
+        linear.sigmas.subarray(0, 8),
+        sigmas.map((s) => mu / (mu + 1 / s - 1)),
+      ),
+    ).toBeLessThan(4e-7);
   });
 
   it('stretches to shift_terminal and inverts sigmas', () => {
@@ -54,7 +69,12 @@ describe('FlowMatchEulerDiscreteScheduler against float64 math', () => {
     const shifted = (s: number): number => (2 * s) / (1 + s);
     const base = linspace(1, shifted(0.001), 6).map(shifted);
     const scale = (1 - base[5]) / (1 - terminal);
-    expect(worstRelative(schedule.sigmas.subarray(0, 6), base.map((s) => 1 - (1 - s) / scale))).toBeLessThan(2e-7);
+    expect(
+      worstRelative(
+        schedule.sigmas.subarray(0, 6),
+        base.map((s) => 1 - (1 - s) / scale),
+      ),
+    ).toBeLessThan(2e-7);
     expect(schedule.sigmas[5]).toBeCloseTo(terminal, 6);
 
     const inverted = new FlowMatchEulerDiscreteScheduler({ invert_sigmas: true }).schedule({ sigmas: [1, 0.75, 0.5, 0.25] });
@@ -110,7 +130,9 @@ describe('FlowMatchEulerDiscreteScheduler errors', () => {
     expect(() => new FlowMatchEulerDiscreteScheduler({ use_karras_sigmas: true })).toThrow(ConfigError);
     expect(() => new FlowMatchEulerDiscreteScheduler().schedule({ numInferenceSteps: 3, sigmas: [1, 0.5] })).toThrow(/2 custom values for 3 steps/);
     expect(() => new FlowMatchEulerDiscreteScheduler().schedule({})).toThrow(/numInferenceSteps must be a positive integer/);
-    expect(() => FlowMatchEulerDiscreteScheduler.fromFolder(`${goldens}/wan-tiny/wan22/scheduler`)).toThrow(/describes a UniPCMultistepScheduler, not a FlowMatchEulerDiscreteScheduler/);
+    expect(() => FlowMatchEulerDiscreteScheduler.fromFolder(`${goldens}/wan-tiny/wan22/scheduler`)).toThrow(
+      /describes a UniPCMultistepScheduler, not a FlowMatchEulerDiscreteScheduler/,
+    );
     expect(() => FlowMatchEulerDiscreteScheduler.fromFolder(`${goldens}/flux-tiny/nothing`)).toThrow(/scheduler_config.json: no such file/);
   });
 });

@@ -77,6 +77,8 @@ describe('UniPCMultistepScheduler errors', () => {
     expect(() => new UniPCMultistepScheduler({ ...FLOW, final_sigmas_type: 'last' })).toThrow(/final_sigmas_type/);
     expect(() => new UniPCMultistepScheduler({ ...FLOW, use_dynamic_shifting: true }).schedule({ numInferenceSteps: 4 })).toThrow(/mu is required/);
     expect(() => new UniPCMultistepScheduler(FLOW).schedule({ numInferenceSteps: 0 })).toThrow(/numInferenceSteps must be a positive integer/);
-    expect(() => UniPCMultistepScheduler.fromFolder(`${goldens}/wan-tiny/scheduler`)).toThrow(/describes a FlowMatchEulerDiscreteScheduler, not a UniPCMultistepScheduler/);
+    expect(() => UniPCMultistepScheduler.fromFolder(`${goldens}/wan-tiny/scheduler`)).toThrow(
+      /describes a FlowMatchEulerDiscreteScheduler, not a UniPCMultistepScheduler/,
+    );
   });
 });

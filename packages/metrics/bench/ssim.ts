@@ -60,8 +60,12 @@ async function ensureImages(): Promise<void> {
   for (let i = 0; i < PAIRS; i++) {
     const name = `img_${String(i).padStart(3, '0')}.png`;
     const raw = { raw: { width: SIZE, height: SIZE, channels: 3 as const } };
-    await sharp(syntheticImage(i + 1, 2), raw).png({ compressionLevel: 1 }).toFile(join(DATA_DIR, 'ref', name));
-    await sharp(syntheticImage(i + 1, 2 + (i % 7)), raw).png({ compressionLevel: 1 }).toFile(join(DATA_DIR, 'test', name));
+    await sharp(syntheticImage(i + 1, 2), raw)
+      .png({ compressionLevel: 1 })
+      .toFile(join(DATA_DIR, 'ref', name));
+    await sharp(syntheticImage(i + 1, 2 + (i % 7)), raw)
+      .png({ compressionLevel: 1 })
+      .toFile(join(DATA_DIR, 'test', name));
   }
   writeFileSync(marker, 'ok\n');
 }

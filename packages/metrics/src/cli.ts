@@ -119,7 +119,9 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
     .option('--models <dir>', 'folder with the ONNX exports (default: $DITCACHE_METRICS_MODELS or ~/.cache/ditcache/metrics)')
     .addOption(new Option('--lpips-net <net>', 'LPIPS backbone').choices(['alex', 'vgg']).default('alex'))
     .option('--prompts <file>', 'prompts for clip_score: .txt (one per line, file-name order) or .json (file name -> prompt)')
-    .addOption(new Option('--runtime <runtime>', 'ONNX runtime: onnxruntime-node if installed, else onnxruntime-web').choices(['auto', 'node', 'web']).default('auto'))
+    .addOption(
+      new Option('--runtime <runtime>', 'ONNX runtime: onnxruntime-node if installed, else onnxruntime-web').choices(['auto', 'node', 'web']).default('auto'),
+    )
     .option('--batch-size <n>', 'images per network call for fid and clip_score', positiveInteger, 8)
     .option('--progress', 'show progress bars on stderr (default: when stderr is a terminal)')
     .option('--no-progress', 'never show progress bars')
@@ -158,7 +160,7 @@ async function runCli(metricNames: string[], options: CliOptions): Promise<void>
     prompts: options.prompts,
     runtime: options.runtime,
     batchSize: options.batchSize,
-    progress: progressFactory(options.progress ?? (process.stderr.isTTY === true)),
+    progress: progressFactory(options.progress ?? process.stderr.isTTY === true),
   };
   const { metrics, skipped } = expandMetrics(metricNames, compareOptions);
   compareOptions.metrics = metrics;
@@ -189,12 +191,7 @@ async function runCli(metricNames: string[], options: CliOptions): Promise<void>
   }
 }
 
-function writeOutput(
-  comparisons: Comparison[],
-  metrics: MetricName[],
-  options: CliOptions,
-  manyMode?: { reference: string },
-): void {
+function writeOutput(comparisons: Comparison[], metrics: MetricName[], options: CliOptions, manyMode?: { reference: string }): void {
   if (options.json) {
     const json = manyMode
       ? { reference: manyMode.reference, results: Object.fromEntries(comparisons.map((c) => [c.label, comparisonToJson(c)])) }

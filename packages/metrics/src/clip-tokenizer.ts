@@ -82,10 +82,7 @@ export class ClipTokenizer {
     let vocabText: string;
     let mergesText: string;
     try {
-      [vocabText, mergesText] = await Promise.all([
-        readFile(join(dir, 'vocab.json'), 'utf8'),
-        readFile(join(dir, 'merges.txt'), 'utf8'),
-      ]);
+      [vocabText, mergesText] = await Promise.all([readFile(join(dir, 'vocab.json'), 'utf8'), readFile(join(dir, 'merges.txt'), 'utf8')]);
     } catch (error) {
       throw new MetricsError(`cannot read the CLIP tokenizer (vocab.json, merges.txt) in ${dir}: ${(error as Error).message}`);
     }

@@ -185,10 +185,7 @@ export async function evaluateClipScore(
   for (let start = 0; start < images.length; start += batchSize) {
     const chunk = images.slice(start, start + batchSize);
     const decoded = await Promise.all(chunk.map((image) => loadImage(image.path)));
-    const [imageEmbeddings, textEmbeddings] = [
-      await model.imageEmbeddings(decoded),
-      await model.textEmbeddings(chunk.map((image) => prompts[image.name])),
-    ];
+    const [imageEmbeddings, textEmbeddings] = [await model.imageEmbeddings(decoded), await model.textEmbeddings(chunk.map((image) => prompts[image.name]))];
     chunk.forEach((image, i) => (cosines[image.name] = cosineSimilarity(imageEmbeddings[i], textEmbeddings[i])));
     options.onProgress?.(start + chunk.length, images.length);
   }

@@ -35,9 +35,7 @@ const KEPT_SPACES: Record<string, { space: 'srgb' | 'b-w' | 'rgb16' | 'grey16'; 
 export async function loadImage(path: string): Promise<PixelImage> {
   const extension = extname(path).toLowerCase();
   if (!IMAGE_EXTENSIONS.includes(extension)) {
-    throw new MetricsError(
-      `unsupported image format "${extension || '(no extension)'}": ${path} (supported: ${IMAGE_EXTENSIONS.join(', ')})`,
-    );
+    throw new MetricsError(`unsupported image format "${extension || '(no extension)'}": ${path} (supported: ${IMAGE_EXTENSIONS.join(', ')})`);
   }
   let bytes: Buffer;
   try {

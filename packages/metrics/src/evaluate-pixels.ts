@@ -4,13 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { MetricsError } from './errors.js';
 import type { ImagePair } from './pairs.js';
-import {
-  runPixelTask,
-  type PixelMetricName,
-  type PixelMetricOptions,
-  type PixelMetricValues,
-  type PixelTask,
-} from './pixel-evaluation.js';
+import { runPixelTask, type PixelMetricName, type PixelMetricOptions, type PixelMetricValues, type PixelTask } from './pixel-evaluation.js';
 import type { PixelWorkerReply, PixelWorkerRequest } from './pixel-worker.js';
 import { summarize, type MetricSummary } from './summary.js';
 
@@ -37,10 +31,7 @@ function workerScript(): string | null {
  * Decodes and compares every pair, in parallel over worker threads, and summarises each
  * metric over the pairs (mean, count, per-image values in pair order).
  */
-export async function evaluatePixelMetrics(
-  pairs: readonly ImagePair[],
-  options: PixelEvaluationOptions,
-): Promise<PixelEvaluation> {
+export async function evaluatePixelMetrics(pairs: readonly ImagePair[], options: PixelEvaluationOptions): Promise<PixelEvaluation> {
   if (pairs.length === 0) throw new MetricsError('no image pairs to compare');
   const task = (pair: ImagePair): PixelTask => ({
     path1: pair.path1,
@@ -65,10 +56,7 @@ export async function evaluatePixelMetrics(
   return evaluation;
 }
 
-async function runInThisThread(
-  tasks: PixelTask[],
-  onProgress?: (done: number, total: number) => void,
-): Promise<PixelMetricValues[]> {
+async function runInThisThread(tasks: PixelTask[], onProgress?: (done: number, total: number) => void): Promise<PixelMetricValues[]> {
   const results: PixelMetricValues[] = [];
   // Decoding the next pair (sharp works off the main thread) overlaps with comparing this one.
   let next = tasks.length > 0 ? runPixelTask(tasks[0]) : null;

@@ -44,13 +44,7 @@ export function dataRangeOf(image: PixelImage): number {
 }
 
 /** Wraps raw interleaved pixels (for example an RGB frame a pipeline produced in memory). */
-export function pixelImage(
-  data: PixelData,
-  width: number,
-  height: number,
-  channels: number,
-  dataRange?: number,
-): PixelImage {
+export function pixelImage(data: PixelData, width: number, height: number, channels: number, dataRange?: number): PixelImage {
   const image: PixelImage = { data, width, height, channels, dataRange };
   validateImage(image, 'image');
   return image;
@@ -68,9 +62,7 @@ export function validateImage(image: PixelImage, label: string): void {
     }
   }
   if (data.length !== width * height * channels) {
-    throw new MetricsError(
-      `${label}: ${data.length} samples do not fill ${height}x${width}x${channels} (${width * height * channels} expected)`,
-    );
+    throw new MetricsError(`${label}: ${data.length} samples do not fill ${height}x${width}x${channels} (${width * height * channels} expected)`);
   }
   if (image.dataRange !== undefined && !(image.dataRange > 0 && Number.isFinite(image.dataRange))) {
     throw new MetricsError(`${label}: dataRange must be a positive finite number, got ${image.dataRange}`);
@@ -86,9 +78,7 @@ export function checkComparable(a: PixelImage, b: PixelImage, labelA = 'image 1'
   validateImage(a, labelA);
   validateImage(b, labelB);
   if (a.width !== b.width || a.height !== b.height) {
-    throw new MetricsError(
-      `size mismatch: ${labelA} is ${a.width}x${a.height}, ${labelB} is ${b.width}x${b.height} (width x height)`,
-    );
+    throw new MetricsError(`size mismatch: ${labelA} is ${a.width}x${a.height}, ${labelB} is ${b.width}x${b.height} (width x height)`);
   }
   if (a.channels !== b.channels) {
     throw new MetricsError(`channel mismatch: ${labelA} has ${a.channels} channels, ${labelB} has ${b.channels}`);

@@ -31,11 +31,7 @@ export interface FeatureMap {
 }
 
 /** LPIPS distance from per-layer features of two images and the per-layer channel weights. */
-export function lpipsFromFeatures(
-  first: readonly FeatureMap[],
-  second: readonly FeatureMap[],
-  weights: readonly ArrayLike<number>[],
-): number {
+export function lpipsFromFeatures(first: readonly FeatureMap[], second: readonly FeatureMap[], weights: readonly ArrayLike<number>[]): number {
   if (first.length !== second.length || first.length !== weights.length) {
     throw new MetricsError(`lpips: ${first.length} and ${second.length} feature layers for ${weights.length} weight sets`);
   }
@@ -91,10 +87,7 @@ export class LpipsNetwork {
     let layers = 0;
     while (network.outputNames.includes(`feat_${layers}`)) layers++;
     if (layers === 0) network.expectNames(['images'], ['feat_0', 'lin_0']);
-    network.expectNames(
-      ['images'],
-      Array.from({ length: layers }, (_, l) => [`feat_${l}`, `lin_${l}`]).flat(),
-    );
+    network.expectNames(['images'], Array.from({ length: layers }, (_, l) => [`feat_${l}`, `lin_${l}`]).flat());
     return new LpipsNetwork(network, layers);
   }
 

@@ -45,9 +45,7 @@ export function parseNpy(bytes: Uint8Array, label = 'npy'): NpyArray {
   } else {
     throw new MetricsError(`${label}: unsupported .npy format version ${major}`);
   }
-  const header = new TextDecoder(major === 3 ? 'utf-8' : 'latin1').decode(
-    bytes.subarray(headerStart, headerStart + headerLength),
-  );
+  const header = new TextDecoder(major === 3 ? 'utf-8' : 'latin1').decode(bytes.subarray(headerStart, headerStart + headerLength));
   const descrMatch = /'descr'\s*:\s*'([^']+)'/.exec(header);
   const fortranMatch = /'fortran_order'\s*:\s*(True|False)/.exec(header);
   const shapeMatch = /'shape'\s*:\s*\(([^)]*)\)/.exec(header);
@@ -56,9 +54,7 @@ export function parseNpy(bytes: Uint8Array, label = 'npy'): NpyArray {
   }
   const descr = DESCR_ALIASES[descrMatch[1]];
   if (!descr) {
-    throw new MetricsError(
-      `${label}: unsupported .npy dtype ${descrMatch[1]} (supported: uint8, little-endian uint16, float32, float64)`,
-    );
+    throw new MetricsError(`${label}: unsupported .npy dtype ${descrMatch[1]} (supported: uint8, little-endian uint16, float32, float64)`);
   }
   if (fortranMatch[1] === 'True') {
     throw new MetricsError(`${label}: Fortran-ordered .npy arrays are not supported (save with np.ascontiguousarray)`);

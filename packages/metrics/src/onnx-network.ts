@@ -88,9 +88,7 @@ export class OnnxNetwork {
     try {
       await stat(path);
     } catch {
-      throw new MetricsError(
-        `${purpose} model not found: ${path} (export it as the README of @ditcache/metrics explains under "Model files")`,
-      );
+      throw new MetricsError(`${purpose} model not found: ${path} (export it as the README of @ditcache/metrics explains under "Model files")`);
     }
     const threads = options.threads ?? availableParallelism();
     const { name, ort } = await loadRuntime(options.runtime ?? 'auto', threads);

@@ -92,9 +92,7 @@ export async function resolvePairs(path1: string, path2: string): Promise<ImageP
     const name2 = basename(path2);
     return [{ name: name1 === name2 ? name1 : `${name1} vs ${name2}`, path1, path2 }];
   }
-  throw new MetricsError(
-    `cannot compare a ${kind1} with a ${kind2}: ${path1} and ${path2} must both be files or both be directories`,
-  );
+  throw new MetricsError(`cannot compare a ${kind1} with a ${kind2}: ${path1} and ${path2} must both be files or both be directories`);
 }
 
 /** The image files of one path: the file itself, or the images inside a directory. */

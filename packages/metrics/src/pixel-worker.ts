@@ -11,9 +11,7 @@ export interface PixelWorkerRequest {
   task: PixelTask;
 }
 
-export type PixelWorkerReply =
-  | { id: number; values: Record<string, number> }
-  | { id: number; error: string; metricsError: boolean };
+export type PixelWorkerReply = { id: number; values: Record<string, number> } | { id: number; error: string; metricsError: boolean };
 
 const port = parentPort;
 if (port) {

@@ -116,13 +116,7 @@ function clip8(accumulator: number): number {
  * Resizes 8-bit interleaved RGB like Pillow's `Image.resize(size, Image.BICUBIC)`:
  * horizontal pass first (over the rows the vertical pass needs), then vertical.
  */
-export function resizeBicubicLikePillow(
-  pixels: Uint8Array,
-  width: number,
-  height: number,
-  outWidth: number,
-  outHeight: number,
-): Uint8Array {
+export function resizeBicubicLikePillow(pixels: Uint8Array, width: number, height: number, outWidth: number, outHeight: number): Uint8Array {
   const horizontal = precomputeCoefficients(width, outWidth);
   const vertical = precomputeCoefficients(height, outHeight);
   const needHorizontal = outWidth !== width;
@@ -215,8 +209,7 @@ export function clipPixelValues(
   const size = settings.imageSize;
   const rgb = toRgb8(image);
   const { width, height } = image;
-  const [outWidth, outHeight] =
-    width <= height ? [size, Math.trunc((size * height) / width)] : [Math.trunc((size * width) / height), size];
+  const [outWidth, outHeight] = width <= height ? [size, Math.trunc((size * height) / width)] : [Math.trunc((size * width) / height), size];
   const resized = resizeBicubicLikePillow(rgb, width, height, outWidth, outHeight);
   const top = Math.floor((outHeight - size) / 2);
   const left = Math.floor((outWidth - size) / 2);

@@ -65,7 +65,13 @@ function pairCount(comparison: Comparison): number | null {
 /** A markdown table, one row per comparison, one column per metric asked for. */
 export function markdownTable(comparisons: readonly Comparison[], metrics: readonly MetricName[]): string {
   const header = ['compared', ...metrics.map((m) => (m === 'psnr' ? 'psnr (dB)' : m)), 'images'];
-  const lines = [`| ${header.join(' | ')} |`, `| --- | ${header.slice(1).map(() => '---:').join(' | ')} |`];
+  const lines = [
+    `| ${header.join(' | ')} |`,
+    `| --- | ${header
+      .slice(1)
+      .map(() => '---:')
+      .join(' | ')} |`,
+  ];
   for (const comparison of comparisons) {
     const cells = [comparison.label, ...metrics.map((m) => cell(m, comparison.results[m])), String(pairCount(comparison) ?? '-')];
     lines.push(`| ${cells.join(' | ')} |`);

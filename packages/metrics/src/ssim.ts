@@ -74,9 +74,7 @@ export function ssim(a: PixelImage, b: PixelImage, options: SsimOptions = {}): n
   const range = options.dataRange ?? naturalRange;
   const spec = windowSpec(options);
   if (a.width < spec.size || a.height < spec.size) {
-    throw new MetricsError(
-      `ssim: the image (${a.width}x${a.height}) is smaller than the ${spec.size}x${spec.size} window`,
-    );
+    throw new MetricsError(`ssim: the image (${a.width}x${a.height}) is smaller than the ${spec.size}x${spec.size} window`);
   }
   const k1 = options.k1 ?? 0.01;
   const k2 = options.k2 ?? 0.03;
@@ -155,14 +153,7 @@ function addInPlace(target: Float64Array, source: Float64Array, offset: number, 
 }
 
 /** Sliding window sums along one row, written as five runs of `outWidth` values at `slot`. */
-function uniformRowSums(
-  x: Float64Array,
-  y: Float64Array,
-  size: number,
-  outWidth: number,
-  ring: Float64Array,
-  slot: number,
-): void {
+function uniformRowSums(x: Float64Array, y: Float64Array, size: number, outWidth: number, ring: Float64Array, slot: number): void {
   let sx = 0;
   let sy = 0;
   let sxx = 0;
@@ -206,14 +197,7 @@ function uniformRowSums(
 }
 
 /** Gaussian-weighted sums along one row (direct convolution: the taps differ). */
-function weightedRowSums(
-  x: Float64Array,
-  y: Float64Array,
-  weights: Float64Array,
-  outWidth: number,
-  ring: Float64Array,
-  slot: number,
-): void {
+function weightedRowSums(x: Float64Array, y: Float64Array, weights: Float64Array, outWidth: number, ring: Float64Array, slot: number): void {
   const size = weights.length;
   for (let j = 0; j < outWidth; j++) {
     let sx = 0;
@@ -242,13 +226,7 @@ function weightedRowSums(
 }
 
 /** Gaussian-weighted sums down the columns of the ring, oldest row first. */
-function weightedColumnSums(
-  ring: Float64Array,
-  weights: Float64Array,
-  newestRow: number,
-  rowStride: number,
-  out: Float64Array,
-): void {
+function weightedColumnSums(ring: Float64Array, weights: Float64Array, newestRow: number, rowStride: number, out: Float64Array): void {
   const size = weights.length;
   out.fill(0);
   for (let k = 0; k < size; k++) {

@@ -99,13 +99,18 @@ describe('ditcache-metrics errors: one line naming the files, exit code 1', () =
 
   it('missing partner files', () => {
     copyDir(TEST, join(dir, 'partial'), ['img_00.png', 'img_01.png']);
-    expectError(['psnr', '-i1', REF, '-i2', join(dir, 'partial')], /missing partner files: .*ref\/img_02\.png, .*ref\/img_05\.png have no partner in .*partial/);
+    expectError(
+      ['psnr', '-i1', REF, '-i2', join(dir, 'partial')],
+      /missing partner files: .*ref\/img_02\.png, .*ref\/img_05\.png have no partner in .*partial/,
+    );
   });
 
   it('size mismatch', async () => {
     mkdirSync(join(dir, 'small'));
     for (const name of readdirSync(REF)) {
-      await sharp({ create: { width: 10, height: 10, channels: 3, background: '#808080' } }).png().toFile(join(dir, 'small', name));
+      await sharp({ create: { width: 10, height: 10, channels: 3, background: '#808080' } })
+        .png()
+        .toFile(join(dir, 'small', name));
     }
     expectError(['ssim', '-i1', REF, '-i2', join(dir, 'small')], /size mismatch: .*ref\/(img_\d\d\.png) is \d+x\d+, .*small\/\1 is 10x10/);
   });
@@ -143,7 +148,20 @@ describe('ditcache-metrics with learned metrics (tiny networks in --models)', ()
   });
 
   it('"all" runs every metric whose files are present, in one JSON object', () => {
-    const { code, stdout, stderr } = run('all', '-i1', REF, '-i2', TEST, '--models', models, '--prompts', join(models, 'prompts.txt'), '--runtime', 'web', '--json');
+    const { code, stdout, stderr } = run(
+      'all',
+      '-i1',
+      REF,
+      '-i2',
+      TEST,
+      '--models',
+      models,
+      '--prompts',
+      join(models, 'prompts.txt'),
+      '--runtime',
+      'web',
+      '--json',
+    );
     expect(stderr).toBe('');
     expect(code).toBe(0);
     const json = JSON.parse(stdout);

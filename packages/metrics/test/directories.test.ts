@@ -18,9 +18,7 @@ describe('directory pairing', () => {
     mkdirSync(join(dir, 'b'));
     for (const name of ['x.png', 'y.png']) writeFileSync(join(dir, 'a', name), '');
     for (const name of ['y.png', 'z.png']) writeFileSync(join(dir, 'b', name), '');
-    await expect(pairDirectories(join(dir, 'a'), join(dir, 'b'))).rejects.toThrow(
-      /a\/x\.png has no partner in .*b; .*b\/z\.png has no partner in .*a/,
-    );
+    await expect(pairDirectories(join(dir, 'a'), join(dir, 'b'))).rejects.toThrow(/a\/x\.png has no partner in .*b; .*b\/z\.png has no partner in .*a/);
     writeFileSync(join(dir, 'b', 'x.png'), '');
     writeFileSync(join(dir, 'a', 'z.png'), '');
     expect((await pairDirectories(join(dir, 'a'), join(dir, 'b'))).map((p) => p.name)).toEqual(['x.png', 'y.png', 'z.png']);

@@ -1,14 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import {
-  featureStatistics,
-  frechetDistance,
-  matmul,
-  pivotedCholesky,
-  symmetricEigenvalues,
-  traceSqrtProduct,
-} from '../src/index.js';
+import { featureStatistics, frechetDistance, matmul, pivotedCholesky, symmetricEigenvalues, traceSqrtProduct } from '../src/index.js';
 import { DATA_DIR } from './helpers/paths.js';
 import { checksum, Lcg, relativeError, syntheticFeatures, type FeatureSpec } from './helpers/synthetic.js';
 
@@ -53,13 +46,7 @@ function matrixWithEigenvalues(values: number[], seed: number): Float64Array {
 
 describe('symmetric eigenvalues', () => {
   it('recovers known spectra, including zeros, repeats and negatives', () => {
-    const spectra = [
-      [5, 4, 3, 2, 1, 0.5, 0.25, 0.125],
-      [2, 2, 2, 0, 0, 0, 1e-9, 7],
-      [-3, 1, 0, 4, -0.5, 9, 9, 2, 0.1, 6, 11, -7],
-      [42],
-      [1, 3],
-    ];
+    const spectra = [[5, 4, 3, 2, 1, 0.5, 0.25, 0.125], [2, 2, 2, 0, 0, 0, 1e-9, 7], [-3, 1, 0, 4, -0.5, 9, 9, 2, 0.1, 6, 11, -7], [42], [1, 3]];
     spectra.forEach((values, index) => {
       const matrix = matrixWithEigenvalues(values, index + 1);
       const found = Array.from(symmetricEigenvalues(matrix, values.length));
@@ -124,7 +111,7 @@ describe('Frechet distance against a 50-digit mpmath reference', () => {
     expect(relativeError(distance, reference.frechet_mp50)).toBeLessThan(1e-12);
   });
 
-  it('is closer to the exact value than pytorch-fid\'s scipy.linalg.sqrtm recipe on singular covariances', () => {
+  it("is closer to the exact value than pytorch-fid's scipy.linalg.sqrtm recipe on singular covariances", () => {
     const singular = cases.find((c) => c.name === 'fewer_samples_than_dims')!;
     const distance = frechetDistance(
       featureStatistics(syntheticFeatures(singular.first), singular.first.n, singular.first.d),

@@ -1,15 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  featureStatistics,
-  fidOfFiles,
-  frechetDistance,
-  InceptionFeatureExtractor,
-  listImages,
-  loadImage,
-  rgbPlanes,
-} from '../src/index.js';
+import { featureStatistics, fidOfFiles, frechetDistance, InceptionFeatureExtractor, listImages, loadImage, rgbPlanes } from '../src/index.js';
 import { GOLDENS_DIR } from './helpers/paths.js';
 import { relativeError } from './helpers/synthetic.js';
 import { convRelu, poolAndProject, tinyInception } from './helpers/tiny-networks.js';

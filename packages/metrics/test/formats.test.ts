@@ -18,10 +18,7 @@ interface FixtureReference {
   ssim_gaussian: number;
 }
 
-const fixtures = JSON.parse(readFileSync(join(DATA_DIR, 'reference-values.json'), 'utf8')).fixtures as Record<
-  string,
-  FixtureReference
->;
+const fixtures = JSON.parse(readFileSync(join(DATA_DIR, 'reference-values.json'), 'utf8')).fixtures as Record<string, FixtureReference>;
 
 describe('decoded formats against scikit-image on the stored arrays', () => {
   const layouts: Record<string, [channels: number, type: string]> = {
@@ -54,7 +51,10 @@ describe('decoded formats against scikit-image on the stored arrays', () => {
     const pixels = Uint8Array.from({ length: width * height * 3 }, (_, i) => (i * 37 + 11) % 256);
     // Lift a Display P3 profile from a file sharp tags, then write our own PNG with known
     // samples and that profile: sharp's default decode would convert them to sRGB.
-    const tagged = await sharp(pixels, { raw: { width, height, channels: 3 } }).withIccProfile('p3').png().toBuffer();
+    const tagged = await sharp(pixels, { raw: { width, height, channels: 3 } })
+      .withIccProfile('p3')
+      .png()
+      .toBuffer();
     const profile = readChunks(tagged).find((chunk) => chunk.type === 'iCCP');
     expect(profile).toBeDefined();
     const dir = scratchDir('metrics-icc-');

@@ -36,11 +36,7 @@ describe('LPIPS combination math', () => {
   it('matches a hand-computed value', () => {
     // x = (3, 4) -> (0.6, 0.8); y = (1, 0); weights (2, 3): 2 * 0.16 + 3 * 0.64 = 2.24
     // (lpips' 1e-10 in the normalisation shifts it by ~2e-10).
-    const d = lpipsFromFeatures(
-      [{ data: [3, 4], channels: 2, height: 1, width: 1 }],
-      [{ data: [1, 0], channels: 2, height: 1, width: 1 }],
-      [[2, 3]],
-    );
+    const d = lpipsFromFeatures([{ data: [3, 4], channels: 2, height: 1, width: 1 }], [{ data: [1, 0], channels: 2, height: 1, width: 1 }], [[2, 3]]);
     expect(d).toBeCloseTo(2.24, 8);
   });
 
@@ -55,7 +51,13 @@ describe('LPIPS combination math', () => {
     const second = shapes.map(([c, h, w]) => Float64Array.from({ length: c * h * w }, () => Math.max(0, g.uniform())));
     const weights = shapes.map(([c]) => Float64Array.from({ length: c }, () => Math.abs(g.uniform())));
     const maps = (set: Float64Array[]) => set.map((data, l) => ({ data, channels: shapes[l][0], height: shapes[l][1], width: shapes[l][2] }));
-    const expected = referenceLpips(first, second, shapes.map((s) => s[0]), shapes.map((s) => s[1] * s[2]), weights);
+    const expected = referenceLpips(
+      first,
+      second,
+      shapes.map((s) => s[0]),
+      shapes.map((s) => s[1] * s[2]),
+      weights,
+    );
     expect(relativeError(lpipsFromFeatures(maps(first), maps(second), weights), expected)).toBeLessThan(1e-13);
     expect(lpipsFromFeatures(maps(first), maps(first), weights)).toBe(0);
   });

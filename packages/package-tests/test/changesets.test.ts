@@ -55,7 +55,10 @@ beforeAll(() => {
   }
   // changesets loads its changelog writer from the project's node_modules.
   symlinkSync(join(repo, 'node_modules'), join(copy, 'node_modules'));
-  writeFileSync(join(copy, '.changeset/package-tests-core-minor.md'), '---\n"@ditcache/core": minor\n---\n\nA minor change of core, for the versioning test.\n');
+  writeFileSync(
+    join(copy, '.changeset/package-tests-core-minor.md'),
+    '---\n"@ditcache/core": minor\n---\n\nA minor change of core, for the versioning test.\n',
+  );
   pending = readdirSync(join(copy, '.changeset'))
     .filter((f) => f.endsWith('.md') && f !== 'README.md')
     .map((file) => ({ file, releases: releasesOf(readFileSync(join(copy, '.changeset', file), 'utf-8')) }));
@@ -72,12 +75,30 @@ const manifestAfter = (name: string): Manifest => after.get(name)!.manifest;
 
 describe('changeset version on a fresh copy', () => {
   it('uses up every changeset', () => {
-    expect(readdirSync(join(copy, '.changeset')).filter((f) => f.endsWith('.md')).sort()).toEqual(['README.md']);
+    expect(
+      readdirSync(join(copy, '.changeset'))
+        .filter((f) => f.endsWith('.md'))
+        .sort(),
+    ).toEqual(['README.md']);
   });
 
   it('gives the public packages one new version, the biggest bump any changeset asks of them, without leaving 0.x for a minor', () => {
-    expect(fixed.sort()).toEqual(before.filter((w) => !w.manifest.private).map((w) => w.manifest.name).sort());
-    const bump = BUMPS[Math.max(...pending.flatMap((c) => Object.entries(c.releases).filter(([n]) => fixed.includes(n)).map(([, b]) => BUMPS.indexOf(b))))];
+    expect(fixed.sort()).toEqual(
+      before
+        .filter((w) => !w.manifest.private)
+        .map((w) => w.manifest.name)
+        .sort(),
+    );
+    const bump =
+      BUMPS[
+        Math.max(
+          ...pending.flatMap((c) =>
+            Object.entries(c.releases)
+              .filter(([n]) => fixed.includes(n))
+              .map(([, b]) => BUMPS.indexOf(b)),
+          ),
+        )
+      ];
     const expected = bumped(versionBefore('@ditcache/core'), bump);
     for (const name of fixed) expect(`${name}@${manifestAfter(name).version}`).toBe(`${name}@${expected}`);
     if (bump !== 'major') expect(expected.split('.')[0]).toBe(versionBefore('@ditcache/core').split('.')[0]);
@@ -113,7 +134,8 @@ describe('changeset version on a fresh copy', () => {
     for (const name of config.ignore) {
       const m = manifestAfter(name);
       expect(m.version).toBe(versionBefore(name));
-      for (const [dep, spec] of Object.entries(m.peerDependencies ?? {})) if (after.has(dep)) expect(caretAdmits(spec, manifestAfter(dep).version), `${name} peer ${dep}@${spec}`).toBe(true);
+      for (const [dep, spec] of Object.entries(m.peerDependencies ?? {}))
+        if (after.has(dep)) expect(caretAdmits(spec, manifestAfter(dep).version), `${name} peer ${dep}@${spec}`).toBe(true);
     }
   });
 });

@@ -35,7 +35,13 @@ let packed: Map<string, Packed>;
 beforeAll(() => {
   mkdirSync(tarballs);
   const packEnv = cleanEnv(buildInfo().cuda === 'none' ? { DITCACHE_PACK_CPU_ONLY: '1' } : {});
-  packed = new Map(pack(publicPackages().map((w) => w.manifest.name), tarballs, packEnv).map((p) => [p.name, p]));
+  packed = new Map(
+    pack(
+      publicPackages().map((w) => w.manifest.name),
+      tarballs,
+      packEnv,
+    ).map((p) => [p.name, p]),
+  );
 });
 
 const tarball = (name: string): string => {
@@ -57,7 +63,8 @@ function pinTransitiveToTarballs(dir: string): void {
 
 /** What the guide walks the reader through writing, taken from the finished example. */
 function writeThePackage(dir: string): void {
-  for (const entry of WRITTEN) cpSync(join(EXAMPLE, entry), join(dir, entry), { recursive: true, filter: (src) => !REPOSITORY_ONLY.some((p) => src === join(EXAMPLE, p)) });
+  for (const entry of WRITTEN)
+    cpSync(join(EXAMPLE, entry), join(dir, entry), { recursive: true, filter: (src) => !REPOSITORY_ONLY.some((p) => src === join(EXAMPLE, p)) });
   const manifestPath = join(dir, 'package.json');
   const manifest = JSON.parse(readFileSync(manifestPath, 'utf-8')) as Record<string, unknown>;
   const example = JSON.parse(readFileSync(join(EXAMPLE, 'package.json'), 'utf-8')) as Record<string, unknown>;
@@ -97,7 +104,12 @@ describe('docs/writing-an-adapter.md, followed in an empty folder', () => {
 
     expect(ran).toEqual(expect.arrayContaining(['npm run build', 'npm run lint', 'npm test']));
     const manifest = JSON.parse(readFileSync(join(cwd, 'package.json'), 'utf-8')) as Manifest;
-    expect(Object.keys(manifest.peerDependencies ?? {}).sort()).toEqual(['@ditcache/core', '@ditcache/cuda-runtime', '@ditcache/diffusion', '@ditcache/text-encoders']);
+    expect(Object.keys(manifest.peerDependencies ?? {}).sort()).toEqual([
+      '@ditcache/core',
+      '@ditcache/cuda-runtime',
+      '@ditcache/diffusion',
+      '@ditcache/text-encoders',
+    ]);
     expect(existsSync(join(cwd, 'dist/index.d.ts')), 'the build wrote declarations').toBe(true);
     // Installed from tarballs, not linked to the workspace.
     for (const name of ['@ditcache/core', '@ditcache/cuda-runtime', '@ditcache/diffusion', '@ditcache/cli']) {

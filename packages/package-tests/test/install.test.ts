@@ -70,7 +70,10 @@ function emptyApp(name: string, resolved = DEPENDENCIES): string {
 }
 
 /** What npm placed under node_modules/@ditcache. */
-const ditcachePackages = (app: string) => readdirSync(join(app, 'node_modules/@ditcache')).map((n) => `@ditcache/${n}`).sort();
+const ditcachePackages = (app: string) =>
+  readdirSync(join(app, 'node_modules/@ditcache'))
+    .map((n) => `@ditcache/${n}`)
+    .sort();
 
 describe('an application installed from the tarballs', () => {
   it('installs with no CMake, compiler or nvcc, uses the prebuilt binary, and generates what cache-dit does', () => {
@@ -78,7 +81,8 @@ describe('an application installed from the tarballs', () => {
     npm(['install', '--prefer-offline', '--no-audit', '--no-fund', ...INSTALLED.map(tarball)], { cwd: app, env: bareEnv });
 
     expect(ditcachePackages(app), 'only the packages the app asked for and their dependencies').toEqual([...INSTALLED, ...DEPENDENCIES].sort());
-    for (const absent of ['@ditcache/adapter-wan', '@ditcache/adapter-hidream']) expect(existsSync(join(app, 'node_modules', absent)), `${absent} was installed`).toBe(false);
+    for (const absent of ['@ditcache/adapter-wan', '@ditcache/adapter-hidream'])
+      expect(existsSync(join(app, 'node_modules', absent)), `${absent} was installed`).toBe(false);
     expect(existsSync(join(app, 'node_modules/@ditcache/cuda-runtime/build')), 'the install script compiled the addon').toBe(false);
 
     writeFileSync(join(app, 'app.mjs'), APP);
@@ -92,7 +96,12 @@ describe('an application installed from the tarballs', () => {
     const trace = meta.cache_traces[TRACE];
     const request = { height: meta.height, width: meta.width, numInferenceSteps: meta.num_inference_steps, guidanceScale: meta.guidance_scale };
     const out = join(work, 'latents.safetensors');
-    const run = spawnSync(process.execPath, ['app.mjs', FLUX, out, JSON.stringify(trace.config), JSON.stringify(request)], { cwd: app, env: bareEnv, encoding: 'utf-8', timeout: 120_000 });
+    const run = spawnSync(process.execPath, ['app.mjs', FLUX, out, JSON.stringify(trace.config), JSON.stringify(request)], {
+      cwd: app,
+      env: bareEnv,
+      encoding: 'utf-8',
+      timeout: 120_000,
+    });
     expect(run.status, run.stderr).toBe(0);
     const report = JSON.parse(run.stdout) as { addon: { path: string; source: string }; cuda: string; cachedSteps: number[]; pipelines: string[] };
 
@@ -104,10 +113,11 @@ describe('an application installed from the tarballs', () => {
     expect(relativeL2(loadSafetensors(out).latents_out, want)).toBeLessThan(1e-4);
   });
 
-  it('the CLI finds the built-in adapters and a third party\'s installed beside it, and runs that one', () => {
+  it("the CLI finds the built-in adapters and a third party's installed beside it, and runs that one", () => {
     const app = emptyApp('cli-app', [...INSTALLED, ...DEPENDENCIES, ...CLI_DEPENDENCIES]);
     npm(['install', '--prefer-offline', '--no-audit', '--no-fund', tarball('@ditcache/cli'), tarball(THIRD_PARTY)], { cwd: app, env: bareEnv });
-    const ditcache = (...args: string[]) => spawnSync(join(app, 'node_modules/.bin/ditcache'), args, { cwd: app, env: bareEnv, encoding: 'utf-8', timeout: 120_000 });
+    const ditcache = (...args: string[]) =>
+      spawnSync(join(app, 'node_modules/.bin/ditcache'), args, { cwd: app, env: bareEnv, encoding: 'utf-8', timeout: 120_000 });
 
     const listed = ditcache('adapters', '--json');
     expect(listed.status, listed.stderr).toBe(0);
@@ -117,10 +127,31 @@ describe('an application installed from the tarballs', () => {
     );
     expect(plugins.every((p) => p.dir.startsWith(join(app, 'node_modules')))).toBe(true);
 
-    const trace = (JSON.parse(readFileSync(join(SD3, 'meta.json'), 'utf-8')) as { cache_traces: Record<string, { config: object; stats: { cached_steps: number[] }[] }> }).cache_traces[SD3_TRACE];
+    const trace = (
+      JSON.parse(readFileSync(join(SD3, 'meta.json'), 'utf-8')) as { cache_traces: Record<string, { config: object; stats: { cached_steps: number[] }[] }> }
+    ).cache_traces[SD3_TRACE];
     const [stats, latents] = [join(work, 'sd3.json'), join(work, 'sd3.safetensors')];
-    const run = ditcache('generate', '--model', SD3, '--inputs', join(SD3, 'pipeline.safetensors'), '--height', '16', '--width', '24', '--steps', '28', '--guidance', '5',
-      '--cache', JSON.stringify(trace.config), '--stats', stats, '--save-latents', latents);
+    const run = ditcache(
+      'generate',
+      '--model',
+      SD3,
+      '--inputs',
+      join(SD3, 'pipeline.safetensors'),
+      '--height',
+      '16',
+      '--width',
+      '24',
+      '--steps',
+      '28',
+      '--guidance',
+      '5',
+      '--cache',
+      JSON.stringify(trace.config),
+      '--stats',
+      stats,
+      '--save-latents',
+      latents,
+    );
     expect(run.status, run.stderr).toBe(0);
     expect((JSON.parse(readFileSync(stats, 'utf-8')) as { cachedSteps: number[] }[])[0].cachedSteps).toEqual(trace.stats[0].cached_steps);
     const want = loadSafetensors(join(SD3, 'cache_traces.safetensors'))[`${SD3_TRACE}.latents_out`];
@@ -129,12 +160,21 @@ describe('an application installed from the tarballs', () => {
 
   it('without the platform package, says how to fix it: the loader, and the install script when it cannot build', () => {
     const app = emptyApp('no-prebuilt');
-    npm(['install', '--prefer-offline', '--no-audit', '--no-fund', '--omit=optional', '--ignore-scripts', ...INSTALLED.map(tarball)], { cwd: app, env: bareEnv });
+    npm(['install', '--prefer-offline', '--no-audit', '--no-fund', '--omit=optional', '--ignore-scripts', ...INSTALLED.map(tarball)], {
+      cwd: app,
+      env: bareEnv,
+    });
     expect(ditcachePackages(app)).not.toContain(PLATFORM_PACKAGE);
 
-    const load = spawnSync(process.execPath, ['--input-type=module', '-e', "await import('@ditcache/cuda-runtime')"], { cwd: app, env: bareEnv, encoding: 'utf-8' });
+    const load = spawnSync(process.execPath, ['--input-type=module', '-e', "await import('@ditcache/cuda-runtime')"], {
+      cwd: app,
+      env: bareEnv,
+      encoding: 'utf-8',
+    });
     expect(load.status).not.toBe(0);
-    expect(load.stderr).toMatch(/the native addon is missing: no local build at .*build\/Release\/ditcache_native\.node, and the prebuilt package @ditcache\/cuda-runtime-linux-x64 is not installed/);
+    expect(load.stderr).toMatch(
+      /the native addon is missing: no local build at .*build\/Release\/ditcache_native\.node, and the prebuilt package @ditcache\/cuda-runtime-linux-x64 is not installed/,
+    );
     expect(load.stderr).toMatch(/npm install --save-dev cmake-js@8\.0\.0 node-addon-api@8\.9\.2/);
 
     const rebuild = npm(['rebuild', '@ditcache/cuda-runtime'], { cwd: app, env: bareEnv, allowFailure: true });

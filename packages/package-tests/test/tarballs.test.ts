@@ -55,12 +55,17 @@ describe('the tarball of every public package', () => {
     const exportedDirs = entryPoints(m).map((e) => dirname(e));
     const benchBuild = (f: string) => /(^|\/)bench\//.test(f) && !exportedDirs.some((d) => d.split('/').includes('bench') && f.startsWith(`${d}/`));
     const stray = files.filter(
-      (f) => /(^|\/)(test|tests|build|\.cache|node_modules)\//.test(f) || benchBuild(f) || /\.tsbuildinfo$|^tsconfig.*\.json$|^vitest\.config/.test(f) || (/\.ts$/.test(f) && !f.endsWith('.d.ts')),
+      (f) =>
+        /(^|\/)(test|tests|build|\.cache|node_modules)\//.test(f) ||
+        benchBuild(f) ||
+        /\.tsbuildinfo$|^tsconfig.*\.json$|^vitest\.config/.test(f) ||
+        (/\.ts$/.test(f) && !f.endsWith('.d.ts')),
     );
     expect(stray, `${name} ships files it does not need`).toEqual([]);
     if (name !== PLATFORM_PACKAGE) {
       expect(files.filter((f) => f.startsWith('dist/') && f.endsWith('.js')).length, `${name} has no compiled JavaScript`).toBeGreaterThan(0);
-      for (const js of files.filter((f) => f.startsWith('dist/') && f.endsWith('.js'))) expect(files, `${name}: ${js} has no type declarations`).toContain(js.replace(/\.js$/, '.d.ts'));
+      for (const js of files.filter((f) => f.startsWith('dist/') && f.endsWith('.js')))
+        expect(files, `${name}: ${js} has no type declarations`).toContain(js.replace(/\.js$/, '.d.ts'));
     }
   });
 
@@ -68,7 +73,16 @@ describe('the tarball of every public package', () => {
     const files = packed.get('@ditcache/cuda-runtime')!.files.map((f) => f.path);
     const outside = files.filter((f) => !/^(dist\/src\/|native\/|CMakeLists\.txt$|scripts\/install\.mjs$|package\.json$|README\.md$|LICENSE$)/.test(f));
     expect(outside).toEqual([]);
-    expect(files).toEqual(expect.arrayContaining(['CMakeLists.txt', 'scripts/install.mjs', 'native/binding/module.cc', 'native/cpu/gemm.cc', 'native/cuda/gemm.cu', 'dist/src/platform-packages.js']));
+    expect(files).toEqual(
+      expect.arrayContaining([
+        'CMakeLists.txt',
+        'scripts/install.mjs',
+        'native/binding/module.cc',
+        'native/cpu/gemm.cc',
+        'native/cuda/gemm.cu',
+        'dist/src/platform-packages.js',
+      ]),
+    );
     expect(files.some((f) => f.endsWith('.node'))).toBe(false);
     expect(manifests.get('@ditcache/cuda-runtime')!.optionalDependencies).toEqual({ [PLATFORM_PACKAGE]: manifests.get(PLATFORM_PACKAGE)!.version });
   });

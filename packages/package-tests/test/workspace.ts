@@ -49,7 +49,9 @@ export function publicPackages(): Workspace[] {
 
 /** npm's own entry point, run with this Node.js (no `npm` on the PATH needed). */
 function npmCli(): string {
-  const candidates = [process.env.npm_execpath, join(dirname(process.execPath), 'npm')].filter((p): p is string => !!p && existsSync(p)).map((p) => realpathSync(p));
+  const candidates = [process.env.npm_execpath, join(dirname(process.execPath), 'npm')]
+    .filter((p): p is string => !!p && existsSync(p))
+    .map((p) => realpathSync(p));
   const cli = candidates.find((p) => p.endsWith('npm-cli.js'));
   if (!cli) throw new Error(`cannot find npm-cli.js (looked at ${candidates.join(', ') || 'npm_execpath and the npm beside node'})`);
   return cli;
@@ -57,14 +59,17 @@ function npmCli(): string {
 
 /** The environment without the npm_* variables a parent npm exports, so that a child npm reads only its own configuration. */
 export function cleanEnv(overrides: Record<string, string> = {}): Record<string, string> {
-  const env = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => !e[0].toLowerCase().startsWith('npm_') && e[1] !== undefined));
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter((e): e is [string, string] => !e[0].toLowerCase().startsWith('npm_') && e[1] !== undefined),
+  );
   return { ...env, ...overrides };
 }
 
 /** Runs npm; a failure throws with its output. */
 export function npm(args: string[], options: { cwd: string; env?: Record<string, string>; allowFailure?: boolean }): SpawnSyncReturns<string> {
   const r = spawnSync(process.execPath, [npmCli(), ...args], { cwd: options.cwd, env: options.env ?? cleanEnv(), encoding: 'utf-8', timeout: 300_000 });
-  if (!options.allowFailure && r.status !== 0) throw new Error(`npm ${args.join(' ')} (in ${options.cwd}) failed with status ${r.status}:\n${r.stdout}\n${r.stderr}`);
+  if (!options.allowFailure && r.status !== 0)
+    throw new Error(`npm ${args.join(' ')} (in ${options.cwd}) failed with status ${r.status}:\n${r.stdout}\n${r.stderr}`);
   return r;
 }
 

@@ -105,7 +105,10 @@ export class ClipTextModel implements Disposable {
     return loadEncoderFolder(dir, opts, (folder, w, store) => {
       const raw = folder.config;
       // A full CLIPModel config nests the text tower's settings.
-      const text = raw.model_type === 'clip' && raw.text_config && typeof raw.text_config === 'object' ? { ...(raw.text_config as object), architectures: raw.architectures } : raw;
+      const text =
+        raw.model_type === 'clip' && raw.text_config && typeof raw.text_config === 'object'
+          ? { ...(raw.text_config as object), architectures: raw.architectures }
+          : raw;
       const cfg = new TransformersConfig(text as Record<string, unknown>, dir, ARCHITECTURES);
       const withProjection = cfg.architecture === 'CLIPTextModelWithProjection';
       const config: ClipTextConfig = {
@@ -145,7 +148,11 @@ export class ClipTextModel implements Disposable {
     const ids = inputIds.toInt32Array();
     return tidy(() => {
       const device = this.tokenEmbedding.device;
-      const positions = tensor(Int32Array.from({ length: seq }, (_, i) => i), [seq], { device });
+      const positions = tensor(
+        Int32Array.from({ length: seq }, (_, i) => i),
+        [seq],
+        { device },
+      );
       let x = add(embedding(this.tokenEmbedding, inputIds).cast('float32'), embedding(this.positionEmbedding, positions).cast('float32'));
       const causal = new Float32Array(seq * seq);
       for (let q = 0; q < seq; q++) for (let k = q + 1; k < seq; k++) causal[q * seq + k] = -Infinity;
@@ -187,7 +194,8 @@ export class ClipTextModel implements Disposable {
 
 /** Checks int32 (B, S) token ids against a model's limit; returns [B, S]. */
 export function checkIds(ids: Tensor, maxLength: number | null, model: string): [number, number] {
-  if (ids.dtype !== 'int32' || ids.rank !== 2) throw new TypeError(`${model}: input ids must be int32 (batch, tokens), got ${ids.dtype} (${ids.shape.join(', ')})`);
+  if (ids.dtype !== 'int32' || ids.rank !== 2)
+    throw new TypeError(`${model}: input ids must be int32 (batch, tokens), got ${ids.dtype} (${ids.shape.join(', ')})`);
   const [batch, seq] = ids.shape;
   if (seq === 0 || batch === 0) throw new TypeError(`${model}: input ids (${ids.shape.join(', ')}) are empty`);
   if (maxLength !== null && seq > maxLength) throw new RangeError(`${model}: ${seq} tokens exceed the model's ${maxLength} positions`);

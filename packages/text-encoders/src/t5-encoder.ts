@@ -164,7 +164,13 @@ export class T5Encoder implements Disposable {
     return tidy(() => {
       const device = this.embedTokens.device;
       const buckets = tensor(positionBuckets(seq, c.relativeAttentionNumBuckets, c.relativeAttentionMaxDistance), [seq, seq], { device });
-      const padding = mask ? tensor(mask.toFloat32Array().map((m) => (m > 0 ? 0 : -Infinity)), [batch, 1, 1, seq], { device }) : null;
+      const padding = mask
+        ? tensor(
+            mask.toFloat32Array().map((m) => (m > 0 ? 0 : -Infinity)),
+            [batch, 1, 1, seq],
+            { device },
+          )
+        : null;
       // (S, S, H) -> (1, H, S, S), plus the padding mask: what a layer adds to its attention scores.
       const biases = this.relativeAttentionBias.map((table) => {
         const bias = embedding(table, buckets).cast('float32').permute(2, 0, 1).unsqueeze(0).contiguous();

@@ -98,6 +98,10 @@ describe('T5EncoderModel', () => {
   });
 
   it('reports the measured errors', () => {
-    console.log(Object.entries(errors).map(([k, v]) => `${k}: ${v.toExponential(1)}`).join('\n'));
+    console.log(
+      Object.entries(errors)
+        .map(([k, v]) => `${k}: ${v.toExponential(1)}`)
+        .join('\n'),
+    );
   });
 });

@@ -51,13 +51,17 @@ describe('errors name the folder and what is wrong', () => {
   });
 
   it('model folders: another architecture, weights that do not fit, bad ids', () => {
-    expect(() => ClipTextModel.load(join(data, 't5-encoder'))).toThrow(/t5-encoder\/config.json describes T5EncoderModel, not a CLIPTextModel or a CLIPTextModelWithProjection/);
+    expect(() => ClipTextModel.load(join(data, 't5-encoder'))).toThrow(
+      /t5-encoder\/config.json describes T5EncoderModel, not a CLIPTextModel or a CLIPTextModelWithProjection/,
+    );
     expect(() => T5Encoder.load(join(data, 'clip-text-model'))).toThrow(/describes CLIPTextModel, not a T5EncoderModel/);
     const wrong = scratch();
     const config = JSON.parse(readFileSync(join(data, 't5-encoder-relu', 'config.json'), 'utf-8')) as Record<string, unknown>;
     writeFileSync(join(wrong, 'config.json'), JSON.stringify({ ...config, d_ff: 64 }));
     copyFileSync(join(data, 't5-encoder-relu', 'model.safetensors'), join(wrong, 'model.safetensors'));
-    expect(() => T5Encoder.load(wrong)).toThrow(/weight 'encoder.block.0.layer.1.DenseReluDense.wi.weight' has shape \(48, 32\) but config.json implies \(64, 32\)/);
+    expect(() => T5Encoder.load(wrong)).toThrow(
+      /weight 'encoder.block.0.layer.1.DenseReluDense.wi.weight' has shape \(48, 32\) but config.json implies \(64, 32\)/,
+    );
     using clip = ClipTextModel.load(join(data, 'clip-text-model'));
     using tooLong = tensor(new Int32Array(78).fill(1), [1, 78]);
     expect(() => clip.forward(tooLong)).toThrow(/78 tokens exceed the model's 77 positions/);

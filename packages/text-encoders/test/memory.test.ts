@@ -65,7 +65,14 @@ function writeShardedT5(dir: string): number {
   return bytes;
 }
 
-const status = (key: 'VmRSS' | 'VmHWM'): number => Number(/(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf-8').split('\n').find((l) => l.startsWith(key))!)![1]) * 1024;
+const status = (key: 'VmRSS' | 'VmHWM'): number =>
+  Number(
+    /(\d+) kB/.exec(
+      readFileSync('/proc/self/status', 'utf-8')
+        .split('\n')
+        .find((l) => l.startsWith(key))!,
+    )![1],
+  ) * 1024;
 /** Resets the kernel's peak resident set (VmHWM) of this process to its current size. */
 const resetPeak = (): void => writeFileSync('/proc/self/clear_refs', '5');
 
@@ -80,7 +87,10 @@ describe('loading a sharded bfloat16 T5 checkpoint', () => {
     const baseline = status('VmRSS');
     using model = T5Encoder.load(dir);
     const afterLoad = status('VmHWM') - baseline;
-    using ids = tensor(Int32Array.from({ length: 64 }, (_, i) => (i * 37) % config.vocab_size), [1, 64]);
+    using ids = tensor(
+      Int32Array.from({ length: 64 }, (_, i) => (i * 37) % config.vocab_size),
+      [1, 64],
+    );
     using out = model.forward(ids);
     const afterForward = status('VmHWM') - baseline;
     console.log(

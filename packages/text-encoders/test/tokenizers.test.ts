@@ -38,7 +38,9 @@ describe('T5 tokenizer', () => {
 
 describe('PrecompiledCharsmap', () => {
   it("normalises as the tokenizers library's Precompiled normalizer (T5's nmt_nfkc map)", () => {
-    const spec = JSON.parse(unpacked('t5-tokenizer-json', (dir) => readFileSync(join(dir, 'tokenizer.json'), 'utf-8'))) as { normalizer: { precompiled_charsmap: string } };
+    const spec = JSON.parse(unpacked('t5-tokenizer-json', (dir) => readFileSync(join(dir, 'tokenizer.json'), 'utf-8'))) as {
+      normalizer: { precompiled_charsmap: string };
+    };
     const charsmap = PrecompiledCharsmap.fromBase64(spec.normalizer.precompiled_charsmap);
     for (const p of prompts) expect(charsmap.normalize(p.text), JSON.stringify(p.text)).toBe(p.t5_normalized);
     expect(charsmap.normalize('ＡＢＣ ﬁ ①')).toBe('ABC fi 1');

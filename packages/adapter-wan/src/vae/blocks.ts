@@ -62,13 +62,19 @@ export class WanResidualBlock {
 /** (B, C, T, H, W) -> (B * T, C, H, W): the frames as a batch of images. */
 function framesAsImages(x: Tensor): Tensor {
   const [batch, channels, frames, height, width] = x.shape;
-  return x.permute(0, 2, 1, 3, 4).contiguous().reshape(batch * frames, channels, height, width);
+  return x
+    .permute(0, 2, 1, 3, 4)
+    .contiguous()
+    .reshape(batch * frames, channels, height, width);
 }
 
 /** (B * T, C, H, W) -> (B, C, T, H, W), the inverse of framesAsImages. */
 function imagesAsFrames(x: Tensor, batch: number): Tensor {
   const [images, channels, height, width] = x.shape;
-  return x.reshape(batch, images / batch, channels, height, width).permute(0, 2, 1, 3, 4).contiguous();
+  return x
+    .reshape(batch, images / batch, channels, height, width)
+    .permute(0, 2, 1, 3, 4)
+    .contiguous();
 }
 
 /** diffusers' WanAttentionBlock: single-head self-attention over the pixels of each frame, plus the input. */
@@ -94,7 +100,11 @@ export class WanAttentionBlock {
       const images = framesAsImages(x);
       const n = images.shape[0];
       // (N, 3C, H, W) -> (N, 1 head, H * W, 3C), split into q, k, v along the channels.
-      const qkv = this.toQkv.forward(this.norm.forward(images)).reshape(n, 1, 3 * channels, height * width).transpose(2, 3).contiguous();
+      const qkv = this.toQkv
+        .forward(this.norm.forward(images))
+        .reshape(n, 1, 3 * channels, height * width)
+        .transpose(2, 3)
+        .contiguous();
       const [q, k, v] = qkv.split(3, 3);
       const attended = attention(q, k, v).squeeze(1).transpose(1, 2).contiguous().reshape(n, channels, height, width);
       return add(imagesAsFrames(this.proj.forward(attended), batch), x);

@@ -18,7 +18,9 @@ export const AUTOENCODER_KL_WAN_DEFAULTS = {
   attn_scales: [] as number[],
   temperal_downsample: [false, true, true] as boolean[],
   dropout: 0.0,
-  latents_mean: [-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508, 0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921] as number[],
+  latents_mean: [
+    -0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508, 0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921,
+  ] as number[],
   latents_std: [2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743, 3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.916] as number[],
   is_residual: false,
   in_channels: 3,
@@ -94,7 +96,9 @@ export class AutoencoderKLWanDecoder implements Disposable {
       // Every upsampler halves the channels, so the blocks after the first take half as many.
       const inDim = i === 0 ? dims[0] : Math.floor(dims[i] / 2);
       const outDim = dims[i + 1];
-      const resnets = Array.from({ length: config.num_res_blocks + 1 }, (_, j) => WanResidualBlock.load(block.at('resnets').at(j), j === 0 ? inDim : outDim, outDim));
+      const resnets = Array.from({ length: config.num_res_blocks + 1 }, (_, j) =>
+        WanResidualBlock.load(block.at('resnets').at(j), j === 0 ? inDim : outDim, outDim),
+      );
       const last = i === mult.length - 1;
       return new WanUpBlock(resnets, last ? null : WanUpsampler.load(block.at('upsamplers').at(0), outDim, temporalUp[i]));
     });
@@ -111,7 +115,9 @@ export class AutoencoderKLWanDecoder implements Disposable {
         throw new ConfigError(`${where}: the residual, patchified VAE of Wan 2.2 TI2V (is_residual, patch_size) is not supported, only the Wan 2.1 VAE`);
       }
       if (config.temperal_downsample.length !== config.dim_mult.length - 1) {
-        throw new ConfigError(`${where}: ${config.temperal_downsample.length} temperal_downsample entries for ${config.dim_mult.length} dim_mult levels (need one fewer)`);
+        throw new ConfigError(
+          `${where}: ${config.temperal_downsample.length} temperal_downsample entries for ${config.dim_mult.length} dim_mult levels (need one fewer)`,
+        );
       }
       for (const key of ['latents_mean', 'latents_std'] as const) {
         if (config[key].length !== config.z_dim) throw new ConfigError(`${where}: ${key} has ${config[key].length} values for z_dim ${config.z_dim}`);
@@ -120,7 +126,9 @@ export class AutoencoderKLWanDecoder implements Disposable {
       const declared = [config.scale_factor_spatial, config.scale_factor_temporal];
       const actual = [decoder.scaleFactorSpatial, decoder.scaleFactorTemporal];
       if (declared.some((v, i) => v !== null && v !== actual[i])) {
-        throw new ConfigError(`${where}: scale_factor_spatial / scale_factor_temporal ${declared.join(' / ')} do not match the layers, which scale by ${actual.join(' / ')}`);
+        throw new ConfigError(
+          `${where}: scale_factor_spatial / scale_factor_temporal ${declared.join(' / ')} do not match the layers, which scale by ${actual.join(' / ')}`,
+        );
       }
       return decoder;
     });

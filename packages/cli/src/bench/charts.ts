@@ -19,7 +19,12 @@ function escapeXml(s: string): string {
   return s.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c]!);
 }
 
-function text(x: number, y: number, s: string, opts: { size?: number; anchor?: 'start' | 'middle' | 'end'; colour?: string; weight?: string; rotate?: boolean } = {}): string {
+function text(
+  x: number,
+  y: number,
+  s: string,
+  opts: { size?: number; anchor?: 'start' | 'middle' | 'end'; colour?: string; weight?: string; rotate?: boolean } = {},
+): string {
   const rotate = opts.rotate ? ` transform="rotate(-90 ${x} ${y})"` : '';
   return `<text x="${x}" y="${y}" ${FONT} font-size="${opts.size ?? 12}" text-anchor="${opts.anchor ?? 'start'}" fill="${opts.colour ?? '#222'}"${opts.weight ? ` font-weight="${opts.weight}"` : ''}${rotate}>${escapeXml(s)}</text>`;
 }
@@ -42,17 +47,35 @@ interface Frame {
 }
 
 /** Axes, grid lines and labels of a plot area at (left, top) of size w x h. */
-function frame(o: { left: number; top: number; w: number; h: number; xRange: [number, number]; yRange: [number, number]; xLabel: string; yLabel: string; title: string; xTicks?: number[]; yFormat?: (v: number) => string }): Frame {
+function frame(o: {
+  left: number;
+  top: number;
+  w: number;
+  h: number;
+  xRange: [number, number];
+  yRange: [number, number];
+  xLabel: string;
+  yLabel: string;
+  title: string;
+  xTicks?: number[];
+  yFormat?: (v: number) => string;
+}): Frame {
   const [x0, x1] = o.xRange;
   const [y0, y1] = o.yRange;
   const x = (v: number) => o.left + ((v - x0) / (x1 - x0)) * o.w;
   const y = (v: number) => o.top + o.h - ((v - y0) / (y1 - y0)) * o.h;
   const parts = [`<rect x="${o.left}" y="${o.top}" width="${o.w}" height="${o.h}" fill="#fff" stroke="#888"/>`];
   for (const t of o.xTicks ?? niceTicks(x0, x1, 8)) {
-    parts.push(`<line x1="${x(t)}" y1="${o.top}" x2="${x(t)}" y2="${o.top + o.h}" stroke="#eee"/>`, text(x(t), o.top + o.h + 15, String(t), { anchor: 'middle', size: 11 }));
+    parts.push(
+      `<line x1="${x(t)}" y1="${o.top}" x2="${x(t)}" y2="${o.top + o.h}" stroke="#eee"/>`,
+      text(x(t), o.top + o.h + 15, String(t), { anchor: 'middle', size: 11 }),
+    );
   }
   for (const t of niceTicks(y0, y1, 5)) {
-    parts.push(`<line x1="${o.left}" y1="${y(t)}" x2="${o.left + o.w}" y2="${y(t)}" stroke="#eee"/>`, text(o.left - 6, y(t) + 4, (o.yFormat ?? String)(t), { anchor: 'end', size: 11 }));
+    parts.push(
+      `<line x1="${o.left}" y1="${y(t)}" x2="${o.left + o.w}" y2="${y(t)}" stroke="#eee"/>`,
+      text(o.left - 6, y(t) + 4, (o.yFormat ?? String)(t), { anchor: 'end', size: 11 }),
+    );
   }
   parts.push(
     text(o.left + o.w / 2, o.top + o.h + 34, o.xLabel, { anchor: 'middle' }),
@@ -80,7 +103,15 @@ export function paretoChartSvg(points: readonly ScatterPoint[], opts: { title: s
   const yHi = Math.max(...finite, 0) + 3;
   const yLo = Math.max(0, Math.min(...finite, yHi) - 3);
   const xHi = Math.max(...points.map((p) => p.x), 1) * 1.05;
-  const f = frame({ left: 70, top: 40, w: width - 300, h: height - 100, xRange: [Math.min(1, ...points.map((p) => p.x)) * 0.95, xHi], yRange: [yLo, yHi], ...opts });
+  const f = frame({
+    left: 70,
+    top: 40,
+    w: width - 300,
+    h: height - 100,
+    xRange: [Math.min(1, ...points.map((p) => p.x)) * 0.95, xHi],
+    yRange: [yLo, yHi],
+    ...opts,
+  });
   const yOf = (p: ScatterPoint) => f.y(Number.isFinite(p.y) ? p.y : yHi);
   const parts = [f.svg];
   parts.push(`<polyline fill="none" stroke="#d62728" stroke-width="1.5" points="${front.map((p) => `${f.x(p.x)},${yOf(p)}`).join(' ')}"/>`);
@@ -130,8 +161,15 @@ export function residualDiffChartSvg(panels: readonly DiffPanel[], steps: number
     const values = panel.series.flatMap((s) => Object.values(s.diffs));
     const yHi = Math.max(panel.threshold * 1.5, ...values) * 1.08;
     const f = frame({
-      left, top, w: panelW, h: panelH, xRange: [0, steps - 1], yRange: [0, yHi],
-      xLabel: 'denoising step', yLabel: 'residual diff (rel. L1)', title: panel.title,
+      left,
+      top,
+      w: panelW,
+      h: panelH,
+      xRange: [0, steps - 1],
+      yRange: [0, yHi],
+      xLabel: 'denoising step',
+      yLabel: 'residual diff (rel. L1)',
+      title: panel.title,
       xTicks: niceTicks(0, steps - 1, 7).filter(Number.isInteger),
     });
     parts.push(f.svg);
@@ -140,11 +178,17 @@ export function residualDiffChartSvg(panels: readonly DiffPanel[], steps: number
     parts.push(text(left + panelW - 4, f.y(panel.threshold) - 5, `threshold ${panel.threshold}`, { anchor: 'end', size: 10 }));
     panel.series.forEach((s, k) => {
       const colour = seriesColour(k);
-      const entries = Object.entries(s.diffs).map(([step, d]) => [Number(step), d] as const).sort((a, b) => a[0] - b[0]);
+      const entries = Object.entries(s.diffs)
+        .map(([step, d]) => [Number(step), d] as const)
+        .sort((a, b) => a[0] - b[0]);
       parts.push(`<polyline fill="none" stroke="${colour}" stroke-width="1.3" points="${entries.map(([st, d]) => `${f.x(st)},${yClamp(d)}`).join(' ')}"/>`);
       const cached = new Set(s.cachedSteps);
       for (const [st, d] of entries) {
-        parts.push(cached.has(st) ? `<circle cx="${f.x(st)}" cy="${yClamp(d)}" r="3.2" fill="${colour}"/>` : `<circle cx="${f.x(st)}" cy="${yClamp(d)}" r="3" fill="#fff" stroke="${colour}"/>`);
+        parts.push(
+          cached.has(st)
+            ? `<circle cx="${f.x(st)}" cy="${yClamp(d)}" r="3.2" fill="${colour}"/>`
+            : `<circle cx="${f.x(st)}" cy="${yClamp(d)}" r="3" fill="#fff" stroke="${colour}"/>`,
+        );
       }
       // Cached steps as ticks under the axis, one row per series.
       for (const st of s.cachedSteps) parts.push(`<rect x="${f.x(st) - 2}" y="${top + panelH - 6 - 5 * k}" width="4" height="4" fill="${colour}"/>`);
@@ -156,7 +200,12 @@ export function residualDiffChartSvg(panels: readonly DiffPanel[], steps: number
     const x = 20 + k * Math.floor((width - 40) / Math.max(1, labels.length));
     parts.push(`<rect x="${x}" y="${legendTop - 9}" width="10" height="10" fill="${seriesColour(k)}"/>`, text(x + 14, legendTop, label, { size: 11 }));
   });
-  parts.push(text(20, legendTop - 22, 'filled dot: cached step (also marked along the bottom of the panel); hollow dot: computed step; dashed: threshold', { size: 11, colour: '#555' }));
+  parts.push(
+    text(20, legendTop - 22, 'filled dot: cached step (also marked along the bottom of the panel); hollow dot: computed step; dashed: threshold', {
+      size: 11,
+      colour: '#555',
+    }),
+  );
   return svgDocument(width, height, parts.join('\n'));
 }
 
@@ -164,7 +213,10 @@ export function residualDiffChartSvg(panels: readonly DiffPanel[], steps: number
  * Images side by side: one row per row label, one column per column label (its lines stacked),
  * each tile a PNG scaled by `scale` without smoothing (the pixels stay visible).
  */
-export async function imageGridSvg(tiles: readonly (readonly Buffer[])[], opts: { rowLabels: readonly string[]; columnLabels: readonly (readonly string[])[]; scale: number }): Promise<string> {
+export async function imageGridSvg(
+  tiles: readonly (readonly Buffer[])[],
+  opts: { rowLabels: readonly string[]; columnLabels: readonly (readonly string[])[]; scale: number },
+): Promise<string> {
   const meta = await sharp(tiles[0][0]).metadata();
   const tileW = (meta.width ?? 0) * opts.scale;
   const tileH = (meta.height ?? 0) * opts.scale;
@@ -176,13 +228,17 @@ export async function imageGridSvg(tiles: readonly (readonly Buffer[])[], opts: 
   const height = headerH + opts.rowLabels.length * (tileH + gap);
   const parts = [`<rect width="${width}" height="${height}" fill="#fff"/>`];
   opts.columnLabels.forEach((label, c) =>
-    label.forEach((line, k) => parts.push(text(labelW + c * (tileW + gap) + tileW / 2, 18 + 16 * k, line, { anchor: 'middle', size: 13, weight: k === 0 ? 'bold' : undefined }))),
+    label.forEach((line, k) =>
+      parts.push(text(labelW + c * (tileW + gap) + tileW / 2, 18 + 16 * k, line, { anchor: 'middle', size: 13, weight: k === 0 ? 'bold' : undefined })),
+    ),
   );
   for (let r = 0; r < tiles.length; ++r) {
     parts.push(text(8, headerH + r * (tileH + gap) + tileH / 2 + 4, opts.rowLabels[r], { size: 12 }));
     for (let c = 0; c < tiles[r].length; ++c) {
       const scaled = await sharp(tiles[r][c]).resize(tileW, tileH, { kernel: 'nearest' }).png().toBuffer();
-      parts.push(`<image x="${labelW + c * (tileW + gap)}" y="${headerH + r * (tileH + gap)}" width="${tileW}" height="${tileH}" href="data:image/png;base64,${scaled.toString('base64')}"/>`);
+      parts.push(
+        `<image x="${labelW + c * (tileW + gap)}" y="${headerH + r * (tileH + gap)}" width="${tileW}" height="${tileH}" href="data:image/png;base64,${scaled.toString('base64')}"/>`,
+      );
     }
   }
   return svgDocument(width, height, parts.join('\n'));

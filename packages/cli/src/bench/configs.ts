@@ -83,7 +83,8 @@ export function readBenchConfigs(spec: string): BenchConfig[] {
   if (configs.length === 0) throw new UsageError(`--configs: ${spec} names no configs`);
   const seen = new Set<string>();
   for (const c of configs) {
-    if (c.name === UNCACHED || !/^[\w.+-]+$/.test(c.name)) throw new UsageError(`--configs: '${c.name}' cannot name a config (letters, digits, . + - _ only; not '${UNCACHED}')`);
+    if (c.name === UNCACHED || !/^[\w.+-]+$/.test(c.name))
+      throw new UsageError(`--configs: '${c.name}' cannot name a config (letters, digits, . + - _ only; not '${UNCACHED}')`);
     if (seen.has(c.name)) throw new UsageError(`--configs: two configs are named '${c.name}'`);
     seen.add(c.name);
   }

@@ -80,7 +80,8 @@ export function formatPsnr(r: ConfigResult): string {
 
 /** The markdown table of a benchmark, fastest first; Pareto-optimal configs are marked. */
 export function benchMarkdown(results: readonly ConfigResult[], steps: number): string {
-  const header = '| Config | Fn | Bn | Threshold | Warmup | Max cont. | TaylorSeer | Wall s | Speedup | Cached steps | Blocks computed | PSNR dB | SSIM | Pareto |';
+  const header =
+    '| Config | Fn | Bn | Threshold | Warmup | Max cont. | TaylorSeer | Wall s | Speedup | Cached steps | Blocks computed | PSNR dB | SSIM | Pareto |';
   const rule = '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|';
   const rows = [...results]
     .sort((a, b) => (a.name === UNCACHED ? -1 : b.name === UNCACHED ? 1 : b.speedup - a.speedup))
@@ -89,7 +90,14 @@ export function benchMarkdown(results: readonly ConfigResult[], steps: number): 
         ? (() => {
             const c = resolveConfig(parseCacheConfig(r.cache).base);
             const mc = c.maxContinuousCachedSteps < 0 ? '-' : String(c.maxContinuousCachedSteps);
-            return [c.fnComputeBlocks, c.bnComputeBlocks, c.residualDiffThreshold, c.maxWarmupSteps, mc, c.enableTaylorseer ? `order ${c.taylorseerOrder}` : 'off'];
+            return [
+              c.fnComputeBlocks,
+              c.bnComputeBlocks,
+              c.residualDiffThreshold,
+              c.maxWarmupSteps,
+              mc,
+              c.enableTaylorseer ? `order ${c.taylorseerOrder}` : 'off',
+            ];
           })()
         : ['-', '-', '-', '-', '-', '-'];
       return `| ${[

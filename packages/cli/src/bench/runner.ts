@@ -41,7 +41,13 @@ export function readBenchPrompts(path: string): BenchPrompts & Disposable {
   }
   const dispose = () => Object.values(tensors).forEach((t) => t.dispose());
   const { prompt_embeds: promptEmbeds, pooled_prompt_embeds: pooledPromptEmbeds } = tensors;
-  if (!promptEmbeds || !pooledPromptEmbeds || promptEmbeds.rank !== 3 || pooledPromptEmbeds.rank !== 2 || promptEmbeds.shape[0] !== pooledPromptEmbeds.shape[0]) {
+  if (
+    !promptEmbeds ||
+    !pooledPromptEmbeds ||
+    promptEmbeds.rank !== 3 ||
+    pooledPromptEmbeds.rank !== 2 ||
+    promptEmbeds.shape[0] !== pooledPromptEmbeds.shape[0]
+  ) {
     dispose();
     throw new UsageError(`--prompts: ${path} needs prompt_embeds (P, tokens, dim) and pooled_prompt_embeds (P, dim) with the same P`);
   }
@@ -126,7 +132,9 @@ function finishedCell(out: string, model: string, config: BenchConfig | null, pr
   try {
     const record = JSON.parse(readFileSync(paths.record, 'utf-8')) as CellRecord;
     const same =
-      record.model === model && JSON.stringify(record.cache) === JSON.stringify(config?.cache ?? null) && JSON.stringify(withDtype(record.settings)) === JSON.stringify(settings);
+      record.model === model &&
+      JSON.stringify(record.cache) === JSON.stringify(config?.cache ?? null) &&
+      JSON.stringify(withDtype(record.settings)) === JSON.stringify(settings);
     return same ? record : undefined;
   } catch {
     return undefined;
@@ -140,7 +148,8 @@ function finishedCell(out: string, model: string, config: BenchConfig | null, pr
 export async function runBench(run: BenchRun): Promise<Map<string, CellRecord[]>> {
   const { out, prompts } = run;
   const settings = withDtype(run.settings);
-  if (!Number.isInteger(settings.repeats) || settings.repeats < 1) throw new RangeError(`runBench: repeats must be a positive integer, got ${settings.repeats}`);
+  if (!Number.isInteger(settings.repeats) || settings.repeats < 1)
+    throw new RangeError(`runBench: repeats must be a positive integer, got ${settings.repeats}`);
   const count = prompts.promptEmbeds.shape[0];
   const rows: (BenchConfig | null)[] = [null, ...run.configs];
   const cells = rows.length * count;
@@ -167,7 +176,15 @@ export async function runBench(run: BenchRun): Promise<Map<string, CellRecord[]>
     const promptEmbeds = prompts.promptEmbeds.narrow(0, prompt, 1);
     const pooledPromptEmbeds = prompts.pooledPromptEmbeds.narrow(0, prompt, 1);
     try {
-      return pipe.generate({ promptEmbeds, pooledPromptEmbeds, seed: settings.seed + prompt, height: settings.height, width: settings.width, numInferenceSteps, callback });
+      return pipe.generate({
+        promptEmbeds,
+        pooledPromptEmbeds,
+        seed: settings.seed + prompt,
+        height: settings.height,
+        width: settings.width,
+        numInferenceSteps,
+        callback,
+      });
     } finally {
       promptEmbeds.dispose();
       pooledPromptEmbeds.dispose();
@@ -193,7 +210,9 @@ export async function runBench(run: BenchRun): Promise<Map<string, CellRecord[]>
         }
         const t0 = performance.now();
         const before = repeat * settings.steps;
-        result = request(prompt, settings.steps, ({ step }) => run.onProgress?.({ done, cells, config: name, prompt, step: before + step + 1, steps: cellSteps }));
+        result = request(prompt, settings.steps, ({ step }) =>
+          run.onProgress?.({ done, cells, config: name, prompt, step: before + step + 1, steps: cellSteps }),
+        );
         seconds = Math.min(seconds, (performance.now() - t0) / 1000);
       }
       const stats = config ? summary(pipe, { print: false }) : undefined;

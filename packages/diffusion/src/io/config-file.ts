@@ -36,11 +36,14 @@ export function checkPipelineFolder(dir: string, pipelineClass: string, componen
   const index = existsSync(indexPath) ? readJsonObject(indexPath) : null;
   if (index) {
     if (index._class_name !== pipelineClass) {
-      throw new ConfigError(`${indexPath} describes ${typeof index._class_name === 'string' ? `a ${index._class_name}` : 'no _class_name'}, not a ${pipelineClass}`);
+      throw new ConfigError(
+        `${indexPath} describes ${typeof index._class_name === 'string' ? `a ${index._class_name}` : 'no _class_name'}, not a ${pipelineClass}`,
+      );
     }
     for (const [name, cls] of components) {
       const entry = index[name];
-      if (!Array.isArray(entry) || entry[1] !== cls) throw new ConfigError(`${indexPath}: '${name}' should be [library, "${cls}"], got ${JSON.stringify(entry)}`);
+      if (!Array.isArray(entry) || entry[1] !== cls)
+        throw new ConfigError(`${indexPath}: '${name}' should be [library, "${cls}"], got ${JSON.stringify(entry)}`);
     }
   }
   for (const [name] of components) {

@@ -13,13 +13,25 @@ import sharp from 'sharp';
  */
 export function toImageRange(decoded: Tensor): Tensor {
   if (decoded.rank !== 4) throw new TypeError(`toImageRange: expected (B, C, H, W) decoder output, got (${decoded.shape.join(', ')})`);
-  return tidy(() => asFloat32(clamp(add(mul(decoded, 0.5), 0.5), 0, 1).permute(0, 2, 3, 1).contiguous()));
+  return tidy(() =>
+    asFloat32(
+      clamp(add(mul(decoded, 0.5), 0.5), 0, 1)
+        .permute(0, 2, 3, 1)
+        .contiguous(),
+    ),
+  );
 }
 
 /** (B, C, F, H, W) video decoder output in [-1, 1] -> (B, F, H, W, C) float32 in [0, 1], as output_type="np" gives (widened like toImageRange's). */
 export function toVideoRange(decoded: Tensor): Tensor {
   if (decoded.rank !== 5) throw new TypeError(`toVideoRange: expected (B, C, F, H, W) decoder output, got (${decoded.shape.join(', ')})`);
-  return tidy(() => asFloat32(clamp(add(mul(decoded, 0.5), 0.5), 0, 1).permute(0, 2, 3, 4, 1).contiguous()));
+  return tidy(() =>
+    asFloat32(
+      clamp(add(mul(decoded, 0.5), 0.5), 0, 1)
+        .permute(0, 2, 3, 4, 1)
+        .contiguous(),
+    ),
+  );
 }
 
 /** `t` itself when float32, else its float32 copy. */

@@ -116,9 +116,7 @@ export class WeightReader {
       throw new WeightMismatchError(`${this.folder.dir}: no weight named '${full}' (does config.json match these weights?)`);
     }
     if (shape && (entry.shape.length !== shape.length || entry.shape.some((d, i) => d !== shape[i]))) {
-      throw new WeightMismatchError(
-        `${this.folder.dir}: weight '${full}' has shape (${entry.shape.join(', ')}) but config.json implies (${shape.join(', ')})`,
-      );
+      throw new WeightMismatchError(`${this.folder.dir}: weight '${full}' has shape (${entry.shape.join(', ')}) but config.json implies (${shape.join(', ')})`);
     }
     const dtype = this.dtype !== 'float32' ? this.dtype : this.weightDtype === 'stored' ? undefined : 'float32';
     return this.store.adopt(this.folder.get(full, { dtype, device: this.device }));

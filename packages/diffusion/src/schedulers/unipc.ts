@@ -106,7 +106,8 @@ export class UniPCMultistepScheduler {
     const c = this.config;
     const n = c.num_train_timesteps;
     const steps = opts.numInferenceSteps;
-    if (!Number.isInteger(steps) || steps < 1) throw new TypeError(`UniPCMultistepScheduler.schedule: numInferenceSteps must be a positive integer, got ${steps}`);
+    if (!Number.isInteger(steps) || steps < 1)
+      throw new TypeError(`UniPCMultistepScheduler.schedule: numInferenceSteps must be a positive integer, got ${steps}`);
     if (c.use_dynamic_shifting && opts.mu === undefined) throw new TypeError('UniPCMultistepScheduler.schedule: mu is required with use_dynamic_shifting');
 
     let s = linspace(1, 1 / n, steps + 1).slice(0, steps);
@@ -219,7 +220,13 @@ export class UniPCSchedule implements SamplingSchedule, Disposable {
     const base = sub(mul(x, f32(this.sigmas[index + 1] / this.sigmas[index])), mul(this.newest(0), f32(alphaT * hPhi1)));
     if (terms.length === 0) return base;
     // diffusers fixes the solution of the 1x1 system of order 2 at 0.5.
-    const rhos = order === 2 ? [0.5] : solveFloat32(R.slice(0, -1).map((row) => row.slice(0, -1)), b.slice(0, -1));
+    const rhos =
+      order === 2
+        ? [0.5]
+        : solveFloat32(
+            R.slice(0, -1).map((row) => row.slice(0, -1)),
+            b.slice(0, -1),
+          );
     return sub(base, mul(weightedSum(rhos, terms), f32(alphaT * bH)));
   }
 

@@ -139,11 +139,7 @@ export function tinyInception(): TinyInception {
   const onnx = buildOnnxModel({
     inputs: [{ name: 'images', dims: ['N', 3, 'H', 'W'] }],
     outputs: [{ name: 'features', dims: ['N', 8] }],
-    initializers: [
-      ...convInitializers('conv', conv),
-      { name: 'proj', dims: [6, 8], values: projection },
-      { name: 'proj_b', dims: [8], values: bias },
-    ],
+    initializers: [...convInitializers('conv', conv), { name: 'proj', dims: [6, 8], values: projection }, { name: 'proj_b', dims: [8], values: bias }],
     nodes: [
       convNode('conv', 'images', 'c', conv),
       { op: 'Relu', inputs: ['c'], outputs: ['r'] },

@@ -136,8 +136,15 @@ function t5Spec(dir: string, config: Json): TokenizerJson {
   return {
     added_tokens: specials.map((content) => ({ id: idOf(content), content, normalized: false })),
     normalizer: charsmap ? { type: 'Precompiled', precompiled_charsmap: charsmap } : null,
-    pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'WhitespaceSplit' }, { type: 'Metaspace', replacement: '\u2581', prepend_scheme: 'always', split: true }] },
+    pre_tokenizer: {
+      type: 'Sequence',
+      pretokenizers: [{ type: 'WhitespaceSplit' }, { type: 'Metaspace', replacement: '\u2581', prepend_scheme: 'always', split: true }],
+    },
     model: { type: 'Unigram', vocab, unk_id: unkId, byte_fallback: false },
-    post_processor: { type: 'TemplateProcessing', single: [{ Sequence: { id: 'A' } }, { SpecialToken: { id: eos } }], special_tokens: { [eos]: { ids: [idOf(eos)] } } },
+    post_processor: {
+      type: 'TemplateProcessing',
+      single: [{ Sequence: { id: 'A' } }, { SpecialToken: { id: eos } }],
+      special_tokens: { [eos]: { ids: [idOf(eos)] } },
+    },
   };
 }

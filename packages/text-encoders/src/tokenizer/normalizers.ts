@@ -62,6 +62,8 @@ export function buildNormalizer(spec: unknown, where: string): Normalizer | null
       return (text) => charsmap.normalize(text);
     }
     default:
-      throw new TokenizerError(`${where}: normalizer type ${JSON.stringify(s.type)} is not supported (supported: Sequence, NFC, NFD, NFKC, NFKD, Lowercase, Replace, Strip, Prepend, Precompiled)`);
+      throw new TokenizerError(
+        `${where}: normalizer type ${JSON.stringify(s.type)} is not supported (supported: Sequence, NFC, NFD, NFKC, NFKD, Lowercase, Replace, Strip, Prepend, Precompiled)`,
+      );
   }
 }

@@ -48,6 +48,8 @@ export function buildPostProcessor(spec: unknown, where: string): SpecialTokenFr
     case 'ByteLevel':
       return { before: [], after: [] };
     default:
-      throw new TokenizerError(`${where}: post-processor type ${JSON.stringify(s.type)} is not supported (supported: TemplateProcessing, RobertaProcessing, BertProcessing, ByteLevel, Sequence)`);
+      throw new TokenizerError(
+        `${where}: post-processor type ${JSON.stringify(s.type)} is not supported (supported: TemplateProcessing, RobertaProcessing, BertProcessing, ByteLevel, Sequence)`,
+      );
   }
 }

@@ -89,7 +89,9 @@ export function buildPreTokenizer(spec: unknown, where: string): PreTokenizer | 
   const s = spec as Json;
   switch (s.type) {
     case 'Sequence': {
-      const parts = (s.pretokenizers as unknown[]).map((p, i) => buildPreTokenizer(p, `${where}.pretokenizers[${i}]`)).filter((p): p is PreTokenizer => p !== null);
+      const parts = (s.pretokenizers as unknown[])
+        .map((p, i) => buildPreTokenizer(p, `${where}.pretokenizers[${i}]`))
+        .filter((p): p is PreTokenizer => p !== null);
       return (pieces) => parts.reduce((ps, p) => p(ps), pieces);
     }
     case 'Split': {

@@ -106,7 +106,8 @@ export class UnigramModel {
       if (id === this.unkId && this.byteFallback) {
         for (const b of new TextEncoder().encode(chars.slice(start, end).join(''))) {
           const byteId = this.byteIds.get(b);
-          if (byteId === undefined) throw new TokenizerError(`Unigram: byte_fallback is set but the vocabulary lacks <0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
+          if (byteId === undefined)
+            throw new TokenizerError(`Unigram: byte_fallback is set but the vocabulary lacks <0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
           ids.push(byteId);
         }
         previousUnknown = false;

@@ -56,7 +56,10 @@ export class SpatialSelfAttention {
     const [batch, channels, height, width] = x.shape;
     return tidy(() => {
       // (B, C, H, W) -> (B, H*W, C) tokens -> (B, 1 head, H*W, C).
-      const tokens = this.groupNorm.forward(x).reshape(batch, channels, height * width).transpose(1, 2);
+      const tokens = this.groupNorm
+        .forward(x)
+        .reshape(batch, channels, height * width)
+        .transpose(1, 2);
       const heads = (t: Tensor): Tensor => t.unsqueeze(1);
       const attended = attention(heads(this.toQ.forward(tokens)), heads(this.toK.forward(tokens)), heads(this.toV.forward(tokens)));
       const out = this.toOut.forward(attended.squeeze(1));

@@ -87,7 +87,9 @@ export class AutoencoderKLDecoder implements Disposable {
     const groups = config.norm_num_groups;
     const top = channels[channels.length - 1];
     this.scaleFactor = 2 ** (channels.length - 1);
-    this.postQuantConv = config.use_post_quant_conv ? Conv2d.load(w.at('post_quant_conv'), config.latent_channels, config.latent_channels, { kernel: 1 }) : null;
+    this.postQuantConv = config.use_post_quant_conv
+      ? Conv2d.load(w.at('post_quant_conv'), config.latent_channels, config.latent_channels, { kernel: 1 })
+      : null;
     const d = w.at('decoder');
     this.convIn = Conv2d.load(d.at('conv_in'), config.latent_channels, top, { kernel: 3, padding: 1 });
     const mid = d.at('mid_block');
