@@ -26,6 +26,20 @@ export function imageTokenCount(height: number, width: number, patch: number, ma
   return height === width ? (height / patch) * (width / patch) : maxSeq;
 }
 
+/** The (0, row, column) position ids of an H x W latent's patch tokens, zero for patchify's padding tokens. */
+export function patchPositions(height: number, width: number, patch: number, maxSeq: number): Float64Array {
+  const rows = height / patch;
+  const cols = width / patch;
+  const positions = new Float64Array(imageTokenCount(height, width, patch, maxSeq) * 3);
+  for (let r = 0; r < rows; ++r) {
+    for (let c = 0; c < cols; ++c) {
+      positions[(r * cols + c) * 3 + 1] = r;
+      positions[(r * cols + c) * 3 + 2] = c;
+    }
+  }
+  return positions;
+}
+
 /**
  * (B, C, H, W) -> tokens. As in diffusers, latents whose height and width differ are padded to
  * `maxSeq` tokens (so every aspect ratio shares one sequence length); square ones are not.
@@ -44,13 +58,7 @@ export function patchify(latents: Tensor, patch: number, maxSeq: number): Patche
       `patchify: non-square latents ${height}x${width} make ${count} tokens, more than the model's max_seq (${maxSeq}, from max_resolution)`,
     );
   }
-  const positions = new Float64Array(length * 3);
-  for (let r = 0; r < rows; ++r) {
-    for (let c = 0; c < cols; ++c) {
-      positions[(r * cols + c) * 3 + 1] = r;
-      positions[(r * cols + c) * 3 + 2] = c;
-    }
-  }
+  const positions = patchPositions(height, width, patch, maxSeq);
   return tidy(() => {
     const device = latents.device;
     const real = latents

@@ -250,6 +250,8 @@ export class HiDreamPipeline implements DiffusionPipeline<HiDreamGenerateOptions
         },
         numSteps,
       );
+      // The rotary tables depend only on the latent size and the prompt length: made once per call.
+      const rotary = this.transformer.rotaryEmbedding(initial.shape, t5.shape[1] + 2 * llama.shape[2], device);
       const latents = denoise({
         numSteps,
         timesteps: schedule.timesteps,
@@ -264,6 +266,7 @@ export class HiDreamPipeline implements DiffusionPipeline<HiDreamGenerateOptions
               encoderHiddenStatesT5: t5,
               encoderHiddenStatesLlama3: llama,
               pooledEmbeds: pooled,
+              rotary,
             }),
           );
           let velocity = neg(prediction);

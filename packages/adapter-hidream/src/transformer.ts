@@ -7,7 +7,7 @@
 // makes it compute in bfloat16 or float16 as diffusers does: every weight in that dtype (HiDream
 // keeps none in float32), the timestep features computed in float32 and rounded to it, the
 // rotary tables in float32, and every other op in the dtype.
-import { add, concat, ones, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { add, concat, ones, tidy, type Device, type Tensor } from '@ditcache/cuda-runtime';
 import {
   Linear,
   MlpEmbedding,
@@ -24,8 +24,8 @@ import {
 import { HiDreamDoubleStreamBlock, HiDreamSingleStreamBlock, type DoubleStreamBlock, type HiDreamBlockContext, type SingleStreamBlock } from './blocks.js';
 import { readHiDreamTransformerConfig, type HiDreamTransformerConfig } from './config.js';
 import { swigluHiddenDim } from './feed-forward.js';
-import { imageTokenCount, patchify, unpatchify } from './latents.js';
-import { hidreamRotaryEmbedding } from './rotary.js';
+import { imageTokenCount, patchPositions, patchify, unpatchify } from './latents.js';
+import { hidreamRotaryEmbedding, type HiDreamRotary } from './rotary.js';
 
 /** Width of the sinusoidal timestep features. */
 const TIME_PROJ_DIM = 256;
@@ -41,6 +41,12 @@ export interface HiDreamTransformerInputs {
   encoderHiddenStatesLlama3: Tensor;
   /** Pooled text embedding (B, text_emb_dim). */
   pooledEmbeds: Tensor;
+  /**
+   * The rotary tables of the call's joint sequence, from `rotaryEmbedding(...)`: a caller that runs
+   * many steps over one latent size and prompt length (HiDreamPipeline) makes them once. Made from
+   * the shapes when absent.
+   */
+  rotary?: HiDreamRotary;
 }
 
 /** A transformer call up to the blocks: what embed() gives to runBlocks() and the output layer. */
@@ -196,23 +202,37 @@ export class HiDreamTransformer implements Disposable {
     });
   }
 
+  /**
+   * The rotary tables of a call's joint sequence, for latents of `latentShape` (B, C, H, W) and
+   * `textTokens` text tokens (T5 plus twice the Llama tokens: the last block's and a block's own):
+   * the image patch positions (padded to max_seq when not square), then the text at (0, 0, 0).
+   */
+  rotaryEmbedding(latentShape: readonly number[], textTokens: number, device?: Device): HiDreamRotary {
+    const positions = patchPositions(latentShape[2], latentShape[3], this.config.patch_size, this.maxSeq);
+    const ids = new Float64Array(positions.length + 3 * textTokens);
+    ids.set(positions);
+    return hidreamRotaryEmbedding(ids, this.config.axes_dims_rope, device);
+  }
+
   /** Everything before the blocks: checks, patchify, the embedders, the caption projections and the rotary tables. */
   embed(inputs: HiDreamTransformerInputs): HiDreamEmbedded {
     this.checkInputs(inputs);
     const c = this.config;
     return tidy(() => {
-      const { tokens, masks, rows, cols, positions } = patchify(inputs.hiddenStates.cast(this.dtype), c.patch_size, this.maxSeq);
+      const { tokens, masks, rows, cols } = patchify(inputs.hiddenStates.cast(this.dtype), c.patch_size, this.maxSeq);
       const device = tokens.device;
       const hidden = this.xEmbedder.forward(tokens);
       const temb = add(this.tEmbedder.forward(inputs.timesteps, this.dtype), this.pEmbedder.forward(inputs.pooledEmbeds.cast(this.dtype)));
       const llama = inputs.encoderHiddenStatesLlama3.cast(this.dtype);
       const llamaStates = c.llama_layers.map((layer, block) => this.captionProjection[block].forward(llama.narrow(0, layer, 1).squeeze(0)));
       const t5 = this.captionProjection[llamaStates.length].forward(inputs.encoderHiddenStatesT5.cast(this.dtype));
-      // Text tokens carry position ids (0, 0, 0): T5, the last block's Llama states and a block's own.
+      // Text tokens: T5, the last block's Llama states and a block's own.
       const textTokens = t5.shape[1] + 2 * llama.shape[2];
-      const ids = new Float64Array(positions.length + 3 * textTokens);
-      ids.set(positions);
-      const rotary = hidreamRotaryEmbedding(ids, c.axes_dims_rope, device);
+      const rotary = inputs.rotary ?? this.rotaryEmbedding(inputs.hiddenStates.shape, textTokens, device);
+      const jointTokens = hidden.shape[1] + textTokens;
+      if (rotary.cos.shape[0] !== jointTokens) {
+        throw new TypeError(`HiDreamTransformer.forward: rotary must hold tables for ${jointTokens} tokens (image, then text), got ${rotary.cos.shape[0]}`);
+      }
       return { hidden, t5, context: { temb, rotary, masks, llamaStates }, rows, cols };
     });
   }
