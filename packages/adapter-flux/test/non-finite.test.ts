@@ -5,21 +5,15 @@ import { join } from 'node:path';
 
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 
-import { loadSafetensors, memoryStats, saveSafetensors, tensor, type Tensor } from '@ditcache/cuda-runtime';
-import { NonFiniteError, isFiniteTensor } from '@ditcache/diffusion';
+import { loadSafetensors, memoryStats, saveSafetensors, type Tensor } from '@ditcache/cuda-runtime';
+import { isFiniteTensor } from '@ditcache/diffusion';
 
 import { FluxPipeline, type FluxGenerateOptions, type FluxTransformerInputs } from '../src/index.js';
+import { nonFiniteFailure, withValue } from '../../../scripts/testing/non-finite.js';
 
 const REFERENCE_MODEL = new URL('../../../models/flux-shapes', import.meta.url).pathname;
 const STEPS = 28;
 const POISONED_WEIGHT = 'single_transformer_blocks.3.proj_out.weight';
-
-/** `t` with `value` at element `index` (a new tensor). */
-function withValue(t: Tensor, index: number, value: number): Tensor {
-  const data = t.toFloat32Array();
-  data[index] = value;
-  return tensor(data, t.shape);
-}
 
 /** The reference model with one element of POISONED_WEIGHT set to NaN: its entries linked, the transformer's weights rewritten. */
 const poisoned = mkdtempSync(join(tmpdir(), 'ditcache-flux-nan-weight-'));
@@ -53,18 +47,6 @@ const request = (extra: Partial<FluxGenerateOptions> = {}): FluxGenerateOptions 
   ...extra,
 });
 
-/** What generate threw (and frees what it returned, if it did not). */
-function failure(pipe: FluxPipeline, opts: FluxGenerateOptions): NonFiniteError {
-  let caught: unknown;
-  try {
-    pipe.generate(opts).latents.dispose();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(NonFiniteError);
-  return caught as NonFiniteError;
-}
-
 afterEach(() => {
   delete process.env.DITCACHE_CHECK_FINITE;
 });
@@ -74,7 +56,7 @@ describe('NaN / Inf on the reference model', () => {
     using pipe = FluxPipeline.fromPretrained(REFERENCE_MODEL);
     using latents = withValue(pipe.generate(request({ numInferenceSteps: 1 })).latents, 100, NaN);
     const before = memoryStats();
-    const err = failure(pipe, request({ latents }));
+    const err = nonFiniteFailure(pipe, request({ latents }));
     expect([err.tensor, err.step, err.when]).toEqual(['latents_in', 0, 'before']);
     expect(err.message).toMatch(new RegExp(`^non-finite values \\(NaN or Inf\\) in latents_in, an input, before step 1 of ${STEPS}`));
     expect(memoryStats()).toEqual(before);
@@ -84,7 +66,7 @@ describe('NaN / Inf on the reference model', () => {
     using pipe = FluxPipeline.fromPretrained(REFERENCE_MODEL);
     using bad = withValue(promptEmbeds, 5 * 64 + 3, Infinity);
     const before = memoryStats();
-    const err = failure(pipe, request({ promptEmbeds: bad }));
+    const err = nonFiniteFailure(pipe, request({ promptEmbeds: bad }));
     expect([err.tensor, err.step, err.when]).toEqual(['prompt_embeds', 0, 'before']);
     expect(err.message).toMatch(/in prompt_embeds, an input, before step 1 of 28/);
     expect(memoryStats()).toEqual(before);
@@ -93,7 +75,7 @@ describe('NaN / Inf on the reference model', () => {
   it('a NaN weight stops the run after its first step, naming the latents and the transformer', () => {
     using pipe = FluxPipeline.fromPretrained(poisoned);
     const before = memoryStats();
-    const err = failure(pipe, request());
+    const err = nonFiniteFailure(pipe, request());
     expect([err.tensor, err.step, err.numSteps, err.when]).toEqual(['latents', 0, STEPS, 'after']);
     expect(err.message).toMatch(/^non-finite values \(NaN or Inf\) in the latents after step 1 of 28; the transformer's output at that step was non-finite/);
     expect(memoryStats()).toEqual(before);
@@ -114,7 +96,7 @@ describe('NaN / Inf on the reference model', () => {
       out.dispose();
       return bad;
     };
-    const err = failure(pipe, request());
+    const err = nonFiniteFailure(pipe, request());
     expect([err.tensor, err.step, err.when]).toEqual(['latents', 5, 'after']);
     expect(err.message).toMatch(/after step 6 of 28/);
   });

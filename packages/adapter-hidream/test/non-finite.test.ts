@@ -3,11 +3,11 @@ import { readFileSync } from 'node:fs';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { loadSafetensors, memoryStats, tensor, type Tensor } from '@ditcache/cuda-runtime';
-import { NonFiniteError } from '@ditcache/diffusion';
+import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
 
 import { HiDreamPipeline, type HiDreamGenerateOptions, type HiDreamTransformerInputs } from '../src/index.js';
 import { goldens } from './helpers.js';
+import { nonFiniteFailure, withValue } from '../../../scripts/testing/non-finite.js';
 
 const dir = `${goldens}/hidream-tiny`;
 const meta = JSON.parse(readFileSync(`${dir}/meta.json`, 'utf-8')) as Record<string, number>;
@@ -37,33 +37,15 @@ function loadPipeline(): HiDreamPipeline {
   return pipe;
 }
 
-/** `t` with `value` at element `index` (a new tensor). */
-function withValue(t: Tensor, index: number, value: number): Tensor {
-  const data = t.toFloat32Array();
-  data[index] = value;
-  return tensor(data, t.shape);
-}
-
-function failure(pipe: HiDreamPipeline, opts: HiDreamGenerateOptions): NonFiniteError {
-  let caught: unknown;
-  try {
-    pipe.generate(opts).latents.dispose();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(NonFiniteError);
-  return caught as NonFiniteError;
-}
-
 describe('HiDreamPipeline with NaN / Inf', () => {
   it('names latents_in or prompt_embeds_llama3 before the first step', () => {
     using pipe = loadPipeline();
     const before = memoryStats();
     const latents = withValue(ref.latents_in, 2, Infinity);
-    const first = failure(pipe, request({ latents }));
+    const first = nonFiniteFailure(pipe, request({ latents }));
     expect([first.tensor, first.step, first.when]).toEqual(['latents_in', 0, 'before']);
     const llama = withValue(ref.prompt_embeds_llama3, 17, NaN);
-    const err = failure(pipe, request({ promptEmbedsLlama3: llama }));
+    const err = nonFiniteFailure(pipe, request({ promptEmbedsLlama3: llama }));
     expect(err.tensor).toBe('prompt_embeds_llama3');
     expect(err.message).toMatch(new RegExp(`in prompt_embeds_llama3, an input, before step 1 of ${meta.num_inference_steps}`));
     latents.dispose();
@@ -82,7 +64,7 @@ describe('HiDreamPipeline with NaN / Inf', () => {
       out.dispose();
       return bad;
     };
-    const err = failure(pipe, request());
+    const err = nonFiniteFailure(pipe, request());
     expect([err.tensor, err.step, err.when]).toEqual(['latents', 1, 'after']);
     expect(err.message).toMatch(
       new RegExp(`^non-finite values \\(NaN or Inf\\) in the latents after step 2 of ${meta.num_inference_steps}; the transformer's output`),

@@ -3,11 +3,11 @@ import { readFileSync } from 'node:fs';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { loadSafetensors, memoryStats, tensor, type Tensor } from '@ditcache/cuda-runtime';
-import { NonFiniteError } from '@ditcache/diffusion';
+import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
 
 import { WanPipeline, type WanGenerateOptions, type WanTransformerInputs } from '../src/index.js';
 import { goldens } from './helpers.js';
+import { nonFiniteFailure, withValue } from '../../../scripts/testing/non-finite.js';
 
 const set = `${goldens}/wan-tiny`;
 const meta = JSON.parse(readFileSync(`${set}/meta.json`, 'utf-8')) as Record<string, number>;
@@ -28,33 +28,15 @@ const request = (extra: Partial<WanGenerateOptions> = {}): WanGenerateOptions =>
   ...extra,
 });
 
-/** `t` with `value` at element `index` (a new tensor). */
-function withValue(t: Tensor, index: number, value: number): Tensor {
-  const data = t.toFloat32Array();
-  data[index] = value;
-  return tensor(data, t.shape);
-}
-
-function failure(pipe: WanPipeline, opts: WanGenerateOptions): NonFiniteError {
-  let caught: unknown;
-  try {
-    pipe.generate(opts).latents.dispose();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(NonFiniteError);
-  return caught as NonFiniteError;
-}
-
 describe('WanPipeline with NaN / Inf', () => {
   it('names latents_in or negative_prompt_embeds before the first step', () => {
     using pipe = WanPipeline.fromPretrained(set);
     const before = memoryStats();
     const latents = withValue(ref.latents_in, 11, NaN);
-    const first = failure(pipe, request({ latents }));
+    const first = nonFiniteFailure(pipe, request({ latents }));
     expect([first.tensor, first.step, first.when]).toEqual(['latents_in', 0, 'before']);
     const negative = withValue(ref.negative_prompt_embeds, 3, -Infinity);
-    const err = failure(pipe, request({ negativePromptEmbeds: negative }));
+    const err = nonFiniteFailure(pipe, request({ negativePromptEmbeds: negative }));
     expect(err.tensor).toBe('negative_prompt_embeds');
     expect(err.message).toMatch(new RegExp(`in negative_prompt_embeds, an input, before step 1 of ${meta.num_inference_steps}`));
     latents.dispose();
@@ -74,7 +56,7 @@ describe('WanPipeline with NaN / Inf', () => {
       out.dispose();
       return bad;
     };
-    const err = failure(pipe, request());
+    const err = nonFiniteFailure(pipe, request());
     expect([err.tensor, err.step, err.when]).toEqual(['latents', 2, 'after']);
     expect(err.message).toMatch(
       new RegExp(`^non-finite values \\(NaN or Inf\\) in the latents after step 3 of ${meta.num_inference_steps}; the transformer's output`),
