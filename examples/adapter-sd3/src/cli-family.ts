@@ -5,7 +5,16 @@ import { join } from 'node:path';
 
 import type { Tensor } from '@ditcache/cuda-runtime';
 import { missingFolders } from '@ditcache/diffusion';
-import { UsageError, componentConfig, pickInputs, writeImage, type CliFamily, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
+import {
+  UsageError,
+  componentConfig,
+  pickInputs,
+  textPromptOptions,
+  writeImage,
+  type CliFamily,
+  type CliGenerateSettings,
+  type CliTransformer,
+} from '@ditcache/diffusion/cli';
 
 import { StableDiffusion3Pipeline, type SD3GenerateOptions } from './pipeline.js';
 import { SD3_TRANSFORMER_DEFAULTS, loadSD3TransformerConfig } from './config.js';
@@ -28,20 +37,10 @@ const sd3CliFamily: CliFamily = {
   // The flags of `ditcache generate` it takes beyond every family's (guidance is batched CFG with
   // --guidance): prompts as text, with the folder's text encoders, instead of embeddings.
   options: [
-    {
-      flag: '--prompt',
-      type: 'string',
-      setting: 'prompt',
-      valueName: 'text',
-      description: "the prompt, encoded by the folder's text encoders (then --inputs may hold only latents_in)",
-    },
-    { flag: '--negative-prompt', type: 'string', setting: 'negativePrompt', valueName: 'text', description: 'the negative prompt of CFG (default "")' },
-    {
-      flag: '--max-sequence-length',
-      type: 'positive-integer',
-      setting: 'maxSequenceLength',
-      description: `T5 tokens of the prompt (default ${MAX_SEQUENCE_LENGTH})`,
-    },
+    ...textPromptOptions({
+      negativePrompt: 'the negative prompt of CFG (default "")',
+      maxSequenceLength: `T5 tokens of the prompt (default ${MAX_SEQUENCE_LENGTH})`,
+    }),
   ],
   outputFormats: ['.png'],
 

@@ -1,6 +1,15 @@
 // FLUX.1 for the `ditcache` command line: package.json's `"ditcache": { "cli": ... }` points here.
 import type { Tensor } from '@ditcache/cuda-runtime';
-import { UsageError, componentConfig, pickInputs, writeImage, type CliFamily, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
+import {
+  UsageError,
+  componentConfig,
+  pickInputs,
+  textPromptOptions,
+  writeImage,
+  type CliFamily,
+  type CliGenerateSettings,
+  type CliTransformer,
+} from '@ditcache/diffusion/cli';
 
 import { FLUX_TRANSFORMER_DEFAULTS } from './config.js';
 import { FluxPipeline, type FluxGenerateOptions } from './pipeline.js';
@@ -25,26 +34,10 @@ const fluxCliFamily: CliFamily = {
   transformerClasses: ['FluxTransformer2DModel'],
   // The flags of `ditcache generate` FLUX.1 takes beyond every family's: prompts as text, and true CFG.
   options: [
-    {
-      flag: '--prompt',
-      type: 'string',
-      setting: 'prompt',
-      valueName: 'text',
-      description: "the prompt, encoded by the folder's text encoders (then --inputs may hold only latents_in)",
-    },
-    {
-      flag: '--negative-prompt',
-      type: 'string',
-      setting: 'negativePrompt',
-      valueName: 'text',
-      description: 'the negative prompt of true CFG (with --true-cfg-scale above 1)',
-    },
-    {
-      flag: '--max-sequence-length',
-      type: 'positive-integer',
-      setting: 'maxSequenceLength',
-      description: `T5 tokens of the prompt (default and at most ${MAX_SEQUENCE_LENGTH})`,
-    },
+    ...textPromptOptions({
+      negativePrompt: 'the negative prompt of true CFG (with --true-cfg-scale above 1)',
+      maxSequenceLength: `T5 tokens of the prompt (default and at most ${MAX_SEQUENCE_LENGTH})`,
+    }),
     {
       flag: '--true-cfg-scale',
       type: 'number',

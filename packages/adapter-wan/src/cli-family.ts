@@ -4,7 +4,15 @@ import { basename, dirname, extname, join } from 'node:path';
 import type { Tensor } from '@ditcache/cuda-runtime';
 import { saveAnimation, savePngFrames } from '@ditcache/diffusion';
 import { readJsonObject } from '@ditcache/diffusion';
-import { UsageError, componentConfig, pickInputs, type CliFamily, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
+import {
+  UsageError,
+  componentConfig,
+  pickInputs,
+  textPromptOptions,
+  type CliFamily,
+  type CliGenerateSettings,
+  type CliTransformer,
+} from '@ditcache/diffusion/cli';
 
 import { WAN_TRANSFORMER_DEFAULTS } from './config.js';
 import { WanPipeline, type WanGenerateOptions } from './pipeline.js';
@@ -26,20 +34,10 @@ const wanCliFamily: CliFamily = {
   transformerClasses: ['WanTransformer3DModel'],
   // The flags of `ditcache generate` Wan takes beyond every family's: prompts as text, and the video's.
   options: [
-    {
-      flag: '--prompt',
-      type: 'string',
-      setting: 'prompt',
-      valueName: 'text',
-      description: "the prompt, encoded by the folder's text encoders (then --inputs may hold only latents_in)",
-    },
-    { flag: '--negative-prompt', type: 'string', setting: 'negativePrompt', valueName: 'text', description: 'the negative prompt of CFG (default "")' },
-    {
-      flag: '--max-sequence-length',
-      type: 'positive-integer',
-      setting: 'maxSequenceLength',
-      description: `UMT5 tokens of the prompt (default ${MAX_SEQUENCE_LENGTH})`,
-    },
+    ...textPromptOptions({
+      negativePrompt: 'the negative prompt of CFG (default "")',
+      maxSequenceLength: `UMT5 tokens of the prompt (default ${MAX_SEQUENCE_LENGTH})`,
+    }),
     { flag: '--frames', type: 'positive-integer', setting: 'frames', description: 'video frames, 4k + 1' },
     {
       flag: '--guidance-2',

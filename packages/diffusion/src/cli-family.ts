@@ -52,6 +52,26 @@ export interface CliOption {
 }
 
 /**
+ * The text-prompt flags of a family whose folder carries its own text encoders: `--prompt`,
+ * `--negative-prompt` and `--max-sequence-length`, declared once with the same types and settings
+ * for every such family; only what the negative prompt means and which encoder counts the tokens
+ * differ, and the family says them.
+ */
+export function textPromptOptions(help: { readonly negativePrompt: string; readonly maxSequenceLength: string }): CliOption[] {
+  return [
+    {
+      flag: '--prompt',
+      type: 'string',
+      setting: 'prompt',
+      valueName: 'text',
+      description: "the prompt, encoded by the folder's text encoders (then --inputs may hold only latents_in)",
+    },
+    { flag: '--negative-prompt', type: 'string', setting: 'negativePrompt', valueName: 'text', description: help.negativePrompt },
+    { flag: '--max-sequence-length', type: 'positive-integer', setting: 'maxSequenceLength', description: help.maxSequenceLength },
+  ];
+}
+
+/**
  * The flags of `ditcache generate` a family turns into its pipeline's request: those every family
  * takes, and the settings that families' options (CliOption) fill, the common ones named here. A
  * setting whose option the running family does not declare stays undefined.
