@@ -7,8 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { disableCache, enableCache, summary } from '@ditcache/core';
 import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
 
-import { HiDreamPipeline, type HiDreamGenerateOptions } from '../src/index.js';
-import { goldens, relativeL2 } from './helpers.js';
+import { goldens, relativeL2, goldenRequest, loadGoldenPipeline } from './helpers.js';
 
 interface Trace {
   config: Record<string, number>;
@@ -20,27 +19,13 @@ const dir = `${goldens}/hidream-tiny`;
 const meta = JSON.parse(readFileSync(`${dir}/meta.json`, 'utf-8')) as Record<string, number> & { cache_traces: Record<string, Trace> };
 const ref = loadSafetensors(`${dir}/pipeline.safetensors`);
 const traces = loadSafetensors(`${dir}/cache_traces.safetensors`);
-const pipe = HiDreamPipeline.fromPretrained(dir);
-pipe.defaultSampleSize = meta['pipe.default_sample_size'];
+const pipe = loadGoldenPipeline(dir, meta);
 afterAll(() => {
   pipe.dispose();
   for (const t of [...Object.values(ref), ...Object.values(traces)]) t.dispose();
 });
 
-const request: HiDreamGenerateOptions = {
-  promptEmbedsT5: ref.prompt_embeds_t5,
-  promptEmbedsLlama3: ref.prompt_embeds_llama3,
-  pooledPromptEmbeds: ref.pooled_prompt_embeds,
-  negativePromptEmbedsT5: ref.negative_prompt_embeds_t5,
-  negativePromptEmbedsLlama3: ref.negative_prompt_embeds_llama3,
-  negativePooledPromptEmbeds: ref.negative_pooled_prompt_embeds,
-  latents: ref.latents_in,
-  height: meta.height,
-  width: meta.width,
-  numInferenceSteps: meta.num_inference_steps,
-  guidanceScale: meta.guidance_scale,
-  decode: false,
-};
+const request = goldenRequest(ref, meta);
 const latentsOf = (): Tensor => pipe.generate(request).latents;
 
 describe('caching HiDream', () => {

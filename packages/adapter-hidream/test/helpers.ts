@@ -2,7 +2,7 @@ import { expect } from 'vitest';
 
 import { relativeL2Values, tensor, type Tensor } from '@ditcache/cuda-runtime';
 
-import type { HiDreamRotary, HiDreamTransformerInputs } from '../src/index.js';
+import { HiDreamPipeline, type HiDreamGenerateOptions, type HiDreamRotary, type HiDreamTransformerInputs } from '../src/index.js';
 
 export const goldens = new URL('../../../testdata/goldens/', import.meta.url).pathname;
 
@@ -10,6 +10,32 @@ export const goldens = new URL('../../../testdata/goldens/', import.meta.url).pa
 export const localGoldens = new URL('./goldens/', import.meta.url).pathname;
 
 export { relativeL2, relativeL2Values } from '@ditcache/cuda-runtime';
+
+/** The golden folder's pipeline, with the default_sample_size its diffusers run used (meta.json). */
+export function loadGoldenPipeline(dir: string, meta: Record<string, number>): HiDreamPipeline {
+  const pipe = HiDreamPipeline.fromPretrained(dir);
+  pipe.defaultSampleSize = meta['pipe.default_sample_size'];
+  return pipe;
+}
+
+/** The goldens' pipeline call as a request: pipeline.safetensors' embeddings and initial latents, meta.json's settings, undecoded. */
+export function goldenRequest(ref: Record<string, Tensor>, meta: Record<string, number>, extra: Partial<HiDreamGenerateOptions> = {}): HiDreamGenerateOptions {
+  return {
+    promptEmbedsT5: ref.prompt_embeds_t5,
+    promptEmbedsLlama3: ref.prompt_embeds_llama3,
+    pooledPromptEmbeds: ref.pooled_prompt_embeds,
+    negativePromptEmbedsT5: ref.negative_prompt_embeds_t5,
+    negativePromptEmbedsLlama3: ref.negative_prompt_embeds_llama3,
+    negativePooledPromptEmbeds: ref.negative_pooled_prompt_embeds,
+    latents: ref.latents_in,
+    height: meta.height,
+    width: meta.width,
+    numInferenceSteps: meta.num_inference_steps,
+    guidanceScale: meta.guidance_scale,
+    decode: false,
+    ...extra,
+  };
+}
 
 /** A tensor's shape and values copied to the host, to outlive the scope that made it. */
 export interface Snapshot {

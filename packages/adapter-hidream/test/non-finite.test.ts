@@ -5,8 +5,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
 
-import { HiDreamPipeline, type HiDreamGenerateOptions, type HiDreamTransformerInputs } from '../src/index.js';
-import { goldens } from './helpers.js';
+import type { HiDreamPipeline, HiDreamGenerateOptions, HiDreamTransformerInputs } from '../src/index.js';
+import { goldens, goldenRequest, loadGoldenPipeline } from './helpers.js';
 import { nonFiniteFailure, withValue } from '../../../scripts/testing/non-finite.js';
 
 const dir = `${goldens}/hidream-tiny`;
@@ -15,27 +15,9 @@ const ref = loadSafetensors(`${dir}/pipeline.safetensors`);
 afterAll(() => {
   for (const t of Object.values(ref)) t.dispose();
 });
-const request = (extra: Partial<HiDreamGenerateOptions> = {}): HiDreamGenerateOptions => ({
-  promptEmbedsT5: ref.prompt_embeds_t5,
-  promptEmbedsLlama3: ref.prompt_embeds_llama3,
-  pooledPromptEmbeds: ref.pooled_prompt_embeds,
-  negativePromptEmbedsT5: ref.negative_prompt_embeds_t5,
-  negativePromptEmbedsLlama3: ref.negative_prompt_embeds_llama3,
-  negativePooledPromptEmbeds: ref.negative_pooled_prompt_embeds,
-  latents: ref.latents_in,
-  height: meta.height,
-  width: meta.width,
-  numInferenceSteps: meta.num_inference_steps,
-  guidanceScale: meta.guidance_scale,
-  decode: false,
-  ...extra,
-});
+const request = (extra: Partial<HiDreamGenerateOptions> = {}): HiDreamGenerateOptions => goldenRequest(ref, meta, extra);
 
-function loadPipeline(): HiDreamPipeline {
-  const pipe = HiDreamPipeline.fromPretrained(dir);
-  pipe.defaultSampleSize = meta['pipe.default_sample_size'];
-  return pipe;
-}
+const loadPipeline = (): HiDreamPipeline => loadGoldenPipeline(dir, meta);
 
 describe('HiDreamPipeline with NaN / Inf', () => {
   it('names latents_in or prompt_embeds_llama3 before the first step', () => {

@@ -4,8 +4,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { add, loadSafetensors, memoryStats, mul, neg, tidy, type Tensor } from '@ditcache/cuda-runtime';
 
-import { HiDreamPipeline, type HiDreamTransformerInputs, type TransformerCall } from '../src/index.js';
-import { goldens, relativeL2, relativeL2Values, snapshot, snapshotError, type Snapshot } from './helpers.js';
+import type { HiDreamPipeline, HiDreamTransformerInputs, TransformerCall } from '../src/index.js';
+import { goldens, relativeL2, relativeL2Values, snapshot, snapshotError, type Snapshot, loadGoldenPipeline } from './helpers.js';
 
 const dir = `${goldens}/hidream-tiny`;
 const meta = JSON.parse(readFileSync(`${dir}/meta.json`, 'utf-8')) as Record<string, number>;
@@ -23,11 +23,7 @@ const embeddings = {
   negativePooledPromptEmbeds: ref.negative_pooled_prompt_embeds,
 };
 
-function loadPipeline(): HiDreamPipeline {
-  const pipe = HiDreamPipeline.fromPretrained(dir);
-  pipe.defaultSampleSize = meta['pipe.default_sample_size'];
-  return pipe;
-}
+const loadPipeline = (): HiDreamPipeline => loadGoldenPipeline(dir, meta);
 
 /** Copies out every transformer call's timesteps and output. */
 function recordTransformer(pipe: HiDreamPipeline): { timesteps: Float32Array[]; outputs: Snapshot[] } {
