@@ -23,6 +23,10 @@ void check_same_device(const char* op, std::initializer_list<const Tensor*> ts);
 void check_float(const char* op, const Tensor& t, const char* what);
 // The dtype of a result computed from these inputs: their common dtype, float32 if mixed.
 DType result_dtype(std::initializer_list<const Tensor*> ts);
+// Whether this device's element-wise and row kernels read and write every float dtype in one pass
+// (the CPU's, which widen a chunk and round once); CUDA's take float32, so the op layer widens
+// 16-bit operands for them and rounds their results.
+inline bool reads_any_float(const Device& device) { return !device.is_cuda(); }
 // t as float32; contiguous as well when asked. Returns t itself when it already qualifies.
 Tensor staged_f32(const Tensor& t, bool contiguous);
 // Converts a float32 result to the dtype the op promised.

@@ -7,10 +7,6 @@
 
 namespace dc::ops {
 
-// Whether the element-wise kernels of this device read and write every float dtype in one pass
-// (the CPU's); CUDA's take float32, so 16-bit operands are widened and results rounded around them.
-bool reads_any_float(const Device& device) { return !device.is_cuda(); }
-
 const char* op_name(BinaryOp op) {
   static const char* names[] = {"add", "sub", "mul", "div", "maximum", "minimum", "pow"};
   return names[int(op)];

@@ -84,14 +84,14 @@ void set_operands(Args& g, const Tensor& a, const Tensor& b) {
 
 }  // namespace
 
-// The row kernels (softmax, layer and RMS norm, rotary embedding) of the CPU read and write every float dtype in one
-// pass; CUDA's take float32 rows, so 16-bit ones are widened and results rounded around them.
+// The row kernels (softmax, layer and RMS norm, rotary embedding) take contiguous rows: of any
+// float dtype where the device's kernels read every dtype, else float32.
 namespace {
 Tensor row_input(const Tensor& x) {
-  if (x.device().is_cuda()) return staged_f32(x, true);
+  if (!reads_any_float(x.device())) return staged_f32(x, true);
   return x.is_contiguous() ? x : contiguous(x);
 }
-DType row_output_dtype(const Tensor& x) { return x.device().is_cuda() ? DType::F32 : x.dtype; }
+DType row_output_dtype(const Tensor& x) { return reads_any_float(x.device()) ? x.dtype : DType::F32; }
 }  // namespace
 
 Tensor softmax(const Tensor& x, int64_t dim) {

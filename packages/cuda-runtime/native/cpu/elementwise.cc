@@ -179,7 +179,8 @@ void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, Tensor& out, bo
   parallel_for(rows, std::max<int64_t>(1, kGrainElems / std::max<int64_t>(d, 1)),
                [&](int64_t r0, int64_t r1) {
     // 16-bit rows of x are widened, and of out rounded, one at a time (see read_floats).
-    std::vector<float> xbuf(static_cast<size_t>(d)), obuf(static_cast<size_t>(d));
+    std::vector<float> xbuf(x.dtype == DType::F32 ? 0 : static_cast<size_t>(d));
+    std::vector<float> obuf(out.dtype == DType::F32 ? 0 : static_cast<size_t>(d));
     for (int64_t r = r0; r < r1; ++r) {
       int64_t rem = r, oc = 0, os = 0;
       for (int k = nd - 2; k >= 0; --k) {
