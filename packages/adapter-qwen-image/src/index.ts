@@ -1,0 +1,2 @@
+// Qwen-Image on the ditcache runtime: its transformer, pipeline and cache adapter (being ported).
+export {};
