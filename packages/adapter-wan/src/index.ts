@@ -11,9 +11,18 @@ export {
   type WanFlops,
   type WanTransformerInputs,
 } from './transformer.js';
-export { AUTOENCODER_KL_WAN_DEFAULTS, AutoencoderKLWanDecoder, type AutoencoderKLWanConfig } from './vae/decoder.js';
-export { WanAttentionBlock, WanRMSNorm, WanResidualBlock, WanUpsampler } from './vae/blocks.js';
-export { CausalConv3d, TemporalCache } from './vae/causal-conv.js';
+// The Wan VAE decoder lives in @ditcache/diffusion (Qwen-Image shares it); re-exported so this package's API is unchanged.
+export {
+  AUTOENCODER_KL_WAN_DEFAULTS,
+  AutoencoderKLWanDecoder,
+  CausalConv3d,
+  TemporalCache,
+  WanAttentionBlock,
+  WanRMSNorm,
+  WanResidualBlock,
+  WanUpsampler,
+  type AutoencoderKLWanConfig,
+} from '@ditcache/diffusion';
 export {
   WanPipeline,
   type StepEnd,

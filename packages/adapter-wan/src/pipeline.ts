@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { CfgBranch } from '@ditcache/core';
 import { TensorScope, full, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
+  AutoencoderKLWanDecoder,
   checkFiniteInputs,
   classifierFreeGuidance,
   computeDtype,
@@ -37,7 +38,6 @@ import {
 
 import { WanPromptEncoder, type WanEncodePromptOptions, type WanPromptEmbeddings } from './prompt-encoder.js';
 import { WanTransformer } from './transformer.js';
-import { AutoencoderKLWanDecoder } from './vae/decoder.js';
 
 /** Which transformer a call runs: the only one of Wan 2.1, or Wan 2.2's high-noise / low-noise expert. */
 export type WanExpert = 'transformer' | 'transformer_2';

@@ -1,4 +1,14 @@
 export { AUTOENCODER_KL_DEFAULTS, AutoencoderKLDecoder, type AutoencoderKLConfig } from './nn/autoencoder-kl/decoder.js';
+export {
+  AUTOENCODER_KL_QWENIMAGE_DEFAULTS,
+  AUTOENCODER_KL_WAN_DEFAULTS,
+  WAN_LAYOUT_VAE_CLASSES,
+  readWanLayoutVaeConfig,
+  type AutoencoderKLWanConfig,
+} from './nn/autoencoder-kl-wan/config.js';
+export { AutoencoderKLWanDecoder } from './nn/autoencoder-kl-wan/decoder.js';
+export { WanAttentionBlock, WanRMSNorm, WanResidualBlock, WanUpsampler } from './nn/autoencoder-kl-wan/blocks.js';
+export { CausalConv3d, TemporalCache } from './nn/autoencoder-kl-wan/causal-conv.js';
 export { ConfigError, checkPipelineFolder, missingFolders, readJsonObject, typedConfig } from './io/config-file.js';
 export { PIPELINE_DEFAULTS_FILE, readPipelineDefaults, withPipelineDefaults, type DefaultableOptions, type PipelineDefaults } from './io/pipeline-defaults.js';
 export { MlpEmbedding, sinusoidalTimestepEmbedding, type SinusoidalOptions } from './nn/embeddings.js';

@@ -3,7 +3,8 @@
 // input frames it saw last stand in for that padding on the next chunk, so chunked decoding gives
 // what one causal pass over all frames would.
 import { concat, tidy, zeros, type Tensor } from '@ditcache/cuda-runtime';
-import { Conv3d, type Triple, type WeightReader } from '@ditcache/diffusion';
+import { Conv3d, type Triple } from '../layers.js';
+import type { WeightReader } from '../../io/weights.js';
 
 /** Past input frames kept per convolution (diffusers' CACHE_T): what a 3-frame kernel needs. */
 const CACHED_FRAMES = 2;

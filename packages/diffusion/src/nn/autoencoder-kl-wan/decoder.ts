@@ -1,36 +1,14 @@
-// The decoding half of diffusers' AutoencoderKLWan (the Wan 2.1 VAE, which Wan 2.2 A14B shares):
-// latents (B, z_dim, T, h, w) to video (B, 3, 1 + 4 (T - 1), 8 h, 8 w) in [-1, 1], decoded one
-// latent frame at a time with causal convolutions that carry their past frames between chunks,
-// as diffusers' decode does.
+// The decoding half of diffusers' AutoencoderKLWan (the Wan 2.1 VAE, which Wan 2.2 A14B shares)
+// and of AutoencoderKLQwenImage (the same layers under a smaller config): latents (B, z_dim, T,
+// h, w) to video (B, 3, 1 + 4 (T - 1), 8 h, 8 w) in [-1, 1], decoded one latent frame at a time
+// with causal convolutions that carry their past frames between chunks, as diffusers' decode does.
 import { add, clamp, concat, div, silu, tensor, tidy, type Tensor } from '@ditcache/cuda-runtime';
-import { ConfigError, loadFromFolder, type LoadOptions, type ParameterStore, type WeightReader } from '@ditcache/diffusion';
 
+import { ConfigError } from '../../io/config-file.js';
+import { loadFromFolder, type LoadOptions, type ParameterStore, type WeightReader } from '../../io/weights.js';
 import { WanAttentionBlock, WanResidualBlock, WanRMSNorm, WanUpsampler } from './blocks.js';
 import { CausalConv3d, TemporalCache } from './causal-conv.js';
-
-/** diffusers' AutoencoderKLWan config defaults (the Wan 2.1 VAE). */
-export const AUTOENCODER_KL_WAN_DEFAULTS = {
-  base_dim: 96,
-  decoder_base_dim: null as number | null,
-  z_dim: 16,
-  dim_mult: [1, 2, 4, 4] as number[],
-  num_res_blocks: 2,
-  attn_scales: [] as number[],
-  temperal_downsample: [false, true, true] as boolean[],
-  dropout: 0.0,
-  latents_mean: [
-    -0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508, 0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921,
-  ] as number[],
-  latents_std: [2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743, 3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.916] as number[],
-  is_residual: false,
-  in_channels: 3,
-  out_channels: 3,
-  patch_size: null as number | null,
-  scale_factor_temporal: 4 as number | null,
-  scale_factor_spatial: 8 as number | null,
-};
-
-export type AutoencoderKLWanConfig = typeof AUTOENCODER_KL_WAN_DEFAULTS & { ignoredKeys: string[] };
+import { readWanLayoutVaeConfig, type AutoencoderKLWanConfig } from './config.js';
 
 /** Residual block, attention, residual block at the lowest resolution. */
 class WanMidBlock {
@@ -106,22 +84,11 @@ export class AutoencoderKLWanDecoder implements Disposable {
     this.convOut = CausalConv3d.load(d.at('conv_out'), dims[dims.length - 1], config.out_channels, 3, 1);
   }
 
-  /** Loads the decoder (and post_quant_conv) of a diffusers `vae/` folder (AutoencoderKLWan). */
+  /** Loads the decoder (and post_quant_conv) of a diffusers `vae/` folder (AutoencoderKLWan or AutoencoderKLQwenImage). */
   static load(dir: string, opts: LoadOptions = {}): AutoencoderKLWanDecoder {
     return loadFromFolder(dir, opts, (folder, w, params) => {
-      const config = folder.typedConfig(['AutoencoderKLWan'], AUTOENCODER_KL_WAN_DEFAULTS);
+      const config = readWanLayoutVaeConfig(folder);
       const where = `${dir}/config.json`;
-      if (config.is_residual || config.patch_size !== null) {
-        throw new ConfigError(`${where}: the residual, patchified VAE of Wan 2.2 TI2V (is_residual, patch_size) is not supported, only the Wan 2.1 VAE`);
-      }
-      if (config.temperal_downsample.length !== config.dim_mult.length - 1) {
-        throw new ConfigError(
-          `${where}: ${config.temperal_downsample.length} temperal_downsample entries for ${config.dim_mult.length} dim_mult levels (need one fewer)`,
-        );
-      }
-      for (const key of ['latents_mean', 'latents_std'] as const) {
-        if (config[key].length !== config.z_dim) throw new ConfigError(`${where}: ${key} has ${config[key].length} values for z_dim ${config.z_dim}`);
-      }
       const decoder = new AutoencoderKLWanDecoder(config, w, params);
       const declared = [config.scale_factor_spatial, config.scale_factor_temporal];
       const actual = [decoder.scaleFactorSpatial, decoder.scaleFactorTemporal];
@@ -134,7 +101,7 @@ export class AutoencoderKLWanDecoder implements Disposable {
     });
   }
 
-  /** latents / (1 / latents_std) + latents_mean per channel: WanPipeline's step from the transformer's latents to the decoder's. */
+  /** latents / (1 / latents_std) + latents_mean per channel: the Wan and Qwen-Image pipelines' step from the transformer's latents to the decoder's. */
   denormalize(latents: Tensor): Tensor {
     const z = this.config.z_dim;
     this.checkLatents('denormalize', latents);

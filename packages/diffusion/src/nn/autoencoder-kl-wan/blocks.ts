@@ -3,7 +3,8 @@
 // the upsamplers (spatial x2 with a conv that halves the channels; the temporal one doubles the
 // frames with a causal time conv first).
 import { add, attention, div, maximum, mul, silu, sqrt, square, sum, tidy, upsampleNearest2d, type Tensor } from '@ditcache/cuda-runtime';
-import { Conv2d, type WeightReader } from '@ditcache/diffusion';
+import { Conv2d } from '../layers.js';
+import type { WeightReader } from '../../io/weights.js';
 
 import { CausalConv3d, type TemporalCache } from './causal-conv.js';
 
