@@ -169,7 +169,7 @@ export class StableDiffusion3Pipeline implements DiffusionPipeline<SD3GenerateOp
     try {
       vae = AutoencoderKLDecoder.load(join(dir, 'vae'), opts);
       const promptEncoder = withText
-        ? new SD3PromptEncoder(dir, transformer.config.joint_attention_dim, { device: opts.device, weightDtype: opts.weightDtype })
+        ? new SD3PromptEncoder(dir, transformer.config.joint_attention_dim, { device: opts.device, weightDtype: opts.weightDtype, dtype: opts.dtype })
         : null;
       return new StableDiffusion3Pipeline({ transformer, vae, scheduler, promptEncoder, releaseTextEncoders: opts.releaseTextEncoders, defaults });
     } catch (e) {

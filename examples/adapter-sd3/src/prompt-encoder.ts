@@ -98,11 +98,13 @@ export class SD3PromptEncoder implements Disposable {
           `${this.dir}: the CLIP encoders' widths add up to ${width}, more than the transformer's joint_attention_dim ${this.jointAttentionDim}`,
         );
       const t5States =
-        this.t5 && this.t5Tokenizer ? this.t5.forward(ids(this.t5Tokenizer, length)) : zeros([prompts.length, clipLength, this.jointAttentionDim], { device });
+        this.t5 && this.t5Tokenizer
+          ? this.t5.forward(ids(this.t5Tokenizer, length))
+          : zeros([prompts.length, clipLength, this.jointAttentionDim], { device, dtype: clipStates.dtype });
       const padded =
         width === this.jointAttentionDim
           ? clipStates
-          : concat([clipStates, zeros([prompts.length, clipLength, this.jointAttentionDim - width], { device })], 2);
+          : concat([clipStates, zeros([prompts.length, clipLength, this.jointAttentionDim - width], { device, dtype: clipStates.dtype })], 2);
       return {
         promptEmbeds: concat([padded, t5States], 1),
         pooledPromptEmbeds: concat(

@@ -35,6 +35,18 @@ describe('StableDiffusion3Pipeline from text', () => {
     pooledPromptEmbeds.dispose();
   });
 
+  it('encodes in bfloat16 under dtype bfloat16: two CLIPs and T5 in that dtype, as diffusers under torch_dtype', () => {
+    using pipe = StableDiffusion3Pipeline.fromPretrained(folder, { dtype: 'bfloat16' });
+    const length = meta.sequence_lengths[0];
+    const { promptEmbeds, pooledPromptEmbeds } = pipe.encodePrompt(meta.prompts, { maxSequenceLength: length });
+    expect([promptEmbeds.dtype, pooledPromptEmbeds.dtype]).toEqual(['bfloat16', 'bfloat16']);
+    // bfloat16's rounding through the tiny encoders (each held to transformers' bfloat16 run in @ditcache/text-encoders).
+    expect(relativeL2(promptEmbeds, ref[`prompt_embeds_${length}`])).toBeLessThan(3e-2);
+    expect(relativeL2(pooledPromptEmbeds, ref[`pooled_prompt_embeds_${length}`])).toBeLessThan(3e-2);
+    promptEmbeds.dispose();
+    pooledPromptEmbeds.dispose();
+  });
+
   it('tokenizes as transformers does, the CLIP-G tokenizer padding with "!"', () => {
     using pipe = StableDiffusion3Pipeline.fromPretrained(folder);
     const encoder = pipe.promptEncoder!;

@@ -61,7 +61,7 @@ export class FluxPromptEncoder implements Disposable {
 
   /** Opens the text components of a FLUX folder; the encoders load on the first encode unless `preload` is set. */
   static fromPretrained(dir: string, opts: LoadOptions & { preload?: boolean } = {}): FluxPromptEncoder {
-    const encoder = new FluxPromptEncoder(dir, { device: opts.device });
+    const encoder = new FluxPromptEncoder(dir, { device: opts.device, dtype: opts.dtype });
     if (opts.preload) encoder.load();
     return encoder;
   }

@@ -59,6 +59,21 @@ describe('FluxPipeline with text encoders', () => {
     for (const t of [e.promptEmbeds, e.pooledPromptEmbeds, e.textIds, e.clipInputIds, e.t5InputIds]) t.dispose();
   });
 
+  it('encodes in bfloat16 under dtype bfloat16, as diffusers runs the text encoders of a pipeline loaded with that torch_dtype', () => {
+    using pipe = FluxPipeline.fromPretrained(dir, { dtype: 'bfloat16' });
+    const e = pipe.encodePrompt(PROMPT, { maxSequenceLength: 16 });
+    expect(e.promptEmbeds.dtype).toBe('bfloat16');
+    expect(e.pooledPromptEmbeds.dtype).toBe('bfloat16');
+    // transformers' CLIP loaded with torch_dtype=torch.bfloat16 on the same 77 tokens (text-encoders' tools/make_16bit_references.py).
+    const sixteen = loadSafetensors(join(textData, 'outputs_16bit.safetensors'));
+    expect(relativeL2(e.pooledPromptEmbeds, sixteen['clip.cat.bfloat16.pooled'])).toBeLessThan(1.5e-2);
+    // T5 (whose bfloat16 run the text-encoders tests hold to transformers') in bfloat16 on the same tokens, not widened.
+    using t5 = T5Encoder.load(join(dir, 'text_encoder_2'), { dtype: 'bfloat16' });
+    using direct = t5.forward(e.t5InputIds);
+    expect(relativeL2(e.promptEmbeds, direct)).toBe(0);
+    for (const t of [...Object.values(sixteen), e.promptEmbeds, e.pooledPromptEmbeds, e.textIds, e.clipInputIds, e.t5InputIds]) t.dispose();
+  });
+
   it('generates from text exactly as from the embeddings of that text, and frees them', () => {
     using pipe = FluxPipeline.fromPretrained(dir, { preloadTextEncoders: true });
     const e = pipe.encodePrompt(PROMPT, { maxSequenceLength: 24 });

@@ -242,7 +242,9 @@ export class WanPipeline implements DiffusionPipeline<WanGenerateOptions, WanGen
       if (transformer2) loaded.push(transformer2);
       const vae = AutoencoderKLWanDecoder.load(join(dir, 'vae'), { ...opts, dtype: 'float32' });
       loaded.push(vae);
-      const promptEncoder = listed('text_encoder') ? new WanPromptEncoder(dir, { device: opts.device, weightDtype: opts.weightDtype }) : null;
+      const promptEncoder = listed('text_encoder')
+        ? new WanPromptEncoder(dir, { device: opts.device, weightDtype: opts.weightDtype, dtype: opts.dtype })
+        : null;
       return new WanPipeline({
         transformer,
         transformer2,

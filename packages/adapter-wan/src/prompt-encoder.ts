@@ -104,7 +104,7 @@ export class WanPromptEncoder implements Disposable {
       // Each prompt's rows up to its token count, then zeros, as diffusers trims and re-pads them.
       const rows = encoded.map((e, i) => {
         const tokens = e.attentionMask.reduce((a, b) => a + b, 0);
-        const padding = zeros([1, length - tokens, hidden.shape[2]], { device });
+        const padding = zeros([1, length - tokens, hidden.shape[2]], { device, dtype: hidden.dtype });
         if (tokens === 0) return padding;
         const own = hidden.slice(0, i, i + 1).slice(1, 0, tokens);
         return tokens === length ? own : concat([own, padding], 1);

@@ -71,6 +71,19 @@ describe('WanPipeline from text', () => {
     expect(memoryStats()).toEqual(before);
   });
 
+  it('encodes in bfloat16 under dtype bfloat16 (UMT5 in that dtype, as diffusers under torch_dtype), zeros past each prompt', () => {
+    using pipe = WanPipeline.fromPretrained(folder, { dtype: 'bfloat16' });
+    const length = meta.sequence_lengths[0];
+    const { promptEmbeds, inputIds, attentionMask } = pipe.encodePrompt(prompts, { maxSequenceLength: length });
+    expect(promptEmbeds.dtype).toBe('bfloat16');
+    // bfloat16's rounding through the tiny UMT5 (transformers' own bfloat16 run: text-encoders' sixteen-bit tests).
+    expect(relativeL2(promptEmbeds, ref[`prompt_embeds_${length}`])).toBeLessThan(3e-2);
+    const reference = ref[`prompt_embeds_${length}`].toFloat32Array();
+    const ours = promptEmbeds.toFloat32Array();
+    expect(ours.every((v, i) => (reference[i] === 0 ? v === 0 : true))).toBe(true);
+    for (const t of [promptEmbeds, inputIds, attentionMask]) t.dispose();
+  });
+
   it('generates from a prompt and a negative prompt what diffusers does, and can release the text encoder after encoding', () => {
     using pipe = WanPipeline.fromPretrained(folder, { releaseTextEncoder: true });
     const { run } = meta;

@@ -2,7 +2,7 @@
 // pre-norm transformer layers under a causal mask, a final layer norm, and the pooled output at
 // each sequence's end-of-text token (projected by text_projection in the WithProjection variant).
 import { add, attention, concat, embedding, tensor, tidy, type Tensor } from '@ditcache/cuda-runtime';
-import { LayerNorm, Linear, type LoadOptions, type ParameterStore, type WeightReader } from '@ditcache/diffusion';
+import { LayerNorm, Linear, type ComputeDtype, type LoadOptions, type ParameterStore, type WeightReader } from '@ditcache/diffusion';
 
 import { activation, type Activation } from './activations.js';
 import { TransformersConfig } from './transformers-config.js';
@@ -90,6 +90,8 @@ export class ClipTextModel implements Disposable {
 
   constructor(
     readonly config: ClipTextConfig,
+    /** What the model computes in and returns (LoadOptions' dtype, diffusers' torch_dtype). */
+    readonly dtype: ComputeDtype,
     private readonly tokenEmbedding: Tensor,
     private readonly positionEmbedding: Tensor,
     private readonly layers: ClipEncoderLayer[],
@@ -100,7 +102,7 @@ export class ClipTextModel implements Disposable {
     this.act = activation(config.hiddenAct, 'CLIPTextModel');
   }
 
-  /** Loads a transformers CLIPTextModel / CLIPTextModelWithProjection folder (weights keep their stored dtype). */
+  /** Loads a transformers CLIPTextModel / CLIPTextModelWithProjection folder (float32: weights keep their stored dtype; 16-bit: held in that dtype). */
   static load(dir: string, opts: LoadOptions = {}): ClipTextModel {
     return loadEncoderFolder(dir, opts, (folder, w, store) => {
       const raw = folder.config;
@@ -132,6 +134,7 @@ export class ClipTextModel implements Disposable {
       for (let i = 0; i < config.numHiddenLayers; i++) layers.push(ClipEncoderLayer.load(tm.at('encoder.layers').at(i), config));
       return new ClipTextModel(
         config,
+        w.dtype,
         tm.tensor('embeddings.token_embedding.weight', [config.vocabSize, d]),
         tm.tensor('embeddings.position_embedding.weight', [config.maxPositionEmbeddings, d]),
         layers,
@@ -153,7 +156,9 @@ export class ClipTextModel implements Disposable {
         [seq],
         { device },
       );
-      let x = add(embedding(this.tokenEmbedding, inputIds).cast('float32'), embedding(this.positionEmbedding, positions).cast('float32'));
+      // float32 compute widens stored 16-bit tables; a 16-bit dtype adds the two in that dtype, as transformers.
+      const dtype = this.dtype;
+      let x = add(embedding(this.tokenEmbedding, inputIds).cast(dtype), embedding(this.positionEmbedding, positions).cast(dtype));
       const causal = new Float32Array(seq * seq);
       for (let q = 0; q < seq; q++) for (let k = q + 1; k < seq; k++) causal[q * seq + k] = -Infinity;
       const mask = tensor(causal, [1, 1, seq, seq], { device });

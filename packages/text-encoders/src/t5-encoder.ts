@@ -2,9 +2,12 @@
 // umt5-xxl): token embeddings, pre-norm layers of self-attention without scaling, biased by
 // relative position buckets (T5: a table the first layer holds and every layer shares; UMT5: a
 // table in every layer), and a ReLU or gated-GELU feed-forward; RMS-style layer norms (no mean,
-// no bias) and a final one.
-import { add, attention, embedding, mul, tensor, tidy, type Tensor } from '@ditcache/cuda-runtime';
-import { ConfigError, Linear, RMSNorm, type LoadOptions, type ParameterStore, type WeightReader } from '@ditcache/diffusion';
+// no bias) and a final one. In a 16-bit dtype it rounds where transformers does: norms back to the
+// dtype, and in float16 the feed-forward's output projection kept in float32
+// (`_keep_in_fp32_modules`), which makes the residual stream float32 from the first layer on, with
+// transformers' clamp of float16 overflow in between.
+import { add, attention, clamp, embedding, meanAbs, mul, rmsNorm, tensor, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { ConfigError, Linear, RMSNorm, type ComputeDtype, type LoadOptions, type ParameterStore, type WeightReader } from '@ditcache/diffusion';
 
 import { activation, type Activation } from './activations.js';
 import { checkIds } from './clip-text-model.js';
@@ -46,22 +49,56 @@ class FeedForward {
     readonly wi: Linear,
     readonly wiGate: Linear | null,
     readonly wo: Linear,
+    /** What `wo` computes in: float32 under float16 (transformers keeps it so), else the model's dtype. */
+    readonly woDtype: ComputeDtype,
   ) {}
 
   forward(x: Tensor, act: Activation): Tensor {
     const hidden = act(this.wi.forward(x));
-    return this.wo.forward(this.wiGate ? mul(hidden, this.wiGate.forward(x)) : hidden);
+    return this.wo.forward(inDtype(this.wiGate ? mul(hidden, this.wiGate.forward(x)) : hidden, this.woDtype));
   }
+}
+
+/** `x` in `dtype`: itself when it already is, else a rounded copy. */
+function inDtype(x: Tensor, dtype: ComputeDtype): Tensor {
+  return x.dtype === dtype ? x : x.cast(dtype);
+}
+
+/**
+ * transformers' T5LayerNorm: in float32 one fused RMS norm; in 16-bit the normalised values are
+ * rounded to the dtype before the weight multiplies them (rounded again), as transformers does.
+ */
+class T5LayerNorm {
+  constructor(readonly norm: RMSNorm) {}
+
+  static load(w: WeightReader, dim: number, eps: number): T5LayerNorm {
+    return new T5LayerNorm(RMSNorm.load(w, dim, eps));
+  }
+
+  forward(x: Tensor, dtype: ComputeDtype): Tensor {
+    if (dtype === 'float32') return this.norm.forward(x);
+    return mul(inDtype(rmsNorm(x, null, this.norm.eps), dtype), this.norm.weight!);
+  }
+}
+
+/** Largest float16 value, and transformers' clamp bound once a float16 hidden state has overflowed. */
+const FLOAT16_MAX = 65504;
+const FLOAT16_CLAMP_AFTER_OVERFLOW = FLOAT16_MAX - 1000;
+
+/** transformers' T5 clamp of a float16 hidden state: infinities become +-64504 (a new tensor), anything else is `x`. */
+function clampFloat16Overflow(x: Tensor): Tensor {
+  if (x.dtype !== 'float16' || meanAbs(x) !== Infinity) return x;
+  return clamp(x, -FLOAT16_CLAMP_AFTER_OVERFLOW, FLOAT16_CLAMP_AFTER_OVERFLOW);
 }
 
 class T5Layer {
   constructor(
-    readonly attentionNorm: RMSNorm,
+    readonly attentionNorm: T5LayerNorm,
     readonly q: Linear,
     readonly k: Linear,
     readonly v: Linear,
     readonly o: Linear,
-    readonly feedForwardNorm: RMSNorm,
+    readonly feedForwardNorm: T5LayerNorm,
     readonly feedForward: FeedForward,
   ) {}
 
@@ -70,29 +107,34 @@ class T5Layer {
     const attn = w.at('layer.0.SelfAttention');
     const ff = w.at('layer.1.DenseReluDense');
     const noBias = { bias: false };
+    // transformers keeps `wo` in float32 under a float16 torch_dtype (not under bfloat16).
+    const woInFloat32 = w.dtype === 'float16';
+    const wo = woInFloat32 ? ff.float32() : ff;
     return new T5Layer(
-      RMSNorm.load(w.at('layer.0.layer_norm'), c.dModel, c.layerNormEpsilon),
+      T5LayerNorm.load(w.at('layer.0.layer_norm'), c.dModel, c.layerNormEpsilon),
       Linear.load(attn.at('q'), c.dModel, inner, noBias),
       Linear.load(attn.at('k'), c.dModel, inner, noBias),
       Linear.load(attn.at('v'), c.dModel, inner, noBias),
       Linear.load(attn.at('o'), inner, c.dModel, noBias),
-      RMSNorm.load(w.at('layer.1.layer_norm'), c.dModel, c.layerNormEpsilon),
+      T5LayerNorm.load(w.at('layer.1.layer_norm'), c.dModel, c.layerNormEpsilon),
       new FeedForward(
         Linear.load(ff.at(c.isGatedAct ? 'wi_0' : 'wi'), c.dModel, c.dFf, noBias),
         c.isGatedAct ? Linear.load(ff.at('wi_1'), c.dModel, c.dFf, noBias) : null,
-        Linear.load(ff.at('wo'), c.dFf, c.dModel, noBias),
+        Linear.load(wo.at('wo'), c.dFf, c.dModel, noBias),
+        woInFloat32 ? 'float32' : w.dtype,
       ),
     );
   }
 
-  forward(x: Tensor, bias: Tensor, c: T5EncoderConfig, act: Activation): Tensor {
+  /** One layer on `x` (the compute dtype, or float32 once float16's float32 `wo` has widened the stream). */
+  forward(x: Tensor, bias: Tensor, c: T5EncoderConfig, act: Activation, dtype: ComputeDtype): Tensor {
     return tidy(() => {
       const [b, s] = x.shape;
       const split = (t: Tensor) => t.reshape([b, s, c.numHeads, c.dKv]).transpose(1, 2);
-      const h = this.attentionNorm.forward(x);
+      const h = this.attentionNorm.forward(x, dtype);
       const attended = attention(split(this.q.forward(h)), split(this.k.forward(h)), split(this.v.forward(h)), { mask: bias, scale: 1, headsLast: true });
-      const y = add(x, this.o.forward(attended.reshape([b, s, c.numHeads * c.dKv])));
-      return add(y, this.feedForward.forward(this.feedForwardNorm.forward(y), act));
+      const y = clampFloat16Overflow(add(x, this.o.forward(attended.reshape([b, s, c.numHeads * c.dKv]))));
+      return clampFloat16Overflow(add(y, this.feedForward.forward(this.feedForwardNorm.forward(y, dtype), act)));
     });
   }
 }
@@ -102,17 +144,19 @@ export class T5Encoder implements Disposable {
 
   constructor(
     readonly config: T5EncoderConfig,
+    /** What the encoder computes in and returns (LoadOptions' dtype, diffusers' torch_dtype). */
+    readonly dtype: ComputeDtype,
     private readonly embedTokens: Tensor,
     /** One table (buckets, heads) shared by every layer (T5), or one per layer (UMT5). */
     private readonly relativeAttentionBias: readonly Tensor[],
     private readonly layers: T5Layer[],
-    private readonly finalNorm: RMSNorm,
+    private readonly finalNorm: T5LayerNorm,
     private readonly store: ParameterStore,
   ) {
     this.act = activation(config.denseActFn, 'T5EncoderModel');
   }
 
-  /** Loads a transformers T5EncoderModel folder, sharded or not (weights keep their stored dtype). */
+  /** Loads a transformers T5EncoderModel folder, sharded or not (float32: weights keep their stored dtype; 16-bit: held in that dtype). */
   static load(dir: string, opts: LoadOptions = {}): T5Encoder {
     return loadEncoderFolder(dir, opts, (folder, w, store) => {
       const cfg = new TransformersConfig(folder.config, dir, [...T5_ARCHITECTURES, ...UMT5_ARCHITECTURES]);
@@ -144,10 +188,11 @@ export class T5Encoder implements Disposable {
         w.tensor(`encoder.block.${layer}.layer.0.SelfAttention.relative_attention_bias.weight`, [config.relativeAttentionNumBuckets, config.numHeads]);
       return new T5Encoder(
         config,
+        w.dtype,
         w.firstOf(['encoder.embed_tokens.weight', 'shared.weight'], [config.vocabSize, dModel]),
         config.biasPerLayer ? layers.map((_, i) => biasOf(i)) : [biasOf(0)],
         layers,
-        RMSNorm.load(w.at('encoder.final_layer_norm'), dModel, config.layerNormEpsilon),
+        T5LayerNorm.load(w.at('encoder.final_layer_norm'), dModel, config.layerNormEpsilon),
         store,
       );
     });
@@ -176,9 +221,9 @@ export class T5Encoder implements Disposable {
         const bias = embedding(table, buckets).cast('float32').permute(2, 0, 1).unsqueeze(0).contiguous();
         return padding ? add(bias, padding) : bias;
       });
-      let x = embedding(this.embedTokens, inputIds).cast('float32');
-      for (const [i, layer] of this.layers.entries()) x = layer.forward(x, biases[c.biasPerLayer ? i : 0], c, this.act);
-      return this.finalNorm.forward(x);
+      let x = inDtype(embedding(this.embedTokens, inputIds), this.dtype);
+      for (const [i, layer] of this.layers.entries()) x = layer.forward(x, biases[c.biasPerLayer ? i : 0], c, this.act, this.dtype);
+      return this.finalNorm.forward(x, this.dtype);
     });
   }
 
