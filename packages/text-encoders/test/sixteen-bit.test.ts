@@ -82,6 +82,17 @@ describe.each(DTYPES)('text encoders in %s', (dtype) => {
   });
 });
 
+describe('T5 in float16 past its range', () => {
+  it('clamps an overflowed hidden state as transformers does, instead of passing infinities on', () => {
+    // The first layer's attention output projection scaled by 1e4: its output is infinite in float16.
+    using model = T5Encoder.load(join(data, 't5-encoder-overflow'), { dtype: 'float16' });
+    using out = model.forward(ids('t5_overflow.cat.input_ids'));
+    const values = out.toFloat32Array();
+    expect(values.every(Number.isFinite)).toBe(true);
+    expect(relativeError(values, reference['t5_overflow.cat.float16.last_hidden_state'].toFloat32Array())).toBeLessThan(SAME_DTYPE_BOUND.float16);
+  });
+});
+
 describe('text encoders in float32', () => {
   it('are unchanged by the dtype option: the default and an explicit float32 give the same bits', () => {
     using a = T5Encoder.load(join(data, 't5-encoder'));

@@ -15,6 +15,11 @@ GELU), t5 (v1.1, gated-gelu), t5_relu (v1.0, relu), umt5 (adapter-wan's UMT5 pro
 Outputs: CLIP's last_hidden_state, pooled (pooler_output), penultimate (hidden_states[-2], what SD3
 reads) and text_embeds; T5's last_hidden_state. Cases: two prompts' ids from tokens.json, one padded
 and masked for T5 (the attention mask Wan passes).
+
+It also writes test/data/t5-encoder-overflow/: t5-encoder-relu (float16) with the first layer's
+attention output projection scaled by OVERFLOW_SCALE, so that its output overflows float16 and
+transformers' clamp (infinities to +-64504) decides the result; `t5_overflow.cat.float16.*` is
+transformers' float16 output of it.
 """
 import json
 import os
@@ -29,6 +34,7 @@ torch.set_num_threads(1)
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, '..', 'test', 'data')
 UMT5 = os.path.join(HERE, '..', '..', 'adapter-wan', 'test', 'goldens', 'wan-prompt', 'text_encoder')
+OVERFLOW_SCALE = 1e4
 DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
 
@@ -76,6 +82,14 @@ def main():
                 with torch.no_grad():
                     result = model(input_ids=ids, attention_mask=mask)
                 put(f'{model_name}.{case}.{dtype_name}.last_hidden_state', result.last_hidden_state)
+
+    overflow = T5EncoderModel.from_pretrained(os.path.join(DATA, 't5-encoder-relu'), torch_dtype=torch.float16).eval()
+    with torch.no_grad():
+        overflow.encoder.block[0].layer[0].SelfAttention.o.weight.mul_(OVERFLOW_SCALE)
+    overflow.save_pretrained(os.path.join(DATA, 't5-encoder-overflow'))
+    with torch.no_grad():
+        out['t5_overflow.cat.input_ids'] = cat.to(torch.int32)
+        put('t5_overflow.cat.float16.last_hidden_state', overflow(input_ids=cat).last_hidden_state)
 
     meta = {'torch': torch.__version__, 'transformers': transformers.__version__}
     safetensors.torch.save_file(out, os.path.join(DATA, 'outputs_16bit.safetensors'), metadata=meta)
