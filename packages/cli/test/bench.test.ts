@@ -1,5 +1,5 @@
 // `ditcache bench` on the flux-tiny golden: configs, the resumable runner, metrics and the report.
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -172,7 +172,24 @@ describe('ditcache bench', () => {
     saveSafetensors(join(dir, 'no-size.safetensors'), { prompt_embeds: golden.prompt_embeds, pooled_prompt_embeds: golden.pooled_prompt_embeds });
     for (const t of Object.values(golden)) t.dispose();
     await expect(bench({ model: flux, prompts: join(dir, 'no-size.safetensors'), configs: 'grid', out, seed: 0, repeats: 1 })).rejects.toThrow(
-      /--height and --width are needed/,
+      /--height and --width are needed: neither .*no-size.safetensors nor .*ditcache.json recommends a size/,
     );
+  });
+
+  it("takes the size and steps the prompts file leaves out from the model folder's ditcache.json, as generate does", async () => {
+    const model = join(dir, 'flux-with-defaults');
+    mkdirSync(model);
+    for (const entry of readdirSync(flux)) symlinkSync(join(flux, entry), join(model, entry));
+    writeFileSync(join(model, 'ditcache.json'), JSON.stringify({ height: 16, width: 32, num_inference_steps: 3 }));
+    const golden = loadSafetensors(join(flux, 'pipeline.safetensors'));
+    saveSafetensors(join(dir, 'unsized.safetensors'), { prompt_embeds: golden.prompt_embeds, pooled_prompt_embeds: golden.pooled_prompt_embeds });
+    for (const t of Object.values(golden)) t.dispose();
+    const configsFile = join(dir, 'one.json');
+    writeFileSync(configsFile, JSON.stringify([{ name: 'loose', Fn_compute_blocks: 1, residual_diff_threshold: 0.5 }]));
+    const out = join(dir, 'defaults-out');
+    await bench({ model, prompts: join(dir, 'unsized.safetensors'), configs: configsFile, out, seed: 0, repeats: 1 });
+    const written = JSON.parse(readFileSync(join(out, 'results.json'), 'utf-8')) as { settings: { height: number; width: number; steps: number } };
+    expect(written.settings).toMatchObject({ height: 16, width: 32, steps: 3 });
+    expect((await sharp(join(out, 'uncached', 'prompt-0.png')).metadata()).height).toBe(16);
   });
 });

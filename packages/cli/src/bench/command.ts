@@ -5,7 +5,7 @@ import { join } from 'node:path';
 
 import { InvalidArgumentError, type Command } from 'commander';
 
-import type { ComputeDtype } from '@ditcache/diffusion';
+import { PIPELINE_DEFAULTS_FILE, readPipelineDefaults, type ComputeDtype } from '@ditcache/diffusion';
 
 import { UsageError } from '../errors.js';
 import { dtypeOption } from '../load-options.js';
@@ -42,10 +42,15 @@ export async function bench(flags: BenchFlags): Promise<BenchOutputs> {
   if (cls !== 'FluxPipeline') throw new UsageError(`--model: bench runs FLUX pipelines; ${flags.model} holds a ${cls}`);
   const configs = readBenchConfigs(flags.configs);
   using prompts = readBenchPrompts(flags.prompts);
-  const height = flags.height ?? prompts.height;
-  const width = flags.width ?? prompts.width;
-  if (height === undefined || width === undefined) throw new UsageError(`--height and --width are needed: ${flags.prompts} does not recommend a size`);
-  const settings = { steps: flags.steps ?? prompts.steps ?? 28, height, width, seed: flags.seed, repeats: flags.repeats, dtype: flags.dtype ?? 'float32' };
+  // Flags win, then what the prompts file recommends, then the model folder's ditcache.json (as generate reads it).
+  const folder = readPipelineDefaults(flags.model);
+  const height = flags.height ?? prompts.height ?? folder.height;
+  const width = flags.width ?? prompts.width ?? folder.width;
+  if (height === undefined || width === undefined) {
+    throw new UsageError(`--height and --width are needed: neither ${flags.prompts} nor ${join(flags.model, PIPELINE_DEFAULTS_FILE)} recommends a size`);
+  }
+  const steps = flags.steps ?? prompts.steps ?? folder.numInferenceSteps ?? 28;
+  const settings = { steps, height, width, seed: flags.seed, repeats: flags.repeats, dtype: flags.dtype ?? 'float32' };
   mkdirSync(flags.out, { recursive: true });
 
   const progress = benchProgress();
