@@ -101,12 +101,19 @@ export class AutoencoderKLWanDecoder implements Disposable {
     });
   }
 
-  /** latents / (1 / latents_std) + latents_mean per channel: the Wan and Qwen-Image pipelines' step from the transformer's latents to the decoder's. */
+  /**
+   * latents / (1 / latents_std) + latents_mean per channel: the Wan and Qwen-Image pipelines' step
+   * from the transformer's latents to the decoder's, in the latents' dtype (diffusers rounds the
+   * float32 1 / latents_std and latents_mean to it).
+   */
   denormalize(latents: Tensor): Tensor {
     const z = this.config.z_dim;
     this.checkLatents('denormalize', latents);
-    const perChannel = (values: readonly number[]): Tensor => tensor([...values], [1, z, 1, 1, 1], { device: latents.device });
-    return tidy(() => add(div(latents, div(1, perChannel(this.config.latents_std))), perChannel(this.config.latents_mean)));
+    // float32 values first (torch.tensor of a list), rounded once more to a 16-bit dtype.
+    const perChannel = (values: readonly number[]): Tensor =>
+      tensor(Float32Array.from(values), [1, z, 1, 1, 1], { device: latents.device, dtype: latents.dtype });
+    const inverseStd = this.config.latents_std.map((v) => Math.fround(1 / Math.fround(v)));
+    return tidy(() => add(div(latents, perChannel(inverseStd)), perChannel(this.config.latents_mean)));
   }
 
   /** Latents (B, z_dim, T, h, w), already denormalized, to video (B, out_channels, 1 + 4 (T - 1), 8 h, 8 w) in [-1, 1]. */
