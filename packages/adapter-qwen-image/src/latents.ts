@@ -1,0 +1,32 @@
+// Qwen-Image's latent layout: the VAE's single-frame (B, C, 1, h, w) latents are cut into 2x2
+// patches and packed as (B, h/2 * w/2 tokens, C * 4), as in QwenImagePipeline's _pack_latents.
+import { tidy, type Tensor } from '@ditcache/cuda-runtime';
+
+/** (B, C, h, w) noise -> (B, (h/2) * (w/2), C * 4). */
+export function packLatents(latents: Tensor): Tensor {
+  const [batch, channels, height, width] = latents.shape;
+  if (latents.rank !== 4 || height % 2 !== 0 || width % 2 !== 0) {
+    throw new TypeError(`packLatents: expected (B, C, h, w) with even h and w, got (${latents.shape.join(', ')})`);
+  }
+  return tidy(() =>
+    latents
+      .reshape(batch, channels, height / 2, 2, width / 2, 2)
+      .permute(0, 2, 4, 1, 3, 5)
+      .reshape(batch, (height / 2) * (width / 2), channels * 4),
+  );
+}
+
+/** (B, (h/2) * (w/2), C * 4) -> (B, C, 1, h, w): the VAE's one-frame video latents. */
+export function unpackLatents(packed: Tensor, height: number, width: number): Tensor {
+  const [batch, tokens, packedChannels] = packed.shape;
+  if (packed.rank !== 3 || tokens !== (height / 2) * (width / 2) || packedChannels % 4 !== 0) {
+    throw new TypeError(`unpackLatents: (${packed.shape.join(', ')}) is not a packed ${height}x${width} latent`);
+  }
+  const channels = packedChannels / 4;
+  return tidy(() =>
+    packed
+      .reshape(batch, height / 2, width / 2, channels, 2, 2)
+      .permute(0, 3, 1, 4, 2, 5)
+      .reshape(batch, channels, 1, height, width),
+  );
+}
