@@ -5,9 +5,9 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { disableCache, enableCache, strify, summary } from '@ditcache/core';
-import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
+import { full, loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
 import { FluxPipeline, type FluxGenerateOptions, type FluxGenerateResult } from '@ditcache/adapter-flux';
-import type { RemotePipeline } from '@ditcache/diffusion';
+import { NonFiniteError, type RemotePipeline } from '@ditcache/diffusion';
 
 import { goldens, relativeL2 } from './helpers.js';
 
@@ -57,6 +57,15 @@ describe('FluxPipeline.spawn (generation in a worker thread)', () => {
     out.latents.dispose();
     out.image!.dispose();
     expect(memoryStats()).toEqual(before);
+  });
+
+  it('brings a NaN found in the worker back as the NonFiniteError it was, naming the tensor and step', async () => {
+    using poisoned = full(ref.prompt_embeds.shape, Number.NaN);
+    const err = await remote.generate({ ...request, promptEmbeds: poisoned }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NonFiniteError);
+    const e = err as NonFiniteError;
+    expect([e.name, e.tensor, e.step, e.numSteps, e.when]).toEqual(['NonFiniteError', 'prompt_embeds', 0, meta.num_inference_steps, 'before']);
+    expect(e.message).toMatch(/non-finite values \(NaN or Inf\) in prompt_embeds, an input, before step 1/);
   });
 
   it('stops on an AbortSignal and frees everything the run held in the worker', async () => {

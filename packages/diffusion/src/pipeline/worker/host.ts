@@ -7,7 +7,7 @@ import { disableCache, enableCache, summary } from '@ditcache/core';
 import { memoryStats } from '@ditcache/cuda-runtime';
 
 import type { DiffusionPipeline, DiffusionPipelineClass, DiffusionRequest } from '../diffusion-pipeline.js';
-import { decode, disposeTensors, encode, type FromWorker, type ToWorker } from './wire.js';
+import { decode, disposeTensors, encode, errorToWire, type FromWorker, type ToWorker } from './wire.js';
 
 export interface HostSpec {
   /** Module (package name or file URL) exporting the pipeline class. */
@@ -103,8 +103,7 @@ function run(pipe: HostedPipeline, m: Extract<ToWorker, { type: 'generate' }>, c
     const stats = cached ? summary(pipe, { print: false }) : undefined;
     reply = { message: { type: 'done', id: m.id, result: wire, cacheSummary: stats }, transfer };
   } catch (e) {
-    const err = e as Error;
-    reply = { message: { type: 'failed', id: m.id, name: err.name, message: err.message }, transfer: [] };
+    reply = { message: { type: 'failed', id: m.id, ...errorToWire(e) }, transfer: [] };
   } finally {
     off();
     disposeTensors(request);
@@ -112,4 +111,4 @@ function run(pipe: HostedPipeline, m: Extract<ToWorker, { type: 'generate' }>, c
   send(reply.message, reply.transfer);
 }
 
-main(workerData as HostSpec).catch((e: Error) => send({ type: 'failed', id: null, name: e.name, message: e.message }));
+main(workerData as HostSpec).catch((e: unknown) => send({ type: 'failed', id: null, ...errorToWire(e) }));

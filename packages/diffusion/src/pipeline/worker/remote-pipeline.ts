@@ -8,7 +8,7 @@ import { CACHE_DELEGATE, type CacheConfigInput, type CacheDelegate, type CacheSu
 import type { MemoryStats } from '@ditcache/cuda-runtime';
 
 import type { HostSpec } from './host.js';
-import { decode, encode, type FromWorker, type ToWorker } from './wire.js';
+import { decode, encode, errorFromWire, type FromWorker, type ToWorker } from './wire.js';
 
 export interface Progress {
   step: number;
@@ -73,7 +73,7 @@ export class RemotePipeline<Request, Result> extends EventEmitter {
     await new Promise<void>((resolve, reject) => {
       const onMessage = (m: FromWorker) => {
         if (m.type === 'ready') resolve();
-        else if (m.type === 'failed' && m.id === null) reject(Object.assign(new Error(m.message), { name: m.name }));
+        else if (m.type === 'failed' && m.id === null) reject(errorFromWire(m));
         else return;
         remote.worker.off('message', onMessage);
       };
@@ -139,7 +139,7 @@ export class RemotePipeline<Request, Result> extends EventEmitter {
   private receive(m: FromWorker): void {
     if (m.type === 'ready') return;
     if (m.type === 'failed' && m.id === null) {
-      this.failAll(Object.assign(new Error(m.message), { name: m.name }));
+      this.failAll(errorFromWire(m));
       return;
     }
     const p = this.pending.get(m.id as number);
@@ -159,7 +159,7 @@ export class RemotePipeline<Request, Result> extends EventEmitter {
         this.settle(m.id, () => p.resolve(m.stats));
         return;
       case 'failed':
-        this.settle(m.id as number, () => p.reject(Object.assign(new Error(m.message), { name: m.name })));
+        this.settle(m.id as number, () => p.reject(errorFromWire(m)));
         return;
     }
   }

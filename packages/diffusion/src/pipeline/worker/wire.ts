@@ -1,6 +1,11 @@
 // Values crossing between the main thread and a pipeline's worker: tensors travel as typed
-// arrays (their buffers transferred, not copied) and become tensors again on the other side.
+// arrays (their buffers transferred, not copied) and become tensors again on the other side;
+// errors travel as name, message and their own data fields, and become the same class again
+// where it is one the caller can catch by class (a NaN's step and tensor must not be lost).
 import { Tensor, tensor, type DType } from '@ditcache/cuda-runtime';
+
+import { Float16OverflowError } from '../float16.js';
+import { NonFiniteError } from '../non-finite.js';
 
 interface WireTensor {
   readonly wireTensor: true;
@@ -62,5 +67,31 @@ export type FromWorker =
   | { type: 'ready' }
   | { type: 'progress'; id: number; step: number; numSteps: number; timestep: number }
   | { type: 'done'; id: number; result: unknown; cacheSummary: unknown }
-  | { type: 'failed'; id: number | null; name: string; message: string }
+  | ({ type: 'failed'; id: number | null } & WireError)
   | { type: 'memoryStats'; id: number; stats: unknown };
+
+/** An error as it crosses: its class name, message and own primitive fields (step, tensor, module, ...). */
+export interface WireError {
+  readonly name: string;
+  readonly message: string;
+  readonly fields: Record<string, string | number | boolean | null>;
+}
+
+/** The error classes a caller catches by class; others come back as an Error with the name. */
+const ERROR_CLASSES: Record<string, { prototype: Error }> = { NonFiniteError, Float16OverflowError, TypeError, RangeError };
+
+export function errorToWire(e: unknown): WireError {
+  const err = e instanceof Error ? e : new Error(String(e));
+  const fields: WireError['fields'] = {};
+  for (const [key, value] of Object.entries(err)) {
+    if (value === null || ['string', 'number', 'boolean'].includes(typeof value)) fields[key] = value as string | number | boolean | null;
+  }
+  return { name: err.name, message: err.message, fields };
+}
+
+export function errorFromWire(w: WireError): Error {
+  const err = Object.assign(new Error(w.message), w.fields, { name: w.name });
+  const cls = ERROR_CLASSES[w.name];
+  if (cls) Object.setPrototypeOf(err, cls.prototype);
+  return err;
+}
