@@ -18,6 +18,10 @@ const PEER_TAKERS: Record<string, string[]> = {
   '@ditcache/adapter-flux': ['@ditcache/core', '@ditcache/cuda-runtime'],
   '@ditcache/adapter-wan': ['@ditcache/core', '@ditcache/cuda-runtime'],
   '@ditcache/adapter-hidream': ['@ditcache/core', '@ditcache/cuda-runtime'],
+  '@ditcache/adapter-qwen-image': ['@ditcache/core', '@ditcache/cuda-runtime'],
+  '@ditcache/adapter-chroma': ['@ditcache/core', '@ditcache/cuda-runtime'],
+  '@ditcache/adapter-hunyuan-video': ['@ditcache/core', '@ditcache/cuda-runtime'],
+  '@ditcache/adapter-ltx-video': ['@ditcache/core', '@ditcache/cuda-runtime'],
   '@ditcache/diffusion': ['@ditcache/core', '@ditcache/cuda-runtime'],
   '@ditcache/text-encoders': ['@ditcache/cuda-runtime'],
 };
