@@ -19,17 +19,8 @@ import { loadSafetensors, memoryStats, tidy, type Tensor } from '@ditcache/cuda-
 
 import { FluxPipeline, type FluxGenerateOptions } from '../src/index.js';
 import { goldens, localGoldens, relativeL2 } from './helpers.js';
+import { NEAR_THRESHOLD, cacheConfigOf, expectBranchMatches, ourBranches, theirBranches, type Trace16 } from '../../../scripts/testing/cache-16bit.js';
 
-interface Trace {
-  config: Record<string, number>;
-  taylorseer_order: number | null;
-  float32_trace: string;
-  margin: number;
-  stats: { cached_steps: number[]; residual_diffs: Record<string, number>; residual_diffs_float64: Record<string, number> }[];
-}
-
-/** The issue's band: a decision is asserted where cache-dit's diff is farther than this (relative) from the threshold. */
-const NEAR_THRESHOLD = 0.01;
 /**
  * |our diff - the float64 diff of cache-dit's bf16 residuals| / the latter, at every step both
  * compared. Measured: at most 0.32% on flux-tiny, 0.49% on flux-tiny-guidance (a Fn residual is the
@@ -52,36 +43,11 @@ const BF16_DIFF_TOLERANCE = 0.018;
  */
 const LATENTS_TOLERANCE = 3 * 2 ** -8;
 
-/**
- * Walks the steps in order: wherever cache-dit compared a diff farther than NEAR_THRESHOLD from the
- * threshold, or decided without one (warmup, caps), we must decide alike. At a step closer than that,
- * a different decision is allowed, and the two runs part there (their references differ from then
- * on), so nothing after it is compared. Returns the first such step, or undefined.
- */
-function expectSameDecisions(
-  ours: { cachedSteps: readonly number[]; residualDiffs: Record<string, number> },
-  theirs: Trace['stats'][0],
-  threshold: number,
-  steps: number,
-): number | undefined {
-  const oursCached = new Set(ours.cachedSteps);
-  const theirsCached = new Set(theirs.cached_steps);
-  for (let step = 0; step < steps; step++) {
-    const key = String(step);
-    const theirDiff = theirs.residual_diffs[key];
-    const near = theirDiff !== undefined && Math.abs(theirDiff - threshold) / threshold <= NEAR_THRESHOLD;
-    if (near && oursCached.has(step) !== theirsCached.has(step)) return step;
-    expect(oursCached.has(step), `step ${step}: cached (cache-dit's diff ${theirDiff}, threshold ${threshold})`).toBe(theirsCached.has(step));
-    expect(key in ours.residualDiffs, `step ${step}: compared with the threshold`).toBe(theirDiff !== undefined);
-  }
-  return undefined;
-}
-
 describe.each(['flux-tiny', 'flux-tiny-guidance'])('caching FLUX in bfloat16 on %s, against cache-dit in bfloat16', (set) => {
   const refs = JSON.parse(readFileSync(`${localGoldens}/${set}/cache_traces_bf16.json`, 'utf-8')) as {
     dtype: string;
     pipeline: Record<string, number>;
-    cache_traces: Record<string, Trace>;
+    cache_traces: Record<string, Trace16>;
   };
   let pipe: FluxPipeline;
   let inputs: Record<string, Tensor>;
@@ -127,23 +93,15 @@ describe.each(['flux-tiny', 'flux-tiny-guidance'])('caching FLUX in bfloat16 on 
     const theirs = trace.stats[0];
     const threshold = trace.config.residual_diff_threshold;
     const before = memoryStats();
-    enableCache(pipe, { ...trace.config, ...(trace.taylorseer_order ? { taylorseer_order: trace.taylorseer_order } : {}) });
+    enableCache(pipe, cacheConfigOf(trace));
     const latents = pipe.generate(request).latents;
     const stats = summary(pipe, { print: false }).contexts;
     expect(stats).toHaveLength(1);
     const ours = stats[0];
     expect(latents.dtype).toBe('bfloat16');
 
-    const parted = expectSameDecisions(ours, theirs, threshold, refs.pipeline.num_inference_steps);
-    // With margins of 2% and more in the references, the runs never part.
-    expect(parted, `the runs part at step ${parted}`).toBeUndefined();
-    expect([...ours.cachedSteps]).toEqual(theirs.cached_steps);
-    for (const [step, exact] of Object.entries(theirs.residual_diffs_float64)) {
-      const diff = ours.residualDiffs[step];
-      expect(Math.abs(diff - exact) / exact, `step ${step}: ours ${diff}, cache-dit's residuals ${exact}`).toBeLessThan(DIFF_TOLERANCE);
-      const rounded = theirs.residual_diffs[step];
-      expect(Math.abs(diff - rounded) / rounded, `step ${step}: ours ${diff}, cache-dit's bf16 diff ${rounded}`).toBeLessThan(BF16_DIFF_TOLERANCE);
-    }
+    const tolerance = { exact: DIFF_TOLERANCE, bf16: BF16_DIFF_TOLERANCE };
+    expectBranchMatches(ourBranches(ours, false)[0], theirBranches(theirs, false)[0], threshold, refs.pipeline.num_inference_steps, set, tolerance);
     const distance = tidy(() => relativeL2(latents.cast('float32'), traces[`${name}.latents_out`].cast('float32')));
     expect(distance).toBeLessThan(LATENTS_TOLERANCE);
 

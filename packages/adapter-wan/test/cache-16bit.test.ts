@@ -17,35 +17,25 @@ import { readFileSync } from 'node:fs';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { disableCache, enableCache, summary, type ContextStats } from '@ditcache/core';
+import { disableCache, enableCache, summary } from '@ditcache/core';
 import { loadSafetensors, memoryStats, tidy, type Tensor } from '@ditcache/cuda-runtime';
 
 import { WanPipeline, type WanGenerateOptions } from '../src/index.js';
 import { goldens, localGoldens, relativeL2 } from './helpers.js';
+import {
+  NEAR_THRESHOLD,
+  cacheConfigOf,
+  expectBranchMatches,
+  ourBranches,
+  theirBranches,
+  thresholdOf,
+  type ContextTrace16,
+  type Trace16,
+} from '../../../scripts/testing/cache-16bit.js';
 
-interface ContextTrace {
-  source: string;
-  executed_steps: number;
-  cached_steps: number[];
-  residual_diffs: Record<string, number>;
-  residual_diffs_float64: Record<string, number>;
-  cfg_cached_steps: number[];
-  cfg_residual_diffs: Record<string, number>;
-  cfg_residual_diffs_float64: Record<string, number>;
-}
-interface Trace {
-  config: Record<string, unknown> & { residual_diff_threshold: number };
-  taylorseer_order: number | null;
-  params_modifiers: Record<string, unknown>[] | null;
-  float32_trace: string;
-  margin: number;
-  latents_out_sensitivity: number;
-  residual_diffs_float64_sensitivity: number;
-  stats: ContextTrace[];
-}
+type ContextTrace = ContextTrace16 & { source: string; executed_steps: number };
+type Trace = Trace16<ContextTrace> & { latents_out_sensitivity: number };
 
-/** The issue's band: a decision is asserted where cache-dit's (float64) diff is farther than this (relative) from the threshold. */
-const NEAR_THRESHOLD = 0.01;
 /**
  * |our diff - the float64 diff of cache-dit's bf16 residuals| / the latter, at every step both
  * compared, per expert and branch. Measured over 303 diffs: mean 0.4%, at most 1.4% on wan-tiny
@@ -74,44 +64,6 @@ const BF16_DIFF_TOLERANCE = 0.025;
  * by the sensitivity.
  */
 const LATENTS_RATIO = 1.5;
-
-type Branch = { cached: readonly number[]; diffs: Readonly<Record<string, number>>; exact?: Record<string, number>; bf16?: Record<string, number> };
-
-/** Each CFG branch of a context: cache-dit's non-CFG branch, then its CFG branch. */
-const branchesOf = (c: ContextTrace): Branch[] => [
-  { cached: c.cached_steps, diffs: c.residual_diffs, exact: c.residual_diffs_float64, bf16: c.residual_diffs },
-  { cached: c.cfg_cached_steps, diffs: c.cfg_residual_diffs, exact: c.cfg_residual_diffs_float64, bf16: c.cfg_residual_diffs },
-];
-const ourBranchesOf = (c: ContextStats): Branch[] => [
-  { cached: c.cachedSteps, diffs: c.residualDiffs },
-  { cached: c.cfgCachedSteps, diffs: c.cfgResidualDiffs },
-];
-
-/** The threshold context `i` compares with: its ParamsModifier's, or the base one. */
-function thresholdOf(trace: Trace, i: number): number {
-  const own = trace.params_modifiers?.[i]?.residual_diff_threshold;
-  return typeof own === 'number' ? own : trace.config.residual_diff_threshold;
-}
-
-/**
- * Walks one branch's steps in order: wherever cache-dit compared a diff farther than
- * NEAR_THRESHOLD from the threshold, or decided without one (warmup, caps), we must decide alike.
- * At a step closer than that a different decision is allowed, and the runs part there (their
- * references differ from then on), so nothing after it is compared. Returns the first such step.
- */
-function expectSameDecisions(ours: Branch, theirs: Branch, threshold: number, steps: number, label: string): number | undefined {
-  const oursCached = new Set(ours.cached);
-  const theirsCached = new Set(theirs.cached);
-  for (let step = 0; step < steps; step++) {
-    const key = String(step);
-    const exact = theirs.exact?.[key];
-    const near = exact !== undefined && Math.abs(exact - threshold) / threshold <= NEAR_THRESHOLD;
-    if (near && oursCached.has(step) !== theirsCached.has(step)) return step;
-    expect(oursCached.has(step), `${label} step ${step}: cached (cache-dit's diff ${exact}, threshold ${threshold})`).toBe(theirsCached.has(step));
-    expect(key in ours.diffs, `${label} step ${step}: compared with the threshold`).toBe(exact !== undefined);
-  }
-  return undefined;
-}
 
 describe.each(['wan-tiny', 'wan-tiny/wan22'])('caching Wan in bfloat16 on %s, against cache-dit in bfloat16', (set) => {
   const meta = JSON.parse(readFileSync(`${goldens}/${set}/meta.json`, 'utf-8')) as Record<string, number>;
@@ -165,7 +117,7 @@ describe.each(['wan-tiny', 'wan-tiny/wan22'])('caching Wan in bfloat16 on %s, ag
       expect(trace.stats.map((s) => s.source)).toEqual(set.endsWith('wan22') ? ['transformer.blocks', 'transformer_2.blocks'] : ['transformer.blocks']);
       trace.stats.forEach((context, i) => {
         const threshold = thresholdOf(trace, i);
-        for (const branch of branchesOf(context)) {
+        for (const branch of theirBranches(context, true)) {
           expect(branch.cached.length, `${name} ${context.source}: caches`).toBeGreaterThan(0);
           for (const d of Object.values(branch.exact ?? {})) expect(Math.abs(d - threshold) / threshold, name).toBeGreaterThan(2 * NEAR_THRESHOLD);
         }
@@ -177,11 +129,7 @@ describe.each(['wan-tiny', 'wan-tiny/wan22'])('caching Wan in bfloat16 on %s, ag
   it.each(Object.keys(refs.cache_traces))("%s: cache-dit's bf16 decisions per expert and CFG branch, its diffs and latents", (name) => {
     const trace = refs.cache_traces[name];
     const before = memoryStats();
-    enableCache(pipe, {
-      ...trace.config,
-      ...(trace.taylorseer_order ? { taylorseer_order: trace.taylorseer_order } : {}),
-      ...(trace.params_modifiers ? { params_modifiers: trace.params_modifiers } : {}),
-    });
+    enableCache(pipe, cacheConfigOf(trace));
     const latents = pipe.generate(request).latents;
     const contexts = summary(pipe, { print: false }).contexts;
     expect(contexts.map((c) => c.name)).toEqual(trace.stats.map((s) => s.source));
@@ -190,19 +138,10 @@ describe.each(['wan-tiny', 'wan-tiny/wan22'])('caching Wan in bfloat16 on %s, ag
       const got = contexts[i];
       expect(got.steps, want.source).toBe(want.executed_steps);
       const threshold = thresholdOf(trace, i);
-      const ours = ourBranchesOf(got);
-      branchesOf(want).forEach((theirs, b) => {
+      const ours = ourBranches(got, true);
+      theirBranches(want, true).forEach((theirs, b) => {
         const label = `${want.source} ${b ? 'CFG' : 'non-CFG'}`;
-        const parted = expectSameDecisions(ours[b], theirs, threshold, want.executed_steps, label);
-        // With margins of 2% and more in the references, the runs never part.
-        expect(parted, `${label}: the runs part at step ${parted}`).toBeUndefined();
-        expect([...ours[b].cached], label).toEqual(theirs.cached);
-        for (const [step, exact] of Object.entries(theirs.exact ?? {})) {
-          const diff = ours[b].diffs[step];
-          expect(Math.abs(diff - exact) / exact, `${label} step ${step}: ours ${diff}, cache-dit's residuals ${exact}`).toBeLessThan(DIFF_TOLERANCE);
-          const rounded = theirs.bf16?.[step] as number;
-          expect(Math.abs(diff - rounded) / rounded, `${label} step ${step}: ours ${diff}, cache-dit's bf16 diff ${rounded}`).toBeLessThan(BF16_DIFF_TOLERANCE);
-        }
+        expectBranchMatches(ours[b], theirs, threshold, want.executed_steps, label, { exact: DIFF_TOLERANCE, bf16: BF16_DIFF_TOLERANCE });
       });
     });
     const distance = tidy(() => relativeL2(latents.cast('float32'), traces[`${name}.latents_out`].cast('float32')));
