@@ -1,9 +1,9 @@
 export { FLUX_TRANSFORMER_DEFAULTS, loadFluxTransformerConfig, readFluxTransformerConfig, type FluxTransformerConfig } from './config.js';
 export { FluxSingleTransformerBlock, FluxTransformerBlock, type FluxBlock } from './blocks.js';
-export { JointAttention, SelfAttention, type Projection } from './attention.js';
+// The attention and the packed latent layout are shared with Chroma through @ditcache/diffusion.
+export { JointAttention, SelfAttention, latentImageIds, packLatents, unpackLatents, type Projection } from '@ditcache/diffusion';
 export { fluxRotaryEmbedding, type RotaryEmbedding } from './rotary.js';
 export { FluxTransformer, type FluxCallShape, type FluxFlops, type FluxTransformerInputs } from './transformer.js';
-export { latentImageIds, packLatents, unpackLatents } from './latents.js';
 export {
   FluxPipeline,
   type FluxGenerateOptions,

@@ -23,6 +23,9 @@ import {
   computeDtype,
   readPipelineDefaults,
   withPipelineDefaults,
+  latentImageIds,
+  packLatents,
+  unpackLatents,
   type ComputeDtype,
   type DiffusionPipeline,
   type LoadOptions,
@@ -31,7 +34,6 @@ import {
   type PipelineTransformerCall,
 } from '@ditcache/diffusion';
 
-import { latentImageIds, packLatents, unpackLatents } from './latents.js';
 import { FluxPromptEncoder, missingTextComponents, type EncodePromptOptions, type FluxPromptEmbeddings } from './prompt-encoder.js';
 import { FluxTransformer } from './transformer.js';
 

@@ -64,3 +64,16 @@ export { denoise, type DenoiseOptions } from './pipeline/denoise.js';
 export type { DiffusionPipeline, DiffusionPipelineClass, DiffusionRequest } from './pipeline/diffusion-pipeline.js';
 export { RemotePipeline, type Progress, type RemoteGenerateOptions } from './pipeline/worker/remote-pipeline.js';
 export type { HostSpec } from './pipeline/worker/host.js';
+export { JointAttention, SelfAttention, type Projection } from './nn/flux-attention.js';
+export {
+  doubleStreamBlock,
+  loadDoubleStreamLayers,
+  loadSingleStreamLayers,
+  moduleName,
+  singleStreamBlock,
+  type DoubleStreamLayers,
+  type DoubleStreamModulation,
+  type SingleStreamLayers,
+  type SingleStreamModulation,
+} from './nn/flux-blocks.js';
+export { latentImageIds, packLatents, unpackLatents } from './pipeline/packed-latents.js';

@@ -1,5 +1,6 @@
-// FLUX's latent layout: the VAE's (B, C, h, w) latents are cut into 2x2 patches and packed as
-// (B, h/2 * w/2 tokens, C * 4); each token's position ids are [0, row, column] of its patch.
+// FLUX's latent layout, shared by the FLUX-derived families (FLUX.1, Chroma): the VAE's
+// (B, C, h, w) latents are cut into 2x2 patches and packed as (B, h/2 * w/2 tokens, C * 4); each
+// token's position ids are [0, row, column] of its patch.
 import { tensor, tidy, type Device, type Tensor } from '@ditcache/cuda-runtime';
 
 /** (B, C, h, w) -> (B, (h/2) * (w/2), C * 4). */

@@ -1,9 +1,11 @@
 // FLUX attention (diffusers' FluxAttention with FluxAttnProcessor): per-head RMS-normed queries
 // and keys, rotary embeddings over the joint (text, image) sequence, scaled dot-product attention.
+// Shared by the FLUX-derived families (FLUX.1, Chroma); Chroma also masks padded text keys.
 import { attention, concat, rope, tidy, type Tensor } from '@ditcache/cuda-runtime';
-import { Linear, RMSNorm, type WeightReader } from '@ditcache/diffusion';
 
-import type { RotaryEmbedding } from './rotary.js';
+import { Linear, RMSNorm } from './layers.js';
+import type { RotaryTables } from './rotary.js';
+import type { WeightReader } from '../io/weights.js';
 
 /** Epsilon of the query / key RMS norms in every FLUX block. */
 const QK_NORM_EPS = 1e-6;
@@ -35,14 +37,17 @@ function project(p: Projection, x: Tensor, heads: number): [Tensor, Tensor, Tens
   return [p.normQ.forward(split(p.q.forward(x))), p.normK.forward(split(p.k.forward(x))), split(p.v.forward(x))];
 }
 
-/** Rotates q and k, attends, and merges heads: (B, S, H, D) x3 -> (B, S, H * D). */
-function attend(q: Tensor, k: Tensor, v: Tensor, rotary: RotaryEmbedding): Tensor {
+/**
+ * Rotates q and k, attends, and merges heads: (B, S, H, D) x3 -> (B, S, H * D). `mask`, when
+ * given, is added to the scores: (B, 1, 1, S) with -Infinity at the keys no query may see.
+ */
+function attend(q: Tensor, k: Tensor, v: Tensor, rotary: RotaryTables, mask: Tensor | undefined): Tensor {
   const [batch, seq, heads, headDim] = q.shape;
   // The tables are (S, D); as (S, 1, D) they broadcast over batch and heads.
   const cos = rotary.cos.unsqueeze(1);
   const sin = rotary.sin.unsqueeze(1);
   const heads1st = (t: Tensor): Tensor => t.transpose(1, 2);
-  const out = attention(heads1st(rope(q, cos, sin)), heads1st(rope(k, cos, sin)), heads1st(v), { headsLast: true });
+  const out = attention(heads1st(rope(q, cos, sin)), heads1st(rope(k, cos, sin)), heads1st(v), { headsLast: true, mask });
   return out.reshape(batch, seq, heads * headDim);
 }
 
@@ -69,12 +74,12 @@ export class JointAttention {
     );
   }
 
-  /** Returns [image output, text output]. */
-  forward(hidden: Tensor, encoder: Tensor, rotary: RotaryEmbedding): [Tensor, Tensor] {
+  /** Returns [image output, text output]. `keyMask` as attend() takes it, over the joint (text, image) keys. */
+  forward(hidden: Tensor, encoder: Tensor, rotary: RotaryTables, keyMask?: Tensor): [Tensor, Tensor] {
     return tidy(() => {
       const [q, k, v] = project(this.image, hidden, this.heads);
       const [tq, tk, tv] = project(this.text, encoder, this.heads);
-      const joint = attend(concat([tq, q], 1), concat([tk, k], 1), concat([tv, v], 1), rotary);
+      const joint = attend(concat([tq, q], 1), concat([tk, k], 1), concat([tv, v], 1), rotary, keyMask);
       const textLen = encoder.shape[1];
       const imageLen = hidden.shape[1];
       return [this.toOut.forward(joint.narrow(1, textLen, imageLen)), this.toAddOut.forward(joint.narrow(1, 0, textLen))];
@@ -93,7 +98,8 @@ export class SelfAttention {
     return new SelfAttention(heads, loadProjection(w, ['to_q', 'to_k', 'to_v', 'norm_q', 'norm_k'], dim, headDim));
   }
 
-  forward(x: Tensor, rotary: RotaryEmbedding): Tensor {
-    return tidy(() => attend(...project(this.projection, x, this.heads), rotary));
+  /** `keyMask` as attend() takes it. */
+  forward(x: Tensor, rotary: RotaryTables, keyMask?: Tensor): Tensor {
+    return tidy(() => attend(...project(this.projection, x, this.heads), rotary, keyMask));
   }
 }
