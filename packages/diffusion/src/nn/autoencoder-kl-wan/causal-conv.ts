@@ -63,7 +63,7 @@ export class CausalConv3d {
       const seen = past ? concat([past, x], 2) : x;
       const missing = this.pastFrames - (past?.shape[2] ?? 0);
       const [batch, channels, , height, width] = x.shape;
-      const padded = missing > 0 ? concat([zeros([batch, channels, missing, height, width], { device: x.device }), seen], 2) : seen;
+      const padded = missing > 0 ? concat([zeros([batch, channels, missing, height, width], { device: x.device, dtype: x.dtype }), seen], 2) : seen;
       cache?.remember(this, seen);
       return this.conv.forward(padded);
     });
