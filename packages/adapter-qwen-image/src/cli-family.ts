@@ -79,6 +79,10 @@ const qwenImageCliFamily: CliFamily = {
     if (inputs.negative_prompt_embeds_mask && !inputs.negative_prompt_embeds) {
       throw new UsageError(`--inputs ${file} has negative_prompt_embeds_mask but no negative_prompt_embeds`);
     }
+    // Left out, the scale is the pipeline's default (4), which without negative embeddings runs no true CFG, as in diffusers.
+    if (s.trueCfgScale !== undefined && s.trueCfgScale > 1 && !inputs.negative_prompt_embeds) {
+      throw new UsageError(`--true-cfg-scale ${s.trueCfgScale} needs negative_prompt_embeds (and negative_prompt_embeds_mask) in --inputs ${file}`);
+    }
     return {
       promptEmbeds,
       promptEmbedsMask: inputs.prompt_embeds_mask,

@@ -61,7 +61,7 @@ describe('the Qwen-Image CLI family', () => {
     expect(family.cacheChains?.(`${goldens}/qwen-deep`)).toEqual([{ name: 'transformer.transformer_blocks', blocks: 34 }]);
   });
 
-  it('refuses --prompt and --negative-prompt: prompt embeddings must come in --inputs', () => {
+  it('refuses --prompt and --negative-prompt (prompt embeddings must come in --inputs), and --true-cfg-scale without negative embeddings', () => {
     expect(() => family.checkModel?.(`${goldens}/qwen-tiny`, { prompt: 'a cat' })).toThrow(UsageError);
     expect(() => family.checkModel?.(`${goldens}/qwen-tiny`, { prompt: 'a cat' })).toThrow(
       /--prompt: Qwen-Image takes prompt embeddings only .* prompt_embeds and prompt_embeds_mask/,
@@ -70,6 +70,9 @@ describe('the Qwen-Image CLI family', () => {
     expect(() => family.request({}, undefined, {})).toThrow(/--inputs is required: Qwen-Image takes prompt embeddings only/);
     expect(() => family.request({ latents_in: ref['cfg_square.latents_in'] }, 'in.safetensors', {})).toThrow(
       /has no tensor 'prompt_embeds' \(it has: latents_in\)/,
+    );
+    expect(() => family.request(inputsOf('plain_wide'), 'in.safetensors', { trueCfgScale: 4 })).toThrow(
+      /--true-cfg-scale 4 needs negative_prompt_embeds \(and negative_prompt_embeds_mask\) in --inputs in.safetensors/,
     );
   });
 });
