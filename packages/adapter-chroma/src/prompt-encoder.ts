@@ -1,0 +1,118 @@
+// ChromaPipeline's prompt encoding (diffusers' encode_prompt): T5's last hidden state of the
+// prompt padded to max_sequence_length, T5 attending to the prompt's tokens only, and the mask
+// the transformer gets: the prompt's tokens and the first pad token (Chroma keeps one pad token
+// visible; its model card explains why). The tokenizer loads with the encoder; T5's weights
+// (9.5 GB for T5-XXL) load on first use and can be released after it.
+import { join } from 'node:path';
+
+import { tensor, tidy, zeros, type Tensor } from '@ditcache/cuda-runtime';
+import { ConfigError, missingFolders, type LoadOptions } from '@ditcache/diffusion';
+import { T5Encoder, loadTokenizer, type Tokenizer } from '@ditcache/text-encoders';
+
+/** The folders of a Chroma pipeline that prompt encoding needs. */
+export const TEXT_COMPONENTS = ['tokenizer', 'text_encoder'] as const;
+
+/** diffusers refuses longer T5 sequences for Chroma. */
+export const MAX_SEQUENCE_LENGTH = 512;
+
+export interface EncodePromptOptions {
+  /** T5 tokens the prompt is padded or truncated to (default 512, at most 512). */
+  maxSequenceLength?: number;
+}
+
+/** What encode returns; the caller owns (and disposes) every tensor. */
+export interface ChromaPromptEmbeddings {
+  /** T5's last hidden state (B, maxSequenceLength, d_model), float32. */
+  promptEmbeds: Tensor;
+  /** (B, maxSequenceLength) float32: 1 for the prompt's tokens and one pad token, 0 for the rest (diffusers' prompt_attention_mask). */
+  promptAttentionMask: Tensor;
+  /** Zeros (maxSequenceLength, 3): the text tokens' position ids. */
+  textIds: Tensor;
+  /** The T5 token ids (B, maxSequenceLength), int32. */
+  inputIds: Tensor;
+  /** Tokens truncation dropped from the longest prompt (diffusers logs these). */
+  truncatedTokens: number;
+}
+
+/** The text folders a pipeline folder lacks (none when prompts can be encoded). */
+export function missingTextComponents(dir: string): string[] {
+  return missingFolders(dir, TEXT_COMPONENTS);
+}
+
+export class ChromaPromptEncoder implements Disposable {
+  readonly tokenizer: Tokenizer;
+  private t5: T5Encoder | null = null;
+
+  constructor(
+    readonly dir: string,
+    private readonly opts: LoadOptions = {},
+  ) {
+    const missing = missingTextComponents(dir);
+    if (missing.length)
+      throw new ConfigError(
+        `${dir}: no ${missing.map((m) => `${m}/`).join(', ')} folder (prompt encoding needs ${TEXT_COMPONENTS.map((m) => `${m}/`).join(', ')})`,
+      );
+    this.tokenizer = loadTokenizer(join(dir, 'tokenizer'));
+  }
+
+  /** Opens the text components of a Chroma folder; T5 loads on the first encode unless `preload` is set. */
+  static fromPretrained(dir: string, opts: LoadOptions & { preload?: boolean } = {}): ChromaPromptEncoder {
+    const encoder = new ChromaPromptEncoder(dir, { device: opts.device });
+    if (opts.preload) encoder.load();
+    return encoder;
+  }
+
+  /** Whether T5's weights are loaded. */
+  get loaded(): boolean {
+    return this.t5 !== null;
+  }
+
+  /** Loads T5's weights now (encode does it when needed). */
+  load(): void {
+    this.t5 ??= T5Encoder.load(join(this.dir, 'text_encoder'), this.opts);
+  }
+
+  /** Frees T5's weights; the next encode loads them again. The tokenizer stays. */
+  release(): void {
+    this.t5?.dispose();
+    this.t5 = null;
+  }
+
+  /** diffusers' ChromaPipeline.encode_prompt (its _get_t5_prompt_embeds) for one prompt or a batch. */
+  encode(prompt: string | readonly string[], opts: EncodePromptOptions = {}): ChromaPromptEmbeddings {
+    const prompts = typeof prompt === 'string' ? [prompt] : [...prompt];
+    if (prompts.length === 0) throw new TypeError('encodePrompt: give at least one prompt');
+    const length = opts.maxSequenceLength ?? MAX_SEQUENCE_LENGTH;
+    if (!Number.isInteger(length) || length < 1 || length > MAX_SEQUENCE_LENGTH) {
+      throw new RangeError(`encodePrompt: maxSequenceLength must be an integer from 1 to ${MAX_SEQUENCE_LENGTH}, got ${length}`);
+    }
+    this.load();
+    const t5 = this.t5 as T5Encoder;
+    const encoded = prompts.map((p) => this.tokenizer.encodePadded(p, length));
+    // The tokens the tokenizer keeps, plus one: position i is visible when i <= that count.
+    const visible = encoded.flatMap((e) => {
+      const kept = e.attentionMask.reduce((a, b) => a + b, 0);
+      return e.attentionMask.map((_, i) => (i <= kept ? 1 : 0));
+    });
+    const device = this.opts.device ?? 'cpu';
+    return tidy(() => {
+      const shape = [prompts.length, length];
+      const inputIds = tensor(Int32Array.from(encoded.flatMap((e) => e.ids)), shape, { device });
+      const tokenizerMask = tensor(Int32Array.from(encoded.flatMap((e) => e.attentionMask)), shape, { device });
+      return {
+        promptEmbeds: t5.forward(inputIds, { attentionMask: tokenizerMask }),
+        promptAttentionMask: tensor(Float32Array.from(visible), shape, { device }),
+        textIds: zeros([length, 3], { device }),
+        inputIds,
+        truncatedTokens: Math.max(...encoded.map((e) => e.truncatedTokens)),
+      };
+    });
+  }
+
+  dispose(): void {
+    this.release();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
