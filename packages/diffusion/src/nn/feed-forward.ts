@@ -1,12 +1,16 @@
-// diffusers' FeedForward with a GELU activation (the MLP of most DiT blocks): net.0.proj widens
-// the tokens, GELU, net.2 projects back; net.1 is dropout, which inference skips.
-import { gelu, tidy, type Tensor } from '@ditcache/cuda-runtime';
+// diffusers' FeedForward (the MLP of most DiT blocks): net.0.proj widens the tokens, the
+// activation (GELU, or SiLU for HunyuanVideo's token refiner), net.2 projects back; net.1 is
+// dropout, which inference skips.
+import { gelu, silu, tidy, type Tensor } from '@ditcache/cuda-runtime';
 
 import { Linear } from './layers.js';
 import type { WeightReader } from '../io/weights.js';
 
-/** diffusers' activation_fn names: "gelu-approximate" is the tanh form, "gelu" the exact erf form. */
-export type FeedForwardActivation = 'gelu-approximate' | 'gelu';
+/**
+ * diffusers' activation_fn names: "gelu-approximate" is the tanh form, "gelu" the exact erf form,
+ * "linear-silu" SiLU after the widening projection (LinearActivation).
+ */
+export type FeedForwardActivation = 'gelu-approximate' | 'gelu' | 'linear-silu';
 
 export class FeedForward {
   constructor(
@@ -25,6 +29,10 @@ export class FeedForward {
   }
 
   forward(x: Tensor): Tensor {
-    return tidy(() => this.out.forward(gelu(this.proj.forward(x), { approximate: this.activation === 'gelu-approximate' ? 'tanh' : 'none' })));
+    return tidy(() => {
+      const h = this.proj.forward(x);
+      if (this.activation === 'linear-silu') return this.out.forward(silu(h));
+      return this.out.forward(gelu(h, { approximate: this.activation === 'gelu-approximate' ? 'tanh' : 'none' }));
+    });
   }
 }

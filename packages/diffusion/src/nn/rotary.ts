@@ -13,17 +13,25 @@ export interface RotaryTables {
 
 /**
  * The tables for `positions`, one row of `axesDims.length` ids per token. Angles are computed in
- * float64 and stored as float32, as diffusers does.
+ * float64 and stored as float32, as diffusers does with freqs_dtype=torch.float64 (FLUX, HiDream);
+ * `float32Angles` computes frequencies and angles in float32 instead, as get_1d_rotary_pos_embed's
+ * default freqs_dtype does (HunyuanVideo).
  */
-export function multiAxisRotaryTables(positions: ArrayLike<number>, axesDims: readonly number[], opts: { theta?: number; device?: Device } = {}): RotaryTables {
+export function multiAxisRotaryTables(
+  positions: ArrayLike<number>,
+  axesDims: readonly number[],
+  opts: { theta?: number; device?: Device; float32Angles?: boolean } = {},
+): RotaryTables {
   const theta = opts.theta ?? 10000;
+  // Identity for float64 angles; float32 rounding (torch's float32 arange / pow / outer) otherwise.
+  const round = opts.float32Angles ? Math.fround : (v: number): number => v;
   const axes = axesDims.length;
   const oddAxis = axesDims.findIndex((dim) => !Number.isInteger(dim) || dim < 2 || dim % 2 !== 0);
   if (axes === 0 || oddAxis >= 0) throw new TypeError(`multiAxisRotaryTables: every axis dim must be an even integer >= 2, got [${axesDims.join(', ')}]`);
   if (positions.length % axes !== 0) throw new TypeError(`multiAxisRotaryTables: ${positions.length} ids are not rows of ${axes}`);
   const tokens = positions.length / axes;
   const width = axesDims.reduce((a, b) => a + b, 0);
-  const freqs = axesDims.map((dim) => Array.from({ length: dim / 2 }, (_, i) => 1 / theta ** ((2 * i) / dim)));
+  const freqs = axesDims.map((dim) => Array.from({ length: dim / 2 }, (_, i) => round(1 / round(theta ** round((2 * i) / dim)))));
   const cos = new Float32Array(tokens * width);
   const sin = new Float32Array(tokens * width);
   for (let s = 0; s < tokens; ++s) {
@@ -31,7 +39,7 @@ export function multiAxisRotaryTables(positions: ArrayLike<number>, axesDims: re
     for (let a = 0; a < axes; ++a) {
       const pos = positions[s * axes + a];
       for (const f of freqs[a]) {
-        const angle = pos * f;
+        const angle = round(pos * f);
         cos[at] = cos[at + 1] = Math.cos(angle);
         sin[at] = sin[at + 1] = Math.sin(angle);
         at += 2;
