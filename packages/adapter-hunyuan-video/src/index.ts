@@ -1,2 +1,18 @@
-// HunyuanVideo on the ditcache runtime: its transformer, pipeline, VAE and cache adapter (being ported).
-export {};
+// HunyuanVideo on the ditcache runtime: its transformer (token refiner, dual- and single-stream
+// blocks), and, as the port proceeds, its pipeline, causal video VAE and cache adapter.
+export {
+  HUNYUAN_VIDEO_TRANSFORMER_DEFAULTS,
+  loadHunyuanVideoTransformerConfig,
+  readHunyuanVideoTransformerConfig,
+  type HunyuanVideoTransformerConfig,
+} from './config.js';
+export { DualStreamAttention, RefinerAttention, SingleStreamAttention, type Projection } from './attention.js';
+export { HunyuanVideoSingleTransformerBlock, HunyuanVideoTransformerBlock, type HunyuanVideoBlock } from './blocks.js';
+export { TokenRefiner, TokenRefinerBlock, refinerAttentionMask } from './refiner.js';
+export { hunyuanVideoRotaryEmbedding, type RotaryEmbedding } from './rotary.js';
+export {
+  HunyuanVideoTransformer,
+  type HunyuanVideoCallShape,
+  type HunyuanVideoFlops,
+  type HunyuanVideoTransformerInputs,
+} from './transformer.js';
