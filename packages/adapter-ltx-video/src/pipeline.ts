@@ -1,0 +1,373 @@
+// diffusers' LTXPipeline without its text encoder: T5 prompt embeddings and their attention masks
+// in, packed latents and video frames out. Classifier-free guidance is batched as diffusers
+// batches it: one transformer call per step on [negative, prompt]. The schedule is LTX-Video's:
+// sigmas linspace(1, 1 / steps), shifted by a mu computed from the latent token count (dynamic
+// shifting) and stretched to the terminal sigma. The frame rate scales the rotary positions along
+// the frames, so it changes the result. Decoding unpacks the tokens, denormalises them with the
+// VAE's per-channel mean and std, blends in noise at the decode timestep when the VAE is
+// timestep-conditioned, and decodes.
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+import type { CfgBranch } from '@ditcache/core';
+import { TensorScope, concat, full, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import {
+  ConfigError,
+  FlowMatchEulerDiscreteScheduler,
+  RemotePipeline,
+  TransformerCallAnnouncer,
+  batchedGuidance,
+  checkFiniteInputs,
+  computeDtype,
+  denoise,
+  linspace,
+  randnTensor,
+  readJsonObject,
+  readPipelineDefaults,
+  toVideoRange,
+  withPipelineDefaults,
+  type ComputeDtype,
+  type DiffusionPipeline,
+  type LoadOptions,
+  type PipelineDefaults,
+  type PipelineStepEnd,
+  type PipelineTransformerCall,
+} from '@ditcache/diffusion';
+
+import { LtxVideoTransformer } from './transformer.js';
+import { AutoencoderKLLtxVideoDecoder, blendDecodeNoise } from './vae/decoder.js';
+
+/** Told to onTransformerCall listeners before each transformer call: 'batched' under CFG ([negative, prompt] in one call), else 'cond'. */
+export type TransformerCall = PipelineTransformerCall;
+/** Passed to the per-step callback after each scheduler step. */
+export type StepEnd = PipelineStepEnd;
+
+export interface LtxGenerateOptions {
+  /** T5 prompt embeddings (B, text tokens, caption_channels). */
+  promptEmbeds: Tensor;
+  /** (B, text tokens): 1 for a token, 0 for padding. */
+  promptAttentionMask: Tensor;
+  /** The negative pair, required when guidanceScale > 1 (this pipeline has no text encoder to encode ""). */
+  negativePromptEmbeds?: Tensor;
+  negativePromptAttentionMask?: Tensor;
+  /** Video size in pixels, multiples of 32 (default 512 x 704). */
+  height?: number;
+  width?: number;
+  /** Frames, (temporal ratio) k + 1 (default 161). */
+  numFrames?: number;
+  /** diffusers' frame_rate (default 25): scales the rotary positions along the frames. */
+  frameRate?: number;
+  /** Default 50. */
+  numInferenceSteps?: number;
+  /** CFG scale (default 3); CFG runs when it is above 1. */
+  guidanceScale?: number;
+  /** Initial noise, packed as the pipeline takes it: (B, latent frames x h x w, in_channels); otherwise drawn from `seed` and packed. */
+  latents?: Tensor;
+  /** Seed of torch-compatible noise (torch.Generator('cpu').manual_seed(seed)): the initial latents when not given, and the decode noise. */
+  seed?: number;
+  /** Timestep of a timestep-conditioned VAE decoder (default 0), and the share of noise blended into the latents before it (default: the timestep). */
+  decodeTimestep?: number;
+  decodeNoiseScale?: number;
+  /** Decode the final latents to frames (default true); false is diffusers' output_type="latent". */
+  decode?: boolean;
+  callback?: (step: StepEnd) => void;
+}
+
+export interface LtxGenerateResult {
+  /** Final packed latents (B, tokens, in_channels), before the VAE. */
+  latents: Tensor;
+  /** (B, frames, height, width, 3) in [0, 1] (diffusers' output_type="np"), or null without decoding. */
+  video: Tensor | null;
+  /** The seed of the initial noise (or of the decode noise when latents were given), or null. */
+  seed: number | null;
+  timesteps: Float32Array;
+  sigmas: Float32Array;
+}
+
+export interface LtxPipelineComponents {
+  transformer: LtxVideoTransformer;
+  vae: AutoencoderKLLtxVideoDecoder;
+  scheduler: FlowMatchEulerDiscreteScheduler;
+  /** Settings for generate() where its options give none (fromPretrained reads them from the folder's ditcache.json). */
+  defaults?: PipelineDefaults;
+}
+
+/** LTXPipeline's defaults. */
+const DEFAULTS = { height: 512, width: 704, numFrames: 161, frameRate: 25, numInferenceSteps: 50, guidanceScale: 3 };
+/** LTXPipeline.check_inputs: height and width must be multiples of this. */
+const SIZE_MULTIPLE = 32;
+
+export class LtxPipeline implements DiffusionPipeline<LtxGenerateOptions, LtxGenerateResult, TransformerCall> {
+  readonly transformer: LtxVideoTransformer;
+  readonly vae: AutoencoderKLLtxVideoDecoder;
+  readonly scheduler: FlowMatchEulerDiscreteScheduler;
+  readonly defaults: PipelineDefaults;
+  private readonly transformerCalls = new TransformerCallAnnouncer<TransformerCall>();
+
+  constructor(components: LtxPipelineComponents) {
+    const { transformer, vae, scheduler } = components;
+    this.transformer = transformer;
+    this.vae = vae;
+    this.scheduler = scheduler;
+    this.defaults = components.defaults ?? {};
+    const c = transformer.config;
+    // LTXPipeline gives the transformer the latent grid itself as the rotary grid, so only unpatched latents line up.
+    if (c.patch_size !== 1 || c.patch_size_t !== 1) {
+      throw new TypeError(
+        `LtxPipeline: the transformer's patch_size ${c.patch_size} and patch_size_t ${c.patch_size_t} must be 1 (LTXPipeline's rotary grid is the latent grid)`,
+      );
+    }
+    const z = vae.config.latent_channels;
+    if (c.in_channels !== z || c.out_channels !== z) {
+      throw new TypeError(`LtxPipeline: the transformer takes ${c.in_channels} and returns ${c.out_channels} channels; the VAE's latents have ${z}`);
+    }
+    if (!scheduler.config.use_dynamic_shifting) throw new TypeError('LtxPipeline: the scheduler must use dynamic shifting (LTXPipeline passes mu)');
+  }
+
+  /**
+   * Loads a diffusers LTX-Video folder: `model_index.json` (LTXPipeline), `transformer/`, `vae/`
+   * and `scheduler/`. A text encoder the folder lists is not loaded: give prompt embeddings.
+   */
+  static fromPretrained(dir: string, opts: LoadOptions = {}): LtxPipeline {
+    computeDtype(opts.dtype, 'LtxPipeline.fromPretrained: dtype');
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(`${dir}: no such pipeline folder`);
+    const indexPath = join(dir, 'model_index.json');
+    if (!existsSync(indexPath)) throw new ConfigError(`${dir}: no model_index.json (an LTX-Video folder's names its components)`);
+    const index = readJsonObject(indexPath);
+    if (index._class_name !== 'LTXPipeline') {
+      throw new ConfigError(
+        `${indexPath} describes ${typeof index._class_name === 'string' ? `a ${index._class_name}` : 'no _class_name'}, not an LTXPipeline`,
+      );
+    }
+    for (const [name, cls] of [
+      ['transformer', 'LTXVideoTransformer3DModel'],
+      ['vae', 'AutoencoderKLLTXVideo'],
+      ['scheduler', 'FlowMatchEulerDiscreteScheduler'],
+    ] as const) {
+      const entry = index[name];
+      if (!Array.isArray(entry) || entry[1] !== cls)
+        throw new ConfigError(`${indexPath}: '${name}' should be [library, "${cls}"], got ${JSON.stringify(entry)}`);
+      if (!existsSync(join(dir, name))) throw new ConfigError(`${dir}: no ${name}/ folder (model_index.json lists a ${cls})`);
+    }
+    const scheduler = FlowMatchEulerDiscreteScheduler.fromFolder(join(dir, 'scheduler'));
+    const transformer = LtxVideoTransformer.load(join(dir, 'transformer'), opts);
+    try {
+      const vae = AutoencoderKLLtxVideoDecoder.load(join(dir, 'vae'), opts);
+      try {
+        return new LtxPipeline({ transformer, vae, scheduler, defaults: readPipelineDefaults(dir) });
+      } catch (e) {
+        vae.dispose();
+        throw e;
+      }
+    } catch (e) {
+      transformer.dispose();
+      throw e;
+    }
+  }
+
+  /** Loads the pipeline in a worker thread (see RemotePipeline); `enableCache` works on the returned object as on a local pipeline. */
+  static spawn(dir: string, opts: LoadOptions = {}): Promise<RemotePipeline<LtxGenerateOptions, LtxGenerateResult>> {
+    return RemotePipeline.open({ module: new URL('./index.js', import.meta.url).href, exportName: 'LtxPipeline', modelDir: dir, loadOptions: opts });
+  }
+
+  /** What the transformer computes in; the VAE decodes in float32. */
+  get dtype(): ComputeDtype {
+    return this.transformer.dtype;
+  }
+
+  onTransformerCall(listener: (call: TransformerCall) => void): () => void {
+    return this.transformerCalls.subscribe(listener);
+  }
+
+  /** The (latent frames, h, w) grid of a video size, which is checked here. */
+  latentGrid(height: number, width: number, numFrames: number): [number, number, number] {
+    const spatial = this.vae.spatialCompressionRatio;
+    const temporal = this.vae.temporalCompressionRatio;
+    for (const [name, px] of [
+      ['height', height],
+      ['width', width],
+    ] as const) {
+      if (!Number.isInteger(px) || px <= 0 || px % SIZE_MULTIPLE !== 0 || px % spatial !== 0) {
+        throw new RangeError(`LtxPipeline: ${name} must be a positive multiple of ${Math.max(SIZE_MULTIPLE, spatial)}, got ${px}`);
+      }
+    }
+    if (!Number.isInteger(numFrames) || numFrames < 1 || (numFrames - 1) % temporal !== 0) {
+      throw new RangeError(`LtxPipeline: numFrames must be ${temporal}k + 1 (1, ${1 + temporal}, ${1 + 2 * temporal}, ...), got ${numFrames}`);
+    }
+    return [(numFrames - 1) / temporal + 1, height / spatial, width / spatial];
+  }
+
+  /** Runs the sampler. The caller owns (and disposes) the returned tensors. */
+  generate(options: LtxGenerateOptions): LtxGenerateResult {
+    const opts = withPipelineDefaults(options, this.defaults);
+    const numSteps = opts.numInferenceSteps ?? DEFAULTS.numInferenceSteps;
+    if (!Number.isInteger(numSteps) || numSteps < 1) throw new RangeError(`LtxPipeline: numInferenceSteps must be a positive integer, got ${numSteps}`);
+    const frameRate = opts.frameRate ?? DEFAULTS.frameRate;
+    if (!(frameRate > 0)) throw new RangeError(`LtxPipeline: frameRate must be positive, got ${frameRate}`);
+    const guidanceScale = opts.guidanceScale ?? DEFAULTS.guidanceScale;
+    const grid = this.latentGrid(opts.height ?? DEFAULTS.height, opts.width ?? DEFAULTS.width, opts.numFrames ?? DEFAULTS.numFrames);
+    const tokens = grid[0] * grid[1] * grid[2];
+    const { batch, cfg } = this.checkEmbeddings(opts, guidanceScale);
+    const schedule = this.scheduler.schedule({
+      numInferenceSteps: numSteps,
+      sigmas: linspace(1, 1 / numSteps, numSteps),
+      mu: this.scheduler.dynamicShiftMu(tokens),
+    });
+    const device = opts.promptEmbeds.device;
+    const branch: CfgBranch = cfg ? 'batched' : 'cond';
+    // LTXPipeline's rope_interpolation_scale: (temporal ratio / frame rate, spatial ratio, spatial ratio).
+    const ropeScale: [number, number, number] = [
+      this.vae.temporalCompressionRatio / frameRate,
+      this.vae.spatialCompressionRatio,
+      this.vae.spatialCompressionRatio,
+    ];
+
+    const scope = new TensorScope();
+    try {
+      const dtype = this.transformer.dtype;
+      const neg = opts.negativePromptEmbeds as Tensor;
+      const negMask = opts.negativePromptAttentionMask as Tensor;
+      const promptEmbeds = (cfg ? concat([neg, opts.promptEmbeds], 0) : opts.promptEmbeds).cast(dtype);
+      const mask = cfg ? concat([negMask.cast('float32'), opts.promptAttentionMask.cast('float32')], 0) : opts.promptAttentionMask;
+      const shape = [batch, tokens, this.transformer.config.in_channels];
+      const seed = opts.seed ?? (opts.latents ? null : Math.floor(Math.random() * 2 ** 32));
+      const initial = this.initialLatents(opts.latents, shape, grid, seed, device);
+      const rotary = this.transformer.ropeTables(grid, ropeScale, device);
+      checkFiniteInputs(
+        {
+          latents_in: opts.latents,
+          prompt_embeds: opts.promptEmbeds,
+          negative_prompt_embeds: cfg ? opts.negativePromptEmbeds : undefined,
+        },
+        numSteps,
+      );
+      const latents = denoise<StepEnd>({
+        numSteps,
+        timesteps: schedule.timesteps,
+        latents: initial,
+        callback: opts.callback,
+        step: (step, latents, t) => {
+          const input = (cfg ? concat([latents, latents], 0) : latents).cast(dtype);
+          const calls = input.shape[0];
+          const timestep = full([calls], t, { device });
+          const velocity = this.transformerCalls
+            .run(this.transformer, { step, numSteps, timestep: t, branch }, () =>
+              this.transformer.forward({
+                hiddenStates: input,
+                encoderHiddenStates: promptEmbeds,
+                timestep,
+                encoderAttentionMask: mask,
+                numFrames: grid[0],
+                height: grid[1],
+                width: grid[2],
+                ropeInterpolationScale: ropeScale,
+                rotary,
+              }),
+            )
+            .cast('float32');
+          return schedule.step(step, cfg ? batchedGuidance(velocity, guidanceScale) : velocity, latents);
+        },
+      });
+      const video = opts.decode === false ? null : this.decodeLatents(latents, grid, opts, seed, opts.latents !== undefined);
+      scope.keep(latents);
+      if (video) scope.keep(video);
+      return { latents, video, seed, timesteps: schedule.timesteps, sigmas: schedule.sigmas };
+    } finally {
+      scope.close();
+    }
+  }
+
+  /** Packed latents (B, F * h * w, C) -> (B, C, F, h, w). */
+  unpackLatents(latents: Tensor, grid: readonly [number, number, number]): Tensor {
+    const [frames, height, width] = grid;
+    return tidy(() => latents.reshape(latents.shape[0], frames, height, width, -1).permute(0, 4, 1, 2, 3).contiguous());
+  }
+
+  /** (B, C, F, h, w) -> packed (B, F * h * w, C), as LTXPipeline._pack_latents with patch sizes 1. */
+  packLatents(latents: Tensor): Tensor {
+    const [batch, channels] = latents.shape;
+    return tidy(() => latents.permute(0, 2, 3, 4, 1).contiguous().reshape(batch, -1, channels));
+  }
+
+  /**
+   * Final packed latents -> frames (B, frames, height, width, 3) in [0, 1]: unpack, denormalise,
+   * blend in the decode noise (timestep-conditioned VAEs), decode in float32, rescale.
+   */
+  decodeLatents(
+    latents: Tensor,
+    grid: readonly [number, number, number],
+    opts: Pick<LtxGenerateOptions, 'decodeTimestep' | 'decodeNoiseScale'> = {},
+    seed: number | null = null,
+    latentsGiven = true,
+  ): Tensor {
+    return tidy(() => {
+      let z = this.vae.denormalize(this.unpackLatents(latents.cast('float32'), grid));
+      const batch = z.shape[0];
+      let timestep: number[] | null = null;
+      if (this.vae.config.timestep_conditioning) {
+        const t = opts.decodeTimestep ?? 0;
+        const scale = opts.decodeNoiseScale ?? t;
+        timestep = Array(batch).fill(t);
+        // diffusers draws the noise whatever its scale; with scale 0 it leaves the latents as they are.
+        if (scale !== 0) {
+          // diffusers draws it from the generator that drew the initial latents, after them; here the seed's first draw, so latents must be given.
+          if (seed === null || !latentsGiven)
+            throw new TypeError('LtxPipeline: decode noise (decodeNoiseScale > 0) is drawn from seed as the first draw: give latents and seed');
+          z = blendDecodeNoise(z, randnTensor(z.shape, seed, { device: z.device }), Array(batch).fill(scale));
+        }
+      } else if (opts.decodeTimestep !== undefined || opts.decodeNoiseScale !== undefined) {
+        throw new TypeError('LtxPipeline: decodeTimestep / decodeNoiseScale apply to a timestep-conditioned VAE; this one has no timestep_conditioning');
+      }
+      return toVideoRange(this.vae.decode(z, timestep));
+    });
+  }
+
+  dispose(): void {
+    this.transformer.dispose();
+    this.vae.dispose();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  private checkEmbeddings(opts: LtxGenerateOptions, guidanceScale: number): { batch: number; cfg: boolean } {
+    const captions = this.transformer.config.caption_channels;
+    const shape = (t: Tensor): string => `(${t.shape.join(', ')})`;
+    const { promptEmbeds: e, promptAttentionMask: m, negativePromptEmbeds: ne, negativePromptAttentionMask: nm } = opts;
+    if (!e || !m) throw new TypeError('LtxPipeline: promptEmbeds and promptAttentionMask are required (this pipeline has no text encoder)');
+    if (e.rank !== 3 || e.shape[2] !== captions) throw new TypeError(`LtxPipeline: promptEmbeds must be (B, tokens, ${captions}), got ${shape(e)}`);
+    const [batch, tokens] = e.shape;
+    if (m.shape.join() !== [batch, tokens].join()) throw new TypeError(`LtxPipeline: promptAttentionMask must be (${batch}, ${tokens}), got ${shape(m)}`);
+    const cfg = guidanceScale > 1;
+    if (cfg) {
+      if (!ne || !nm) {
+        throw new TypeError(
+          'LtxPipeline: guidanceScale > 1 runs classifier-free guidance, which needs negativePromptEmbeds and negativePromptAttentionMask (diffusers encodes "" when no negative prompt is given; this pipeline has no text encoder to do so)',
+        );
+      }
+      // diffusers concatenates the pair along the batch, so it must match the prompt's shape.
+      if (ne.shape.join() !== e.shape.join()) throw new TypeError(`LtxPipeline: negativePromptEmbeds must be ${shape(e)} like promptEmbeds, got ${shape(ne)}`);
+      if (nm.shape.join() !== m.shape.join())
+        throw new TypeError(`LtxPipeline: negativePromptAttentionMask must be ${shape(m)} like promptAttentionMask, got ${shape(nm)}`);
+    }
+    return { batch, cfg };
+  }
+
+  private initialLatents(
+    given: Tensor | undefined,
+    shape: number[],
+    grid: readonly [number, number, number],
+    seed: number | null,
+    device: Tensor['device'],
+  ): Tensor {
+    if (given) {
+      if (given.shape.join() !== shape.join()) {
+        throw new TypeError(`LtxPipeline: latents must be packed (${shape.join(', ')}) for this size and frame count, got (${given.shape.join(', ')})`);
+      }
+      return given.cast('float32').clone();
+    }
+    // diffusers draws (B, C, F, h, w) and packs it.
+    const [batch, , channels] = shape;
+    return tidy(() => this.packLatents(randnTensor([batch, channels, ...grid], seed as number, { device })));
+  }
+}
