@@ -1,10 +1,12 @@
 // Qwen-Image's dual-stream MMDiT block (diffusers' QwenImageTransformerBlock): image and text keep
-// their own modulation, norms and MLPs and meet in joint attention; it takes and returns both
-// streams, (encoder, hidden) out as diffusers returns them. In float16 both streams are clipped
-// where diffusers clips them, and values float16 cannot hold stop the run (checkFloat16Range).
+// their own modulation, norms and MLPs and meet in joint attention (FLUX's, from @ditcache/diffusion,
+// with padded text masked out as keys); it takes and returns both streams, (encoder, hidden) out as
+// diffusers returns them. Unlike FLUX's double-stream body, a float16 block clips both streams, as
+// diffusers' Qwen-Image does; values float16 cannot hold stop the run (checkFloat16Range).
 import { tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
   FeedForward,
+  JointAttention,
   Linear,
   checkFloat16Range,
   clipToFloat16Range,
@@ -14,7 +16,6 @@ import {
   type WeightReader,
 } from '@ditcache/diffusion';
 
-import { QwenImageJointAttention } from './attention.js';
 import type { RotaryEmbedding } from './rotary.js';
 
 /**
@@ -22,7 +23,7 @@ import type { RotaryEmbedding } from './rotary.js';
  * engine may put its own objects of this shape in the block array.
  */
 export interface QwenImageBlock {
-  forward(hidden: Tensor, encoder: Tensor, temb: Tensor, rotary: RotaryEmbedding, keyMask: Tensor | null): [encoder: Tensor, hidden: Tensor];
+  forward(hidden: Tensor, encoder: Tensor, temb: Tensor, rotary: RotaryEmbedding, keyMask: Tensor | undefined): [encoder: Tensor, hidden: Tensor];
 }
 
 /** One stream's modulation (shift, scale, gate for attention, then for the MLP) and MLP. */
@@ -42,7 +43,7 @@ export class QwenImageTransformerBlock implements QwenImageBlock {
   constructor(
     readonly image: Stream,
     readonly text: Stream,
-    readonly attn: QwenImageJointAttention,
+    readonly attn: JointAttention,
     /** diffusers' module name (e.g. 'transformer_blocks.3'), for errors. */
     readonly name = 'transformer_blocks',
   ) {}
@@ -51,12 +52,12 @@ export class QwenImageTransformerBlock implements QwenImageBlock {
     return new QwenImageTransformerBlock(
       loadStream(w, 'img', dim),
       loadStream(w, 'txt', dim),
-      QwenImageJointAttention.load(w.at('attn'), dim, heads, headDim),
+      JointAttention.load(w.at('attn'), dim, heads, headDim),
       w.prefix.replace(/\.$/, ''),
     );
   }
 
-  forward(hidden: Tensor, encoder: Tensor, temb: Tensor, rotary: RotaryEmbedding, keyMask: Tensor | null): [Tensor, Tensor] {
+  forward(hidden: Tensor, encoder: Tensor, temb: Tensor, rotary: RotaryEmbedding, keyMask: Tensor | undefined): [Tensor, Tensor] {
     return tidy(() => {
       const [shift, scale, gate, shiftMlp, scaleMlp, gateMlp] = modulationParameters(this.image.mod, temb, 6);
       const [cShift, cScale, cGate, cShiftMlp, cScaleMlp, cGateMlp] = modulationParameters(this.text.mod, temb, 6);

@@ -6,11 +6,9 @@ export {
   readQwenImageTransformerConfig,
   type QwenImageTransformerConfig,
 } from './config.js';
-export { QwenImageJointAttention } from './attention.js';
 export { QwenImageTransformerBlock, type QwenImageBlock } from './block.js';
 export { qwenImagePositions, qwenImageRotaryEmbedding, type ImageShape, type RotaryEmbedding } from './rotary.js';
 export { QwenImageTransformer, type QwenImageCallShape, type QwenImageFlops, type QwenImageTransformerInputs } from './transformer.js';
-export { packLatents, unpackLatents } from './latents.js';
 export { normRescaledGuidance } from './guidance.js';
 export {
   QwenImagePipeline,

@@ -19,9 +19,11 @@ import {
   computeDtype,
   denoise,
   linspace,
+  packLatents,
   randnTensor,
   readPipelineDefaults,
   toImageRange,
+  unpackLatents,
   withPipelineDefaults,
   type ComputeDtype,
   type DiffusionPipeline,
@@ -32,7 +34,6 @@ import {
 } from '@ditcache/diffusion';
 
 import { normRescaledGuidance } from './guidance.js';
-import { packLatents, unpackLatents } from './latents.js';
 import type { ImageShape } from './rotary.js';
 import { QwenImageTransformer } from './transformer.js';
 
@@ -250,7 +251,8 @@ export class QwenImagePipeline implements DiffusionPipeline<QwenImageGenerateOpt
   decodeLatents(packed: Tensor, height?: number, width?: number): Tensor {
     const [latentHeight, latentWidth] = this.latentSides(height, width);
     return tidy(() => {
-      const latents = unpackLatents(packed, latentHeight, latentWidth);
+      // (B, C, h, w) as the VAE's one-frame video (B, C, 1, h, w).
+      const latents = unpackLatents(packed, latentHeight, latentWidth).unsqueeze(2);
       const own = latents.dtype === this.dtype ? latents : latents.cast(this.dtype);
       const video = this.vae.decode(this.vae.denormalize(own));
       return toImageRange(video.narrow(2, 0, 1).squeeze(2));

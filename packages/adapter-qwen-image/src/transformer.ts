@@ -139,7 +139,7 @@ export class QwenImageTransformer implements Disposable {
       });
       const temb = this.timestepEmbedder.forward(features);
       const rotary = inputs.rotary ?? this.rotaryEmbedding(inputs.imgShapes, encoder.shape[1], device);
-      const keyMask = validTokens && this.keyMask(validTokens, encoder.shape[1], hidden.shape[1], device);
+      const keyMask = validTokens ? this.keyMask(validTokens, encoder.shape[1], hidden.shape[1], device) : undefined;
 
       for (const block of this.transformerBlocks) [encoder, hidden] = block.forward(hidden, encoder, temb, rotary, keyMask);
 
