@@ -3,6 +3,7 @@ export { loadTokenizer } from './tokenizer/load.js';
 export { Tokenizer, type PaddedEncoding, type TokenizerJson, type TokenizerSettings } from './tokenizer/tokenizer.js';
 export { PrecompiledCharsmap } from './tokenizer/precompiled-charsmap.js';
 export { ClipTextModel, type ClipForwardOptions, type ClipTextConfig, type ClipTextOutput } from './clip-text-model.js';
+export { DecoderLM, type DecoderLMConfig, type DecoderLMForwardOptions, type DecoderLMOutput } from './decoder-lm.js';
 export { T5Encoder, type T5EncoderConfig, type T5ForwardOptions } from './t5-encoder.js';
 export { positionBuckets, relativePositionBucket } from './t5-position-bias.js';
 export { loadEncoderFolder } from './weights.js';

@@ -6,11 +6,12 @@
 // dtype, and in float16 the feed-forward's output projection kept in float32
 // (`_keep_in_fp32_modules`), which makes the residual stream float32 from the first layer on, with
 // transformers' clamp of float16 overflow in between.
-import { add, attention, clamp, embedding, meanAbs, mul, rmsNorm, tensor, tidy, type Tensor } from '@ditcache/cuda-runtime';
-import { ConfigError, Linear, RMSNorm, type ComputeDtype, type LoadOptions, type ParameterStore, type WeightReader } from '@ditcache/diffusion';
+import { add, attention, clamp, embedding, meanAbs, mul, tensor, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { ConfigError, Linear, type ComputeDtype, type LoadOptions, type ParameterStore, type WeightReader } from '@ditcache/diffusion';
 
 import { activation, type Activation } from './activations.js';
 import { checkIds } from './clip-text-model.js';
+import { inDtype, TransformersRMSNorm } from './rms-norm.js';
 import { positionBuckets } from './t5-position-bias.js';
 import { TransformersConfig } from './transformers-config.js';
 import { loadEncoderFolder } from './weights.js';
@@ -59,28 +60,6 @@ class FeedForward {
   }
 }
 
-/** `x` in `dtype`: itself when it already is, else a rounded copy. */
-function inDtype(x: Tensor, dtype: ComputeDtype): Tensor {
-  return x.dtype === dtype ? x : x.cast(dtype);
-}
-
-/**
- * transformers' T5LayerNorm: in float32 one fused RMS norm; in 16-bit the normalised values are
- * rounded to the dtype before the weight multiplies them (rounded again), as transformers does.
- */
-class T5LayerNorm {
-  constructor(readonly norm: RMSNorm) {}
-
-  static load(w: WeightReader, dim: number, eps: number): T5LayerNorm {
-    return new T5LayerNorm(RMSNorm.load(w, dim, eps));
-  }
-
-  forward(x: Tensor, dtype: ComputeDtype): Tensor {
-    if (dtype === 'float32') return this.norm.forward(x);
-    return mul(inDtype(rmsNorm(x, null, this.norm.eps), dtype), this.norm.weight!);
-  }
-}
-
 /** Largest float16 value, and transformers' clamp bound once a float16 hidden state has overflowed. */
 const FLOAT16_MAX = 65504;
 const FLOAT16_CLAMP_AFTER_OVERFLOW = FLOAT16_MAX - 1000;
@@ -93,12 +72,12 @@ function clampFloat16Overflow(x: Tensor): Tensor {
 
 class T5Layer {
   constructor(
-    readonly attentionNorm: T5LayerNorm,
+    readonly attentionNorm: TransformersRMSNorm,
     readonly q: Linear,
     readonly k: Linear,
     readonly v: Linear,
     readonly o: Linear,
-    readonly feedForwardNorm: T5LayerNorm,
+    readonly feedForwardNorm: TransformersRMSNorm,
     readonly feedForward: FeedForward,
   ) {}
 
@@ -111,12 +90,12 @@ class T5Layer {
     const woInFloat32 = w.dtype === 'float16';
     const wo = woInFloat32 ? ff.float32() : ff;
     return new T5Layer(
-      T5LayerNorm.load(w.at('layer.0.layer_norm'), c.dModel, c.layerNormEpsilon),
+      TransformersRMSNorm.load(w.at('layer.0.layer_norm'), c.dModel, c.layerNormEpsilon),
       Linear.load(attn.at('q'), c.dModel, inner, noBias),
       Linear.load(attn.at('k'), c.dModel, inner, noBias),
       Linear.load(attn.at('v'), c.dModel, inner, noBias),
       Linear.load(attn.at('o'), inner, c.dModel, noBias),
-      T5LayerNorm.load(w.at('layer.1.layer_norm'), c.dModel, c.layerNormEpsilon),
+      TransformersRMSNorm.load(w.at('layer.1.layer_norm'), c.dModel, c.layerNormEpsilon),
       new FeedForward(
         Linear.load(ff.at(c.isGatedAct ? 'wi_0' : 'wi'), c.dModel, c.dFf, noBias),
         c.isGatedAct ? Linear.load(ff.at('wi_1'), c.dModel, c.dFf, noBias) : null,
@@ -150,7 +129,7 @@ export class T5Encoder implements Disposable {
     /** One table (buckets, heads) shared by every layer (T5), or one per layer (UMT5). */
     private readonly relativeAttentionBias: readonly Tensor[],
     private readonly layers: T5Layer[],
-    private readonly finalNorm: T5LayerNorm,
+    private readonly finalNorm: TransformersRMSNorm,
     private readonly store: ParameterStore,
   ) {
     this.act = activation(config.denseActFn, 'T5EncoderModel');
@@ -192,7 +171,7 @@ export class T5Encoder implements Disposable {
         w.firstOf(['encoder.embed_tokens.weight', 'shared.weight'], [config.vocabSize, dModel]),
         config.biasPerLayer ? layers.map((_, i) => biasOf(i)) : [biasOf(0)],
         layers,
-        T5LayerNorm.load(w.at('encoder.final_layer_norm'), dModel, config.layerNormEpsilon),
+        TransformersRMSNorm.load(w.at('encoder.final_layer_norm'), dModel, config.layerNormEpsilon),
         store,
       );
     });

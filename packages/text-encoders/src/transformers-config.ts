@@ -39,6 +39,20 @@ export class TransformersConfig {
     return v;
   }
 
+  boolean(key: string, fallback?: boolean): boolean {
+    const v = this.raw[key] ?? fallback;
+    if (typeof v !== 'boolean') throw new ConfigError(`${this.where}: '${key}' should be true or false, got ${JSON.stringify(this.raw[key])}`);
+    return v;
+  }
+
+  /** An object-valued key (e.g. rope_parameters), or null when the file omits it or gives null. */
+  object(key: string): Json | null {
+    const v = this.raw[key];
+    if (v === undefined || v === null) return null;
+    if (typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${this.where}: '${key}' should be an object, got ${JSON.stringify(v)}`);
+    return v as Json;
+  }
+
   string(key: string, fallback?: string): string {
     const v = this.raw[key] ?? fallback;
     if (typeof v !== 'string') throw new ConfigError(`${this.where}: '${key}' should be a string, got ${JSON.stringify(this.raw[key])}`);
