@@ -16,3 +16,6 @@ export {
   type HunyuanVideoFlops,
   type HunyuanVideoTransformerInputs,
 } from './transformer.js';
+export { AUTOENCODER_KL_HUNYUAN_VIDEO_DEFAULTS, readHunyuanVideoVaeConfig, type AutoencoderKLHunyuanVideoConfig } from './vae/config.js';
+export { AutoencoderKLHunyuanVideoDecoder } from './vae/decoder.js';
+export { CausalConv3d, CausalFrameAttention, CausalUpsampler, ResnetBlock } from './vae/layers.js';
