@@ -3,7 +3,7 @@ export { LTX_TRANSFORMER_DEFAULTS, loadLtxTransformerConfig, readLtxTransformerC
 export { LtxAttention } from './attention.js';
 export { LtxTransformerBlock, rmsModulate, type LtxBlock } from './blocks.js';
 export { ltxRotaryEmbedding, ltxRotaryFrequencies, torchLinspaceFloat32, type LtxRotaryOptions, type RotaryEmbedding } from './rotary.js';
-export { LtxTimeEmbedder, LtxVideoTransformer, type LtxTimeEmbedding, type LtxTransformerInputs } from './transformer.js';
+export { LtxTimeEmbedder, LtxVideoTransformer, type LtxCallShape, type LtxFlops, type LtxTimeEmbedding, type LtxTransformerInputs } from './transformer.js';
 export {
   AUTOENCODER_KL_LTX_VIDEO_DEFAULTS,
   readLtxVaeConfig,
@@ -14,3 +14,4 @@ export {
 export { LtxCausalConv3d, LtxResnetBlock3d, LtxTimestepEmbedder, LtxUpsampler3d, channelRmsNorm, depthToSpace } from './vae/blocks.js';
 export { AutoencoderKLLtxVideoDecoder, LtxDecoderBlock, blendDecodeNoise } from './vae/decoder.js';
 export { LtxPipeline, type LtxGenerateOptions, type LtxGenerateResult, type LtxPipelineComponents, type StepEnd, type TransformerCall } from './pipeline.js';
+export { LtxCacheAdapterFactory, ltxBlockAdapter } from './cache.js';

@@ -53,6 +53,24 @@ export interface LtxTransformerInputs {
   rotary?: RotaryEmbedding;
 }
 
+/** The sizes a call's cost depends on. */
+export interface LtxCallShape {
+  batch: number;
+  videoTokens: number;
+  textTokens: number;
+}
+
+/** Floating-point operations of one transformer call, counting the matrix products (a multiply-add is 2). */
+export interface LtxFlops {
+  /** proj_in, time_embed and caption_projection. */
+  embedders: number;
+  /** One block. */
+  perBlock: number;
+  /** proj_out. */
+  output: number;
+  total: number;
+}
+
 /** What time_embed (AdaLayerNormSingle) gives the rest of the model. */
 export interface LtxTimeEmbedding {
   /** (B, 1, 6 * dim): the projection every block adds to its scale_shift_table. */
@@ -156,6 +174,19 @@ export class LtxVideoTransformer implements Disposable {
       const [shift, scale] = add(this.scaleShiftTable.unsqueeze(0), embedded).split(2, 1);
       return this.projOut.forward(modulate(hidden, scale, shift, { eps: NORM_OUT_EPS }));
     });
+  }
+
+  /** Matrix-product FLOPs of one forward() call of this shape (the element-wise work is left out). */
+  flopsPerCall(shape: LtxCallShape): LtxFlops {
+    const { batch: b, videoTokens: n, textTokens: t } = shape;
+    const c = this.config;
+    const d = this.innerDim;
+    const embedders = 2 * b * n * c.in_channels * d + 2 * b * (256 * d + d * d + 6 * d * d) + 2 * b * t * (c.caption_channels * d + d * d);
+    // Self-attention: q, k, v, out over the video tokens; cross-attention: q, out over the video
+    // tokens and k, v over the text; the feed-forward (4x); the attention products.
+    const perBlock = 8 * b * n * d * d + 4 * b * n * d * d + 4 * b * t * d * d + 16 * b * n * d * d + 4 * b * n * n * d + 4 * b * n * t * d;
+    const output = 2 * b * n * d * c.out_channels;
+    return { embedders, perBlock, output, total: embedders + c.num_layers * perBlock + output };
   }
 
   /** Frees the weights. */

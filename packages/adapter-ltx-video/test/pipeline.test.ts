@@ -2,31 +2,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
 
-import { LtxPipeline, type LtxGenerateOptions } from '../src/index.js';
-import { goldens, relativeL2, relativeL2Values } from './helpers.js';
-import meta095 from './goldens/ltx-095-tiny/meta.json' with { type: 'json' };
-import metaTiny from './goldens/ltx-tiny/meta.json' with { type: 'json' };
-
-const metas = { 'ltx-tiny': metaTiny, 'ltx-095-tiny': meta095 };
-
-/** The golden pipeline call as generate() options. */
-export function request(ref: Record<string, Tensor>, set: keyof typeof metas): LtxGenerateOptions {
-  const p = metas[set].pipeline;
-  return {
-    promptEmbeds: ref.prompt_embeds,
-    promptAttentionMask: ref.prompt_attention_mask,
-    negativePromptEmbeds: ref.negative_prompt_embeds,
-    negativePromptAttentionMask: ref.negative_prompt_attention_mask,
-    latents: ref.latents_in,
-    height: p.height,
-    width: p.width,
-    numFrames: p.num_frames,
-    frameRate: p.frame_rate,
-    numInferenceSteps: p.steps,
-    guidanceScale: p.guidance_scale,
-  };
-}
-
+import { LtxPipeline } from '../src/index.js';
+import { goldens, relativeL2, relativeL2Values, request } from './helpers.js';
 describe.each(['ltx-tiny', 'ltx-095-tiny'] as const)('LtxPipeline on %s', (set) => {
   const ref = loadSafetensors(`${goldens}/${set}/pipeline.safetensors`);
   const pipe = LtxPipeline.fromPretrained(`${goldens}/${set}`);

@@ -202,7 +202,7 @@ def cached_run(pipe, spec, inputs, config, order=None, modifiers=None):
     assert len(contexts) == 1, f"LTX caches one chain, got {list(contexts)}"
     s = next(iter(contexts.values()))
     assert not s.cfg_cached_steps and not s.cfg_residual_diffs, "CFG is batched in LTX: no separate CFG branch"
-    return latents, {"name": s.cache_options["name"], "cached_steps": sorted(s.cached_steps),
+    return latents, {"cached_steps": sorted(s.cached_steps),
                      "residual_diffs": {str(k): float(v) for k, v in sorted(s.residual_diffs.items())}}
 
 
