@@ -78,7 +78,7 @@ export interface LtxGenerateResult {
   latents: Tensor;
   /** (B, frames, height, width, 3) in [0, 1] (diffusers' output_type="np"), or null without decoding. */
   video: Tensor | null;
-  /** The seed of the initial noise (or of the decode noise when latents were given), or null. */
+  /** The seed the initial noise came from, or null when latents were given. */
   seed: number | null;
   timesteps: Float32Array;
   sigmas: Float32Array;
@@ -271,7 +271,7 @@ export class LtxPipeline implements DiffusionPipeline<LtxGenerateOptions, LtxGen
       const video = opts.decode === false ? null : this.decodeLatents(latents, grid, opts, seed, opts.latents !== undefined);
       scope.keep(latents);
       if (video) scope.keep(video);
-      return { latents, video, seed, timesteps: schedule.timesteps, sigmas: schedule.sigmas };
+      return { latents, video, seed: opts.latents ? null : seed, timesteps: schedule.timesteps, sigmas: schedule.sigmas };
     } finally {
       scope.close();
     }
