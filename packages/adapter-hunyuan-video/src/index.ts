@@ -19,3 +19,11 @@ export {
 export { AUTOENCODER_KL_HUNYUAN_VIDEO_DEFAULTS, readHunyuanVideoVaeConfig, type AutoencoderKLHunyuanVideoConfig } from './vae/config.js';
 export { AutoencoderKLHunyuanVideoDecoder } from './vae/decoder.js';
 export { CausalConv3d, CausalFrameAttention, CausalUpsampler, ResnetBlock } from './vae/layers.js';
+export {
+  HunyuanVideoPipeline,
+  type HunyuanVideoGenerateOptions,
+  type HunyuanVideoGenerateResult,
+  type HunyuanVideoPipelineComponents,
+  type StepEnd,
+  type TransformerCall,
+} from './pipeline.js';
