@@ -5,7 +5,7 @@ import type { LtxGenerateOptions } from '../src/index.js';
 import meta095 from './goldens/ltx-095-tiny/meta.json' with { type: 'json' };
 import metaTiny from './goldens/ltx-tiny/meta.json' with { type: 'json' };
 
-const metas = { 'ltx-tiny': metaTiny, 'ltx-095-tiny': meta095 };
+export const metas = { 'ltx-tiny': metaTiny, 'ltx-095-tiny': meta095 };
 
 /** The golden pipeline call as generate() options. */
 export function request(ref: Record<string, Tensor>, set: keyof typeof metas): LtxGenerateOptions {

@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
 
 import { LtxPipeline } from '../src/index.js';
-import { goldens, relativeL2, relativeL2Values, request } from './helpers.js';
+import { goldens, metas, relativeL2, relativeL2Values, request } from './helpers.js';
 describe.each(['ltx-tiny', 'ltx-095-tiny'] as const)('LtxPipeline on %s', (set) => {
   const ref = loadSafetensors(`${goldens}/${set}/pipeline.safetensors`);
   const pipe = LtxPipeline.fromPretrained(`${goldens}/${set}`);
@@ -33,6 +33,16 @@ describe.each(['ltx-tiny', 'ltx-095-tiny'] as const)('LtxPipeline on %s', (set) 
     expect(relativeL2(fps12.latents, ref.latents_out)).toBeGreaterThan(1e-3);
     noCfg.latents.dispose();
     fps12.latents.dispose();
+  });
+
+  it('matches diffusers at another frame count (its own latent grid, rotary positions and decoded frames)', () => {
+    const frames = metas[set].pipeline.other_num_frames;
+    const out = pipe.generate({ ...request(ref, set), numFrames: frames, latents: ref[`frames_${frames}.latents_in`] });
+    expect(relativeL2(out.latents, ref[`frames_${frames}.latents_out`])).toBeLessThan(1e-4);
+    expect(out.video?.shape).toEqual(ref[`frames_${frames}.video_out`].shape);
+    expect(relativeL2(out.video as Tensor, ref[`frames_${frames}.video_out`])).toBeLessThan(1e-4);
+    out.latents.dispose();
+    out.video?.dispose();
   });
 });
 

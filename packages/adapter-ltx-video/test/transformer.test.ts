@@ -2,7 +2,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { loadSafetensors, memoryStats, tidy, type Tensor } from '@ditcache/cuda-runtime';
 
-import { LtxVideoTransformer, type LtxBlock, type LtxTransformerInputs } from '../src/index.js';
+import { LtxVideoTransformer, ltxRotaryEmbedding, type LtxBlock, type LtxTransformerInputs } from '../src/index.js';
+import ropeCases from './goldens/rope_tables.json' with { type: 'json' };
 import { goldens, relativeL2 } from './helpers.js';
 
 /** Wraps blocks so that block i's output is copied out as `transformer_blocks.{i}.out0`. */
@@ -77,5 +78,20 @@ describe.each(['ltx-tiny', 'ltx-095-tiny'])('LtxVideoTransformer on %s', (set) =
     expect(errors['rope.out0']).toBeLessThan(1e-7);
     expect(errors['rope.out1']).toBeLessThan(1e-7);
     expect(memoryStats()).toEqual(before);
+  });
+});
+
+describe("ltxRotaryEmbedding on wider models (more frequencies than the goldens' transformers)", () => {
+  const ref = loadSafetensors(`${goldens}/rope_tables.safetensors`);
+  afterAll(() => {
+    for (const t of Object.values(ref)) t.dispose();
+  });
+
+  it.each(ropeCases)('width $dim, grid $grid, scale $scale: the tables within rounding of cos / sin', ({ dim, grid, scale }) => {
+    const { cos, sin } = ltxRotaryEmbedding(grid as [number, number, number], dim, scale as [number, number, number] | null);
+    expect(relativeL2(cos, ref[`dim${dim}.cos`])).toBeLessThan(1e-7);
+    expect(relativeL2(sin, ref[`dim${dim}.sin`])).toBeLessThan(1e-7);
+    cos.dispose();
+    sin.dispose();
   });
 });

@@ -36,14 +36,14 @@ SETS = {
                          cross_attention_dim=16, num_layers=4, caption_channels=12),
         vae=dict(latent_channels=8, block_out_channels=(8, 8, 8), down_block_types=("LTXVideoDownBlock3D",) * 3,
                  spatio_temporal_scaling=(True, True, False), layers_per_block=(1, 1, 1, 1), downsample_type=("conv",) * 3,
-                 decoder_block_out_channels=(8, 16, 16), decoder_layers_per_block=(1, 1, 1, 1),
+                 decoder_block_out_channels=(8, 8, 16), decoder_layers_per_block=(1, 1, 1, 1),
                  decoder_spatio_temporal_scaling=(True, True, False), decoder_inject_noise=(False,) * 4,
                  upsample_residual=(False,) * 3, upsample_factor=(1,) * 3, timestep_conditioning=False, patch_size=2, patch_size_t=1,
                  scaling_factor=1.0),
         # Transformer call: batch 2, (frames, height, width) of the latent grid, text tokens and valid tokens per row.
         forward=dict(grid=(3, 2, 3), text_tokens=6, valid=[4, 6], frame_rate=25),
-        # Pipeline: 9 frames of 32 x 64 -> 3 x 4 x 8 latents; text tokens padded, as T5's are.
-        pipeline=dict(height=32, width=64, num_frames=9, frame_rate=25, steps=12, guidance_scale=3.0, text_tokens=7, valid=[5], negative_valid=[2]),
+        # Pipeline: 9 frames of 32 x 64 -> 3 x 4 x 8 latents (and 5 frames -> 2 x 4 x 8); text tokens padded, as T5's are.
+        pipeline=dict(height=32, width=64, num_frames=9, other_num_frames=5, frame_rate=25, steps=12, guidance_scale=3.0, text_tokens=7, valid=[5], negative_valid=[2]),
     ),
     "ltx-095-tiny": dict(
         transformer=dict(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=3, attention_head_dim=8,
@@ -55,8 +55,8 @@ SETS = {
                  upsample_residual=(True, True), upsample_factor=(2, 2), timestep_conditioning=True, patch_size=2, patch_size_t=1,
                  scaling_factor=1.0),
         forward=dict(grid=(2, 3, 2), text_tokens=5, valid=[5, 2], frame_rate=24),
-        # 13 frames of 32 x 32 -> 4 x 4 x 4 latents.
-        pipeline=dict(height=32, width=32, num_frames=13, frame_rate=24, steps=10, guidance_scale=4.0, text_tokens=5, valid=[3], negative_valid=[5]),
+        # 9 frames of 32 x 32 -> 3 x 4 x 4 latents; and 1 frame.
+        pipeline=dict(height=32, width=32, num_frames=9, other_num_frames=1, frame_rate=24, steps=10, guidance_scale=4.0, text_tokens=5, valid=[3], negative_valid=[5]),
     ),
 }
 
@@ -143,15 +143,21 @@ def record_forward(pipe, spec, generator):
     return contiguous({**inputs, **scalars, "encoder_attention_mask": inputs["encoder_attention_mask"].to(torch.float32), **recorded, "sample": sample})
 
 
+def packed_noise(pipe, spec, num_frames, generator):
+    c = pipe.transformer.config
+    p = spec["pipeline"]
+    frames = (num_frames - 1) // pipe.vae_temporal_compression_ratio + 1
+    s = pipe.vae_spatial_compression_ratio
+    latents = torch.randn(1, pipe.vae.config.latent_channels, frames, p["height"] // s, p["width"] // s, generator=generator)
+    return pipe._pack_latents(latents, c.patch_size, c.patch_size_t)
+
+
 def pipeline_inputs(pipe, spec, generator):
     c = pipe.transformer.config
     p = spec["pipeline"]
-    frames = (p["num_frames"] - 1) // pipe.vae_temporal_compression_ratio + 1
-    s = pipe.vae_spatial_compression_ratio
-    latents = torch.randn(1, pipe.vae.config.latent_channels, frames, p["height"] // s, p["width"] // s, generator=generator)
     shape = (1, p["text_tokens"], c.caption_channels)
     return {
-        "latents_in": pipe._pack_latents(latents, c.patch_size, c.patch_size_t),
+        "latents_in": packed_noise(pipe, spec, p["num_frames"], generator),
         "prompt_embeds": torch.randn(shape, generator=generator),
         "prompt_attention_mask": mask(p["valid"], p["text_tokens"]),
         "negative_prompt_embeds": torch.randn(shape, generator=generator),
@@ -179,6 +185,12 @@ def record_pipeline(pipe, spec, inputs):
            "latents_out_guidance_1": call(pipe, spec, inputs, "latent", guidance_scale=1.0),
            # Another frame rate changes the rotary positions along the frames, and so the result.
            "latents_out_fps_12": call(pipe, spec, inputs, "latent", frame_rate=12)}
+    # Another frame count: its own packed noise (same seed stream), frames, latents and video.
+    frames = spec["pipeline"]["other_num_frames"]
+    other = {**inputs, "latents_in": packed_noise(pipe, spec, frames, torch.Generator().manual_seed(frames))}
+    out[f"frames_{frames}.latents_in"] = other["latents_in"]
+    out[f"frames_{frames}.latents_out"] = call(pipe, spec, other, "latent", num_frames=frames)
+    out[f"frames_{frames}.video_out"] = torch.from_numpy(np.asarray(call(pipe, spec, other, "np", num_frames=frames)))
     if pipe.vae.config.timestep_conditioning:
         # Decoding at a timestep with noise: torch.Generator().manual_seed(7) draws the noise (latents are given, so it draws nothing else).
         out["video_out_decode_t0.05"] = torch.from_numpy(np.asarray(call(pipe, spec, inputs, "np", decode_timestep=0.05, decode_noise_scale=0.025,
@@ -302,8 +314,25 @@ def strip_encoder(path):
     save_file({k: v for k, v in weights.items() if not k.startswith("encoder.")}, path)
 
 
+# Rotary tables of wider models than the goldens' (more frequencies: torch's linspace runs its
+# vectorised path), each (width, latent grid, rope_interpolation_scale).
+ROPE_CASES = [(48, (5, 4, 3), (8 / 24, 32, 32)), (96, (7, 2, 2), (8 / 30, 32, 32)), (192, (3, 3, 3), (8 / 25, 32, 32)), (200, (2, 3, 4), None)]
+
+
+def record_rope(out_dir):
+    from diffusers.models.transformers.transformer_ltx import LTXVideoRotaryPosEmbed
+    tables = {}
+    for dim, grid, scale in ROPE_CASES:
+        rope = LTXVideoRotaryPosEmbed(dim)
+        cos, sin = rope(torch.zeros(1, grid[0] * grid[1] * grid[2], dim), *grid, scale)
+        tables[f"dim{dim}.cos"], tables[f"dim{dim}.sin"] = cos, sin
+    save_file(contiguous(tables), out_dir / "rope_tables.safetensors")
+    return [dict(dim=dim, grid=grid, scale=scale) for dim, grid, scale in ROPE_CASES]
+
+
 def main(out_dir):
     out_dir = Path(out_dir)
+    (out_dir / "rope_tables.json").write_text(json.dumps(record_rope(out_dir), indent=1) + "\n")
     for index, (set_name, spec) in enumerate(SETS.items()):
         print(set_name, flush=True)
         folder = out_dir / set_name
