@@ -9,3 +9,14 @@ export { positionBuckets, relativePositionBucket } from './t5-position-bias.js';
 export { loadEncoderFolder } from './weights.js';
 export { TransformersConfig } from './transformers-config.js';
 export { fixText } from './fix-text.js';
+export type { BatchEncoding, BatchOptions } from './tokenizer/tokenizer.js';
+export {
+  formatPrompt,
+  HIDREAM_LLAMA_MAX_LENGTH,
+  HUNYUAN_VIDEO_MAX_LENGTH,
+  HUNYUAN_VIDEO_PROMPT_TEMPLATE,
+  type PromptTemplate,
+  QWEN_IMAGE_MAX_LENGTH,
+  QWEN_IMAGE_PROMPT_TEMPLATE,
+} from './prompt-templates.js';
+export { maxSequenceLengthWarning, pythonRepr } from './truncation-warning.js';

@@ -1,6 +1,6 @@
 // Added tokens (special tokens such as <|endoftext|>, </s>, <extra_id_0>) are found in the text
 // before anything else runs and keep their ids; only the text between them is tokenised.
-import { WHITESPACE_CLASS } from './unicode.js';
+import { isWhitespace } from './unicode.js';
 
 export interface AddedToken {
   id: number;
@@ -17,21 +17,41 @@ export interface AddedToken {
 /** A run of text, or an added token found in it. */
 export type Segment = { text: string } | { id: number };
 
-const WORD_CHAR = /^[\p{L}\p{N}_]$/u;
+// What tokenizers' single_word check takes for a word character: the Unicode \w of Rust's regex
+// crate (letters, marks, decimal digits, connector punctuation, ZWJ / ZWNJ), not \p{N} at large.
+const WORD_CHAR = /[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]/u;
 
+/** The character of `text` that ends at `at` ('' at the start). */
+function charBefore(text: string, at: number): string {
+  if (at <= 0) return '';
+  const low = text.charCodeAt(at - 1);
+  const pair = at >= 2 && low >= 0xdc00 && low <= 0xdfff;
+  return text.slice(pair ? at - 2 : at - 1, at);
+}
+
+/** The character of `text` that starts at `at` ('' at the end). */
+const charAt = (text: string, at: number): string => (at < text.length ? String.fromCodePoint(text.codePointAt(at) as number) : '');
+
+/**
+ * Finds added tokens in text as tokenizers' AddedVocabulary does: the leftmost, then longest,
+ * token contents (Aho-Corasick, leftmost-longest); a single_word token found next to a word
+ * character is passed over; then lstrip / rstrip widen a match over the whitespace beside it,
+ * never back into the previous match.
+ */
 export class AddedTokenMatcher {
   private readonly pattern: RegExp | null;
   private readonly byContent = new Map<string, AddedToken>();
 
-  constructor(tokens: readonly AddedToken[]) {
-    for (const t of tokens) if (!this.byContent.has(t.content)) this.byContent.set(t.content, t);
+  /** `contents` maps a token to the text it is found as (normalized tokens: their normalised content). */
+  constructor(tokens: readonly AddedToken[], contentOf: (t: AddedToken) => string = (t) => t.content) {
+    for (const t of tokens) {
+      const content = contentOf(t);
+      if (content && !this.byContent.has(content)) this.byContent.set(content, t);
+    }
     // Longest first, so that the leftmost match is also the longest there.
-    const sorted = [...this.byContent.values()].sort((a, b) => b.content.length - a.content.length);
+    const sorted = [...this.byContent.keys()].sort((a, b) => b.length - a.length);
     const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    const ws = `[${WHITESPACE_CLASS}]*`;
-    this.pattern = sorted.length
-      ? new RegExp(sorted.map((t) => `${t.lstrip ? ws : ''}(${escapeRegExp(t.content)})${t.rstrip ? ws : ''}`).join('|'), 'gu')
-      : null;
+    this.pattern = sorted.length ? new RegExp(sorted.map(escapeRegExp).join('|'), 'gu') : null;
   }
 
   /** Cuts `text` into runs and added tokens. */
@@ -40,12 +60,13 @@ export class AddedTokenMatcher {
     const out: Segment[] = [];
     let last = 0;
     for (const m of text.matchAll(this.pattern)) {
-      const content = m.slice(1).find((g) => g !== undefined) as string;
-      const token = this.byContent.get(content) as AddedToken;
-      const at = m.index ?? 0;
-      const end = at + m[0].length;
-      if (token.singleWord && (WORD_CHAR.test(text[at - 1] ?? '') || WORD_CHAR.test(text[end] ?? ''))) continue;
-      if (at > last) out.push({ text: text.slice(last, at) });
+      const token = this.byContent.get(m[0]) as AddedToken;
+      let start = m.index ?? 0;
+      let end = start + m[0].length;
+      if (token.singleWord && (WORD_CHAR.test(charBefore(text, start)) || WORD_CHAR.test(charAt(text, end)))) continue;
+      if (token.lstrip) for (let c = charBefore(text, start); start > last && isWhitespace(c); c = charBefore(text, start)) start -= c.length;
+      if (token.rstrip) for (let c = charAt(text, end); isWhitespace(c); c = charAt(text, end)) end += c.length;
+      if (start > last) out.push({ text: text.slice(last, start) });
       out.push({ id: token.id });
       last = end;
     }

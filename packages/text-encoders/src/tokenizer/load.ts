@@ -1,7 +1,7 @@
 // Loads a transformers tokenizer folder: tokenizer.json when there is one, else the older files
 // (CLIP's vocab.json + merges.txt, T5's spiece.model), rebuilt as transformers' CLIPTokenizer and
-// T5Tokenizer build them; tokenizer_config.json and special_tokens_map.json add the pad token
-// and model_max_length.
+// T5Tokenizer build them; tokenizer_config.json and special_tokens_map.json add the pad and eos
+// tokens, model_max_length and padding_side.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -37,10 +37,16 @@ function readConfig(dir: string): Json {
 }
 
 // transformers writes a huge sentinel (1e30) when a tokenizer has no length limit.
-const settingsOf = (config: Json): TokenizerSettings => ({
-  padToken: tokenText(config.pad_token) ?? null,
-  modelMaxLength: typeof config.model_max_length === 'number' && config.model_max_length < 1e9 ? config.model_max_length : null,
-});
+function settingsOf(config: Json, dir: string): TokenizerSettings {
+  const side = config.padding_side ?? 'right';
+  if (side !== 'left' && side !== 'right') throw new TokenizerError(`${dir}: padding_side ${JSON.stringify(side)} is not one of "left", "right"`);
+  return {
+    padToken: tokenText(config.pad_token) ?? null,
+    modelMaxLength: typeof config.model_max_length === 'number' && config.model_max_length < 1e9 ? config.model_max_length : null,
+    eosToken: tokenText(config.eos_token) ?? null,
+    paddingSide: side,
+  };
+}
 
 const CLIP_CLASSES = ['CLIPTokenizer', 'CLIPTokenizerFast'];
 const T5_CLASSES = ['T5Tokenizer', 'T5TokenizerFast'];
@@ -53,7 +59,7 @@ const T5_CLASSES = ['T5Tokenizer', 'T5TokenizerFast'];
 export function loadTokenizer(dir: string): Tokenizer {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new TokenizerError(`${dir}: no such tokenizer folder`);
   const config = readConfig(dir);
-  const settings = settingsOf(config);
+  const settings = settingsOf(config, dir);
   const cls = typeof config.tokenizer_class === 'string' ? config.tokenizer_class : undefined;
   const json = join(dir, 'tokenizer.json');
   if (existsSync(json)) return new Tokenizer(readJson(json), settings, json);
@@ -69,6 +75,12 @@ export function loadTokenizer(dir: string): Tokenizer {
       throw new TokenizerError(`${dir}: spiece.model of a ${cls} is not supported without a tokenizer.json (only T5's is)`);
     }
     return new Tokenizer(t5Spec(dir, config), { ...settings, padToken: settings.padToken ?? '<pad>' }, join(dir, 'spiece.model'));
+  }
+  // Llama 3's original/tokenizer.model is tiktoken's rank list, Llama 2's a SentencePiece model: neither is read here.
+  if (existsSync(join(dir, 'tokenizer.model'))) {
+    throw new TokenizerError(
+      `${dir}: tokenizer.model${cls ? ` of a ${cls}` : ''} is not supported: tokenizer.json is missing (save the tokenizer with transformers to write one)`,
+    );
   }
   throw new TokenizerError(`${dir}: no tokenizer files (tokenizer.json, vocab.json + merges.txt, or spiece.model)`);
 }

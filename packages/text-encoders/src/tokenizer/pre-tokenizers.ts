@@ -10,7 +10,8 @@ export type PreTokenizer = (pieces: string[]) => string[];
 
 type Json = Record<string, unknown>;
 
-type SplitBehavior = 'Removed' | 'Isolated' | 'MergedWithPrevious' | 'MergedWithNext' | 'Contiguous';
+const SPLIT_BEHAVIORS = ['Removed', 'Isolated', 'MergedWithPrevious', 'MergedWithNext', 'Contiguous'] as const;
+type SplitBehavior = (typeof SPLIT_BEHAVIORS)[number];
 
 // GPT-2's pre-tokenisation, which the ByteLevel pre-tokenizer applies when use_regex is set.
 const GPT2_PATTERN = oniguruma(`'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+`);
@@ -97,6 +98,9 @@ export function buildPreTokenizer(spec: unknown, where: string): PreTokenizer | 
     case 'Split': {
       const pattern = patternOf(s.pattern, `${where} (Split)`);
       const behavior = s.behavior as SplitBehavior;
+      if (!SPLIT_BEHAVIORS.includes(behavior)) {
+        throw new TokenizerError(`${where}: Split behavior ${JSON.stringify(s.behavior)} is not supported (supported: ${SPLIT_BEHAVIORS.join(', ')})`);
+      }
       const invert = s.invert === true;
       return (pieces) => pieces.flatMap((p) => splitText(p, pattern, behavior, invert));
     }

@@ -4,6 +4,7 @@
 import { TokenizerError } from '../errors.js';
 import { AddedTokenMatcher, type AddedToken } from './added-tokens.js';
 import { BpeModel } from './bpe.js';
+import { buildDecoder, type Decoder } from './decoders.js';
 import { buildNormalizer, type Normalizer } from './normalizers.js';
 import { buildPostProcessor, type SpecialTokenFrame } from './post-processors.js';
 import { buildPreTokenizer, type PreTokenizer } from './pre-tokenizers.js';
@@ -15,9 +16,32 @@ export interface TokenizerSettings {
   padToken?: string | null;
   /** transformers' model_max_length (CLIP: 77). */
   modelMaxLength?: number | null;
+  /** The end-of-sequence token's text (HiDream pads with it). */
+  eosToken?: string | null;
+  /** transformers' padding_side: where padding goes (default right). */
+  paddingSide?: 'left' | 'right';
 }
 
-/** One prompt as a model reads it: `maxLength` ids, truncated and padded on the right. */
+/** transformers' tokenizer call on several texts: `tokenizer(texts, padding, max_length, truncation, add_special_tokens)`. */
+export interface BatchOptions {
+  /** 'longest': to the longest text of the batch (padding=True); 'max_length': to maxLength; false: none. */
+  padding?: 'longest' | 'max_length' | false;
+  maxLength?: number;
+  /** Cut each text's tokens so that, with the special tokens, it holds at most maxLength. */
+  truncation?: boolean;
+  addSpecialTokens?: boolean;
+}
+
+/** Token ids and attention masks of a batch, padded as asked. */
+export interface BatchEncoding {
+  ids: number[][];
+  /** 1 for real tokens, 0 for padding. */
+  attentionMask: number[][];
+  /** Per text, the tokens that truncation dropped. */
+  truncatedTokens: number[];
+}
+
+/** One prompt as a model reads it: `maxLength` ids, truncated, padded on the paddingSide (right unless tokenizer_config.json says left). */
 export interface PaddedEncoding {
   /** Token ids with the special tokens, padded to maxLength. */
   ids: number[];
@@ -33,8 +57,11 @@ type Json = Record<string, unknown>;
 export type TokenizerJson = Json;
 
 export class Tokenizer {
-  readonly padId: number | null;
+  /** The padding token's id; setPadToken changes it. */
+  padId: number | null;
   readonly modelMaxLength: number | null;
+  readonly eosToken: string | null;
+  readonly paddingSide: 'left' | 'right';
   private readonly rawTokens: AddedTokenMatcher;
   private readonly normalizedTokens: AddedTokenMatcher;
   private readonly normalizer: Normalizer | null;
@@ -42,12 +69,26 @@ export class Tokenizer {
   private readonly model: { tokenize(piece: string): number[] };
   private readonly frame: SpecialTokenFrame;
   private readonly vocab = new Map<string, number>();
+  private readonly idToToken = new Map<number, string>();
+  private readonly specialIds = new Set<number>();
+  private readonly decoderSpec: unknown;
+  private readonly source: string;
+  private decoder: Decoder | null = null;
 
   /** `source` names the file in errors. */
   constructor(spec: TokenizerJson, settings: TokenizerSettings, source: string) {
+    this.source = source;
     const model = spec.model as Json | undefined;
     if (!model || typeof model !== 'object') throw new TokenizerError(`${source}: no model section`);
     if (model.type === 'BPE' || (model.type === undefined && 'merges' in model)) {
+      if (model.dropout !== null && model.dropout !== undefined && model.dropout !== 0) {
+        throw new TokenizerError(
+          `${source}: model.dropout ${JSON.stringify(model.dropout)} is not supported (BPE dropout samples merges at random; supported: null)`,
+        );
+      }
+      if (!model.vocab || typeof model.vocab !== 'object' || !Array.isArray(model.merges)) {
+        throw new TokenizerError(`${source}: the BPE model lacks ${!Array.isArray(model.merges) ? 'merges' : 'vocab'}`);
+      }
       const vocab = model.vocab as Record<string, number>;
       for (const [token, id] of Object.entries(vocab)) this.vocab.set(token, id);
       const merges = (model.merges as (string | [string, string])[]).map((m): [string, string] => {
@@ -85,19 +126,34 @@ export class Tokenizer {
       singleWord: t.single_word === true,
     }));
     for (const t of added) this.vocab.set(t.content, t.id);
-    this.rawTokens = new AddedTokenMatcher(added.filter((t) => !t.normalized));
-    this.normalizedTokens = new AddedTokenMatcher(added.filter((t) => t.normalized));
+    for (const [token, id] of this.vocab) if (!this.idToToken.has(id)) this.idToToken.set(id, token);
+    for (const t of added) this.idToToken.set(t.id, t.content);
+    for (const t of (spec.added_tokens ?? []) as Json[]) if (t.special === true) this.specialIds.add(t.id as number);
     this.normalizer = buildNormalizer(spec.normalizer, `${source}: normalizer`);
+    const normalize = this.normalizer;
+    this.rawTokens = new AddedTokenMatcher(added.filter((t) => !t.normalized));
+    // A normalized token is looked for in the normalised text, so as its normalised content.
+    this.normalizedTokens = new AddedTokenMatcher(
+      added.filter((t) => t.normalized),
+      (t) => (normalize ? normalize(t.content) : t.content),
+    );
+    this.decoderSpec = spec.decoder;
     this.preTokenizer = buildPreTokenizer(spec.pre_tokenizer, `${source}: pre_tokenizer`);
     this.frame = buildPostProcessor(spec.post_processor, `${source}: post_processor`);
 
     const padding = spec.padding as { pad_id?: number } | null | undefined;
-    if (settings.padToken) {
-      const id = this.vocab.get(settings.padToken);
-      if (id === undefined) throw new TokenizerError(`${source}: the pad token ${JSON.stringify(settings.padToken)} is not in the vocabulary`);
-      this.padId = id;
-    } else this.padId = padding?.pad_id ?? null;
+    this.padId = padding?.pad_id ?? null;
+    if (settings.padToken) this.setPadToken(settings.padToken);
     this.modelMaxLength = settings.modelMaxLength ?? null;
+    this.eosToken = settings.eosToken ?? null;
+    this.paddingSide = settings.paddingSide ?? 'right';
+  }
+
+  /** Pads with `token` from now on, as diffusers' HiDream sets `tokenizer_4.pad_token = tokenizer_4.eos_token`. */
+  setPadToken(token: string): void {
+    const id = this.vocab.get(token);
+    if (id === undefined) throw new TokenizerError(`${this.source}: the pad token ${JSON.stringify(token)} is not in the vocabulary`);
+    this.padId = id;
   }
 
   /** The id of a token of the vocabulary (added tokens included), or undefined. */
@@ -137,19 +193,54 @@ export class Tokenizer {
    * padding to maxLength.
    */
   encodePadded(text: string, maxLength: number): PaddedEncoding {
-    if (!Number.isInteger(maxLength) || maxLength < this.specialTokenCount) {
-      throw new RangeError(`encodePadded: maxLength must be an integer of at least ${this.specialTokenCount} (the special tokens), got ${maxLength}`);
+    const batch = this.encodeBatch([text], { padding: 'max_length', maxLength, truncation: true });
+    return { ids: batch.ids[0], attentionMask: batch.attentionMask[0], truncatedTokens: batch.truncatedTokens[0] };
+  }
+
+  /** transformers' tokenizer call on a batch of texts (see BatchOptions); padding goes on the paddingSide. */
+  encodeBatch(texts: readonly string[], opts: BatchOptions = {}): BatchEncoding {
+    const addSpecialTokens = opts.addSpecialTokens !== false;
+    const specials = addSpecialTokens ? this.specialTokenCount : 0;
+    const { maxLength } = opts;
+    const needsLength = opts.truncation || opts.padding === 'max_length';
+    if (needsLength && (maxLength === undefined || !Number.isInteger(maxLength) || maxLength < specials)) {
+      throw new RangeError(`encodeBatch: maxLength must be an integer of at least ${specials} (the special tokens), got ${maxLength}`);
     }
-    if (this.padId === null) throw new TokenizerError('encodePadded: this tokenizer has no pad token (tokenizer_config.json names none)');
-    const content = this.encode(text, { addSpecialTokens: false });
-    const room = maxLength - this.specialTokenCount;
-    const kept = content.slice(0, room);
-    const ids = [...this.frame.before, ...kept, ...this.frame.after];
-    const attentionMask = ids.map(() => 1);
-    while (ids.length < maxLength) {
-      ids.push(this.padId);
-      attentionMask.push(0);
+    const rows = texts.map((text) => {
+      const content = this.encode(text, { addSpecialTokens: false });
+      const kept = opts.truncation ? content.slice(0, (maxLength as number) - specials) : content;
+      const ids = addSpecialTokens ? [...this.frame.before, ...kept, ...this.frame.after] : kept;
+      return { ids, truncated: content.length - kept.length };
+    });
+    const longest = Math.max(0, ...rows.map((r) => r.ids.length));
+    const width = opts.padding === 'max_length' ? Math.max(maxLength as number, longest) : opts.padding === 'longest' ? longest : 0;
+    if (rows.some((r) => r.ids.length < width) && this.padId === null) {
+      throw new TokenizerError('encodeBatch: this tokenizer has no pad token (tokenizer_config.json names none; setPadToken sets one)');
     }
-    return { ids, attentionMask, truncatedTokens: content.length - kept.length };
+    const pad = (row: number[], value: number) => {
+      const fill: number[] = new Array(Math.max(0, width - row.length)).fill(value);
+      return this.paddingSide === 'left' ? [...fill, ...row] : [...row, ...fill];
+    };
+    return {
+      ids: rows.map((r) => pad(r.ids, this.padId as number)),
+      attentionMask: rows.map((r) =>
+        pad(
+          r.ids.map(() => 1),
+          0,
+        ),
+      ),
+      truncatedTokens: rows.map((r) => r.truncated),
+    };
+  }
+
+  /** The text of `ids` through the tokenizer.json decoder (transformers' decode, no clean-up: transformers 5 skips it for BPE). */
+  decode(ids: readonly number[], opts: { skipSpecialTokens?: boolean } = {}): string {
+    this.decoder ??= buildDecoder(this.decoderSpec, `${this.source}: decoder`);
+    const tokens: string[] = [];
+    for (const id of ids) {
+      const token = this.idToToken.get(id);
+      if (token !== undefined && !(opts.skipSpecialTokens && this.specialIds.has(id))) tokens.push(token);
+    }
+    return this.decoder(tokens);
   }
 }
