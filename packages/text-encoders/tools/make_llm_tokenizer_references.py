@@ -251,6 +251,8 @@ def awkward_strings():
         '\u0301', '\u200d', '\ufe0f', '\U0001f3fb', ' \u0301', 'a\u200db', '\u3000\u3000', '\u00a0\u00a0x', 'x\u00a0\u00a0',
         'ab' * 50, 'abc ' * 40, 'Hello' + ' ' * 30 + 'World', 'x\n' * 20,
         LONG_EN, LONG_EN + ' ' + LONG_EN,
+        # One pre-tokenizer piece of thousands of characters, merged many times.
+        'harbour' * 400, '🐱🐶' * 400,
         # Past HiDream's 128 tokens with what Python's repr escapes in the part its warning quotes.
         LONG_EN[:700] + ' tail\n\t\u0007 "double" \'single\' \\ ü\u00a0\u0085 🐱\u200b\u2028 é\U000e0001' * 3,
         LONG_EN[:700] + " it's only 'single' quotes\r\n ÿ\x7f" * 3,

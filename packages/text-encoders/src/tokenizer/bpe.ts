@@ -54,27 +54,54 @@ export class BpeModel {
     return ids;
   }
 
+  /** The key of a pair in `ranks`. */
+  private rankOf(left: string, right: string): number | undefined {
+    return this.ranks.get(`${left} ${right}`);
+  }
+
+  /**
+   * The piece's symbols after merging: the pair of lowest rank, leftmost among equals, merges
+   * first. A heap of (rank, position) with a linked list of symbols, as tokenizers' Word::merge_all
+   * keeps it, makes a long run (thousands of characters without a space) take n log n, not n².
+   */
+  private mergedSymbols(chars: string[]): string[] {
+    const n = chars.length;
+    const symbols = chars.map((c, i) => (i > 0 ? this.prefix : '') + c + (i === n - 1 ? this.suffix : ''));
+    const next = Int32Array.from({ length: n }, (_, i) => (i + 1 < n ? i + 1 : -1));
+    const prev = Int32Array.from({ length: n }, (_, i) => i - 1);
+    const heap = new PairHeap();
+    for (let i = 0; i + 1 < n; i++) {
+      const rank = this.rankOf(symbols[i], symbols[i + 1]);
+      if (rank !== undefined) heap.push(rank, i, symbols[i + 1]);
+    }
+    for (let top = heap.pop(); top; top = heap.pop()) {
+      const right = next[top.pos];
+      // A stale entry: the pair at pos is no longer the one it was pushed for.
+      if (right < 0 || symbols[top.pos] === '' || symbols[right] !== top.right || this.rankOf(symbols[top.pos], top.right) !== top.rank) continue;
+      symbols[top.pos] += this.prefix && top.right.startsWith(this.prefix) ? top.right.slice(this.prefix.length) : top.right;
+      symbols[right] = '';
+      next[top.pos] = next[right];
+      if (next[right] >= 0) prev[next[right]] = top.pos;
+      const before = prev[top.pos];
+      if (before >= 0) {
+        const rank = this.rankOf(symbols[before], symbols[top.pos]);
+        if (rank !== undefined) heap.push(rank, before, symbols[top.pos]);
+      }
+      const after = next[top.pos];
+      if (after >= 0) {
+        const rank = this.rankOf(symbols[top.pos], symbols[after]);
+        if (rank !== undefined) heap.push(rank, top.pos, symbols[after]);
+      }
+    }
+    return symbols.filter((sym) => sym !== '');
+  }
+
   private merge(piece: string): number[] {
     if (this.ignoreMerges) {
       const whole = this.vocab.get(piece);
       if (whole !== undefined) return [whole];
     }
-    const chars = Array.from(piece);
-    const symbols: string[] = chars.map((c, i) => (i > 0 ? this.prefix : '') + c + (i === chars.length - 1 ? this.suffix : ''));
-    for (;;) {
-      let best = -1;
-      let bestRank = Infinity;
-      for (let i = 0; i + 1 < symbols.length; i++) {
-        const rank = this.ranks.get(`${symbols[i]} ${symbols[i + 1]}`);
-        if (rank !== undefined && rank < bestRank) {
-          bestRank = rank;
-          best = i;
-        }
-      }
-      if (best < 0) break;
-      const right = symbols[best + 1];
-      symbols.splice(best, 2, symbols[best] + (this.prefix && right.startsWith(this.prefix) ? right.slice(this.prefix.length) : right));
-    }
+    const symbols = this.mergedSymbols(Array.from(piece));
     const ids: number[] = [];
     let previousUnknown = false;
     for (const symbol of symbols) {
@@ -97,5 +124,47 @@ export class BpeModel {
       previousUnknown = true;
     }
     return ids;
+  }
+}
+
+/** A min-heap of merge candidates ordered by rank, then position. */
+class PairHeap {
+  private readonly items: { rank: number; pos: number; right: string }[] = [];
+
+  push(rank: number, pos: number, right: string): void {
+    const items = this.items;
+    items.push({ rank, pos, right });
+    for (let i = items.length - 1; i > 0; ) {
+      const parent = (i - 1) >> 1;
+      if (!this.less(i, parent)) break;
+      [items[i], items[parent]] = [items[parent], items[i]];
+      i = parent;
+    }
+  }
+
+  pop(): { rank: number; pos: number; right: string } | undefined {
+    const items = this.items;
+    const top = items[0];
+    const last = items.pop();
+    if (items.length > 0 && last) {
+      items[0] = last;
+      for (let i = 0; ; ) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < items.length && this.less(l, m)) m = l;
+        if (r < items.length && this.less(r, m)) m = r;
+        if (m === i) break;
+        [items[i], items[m]] = [items[m], items[i]];
+        i = m;
+      }
+    }
+    return top;
+  }
+
+  private less(a: number, b: number): boolean {
+    const x = this.items[a];
+    const y = this.items[b];
+    return x.rank < y.rank || (x.rank === y.rank && x.pos < y.pos);
   }
 }
