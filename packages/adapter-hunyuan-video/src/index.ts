@@ -27,3 +27,4 @@ export {
   type StepEnd,
   type TransformerCall,
 } from './pipeline.js';
+export { HunyuanVideoCacheAdapterFactory, hunyuanVideoBlockAdapter } from './cache.js';

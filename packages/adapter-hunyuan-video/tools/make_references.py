@@ -79,8 +79,9 @@ CACHE_CONFIGS = {
                 dict(Fn_compute_blocks=2, Bn_compute_blocks=1, max_warmup_steps=3, residual_diff_threshold=0.1)]),
     # True CFG, each call of a step its own branch (cond = cache-dit's non-CFG step, uncond its CFG step).
     "F1B0_W2_separateCfg": ("guided_cfg", dict(Fn_compute_blocks=1, Bn_compute_blocks=0, max_warmup_steps=2, enable_separate_cfg=True), None, None),
-    # True CFG as cache-dit's HunyuanVideo default: every transformer call is a step of one branch.
-    "F1B0_W2_cfgCalls": ("cfg_one_frame", dict(Fn_compute_blocks=1, Bn_compute_blocks=0, max_warmup_steps=2), None, None),
+    # (True CFG without enable_separate_cfg is left out: cache-dit then counts every transformer call as a step of
+    # one branch, while ditcache's pipelines announce cond and uncond, which always keep separate state: see
+    # packages/core/README.md, "Fixed on purpose", and test/cache.test.ts.)
     "F1B1_W2_TS1_separateCfg": ("cfg_one_frame", dict(Fn_compute_blocks=1, Bn_compute_blocks=1, max_warmup_steps=2, enable_separate_cfg=True),
                                 1, None),
 }
