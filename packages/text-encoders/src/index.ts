@@ -18,5 +18,6 @@ export {
   type PromptTemplate,
   QWEN_IMAGE_MAX_LENGTH,
   QWEN_IMAGE_PROMPT_TEMPLATE,
+  templateCropStart,
 } from './prompt-templates.js';
 export { maxSequenceLengthWarning, pythonRepr } from './truncation-warning.js';

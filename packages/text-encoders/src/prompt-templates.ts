@@ -1,6 +1,7 @@
 // The prompt templates that diffusers' pipelines wrap around a prompt before a decoder-LLM text
 // encoder reads it, written as the pipelines write them (Python format strings with one "{}"),
 // so that the tokens, and the count of template tokens the pipelines crop, come out the same.
+import type { Tokenizer } from './tokenizer/tokenizer.js';
 
 /** A template and how many of its leading tokens the pipeline drops from the encoder's output. */
 export interface PromptTemplate {
@@ -54,4 +55,14 @@ export function formatPrompt(template: string, prompt: string): string {
     if ((field === '' && autoFields === 1) || field === '0') return prompt;
     throw new RangeError(`formatPrompt: ${JSON.stringify(template)} holds ${JSON.stringify(whole)}; only one "{}" (or "{0}") field is supported`);
   });
+}
+
+/**
+ * HunyuanVideoPipeline's crop_start for a template given without one: the template tokenized with
+ * padding="max_length" and no max_length, which transformers pads to model_max_length (and not at
+ * all when there is no limit), less 2 for "{}" and <|eot_id|>. diffusers' own template gives 95.
+ */
+export function templateCropStart(tokenizer: Tokenizer, template: string): number {
+  const count = tokenizer.encode(template).length;
+  return Math.max(count, tokenizer.modelMaxLength ?? 0) - 2;
 }

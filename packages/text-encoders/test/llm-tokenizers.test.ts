@@ -17,6 +17,7 @@ import {
   pythonRepr,
   QWEN_IMAGE_MAX_LENGTH,
   QWEN_IMAGE_PROMPT_TEMPLATE,
+  templateCropStart,
   Tokenizer,
 } from '../src/index.js';
 import { data } from './helpers.js';
@@ -49,6 +50,7 @@ interface References {
   llama3: {
     hunyuan_crop_start: number;
     hunyuan_head: number[];
+    hunyuan_template_crop_start: { model_max_length: number; unlimited: number };
     hidream_max_length: number;
     hunyuan_max_length: number;
     strings: LlamaRecord[];
@@ -143,6 +145,13 @@ describe('Llama 3 tokenizer (byte-level BPE, ignore_merges, <|begin_of_text|>)',
     }
     expect(truncated).toBeGreaterThanOrEqual(3);
     expect(HUNYUAN_VIDEO_MAX_LENGTH).toBe(refs.llama3.hunyuan_max_length);
+  });
+
+  it("HunyuanVideo's crop_start for a template without one (padded to model_max_length, or not when unlimited)", () => {
+    const want = refs.llama3.hunyuan_template_crop_start;
+    expect(templateCropStart(hunyuan, HUNYUAN_VIDEO_PROMPT_TEMPLATE.template)).toBe(want.model_max_length);
+    const unlimited = new Tokenizer(readSpec('hunyuan-video-tokenizer'), { padToken: '<pad>' }, 'no model_max_length');
+    expect(templateCropStart(unlimited, HUNYUAN_VIDEO_PROMPT_TEMPLATE.template)).toBe(want.unlimited);
   });
 });
 

@@ -442,6 +442,12 @@ def main():
     hunyuan_crop = len(hunyuan_head)
     qwen_head = qwen(QWEN_IMAGE_TEMPLATE.split('{}')[0]).input_ids
 
+    # HunyuanVideo's crop_start for a template given without one: the template padded to model_max_length, less 2.
+    template_crop = {'model_max_length': hunyuan(HUNYUAN_TEMPLATE, padding='max_length', return_tensors='pt').input_ids.shape[-1] - 2}
+    hunyuan.model_max_length = int(1e30)  # transformers' "no limit": no padding
+    template_crop['unlimited'] = hunyuan(HUNYUAN_TEMPLATE, padding='max_length', return_tensors='pt').input_ids.shape[-1] - 2
+    hunyuan.model_max_length = HUNYUAN_CONFIG['model_max_length']
+
     im_diff = ignore_merges_differences(llama_folder, strings)
     assert im_diff, 'no string exercises ignore_merges'
     folds = {name: case_sensitive_differences(folder, pattern, strings)
@@ -451,7 +457,7 @@ def main():
     refs = {
         'versions': {'transformers': transformers.__version__, 'tokenizers': tokenizers.__version__},
         'llama3': {
-            'hunyuan_crop_start': hunyuan_crop, 'hunyuan_head': hunyuan_head,
+            'hunyuan_crop_start': hunyuan_crop, 'hunyuan_head': hunyuan_head, 'hunyuan_template_crop_start': template_crop,
             'hidream_max_length': HIDREAM_MAX_LENGTH, 'hunyuan_max_length': HUNYUAN_MAX_LENGTH,
             'strings': records_llama3(llama, hunyuan, strings, hunyuan_head, hunyuan_crop),
             'without_ignore_merges': im_diff,
