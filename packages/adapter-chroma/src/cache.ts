@@ -2,8 +2,8 @@
 // moves the per-block row cutting into the blocks, the double-stream blocks take (hidden,
 // encoder, table, context) and return [encoder, hidden] (ForwardPattern 1) and the single-stream
 // blocks take and return the joint tokens (Pattern 3). The two lists are two cache contexts, each
-// deciding on its own residual; CFG runs as two calls per step (cond, then uncond), each branch
-// with its own state.
+// deciding on its own residual. ChromaPipeline tells the engine its calls as cache-dit counts
+// them (cache-calls.ts).
 import {
   BlockAdapter,
   ForwardPattern,
@@ -37,8 +37,7 @@ export function chromaBlockAdapter(target: { pipe?: object; transformer: ChromaT
     blocks: ['transformerBlocks', 'singleTransformerBlocks'],
     forwardPattern: [ForwardPattern.Pattern_1, ForwardPattern.Pattern_3],
     patchFunctor: new ChromaPatchFunctor(),
-    // CFG runs as separate cond and uncond calls (ChromaPipeline announces each; a bare
-    // transformer's calls are paired by timestep).
+    // CFG runs as separate cond and uncond calls: cache-dit's default enable_separate_cfg for Chroma.
     hasSeparateCfg: true,
     ops: runtimeTensorOps,
     timestepOf: (args) => embeddedTimesteps((args[0] as ChromaTransformerInputs).timestep, transformer.dtype)[0],

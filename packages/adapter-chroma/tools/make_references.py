@@ -245,11 +245,16 @@ def margin_of(stats, threshold):
     return min(abs(d - threshold) / threshold for d in diffs) if diffs else float("inf")
 
 
-def mixes(stats):
-    """Cached steps somewhere, and computed ones among those compared with the threshold."""
-    cached = sum(len(e["cached_steps"]) + len(e["cfg_cached_steps"]) for e in stats)
-    compared = sum(len(e["residual_diffs"]) + len(e["cfg_residual_diffs"]) for e in stats)
-    return 0 < cached < compared
+def mixes(stats, steps):
+    """Cached steps somewhere, and computed ones after the warmup (the first compared step) somewhere."""
+    cached = computed = False
+    for e in stats:
+        for steps_cached, diffs in ((e["cached_steps"], e["residual_diffs"]), (e["cfg_cached_steps"], e["cfg_residual_diffs"])):
+            if diffs:
+                first = min(int(k) for k in diffs)
+                cached = cached or bool(steps_cached)
+                computed = computed or bool(set(range(first, steps)) - set(steps_cached))
+    return cached and computed
 
 
 def signature(stats):
@@ -278,8 +283,10 @@ def named(options):
         name += "_PM"
     if options.get("guidance_scale") is not None:
         name += f"_G{options['guidance_scale']:g}"
-    if "enable_separate_cfg" in c:
-        name += f"_SEP{int(c['enable_separate_cfg'])}"
+    if c.get("enable_separate_cfg") is False:
+        name += "_SEP0"
+    if c.get("cfg_diff_compute_separate") is False:
+        name += "_SHAREDDIFF"
     return name
 
 
@@ -302,7 +309,7 @@ def traced(pipe, spec, inputs, options, seen):
         opts = {**options, "config": {**options["config"], "residual_diff_threshold": threshold}}
         latents, stats = cached_run(pipe, spec, inputs, opts)
         margin = margin_of(stats, threshold)
-        if margin >= MIN_MARGIN and mixes(stats) and signature(stats) not in seen and caps_bind(pipe, spec, inputs, opts, stats):
+        if margin >= MIN_MARGIN and mixes(stats, spec["num_inference_steps"]) and signature(stats) not in seen and caps_bind(pipe, spec, inputs, opts, stats):
             seen.append(signature(stats))
             return named(opts), latents, {**opts, "margin": margin, "stats": stats}
     raise RuntimeError(f"no threshold for {options} mixes cached and computed steps with a margin of {MIN_MARGIN}")
@@ -318,11 +325,15 @@ PLANS = [
     # Per context: the double blocks with Fn 2 and warmup 3, the single blocks with Bn 1.
     dict(config=dict(Fn_compute_blocks=1, Bn_compute_blocks=0, max_warmup_steps=2),
          params_modifiers=[dict(Fn_compute_blocks=2, max_warmup_steps=3), dict(Bn_compute_blocks=1)]),
-    # The CFG call first (cache-dit's cfg_compute_first): the uncond call is then the non-CFG branch.
-    dict(config=dict(Fn_compute_blocks=1, Bn_compute_blocks=1, max_warmup_steps=2, cfg_compute_first=True)),
-    # Without CFG (guidance_scale 1): one call per step, no CFG branch.
+    # The CFG branch reuses the non-CFG branch's diff of the step (cfg_diff_compute_separate False).
+    dict(config=dict(Fn_compute_blocks=1, Bn_compute_blocks=1, max_warmup_steps=2, cfg_diff_compute_separate=False)),
+    # Without CFG (guidance_scale 1): one call per step, which cache-dit (enable_separate_cfg
+    # defaulting to the adapter's True) still pairs into steps of a non-CFG and a CFG call.
     dict(config=dict(Fn_compute_blocks=1, Bn_compute_blocks=0, max_warmup_steps=2), guidance_scale=1.0),
     dict(config=dict(Fn_compute_blocks=2, Bn_compute_blocks=0, max_warmup_steps=1), taylorseer_order=1, guidance_scale=1.0),
+    # Without separate CFG (enable_separate_cfg False): every call is a step of one state, with CFG and without.
+    dict(config=dict(Fn_compute_blocks=1, Bn_compute_blocks=0, max_warmup_steps=3, enable_separate_cfg=False)),
+    dict(config=dict(Fn_compute_blocks=1, Bn_compute_blocks=1, max_warmup_steps=2, enable_separate_cfg=False), guidance_scale=1.0),
 ]
 
 

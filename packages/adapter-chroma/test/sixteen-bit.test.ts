@@ -1,0 +1,66 @@
+// ChromaTransformer computing in bfloat16 (`dtype`, diffusers' torch_dtype) against diffusers in
+// bfloat16 (test/goldens, tools/make_16bit_references.py) block by block, and against the float32
+// golden: our bf16 error must stay within 1.5x of diffusers' own.
+//
+// Tolerance against diffusers' bf16 run: 3 units of roundoff (u = 2^-8), as for FLUX: both sides
+// round the same ops at the same places, and what is left is float32 accumulation in another
+// order tipping single roundings the other way.
+import { describe, expect, it } from 'vitest';
+
+import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
+
+import { ChromaTransformer, type ChromaDoubleBlock, type ChromaSingleBlock } from '../src/index.js';
+import { SETS, goldens, relativeL2 } from './helpers.js';
+
+const ROUNDOFF = 2 ** -8;
+/** The bound on our bf16 error against float32, relative to diffusers' own. */
+const ACCURACY_RATIO = 1.5;
+
+describe.each(SETS)('ChromaTransformer in bfloat16 on %s', (set) => {
+  it("tracks diffusers' bf16 run block by block, and is as close to float32 as it", () => {
+    const float32 = loadSafetensors(`${goldens}/${set}/transformer_forward.safetensors`);
+    const ref = loadSafetensors(`${goldens}/${set}/transformer_forward_bf16.safetensors`);
+    using transformer = ChromaTransformer.load(`${goldens}/${set}/transformer`, { dtype: 'bfloat16' });
+    expect(transformer.dtype).toBe('bfloat16');
+    const outputs = new Map<string, Tensor>();
+    const keep = (name: string, t: Tensor): void => {
+      outputs.set(name, t.clone().keep());
+    };
+    transformer.transformerBlocks = transformer.transformerBlocks.map(
+      (block, i): ChromaDoubleBlock => ({
+        forward(hidden, encoder, temb, context) {
+          const [e, h] = block.forward(hidden, encoder, temb, context);
+          keep(`transformer_blocks.${i}.out0`, e);
+          keep(`transformer_blocks.${i}.out1`, h);
+          return [e, h];
+        },
+      }),
+    );
+    transformer.singleTransformerBlocks = transformer.singleTransformerBlocks.map(
+      (block, i): ChromaSingleBlock => ({
+        forward(joint, temb, context) {
+          const out = block.forward(joint, temb, context);
+          keep(`single_transformer_blocks.${i}.out0`, out);
+          return out;
+        },
+      }),
+    );
+    const before = memoryStats();
+    const sample = transformer.forward({
+      hiddenStates: float32.hidden_states,
+      encoderHiddenStates: float32.encoder_hidden_states,
+      timestep: float32.timestep,
+      imgIds: float32.img_ids,
+      txtIds: float32.txt_ids,
+      attentionMask: float32.attention_mask,
+    });
+    expect(sample.dtype).toBe('bfloat16');
+    for (const [name, t] of [...outputs, ['sample', sample] as const]) expect(relativeL2(t, ref[name]), name).toBeLessThan(3 * ROUNDOFF);
+    expect(outputs.size).toBe(2 * transformer.config.num_layers + transformer.config.num_single_layers);
+    expect(relativeL2(sample, float32.sample)).toBeLessThan(ACCURACY_RATIO * relativeL2(ref.sample, float32.sample));
+    sample.dispose();
+    for (const t of outputs.values()) t.dispose();
+    expect(memoryStats()).toEqual(before);
+    for (const t of [...Object.values(float32), ...Object.values(ref)]) t.dispose();
+  });
+});

@@ -1,0 +1,72 @@
+"""Makes the bfloat16 reference data of packages/adapter-chroma (test/goldens/): diffusers'
+ChromaTransformer2DModel loaded with torch_dtype=torch.bfloat16 from each float32 reference folder
+(make_references.py wrote them), one call on the float32 forward golden's inputs, with every
+block's outputs. The tests compare our bf16 run with it and both with the float32 golden.
+
+Not run by CI and never by the tests. Run it by hand after make_references.py, in the same venv
+(from the repository root):
+
+    /work/refvenv-cd/bin/python packages/adapter-chroma/tools/make_16bit_references.py packages/adapter-chroma/test/goldens
+
+The attention mask is the boolean key mask, as in make_references.py (whose processor this uses).
+Everything is deterministic, so a rerun on the same torch and diffusers writes the same tensors.
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from diffusers import ChromaTransformer2DModel
+
+sys.path.insert(0, str(Path(__file__).parent))
+from make_references import SETS, use_key_mask  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def record_forward(folder):
+    golden = load_file(str(folder / "transformer_forward.safetensors"))
+    transformer = ChromaTransformer2DModel.from_pretrained(str(folder / "transformer"), torch_dtype=torch.bfloat16).eval()
+    use_key_mask(transformer)
+    recorded = {}
+
+    def keep(name):
+        def hook(_module, _args, output):
+            outputs = output if isinstance(output, tuple) else (output,)
+            for i, o in enumerate(outputs):
+                recorded[f"{name}.out{i}"] = o.detach().clone()
+        return hook
+
+    for i, block in enumerate(transformer.transformer_blocks):
+        block.register_forward_hook(keep(f"transformer_blocks.{i}"))
+    for i, block in enumerate(transformer.single_transformer_blocks):
+        block.register_forward_hook(keep(f"single_transformer_blocks.{i}"))
+    # What a caller does with float32 inputs for a bf16 model: latents and embeddings to its dtype;
+    # timestep, ids and mask as they are (the model rounds the timestep itself).
+    with torch.no_grad():
+        sample = transformer(
+            hidden_states=golden["hidden_states"].bfloat16(),
+            encoder_hidden_states=golden["encoder_hidden_states"].bfloat16(),
+            timestep=golden["timestep"],
+            img_ids=golden["img_ids"],
+            txt_ids=golden["txt_ids"],
+            attention_mask=golden["attention_mask"],
+            return_dict=False,
+        )[0]
+    out = {k: v.float().contiguous() for k, v in {**recorded, "sample": sample}.items()}
+    error = ((out["sample"].double() - golden["sample"].double()).norm() / golden["sample"].double().norm()).item()
+    return out, error
+
+
+def main(goldens):
+    for set_name in SETS:
+        folder = Path(goldens) / set_name
+        tensors, error = record_forward(folder)
+        save_file(tensors, folder / "transformer_forward_bf16.safetensors")
+        print(set_name, "diffusers bf16 sample vs float32:", error)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
