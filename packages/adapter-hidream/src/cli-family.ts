@@ -1,19 +1,41 @@
 // HiDream-I1 for the `ditcache` command line: package.json's `"ditcache": { "cli": ... }` points here.
 import type { Tensor } from '@ditcache/cuda-runtime';
-import { componentConfig, pickInputs, writeImage, type CliFamily, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
+import {
+  UsageError,
+  componentConfig,
+  pickInputs,
+  textPromptOptions,
+  writeImage,
+  type CliFamily,
+  type CliGenerateSettings,
+  type CliTransformer,
+} from '@ditcache/diffusion/cli';
 
 import { HIDREAM_TRANSFORMER_DEFAULTS } from './config.js';
 import { HiDreamPipeline, type HiDreamGenerateOptions } from './pipeline.js';
+import { HiDreamPromptEncoder, MAX_SEQUENCE_LENGTH, missingTextComponents } from './prompt-encoder.js';
 import { HiDreamTransformer } from './transformer.js';
 
+const POSITIVE = ['prompt_embeds_t5', 'prompt_embeds_llama3', 'pooled_prompt_embeds'];
 const NEGATIVE = ['negative_prompt_embeds_t5', 'negative_prompt_embeds_llama3', 'negative_pooled_prompt_embeds'];
+
+/** A usage error unless the folder has HiDream's four tokenizers and text encoders. */
+function checkTextComponents(dir: string): void {
+  const missing = missingTextComponents(dir);
+  if (missing.length)
+    throw new UsageError(`--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (text encoders); give prompt embeddings with --inputs instead`);
+}
 
 const hidreamCliFamily: CliFamily = {
   label: 'HiDream-I1',
   pipelineClasses: ['HiDreamImagePipeline'],
   transformerClasses: ['HiDreamImageTransformer2DModel'],
-  // Prompts come as embeddings only (the Llama encoder is not ported); the one flag of its own:
+  // Prompts as text (two CLIPs, T5 and Llama 3.1) or embeddings, and the size the images are rescaled to.
   options: [
+    ...textPromptOptions({
+      negativePrompt: 'the negative prompt of classifier-free guidance (default "", as diffusers; with --guidance above 1)',
+      maxSequenceLength: `T5 and Llama tokens of the prompt (default ${MAX_SEQUENCE_LENGTH}; the CLIPs take at most 218)`,
+    }),
     {
       flag: '--default-sample-size',
       type: 'positive-integer',
@@ -23,8 +45,14 @@ const hidreamCliFamily: CliFamily = {
   ],
   outputFormats: ['.png'],
 
-  // --dtype and --weight-dtype travel in `options` (the transformer and the VAE take the dtype).
-  spawn: (dir, options) => HiDreamPipeline.spawn(dir, options),
+  // --dtype and --weight-dtype travel in `options`. One generation per run: the text encoders'
+  // weights (Llama 3.1 8B: 16 GB in bf16) go once the prompts are encoded.
+  spawn: (dir, options) => HiDreamPipeline.spawn(dir, { ...options, releaseTextEncoders: true }),
+
+  checkModel(dir, s: CliGenerateSettings): void {
+    if (s.prompt === undefined && s.negativePrompt === undefined) return;
+    checkTextComponents(dir);
+  },
 
   // Two chains, each with its context: the double-stream blocks, then the single-stream ones.
   cacheChains(dir) {
@@ -36,16 +64,28 @@ const hidreamCliFamily: CliFamily = {
   },
 
   request(inputs, file, s: CliGenerateSettings): HiDreamGenerateOptions {
-    const [promptEmbedsT5, promptEmbedsLlama3, pooledPromptEmbeds] = pickInputs(inputs, file, [
-      'prompt_embeds_t5',
-      'prompt_embeds_llama3',
-      'pooled_prompt_embeds',
-    ]);
+    const embedded = POSITIVE.some((n) => n in inputs);
+    const negativeEmbedded = NEGATIVE.some((n) => n in inputs);
+    if (s.prompt !== undefined && embedded) throw new UsageError(`--prompt and the prompt embeddings of --inputs ${file} exclude each other; give one`);
+    if (s.negativePrompt !== undefined && negativeEmbedded) {
+      throw new UsageError(`--negative-prompt and the negative embeddings of --inputs ${file} exclude each other; give one`);
+    }
+    if (s.prompt === undefined && file === undefined) {
+      throw new UsageError(`--prompt or --inputs is required: a prompt for a folder with text encoders, or a safetensors file with ${POSITIVE.join(', ')}`);
+    }
+    if (s.maxSequenceLength !== undefined && s.prompt === undefined && s.negativePrompt === undefined) {
+      throw new UsageError('--max-sequence-length applies to --prompt and --negative-prompt only');
+    }
+    const [promptEmbedsT5, promptEmbedsLlama3, pooledPromptEmbeds] =
+      s.prompt === undefined ? pickInputs(inputs, file, POSITIVE) : [undefined, undefined, undefined];
     // Classifier-free guidance needs all three negative embeddings; the pipeline checks their shapes.
-    const [negativePromptEmbedsT5, negativePromptEmbedsLlama3, negativePooledPromptEmbeds] = NEGATIVE.some((n) => n in inputs)
+    const [negativePromptEmbedsT5, negativePromptEmbedsLlama3, negativePooledPromptEmbeds] = negativeEmbedded
       ? pickInputs(inputs, file, NEGATIVE)
       : [undefined, undefined, undefined];
     return {
+      prompt: s.prompt,
+      negativePrompt: s.negativePrompt,
+      maxSequenceLength: s.maxSequenceLength,
       promptEmbedsT5,
       promptEmbedsLlama3,
       pooledPromptEmbeds,
@@ -62,10 +102,28 @@ const hidreamCliFamily: CliFamily = {
     };
   },
 
-  // One image per prompt of prompt_embeds_t5 (P, tokens, width).
-  batchSize: (request) => (request as HiDreamGenerateOptions).promptEmbedsT5.shape[0],
+  // One image per prompt of prompt_embeds_t5 (P, tokens, width); a text prompt, one.
+  batchSize: (request) => (request as HiDreamGenerateOptions).promptEmbedsT5?.shape[0] ?? 1,
 
   writeOutput: (result, path) => writeImage(result, path),
+
+  encodePrompt(dir, prompt, s) {
+    checkTextComponents(dir);
+    using encoder = new HiDreamPromptEncoder(dir);
+    const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
+    // diffusers' warnings when truncation drops tokens.
+    const kept = (name: string, n: number, dropped: number) => (dropped > 0 ? [`${name} kept ${n} tokens of the prompt; ${dropped} were truncated`] : []);
+    const notes = [
+      ...kept('CLIP', e.lengths.clip, e.truncatedTokens.clip),
+      ...kept('CLIP 2', e.lengths.clip, e.truncatedTokens.clip2),
+      ...kept('T5', e.lengths.t5, e.truncatedTokens.t5),
+      ...kept('Llama', e.lengths.llama, e.truncatedTokens.llama),
+    ];
+    return {
+      tensors: { prompt_embeds_t5: e.promptEmbedsT5, prompt_embeds_llama3: e.promptEmbedsLlama3, pooled_prompt_embeds: e.pooledPromptEmbeds },
+      notes,
+    };
+  },
 
   loadTransformer(dir, options): CliTransformer {
     const transformer = HiDreamTransformer.load(dir, options);

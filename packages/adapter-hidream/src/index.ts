@@ -27,7 +27,16 @@ export {
   HiDreamPipeline,
   type HiDreamGenerateOptions,
   type HiDreamGenerateResult,
+  type HiDreamLoadOptions,
   type StepEnd,
   type TransformerCall,
 } from './pipeline.js';
+export {
+  HiDreamPromptEncoder,
+  MAX_SEQUENCE_LENGTH,
+  TEXT_COMPONENTS,
+  missingTextComponents,
+  type HiDreamEncodePromptOptions,
+  type HiDreamPromptEmbeddings,
+} from './prompt-encoder.js';
 export { HiDreamCacheAdapterFactory, HiDreamPatchFunctor, hidreamBlockAdapter } from './cache.js';

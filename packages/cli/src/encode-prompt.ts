@@ -1,7 +1,9 @@
 // `ditcache encode-prompt`: a model folder's text encoders on one prompt, written as the tensors
 // its pipeline conditions on plus the token ids behind them, so that a tokenizer can be checked
 // against Python's and embeddings reused with `generate --inputs`. The family of the folder does
-// the encoding (CliFamily.encodePrompt), so any adapter with text encoders brings it along.
+// the encoding (CliFamily.encodePrompt), so any adapter with text encoders brings it along. A
+// negative prompt is encoded the same way and written under `negative_` + each name, which is
+// how every diffusers pipeline names the negative embeddings it takes.
 import { Command, Option } from 'commander';
 
 import { saveSafetensors } from '@ditcache/cuda-runtime';
@@ -15,6 +17,7 @@ interface EncodePromptFlags {
   model: string;
   adapter: string[];
   prompt: string;
+  negativePrompt?: string;
   maxSequenceLength?: number;
   out: string;
   force: boolean;
@@ -25,8 +28,14 @@ export async function encodePrompt(flags: EncodePromptFlags): Promise<void> {
   const family = familyForPipeline(await loadFamilies(flags.adapter), flags.model);
   if (!family.encodePrompt) throw new UsageError(`--model: ${family.label} folders take prompt embeddings; encode-prompt needs a family with text encoders`);
   checkOutputs([['--out', flags.out]], flags.force);
-  const { tensors, notes } = family.encodePrompt(flags.model, flags.prompt, { maxSequenceLength: flags.maxSequenceLength });
+  const settings = { maxSequenceLength: flags.maxSequenceLength };
+  const { tensors, notes } = family.encodePrompt(flags.model, flags.prompt, settings);
   try {
+    if (flags.negativePrompt !== undefined) {
+      const negative = family.encodePrompt(flags.model, flags.negativePrompt, settings);
+      for (const [name, t] of Object.entries(negative.tensors)) tensors[`negative_${name}`] = t;
+      notes.push(...negative.notes.map((note) => `negative prompt: ${note}`));
+    }
     for (const note of notes) process.stderr.write(`ditcache: ${note}\n`);
     ensureParent(flags.out);
     saveSafetensors(flags.out, tensors);
@@ -43,6 +52,7 @@ export function registerEncodePrompt(program: Command): void {
     .requiredOption('--model <dir>', 'a pipeline folder with its tokenizers and text encoders')
     .addOption(adapterOption())
     .requiredOption('--prompt <text>', 'the prompt')
+    .option('--negative-prompt <text>', 'a negative prompt too, written as negative_<name> beside each tensor')
     .option('--max-sequence-length <n>', "T5 / UMT5 tokens (default: the pipeline's)", (value: string) => {
       const n = Number(value);
       if (!Number.isInteger(n) || n < 1) throw new UsageError(`--max-sequence-length must be a positive integer, got ${value}`);

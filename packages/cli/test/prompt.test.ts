@@ -56,6 +56,23 @@ describe('ditcache encode-prompt', () => {
     expect(ditcache('encode-prompt', '--model', flux, '--prompt', PROMPT, '--out', out).stderr).toMatch(/exists; pass --force/);
   });
 
+  it('writes a negative prompt beside the prompt as negative_<name>, encoded alike (empty strings included)', () => {
+    const both = join(dir, 'both.safetensors');
+    const r = ditcache('encode-prompt', '--model', flux, '--prompt', PROMPT, '--negative-prompt', '', '--max-sequence-length', '24', '--out', both);
+    expect([r.status, r.stderr]).toEqual([0, '']);
+    const t = loadSafetensors(both);
+    expect(
+      Object.keys(t)
+        .filter((n) => n.startsWith('negative_'))
+        .sort(),
+    ).toEqual(['clip_input_ids', 'pooled_prompt_embeds', 'prompt_embeds', 't5_input_ids', 'text_ids'].map((n) => `negative_${n}`));
+    const empty = join(dir, 'empty.safetensors');
+    expect(ditcache('encode-prompt', '--model', flux, '--prompt', '', '--max-sequence-length', '24', '--out', empty).status).toBe(0);
+    const alone = loadSafetensors(empty);
+    expect([...t.negative_prompt_embeds.toFloat32Array()]).toEqual([...alone.prompt_embeds.toFloat32Array()]);
+    expect([...t.negative_pooled_prompt_embeds.toFloat32Array()]).toEqual([...alone.pooled_prompt_embeds.toFloat32Array()]);
+  });
+
   it('says when the prompt was truncated, and refuses folders without text encoders', () => {
     const long = tokens.at(-1)!.text;
     const r = ditcache('encode-prompt', '--model', flux, '--prompt', long, '--max-sequence-length', '16', '--out', join(dir, 'long.safetensors'));
@@ -154,7 +171,10 @@ describe('ditcache generate --prompt', () => {
       [['--model', flux, '--prompt', PROMPT, '--max-sequence-length', '600'], /--max-sequence-length must be at most 512/],
       [['--model', flux, '--prompt', PROMPT, '--true-cfg-scale', '4'], /--true-cfg-scale needs --negative-prompt/],
       [['--model', flux], /--prompt or --inputs is required/],
-      [['--model', join(goldens, 'hidream-tiny'), '--prompt', PROMPT], /--prompt does not apply to HiDream-I1/],
+      [
+        ['--model', join(goldens, 'hidream-tiny'), '--prompt', PROMPT],
+        /--prompt: .*hidream-tiny has no tokenizer\/, tokenizer_2\/, tokenizer_3\/, tokenizer_4\/, text_encoder\/, text_encoder_2\/, text_encoder_3\/, text_encoder_4\/ \(text encoders\)/,
+      ],
     ];
     for (const [args, message] of cases) {
       const r = ditcache('generate', ...args, ...size);
