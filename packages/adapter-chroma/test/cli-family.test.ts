@@ -116,3 +116,14 @@ describe('ditcache generate on a Chroma folder', () => {
     for (const t of [...Object.values(got), ...Object.values(want)]) t.dispose();
   });
 });
+
+describe('ditcache forward on a Chroma transformer folder', () => {
+  it("writes diffusers' sample for the transformer's keyword arguments, attention_mask included", () => {
+    const out = join(dir, 'forward.safetensors');
+    const r = ditcache('forward', '--model', `${set}/transformer`, '--inputs', `${set}/transformer_forward.safetensors`, '--out', out);
+    expect(r.status, r.stderr).toBe(0);
+    const got = loadSafetensors(out);
+    expect(relativeL2(got.sample, forwardRef.sample)).toBeLessThan(1e-5);
+    for (const t of Object.values(got)) t.dispose();
+  });
+});
