@@ -45,6 +45,7 @@ const hunyuanVideoCliFamily: CliFamily = {
   },
 
   request(inputs, file, s: CliGenerateSettings): HunyuanVideoGenerateOptions {
+    if (s.frames !== undefined && (s.frames - 1) % 4 !== 0) throw new UsageError(`--frames must be 4k + 1 (e.g. 129, 61, 9), got ${s.frames}`);
     if (file === undefined) throw new UsageError(`--inputs is required: a safetensors file with ${PROMPT.join(', ')} (and latents_in, ${NEGATIVE.join(', ')})`);
     const [promptEmbeds, pooledPromptEmbeds, promptAttentionMask] = pickInputs(inputs, file, PROMPT);
     const given = NEGATIVE.filter((n) => n in inputs);

@@ -52,7 +52,7 @@ export interface HunyuanVideoGenerateOptions {
   /** Video size in pixels, multiples of 16 (default 720 x 1280). */
   height?: number;
   width?: number;
-  /** Frames (default 129); the latents have (frames - 1) / 4 + 1 frames, rounded down, as diffusers makes them. */
+  /** Frames, 4k + 1 (default 129); the latents have (frames - 1) / 4 + 1. */
   numFrames?: number;
   /** Default 50. */
   numInferenceSteps?: number;
@@ -262,9 +262,12 @@ export class HunyuanVideoPipeline implements DiffusionPipeline<HunyuanVideoGener
     const height = side('height', opts.height ?? DEFAULTS.height);
     const width = side('width', opts.width ?? DEFAULTS.width);
     const frames = opts.numFrames ?? DEFAULTS.numFrames;
-    if (!Number.isInteger(frames) || frames < 1)
-      throw new RangeError(`HunyuanVideoPipeline: numFrames must be a positive integer (4k + 1: 1, 5, 9, ..., 129), got ${frames}`);
-    const latentFrames = Math.floor((frames - 1) / this.vae.scaleFactorTemporal) + 1;
+    const temporal = this.vae.scaleFactorTemporal;
+    // diffusers rounds other counts down to the frames the VAE makes; this refuses them, as the Wan pipeline does.
+    if (!Number.isInteger(frames) || frames < 1 || (frames - 1) % temporal !== 0) {
+      throw new RangeError(`HunyuanVideoPipeline: numFrames must be ${temporal}k + 1 (1, ${1 + temporal}, ${1 + 2 * temporal}, ..., 129), got ${frames}`);
+    }
+    const latentFrames = (frames - 1) / temporal + 1;
     if (latentFrames % this.transformer.config.patch_size_t !== 0) {
       throw new RangeError(`HunyuanVideoPipeline: ${latentFrames} latent frames do not split into patches of ${this.transformer.config.patch_size_t} frames`);
     }

@@ -64,7 +64,7 @@ describe('the HunyuanVideo CLI family', () => {
     ]);
   });
 
-  it('refuses --inputs without the prompt triple, a partial negative triple, and --true-cfg-scale without negatives, naming the tensors', () => {
+  it('refuses --inputs without the prompt triple, a partial negative triple, --true-cfg-scale without negatives (naming the tensors), and --frames not 4k + 1', () => {
     const { prompt_attention_mask: _mask, ...noMask } = cfg;
     expect(() => family.request(noMask, 'in.safetensors', {})).toThrow(UsageError);
     expect(() => family.request(noMask, 'in.safetensors', {})).toThrow(/has no tensor 'prompt_attention_mask'/);
@@ -75,5 +75,6 @@ describe('the HunyuanVideo CLI family', () => {
     const { negative_prompt_embeds: _a, negative_pooled_prompt_embeds: _b, negative_prompt_attention_mask: _c, ...positive } = cfg;
     expect(() => family.request(positive, 'in.safetensors', { trueCfgScale: 3 })).toThrow(/--true-cfg-scale needs negative_prompt_embeds/);
     expect(() => family.request({}, undefined, {})).toThrow(/--inputs is required/);
+    expect(() => family.request(cfg, 'in.safetensors', { frames: 8 })).toThrow(/--frames must be 4k \+ 1 \(e\.g\. 129, 61, 9\), got 8/);
   });
 });

@@ -50,7 +50,8 @@ describe('HunyuanVideoPipeline input checks', () => {
     using pipe = HunyuanVideoPipeline.fromPretrained(`${goldens}/hv-tiny`);
     const request = requestOf('guided_cfg', ref);
     expect(() => pipe.generate({ ...request, height: 40 })).toThrow(/height must be a positive multiple of 16, got 40/);
-    expect(() => pipe.generate({ ...request, numFrames: 0 })).toThrow(/numFrames must be a positive integer/);
+    expect(() => pipe.generate({ ...request, numFrames: 0 })).toThrow(/numFrames must be 4k \+ 1 \(1, 5, 9, \.\.\., 129\), got 0/);
+    expect(() => pipe.generate({ ...request, numFrames: 6 })).toThrow(/numFrames must be 4k \+ 1 \(1, 5, 9, \.\.\., 129\), got 6/);
     expect(() => pipe.generate({ ...request, negativePromptAttentionMask: undefined })).toThrow(
       /negativePromptEmbeds, negativePooledPromptEmbeds, negativePromptAttentionMask come together: give all three \(missing negativePromptAttentionMask\)/,
     );
