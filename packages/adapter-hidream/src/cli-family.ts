@@ -11,6 +11,8 @@ import {
   type CliTransformer,
 } from '@ditcache/diffusion/cli';
 
+import { maxSequenceLengthWarning } from '@ditcache/text-encoders';
+
 import { HIDREAM_TRANSFORMER_DEFAULTS } from './config.js';
 import { HiDreamPipeline, type HiDreamGenerateOptions } from './pipeline.js';
 import { HiDreamPromptEncoder, MAX_SEQUENCE_LENGTH, missingTextComponents } from './prompt-encoder.js';
@@ -111,13 +113,15 @@ const hidreamCliFamily: CliFamily = {
     checkTextComponents(dir);
     using encoder = new HiDreamPromptEncoder(dir);
     const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
-    // diffusers' warnings when truncation drops tokens.
+    // What truncation dropped: Llama's as diffusers words it (its tokenizer decodes the dropped
+    // text); the CLIPs' and T5's as counts (their decoders are not ported).
     const kept = (name: string, n: number, dropped: number) => (dropped > 0 ? [`${name} kept ${n} tokens of the prompt; ${dropped} were truncated`] : []);
+    const llamaWarning = maxSequenceLengthWarning(encoder.tokenizers[3], [prompt], e.lengths.llama);
     const notes = [
       ...kept('CLIP', e.lengths.clip, e.truncatedTokens.clip),
       ...kept('CLIP 2', e.lengths.clip, e.truncatedTokens.clip2),
       ...kept('T5', e.lengths.t5, e.truncatedTokens.t5),
-      ...kept('Llama', e.lengths.llama, e.truncatedTokens.llama),
+      ...(llamaWarning ? [llamaWarning] : []),
     ];
     return {
       tensors: { prompt_embeds_t5: e.promptEmbedsT5, prompt_embeds_llama3: e.promptEmbedsLlama3, pooled_prompt_embeds: e.pooledPromptEmbeds },
