@@ -167,6 +167,13 @@ describe('Qwen2 tokenizer (NFC, byte-level BPE, chat tokens)', () => {
     expect(qwen.encode('')).toEqual([]);
   });
 
+  it('equals them too from vocab.json + merges.txt + added_tokens_decoder, rebuilt as Qwen2Tokenizer does', () => {
+    const files = loadTokenizer(join(data, 'qwen2-tokenizer-files'));
+    for (const r of strings) expect(files.encode(r.text), JSON.stringify(r.text)).toEqual(r.ids);
+    expect(files.padId).toBe(qwen.padId);
+    expect(files.decode(strings[40].ids)).toBe(strings[40].decoded ?? strings[40].text);
+  });
+
   it('decodes its ids back (NFC-normalised where the string was not)', () => {
     expect(strings.filter((r) => r.decoded !== undefined).length).toBeGreaterThan(10);
     for (const r of strings) expect(qwen.decode(r.ids), JSON.stringify(r.text)).toBe(r.decoded ?? r.text);
@@ -270,6 +277,23 @@ describe('refuses what it cannot run, naming what is missing', () => {
     );
     expect(() => loadTokenizer(folderWith({ 'tokenizer.json': llamaSpec, 'tokenizer_config.json': { padding_side: 'middle' } }))).toThrow(
       /padding_side "middle" is not one of "left", "right"/,
+    );
+    const filesDir = join(data, 'qwen2-tokenizer-files');
+    const filesConfig = JSON.parse(readFileSync(join(filesDir, 'tokenizer_config.json'), 'utf-8')) as Record<string, unknown>;
+    const qwenFiles = (extra: Record<string, unknown>) =>
+      folderWith({
+        'vocab.json': readFileSync(join(filesDir, 'vocab.json'), 'utf-8'),
+        'merges.txt': readFileSync(join(filesDir, 'merges.txt'), 'utf-8'),
+        ...extra,
+      });
+    expect(() => loadTokenizer(qwenFiles({ 'tokenizer_config.json': { ...filesConfig, eos_token: '<|nope|>' } }))).toThrow(
+      /eos_token "<\|nope\|>" is neither in added_tokens_decoder nor in vocab.json/,
+    );
+    expect(() => loadTokenizer(qwenFiles({ 'tokenizer_config.json': filesConfig, 'added_tokens.json': { '<|extra|>': 5000 } }))).toThrow(
+      /added_tokens.json: names "<\|extra\|>", which added_tokens_decoder of .* lacks/,
+    );
+    expect(() => loadTokenizer(qwenFiles({ 'tokenizer_config.json': { tokenizer_class: 'LlamaTokenizerFast' } }))).toThrow(
+      /vocab.json \+ merges.txt of a LlamaTokenizerFast are not supported without a tokenizer.json \(supported: CLIPTokenizer, CLIPTokenizerFast, Qwen2Tokenizer, Qwen2TokenizerFast\)/,
     );
     const noDecoder = loadTokenizer(folderWith({ 'tokenizer.json': { ...llamaSpec, decoder: { type: 'WordPiece' } } }));
     expect(() => noDecoder.decode([1])).toThrow(/decoder type "WordPiece" is not supported for decoding \(supported: ByteLevel\)/);

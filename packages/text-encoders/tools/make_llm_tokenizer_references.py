@@ -21,6 +21,9 @@ What it makes:
   * qwen2-tokenizer/         Qwen2.5-VL's layout (Qwen-Image's tokenizer): NFC, the Qwen2 Split pattern,
                              ByteLevel post-processor, <|endoftext|>, <|im_start|>, <|im_end|>, the vision
                              and tool tokens;
+  * qwen2-tokenizer-files/   the same as a slow Qwen2Tokenizer saves it (vocab.json, merges.txt, the added
+                             tokens in tokenizer_config.json), checked to give the same ids through
+                             transformers' Qwen2Tokenizer;
   * llm-tokens.json          for every awkward string: ids with and without special tokens, the decoded
                              text where it differs from the string; the HiDream, HunyuanVideo and Qwen-Image
                              tokenizer calls (ids, padding, truncation, attention masks, HiDream's warning);
@@ -38,7 +41,7 @@ import tokenizers
 import torch
 import transformers
 from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, '..', 'test', 'data')
@@ -203,6 +206,24 @@ def write_folder(name, spec, config):
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, 'tokenizer.json'), 'w', encoding='utf-8') as f:
         json.dump(spec, f, ensure_ascii=False, separators=(',', ':'))
+    with open(os.path.join(folder, 'tokenizer_config.json'), 'w', encoding='utf-8') as f:
+        json.dump(config, f, indent=2, ensure_ascii=False)
+    return folder
+
+
+def write_qwen2_files(qwen_folder):
+    """The Qwen2 tokenizer as a slow Qwen2Tokenizer saves it (vocab.json, merges.txt, added_tokens_decoder), with
+    no tokenizer.json; transformers' Qwen2Tokenizer rebuilds it and must give the tokenizer.json's ids."""
+    spec = json.load(open(os.path.join(qwen_folder, 'tokenizer.json'), encoding='utf-8'))
+    folder = os.path.join(OUT, 'qwen2-tokenizer-files')
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, 'vocab.json'), 'w', encoding='utf-8') as f:
+        json.dump(spec['model']['vocab'], f, ensure_ascii=False, separators=(',', ':'))
+    with open(os.path.join(folder, 'merges.txt'), 'w', encoding='utf-8') as f:
+        f.write('#version: 0.2\n' + ''.join(' '.join(m) + '\n' for m in spec['model']['merges']))
+    config = dict(QWEN2_CONFIG, added_tokens_decoder={
+        str(t['id']): {k: t[k] for k in ['content', 'lstrip', 'normalized', 'rstrip', 'single_word', 'special']}
+        for t in spec['added_tokens']})
     with open(os.path.join(folder, 'tokenizer_config.json'), 'w', encoding='utf-8') as f:
         json.dump(config, f, indent=2, ensure_ascii=False)
     return folder
@@ -434,6 +455,8 @@ def main():
     llama.pad_token = llama.eos_token  # as HiDreamImagePipeline.__init__ does
     hunyuan = load(hunyuan_folder)
     qwen = load(qwen_folder)
+    qwen_files = AutoTokenizer.from_pretrained(write_qwen2_files(qwen_folder))
+    assert type(qwen_files).__name__ == 'Qwen2Tokenizer'
 
     strings = awkward_strings()
     # diffusers fixes crop_start at 95, the real vocabulary's count of template tokens before the prompt; ours has
@@ -447,6 +470,8 @@ def main():
     hunyuan.model_max_length = int(1e30)  # transformers' "no limit": no padding
     template_crop['unlimited'] = hunyuan(HUNYUAN_TEMPLATE, padding='max_length', return_tensors='pt').input_ids.shape[-1] - 2
     hunyuan.model_max_length = HUNYUAN_CONFIG['model_max_length']
+
+    assert all(qwen_files(s).input_ids == qwen(s).input_ids for s in strings), 'Qwen2Tokenizer rebuilt differs'
 
     im_diff = ignore_merges_differences(llama_folder, strings)
     assert im_diff, 'no string exercises ignore_merges'

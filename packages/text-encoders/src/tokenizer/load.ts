@@ -1,33 +1,15 @@
 // Loads a transformers tokenizer folder: tokenizer.json when there is one, else the older files
-// (CLIP's vocab.json + merges.txt, T5's spiece.model), rebuilt as transformers' CLIPTokenizer and
-// T5Tokenizer build them; tokenizer_config.json and special_tokens_map.json add the pad and eos
+// (CLIP's and Qwen2's vocab.json + merges.txt, T5's spiece.model), rebuilt as transformers'
+// CLIPTokenizer, Qwen2Tokenizer and T5Tokenizer build them; tokenizer_config.json and special_tokens_map.json add the pad and eos
 // tokens, model_max_length and padding_side.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { TokenizerError } from '../errors.js';
+import { type Json, readJson, readMerges, tokenText } from './json-files.js';
+import { QWEN2_CLASSES, qwen2Spec } from './qwen2-files.js';
 import { PIECE_UNKNOWN, parseSentencePieceModel } from './sentencepiece-model.js';
 import { Tokenizer, type TokenizerJson, type TokenizerSettings } from './tokenizer.js';
-
-type Json = Record<string, unknown>;
-
-function readJson(path: string): Json {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(path, 'utf-8'));
-  } catch (e) {
-    throw new TokenizerError(`${path}: not valid JSON (${(e as Error).message})`);
-  }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new TokenizerError(`${path}: not a JSON object`);
-  return parsed as Json;
-}
-
-/** A special token's text: transformers writes a string or an AddedToken object with `content`. */
-function tokenText(value: unknown): string | undefined {
-  if (typeof value === 'string') return value;
-  if (value && typeof value === 'object' && typeof (value as Json).content === 'string') return (value as Json).content as string;
-  return undefined;
-}
 
 /** tokenizer_config.json over special_tokens_map.json, both optional. */
 function readConfig(dir: string): Json {
@@ -65,8 +47,11 @@ export function loadTokenizer(dir: string): Tokenizer {
   if (existsSync(json)) return new Tokenizer(readJson(json), settings, json);
 
   if (existsSync(join(dir, 'vocab.json')) && existsSync(join(dir, 'merges.txt'))) {
+    if (cls && QWEN2_CLASSES.includes(cls)) return new Tokenizer(qwen2Spec(dir, config), settings, join(dir, 'vocab.json'));
     if (cls && !CLIP_CLASSES.includes(cls)) {
-      throw new TokenizerError(`${dir}: vocab.json + merges.txt of a ${cls} are not supported without a tokenizer.json (only CLIP's are)`);
+      throw new TokenizerError(
+        `${dir}: vocab.json + merges.txt of a ${cls} are not supported without a tokenizer.json (supported: ${[...CLIP_CLASSES, ...QWEN2_CLASSES].join(', ')})`,
+      );
     }
     return new Tokenizer(clipSpec(dir, config), { ...settings, padToken: settings.padToken ?? '<|endoftext|>' }, join(dir, 'vocab.json'));
   }
@@ -88,10 +73,7 @@ export function loadTokenizer(dir: string): Tokenizer {
 /** The pipeline transformers' CLIPTokenizer builds around vocab.json and merges.txt. */
 function clipSpec(dir: string, config: Json): TokenizerJson {
   const vocab = readJson(join(dir, 'vocab.json')) as Record<string, number>;
-  const merges = readFileSync(join(dir, 'merges.txt'), 'utf-8')
-    .split('\n')
-    .map((line) => line.replace(/\r$/, ''))
-    .filter((line, i) => line.length > 0 && !(i === 0 && line.startsWith('#version')));
+  const merges = readMerges(join(dir, 'merges.txt'));
   const bos = tokenText(config.bos_token) ?? '<|startoftext|>';
   const eos = tokenText(config.eos_token) ?? '<|endoftext|>';
   const unk = tokenText(config.unk_token) ?? '<|endoftext|>';
