@@ -1,7 +1,7 @@
 // Where the tests find this package's reference data (tools/make_references.py wrote it; goldens/README.md describes it), and its pipeline call.
 import type { Tensor } from '@ditcache/cuda-runtime';
 
-import type { LtxGenerateOptions } from '../src/index.js';
+import type { LtxGenerateOptions, LtxTransformerInputs } from '../src/index.js';
 import meta095 from './goldens/ltx-095-tiny/meta.json' with { type: 'json' };
 import metaTiny from './goldens/ltx-tiny/meta.json' with { type: 'json' };
 
@@ -22,6 +22,21 @@ export function request(ref: Record<string, Tensor>, set: keyof typeof metas): L
     frameRate: p.frame_rate,
     numInferenceSteps: p.steps,
     guidanceScale: p.guidance_scale,
+  };
+}
+
+/** The forward's inputs from the reference file (its scalars are float32 tensors). */
+export function forwardInputs(ref: Record<string, Tensor>): LtxTransformerInputs {
+  const scalar = (name: string): number => ref[name].toFloat32Array()[0];
+  return {
+    hiddenStates: ref.hidden_states,
+    encoderHiddenStates: ref.encoder_hidden_states,
+    timestep: ref.timestep,
+    encoderAttentionMask: ref.encoder_attention_mask,
+    numFrames: scalar('num_frames'),
+    height: scalar('height'),
+    width: scalar('width'),
+    ropeInterpolationScale: [...ref.rope_interpolation_scale.toFloat32Array()] as [number, number, number],
   };
 }
 

@@ -2,9 +2,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { loadSafetensors, memoryStats, tidy, type Tensor } from '@ditcache/cuda-runtime';
 
-import { LtxVideoTransformer, ltxRotaryEmbedding, type LtxBlock, type LtxTransformerInputs } from '../src/index.js';
+import { LtxVideoTransformer, ltxRotaryEmbedding, type LtxBlock } from '../src/index.js';
 import ropeCases from './goldens/rope_tables.json' with { type: 'json' };
-import { goldens, relativeL2 } from './helpers.js';
+import { forwardInputs, goldens, relativeL2 } from './helpers.js';
 
 /** Wraps blocks so that block i's output is copied out as `transformer_blocks.{i}.out0`. */
 function recording(blocks: LtxBlock[], into: Map<string, Tensor>): LtxBlock[] {
@@ -15,21 +15,6 @@ function recording(blocks: LtxBlock[], into: Map<string, Tensor>): LtxBlock[] {
       return out;
     },
   }));
-}
-
-/** The forward's inputs from the reference file (its scalars are float32 tensors). */
-export function forwardInputs(ref: Record<string, Tensor>): LtxTransformerInputs {
-  const scalar = (name: string): number => ref[name].toFloat32Array()[0];
-  return {
-    hiddenStates: ref.hidden_states,
-    encoderHiddenStates: ref.encoder_hidden_states,
-    timestep: ref.timestep,
-    encoderAttentionMask: ref.encoder_attention_mask,
-    numFrames: scalar('num_frames'),
-    height: scalar('height'),
-    width: scalar('width'),
-    ropeInterpolationScale: [...ref.rope_interpolation_scale.toFloat32Array()] as [number, number, number],
-  };
 }
 
 describe.each(['ltx-tiny', 'ltx-095-tiny'])('LtxVideoTransformer on %s', (set) => {

@@ -152,6 +152,19 @@ def packed_noise(pipe, spec, num_frames, generator):
     return pipe._pack_latents(latents, c.patch_size, c.patch_size_t)
 
 
+def record_forward_16bit(folder, forward):
+    """The same transformer call with the model loaded in bfloat16 and float16 (torch_dtype): its inputs cast to that dtype."""
+    out = {}
+    inputs = {k: forward[k] for k in ["hidden_states", "encoder_hidden_states", "timestep", "encoder_attention_mask", "rope_interpolation_scale"]}
+    grid = {k: int(forward[k].item()) for k in ["num_frames", "height", "width"]}
+    for dtype, name in [(torch.bfloat16, "bf16"), (torch.float16, "fp16")]:
+        t = LTXVideoTransformer3DModel.from_pretrained(folder / "transformer", torch_dtype=dtype)
+        with torch.no_grad():
+            out[f"sample_{name}"] = t(**{**inputs, "hidden_states": inputs["hidden_states"].to(dtype),
+                                         "encoder_hidden_states": inputs["encoder_hidden_states"].to(dtype)}, **grid, return_dict=False)[0]
+    return contiguous(out)
+
+
 def pipeline_inputs(pipe, spec, generator):
     c = pipe.transformer.config
     p = spec["pipeline"]
@@ -340,7 +353,9 @@ def main(out_dir):
         pipe.save_pretrained(folder)
         strip_encoder(folder / "vae" / "diffusion_pytorch_model.safetensors")
         generator = torch.Generator().manual_seed(100 * index + 12)
-        save_file(record_forward(pipe, spec, generator), folder / "transformer_forward.safetensors")
+        forward = record_forward(pipe, spec, generator)
+        save_file(forward, folder / "transformer_forward.safetensors")
+        save_file(record_forward_16bit(folder, forward), folder / "transformer_forward_16bit.safetensors")
         inputs = pipeline_inputs(pipe, spec, generator)
         save_file(record_pipeline(pipe, spec, inputs), folder / "pipeline.safetensors")
         save_file(record_decoder(pipe, generator), folder / "vae_decode.safetensors")
