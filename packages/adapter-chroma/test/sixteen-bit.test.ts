@@ -1,15 +1,18 @@
-// ChromaTransformer computing in bfloat16 (`dtype`, diffusers' torch_dtype) against diffusers in
-// bfloat16 (test/goldens, tools/make_16bit_references.py) block by block, and against the float32
-// golden: our bf16 error must stay within 1.5x of diffusers' own.
+// ChromaTransformer and ChromaPipeline computing in bfloat16 (`dtype`, diffusers' torch_dtype)
+// against diffusers in bfloat16 (test/goldens, tools/make_16bit_references.py): the transformer
+// block by block, the pipeline's final latents; and against the float32 goldens: our bf16 error
+// must stay within 1.5x of diffusers' own.
 //
 // Tolerance against diffusers' bf16 run: 3 units of roundoff (u = 2^-8), as for FLUX: both sides
 // round the same ops at the same places, and what is left is float32 accumulation in another
 // order tipping single roundings the other way.
+import { readFileSync } from 'node:fs';
+
 import { describe, expect, it } from 'vitest';
 
 import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
 
-import { ChromaTransformer, type ChromaDoubleBlock, type ChromaSingleBlock } from '../src/index.js';
+import { ChromaPipeline, ChromaTransformer, type ChromaDoubleBlock, type ChromaSingleBlock } from '../src/index.js';
 import { SETS, goldens, relativeL2 } from './helpers.js';
 
 const ROUNDOFF = 2 ** -8;
@@ -60,6 +63,35 @@ describe.each(SETS)('ChromaTransformer in bfloat16 on %s', (set) => {
     expect(relativeL2(sample, float32.sample)).toBeLessThan(ACCURACY_RATIO * relativeL2(ref.sample, float32.sample));
     sample.dispose();
     for (const t of outputs.values()) t.dispose();
+    expect(memoryStats()).toEqual(before);
+    for (const t of [...Object.values(float32), ...Object.values(ref)]) t.dispose();
+  });
+});
+
+describe.each(SETS)('ChromaPipeline in bfloat16 on %s', (set) => {
+  it("tracks diffusers' bf16 pipeline, and is as close to float32 as it", () => {
+    const meta = JSON.parse(readFileSync(`${goldens}/${set}/meta.json`, 'utf-8')) as Record<string, number>;
+    const float32 = loadSafetensors(`${goldens}/${set}/pipeline.safetensors`);
+    const ref = loadSafetensors(`${goldens}/${set}/pipeline_bf16.safetensors`);
+    using pipe = ChromaPipeline.fromPretrained(`${goldens}/${set}`, { dtype: 'bfloat16' });
+    const before = memoryStats();
+    // The float32 goldens' inputs: the pipeline rounds latents and embeddings to its dtype.
+    const { latents } = pipe.generate({
+      promptEmbeds: float32.prompt_embeds,
+      promptAttentionMask: float32.prompt_attention_mask,
+      negativePromptEmbeds: float32.negative_prompt_embeds,
+      negativePromptAttentionMask: float32.negative_prompt_attention_mask,
+      latents: float32.latents_in,
+      height: meta.height,
+      width: meta.width,
+      numInferenceSteps: meta.num_inference_steps,
+      guidanceScale: meta.guidance_scale,
+      decode: false,
+    });
+    expect(latents.dtype).toBe('bfloat16');
+    expect(relativeL2(latents, ref.latents_out)).toBeLessThan(3 * ROUNDOFF);
+    expect(relativeL2(latents, float32.latents_out)).toBeLessThan(ACCURACY_RATIO * relativeL2(ref.latents_out, float32.latents_out));
+    latents.dispose();
     expect(memoryStats()).toEqual(before);
     for (const t of [...Object.values(float32), ...Object.values(ref)]) t.dispose();
   });

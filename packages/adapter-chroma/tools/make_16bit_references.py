@@ -1,7 +1,8 @@
 """Makes the bfloat16 reference data of packages/adapter-chroma (test/goldens/): diffusers'
-ChromaTransformer2DModel loaded with torch_dtype=torch.bfloat16 from each float32 reference folder
-(make_references.py wrote them), one call on the float32 forward golden's inputs, with every
-block's outputs. The tests compare our bf16 run with it and both with the float32 golden.
+ChromaTransformer2DModel and ChromaPipeline loaded with torch_dtype=torch.bfloat16 from each
+float32 reference folder (make_references.py wrote them): one transformer call on the float32
+forward golden's inputs, with every block's outputs, and one pipeline call (CFG) on the float32
+pipeline golden's inputs. The tests compare our bf16 runs with these and both with float32.
 
 Not run by CI and never by the tests. Run it by hand after make_references.py, in the same venv
 (from the repository root):
@@ -18,7 +19,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from diffusers import ChromaTransformer2DModel
+from diffusers import ChromaPipeline, ChromaTransformer2DModel
+import json
 
 sys.path.insert(0, str(Path(__file__).parent))
 from make_references import SETS, use_key_mask  # noqa: E402
@@ -60,11 +62,27 @@ def record_forward(folder):
     return out, error
 
 
+def record_pipeline(folder):
+    """The pipeline golden's CFG call in bf16: embeddings and latents rounded to bf16 by the caller, masks as they are."""
+    golden = load_file(str(folder / "pipeline.safetensors"))
+    meta = json.loads((folder / "meta.json").read_text())
+    pipe = ChromaPipeline.from_pretrained(str(folder), torch_dtype=torch.bfloat16, text_encoder=None, tokenizer=None)
+    use_key_mask(pipe.transformer)
+    with torch.no_grad():
+        latents = pipe(prompt_embeds=golden["prompt_embeds"].bfloat16(), prompt_attention_mask=golden["prompt_attention_mask"],
+                       negative_prompt_embeds=golden["negative_prompt_embeds"].bfloat16(),
+                       negative_prompt_attention_mask=golden["negative_prompt_attention_mask"], height=meta["height"], width=meta["width"],
+                       num_inference_steps=meta["num_inference_steps"], guidance_scale=meta["guidance_scale"],
+                       latents=golden["latents_in"].bfloat16(), output_type="latent").images
+    return {"latents_out": latents.float().contiguous()}
+
+
 def main(goldens):
     for set_name in SETS:
         folder = Path(goldens) / set_name
         tensors, error = record_forward(folder)
         save_file(tensors, folder / "transformer_forward_bf16.safetensors")
+        save_file(record_pipeline(folder), folder / "pipeline_bf16.safetensors")
         print(set_name, "diffusers bf16 sample vs float32:", error)
 
 
