@@ -1,5 +1,6 @@
-// HunyuanVideo on the ditcache runtime: its transformer (token refiner, dual- and single-stream
-// blocks), and, as the port proceeds, its pipeline, causal video VAE and cache adapter.
+// HunyuanVideo text-to-video on the ditcache runtime: its transformer (token refiner, dual- and
+// single-stream blocks), causal video VAE decoder, pipeline (prompt embeddings in) and cache
+// adapter (importing the package registers it with @ditcache/core).
 export {
   HUNYUAN_VIDEO_TRANSFORMER_DEFAULTS,
   loadHunyuanVideoTransformerConfig,
