@@ -19,6 +19,7 @@ import {
   QWEN_IMAGE_PROMPT_TEMPLATE,
   templateCropStart,
   Tokenizer,
+  TokenizerError,
 } from '../src/index.js';
 import { data } from './helpers.js';
 
@@ -302,7 +303,10 @@ describe('refuses what it cannot run, naming what is missing', () => {
   });
 
   it('Oniguruma syntax a JavaScript RegExp cannot take as written', () => {
-    expect(() => new Tokenizer(withPattern("(?i)'s|\\p{L}+"), {}, 'x')).toThrow(/the inline option "\(\?i\)" is not supported/);
+    expect(() => new Tokenizer(withPattern("(?i)'s|\\p{L}+"), {}, 'llama.json')).toThrow(
+      /llama.json: pre_tokenizer.pretokenizers\[0\] \(Split\): pattern "\(\?i\)'s\|\\\\p\{L\}\+": the inline option "\(\?i\)" is not supported/,
+    );
+    expect(() => new Tokenizer(withPattern("(?i)'s|\\p{L}+"), {}, 'x')).toThrow(TokenizerError);
     expect(() => new Tokenizer(withPattern('(?i:[a-z]+)'), {}, 'x')).toThrow(/a character class inside a \(\?i:...\) group is not supported/);
     expect(() => new Tokenizer(withPattern('(?i:\\p{Lu})'), {}, 'x')).toThrow(/\\p inside a \(\?i:...\) group is not supported/);
     expect(() => new Tokenizer(withPattern('(?i:strasse)'), {}, 'x')).toThrow(/would also match a character that folds to "ss"/);

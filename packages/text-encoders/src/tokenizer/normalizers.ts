@@ -14,7 +14,13 @@ const TRAILING_WHITESPACE = new RegExp(`[${WHITESPACE_CLASS}]+$`, 'u');
 export function patternOf(pattern: unknown, where: string): RegExp {
   const p = pattern as { String?: unknown; Regex?: unknown } | null;
   if (p && typeof p.String === 'string') return new RegExp(p.String.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'gu');
-  if (p && typeof p.Regex === 'string') return oniguruma(p.Regex);
+  if (p && typeof p.Regex === 'string') {
+    try {
+      return oniguruma(p.Regex);
+    } catch (e) {
+      throw new TokenizerError(`${where}: ${(e as Error).message}`);
+    }
+  }
   throw new TokenizerError(`${where}: pattern ${JSON.stringify(pattern)} is neither {String} nor {Regex}`);
 }
 

@@ -45,6 +45,7 @@ export function oniguruma(pattern: string, flags = 'gu'): RegExp {
   let run = '';
   const caseless = () => groups.length > 0 && groups[groups.length - 1];
   const endRun = () => {
+    if (!run) return;
     const folded = run.toLowerCase();
     const multi = multiCharacterFolds().find((f) => folded.includes(f));
     if (multi) {
