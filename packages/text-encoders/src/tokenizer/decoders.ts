@@ -13,7 +13,7 @@ const encoder = new TextEncoder();
 // Invalid UTF-8 becomes U+FFFD per maximal subpart, as Rust's String::from_utf8_lossy does.
 const lossyUtf8 = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
 
-/** The bytes a token stands for: its byte-level characters mapped back, or its own UTF-8 when one is not a byte character (an added token such as "<|eot_id|>" in other scripts). */
+/** The bytes a token stands for: its byte-level characters mapped back, or, as tokenizers does, its own UTF-8 when a character is outside the byte alphabet (an added token such as "<|图|>"). */
 function tokenBytes(token: string): number[] {
   const bytes: number[] = [];
   for (const c of token) {
