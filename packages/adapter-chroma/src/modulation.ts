@@ -14,7 +14,8 @@ const APPROXIMATOR_NORM_EPS = 2 ** -23;
 
 /** The sinusoidal features diffusers' Timesteps(flip_sin_to_cos=True, downscale_freq_shift=0) makes. */
 function features(values: readonly number[] | Float32Array, dim: number): Float32Array {
-  return sinusoidalTimestepEmbedding(values, dim, { flipSinToCos: true, downscaleFreqShift: 0 }).toFloat32Array();
+  using t = sinusoidalTimestepEmbedding(values, dim, { flipSinToCos: true, downscaleFreqShift: 0 });
+  return t.toFloat32Array();
 }
 
 /**

@@ -1,14 +1,16 @@
-// Prompts as text: ChromaPromptEncoder against diffusers' ChromaPipeline.encode_prompt (T5 masked
+// Prompts as text (the pipeline, and the CLI's encode-prompt and generate --prompt): ChromaPromptEncoder against diffusers' ChromaPipeline.encode_prompt (T5 masked
 // to the prompt's tokens; the transformer's mask keeping them and one pad token, none when the
 // prompt fills max_sequence_length), and a pipeline call from text with a negative prompt. The
 // tiny T5 and tokenizer are @ditcache/text-encoders' reference data.
+import { spawnSync } from 'node:child_process';
 import { readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { loadSafetensors } from '@ditcache/cuda-runtime';
+import { loadSafetensors, saveSafetensors } from '@ditcache/cuda-runtime';
 
+import family from '../src/cli-family.js';
 import { ChromaPipeline } from '../src/index.js';
 import { goldens, relativeL2 } from './helpers.js';
 import { scratchDir } from '../../../scripts/testing/scratch-dir.js';
@@ -62,5 +64,55 @@ describe('ChromaPipeline with T5', () => {
       decode: false,
     }).latents;
     expect(relativeL2(latents, ref.latents_out)).toBeLessThan(1e-4);
+  });
+});
+
+describe('the CLI with T5: encode-prompt and generate --prompt', () => {
+  const meta = JSON.parse(readFileSync(`${goldens}/chroma-prompt/meta.json`, 'utf-8')) as {
+    prompts: string[];
+    negative_prompt: string;
+    max_sequence_length: number;
+    height: number;
+    width: number;
+    num_inference_steps: number;
+    guidance_scale: number;
+  };
+  const ref = loadSafetensors(`${goldens}/chroma-prompt/prompts.safetensors`);
+  const dir = chromaWithText();
+  afterAll(() => {
+    for (const t of Object.values(ref)) t.dispose();
+  });
+
+  it("encode-prompt writes the pipeline's prompt_embeds and prompt_attention_mask", () => {
+    const encoded = family.encodePrompt?.(dir, meta.prompts[0], { maxSequenceLength: meta.max_sequence_length });
+    expect(encoded).toBeDefined();
+    const { tensors } = encoded as NonNullable<typeof encoded>;
+    expect(Object.keys(tensors).sort()).toEqual(['input_ids', 'prompt_attention_mask', 'prompt_embeds', 'text_ids']);
+    using first = ref.prompt_embeds.narrow(0, 0, 1).clone();
+    expect(relativeL2(tensors.prompt_embeds, first)).toBeLessThan(1e-5);
+    expect(Array.from(tensors.prompt_attention_mask.toFloat32Array())).toEqual(
+      Array.from(ref.prompt_attention_mask.toFloat32Array().subarray(0, meta.max_sequence_length)),
+    );
+    for (const t of Object.values(tensors)) t.dispose();
+  });
+
+  it('generate --prompt --negative-prompt gives diffusers latents', () => {
+    const out = scratchDir('ditcache-chroma-prompt-cli-');
+    saveSafetensors(join(out, 'in.safetensors'), { latents_in: ref.latents_in });
+    const bin = new URL('../../cli/dist/cli.js', import.meta.url).pathname;
+    const args = ['generate', '--model', dir, '--inputs', join(out, 'in.safetensors'), '--prompt', meta.prompts[0], '--negative-prompt', meta.negative_prompt];
+    const settings = ['--max-sequence-length', meta.max_sequence_length, '--height', meta.height, '--width', meta.width, '--steps', meta.num_inference_steps];
+    const r = spawnSync(
+      process.execPath,
+      [bin, ...args, ...settings.map(String), '--guidance', String(meta.guidance_scale), '--save-latents', join(out, 'out.safetensors')],
+      {
+        encoding: 'utf-8',
+        timeout: 300_000,
+      },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    const got = loadSafetensors(join(out, 'out.safetensors'));
+    expect(relativeL2(got.latents_out, ref.latents_out)).toBeLessThan(1e-4);
+    for (const t of Object.values(got)) t.dispose();
   });
 });
