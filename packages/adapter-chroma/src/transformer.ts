@@ -152,7 +152,12 @@ export class ChromaTransformer implements Disposable {
 
   /** The rotary tables (float32, on the ids' device) of the joint sequence: text tokens, then image tokens. */
   rotaryEmbedding(txtIds: Tensor, imgIds: Tensor): RotaryTables {
-    return tidy(() => multiAxisRotaryTables(concat([txtIds, imgIds], 0).toFloat32Array(), this.config.axes_dims_rope, { device: imgIds.device }));
+    // Joined on the host: ids may come as integers (a safetensors file's int64 ids load as int32).
+    const text = txtIds.toFloat32Array();
+    const ids = new Float32Array(text.length + imgIds.size);
+    ids.set(text);
+    ids.set(imgIds.toFloat32Array(), text.length);
+    return multiAxisRotaryTables(ids, this.config.axes_dims_rope, { device: imgIds.device });
   }
 
   /** diffusers' attention_mask (B, tokens) -> the key mask (B, 1, 1, tokens) the blocks add to their scores: 0 where nonzero, -Infinity where 0. */

@@ -73,4 +73,14 @@ describe.each(SETS)('ChromaTransformer on %s', (set) => {
     using unmasked = transformer.forward({ ...inputs(), attentionMask: undefined });
     expect(relativeL2(unmasked, ref.sample)).toBeGreaterThan(1e-3);
   });
+
+  it('takes integer ids and an integer mask (safetensors int64 / bool load as int32) as their float values', () => {
+    using transformer = ChromaTransformer.load(`${goldens}/${set}/transformer`);
+    using plain = transformer.forward(inputs());
+    using imgIds = ref.img_ids.cast('int32');
+    using txtIds = ref.txt_ids.cast('int32');
+    using mask = ref.attention_mask.cast('int32');
+    using integers = transformer.forward({ ...inputs(), imgIds, txtIds, attentionMask: mask });
+    expect(Buffer.compare(Buffer.from(integers.toBytes()), Buffer.from(plain.toBytes()))).toBe(0);
+  });
 });
