@@ -63,7 +63,7 @@ interface References {
     qwen_image_head: number[];
     strings: QwenRecord[];
     batches: { texts: string[]; max_length: number; ids: number[][]; mask: number[][] }[];
-    variant: { normalizer: unknown; added_tokens: Record<string, unknown>[]; strings: { text: string; ids: number[] }[] };
+    variant: { normalizer: unknown; added_tokens: Record<string, unknown>[]; strings: { text: string; ids: number[]; decoded: string }[] };
   };
 }
 
@@ -219,7 +219,11 @@ describe('Qwen2 tokenizer (NFC, byte-level BPE, chat tokens)', () => {
     const { normalizer, added_tokens, strings: cases } = refs.qwen2.variant;
     const spec = readSpec('qwen2-tokenizer');
     const tok = new Tokenizer({ ...spec, normalizer, added_tokens: [...(spec.added_tokens as unknown[]), ...added_tokens] }, {}, 'qwen2 variant');
-    for (const c of cases) expect(tok.encode(c.text), JSON.stringify(c.text)).toEqual(c.ids);
+    for (const c of cases) {
+      expect(tok.encode(c.text), JSON.stringify(c.text)).toEqual(c.ids);
+      // A normalized added token decodes as its normalised content ("MiXeD": "mixed"); "<|图|>" as its UTF-8.
+      expect(tok.decode(c.ids), JSON.stringify(c.text)).toBe(c.decoded);
+    }
   });
 });
 

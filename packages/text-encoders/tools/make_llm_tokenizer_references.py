@@ -406,6 +406,7 @@ def variant(qwen_folder, strings):
         AddedToken('Cafe\u0301', normalized=True),
         AddedToken('İx', normalized=True),
         AddedToken('<|im_start|>user', normalized=False, special=True),
+        AddedToken('<|图|>', normalized=False, special=True),
     ]
     tok.add_tokens(flagged)
     added_json = [t for t in json.loads(tok.to_str())['added_tokens'] if t['id'] >= spec['added_tokens'][-1]['id'] + 1]
@@ -413,10 +414,11 @@ def variant(qwen_folder, strings):
         'x [LS] y', 'x   [LS]y', '[LS]', ' \t[LS]\n', 'x [RS]   y', '[RS]\n\nz', 'a [BOTH] b', 'a\u3000[BOTH]\u3000b',
         '[LS][RS][BOTH]', 'word', 'a word here', 'awordb', 'word_x', 'x_word', 'wordword', 'word1', 'éword', 'word\u0301',
         '(word)', 'mixed MIXED MiXeD mIxEd', 'xmixedx', 'CAFÉ Café cafe\u0301 CAFE\u0301', 'İx İX iX i\u0307x',
-        '<|im_start|>user hi', '<|IM_START|>user', 'İSTANBUL ΣΊΣΥΦΟΣ ẞ Ǆ', 'ΌΣΟΣ ΣΑΣ', 'ǅemal', 'ΐΰ', 'K \u212a \u212b',
+        '<|im_start|>user hi', '<|IM_START|>user', 'a<|图|>b', '图<|图|>图', 'İSTANBUL ΣΊΣΥΦΟΣ ẞ Ǆ', 'ΌΣΟΣ ΣΑΣ', 'ǅemal', 'ΐΰ', 'K \u212a \u212b',
     ] + [s for s in strings if len(s) < 80][:80]
     return {'normalizer': spec['normalizer'], 'added_tokens': added_json,
-            'strings': [{'text': t, 'ids': tok.encode(t).ids} for t in texts]}
+            'strings': [{'text': t, 'ids': tok.encode(t).ids, 'decoded': tok.decode(tok.encode(t).ids, skip_special_tokens=False)}
+                        for t in texts]}
 
 
 def case_sensitive_differences(folder, pattern, strings):

@@ -126,11 +126,12 @@ export class Tokenizer {
       singleWord: t.single_word === true,
     }));
     for (const t of added) this.vocab.set(t.content, t.id);
-    for (const [token, id] of this.vocab) if (!this.idToToken.has(id)) this.idToToken.set(id, token);
-    for (const t of added) this.idToToken.set(t.id, t.content);
-    for (const t of (spec.added_tokens ?? []) as Json[]) if (t.special === true) this.specialIds.add(t.id as number);
     this.normalizer = buildNormalizer(spec.normalizer, `${source}: normalizer`);
     const normalize = this.normalizer;
+    for (const [token, id] of this.vocab) if (!this.idToToken.has(id)) this.idToToken.set(id, token);
+    // tokenizers gives a normalized added token's id back as its normalised content (decode included).
+    for (const t of added) this.idToToken.set(t.id, t.normalized && normalize ? normalize(t.content) : t.content);
+    for (const t of (spec.added_tokens ?? []) as Json[]) if (t.special === true) this.specialIds.add(t.id as number);
     this.rawTokens = new AddedTokenMatcher(added.filter((t) => !t.normalized));
     // A normalized token is looked for in the normalised text, so as its normalised content.
     this.normalizedTokens = new AddedTokenMatcher(
