@@ -2,7 +2,7 @@
 // 3-D convolutions padded by repeating edge values, frames only from the past (two before, none
 // after); residual blocks; the upsampler that doubles the first frame in space only and the rest
 // in space and time; and the mid block's attention, where a token sees its frame and earlier ones.
-import { add, attention, concat, silu, tensor, tidy, upsampleNearest2d, type Tensor } from '@ditcache/cuda-runtime';
+import { add, attention, concat, silu, tidy, upsampleNearest2d, type Tensor } from '@ditcache/cuda-runtime';
 import { Conv3d, GroupNorm, Linear, type WeightReader } from '@ditcache/diffusion';
 
 /** Epsilon of every group norm of the decoder. */
@@ -134,23 +134,16 @@ export class CausalFrameAttention {
       // (B, C, F, H, W) -> (B, F H W, C) tokens, as diffusers permutes them.
       const tokens = x.permute(0, 2, 3, 4, 1).contiguous().reshape(b, n, c);
       const normed = this.groupNorm.forward(tokens.transpose(1, 2).contiguous()).transpose(1, 2);
-      const heads = (t: Tensor): Tensor => t.reshape(b, 1, n, c);
-      const out = attention(heads(this.q.forward(normed)), heads(this.k.forward(normed)), heads(this.v.forward(normed)), {
-        mask: causalFrameMask(f, perFrame, x),
-      });
+      const heads = (t: Tensor): Tensor => t.reshape(b, 1, -1, c);
+      const [q, k, v] = [this.q, this.k, this.v].map((proj) => heads(proj.forward(normed)));
+      // diffusers masks an (N, N) score matrix; the queries of frame i attending to frames 0..i
+      // alone compute the same without it (at 720p it would not fit in memory).
+      const frames = Array.from({ length: f }, (_, i) =>
+        attention(q.narrow(2, i * perFrame, perFrame), k.narrow(2, 0, (i + 1) * perFrame), v.narrow(2, 0, (i + 1) * perFrame)),
+      );
+      const out = concat(frames, 2);
       const y = add(this.toOut.forward(out.reshape(b, n, c)), tokens);
       return y.reshape(b, f, h, w, c).permute(0, 4, 1, 2, 3).contiguous();
     });
   }
-}
-
-/** Additive (1, 1, N, N) mask: query token i sees key j when j's frame is not after i's (diffusers' prepare_causal_attention_mask). */
-function causalFrameMask(frames: number, perFrame: number, like: Tensor): Tensor {
-  const n = frames * perFrame;
-  const mask = new Float32Array(n * n);
-  for (let i = 0; i < n; ++i) {
-    const fi = Math.floor(i / perFrame);
-    for (let j = (fi + 1) * perFrame; j < n; ++j) mask[i * n + j] = -Infinity;
-  }
-  return tensor(mask, [1, 1, n, n], { device: like.device, dtype: like.dtype });
 }
