@@ -283,6 +283,9 @@ describe('refuses what it cannot run, naming what is missing', () => {
     expect(() => loadTokenizer(folderWith({ 'tokenizer.json': llamaSpec, 'tokenizer_config.json': { padding_side: 'middle' } }))).toThrow(
       /padding_side "middle" is not one of "left", "right"/,
     );
+    expect(() => loadTokenizer(folderWith({ 'tokenizer.json': llamaSpec, 'tokenizer_config.json': { truncation_side: 'left' } }))).toThrow(
+      /truncation_side "left" is not supported \(supported: "right"\)/,
+    );
     const filesDir = join(data, 'qwen2-tokenizer-files');
     const filesConfig = JSON.parse(readFileSync(join(filesDir, 'tokenizer_config.json'), 'utf-8')) as Record<string, unknown>;
     const qwenFiles = (extra: Record<string, unknown>) =>

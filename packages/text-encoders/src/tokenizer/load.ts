@@ -22,6 +22,10 @@ function readConfig(dir: string): Json {
 function settingsOf(config: Json, dir: string): TokenizerSettings {
   const side = config.padding_side ?? 'right';
   if (side !== 'left' && side !== 'right') throw new TokenizerError(`${dir}: padding_side ${JSON.stringify(side)} is not one of "left", "right"`);
+  // Truncation keeps the start of a prompt, as every pipeline here expects.
+  if ((config.truncation_side ?? 'right') !== 'right') {
+    throw new TokenizerError(`${dir}: truncation_side ${JSON.stringify(config.truncation_side)} is not supported (supported: "right")`);
+  }
   return {
     padToken: tokenText(config.pad_token) ?? null,
     modelMaxLength: typeof config.model_max_length === 'number' && config.model_max_length < 1e9 ? config.model_max_length : null,
