@@ -1,8 +1,9 @@
-"""Makes the bfloat16 reference data of packages/adapter-chroma (test/goldens/): diffusers'
-ChromaTransformer2DModel and ChromaPipeline loaded with torch_dtype=torch.bfloat16 from each
+"""Makes the 16-bit reference data of packages/adapter-chroma (test/goldens/): diffusers'
+ChromaTransformer2DModel and ChromaPipeline loaded with torch_dtype=torch.bfloat16 and
+torch.float16 from each
 float32 reference folder (make_references.py wrote them): one transformer call on the float32
 forward golden's inputs, with every block's outputs, and one pipeline call (CFG) on the float32
-pipeline golden's inputs. The tests compare our bf16 runs with these and both with float32.
+pipeline golden's inputs. The tests compare our 16-bit runs with these and both with float32.
 
 Not run by CI and never by the tests. Run it by hand after make_references.py, in the same venv
 (from the repository root):
@@ -27,10 +28,12 @@ from make_references import SETS, use_key_mask  # noqa: E402
 
 torch.set_num_threads(1)
 
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
-def record_forward(folder):
+
+def record_forward(folder, dtype):
     golden = load_file(str(folder / "transformer_forward.safetensors"))
-    transformer = ChromaTransformer2DModel.from_pretrained(str(folder / "transformer"), torch_dtype=torch.bfloat16).eval()
+    transformer = ChromaTransformer2DModel.from_pretrained(str(folder / "transformer"), torch_dtype=dtype).eval()
     use_key_mask(transformer)
     recorded = {}
 
@@ -45,12 +48,12 @@ def record_forward(folder):
         block.register_forward_hook(keep(f"transformer_blocks.{i}"))
     for i, block in enumerate(transformer.single_transformer_blocks):
         block.register_forward_hook(keep(f"single_transformer_blocks.{i}"))
-    # What a caller does with float32 inputs for a bf16 model: latents and embeddings to its dtype;
+    # What a caller does with float32 inputs for a 16-bit model: latents and embeddings to its dtype;
     # timestep, ids and mask as they are (the model rounds the timestep itself).
     with torch.no_grad():
         sample = transformer(
-            hidden_states=golden["hidden_states"].bfloat16(),
-            encoder_hidden_states=golden["encoder_hidden_states"].bfloat16(),
+            hidden_states=golden["hidden_states"].to(dtype),
+            encoder_hidden_states=golden["encoder_hidden_states"].to(dtype),
             timestep=golden["timestep"],
             img_ids=golden["img_ids"],
             txt_ids=golden["txt_ids"],
@@ -62,28 +65,29 @@ def record_forward(folder):
     return out, error
 
 
-def record_pipeline(folder):
-    """The pipeline golden's CFG call in bf16: embeddings and latents rounded to bf16 by the caller, masks as they are."""
+def record_pipeline(folder, dtype):
+    """The pipeline golden's CFG call in `dtype`: embeddings and latents rounded to it by the caller, masks as they are."""
     golden = load_file(str(folder / "pipeline.safetensors"))
     meta = json.loads((folder / "meta.json").read_text())
-    pipe = ChromaPipeline.from_pretrained(str(folder), torch_dtype=torch.bfloat16, text_encoder=None, tokenizer=None)
+    pipe = ChromaPipeline.from_pretrained(str(folder), torch_dtype=dtype, text_encoder=None, tokenizer=None)
     use_key_mask(pipe.transformer)
     with torch.no_grad():
-        latents = pipe(prompt_embeds=golden["prompt_embeds"].bfloat16(), prompt_attention_mask=golden["prompt_attention_mask"],
-                       negative_prompt_embeds=golden["negative_prompt_embeds"].bfloat16(),
+        latents = pipe(prompt_embeds=golden["prompt_embeds"].to(dtype), prompt_attention_mask=golden["prompt_attention_mask"],
+                       negative_prompt_embeds=golden["negative_prompt_embeds"].to(dtype),
                        negative_prompt_attention_mask=golden["negative_prompt_attention_mask"], height=meta["height"], width=meta["width"],
                        num_inference_steps=meta["num_inference_steps"], guidance_scale=meta["guidance_scale"],
-                       latents=golden["latents_in"].bfloat16(), output_type="latent").images
+                       latents=golden["latents_in"].to(dtype), output_type="latent").images
     return {"latents_out": latents.float().contiguous()}
 
 
 def main(goldens):
     for set_name in SETS:
         folder = Path(goldens) / set_name
-        tensors, error = record_forward(folder)
-        save_file(tensors, folder / "transformer_forward_bf16.safetensors")
-        save_file(record_pipeline(folder), folder / "pipeline_bf16.safetensors")
-        print(set_name, "diffusers bf16 sample vs float32:", error)
+        for tag, dtype in DTYPES.items():
+            tensors, error = record_forward(folder, dtype)
+            save_file(tensors, folder / f"transformer_forward_{tag}.safetensors")
+            save_file(record_pipeline(folder, dtype), folder / f"pipeline_{tag}.safetensors")
+            print(set_name, tag, "diffusers sample vs float32:", error)
 
 
 if __name__ == "__main__":
