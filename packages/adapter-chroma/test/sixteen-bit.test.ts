@@ -1,12 +1,11 @@
 // ChromaTransformer and ChromaPipeline computing in bfloat16 and float16 (`dtype`, diffusers'
-// torch_dtype) against diffusers in the same dtype (test/goldens, tools/make_16bit_references.py): the transformer
-// block by block, the pipeline's final latents; and against the float32 goldens: our 16-bit error
-// must stay within 1.5x of diffusers' own.
+// torch_dtype) against diffusers in the same dtype (test/goldens, tools/make_16bit_references.py):
+// the transformer block by block, the pipeline's final latents; and against the float32 goldens:
+// our 16-bit error must stay within 1.5x of diffusers' own.
 //
 // Tolerance against diffusers' run: 3 units of roundoff of the dtype (u = 2^-8 for bfloat16,
-// 2^-11 for float16), as for FLUX: both sides
-// round the same ops at the same places, and what is left is float32 accumulation in another
-// order tipping single roundings the other way.
+// 2^-11 for float16), as for FLUX: both sides round the same ops at the same places, and what is
+// left is float32 accumulation in another order tipping single roundings the other way.
 import { readFileSync } from 'node:fs';
 
 import { describe, expect, it } from 'vitest';
