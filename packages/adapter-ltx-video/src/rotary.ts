@@ -5,9 +5,11 @@
 // rotates one channel pair per axis, over the whole model width (not per head); the first
 // dim % 6 channels are left as they are. The frequencies reach theta * pi / 2 radians, so a
 // one-ulp difference in an angle moves its cosine by far more than float32 parity allows:
-// every step is computed in float32 in diffusers' order (torch's linspace, then pow, then the
-// products), and only cos / sin come from float64.
+// every step is computed in float32 in diffusers' order (torch's linspace, then its pow, then
+// the products), and only cos / sin come from float64.
 import { tensor, type Device, type Tensor } from '@ditcache/cuda-runtime';
+
+import { torchPow10000 } from './torch-pow.js';
 
 /** cos and sin, each (1, tokens, dim): they broadcast over the batch. */
 export interface RotaryEmbedding {
@@ -45,11 +47,15 @@ export function torchLinspaceFloat32(start: number, end: number, steps: number):
   return out;
 }
 
-/** The float32 frequencies (dim / 6 of them) as diffusers computes them: theta ** linspace(0, 1) * pi / 2. */
+/**
+ * The float32 frequencies (dim / 6 of them) as diffusers computes them: theta ** linspace(0, 1) *
+ * pi / 2, the power as torch's CPU kernel computes it for LTX-Video's theta of 10000.
+ */
 export function ltxRotaryFrequencies(dim: number, theta = 10000): Float32Array {
   const exponents = torchLinspaceFloat32(0, Math.log(theta) / Math.log(theta), Math.floor(dim / 6));
+  const powers = theta === 10000 ? torchPow10000(exponents) : exponents.map((e) => f32(theta ** e));
   const pi = f32(Math.PI);
-  return exponents.map((e) => f32(f32(f32(theta ** e) * pi) / 2));
+  return powers.map((p) => f32(f32(p * pi) / 2));
 }
 
 /**

@@ -329,7 +329,10 @@ def strip_encoder(path):
 
 # Rotary tables of wider models than the goldens' (more frequencies: torch's linspace runs its
 # vectorised path), each (width, latent grid, rope_interpolation_scale).
-ROPE_CASES = [(48, (5, 4, 3), (8 / 24, 32, 32)), (96, (7, 2, 2), (8 / 30, 32, 32)), (192, (3, 3, 3), (8 / 25, 32, 32)), (200, (2, 3, 4), None)]
+# From 34 frequencies on (width 204), torch's pow runs SLEEF on its vectorised chunks; 2048 is
+# LTX-Video's width.
+ROPE_CASES = [(48, (5, 4, 3), (8 / 24, 32, 32)), (96, (7, 2, 2), (8 / 30, 32, 32)), (192, (3, 3, 3), (8 / 25, 32, 32)), (200, (2, 3, 4), None),
+              (256, (3, 2, 2), (8 / 25, 32, 32)), (2048, (2, 1, 2), (8 / 25, 32, 32))]
 
 
 def record_rope(out_dir):
