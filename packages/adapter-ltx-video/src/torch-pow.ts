@@ -14,11 +14,12 @@ export const TORCH_VECTOR_CHUNK = 32;
 
 /** SLEEF's logkf(10000) as its double-float pair (hi, lo): computed once with SLEEF's algorithm. */
 const LOG_10000: readonly [number, number] = [0x126bb1c * 2 ** -21, -0x112aad * 2 ** -43];
+// SLEEF's float constants (misc.h, expkf), as the float64 literals that round to them.
 const L2U = f32(0.693145751953125);
-const L2L = f32(1.428606765330187045e-6);
-const R_LN2 = f32(1.442695040888963407359924681001892137426645954152985934135449406931);
-const EXP_POLY = [0.00836596917361021041870117, 0.0416710823774337768554688, 0.166665524244308471679688, 0.499999850988388061523438].map(f32);
-const EXP_POLY_0 = f32(0.00136324646882712841033936);
+const L2L = f32(0.000001428606765330187);
+const R_LN2 = f32(1.4426950408889634);
+const EXP_POLY = [0.00836596917361021, 0.04167108237743378, 0.16666552424430847, 0.49999985098838806].map(f32);
+const EXP_POLY_0 = f32(0.0013632464688271284);
 
 const bits = new Float32Array(1);
 const intBits = new Int32Array(bits.buffer);

@@ -17,7 +17,7 @@ describe.each(['ltx-tiny', 'ltx-095-tiny'])('LtxVideoTransformer in 16 bits on %
   it.each([
     ['bfloat16', 'sample_bf16'],
     ['float16', 'sample_fp16'],
-  ] as const)("%s: closer to diffusers in that dtype than diffusers is to float32", (dtype, name) => {
+  ] as const)('%s: closer to diffusers in that dtype than diffusers is to float32', (dtype, name) => {
     using transformer = LtxVideoTransformer.load(`${goldens}/${set}/transformer`, { dtype });
     using sample = transformer.forward(forwardInputs(ref));
     expect(sample.dtype).toBe(dtype);
