@@ -22,7 +22,7 @@ export interface EncodePromptOptions {
 
 /** What encode returns; the caller owns (and disposes) every tensor. */
 export interface ChromaPromptEmbeddings {
-  /** T5's last hidden state (B, maxSequenceLength, d_model), float32. */
+  /** T5's last hidden state (B, maxSequenceLength, d_model), in the encoder's dtype. */
   promptEmbeds: Tensor;
   /** (B, maxSequenceLength) float32: 1 for the prompt's tokens and one pad token, 0 for the rest (diffusers' prompt_attention_mask). */
   promptAttentionMask: Tensor;
@@ -57,7 +57,8 @@ export class ChromaPromptEncoder implements Disposable {
 
   /** Opens the text components of a Chroma folder; T5 loads on the first encode unless `preload` is set. */
   static fromPretrained(dir: string, opts: LoadOptions & { preload?: boolean } = {}): ChromaPromptEncoder {
-    const encoder = new ChromaPromptEncoder(dir, { device: opts.device });
+    // T5 computes in the pipeline's dtype, as diffusers runs the text encoder of a pipeline loaded with that torch_dtype.
+    const encoder = new ChromaPromptEncoder(dir, { device: opts.device, dtype: opts.dtype });
     if (opts.preload) encoder.load();
     return encoder;
   }

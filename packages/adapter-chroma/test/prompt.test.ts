@@ -8,7 +8,8 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { loadSafetensors, saveSafetensors } from '@ditcache/cuda-runtime';
+import { loadSafetensors, saveSafetensors, tensor } from '@ditcache/cuda-runtime';
+import { T5Encoder } from '@ditcache/text-encoders';
 
 import family from '../src/cli-family.js';
 import { ChromaPipeline } from '../src/index.js';
@@ -48,6 +49,18 @@ describe('ChromaPipeline with T5', () => {
     expect(relativeL2(e.promptEmbeds, ref.prompt_embeds)).toBeLessThan(1e-5);
     expect(Array.from(e.promptAttentionMask.toFloat32Array())).toEqual(Array.from(ref.prompt_attention_mask.toFloat32Array()));
     expect(e.textIds.shape).toEqual([meta.max_sequence_length, 3]);
+    for (const t of [e.promptEmbeds, e.promptAttentionMask, e.textIds, e.inputIds]) t.dispose();
+  });
+
+  it('encodes in bfloat16 under dtype bfloat16: T5 on the same tokens and mask, not widened', () => {
+    using bf16 = ChromaPipeline.fromPretrained(chromaWithText(), { dtype: 'bfloat16' });
+    const e = bf16.encodePrompt(meta.prompts, { maxSequenceLength: meta.max_sequence_length });
+    expect(e.promptEmbeds.dtype).toBe('bfloat16');
+    using t5 = T5Encoder.load(join(textData, 't5-encoder'), { dtype: 'bfloat16' });
+    // The tokenizer's mask: every token but T5's pad (id 0).
+    using tokenizerMask = tensor(Int32Array.from(e.inputIds.toFloat32Array().map((id) => (id !== 0 ? 1 : 0))), e.inputIds.shape, { dtype: 'int32' });
+    using direct = t5.forward(e.inputIds, { attentionMask: tokenizerMask });
+    expect(relativeL2(e.promptEmbeds, direct)).toBe(0);
     for (const t of [e.promptEmbeds, e.promptAttentionMask, e.textIds, e.inputIds]) t.dispose();
   });
 
