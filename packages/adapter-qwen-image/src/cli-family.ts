@@ -1,15 +1,29 @@
 // Qwen-Image for the `ditcache` command line: package.json's `"ditcache": { "cli": ... }` points here.
-// Prompts come as embeddings only (--inputs): its Qwen2.5-VL text encoder is not ported yet.
-import type { Tensor } from '@ditcache/cuda-runtime';
-import { UsageError, componentConfig, pickInputs, writeImage, type CliFamily, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
+// Prompts come as text (its Qwen2.5-VL text encoder) or as embeddings in --inputs.
+import { ones, type Tensor } from '@ditcache/cuda-runtime';
+import {
+  UsageError,
+  componentConfig,
+  pickInputs,
+  textPromptOptions,
+  writeImage,
+  type CliFamily,
+  type CliGenerateSettings,
+  type CliTransformer,
+} from '@ditcache/diffusion/cli';
 
 import { QWEN_IMAGE_TRANSFORMER_DEFAULTS } from './config.js';
 import { QwenImagePipeline, type QwenImageGenerateOptions } from './pipeline.js';
+import { DEFAULT_MAX_SEQUENCE_LENGTH, MAX_SEQUENCE_LENGTH_LIMIT, QwenImagePromptEncoder, missingTextComponents } from './prompt-encoder.js';
 import type { ImageShape } from './rotary.js';
 import { QwenImageTransformer } from './transformer.js';
 
-const EMBEDDINGS_ONLY =
-  'Qwen-Image takes prompt embeddings only (its Qwen2.5-VL text encoder is not ported yet): give prompt_embeds and prompt_embeds_mask (and negative_prompt_embeds, negative_prompt_embeds_mask for true CFG) in --inputs';
+/** A usage error unless the folder has Qwen-Image's tokenizer and text encoder. */
+function checkTextComponents(dir: string): void {
+  const missing = missingTextComponents(dir);
+  if (missing.length)
+    throw new UsageError(`--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (text encoder); give prompt embeddings with --inputs instead`);
+}
 
 /**
  * diffusers' img_shapes, given as a tensor of the same values: the list of (frames, height, width)
@@ -33,37 +47,29 @@ const qwenImageCliFamily: CliFamily = {
   label: 'Qwen-Image',
   pipelineClasses: ['QwenImagePipeline'],
   transformerClasses: ['QwenImageTransformer2DModel'],
-  // Beyond every family's flags: true CFG, how many embedding tokens count, and the text-prompt flags, declared to refuse them clearly.
+  // Beyond every family's flags: prompts as text (Qwen2.5-VL) or embeddings, and true CFG.
   options: [
-    { flag: '--prompt', type: 'string', setting: 'prompt', valueName: 'text', description: 'not available yet: give prompt_embeds in --inputs' },
-    {
-      flag: '--negative-prompt',
-      type: 'string',
-      setting: 'negativePrompt',
-      valueName: 'text',
-      description: 'not available yet: give negative_prompt_embeds in --inputs',
-    },
+    ...textPromptOptions({
+      negativePrompt: 'the negative prompt of true classifier-free guidance (with --true-cfg-scale above 1, default 4; none: no CFG, as diffusers)',
+      maxSequenceLength: `text tokens kept of the prompts or the embeddings (default ${DEFAULT_MAX_SEQUENCE_LENGTH}, at most ${MAX_SEQUENCE_LENGTH_LIMIT})`,
+    }),
     {
       flag: '--true-cfg-scale',
       type: 'number',
       setting: 'trueCfgScale',
       valueName: 's',
-      description: 'true classifier-free guidance with the negative embeddings of --inputs (default 4; 1 or below turns it off)',
-    },
-    {
-      flag: '--max-sequence-length',
-      type: 'positive-integer',
-      setting: 'maxSequenceLength',
-      description: 'text tokens of the embeddings kept (default 512, at most 1024)',
+      description: 'true classifier-free guidance with --negative-prompt or the negative embeddings of --inputs (default 4; 1 or below turns it off)',
     },
   ],
   outputFormats: ['.png'],
 
-  spawn: (dir, options) => QwenImagePipeline.spawn(dir, options),
+  // --dtype and --weight-dtype travel in `options`. One generation per run: the text encoder's
+  // weights (Qwen2.5-VL 7B: 16 GB in bf16) go once the prompts are encoded.
+  spawn: (dir, options) => QwenImagePipeline.spawn(dir, { ...options, releaseTextEncoders: true }),
 
-  checkModel(_dir, s: CliGenerateSettings): void {
-    if (s.prompt !== undefined) throw new UsageError(`--prompt: ${EMBEDDINGS_ONLY}`);
-    if (s.negativePrompt !== undefined) throw new UsageError(`--negative-prompt: ${EMBEDDINGS_ONLY}`);
+  checkModel(dir, s: CliGenerateSettings): void {
+    if (s.prompt === undefined && s.negativePrompt === undefined) return;
+    checkTextComponents(dir);
   },
 
   // One chain, the dual-stream blocks (see cache.ts).
@@ -73,17 +79,31 @@ const qwenImageCliFamily: CliFamily = {
   },
 
   request(inputs, file, s: CliGenerateSettings): QwenImageGenerateOptions {
-    if (s.prompt !== undefined) throw new UsageError(`--prompt: ${EMBEDDINGS_ONLY}`);
-    if (file === undefined) throw new UsageError(`--inputs is required: ${EMBEDDINGS_ONLY}`);
-    const [promptEmbeds] = pickInputs(inputs, file, ['prompt_embeds']);
+    const embedded = 'prompt_embeds' in inputs || 'prompt_embeds_mask' in inputs;
+    const negativeEmbedded = 'negative_prompt_embeds' in inputs || 'negative_prompt_embeds_mask' in inputs;
+    if (s.prompt !== undefined && embedded) throw new UsageError(`--prompt and the prompt embeddings of --inputs ${file} exclude each other; give one`);
+    if (s.negativePrompt !== undefined && negativeEmbedded) {
+      throw new UsageError(`--negative-prompt and the negative embeddings of --inputs ${file} exclude each other; give one`);
+    }
+    if (s.prompt === undefined && file === undefined) {
+      throw new UsageError(
+        '--prompt or --inputs is required: a prompt for a folder with text encoders, or a safetensors file with prompt_embeds, prompt_embeds_mask',
+      );
+    }
+    const [promptEmbeds] = s.prompt === undefined ? pickInputs(inputs, file, ['prompt_embeds']) : [undefined];
     if (inputs.negative_prompt_embeds_mask && !inputs.negative_prompt_embeds) {
       throw new UsageError(`--inputs ${file} has negative_prompt_embeds_mask but no negative_prompt_embeds`);
     }
-    // Left out, the scale is the pipeline's default (4), which without negative embeddings runs no true CFG, as in diffusers.
-    if (s.trueCfgScale !== undefined && s.trueCfgScale > 1 && !inputs.negative_prompt_embeds) {
-      throw new UsageError(`--true-cfg-scale ${s.trueCfgScale} needs negative_prompt_embeds (and negative_prompt_embeds_mask) in --inputs ${file}`);
+    // Left out, the scale is the pipeline's default (4), which without a negative runs no true CFG, as in diffusers.
+    if (s.trueCfgScale !== undefined && s.trueCfgScale > 1 && s.negativePrompt === undefined && !inputs.negative_prompt_embeds) {
+      const where = file === undefined ? '--inputs' : `--inputs ${file}`;
+      throw new UsageError(
+        `--true-cfg-scale ${s.trueCfgScale} needs --negative-prompt, or negative_prompt_embeds (and negative_prompt_embeds_mask) in ${where}`,
+      );
     }
     return {
+      prompt: s.prompt,
+      negativePrompt: s.negativePrompt,
       promptEmbeds,
       promptEmbedsMask: inputs.prompt_embeds_mask,
       negativePromptEmbeds: inputs.negative_prompt_embeds,
@@ -99,10 +119,26 @@ const qwenImageCliFamily: CliFamily = {
     };
   },
 
-  // One image per prompt: prompt_embeds (P, ...) makes P.
-  batchSize: (request) => (request as QwenImageGenerateOptions).promptEmbeds.shape[0],
+  // One image per prompt: prompt_embeds (P, ...) makes P; a text prompt, one.
+  batchSize: (request) => (request as QwenImageGenerateOptions).promptEmbeds?.shape[0] ?? 1,
 
   writeOutput: (result, path) => writeImage(result, path),
+
+  encodePrompt(dir, prompt, s) {
+    checkTextComponents(dir);
+    using encoder = new QwenImagePromptEncoder(dir);
+    const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
+    // One prompt pads nothing, so diffusers' mask is None; written as ones, which the pipeline reads the same.
+    const mask = e.promptEmbedsMask ?? ones(e.promptEmbeds.shape.slice(0, 2), { dtype: 'int32', device: e.promptEmbeds.device });
+    const length = s.maxSequenceLength ?? DEFAULT_MAX_SEQUENCE_LENGTH;
+    return {
+      tensors: { prompt_embeds: e.promptEmbeds, prompt_embeds_mask: mask },
+      notes:
+        e.truncatedTokens > 0
+          ? [`Qwen2.5-VL kept ${e.promptEmbeds.shape[1]} tokens of the prompt (at most ${length}); ${e.truncatedTokens} were truncated`]
+          : [],
+    };
+  },
 
   loadTransformer(dir, options): CliTransformer {
     const transformer = QwenImageTransformer.load(dir, options);

@@ -1,8 +1,9 @@
-// diffusers' QwenImagePipeline with prompt embeddings given (the Qwen2.5-VL text encoder is not
-// ported): masked prompt embeddings in, latents and an image out. Flow-matching Euler sampling
-// with resolution-dependent shifting (Qwen-Image's terminal shift, or Qwen-Image-Lightning's fixed
-// one at 4-8 steps, both from the folder's scheduler config), true CFG with its norm rescaling
-// (two transformer calls per step), and the Wan-layout VAE on the single frame. With `dtype`
+// diffusers' QwenImagePipeline: a prompt (through its Qwen2.5-VL text encoder) or masked prompt
+// embeddings in, latents and an image out. Flow-matching Euler sampling with resolution-dependent
+// shifting (Qwen-Image's terminal shift, or Qwen-Image-Lightning's fixed one at 4-8 steps, both
+// from the folder's scheduler config), true CFG with its norm rescaling (two transformer calls per
+// step) when a negative prompt or its embeddings are given, and the Wan-layout VAE on the single
+// frame. With `dtype`
 // (diffusers' torch_dtype) the transformer, the latents and the VAE are in that dtype, rounded
 // where diffusers' QwenImagePipeline rounds them.
 import { join } from 'node:path';
@@ -34,6 +35,13 @@ import {
 } from '@ditcache/diffusion';
 
 import { normRescaledGuidance } from './guidance.js';
+import {
+  QwenImagePromptEncoder,
+  checkMaxSequenceLength,
+  missingTextComponents,
+  type QwenImageEncodePromptOptions,
+  type QwenImagePromptEmbeddings,
+} from './prompt-encoder.js';
 import type { ImageShape } from './rotary.js';
 import { QwenImageTransformer } from './transformer.js';
 
@@ -44,16 +52,20 @@ export type TransformerCall = PipelineTransformerCall;
 export type StepEnd = PipelineStepEnd;
 
 export interface QwenImageGenerateOptions {
+  /** The prompt (or one per image), encoded by the folder's text encoder; or give promptEmbeds. */
+  prompt?: string | readonly string[];
+  /** The negative prompt of true CFG (one for all images, or one per prompt); or give negativePromptEmbeds. */
+  negativePrompt?: string | readonly string[];
   /** Prompt embeddings (B, text tokens, joint_attention_dim): the Qwen2.5-VL hidden states diffusers' encode_prompt gives. */
-  promptEmbeds: Tensor;
+  promptEmbeds?: Tensor;
   /** (B, text tokens): non-zero for real tokens, 0 for padding. All tokens count when absent. */
   promptEmbedsMask?: Tensor;
   /** Negative prompt embeddings for true CFG (B, its own text tokens, joint_attention_dim), with their mask. */
   negativePromptEmbeds?: Tensor;
   negativePromptEmbedsMask?: Tensor;
-  /** True CFG runs when this is above 1 and negative embeddings are given (default 4, as diffusers). */
+  /** True CFG runs when this is above 1 and a negative prompt or negative embeddings are given (default 4, as diffusers). */
   trueCfgScale?: number;
-  /** Text tokens kept of the embeddings (diffusers' max_sequence_length: default 512, at most 1024). */
+  /** Text tokens kept of the prompts and the embeddings (diffusers' max_sequence_length: default 512, at most 1024). */
   maxSequenceLength?: number;
   /** Image size in pixels, multiples of 2 * vaeScaleFactor (default 128 * vaeScaleFactor). */
   height?: number;
@@ -84,6 +96,22 @@ export interface QwenImageGenerateResult {
   sigmas: Float32Array;
 }
 
+/** Load options of fromPretrained. */
+export interface QwenImageLoadOptions extends LoadOptions {
+  /** Load the text encoder's weights with the pipeline (default: on the first prompt). */
+  preloadTextEncoders?: boolean;
+  /** Free the text encoder's weights after each prompt encoding (Qwen2.5-VL 7B is 16 GB in bf16). */
+  releaseTextEncoders?: boolean;
+}
+
+/** The embeddings a run conditions on, given or encoded. */
+interface QwenImageEmbeddings {
+  promptEmbeds: Tensor;
+  promptEmbedsMask?: Tensor;
+  negativePromptEmbeds?: Tensor;
+  negativePromptEmbedsMask?: Tensor;
+}
+
 /** One branch's conditioning: embeddings in the compute dtype, truncated, and their mask. */
 interface Conditioning {
   embeds: Tensor;
@@ -92,9 +120,6 @@ interface Conditioning {
 
 /** diffusers' QwenImagePipeline.default_sample_size: the default image side in latent pixels. */
 const DEFAULT_SAMPLE_SIZE = 128;
-/** QwenImagePipeline's max_sequence_length default and limit. */
-const DEFAULT_MAX_SEQUENCE_LENGTH = 512;
-const MAX_SEQUENCE_LENGTH_LIMIT = 1024;
 
 const COMPONENTS = [
   ['transformer', 'QwenImageTransformer2DModel'],
@@ -110,6 +135,9 @@ export class QwenImagePipeline implements DiffusionPipeline<QwenImageGenerateOpt
   readonly vaeScaleFactor: number;
   /** The folder's recommended settings (its ditcache.json), which generate() uses where its options give none. */
   readonly defaults: PipelineDefaults;
+  /** The text encoder (null when the folder has none: prompts must come as embeddings). */
+  readonly textEncoders: QwenImagePromptEncoder | null;
+  private readonly releaseTextEncoders: boolean;
   private readonly transformerCalls = new TransformerCallAnnouncer<TransformerCall>();
 
   constructor(components: {
@@ -118,8 +146,13 @@ export class QwenImagePipeline implements DiffusionPipeline<QwenImageGenerateOpt
     scheduler: FlowMatchEulerDiscreteScheduler;
     /** Settings for generate() where its options give none (fromPretrained reads them from the folder's ditcache.json). */
     defaults?: PipelineDefaults;
+    textEncoders?: QwenImagePromptEncoder | null;
+    /** Free the text encoder's weights after each prompt encoding. */
+    releaseTextEncoders?: boolean;
   }) {
     this.transformer = components.transformer;
+    this.textEncoders = components.textEncoders ?? null;
+    this.releaseTextEncoders = components.releaseTextEncoders ?? false;
     this.vae = components.vae;
     this.scheduler = components.scheduler;
     this.defaults = components.defaults ?? {};
@@ -136,11 +169,12 @@ export class QwenImagePipeline implements DiffusionPipeline<QwenImageGenerateOpt
 
   /**
    * Loads a diffusers Qwen-Image (or Qwen-Image-Lightning) folder: `transformer/`, `vae/` and
-   * `scheduler/`, checked against `model_index.json` when there is one (its text encoder is not
-   * loaded), and the folder's `ditcache.json`, when there is one: the settings generate() uses where
-   * its options give none.
+   * `scheduler/`, checked against `model_index.json` when there is one, the tokenizer and the text
+   * encoder when the folder has both (its weights load on the first prompt unless
+   * `preloadTextEncoders`), and the folder's `ditcache.json`, when there is one: the settings
+   * generate() uses where its options give none.
    */
-  static fromPretrained(dir: string, opts: LoadOptions = {}): QwenImagePipeline {
+  static fromPretrained(dir: string, opts: QwenImageLoadOptions = {}): QwenImagePipeline {
     const dtype = computeDtype(opts.dtype, 'QwenImagePipeline.fromPretrained: dtype');
     checkPipelineFolder(dir, 'QwenImagePipeline', COMPONENTS);
     const defaults = readPipelineDefaults(dir);
@@ -148,11 +182,17 @@ export class QwenImagePipeline implements DiffusionPipeline<QwenImageGenerateOpt
     const loadOpts: LoadOptions = { device: opts.device, weightDtype: opts.weightDtype, dtype };
     let transformer: QwenImageTransformer | undefined;
     let vae: AutoencoderKLWanDecoder | undefined;
+    let textEncoders: QwenImagePromptEncoder | null = null;
     try {
       transformer = QwenImageTransformer.load(join(dir, 'transformer'), loadOpts);
       vae = AutoencoderKLWanDecoder.load(join(dir, 'vae'), loadOpts);
-      return new QwenImagePipeline({ transformer, vae, scheduler, defaults });
+      if (missingTextComponents(dir).length === 0) {
+        textEncoders = new QwenImagePromptEncoder(dir, { device: opts.device, dtype });
+        if (opts.preloadTextEncoders) textEncoders.load();
+      }
+      return new QwenImagePipeline({ transformer, vae, scheduler, defaults, textEncoders, releaseTextEncoders: opts.releaseTextEncoders });
     } catch (e) {
+      textEncoders?.dispose();
       vae?.dispose();
       transformer?.dispose();
       throw e;
@@ -164,7 +204,7 @@ export class QwenImagePipeline implements DiffusionPipeline<QwenImageGenerateOpt
    * event loop, reports progress as events, and stops on an AbortSignal. `enableCache`, `summary`
    * and `disableCache` work on the returned object as on a local pipeline.
    */
-  static spawn(dir: string, opts: LoadOptions = {}): Promise<RemotePipeline<QwenImageGenerateOptions, QwenImageGenerateResult>> {
+  static spawn(dir: string, opts: QwenImageLoadOptions = {}): Promise<RemotePipeline<QwenImageGenerateOptions, QwenImageGenerateResult>> {
     return RemotePipeline.open({ module: '@ditcache/adapter-qwen-image', exportName: 'QwenImagePipeline', modelDir: dir, loadOptions: opts });
   }
 
@@ -178,6 +218,25 @@ export class QwenImagePipeline implements DiffusionPipeline<QwenImageGenerateOpt
     return this.transformer.dtype;
   }
 
+  /** diffusers' encode_prompt for one prompt or a batch (the caller owns the tensors); releases the encoder's weights after, with releaseTextEncoders. */
+  encodePrompt(prompt: string | readonly string[], opts: QwenImageEncodePromptOptions = {}): QwenImagePromptEmbeddings {
+    const encoder = this.requireTextEncoders();
+    try {
+      return encoder.encode(prompt, opts);
+    } finally {
+      if (this.releaseTextEncoders) encoder.release();
+    }
+  }
+
+  private requireTextEncoders(): QwenImagePromptEncoder {
+    if (!this.textEncoders) {
+      throw new TypeError(
+        'QwenImagePipeline: cannot encode a prompt: the folder has no tokenizer/ and text_encoder/ folders; give promptEmbeds (and promptEmbedsMask) instead',
+      );
+    }
+    return this.textEncoders;
+  }
+
   /** Runs the sampler. The caller owns (and disposes) the returned tensors. */
   generate(options: QwenImageGenerateOptions): QwenImageGenerateResult {
     const opts = withPipelineDefaults(options, this.defaults);
@@ -186,14 +245,17 @@ export class QwenImagePipeline implements DiffusionPipeline<QwenImageGenerateOpt
     const imgShapes: ImageShape[] = [[1, latentHeight / 2, latentWidth / 2]];
     const imageTokens = (latentHeight / 2) * (latentWidth / 2);
     const trueCfgScale = opts.trueCfgScale ?? 4;
-    const maxSequenceLength = this.checkMaxSequenceLength(opts.maxSequenceLength);
+    const maxSequenceLength = checkMaxSequenceLength(opts.maxSequenceLength, 'QwenImagePipeline');
+    checkPromptInputs(opts);
+    // diffusers: true CFG only with a negative prompt or its embeddings (no "" by default).
+    const trueCfg = trueCfgScale > 1 && (opts.negativePrompt !== undefined || opts.negativePromptEmbeds !== undefined);
 
     const scope = new TensorScope();
     try {
-      const batch = this.checkEmbeddings(opts);
-      const trueCfg = trueCfgScale > 1 && opts.negativePromptEmbeds !== undefined;
-      const positive = this.conditioning(opts.promptEmbeds, opts.promptEmbedsMask, maxSequenceLength);
-      const negative = trueCfg ? this.conditioning(opts.negativePromptEmbeds as Tensor, opts.negativePromptEmbedsMask, maxSequenceLength) : null;
+      const embeds = this.resolveEmbeddings(opts, trueCfg, maxSequenceLength);
+      const batch = this.checkEmbeddings(embeds);
+      const positive = this.conditioning(embeds.promptEmbeds, embeds.promptEmbedsMask, maxSequenceLength);
+      const negative = trueCfg ? this.conditioning(embeds.negativePromptEmbeds as Tensor, embeds.negativePromptEmbedsMask, maxSequenceLength) : null;
       const device = positive.embeds.device;
       const schedule = this.scheduler.schedule({
         numInferenceSteps: numSteps,
@@ -219,7 +281,7 @@ export class QwenImagePipeline implements DiffusionPipeline<QwenImageGenerateOpt
         );
 
       checkFiniteInputs(
-        { latents_in: opts.latents, prompt_embeds: opts.promptEmbeds, negative_prompt_embeds: trueCfg ? opts.negativePromptEmbeds : undefined },
+        { latents_in: opts.latents, prompt_embeds: embeds.promptEmbeds, negative_prompt_embeds: trueCfg ? embeds.negativePromptEmbeds : undefined },
         numSteps,
       );
       const latents = denoise({
@@ -259,10 +321,11 @@ export class QwenImagePipeline implements DiffusionPipeline<QwenImageGenerateOpt
     });
   }
 
-  /** Frees the transformer's and the VAE's weights. */
+  /** Frees the transformer's, the VAE's and the text encoder's weights. */
   dispose(): void {
     this.transformer.dispose();
     this.vae.dispose();
+    this.textEncoders?.dispose();
   }
   [Symbol.dispose](): void {
     this.dispose();
@@ -285,12 +348,34 @@ export class QwenImagePipeline implements DiffusionPipeline<QwenImageGenerateOpt
     return { embeds: own.dtype === this.dtype ? own : own.cast(this.dtype), mask: mask && cut(mask) };
   }
 
-  private checkMaxSequenceLength(n: number | undefined): number {
-    const v = n ?? DEFAULT_MAX_SEQUENCE_LENGTH;
-    if (!Number.isInteger(v) || v < 1 || v > MAX_SEQUENCE_LENGTH_LIMIT) {
-      throw new RangeError(`QwenImagePipeline: maxSequenceLength must be an integer from 1 to ${MAX_SEQUENCE_LENGTH_LIMIT}, got ${v}`);
+  /**
+   * The embeddings generate runs on: the given ones, or those of the prompt and, under true CFG, of
+   * the negative prompt, encoded here in the caller's tensor scope.
+   */
+  private resolveEmbeddings(opts: QwenImageGenerateOptions, trueCfg: boolean, maxSequenceLength: number): QwenImageEmbeddings {
+    const encodeNegative = trueCfg && opts.negativePrompt !== undefined;
+    const encoder = opts.prompt !== undefined || encodeNegative ? this.requireTextEncoders() : null;
+    let positive: QwenImagePromptEmbeddings | null = null;
+    let negative: QwenImagePromptEmbeddings | null = null;
+    try {
+      positive = opts.prompt === undefined ? null : (encoder as QwenImagePromptEncoder).encode(opts.prompt, { maxSequenceLength });
+      const batch = positive ? positive.promptEmbeds.shape[0] : (opts.promptEmbeds as Tensor).shape[0];
+      if (encodeNegative) {
+        const given = opts.negativePrompt as string | readonly string[];
+        const texts = typeof given === 'string' ? Array<string>(batch).fill(given) : given;
+        if (texts.length !== batch) throw new TypeError(`QwenImagePipeline: ${texts.length} negative prompts for a batch of ${batch}`);
+        negative = (encoder as QwenImagePromptEncoder).encode(texts, { maxSequenceLength });
+      }
+    } finally {
+      // Both prompts are encoded before the weights go, so true CFG loads them once.
+      if (encoder && this.releaseTextEncoders) encoder.release();
     }
-    return v;
+    return {
+      promptEmbeds: positive?.promptEmbeds ?? (opts.promptEmbeds as Tensor),
+      promptEmbedsMask: positive ? (positive.promptEmbedsMask ?? undefined) : opts.promptEmbedsMask,
+      negativePromptEmbeds: negative?.promptEmbeds ?? opts.negativePromptEmbeds,
+      negativePromptEmbedsMask: negative ? (negative.promptEmbedsMask ?? undefined) : opts.negativePromptEmbedsMask,
+    };
   }
 
   /** The unpacked latent height and width for an image size (default: diffusers' default size). */
@@ -307,11 +392,10 @@ export class QwenImagePipeline implements DiffusionPipeline<QwenImageGenerateOpt
   }
 
   /** Checks the embeddings and masks against each other and the model; returns the batch. */
-  private checkEmbeddings(opts: QwenImageGenerateOptions): number {
+  private checkEmbeddings(opts: QwenImageEmbeddings): number {
     const dim = this.transformer.config.joint_attention_dim;
     const shape = (t: Tensor): string => `(${t.shape.join(', ')})`;
     const { promptEmbeds: e, promptEmbedsMask: m, negativePromptEmbeds: ne, negativePromptEmbedsMask: nm } = opts;
-    if (!e) throw new TypeError('QwenImagePipeline: promptEmbeds is required (text prompts need the Qwen2.5-VL text encoder, which is not ported)');
     if (e.rank !== 3 || e.shape[2] !== dim) throw new TypeError(`QwenImagePipeline: promptEmbeds must be (B, tokens, ${dim}), got ${shape(e)}`);
     const batch = e.shape[0];
     const checkMask = (name: string, mask: Tensor | undefined, embeds: Tensor, embedsName: string): void => {
@@ -350,5 +434,18 @@ export class QwenImagePipeline implements DiffusionPipeline<QwenImageGenerateOpt
     const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 32);
     // diffusers draws (B, 1, C, h, w), the same values as (B, C, h, w), and packs them.
     return { latents: tidy(() => packLatents(randnTensor([batch, channels, height, width], seed, { device, dtype: this.dtype }))), seed };
+  }
+}
+
+/** A prompt or embeddings, not both; a negative prompt or negative embeddings, not both. */
+function checkPromptInputs(opts: QwenImageGenerateOptions): void {
+  if (opts.prompt !== undefined && (opts.promptEmbeds !== undefined || opts.promptEmbedsMask !== undefined)) {
+    throw new TypeError('QwenImagePipeline: give either prompt or promptEmbeds / promptEmbedsMask, not both');
+  }
+  if (opts.prompt === undefined && opts.promptEmbeds === undefined) {
+    throw new TypeError('QwenImagePipeline: give a prompt (the folder needs tokenizer/ and text_encoder/) or promptEmbeds');
+  }
+  if (opts.negativePrompt !== undefined && (opts.negativePromptEmbeds !== undefined || opts.negativePromptEmbedsMask !== undefined)) {
+    throw new TypeError('QwenImagePipeline: give either negativePrompt or negativePromptEmbeds / negativePromptEmbedsMask, not both');
   }
 }

@@ -1,6 +1,6 @@
 // The CLI family as `ditcache` uses it: --inputs under diffusers' names to a request that gives
 // diffusers' latents, `forward` with img_shapes as a tensor, the one cache chain under cache-dit's
-// name, and --prompt refused with what to give instead.
+// name, and --prompt / --negative-prompt taken as text or refused with what to give instead.
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { tensor } from '@ditcache/cuda-runtime';
@@ -61,18 +61,33 @@ describe('the Qwen-Image CLI family', () => {
     expect(family.cacheChains?.(`${goldens}/qwen-deep`)).toEqual([{ name: 'transformer.transformer_blocks', blocks: 34 }]);
   });
 
-  it('refuses --prompt and --negative-prompt (prompt embeddings must come in --inputs), and --true-cfg-scale without negative embeddings', () => {
+  it('takes --prompt and --negative-prompt for a folder with text encoders, and refuses them mixed with embeddings or without a negative for --true-cfg-scale', () => {
+    // qwen-tiny has no tokenizer/ or text_encoder/: the flags are refused naming both.
     expect(() => family.checkModel?.(`${goldens}/qwen-tiny`, { prompt: 'a cat' })).toThrow(UsageError);
-    expect(() => family.checkModel?.(`${goldens}/qwen-tiny`, { prompt: 'a cat' })).toThrow(
-      /--prompt: Qwen-Image takes prompt embeddings only .* prompt_embeds and prompt_embeds_mask/,
+    expect(() => family.checkModel?.(`${goldens}/qwen-tiny`, { negativePrompt: 'blur' })).toThrow(
+      /--prompt: .*qwen-tiny has no tokenizer\/, text_encoder\/ \(text encoder\); give prompt embeddings with --inputs instead/,
     );
-    expect(() => family.checkModel?.(`${goldens}/qwen-tiny`, { negativePrompt: 'blur' })).toThrow(/--negative-prompt: Qwen-Image takes prompt embeddings only/);
-    expect(() => family.request({}, undefined, {})).toThrow(/--inputs is required: Qwen-Image takes prompt embeddings only/);
+    expect(family.request({}, undefined, { prompt: 'a cat', negativePrompt: 'blur', trueCfgScale: 4, maxSequenceLength: 64 })).toMatchObject({
+      prompt: 'a cat',
+      negativePrompt: 'blur',
+      promptEmbeds: undefined,
+      trueCfgScale: 4,
+      maxSequenceLength: 64,
+    });
+    expect(family.batchSize?.(family.request({}, undefined, { prompt: 'a cat' }))).toBe(1);
+    expect(() => family.request(inputsOf('plain_wide'), 'in.safetensors', { prompt: 'a cat' })).toThrow(
+      /--prompt and the prompt embeddings of --inputs in.safetensors exclude each other/,
+    );
+    expect(() => family.request(inputsOf('cfg_square'), 'in.safetensors', { negativePrompt: 'blur' })).toThrow(
+      /--negative-prompt and the negative embeddings of --inputs in.safetensors exclude each other/,
+    );
+    expect(() => family.request({}, undefined, {})).toThrow(/--prompt or --inputs is required/);
     expect(() => family.request({ latents_in: ref['cfg_square.latents_in'] }, 'in.safetensors', {})).toThrow(
       /has no tensor 'prompt_embeds' \(it has: latents_in\)/,
     );
     expect(() => family.request(inputsOf('plain_wide'), 'in.safetensors', { trueCfgScale: 4 })).toThrow(
-      /--true-cfg-scale 4 needs negative_prompt_embeds \(and negative_prompt_embeds_mask\) in --inputs in.safetensors/,
+      /--true-cfg-scale 4 needs --negative-prompt, or negative_prompt_embeds \(and negative_prompt_embeds_mask\) in --inputs in.safetensors/,
     );
+    expect(() => family.request({}, undefined, { prompt: 'a cat', trueCfgScale: 4 })).toThrow(/--true-cfg-scale 4 needs --negative-prompt/);
   });
 });
