@@ -18,12 +18,13 @@ export {
   type HunyuanVideoTransformerInputs,
 } from './transformer.js';
 export { AUTOENCODER_KL_HUNYUAN_VIDEO_DEFAULTS, readHunyuanVideoVaeConfig, type AutoencoderKLHunyuanVideoConfig } from './vae/config.js';
-export { AutoencoderKLHunyuanVideoDecoder } from './vae/decoder.js';
+export { AutoencoderKLHunyuanVideoDecoder, type SpatialTiling } from './vae/decoder.js';
 export { CausalConv3d, CausalFrameAttention, CausalUpsampler, ResnetBlock } from './vae/layers.js';
 export {
   HunyuanVideoPipeline,
   type HunyuanVideoGenerateOptions,
   type HunyuanVideoGenerateResult,
+  type HunyuanVideoLoadOptions,
   type HunyuanVideoPipelineComponents,
   type StepEnd,
   type TransformerCall,

@@ -31,7 +31,7 @@ import {
 } from '@ditcache/diffusion';
 
 import { HunyuanVideoTransformer } from './transformer.js';
-import { AutoencoderKLHunyuanVideoDecoder } from './vae/decoder.js';
+import { AutoencoderKLHunyuanVideoDecoder, type SpatialTiling } from './vae/decoder.js';
 
 /** Told to onTransformerCall listeners before each transformer call of generate(): 'cond' (always first), then 'uncond' under true CFG. */
 export type TransformerCall = PipelineTransformerCall;
@@ -90,6 +90,15 @@ export interface HunyuanVideoPipelineComponents {
   defaults?: PipelineDefaults;
 }
 
+/** `dtype` (diffusers' torch_dtype) is what the transformer computes in; the VAE decoder stays float32. */
+export interface HunyuanVideoLoadOptions extends LoadOptions {
+  /**
+   * Decode in spatial tiles (diffusers' `pipe.vae.enable_tiling()`, which the HunyuanVideo model
+   * card uses): true for diffusers' tile sizes, or the sizes. Off by default, as in diffusers.
+   */
+  vaeTiling?: boolean | SpatialTiling;
+}
+
 /** HunyuanVideoPipeline's defaults. */
 const DEFAULTS = { height: 720, width: 1280, numFrames: 129, numInferenceSteps: 50, guidanceScale: 6, trueCfgScale: 1 };
 /** diffusers' check_inputs: height and width must be multiples of this. */
@@ -127,7 +136,7 @@ export class HunyuanVideoPipeline implements DiffusionPipeline<HunyuanVideoGener
    * against `model_index.json` when there is one (the text encoders it may list are not loaded:
    * the pipeline takes embeddings), and the folder's `ditcache.json`, when there is one.
    */
-  static fromPretrained(dir: string, opts: LoadOptions = {}): HunyuanVideoPipeline {
+  static fromPretrained(dir: string, opts: HunyuanVideoLoadOptions = {}): HunyuanVideoPipeline {
     const dtype = computeDtype(opts.dtype, 'HunyuanVideoPipeline.fromPretrained: dtype');
     checkPipelineFolder(dir, 'HunyuanVideoPipeline', COMPONENTS);
     const defaults = readPipelineDefaults(dir);
@@ -135,6 +144,7 @@ export class HunyuanVideoPipeline implements DiffusionPipeline<HunyuanVideoGener
     const transformer = HunyuanVideoTransformer.load(join(dir, 'transformer'), { ...opts, dtype });
     try {
       const vae = AutoencoderKLHunyuanVideoDecoder.load(join(dir, 'vae'), { ...opts, dtype: 'float32' });
+      if (opts.vaeTiling) vae.enableTiling(opts.vaeTiling === true ? {} : opts.vaeTiling);
       return new HunyuanVideoPipeline({ transformer, vae, scheduler, defaults });
     } catch (e) {
       transformer.dispose();
@@ -147,7 +157,7 @@ export class HunyuanVideoPipeline implements DiffusionPipeline<HunyuanVideoGener
    * the event loop, reports progress as events, and stops on an AbortSignal. `enableCache`,
    * `summary` and `disableCache` work on the returned object as on a local pipeline.
    */
-  static spawn(dir: string, opts: LoadOptions = {}): Promise<RemotePipeline<HunyuanVideoGenerateOptions, HunyuanVideoGenerateResult>> {
+  static spawn(dir: string, opts: HunyuanVideoLoadOptions = {}): Promise<RemotePipeline<HunyuanVideoGenerateOptions, HunyuanVideoGenerateResult>> {
     return RemotePipeline.open({ module: '@ditcache/adapter-hunyuan-video', exportName: 'HunyuanVideoPipeline', modelDir: dir, loadOptions: opts });
   }
 

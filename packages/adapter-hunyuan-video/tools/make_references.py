@@ -92,6 +92,8 @@ PERTURBATION = 0.1
 # The timestep embedding's output layer is scaled down so that the block residuals drift from step
 # to step about as slowly as in a trained model.
 TIMESTEP_EMBEDDING_SCALE = 0.25
+# The tile sizes (in pixels) of the spatial-tiling decodes.
+VAE_TILING = dict(tile_sample_min_height=24, tile_sample_min_width=24, tile_sample_stride_height=16, tile_sample_stride_width=16)
 # How far every recorded residual diff must stay from its threshold (relative).
 MIN_MARGIN = 0.02
 
@@ -168,8 +170,11 @@ def forward_reference(pipe, generator, batch, frames, hw, tokens, mask_rows, gui
     return contiguous({**inputs, **recorded, "sample": sample})
 
 
-def vae_reference(pipe, generator, frames, hw, stages):
-    """One decode of random latents (already divided by scaling_factor), with the decoder's first (small) stages if `stages`."""
+def vae_reference(pipe, generator, frames, hw, stages, tiling=None):
+    """
+    One decode of random latents (already divided by scaling_factor), with the decoder's first (small) stages if
+    `stages`; with diffusers' spatial tiling (vae.enable_tiling(**tiling)) if `tiling`.
+    """
     vae = pipe.vae
     z = torch.randn(1, vae.config.latent_channels, frames, *hw, generator=generator)
     recorded = {}
@@ -177,8 +182,12 @@ def vae_reference(pipe, generator, frames, hw, stages):
     modules = {"post_quant_conv": vae.post_quant_conv, "decoder.conv_in": d.conv_in, "decoder.mid_block": d.mid_block,
                "decoder.up_blocks.0": d.up_blocks[0]} if stages else {}
     handles = [m.register_forward_hook(lambda _m, _a, o, n=n: recorded.__setitem__(n, o)) for n, m in modules.items()]
+    if tiling:
+        vae.enable_tiling(**tiling)
     with torch.no_grad():
         sample = vae.decode(z, return_dict=False)[0]
+    if tiling:
+        vae.disable_tiling()
     for h in handles:
         h.remove()
     return contiguous({"z": z, **recorded, "sample": sample})
@@ -314,6 +323,12 @@ def main(out):
                 tensors[f"{run}.{'latents_in' if k == 'latents' else k}"] = v.contiguous()
         tensors[f"{run}.latents_out"] = latents
         tensors[f"{run}.video"] = video
+    # Spatial tiling (diffusers' enable_tiling, off by default) with small tiles: 3 x 3 latent pixels every 2, blended
+    # over 8 pixels; alone, and inside the temporal tiles of 6 latent frames. Its own generator, so the draws above stay.
+    g_tiles = torch.Generator().manual_seed(7)
+    tensors.update({f"vae_tiled.{k}": v for k, v in vae_reference(pipes["hv-tiny"], g_tiles, 2, (4, 5), False, VAE_TILING).items()})
+    tensors.update({f"vae_long_tiled.{k}": v for k, v in vae_reference(pipes["hv-cfg"], g_tiles, 6, (4, 3), False, VAE_TILING).items()})
+    meta["vae_tiling"] = VAE_TILING
     meta["runs"] = {run: dict(set=s, **spec) for run, (s, spec) in RUNS.items()}
     save_file(contiguous(tensors), str(out / "references.safetensors"))
 
