@@ -3,9 +3,8 @@
 // shifting (Qwen-Image's terminal shift, or Qwen-Image-Lightning's fixed one at 4-8 steps, both
 // from the folder's scheduler config), true CFG with its norm rescaling (two transformer calls per
 // step) when a negative prompt or its embeddings are given, and the Wan-layout VAE on the single
-// frame. With `dtype`
-// (diffusers' torch_dtype) the transformer, the latents and the VAE are in that dtype, rounded
-// where diffusers' QwenImagePipeline rounds them.
+// frame. With `dtype` (diffusers' torch_dtype) the text encoder, the transformer, the latents and
+// the VAE are in that dtype, rounded where diffusers' QwenImagePipeline rounds them.
 import { join } from 'node:path';
 
 import type { CfgBranch } from '@ditcache/core';
