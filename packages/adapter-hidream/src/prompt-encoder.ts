@@ -72,12 +72,10 @@ export class HiDreamPromptEncoder implements Disposable {
       throw new ConfigError(
         `${dir}: no ${missing.map((m) => `${m}/`).join(', ')} folder (prompt encoding needs ${TEXT_COMPONENTS.map((m) => `${m}/`).join(', ')})`,
       );
-    this.tokenizers = [
-      loadTokenizer(join(dir, 'tokenizer')),
-      loadTokenizer(join(dir, 'tokenizer_2')),
-      loadTokenizer(join(dir, 'tokenizer_3')),
-      loadTokenizer(join(dir, 'tokenizer_4')),
-    ];
+    const llama = loadTokenizer(join(dir, 'tokenizer_4'));
+    // diffusers' HiDreamImagePipeline pads Llama's prompts with its eos token (Llama 3.1 has no pad token).
+    if (llama.eosToken) llama.setPadToken(llama.eosToken);
+    this.tokenizers = [loadTokenizer(join(dir, 'tokenizer')), loadTokenizer(join(dir, 'tokenizer_2')), loadTokenizer(join(dir, 'tokenizer_3')), llama];
   }
 
   /** Whether the encoders' weights are loaded. */

@@ -12,7 +12,8 @@ The pipeline is testdata/goldens/hidream-tiny (transformer, VAE, scheduler) with
     tokenizers are CLIP's, with a 218-token limit of their own in the pipeline);
   * tokenizer_3/: its tiny T5 tokenizer (tokenizer.json);
   * tokenizer_4/: its tiny Llama 3 tokenizer (byte-level BPE with Llama 3's pre-tokenizer and
-    special tokens, trained by tools/make_llm_tokenizer_references.py), copied here;
+    special tokens, trained by tools/make_llm_tokenizer_references.py; no pad token, as Llama
+    3.1's, which the pipeline replaces with its eos token), copied here;
   * text_encoder/, text_encoder_2/: CLIPTextModelWithProjection, hidden 16 and 24, projections 32
     each (together the transformer's text_emb_dim 64), 248 positions as HiDream's long CLIPs;
   * text_encoder_3/: T5EncoderModel, d_model 32 (caption_channels[0]);
@@ -96,7 +97,7 @@ def main():
     tokenizer = CLIPTokenizer.from_pretrained(TEXT_DATA / "clip-tokenizer-json")
     tokenizer_3 = T5TokenizerFast.from_pretrained(TEXT_DATA / "t5-tokenizer")
     tokenizer_4 = PreTrainedTokenizerFast.from_pretrained(TEXT_DATA / "llama3-tokenizer")
-    tokenizer_4.pad_token = tokenizer_4.eos_token  # HiDream's Llama 3.1 tokenizer pads with its eos token
+    # Saved without a pad token, as Llama 3.1's: the pipeline makes its eos token the pad token.
     for name, tok in [("tokenizer", tokenizer), ("tokenizer_2", tokenizer), ("tokenizer_3", tokenizer_3), ("tokenizer_4", tokenizer_4)]:
         tok.save_pretrained(OUT / name)
 
@@ -133,6 +134,7 @@ def main():
             tensors[f"prompt_embeds_t5_{length}"] = t5_embeds
             tensors[f"prompt_embeds_llama3_{length}"] = llama_embeds
             tensors[f"pooled_prompt_embeds_{length}"] = pooled
+            assert pipe.tokenizer_4.pad_token == pipe.tokenizer_4.eos_token
             for i, (tok, limit) in enumerate([(tokenizer, 218), (tokenizer, 218), (tokenizer_3, tokenizer_3.model_max_length),
                                               (tokenizer_4, tokenizer_4.model_max_length)]):
                 ids = tok(PROMPTS, padding="max_length", max_length=min(length, limit), truncation=True, add_special_tokens=True, return_tensors="pt").input_ids
