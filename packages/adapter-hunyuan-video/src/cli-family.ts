@@ -49,12 +49,14 @@ const hunyuanVideoCliFamily: CliFamily = {
     if (file === undefined) throw new UsageError(`--inputs is required: a safetensors file with ${PROMPT.join(', ')} (and latents_in, ${NEGATIVE.join(', ')})`);
     const [promptEmbeds, pooledPromptEmbeds, promptAttentionMask] = pickInputs(inputs, file, PROMPT);
     const given = NEGATIVE.filter((n) => n in inputs);
-    if (given.length > 0 && given.length < NEGATIVE.length) {
+    // The negative triple counts only under true CFG (--true-cfg-scale above 1); otherwise it is ignored, as in diffusers.
+    const trueCfg = s.trueCfgScale !== undefined && s.trueCfgScale > 1;
+    if (trueCfg && given.length > 0 && given.length < NEGATIVE.length) {
       throw new UsageError(
         `--inputs ${file} has ${given.join(', ')} but not ${NEGATIVE.filter((n) => !given.includes(n)).join(', ')}: true CFG takes all three`,
       );
     }
-    if (s.trueCfgScale !== undefined && s.trueCfgScale > 1 && given.length === 0) {
+    if (trueCfg && given.length === 0) {
       throw new UsageError(`--true-cfg-scale needs ${NEGATIVE.join(', ')} in --inputs`);
     }
     return {

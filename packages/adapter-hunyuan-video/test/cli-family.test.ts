@@ -69,7 +69,8 @@ describe('the HunyuanVideo CLI family', () => {
     expect(() => family.request(noMask, 'in.safetensors', {})).toThrow(UsageError);
     expect(() => family.request(noMask, 'in.safetensors', {})).toThrow(/has no tensor 'prompt_attention_mask'/);
     const { negative_prompt_attention_mask: _neg, ...partial } = cfg;
-    expect(() => family.request(partial, 'in.safetensors', {})).toThrow(
+    expect(() => family.request(partial, 'in.safetensors', {})).not.toThrow();
+    expect(() => family.request(partial, 'in.safetensors', { trueCfgScale: 3 })).toThrow(
       /has negative_prompt_embeds, negative_pooled_prompt_embeds but not negative_prompt_attention_mask/,
     );
     const { negative_prompt_embeds: _a, negative_pooled_prompt_embeds: _b, negative_prompt_attention_mask: _c, ...positive } = cfg;
