@@ -23,7 +23,15 @@ const PLATFORM_PACKAGE = '@ditcache/cuda-runtime-linux-x64';
 const INSTALLED = ['@ditcache/core', '@ditcache/cuda-runtime', '@ditcache/adapter-flux'];
 const DEPENDENCIES = ['@ditcache/diffusion', '@ditcache/text-encoders', PLATFORM_PACKAGE];
 /** The CLI's dependencies beyond those, and a third party's adapter to install beside it. */
-const CLI_DEPENDENCIES = ['@ditcache/adapter-wan', '@ditcache/adapter-hidream', '@ditcache/metrics'];
+const OTHER_ADAPTERS = [
+  '@ditcache/adapter-chroma',
+  '@ditcache/adapter-hidream',
+  '@ditcache/adapter-hunyuan-video',
+  '@ditcache/adapter-ltx-video',
+  '@ditcache/adapter-qwen-image',
+  '@ditcache/adapter-wan',
+];
+const CLI_DEPENDENCIES = [...OTHER_ADAPTERS, '@ditcache/metrics'];
 const THIRD_PARTY = 'ditcache-adapter-sd3';
 const SD3 = join(repo, 'examples/adapter-sd3/test/goldens/sd3-tiny');
 const SD3_TRACE = 'F1B0_W2_R0.0518';
@@ -81,8 +89,7 @@ describe('an application installed from the tarballs', () => {
     npm(['install', '--prefer-offline', '--no-audit', '--no-fund', ...INSTALLED.map(tarball)], { cwd: app, env: bareEnv });
 
     expect(ditcachePackages(app), 'only the packages the app asked for and their dependencies').toEqual([...INSTALLED, ...DEPENDENCIES].sort());
-    for (const absent of ['@ditcache/adapter-wan', '@ditcache/adapter-hidream'])
-      expect(existsSync(join(app, 'node_modules', absent)), `${absent} was installed`).toBe(false);
+    for (const absent of OTHER_ADAPTERS) expect(existsSync(join(app, 'node_modules', absent)), `${absent} was installed`).toBe(false);
     expect(existsSync(join(app, 'node_modules/@ditcache/cuda-runtime/build')), 'the install script compiled the addon').toBe(false);
 
     writeFileSync(join(app, 'app.mjs'), APP);
@@ -123,7 +130,10 @@ describe('an application installed from the tarballs', () => {
     expect(listed.status, listed.stderr).toBe(0);
     const plugins = JSON.parse(listed.stdout) as { name: string; dir: string; explicit: boolean; error?: string }[];
     expect(plugins.map((p) => [p.name, p.explicit, p.error])).toEqual(
-      ['@ditcache/adapter-flux', '@ditcache/adapter-hidream', '@ditcache/adapter-wan', THIRD_PARTY].map((name) => [name, false, undefined]),
+      [...OTHER_ADAPTERS, '@ditcache/adapter-flux']
+        .sort()
+        .concat(THIRD_PARTY)
+        .map((name) => [name, false, undefined]),
     );
     expect(plugins.every((p) => p.dir.startsWith(join(app, 'node_modules')))).toBe(true);
 
