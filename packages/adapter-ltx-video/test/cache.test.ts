@@ -1,6 +1,7 @@
 // The engine on LTX-Video: cache-dit's traces for every config of the goldens (one context,
-// transformer.transformer_blocks; CFG batched, so one decision per step), ParamsModifiers and
-// TaylorSeer included; threshold 0 bit-identical; disableCache restoring the very block list.
+// transformer.transformer_blocks; CFG batched, so one decision per step), ParamsModifiers,
+// TaylorSeer and a run without CFG included; threshold 0 bit-identical; disableCache restoring the
+// very block list.
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { disableCache, enableCache, summary } from '@ditcache/core';
@@ -14,6 +15,8 @@ interface Trace {
   config: Record<string, unknown>;
   taylorseer_order: number | null;
   params_modifiers: Record<string, unknown>[] | null;
+  /** The pipeline's guidance scale where the trace ran with another than the golden run's (1: no CFG). */
+  guidance_scale: number | null;
   margin: number;
   stats: { cached_steps: number[]; residual_diffs: Record<string, number> }[];
 }
@@ -32,13 +35,15 @@ describe('caching LTX-Video (ltx-tiny)', () => {
     pipe.dispose();
     for (const t of [...Object.values(ref), ...Object.values(traced)]) t.dispose();
   });
-  const latentsOf = (): Tensor => pipe.generate({ ...request(ref, 'ltx-tiny'), numInferenceSteps: meta.cache_steps, decode: false }).latents;
+  const latentsOf = (guidanceScale?: number | null): Tensor =>
+    pipe.generate({ ...request(ref, 'ltx-tiny'), ...(guidanceScale ? { guidanceScale } : {}), numInferenceSteps: meta.cache_steps, decode: false }).latents;
 
   it('covers at least 8 configs, ParamsModifiers and TaylorSeer among them, each diff at least 2% from its threshold', () => {
     const all = Object.values(traces);
     expect(all.length).toBeGreaterThanOrEqual(8);
     expect(all.some((t) => t.params_modifiers)).toBe(true);
     expect(all.some((t) => t.taylorseer_order)).toBe(true);
+    expect(all.some((t) => t.guidance_scale === 1)).toBe(true);
     expect(Math.min(...all.map((t) => t.margin))).toBeGreaterThanOrEqual(0.02);
     expect(meta.min_margin).toBeGreaterThanOrEqual(0.02);
   });
@@ -51,7 +56,7 @@ describe('caching LTX-Video (ltx-tiny)', () => {
       ...(trace.taylorseer_order ? { taylorseer_order: trace.taylorseer_order } : {}),
       ...(trace.params_modifiers ? { params_modifiers: trace.params_modifiers } : {}),
     });
-    const latents = latentsOf();
+    const latents = latentsOf(trace.guidance_scale);
     const contexts = summary(pipe, { print: false }).contexts;
     expect(contexts.map((c) => c.name)).toEqual(['transformer.transformerBlocks']);
     const [want] = trace.stats;

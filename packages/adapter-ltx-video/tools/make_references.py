@@ -211,7 +211,7 @@ def record_pipeline(pipe, spec, inputs):
     return contiguous(out)
 
 
-def cached_run(pipe, spec, inputs, config, order=None, modifiers=None):
+def cached_run(pipe, spec, inputs, config, order=None, modifiers=None, guidance_scale=None):
     """The pipeline call under cache-dit; returns (latents, stats of its one context)."""
     adapter = BlockAdapter(pipe=pipe, transformer=pipe.transformer, blocks=pipe.transformer.transformer_blocks,
                            forward_pattern=ForwardPattern.Pattern_2, check_forward_pattern=True,
@@ -219,7 +219,8 @@ def cached_run(pipe, spec, inputs, config, order=None, modifiers=None):
     calibrator = TaylorSeerCalibratorConfig(taylorseer_order=order) if order else None
     cache_dit.enable_cache(adapter, cache_config=DBCacheConfig(**config), calibrator_config=calibrator)
     try:
-        latents = call(pipe, spec, inputs, "latent", steps=spec["cache_steps"])
+        overrides = {} if guidance_scale is None else {"guidance_scale": guidance_scale}
+        latents = call(pipe, spec, inputs, "latent", steps=spec["cache_steps"], **overrides)
         stats = cache_dit.summary(pipe, logging=False)
     finally:
         cache_dit.disable_cache(pipe)
@@ -244,8 +245,9 @@ def mixes(stats):
 
 CAPS = ("max_cached_steps", "max_continuous_cached_steps")
 
-# (DBCacheConfig keys, TaylorSeer order, params_modifiers); the threshold is searched for, in the
-# modifier when there is one (it then overrides the base config's).
+# (DBCacheConfig keys, TaylorSeer order, params_modifiers[, guidance_scale]); the threshold is
+# searched for, in the modifier when there is one (it then overrides the base config's). The last
+# runs without CFG (guidance 1: one call per step on the prompt alone).
 CACHE_CONFIGS = [
     (dict(Fn_compute_blocks=1, Bn_compute_blocks=0, max_warmup_steps=2), None, None),
     (dict(Fn_compute_blocks=2, Bn_compute_blocks=1, max_warmup_steps=3), None, None),
@@ -255,10 +257,11 @@ CACHE_CONFIGS = [
     (dict(Fn_compute_blocks=1, Bn_compute_blocks=1, max_warmup_steps=3), 2, None),
     (dict(Fn_compute_blocks=1, Bn_compute_blocks=0, max_warmup_steps=2), None, [dict(Fn_compute_blocks=2, Bn_compute_blocks=0, max_warmup_steps=3)]),
     (dict(Fn_compute_blocks=2, Bn_compute_blocks=0, max_warmup_steps=2), 1, [dict(Fn_compute_blocks=1, Bn_compute_blocks=1, max_warmup_steps=2)]),
+    (dict(Fn_compute_blocks=1, Bn_compute_blocks=0, max_warmup_steps=2), 1, None, 1.0),
 ]
 
 
-def named(config, order, modifiers):
+def named(config, order, modifiers, guidance_scale=None):
     name = f"F{config['Fn_compute_blocks']}B{config['Bn_compute_blocks']}_W{config['max_warmup_steps']}"
     if "max_continuous_cached_steps" in config:
         name += f"_MC{config['max_continuous_cached_steps']}"
@@ -269,15 +272,17 @@ def named(config, order, modifiers):
     if modifiers:
         m = modifiers[0]
         name += f"_PM_F{m['Fn_compute_blocks']}B{m['Bn_compute_blocks']}_W{m['max_warmup_steps']}"
+    if guidance_scale is not None:
+        name += f"_G{guidance_scale:g}"
     return name
 
 
-def traced(pipe, spec, inputs, base, order, modifiers):
+def traced(pipe, spec, inputs, base, order, modifiers, guidance_scale=None):
     """A threshold that mixes cached and computed steps with a safe margin (and lets caps bind), and the run under it."""
     def run(threshold):
         if modifiers:
-            return cached_run(pipe, spec, inputs, base, order, [{**modifiers[0], "residual_diff_threshold": threshold}])
-        return cached_run(pipe, spec, inputs, {**base, "residual_diff_threshold": threshold}, order)
+            return cached_run(pipe, spec, inputs, base, order, [{**modifiers[0], "residual_diff_threshold": threshold}], guidance_scale)
+        return cached_run(pipe, spec, inputs, {**base, "residual_diff_threshold": threshold}, order, None, guidance_scale)
 
     _, probe = run(1e-9)
     diffs = sorted(probe["residual_diffs"].values())
@@ -288,20 +293,21 @@ def traced(pipe, spec, inputs, base, order, modifiers):
         if margin < MIN_MARGIN or not mixes(stats):
             continue
         if any(cap in base for cap in CAPS):
-            _, uncapped = cached_run(pipe, spec, inputs, {k: v for k, v in base.items() if k not in CAPS} | {"residual_diff_threshold": threshold}, order)
+            _, uncapped = cached_run(pipe, spec, inputs, {k: v for k, v in base.items() if k not in CAPS} | {"residual_diff_threshold": threshold}, order, None,
+                                     guidance_scale)
             if uncapped["cached_steps"] == stats["cached_steps"]:
                 continue
         config = base if modifiers else {**base, "residual_diff_threshold": threshold}
         mods = [{**modifiers[0], "residual_diff_threshold": threshold}] if modifiers else None
-        return named(base, order, modifiers), latents, {"config": config, "taylorseer_order": order, "params_modifiers": mods, "margin": margin,
-                                                       "stats": [stats]}
+        return named(base, order, modifiers, guidance_scale), latents, {"config": config, "taylorseer_order": order, "params_modifiers": mods,
+                                                                        "guidance_scale": guidance_scale, "margin": margin, "stats": [stats]}
     raise RuntimeError(f"no threshold for {base} / {modifiers} mixes cached and computed steps with a margin of {MIN_MARGIN}")
 
 
 def record_traces(pipe, spec, inputs):
     traces, tensors = {}, {}
-    for base, order, modifiers in CACHE_CONFIGS:
-        name, latents, entry = traced(pipe, spec, inputs, base, order, modifiers)
+    for base, order, modifiers, *guidance in CACHE_CONFIGS:
+        name, latents, entry = traced(pipe, spec, inputs, base, order, modifiers, *guidance)
         traces[name] = entry
         tensors[f"{name}.latents_out"] = latents
         print(" ", name, entry["stats"][0]["cached_steps"], round(entry["margin"], 4), flush=True)

@@ -26,7 +26,13 @@ interface Meta {
   cache_steps?: number;
   cache_traces?: Record<
     string,
-    { config: Record<string, number>; taylorseer_order: number | null; params_modifiers: Record<string, number>[] | null; stats: { cached_steps: number[] }[] }
+    {
+      config: Record<string, number>;
+      taylorseer_order: number | null;
+      params_modifiers: Record<string, number>[] | null;
+      guidance_scale: number | null;
+      stats: { cached_steps: number[] }[];
+    }
   >;
 }
 const metaOf = (set: string): Meta => JSON.parse(readFileSync(join(goldens, set, 'meta.json'), 'utf-8')) as Meta;
@@ -103,7 +109,8 @@ describe('ditcache generate on ltx-tiny: video output and caching', () => {
     };
     const latents = join(dir, `ltx-${name}.safetensors`);
     const stats = join(dir, `ltx-${name}.json`);
-    const flags = [...runFlags('ltx-tiny', { steps: meta.cache_steps }), '--cache', JSON.stringify(spec), '--stats', stats, '--save-latents', latents];
+    const run = runFlags('ltx-tiny', { steps: meta.cache_steps, ...(trace.guidance_scale ? { guidance_scale: trace.guidance_scale } : {}) });
+    const flags = [...run, '--cache', JSON.stringify(spec), '--stats', stats, '--save-latents', latents];
     const r = ditcache('generate', '--model', folder, '--inputs', join(folder, 'pipeline.safetensors'), ...flags);
     expect(r.status, r.stderr).toBe(0);
     const contexts = JSON.parse(readFileSync(stats, 'utf-8')) as { name: string; cachedSteps: number[]; cfgCachedSteps: number[] }[];
