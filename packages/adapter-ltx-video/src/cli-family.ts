@@ -25,7 +25,12 @@ const ltxCliFamily: CliFamily = {
   transformerClasses: ['LTXVideoTransformer3DModel'],
   // The flags of `ditcache generate` LTX-Video takes beyond every family's: the video's frames and frame rate.
   options: [
-    { flag: '--frames', type: 'positive-integer', setting: 'frames', description: "video frames, 8k + 1 (the VAE's temporal ratio k + 1; default 161)" },
+    {
+      flag: '--frames',
+      type: 'positive-integer',
+      setting: 'frames',
+      description: "video frames, 8k + 1 (the VAE's temporal ratio k + 1; others are floored to it, as diffusers does; default 161)",
+    },
     {
       flag: '--fps',
       type: 'positive-integer',

@@ -53,7 +53,7 @@ export interface LtxGenerateOptions {
   /** Video size in pixels, multiples of 32 (default 512 x 704). */
   height?: number;
   width?: number;
-  /** Frames, (temporal ratio) k + 1 (default 161). */
+  /** Frames (default 161): (temporal ratio) k + 1 decode to that many; others are floored to it, as in diffusers. */
   numFrames?: number;
   /** diffusers' frame_rate (default 25): scales the rotary positions along the frames. */
   frameRate?: number;
@@ -179,7 +179,11 @@ export class LtxPipeline implements DiffusionPipeline<LtxGenerateOptions, LtxGen
     return this.transformerCalls.subscribe(listener);
   }
 
-  /** The (latent frames, h, w) grid of a video size, which is checked here. */
+  /**
+   * The (latent frames, h, w) grid of a video size, which is checked here: sizes must be multiples
+   * of 32 (LTXPipeline.check_inputs); like diffusers, a frame count that is not (temporal ratio) k
+   * + 1 and a size the spatial ratio does not divide are floored.
+   */
   latentGrid(height: number, width: number, numFrames: number): [number, number, number] {
     const spatial = this.vae.spatialCompressionRatio;
     const temporal = this.vae.temporalCompressionRatio;
@@ -187,14 +191,12 @@ export class LtxPipeline implements DiffusionPipeline<LtxGenerateOptions, LtxGen
       ['height', height],
       ['width', width],
     ] as const) {
-      if (!Number.isInteger(px) || px <= 0 || px % SIZE_MULTIPLE !== 0 || px % spatial !== 0) {
-        throw new RangeError(`LtxPipeline: ${name} must be a positive multiple of ${Math.max(SIZE_MULTIPLE, spatial)}, got ${px}`);
+      if (!Number.isInteger(px) || px < Math.max(SIZE_MULTIPLE, spatial) || px % SIZE_MULTIPLE !== 0) {
+        throw new RangeError(`LtxPipeline: ${name} must be a multiple of ${SIZE_MULTIPLE} of at least ${Math.max(SIZE_MULTIPLE, spatial)}, got ${px}`);
       }
     }
-    if (!Number.isInteger(numFrames) || numFrames < 1 || (numFrames - 1) % temporal !== 0) {
-      throw new RangeError(`LtxPipeline: numFrames must be ${temporal}k + 1 (1, ${1 + temporal}, ${1 + 2 * temporal}, ...), got ${numFrames}`);
-    }
-    return [(numFrames - 1) / temporal + 1, height / spatial, width / spatial];
+    if (!Number.isInteger(numFrames) || numFrames < 1) throw new RangeError(`LtxPipeline: numFrames must be a positive integer, got ${numFrames}`);
+    return [Math.floor((numFrames - 1) / temporal) + 1, Math.floor(height / spatial), Math.floor(width / spatial)];
   }
 
   /** Runs the sampler. The caller owns (and disposes) the returned tensors. */

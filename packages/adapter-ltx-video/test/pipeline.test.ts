@@ -44,6 +44,13 @@ describe.each(['ltx-tiny', 'ltx-095-tiny'] as const)('LtxPipeline on %s', (set) 
     out.latents.dispose();
     out.video?.dispose();
   });
+
+  it('floors a frame count that is not (temporal ratio) k + 1, as diffusers does', () => {
+    const p = metas[set].pipeline;
+    const temporal = pipe.vae.temporalCompressionRatio;
+    expect(pipe.latentGrid(p.height, p.width, p.num_frames + temporal - 1)).toEqual(pipe.latentGrid(p.height, p.width, p.num_frames));
+    expect(pipe.latentGrid(p.height, p.width, p.num_frames + temporal)[0]).toBe(pipe.latentGrid(p.height, p.width, p.num_frames)[0] + 1);
+  });
 });
 
 describe('LtxPipeline decoding at a timestep (0.9.5-like VAE)', () => {
