@@ -55,7 +55,7 @@ export interface LtxGenerateOptions {
   width?: number;
   /** Frames (default 161): (temporal ratio) k + 1 decode to that many; others are floored to it, as in diffusers. */
   numFrames?: number;
-  /** diffusers' frame_rate (default 25): scales the rotary positions along the frames. */
+  /** diffusers' frame_rate (default: the folder's ditcache.json `fps`, else 25): scales the rotary positions along the frames. */
   frameRate?: number;
   /** Default 50. */
   numInferenceSteps?: number;
@@ -204,7 +204,8 @@ export class LtxPipeline implements DiffusionPipeline<LtxGenerateOptions, LtxGen
     const opts = withPipelineDefaults(options, this.defaults);
     const numSteps = opts.numInferenceSteps ?? DEFAULTS.numInferenceSteps;
     if (!Number.isInteger(numSteps) || numSteps < 1) throw new RangeError(`LtxPipeline: numInferenceSteps must be a positive integer, got ${numSteps}`);
-    const frameRate = opts.frameRate ?? DEFAULTS.frameRate;
+    // A folder's ditcache.json `fps` is its frame rate: the CLI's --fps is LTX's frame_rate too.
+    const frameRate = opts.frameRate ?? this.defaults.fps ?? DEFAULTS.frameRate;
     if (!(frameRate > 0)) throw new RangeError(`LtxPipeline: frameRate must be positive, got ${frameRate}`);
     const guidanceScale = opts.guidanceScale ?? DEFAULTS.guidanceScale;
     const grid = this.latentGrid(opts.height ?? DEFAULTS.height, opts.width ?? DEFAULTS.width, opts.numFrames ?? DEFAULTS.numFrames);
