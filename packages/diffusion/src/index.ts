@@ -27,7 +27,7 @@ export {
   type ModulateOptions,
 } from './nn/normalization.js';
 export { PatchEmbed, type PatchEmbedOptions } from './nn/patch-embed.js';
-export { Mt19937, randnTensor, torchRandn } from './pipeline/random.js';
+export { Mt19937, randnTensor, torchGenerator, torchRandn, torchRandnFrom } from './pipeline/random.js';
 export { multiAxisRotaryTables, type RotaryTables } from './nn/rotary.js';
 export {
   FLOW_MATCH_EULER_DEFAULTS,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { Mt19937, randnTensor, torchRandn } from '../src/index.js';
+import { Mt19937, randnTensor, torchGenerator, torchRandn, torchRandnFrom } from '../src/index.js';
 
 // torch.randn(n, generator=torch.Generator('cpu').manual_seed(seed)).tolist(), torch 2.13 (AVX-512 build).
 const TORCH_SEED_0_N16 = [
@@ -27,6 +27,19 @@ describe('torchRandn', () => {
     TORCH_SEED_0_N16.forEach((v, i) => expect(Math.abs(a[i] - v)).toBeLessThanOrEqual(ULPS * Math.max(1, Math.abs(v))));
     const b = torchRandn(37, 2 ** 32 + 7);
     TORCH_SEED_2POW32_PLUS_7_N37.forEach((v, i) => expect(Math.abs(b[i] - v)).toBeLessThanOrEqual(ULPS * Math.max(1, Math.abs(v))));
+  });
+
+  it('continues a generator as torch does: the second torch.randn call on one generator', () => {
+    // g = torch.Generator().manual_seed(0); torch.randn(20, generator=g); torch.randn(16, generator=g).tolist()
+    const second = [
+      0.4396958351135254, 0.11241118609905243, 0.6407923698425293, 0.441156268119812, -0.21586325764656067, -0.7425481677055359, 0.5627213716506958,
+      0.25962740182876587, 0.5228604674339294, 2.3022053241729736, -1.4688938856124878, -1.586688756942749, 1.203223705291748, 0.08453469723463058,
+      -1.2001394033432007, -0.004785737954080105,
+    ];
+    const generator = torchGenerator(0);
+    expect([...torchRandnFrom(generator, 20)]).toEqual([...torchRandn(20, 0)]);
+    const b = torchRandnFrom(generator, 16);
+    second.forEach((v, i) => expect(Math.abs(b[i] - v)).toBeLessThanOrEqual(ULPS * Math.max(1, Math.abs(v))));
   });
 
   it('draws MT19937 words like the reference generator', () => {

@@ -43,6 +43,12 @@ export class Mt19937 {
 const f32 = Math.fround;
 const TWO_PI_F32 = f32(2 * Math.PI);
 
+/** torch.Generator('cpu').manual_seed(seed)'s state: its MT19937 seeded with the low 32 bits of the seed. */
+export function torchGenerator(seed: number): Mt19937 {
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`torchRandn: seed must be a non-negative integer, got ${seed}`);
+  return new Mt19937(Number(BigInt(seed) & 0xffffffffn));
+}
+
 /**
  * `count` standard normal float32 values in the order torch.randn fills a contiguous float32
  * tensor of that many elements from a fresh generator seeded with `seed`.
@@ -52,13 +58,18 @@ const TWO_PI_F32 = f32(2 * Math.PI);
  * Tensors of fewer than 16 elements use another path, which this does not reproduce.
  */
 export function torchRandn(count: number, seed: number): Float32Array {
-  if (!Number.isInteger(count) || count < 16) {
-    throw new RangeError(`torchRandn: needs at least 16 elements (torch draws smaller tensors differently), got ${count}`);
-  }
-  if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`torchRandn: seed must be a non-negative integer, got ${seed}`);
-  // torch seeds its MT19937 with the low 32 bits of the 64-bit seed.
-  const gen = new Mt19937(Number(BigInt(seed) & 0xffffffffn));
-  const uniform = (): number => (gen.nextUint32() & 0xffffff) / 0x1000000;
+  checkCount(count);
+  return torchRandnFrom(torchGenerator(seed), count);
+}
+
+/**
+ * The next `count` values torch.randn draws from `generator`, which advances as torch's does: two
+ * calls give what two torch.randn calls on one generator give (diffusers draws the initial
+ * latents and, later, other noise from one generator).
+ */
+export function torchRandnFrom(generator: Mt19937, count: number): Float32Array {
+  checkCount(count);
+  const uniform = (): number => (generator.nextUint32() & 0xffffff) / 0x1000000;
   const data = new Float32Array(count);
   for (let i = 0; i < count; ++i) data[i] = uniform();
   for (let i = 0; i + 16 <= count; i += 16) boxMuller16(data, i);
@@ -68,6 +79,12 @@ export function torchRandn(count: number, seed: number): Float32Array {
     boxMuller16(data, start);
   }
   return data;
+}
+
+function checkCount(count: number): void {
+  if (!Number.isInteger(count) || count < 16) {
+    throw new RangeError(`torchRandn: needs at least 16 elements (torch draws smaller tensors differently), got ${count}`);
+  }
 }
 
 function boxMuller16(data: Float32Array, at: number): void {
