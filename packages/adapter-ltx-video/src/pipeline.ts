@@ -10,7 +10,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import type { CfgBranch } from '@ditcache/core';
-import { TensorScope, concat, full, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { TensorScope, concat, full, tensor, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
   ConfigError,
   FlowMatchEulerDiscreteScheduler,
@@ -21,14 +21,16 @@ import {
   computeDtype,
   denoise,
   linspace,
-  randnTensor,
   readJsonObject,
   readPipelineDefaults,
   toVideoRange,
+  torchGenerator,
+  torchRandnFrom,
   withPipelineDefaults,
   type ComputeDtype,
   type DiffusionPipeline,
   type LoadOptions,
+  type Mt19937,
   type PipelineDefaults,
   type PipelineStepEnd,
   type PipelineTransformerCall,
@@ -63,7 +65,7 @@ export interface LtxGenerateOptions {
   guidanceScale?: number;
   /** Initial noise, packed as the pipeline takes it: (B, latent frames x h x w, in_channels); otherwise drawn from `seed` and packed. */
   latents?: Tensor;
-  /** Seed of torch-compatible noise (torch.Generator('cpu').manual_seed(seed)): the initial latents when not given, and the decode noise. */
+  /** Seed of torch-compatible noise, one generator as diffusers' torch.Generator('cpu').manual_seed(seed): the initial latents when not given, then the decode noise. */
   seed?: number;
   /** Timestep of a timestep-conditioned VAE decoder (default 0), and the share of noise blended into the latents before it (default: the timestep). */
   decodeTimestep?: number;
@@ -234,7 +236,9 @@ export class LtxPipeline implements DiffusionPipeline<LtxGenerateOptions, LtxGen
       const mask = cfg ? concat([negMask.cast('float32'), opts.promptAttentionMask.cast('float32')], 0) : opts.promptAttentionMask;
       const shape = [batch, tokens, this.transformer.config.in_channels];
       const seed = opts.seed ?? (opts.latents ? null : Math.floor(Math.random() * 2 ** 32));
-      const initial = this.initialLatents(opts.latents, shape, grid, seed, device);
+      // diffusers' one generator: it draws the initial latents (unless given), then the decode noise.
+      const generator = seed === null ? null : torchGenerator(seed);
+      const initial = this.initialLatents(opts.latents, shape, grid, generator, device);
       const rotary = this.transformer.ropeTables(grid, ropeScale, device);
       checkFiniteInputs(
         {
@@ -271,7 +275,7 @@ export class LtxPipeline implements DiffusionPipeline<LtxGenerateOptions, LtxGen
           return schedule.step(step, cfg ? batchedGuidance(velocity, guidanceScale) : velocity, latents);
         },
       });
-      const video = opts.decode === false ? null : this.decodeLatents(latents, grid, opts, seed, opts.latents !== undefined);
+      const video = opts.decode === false ? null : this.decodeLatents(latents, grid, opts, generator);
       scope.keep(latents);
       if (video) scope.keep(video);
       return { latents, video, seed: opts.latents ? null : seed, timesteps: schedule.timesteps, sigmas: schedule.sigmas };
@@ -300,8 +304,7 @@ export class LtxPipeline implements DiffusionPipeline<LtxGenerateOptions, LtxGen
     latents: Tensor,
     grid: readonly [number, number, number],
     opts: Pick<LtxGenerateOptions, 'decodeTimestep' | 'decodeNoiseScale'> = {},
-    seed: number | null = null,
-    latentsGiven = true,
+    generator: Mt19937 | null = null,
   ): Tensor {
     return tidy(() => {
       let z = this.vae.denormalize(this.unpackLatents(latents.cast('float32'), grid));
@@ -313,10 +316,9 @@ export class LtxPipeline implements DiffusionPipeline<LtxGenerateOptions, LtxGen
         timestep = Array(batch).fill(t);
         // diffusers draws the noise whatever its scale; with scale 0 it leaves the latents as they are.
         if (scale !== 0) {
-          // diffusers draws it from the generator that drew the initial latents, after them; here the seed's first draw, so latents must be given.
-          if (seed === null || !latentsGiven)
-            throw new TypeError('LtxPipeline: decode noise (decodeNoiseScale > 0) is drawn from seed as the first draw: give latents and seed');
-          z = blendDecodeNoise(z, randnTensor(z.shape, seed, { device: z.device }), Array(batch).fill(scale));
+          if (!generator) throw new TypeError("LtxPipeline: decode noise (decodeNoiseScale > 0) is drawn from the seed's generator: give seed with latents");
+          const noise = tensor(torchRandnFrom(generator, z.size), z.shape, { device: z.device });
+          z = blendDecodeNoise(z, noise, Array(batch).fill(scale));
         }
       } else if (opts.decodeTimestep !== undefined || opts.decodeNoiseScale !== undefined) {
         throw new TypeError('LtxPipeline: decodeTimestep / decodeNoiseScale apply to a timestep-conditioned VAE; this one has no timestep_conditioning');
@@ -360,7 +362,7 @@ export class LtxPipeline implements DiffusionPipeline<LtxGenerateOptions, LtxGen
     given: Tensor | undefined,
     shape: number[],
     grid: readonly [number, number, number],
-    seed: number | null,
+    generator: Mt19937 | null,
     device: Tensor['device'],
   ): Tensor {
     if (given) {
@@ -371,6 +373,18 @@ export class LtxPipeline implements DiffusionPipeline<LtxGenerateOptions, LtxGen
     }
     // diffusers draws (B, C, F, h, w) and packs it.
     const [batch, , channels] = shape;
-    return tidy(() => this.packLatents(randnTensor([batch, channels, ...grid], seed as number, { device })));
+    const shape5 = [batch, channels, ...grid];
+    return tidy(() =>
+      this.packLatents(
+        tensor(
+          torchRandnFrom(
+            generator as Mt19937,
+            shape5.reduce((a, b) => a * b, 1),
+          ),
+          shape5,
+          { device },
+        ),
+      ),
+    );
   }
 }

@@ -68,4 +68,13 @@ describe('LtxPipeline decoding at a timestep (0.9.5-like VAE)', () => {
     out.latents.dispose();
     out.video?.dispose();
   });
+
+  it('draws the initial latents and then the decode noise from one seed-11 generator, as diffusers does', () => {
+    using pipe = LtxPipeline.fromPretrained(`${goldens}/${set}`);
+    const out = pipe.generate({ ...request(ref, set), latents: undefined, seed: 11, decodeTimestep: 0.05, decodeNoiseScale: 0.025 });
+    expect(out.seed).toBe(11);
+    expect(relativeL2(out.video as Tensor, ref['video_out_seed_11_decode_t0.05'])).toBeLessThan(1e-4);
+    out.latents.dispose();
+    out.video?.dispose();
+  });
 });

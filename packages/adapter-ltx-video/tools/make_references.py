@@ -208,6 +208,9 @@ def record_pipeline(pipe, spec, inputs):
         # Decoding at a timestep with noise: torch.Generator().manual_seed(7) draws the noise (latents are given, so it draws nothing else).
         out["video_out_decode_t0.05"] = torch.from_numpy(np.asarray(call(pipe, spec, inputs, "np", decode_timestep=0.05, decode_noise_scale=0.025,
                                                                          generator=torch.Generator().manual_seed(7))))
+        # No latents given: the generator of seed 11 draws the initial latents, then the decode noise.
+        out["video_out_seed_11_decode_t0.05"] = torch.from_numpy(np.asarray(call(pipe, spec, {**inputs, "latents_in": None}, "np", decode_timestep=0.05,
+                                                                                 decode_noise_scale=0.025, generator=torch.Generator().manual_seed(11))))
     return contiguous(out)
 
 
