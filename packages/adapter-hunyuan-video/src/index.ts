@@ -1,6 +1,7 @@
 // HunyuanVideo text-to-video on the ditcache runtime: its transformer (token refiner, dual- and
-// single-stream blocks), causal video VAE decoder, pipeline (prompt embeddings in) and cache
-// adapter (importing the package registers it with @ditcache/core).
+// single-stream blocks), causal video VAE decoder, prompt encoder (Llama 3 and CLIP-L), pipeline
+// (a prompt or prompt embeddings in) and cache adapter (importing the package registers it with
+// @ditcache/core).
 export {
   HUNYUAN_VIDEO_TRANSFORMER_DEFAULTS,
   loadHunyuanVideoTransformerConfig,
@@ -29,4 +30,13 @@ export {
   type StepEnd,
   type TransformerCall,
 } from './pipeline.js';
+export {
+  CLIP_MAX_LENGTH,
+  DEFAULT_MAX_SEQUENCE_LENGTH,
+  HunyuanVideoPromptEncoder,
+  TEXT_COMPONENTS,
+  missingTextComponents,
+  type HunyuanVideoEncodePromptOptions,
+  type HunyuanVideoPromptEmbeddings,
+} from './prompt-encoder.js';
 export { HunyuanVideoCacheAdapterFactory, hunyuanVideoBlockAdapter } from './cache.js';

@@ -28,8 +28,8 @@ describe('the HunyuanVideo CLI family', () => {
     for (const t of [...Object.values(cfg), ...Object.values(forward), ...Object.values(expected)]) t.dispose();
   });
 
-  it('declares --frames, --true-cfg-scale and --fps, and writes videos', () => {
-    expect(family.options?.map((o) => o.flag)).toEqual(['--frames', '--true-cfg-scale', '--fps']);
+  it('declares the text prompt flags, --frames, --true-cfg-scale and --fps, and writes videos', () => {
+    expect(family.options?.map((o) => o.flag)).toEqual(['--prompt', '--negative-prompt', '--max-sequence-length', '--frames', '--true-cfg-scale', '--fps']);
     expect(family.outputFormats).toEqual(['.webp', '.gif']);
   });
 
@@ -64,7 +64,7 @@ describe('the HunyuanVideo CLI family', () => {
     ]);
   });
 
-  it('refuses --inputs without the prompt triple, a partial negative triple, --true-cfg-scale without negatives (naming the tensors), and --frames not 4k + 1', () => {
+  it('refuses --inputs without the prompt triple, a partial negative triple, --true-cfg-scale without negatives (naming the tensors), a prompt given twice, and --frames not 4k + 1', () => {
     const { prompt_attention_mask: _mask, ...noMask } = cfg;
     expect(() => family.request(noMask, 'in.safetensors', {})).toThrow(UsageError);
     expect(() => family.request(noMask, 'in.safetensors', {})).toThrow(/has no tensor 'prompt_attention_mask'/);
@@ -74,8 +74,17 @@ describe('the HunyuanVideo CLI family', () => {
       /has negative_prompt_embeds, negative_pooled_prompt_embeds but not negative_prompt_attention_mask/,
     );
     const { negative_prompt_embeds: _a, negative_pooled_prompt_embeds: _b, negative_prompt_attention_mask: _c, ...positive } = cfg;
-    expect(() => family.request(positive, 'in.safetensors', { trueCfgScale: 3 })).toThrow(/--true-cfg-scale needs negative_prompt_embeds/);
-    expect(() => family.request({}, undefined, {})).toThrow(/--inputs is required/);
+    expect(() => family.request(positive, 'in.safetensors', { trueCfgScale: 3 })).toThrow(
+      /--true-cfg-scale needs --negative-prompt, or negative_prompt_embeds/,
+    );
+    expect(() => family.request(positive, 'in.safetensors', { trueCfgScale: 3, negativePrompt: 'blur' })).not.toThrow();
+    expect(() => family.request(cfg, 'in.safetensors', { negativePrompt: 'blur' })).toThrow(
+      /--negative-prompt and the negative embeddings of --inputs in.safetensors/,
+    );
+    expect(() => family.request(positive, 'in.safetensors', { maxSequenceLength: 64 })).toThrow(
+      /--max-sequence-length applies to --prompt and --negative-prompt only/,
+    );
+    expect(() => family.request({}, undefined, {})).toThrow(/--prompt or --inputs is required/);
     expect(() => family.request(cfg, 'in.safetensors', { frames: 8 })).toThrow(/--frames must be 4k \+ 1 \(e\.g\. 129, 61, 9\), got 8/);
   });
 });
