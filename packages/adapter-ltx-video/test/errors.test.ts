@@ -75,7 +75,7 @@ describe('LTX-Video errors', () => {
     expect(() => pipe.generate({ ...r, height: 48 })).toThrow(/height must be a multiple of 32 of at least 32, got 48/);
     expect(() => pipe.generate({ ...r, numFrames: 0 })).toThrow(/numFrames must be a positive integer, got 0/);
     expect(() => pipe.generate({ ...r, negativePromptEmbeds: undefined })).toThrow(/needs negativePromptEmbeds and negativePromptAttentionMask/);
-    expect(() => pipe.generate({ ...r, numFrames: 5 })).toThrow(/latents must be packed \(1, 64, 8\)/);
+    expect(() => pipe.generate({ ...r, numFrames: 5 })).toThrow(/latents must be packed \(1, 32, 8\)/);
     expect(() => pipe.generate({ ...r, decodeTimestep: 0.05, decode: true })).toThrow(/decodeTimestep \/ decodeNoiseScale apply to a timestep-conditioned VAE/);
   });
 

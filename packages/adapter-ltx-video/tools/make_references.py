@@ -42,8 +42,8 @@ SETS = {
                  scaling_factor=1.0),
         # Transformer call: batch 2, (frames, height, width) of the latent grid, text tokens and valid tokens per row.
         forward=dict(grid=(3, 2, 3), text_tokens=6, valid=[4, 6], frame_rate=25),
-        # Pipeline: 9 frames of 32 x 64 -> 3 x 4 x 8 latents (and 5 frames -> 2 x 4 x 8); text tokens padded, as T5's are.
-        pipeline=dict(height=32, width=64, num_frames=9, other_num_frames=5, frame_rate=25, steps=12, guidance_scale=3.0, text_tokens=7, valid=[5], negative_valid=[2]),
+        # Pipeline: 9 frames of 32 x 32 -> 3 x 4 x 4 latents (and 5 frames -> 2 x 4 x 4); text tokens padded, as T5's are.
+        pipeline=dict(height=32, width=32, num_frames=9, other_num_frames=5, frame_rate=25, steps=12, guidance_scale=3.0, text_tokens=7, valid=[5], negative_valid=[2]),
     ),
     "ltx-095-tiny": dict(
         transformer=dict(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=3, attention_head_dim=8,
@@ -55,8 +55,8 @@ SETS = {
                  upsample_residual=(True, True), upsample_factor=(2, 2), timestep_conditioning=True, patch_size=2, patch_size_t=1,
                  scaling_factor=1.0),
         forward=dict(grid=(2, 3, 2), text_tokens=5, valid=[5, 2], frame_rate=24),
-        # 9 frames of 32 x 32 -> 3 x 4 x 4 latents; and 1 frame.
-        pipeline=dict(height=32, width=32, num_frames=9, other_num_frames=1, frame_rate=24, steps=10, guidance_scale=4.0, text_tokens=5, valid=[3], negative_valid=[5]),
+        # 5 frames of 32 x 32 -> 2 x 4 x 4 latents; and 1 frame.
+        pipeline=dict(height=32, width=32, num_frames=5, other_num_frames=1, frame_rate=24, steps=10, guidance_scale=4.0, text_tokens=5, valid=[3], negative_valid=[5]),
     ),
 }
 
