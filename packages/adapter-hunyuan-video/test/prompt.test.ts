@@ -12,7 +12,7 @@ import { loadSafetensors, memoryStats, tidy, type Tensor } from '@ditcache/cuda-
 import { HUNYUAN_VIDEO_PROMPT_TEMPLATE, formatPrompt } from '@ditcache/text-encoders';
 
 import family from '../src/cli-family.js';
-import { HunyuanVideoPipeline, HunyuanVideoPromptEncoder, TEXT_COMPONENTS } from '../src/index.js';
+import { HunyuanVideoPipeline, HunyuanVideoPromptEncoder, TEXT_COMPONENTS, type HunyuanVideoGenerateOptions } from '../src/index.js';
 import { goldens, relativeL2 } from './helpers.js';
 
 const data = `${goldens}/hunyuan-prompt`;
@@ -152,6 +152,40 @@ describe('HunyuanVideoPipeline from text', () => {
       `CLIP kept 77 tokens of the prompt; ${meta.clip_truncated_tokens[3]} were truncated`,
     ]);
     for (const t of Object.values(tensors)) t.dispose();
+  });
+
+  it('turns --prompt, --negative-prompt and --true-cfg-scale into a request that gives diffusers latents', () => {
+    const request = family.request({ latents_in: ref.run_latents_in }, 'in.safetensors', {
+      prompt: run.prompt,
+      negativePrompt: run.negative_prompt,
+      trueCfgScale: run.true_cfg_scale,
+      guidance: run.guidance_scale,
+      height: run.height,
+      width: run.width,
+      frames: run.num_frames,
+      steps: run.num_inference_steps,
+    }) as HunyuanVideoGenerateOptions;
+    expect(family.batchSize?.(request)).toBe(1);
+    using pipe = HunyuanVideoPipeline.fromPretrained(folder);
+    const { latents } = pipe.generate({ ...request, decode: false });
+    expect(relativeL2(latents, ref.run_latents_out)).toBeLessThan(1e-4);
+    latents.dispose();
+  });
+
+  it('names the text folders a folder lacks', () => {
+    const partial = mkdtempSync(join(tmpdir(), 'ditcache-hunyuan-partial-'));
+    try {
+      for (const entry of ['transformer', 'vae', 'scheduler', 'tokenizer', 'text_encoder']) symlinkSync(join(folder, entry), join(partial, entry));
+      expect(() => new HunyuanVideoPromptEncoder(partial)).toThrow(
+        /no tokenizer_2\/, text_encoder_2\/ folder \(prompt encoding needs tokenizer\/, text_encoder\//,
+      );
+      expect(() => family.checkModel?.(partial, { negativePrompt: 'blur' })).toThrow(/has no tokenizer_2\/, text_encoder_2\/ \(text encoders\)/);
+      expect(() => family.encodePrompt?.(partial, 'a cat', {})).toThrow(/has no tokenizer_2\/, text_encoder_2\/ \(text encoders\)/);
+      using pipe = HunyuanVideoPipeline.fromPretrained(partial);
+      expect(pipe.textEncoders).toBeNull();
+    } finally {
+      rmSync(partial, { recursive: true, force: true });
+    }
   });
 
   it('says what is wrong with the text inputs', () => {
