@@ -46,7 +46,7 @@ const chromaCliFamily: CliFamily = {
   transformerClasses: ['ChromaTransformer2DModel'],
   // Prompts as text; --guidance is the CFG scale (two transformer calls per step above 1).
   options: textPromptOptions({
-    negativePrompt: "the negative prompt of classifier-free guidance (default '', with --guidance above 1)",
+    negativePrompt: 'the negative prompt of classifier-free guidance (default "", with --guidance above 1)',
     maxSequenceLength: `T5 tokens of the prompt (default and at most ${MAX_SEQUENCE_LENGTH})`,
   }),
   outputFormats: ['.png'],

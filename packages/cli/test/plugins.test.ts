@@ -53,8 +53,12 @@ describe('ditcache adapters', () => {
     const listed = JSON.parse(r.stdout) as Listed[];
     const builtIn = listed.filter((p) => p.name.startsWith('@ditcache/'));
     expect(builtIn.map((p) => [p.name, p.label, p.pipelineClasses, p.transformerClasses, p.explicit])).toEqual([
+      ['@ditcache/adapter-chroma', 'Chroma', ['ChromaPipeline'], ['ChromaTransformer2DModel'], false],
       ['@ditcache/adapter-flux', 'FLUX.1', ['FluxPipeline'], ['FluxTransformer2DModel'], false],
       ['@ditcache/adapter-hidream', 'HiDream-I1', ['HiDreamImagePipeline'], ['HiDreamImageTransformer2DModel'], false],
+      ['@ditcache/adapter-hunyuan-video', 'HunyuanVideo', ['HunyuanVideoPipeline'], ['HunyuanVideoTransformer3DModel'], false],
+      ['@ditcache/adapter-ltx-video', 'LTX-Video', ['LTXPipeline'], ['LTXVideoTransformer3DModel'], false],
+      ['@ditcache/adapter-qwen-image', 'Qwen-Image', ['QwenImagePipeline'], ['QwenImageTransformer2DModel'], false],
       ['@ditcache/adapter-wan', 'Wan', ['WanPipeline'], ['WanTransformer3DModel'], false],
     ]);
     const text = ditcache('adapters');
@@ -122,7 +126,7 @@ describe('ditcache generate and forward with plugins', () => {
     expect(r.status).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(
-      /--model: MysteryPipeline is not supported \(supported: FluxPipeline, HiDreamImagePipeline, WanPipeline.*\); install an adapter package .* or load one with --adapter NAME\|PATH/,
+      /--model: MysteryPipeline is not supported \(supported: ChromaPipeline, FluxPipeline, HiDreamImagePipeline, HunyuanVideoPipeline, LTXPipeline, QwenImagePipeline, WanPipeline.*\); install an adapter package .* or load one with --adapter NAME\|PATH/,
     );
   });
 
@@ -174,18 +178,18 @@ describe('the options families declare', () => {
     expect(r.status, r.stderr).toBe(0);
     const help = unwrapped(r.stdout);
     expect(help).toMatch(
-      /Options of the model families \(each takes only those naming it\): --prompt <text> FLUX\.1, Wan(, Stable Diffusion 3)?: the prompt, encoded by the folder's text encoders/,
+      /Options of the model families \(each takes only those naming it\): (--frames <n> [^-]*)?--prompt <text> Chroma, FLUX\.1, HiDream-I1, HunyuanVideo, Qwen-Image, Wan(, Stable Diffusion 3)?: the prompt, encoded by the folder's text encoders/,
     );
     expect(help).toMatch(
-      / --negative-prompt <text> FLUX\.1: the negative prompt of true CFG \(with --true-cfg-scale above 1\); Wan(, Stable Diffusion 3)?: the negative prompt of CFG \(default ""\)[ ;]/,
+      / --negative-prompt <text> Chroma: the negative prompt of classifier-free guidance \(default "", with --guidance above 1\); FLUX\.1: the negative prompt of true CFG \(with --true-cfg-scale above 1\); .*; Wan(, Stable Diffusion 3)?: the negative prompt of CFG \(default ""\)[ ;]/,
     );
-    expect(help).toMatch(/ --true-cfg-scale <s> FLUX\.1: true classifier-free guidance /);
+    expect(help).toMatch(/ --true-cfg-scale <s> FLUX\.1, HunyuanVideo: true classifier-free guidance /);
     expect(help).toMatch(/ --default-sample-size <n> HiDream-I1: the latent side /);
     expect(help).toMatch(
-      / --frames <n> Wan: video frames, 4k \+ 1 --guidance-2 <g> Wan: guidance scale of the low-noise expert \(transformer_2\) of Wan 2\.2 --fps <n> Wan: frames per second/,
+      / --frames <n> HunyuanVideo, Wan: video frames, 4k \+ 1; LTX-Video: video frames, 8k \+ 1 .* --fps <n> HunyuanVideo, Wan: frames per second of the animation; LTX-Video: LTXPipeline's frame_rate/,
     );
     expect(help).toMatch(
-      / --output <file> write the image or the video, in a format of the model's family \(FLUX\.1, HiDream-I1(, Stable Diffusion 3)?: \.png; Wan: \.webp, \.gif\)/,
+      / --output <file> write the image or the video, in a format of the model's family \(Chroma, FLUX\.1, HiDream-I1, Qwen-Image(, Stable Diffusion 3)?: \.png; HunyuanVideo, LTX-Video, Wan: \.webp, \.gif\)/,
     );
     // Each once: the families share one flag.
     expect(help.match(/ --prompt </g)).toHaveLength(1);
@@ -194,7 +198,7 @@ describe('the options families declare', () => {
   it('a plugin adds flags of its own: listed in help with --adapter, passed to its request() under its setting names, kept in the PNG', () => {
     const folder = plugin('brush-adapter', { ditcache: { cli: './cli-family.js' } }, brushFamily(PIXEL));
     const help = unwrapped(ditcache('generate', '--adapter', folder, '--help').stdout);
-    expect(help).toMatch(/ --frames <n> Brush: frames of the brush animation; Wan: video frames, 4k \+ 1 /);
+    expect(help).toMatch(/ --frames <n> Brush: frames of the brush animation; HunyuanVideo, Wan: video frames, 4k \+ 1; LTX-Video: /);
     expect(help).toMatch(/ --strength <s> Brush: how far from the input image/);
     // Without the plugin the flag does not exist.
     expect(unwrapped(ditcache('generate', '--help').stdout)).not.toMatch(/--strength/);
@@ -264,6 +268,8 @@ describe('the options families declare', () => {
     const folder = plugin('toy-options', { ditcache: { cli: './cli-family.js' } }, FAKE_FAMILY);
     const [first] = JSON.parse(ditcache('adapters', '--adapter', folder, '--json').stdout) as (Listed & { options: unknown[] })[];
     expect(first.options).toEqual([{ flag: '--frames', type: 'positive-integer', setting: 'frames', description: 'video frames' }]);
-    expect(unwrapped(ditcache('generate', '--adapter', folder, '--help').stdout)).toMatch(/ --frames <n> Toy: video frames; Wan: video frames, 4k \+ 1 /);
+    expect(unwrapped(ditcache('generate', '--adapter', folder, '--help').stdout)).toMatch(
+      / --frames <n> Toy: video frames; HunyuanVideo, Wan: video frames, 4k \+ 1; LTX-Video: /,
+    );
   });
 });
