@@ -48,7 +48,9 @@ export async function encodePrompt(flags: EncodePromptFlags): Promise<void> {
 export function registerEncodePrompt(program: Command): void {
   program
     .command('encode-prompt')
-    .description("encode a prompt with a folder's text encoders (FLUX.1, Wan, plugins that have them); writes the embeddings and token ids")
+    .description(
+      "encode a prompt with a folder's text encoders (every family with them: FLUX.1, Wan, HiDream-I1, Qwen-Image, Chroma, HunyuanVideo, plugins); writes the embeddings and token ids",
+    )
     .requiredOption('--model <dir>', 'a pipeline folder with its tokenizers and text encoders')
     .addOption(adapterOption())
     .requiredOption('--prompt <text>', 'the prompt')
