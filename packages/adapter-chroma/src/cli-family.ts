@@ -112,6 +112,7 @@ const chromaCliFamily: CliFamily = {
     checkSequenceLength(s.maxSequenceLength);
     using encoder = ChromaPromptEncoder.fromPretrained(dir);
     const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
+    // diffusers' ChromaPipeline truncates T5 without a warning: this count is ditcache's own.
     const notes = e.truncatedTokens > 0 ? [`T5 kept ${e.inputIds.shape[1]} tokens of the prompt; ${e.truncatedTokens} were truncated`] : [];
     // Token ids as float32 values, exact up to 2^24.
     const inputIds = e.inputIds.cast('float32');

@@ -109,6 +109,19 @@ describe('the CLI with T5: encode-prompt and generate --prompt', () => {
     for (const t of Object.values(tensors)) t.dispose();
   });
 
+  it('encode-prompt says how many tokens T5 cut, which diffusers truncates without a warning', () => {
+    // What diffusers' ChromaPipeline.encode_prompt logs on this folder (text-encoders' tools/capture_pipeline_warnings.py): nothing.
+    const diffusers = (
+      JSON.parse(readFileSync(join(textData, 'pipeline-warnings.json'), 'utf-8')) as {
+        chroma: { prompt: string; max_sequence_length: number; warnings: string[] };
+      }
+    ).chroma;
+    expect(diffusers.warnings).toEqual([]);
+    const { tensors, notes } = family.encodePrompt!(dir, diffusers.prompt, { maxSequenceLength: diffusers.max_sequence_length });
+    for (const t of Object.values(tensors)) t.dispose();
+    expect(notes).toEqual([expect.stringMatching(/^T5 kept 16 tokens of the prompt; \d+ were truncated$/)]);
+  });
+
   it('generate --prompt --negative-prompt gives diffusers latents', () => {
     const out = scratchDir('ditcache-chroma-prompt-cli-');
     saveSafetensors(join(out, 'in.safetensors'), { latents_in: ref.latents_in });

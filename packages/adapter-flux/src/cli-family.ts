@@ -10,6 +10,7 @@ import {
   type CliGenerateSettings,
   type CliTransformer,
 } from '@ditcache/diffusion/cli';
+import { clipLengthWarning, maxSequenceLengthWarning } from '@ditcache/text-encoders';
 
 import { FLUX_TRANSFORMER_DEFAULTS } from './config.js';
 import { FluxPipeline, type FluxGenerateOptions } from './pipeline.js';
@@ -115,10 +116,13 @@ const fluxCliFamily: CliFamily = {
     checkSequenceLength(s.maxSequenceLength);
     using encoder = FluxPromptEncoder.fromPretrained(dir);
     const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
+    // What truncation dropped, as diffusers' encode_prompt warns of it: CLIP's, then T5's, whose
+    // warning quotes from CLIP's tokenizer_max_length - 1, not from max_sequence_length - 1.
+    const clipLength = e.clipInputIds.shape[1];
     const notes = [
-      ...(e.truncatedTokens.clip > 0 ? [`CLIP kept 77 tokens of the prompt; ${e.truncatedTokens.clip} were truncated`] : []),
-      ...(e.truncatedTokens.t5 > 0 ? [`T5 kept ${e.t5InputIds.shape[1]} tokens of the prompt; ${e.truncatedTokens.t5} were truncated`] : []),
-    ];
+      clipLengthWarning(encoder.clipTokenizer, [prompt], clipLength),
+      maxSequenceLengthWarning(encoder.t5Tokenizer, [prompt], e.t5InputIds.shape[1], clipLength - 1),
+    ].filter((note): note is string => note !== null);
     // Token ids as float32 values, exact up to 2^24.
     const ids = { clip_input_ids: e.clipInputIds.cast('float32'), t5_input_ids: e.t5InputIds.cast('float32') };
     e.clipInputIds.dispose();

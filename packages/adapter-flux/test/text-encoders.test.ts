@@ -1,4 +1,4 @@
-import { symlinkSync } from 'node:fs';
+import { readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
@@ -7,6 +7,7 @@ import { loadSafetensors, memoryStats, tensor } from '@ditcache/cuda-runtime';
 import { randnTensor } from '@ditcache/diffusion';
 import { ClipTextModel, T5Encoder, loadTokenizer } from '@ditcache/text-encoders';
 
+import fluxCliFamily from '../src/cli-family.js';
 import { FluxPipeline, FluxPromptEncoder, type TransformerCall } from '../src/index.js';
 import { goldens, relativeL2, relativeL2Values } from './helpers.js';
 import { scratchDir } from '../../../scripts/testing/scratch-dir.js';
@@ -152,6 +153,22 @@ describe('FluxPipeline with text encoders', () => {
     );
     for (const t of [e.promptEmbeds, e.pooledPromptEmbeds, e.textIds, e.clipInputIds, e.t5InputIds]) t.dispose();
     expect(() => new FluxPromptEncoder(`${goldens}/flux-tiny`)).toThrow(/no tokenizer\/, tokenizer_2\/, text_encoder\/, text_encoder_2\/ folder/);
+  });
+
+  it("gives ditcache encode-prompt diffusers' truncation warnings, word for word: CLIP's, then T5's quoted from CLIP's token 76", () => {
+    // What diffusers' FluxPipeline.encode_prompt logs on this folder (text-encoders' tools/capture_pipeline_warnings.py).
+    const diffusers = (
+      JSON.parse(readFileSync(join(textData, 'pipeline-warnings.json'), 'utf-8')) as {
+        flux: { prompt: string; max_sequence_length: number; warnings: string[] };
+      }
+    ).flux;
+    const { tensors, notes } = fluxCliFamily.encodePrompt!(dir, diffusers.prompt, { maxSequenceLength: diffusers.max_sequence_length });
+    for (const t of Object.values(tensors)) t.dispose();
+    expect(diffusers.warnings).toHaveLength(2);
+    expect(notes).toEqual(diffusers.warnings);
+    const short = fluxCliFamily.encodePrompt!(dir, PROMPT, { maxSequenceLength: 24 });
+    for (const t of Object.values(short.tensors)) t.dispose();
+    expect(short.notes).toEqual([]);
   });
 
   it('matches the CLIP reference through FluxPromptEncoder with the encoders preloaded', () => {

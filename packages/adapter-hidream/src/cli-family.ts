@@ -10,14 +10,15 @@ import {
   type CliGenerateSettings,
   type CliTransformer,
 } from '@ditcache/diffusion/cli';
-
-import { maxSequenceLengthWarning } from '@ditcache/text-encoders';
+import { clipLengthWarning, maxSequenceLengthWarning } from '@ditcache/text-encoders';
 
 import { HIDREAM_TRANSFORMER_DEFAULTS } from './config.js';
 import { HiDreamPipeline, type HiDreamGenerateOptions } from './pipeline.js';
 import { HiDreamPromptEncoder, MAX_SEQUENCE_LENGTH, missingTextComponents } from './prompt-encoder.js';
 import { HiDreamTransformer } from './transformer.js';
 
+// diffusers' HiDream gives its CLIPs a fixed 218-token limit (prompt-encoder.ts cuts them there too).
+const HIDREAM_CLIP_LIMIT = 218;
 const POSITIVE = ['prompt_embeds_t5', 'prompt_embeds_llama3', 'pooled_prompt_embeds'];
 const NEGATIVE = ['negative_prompt_embeds_t5', 'negative_prompt_embeds_llama3', 'negative_pooled_prompt_embeds'];
 
@@ -113,16 +114,15 @@ const hidreamCliFamily: CliFamily = {
     checkTextComponents(dir);
     using encoder = new HiDreamPromptEncoder(dir);
     const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
-    // What truncation dropped: Llama's as diffusers words it (its tokenizer decodes the dropped
-    // text); the CLIPs' and T5's as counts (their decoders are not ported).
-    const kept = (name: string, n: number, dropped: number) => (dropped > 0 ? [`${name} kept ${n} tokens of the prompt; ${dropped} were truncated`] : []);
-    const llamaWarning = maxSequenceLengthWarning(encoder.tokenizers[3], [prompt], e.lengths.llama);
+    // What truncation dropped, as diffusers' encode_prompt warns of it, in its order. The CLIPs
+    // are cut at min(max_sequence_length, 218) but their warning names 218 and quotes from there.
+    const [clip, clip2, t5, llama] = encoder.tokenizers;
     const notes = [
-      ...kept('CLIP', e.lengths.clip, e.truncatedTokens.clip),
-      ...kept('CLIP 2', e.lengths.clip, e.truncatedTokens.clip2),
-      ...kept('T5', e.lengths.t5, e.truncatedTokens.t5),
-      ...(llamaWarning ? [llamaWarning] : []),
-    ];
+      clipLengthWarning(clip, [prompt], e.lengths.clip, HIDREAM_CLIP_LIMIT),
+      clipLengthWarning(clip2, [prompt], e.lengths.clip, HIDREAM_CLIP_LIMIT),
+      maxSequenceLengthWarning(t5, [prompt], e.lengths.t5),
+      maxSequenceLengthWarning(llama, [prompt], e.lengths.llama),
+    ].filter((note): note is string => note !== null);
     return {
       tensors: { prompt_embeds_t5: e.promptEmbedsT5, prompt_embeds_llama3: e.promptEmbedsLlama3, pooled_prompt_embeds: e.pooledPromptEmbeds },
       notes,

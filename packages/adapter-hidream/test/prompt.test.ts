@@ -22,6 +22,10 @@ const meta = JSON.parse(readFileSync(`${data}/meta.json`, 'utf-8')) as {
   run: { prompt: string; negative_prompt: string; num_inference_steps: number; guidance_scale: number; height: number; width: number };
 };
 const ref = loadSafetensors(`${data}/prompts.safetensors`);
+/** What diffusers' encode_prompt logs for prompts[3] and prompts[1] on this folder (@ditcache/text-encoders' tools/capture_pipeline_warnings.py). */
+const { hidream: diffusersWarnings, hidream_short: diffusersShortWarnings } = JSON.parse(
+  readFileSync(new URL('../../text-encoders/test/data/pipeline-warnings.json', import.meta.url), 'utf-8'),
+) as Record<'hidream' | 'hidream_short', { prompt: string; max_sequence_length: number; warnings: string[] }>;
 
 /** hidream-tiny's transformer, VAE and scheduler with the reference's tokenizers and text encoders. */
 const folder = mkdtempSync(join(tmpdir(), 'ditcache-hidream-text-'));
@@ -96,21 +100,26 @@ describe('HiDreamImagePipeline from text', () => {
     for (const t of [e.promptEmbedsT5, e.promptEmbedsLlama3, e.pooledPromptEmbeds]) t.dispose();
   });
 
-  it("gives ditcache encode-prompt the embeddings under the pipeline's names, with the truncation notes", () => {
+  it("gives ditcache encode-prompt the embeddings under the pipeline's names, with diffusers' truncation warnings", () => {
+    expect([diffusersWarnings.prompt, diffusersWarnings.max_sequence_length]).toEqual([meta.prompts[3], 12]);
     const { tensors, notes } = hidreamCliFamily.encodePrompt!(folder, meta.prompts[3], { maxSequenceLength: 12 });
     expect(Object.keys(tensors).sort()).toEqual(['pooled_prompt_embeds', 'prompt_embeds_llama3', 'prompt_embeds_t5']);
     tidy(() => {
       expect(relativeL2(tensors.prompt_embeds_t5, ref.prompt_embeds_t5_12.narrow(0, 3, 1))).toBeLessThan(1e-5);
       expect(relativeL2(tensors.prompt_embeds_llama3, ref.prompt_embeds_llama3_12.narrow(1, 3, 1))).toBeLessThan(1e-5);
     });
-    expect(notes).toEqual(
-      expect.arrayContaining([
-        expect.stringMatching(/^T5 kept 12 tokens of the prompt; \d+ were truncated$/),
-        // diffusers' own warning for the Llama tokenizer: the dropped text from token 11 on, quoted as Python does.
-        expect.stringMatching(/^The following part of your input was truncated because `max_sequence_length` is set to {2}12 tokens: \['.*lighthouse'\]$/),
-      ]),
-    );
+    // Both CLIPs' (cut at 12, quoted from token 217), T5's and Llama's, word for word.
+    expect(diffusersWarnings.warnings).toHaveLength(4);
+    expect(notes).toEqual(diffusersWarnings.warnings);
     for (const t of Object.values(tensors)) t.dispose();
+  });
+
+  it("warns as diffusers of CLIP cuts that leave nothing past token 217 to quote, and of T5's unknown pieces", () => {
+    expect([diffusersShortWarnings.prompt, diffusersShortWarnings.max_sequence_length]).toEqual([meta.prompts[1], 12]);
+    const { tensors, notes } = hidreamCliFamily.encodePrompt!(folder, meta.prompts[1], { maxSequenceLength: 12 });
+    for (const t of Object.values(tensors)) t.dispose();
+    expect(diffusersShortWarnings.warnings[0]).toMatch(/up to 218 tokens: \[''\]$/);
+    expect(notes).toEqual(diffusersShortWarnings.warnings);
   });
 
   it('says what is wrong with the text inputs', () => {

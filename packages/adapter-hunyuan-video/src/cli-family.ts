@@ -14,6 +14,7 @@ import {
   type CliGenerateSettings,
   type CliTransformer,
 } from '@ditcache/diffusion/cli';
+import { clipLengthWarning } from '@ditcache/text-encoders';
 
 import { HUNYUAN_VIDEO_TRANSFORMER_DEFAULTS } from './config.js';
 import { HunyuanVideoPipeline, type HunyuanVideoGenerateOptions } from './pipeline.js';
@@ -135,14 +136,15 @@ const hunyuanVideoCliFamily: CliFamily = {
     checkTextComponents(dir);
     using encoder = new HunyuanVideoPromptEncoder(dir);
     const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
-    // What truncation dropped, as counts: diffusers warns of CLIP's only (quoting text CLIP's
-    // tokenizer cannot decode here) and cuts Llama's silently.
+    // What truncation dropped: diffusers cuts Llama's silently (so this count is ditcache's own)
+    // and warns of CLIP's, as the second note says it word for word.
     const length = s.maxSequenceLength ?? DEFAULT_MAX_SEQUENCE_LENGTH;
+    const clipWarning = clipLengthWarning(encoder.tokenizers[1], [prompt], CLIP_MAX_LENGTH);
     const notes = [
       ...(e.truncatedTokens.llama > 0
         ? [`Llama kept ${length} tokens after the template's first 95; ${e.truncatedTokens.llama} of the prompt were truncated`]
         : []),
-      ...(e.truncatedTokens.clip > 0 ? [`CLIP kept ${CLIP_MAX_LENGTH} tokens of the prompt; ${e.truncatedTokens.clip} were truncated`] : []),
+      ...(clipWarning ? [clipWarning] : []),
     ];
     return {
       tensors: { prompt_embeds: e.promptEmbeds, pooled_prompt_embeds: e.pooledPromptEmbeds, prompt_attention_mask: e.promptAttentionMask },

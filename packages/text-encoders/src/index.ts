@@ -20,4 +20,4 @@ export {
   QWEN_IMAGE_PROMPT_TEMPLATE,
   templateCropStart,
 } from './prompt-templates.js';
-export { maxSequenceLengthWarning, pythonRepr } from './truncation-warning.js';
+export { clipLengthWarning, maxSequenceLengthWarning, pythonRepr } from './truncation-warning.js';

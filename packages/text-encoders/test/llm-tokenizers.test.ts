@@ -304,7 +304,7 @@ describe('refuses what it cannot run, naming what is missing', () => {
       /vocab.json \+ merges.txt of a LlamaTokenizerFast are not supported without a tokenizer.json \(supported: CLIPTokenizer, CLIPTokenizerFast, Qwen2Tokenizer, Qwen2TokenizerFast\)/,
     );
     const noDecoder = loadTokenizer(folderWith({ 'tokenizer.json': { ...llamaSpec, decoder: { type: 'WordPiece' } } }));
-    expect(() => noDecoder.decode([1])).toThrow(/decoder type "WordPiece" is not supported for decoding \(supported: ByteLevel\)/);
+    expect(() => noDecoder.decode([1])).toThrow(/decoder type "WordPiece" is not supported for decoding \(supported: ByteLevel, Metaspace, BPEDecoder\)/);
     expect(() => llama.encodePadded('x', 8)).toThrow(/no pad token \(tokenizer_config.json names none; setPadToken sets one\)/);
     expect(() => llama.setPadToken('<nope>')).toThrow(/the pad token "<nope>" is not in the vocabulary/);
   });

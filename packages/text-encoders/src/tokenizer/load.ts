@@ -1,7 +1,7 @@
 // Loads a transformers tokenizer folder: tokenizer.json when there is one, else the older files
 // (CLIP's and Qwen2's vocab.json + merges.txt, T5's spiece.model), rebuilt as transformers'
 // CLIPTokenizer, Qwen2Tokenizer and T5Tokenizer build them; tokenizer_config.json and special_tokens_map.json add the pad and eos
-// tokens, model_max_length and padding_side.
+// tokens, model_max_length, padding_side and how the class decodes.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -10,6 +10,7 @@ import { type Json, readJson, readMerges, tokenText } from './json-files.js';
 import { QWEN2_CLASSES, qwen2Spec } from './qwen2-files.js';
 import { PIECE_UNKNOWN, parseSentencePieceModel } from './sentencepiece-model.js';
 import { Tokenizer, type TokenizerJson, type TokenizerSettings } from './tokenizer.js';
+import { CLIP_CLASSES, T5_CLASSES, transformersDecoding } from './transformers-decode.js';
 
 /** tokenizer_config.json over special_tokens_map.json, both optional. */
 function readConfig(dir: string): Json {
@@ -34,9 +35,6 @@ function settingsOf(config: Json, dir: string): TokenizerSettings {
   };
 }
 
-const CLIP_CLASSES = ['CLIPTokenizer', 'CLIPTokenizerFast'];
-const T5_CLASSES = ['T5Tokenizer', 'T5TokenizerFast'];
-
 /**
  * Loads the tokenizer in `dir` (a pipeline's `tokenizer/` or `tokenizer_2/`). Throws a
  * TokenizerError naming the folder when it holds no tokenizer files, or ones this package
@@ -48,22 +46,29 @@ export function loadTokenizer(dir: string): Tokenizer {
   const settings = settingsOf(config, dir);
   const cls = typeof config.tokenizer_class === 'string' ? config.tokenizer_class : undefined;
   const json = join(dir, 'tokenizer.json');
-  if (existsSync(json)) return new Tokenizer(readJson(json), settings, json);
+  if (existsSync(json)) {
+    const spec = readJson(json);
+    return new Tokenizer(spec, { ...settings, decoding: transformersDecoding(cls, config, (spec.model as Json | undefined)?.type) }, json);
+  }
 
   if (existsSync(join(dir, 'vocab.json')) && existsSync(join(dir, 'merges.txt'))) {
-    if (cls && QWEN2_CLASSES.includes(cls)) return new Tokenizer(qwen2Spec(dir, config), settings, join(dir, 'vocab.json'));
+    if (cls && QWEN2_CLASSES.includes(cls)) {
+      return new Tokenizer(qwen2Spec(dir, config), { ...settings, decoding: transformersDecoding(cls, config, 'BPE') }, join(dir, 'vocab.json'));
+    }
     if (cls && !CLIP_CLASSES.includes(cls)) {
       throw new TokenizerError(
         `${dir}: vocab.json + merges.txt of a ${cls} are not supported without a tokenizer.json (supported: ${[...CLIP_CLASSES, ...QWEN2_CLASSES].join(', ')})`,
       );
     }
-    return new Tokenizer(clipSpec(dir, config), { ...settings, padToken: settings.padToken ?? '<|endoftext|>' }, join(dir, 'vocab.json'));
+    const decoding = transformersDecoding('CLIPTokenizer', config, 'BPE');
+    return new Tokenizer(clipSpec(dir, config), { ...settings, padToken: settings.padToken ?? '<|endoftext|>', decoding }, join(dir, 'vocab.json'));
   }
   if (existsSync(join(dir, 'spiece.model'))) {
     if (cls && !T5_CLASSES.includes(cls)) {
       throw new TokenizerError(`${dir}: spiece.model of a ${cls} is not supported without a tokenizer.json (only T5's is)`);
     }
-    return new Tokenizer(t5Spec(dir, config), { ...settings, padToken: settings.padToken ?? '<pad>' }, join(dir, 'spiece.model'));
+    const decoding = transformersDecoding('T5Tokenizer', config, 'Unigram');
+    return new Tokenizer(t5Spec(dir, config), { ...settings, padToken: settings.padToken ?? '<pad>', decoding }, join(dir, 'spiece.model'));
   }
   // Llama 3's original/tokenizer.model is tiktoken's rank list, Llama 2's a SentencePiece model: neither is read here.
   if (existsSync(join(dir, 'tokenizer.model'))) {

@@ -8,6 +8,7 @@ import { buildDecoder, type Decoder } from './decoders.js';
 import { buildNormalizer, type Normalizer } from './normalizers.js';
 import { buildPostProcessor, type SpecialTokenFrame } from './post-processors.js';
 import { buildPreTokenizer, type PreTokenizer } from './pre-tokenizers.js';
+import { finishDecoding, type TransformersDecoding } from './transformers-decode.js';
 import { UnigramModel } from './unigram.js';
 
 /** What transformers' tokenizer_config.json / special_tokens_map.json add to tokenizer.json. */
@@ -20,6 +21,8 @@ export interface TokenizerSettings {
   eosToken?: string | null;
   /** transformers' padding_side: where padding goes (default right). */
   paddingSide?: 'left' | 'right';
+  /** What transformers' decode does beyond tokenizer.json's decoder (the tokenizer class's own decoder, clean-up). */
+  decoding?: TransformersDecoding;
 }
 
 /** transformers' tokenizer call on several texts: `tokenizer(texts, padding, max_length, truncation, add_special_tokens)`. */
@@ -72,6 +75,7 @@ export class Tokenizer {
   private readonly idToToken = new Map<number, string>();
   private readonly specialIds = new Set<number>();
   private readonly decoderSpec: unknown;
+  private readonly decoding: TransformersDecoding;
   private readonly source: string;
   private decoder: Decoder | null = null;
 
@@ -138,7 +142,8 @@ export class Tokenizer {
       added.filter((t) => t.normalized),
       (t) => (normalize ? normalize(t.content) : t.content),
     );
-    this.decoderSpec = spec.decoder;
+    this.decoding = settings.decoding ?? {};
+    this.decoderSpec = this.decoding.decoder ?? spec.decoder;
     this.preTokenizer = buildPreTokenizer(spec.pre_tokenizer, `${source}: pre_tokenizer`);
     this.frame = buildPostProcessor(spec.post_processor, `${source}: post_processor`);
 
@@ -234,7 +239,7 @@ export class Tokenizer {
     };
   }
 
-  /** The text of `ids` through the tokenizer.json decoder (transformers' decode, no clean-up: transformers 5 skips it for BPE). */
+  /** transformers' decode of `ids`: tokenizer.json's decoder (or the tokenizer class's), then what transformers adds (settings.decoding). */
   decode(ids: readonly number[], opts: { skipSpecialTokens?: boolean } = {}): string {
     this.decoder ??= buildDecoder(this.decoderSpec, `${this.source}: decoder`);
     const tokens: string[] = [];
@@ -242,6 +247,6 @@ export class Tokenizer {
       const token = this.idToToken.get(id);
       if (token !== undefined && !(opts.skipSpecialTokens && this.specialIds.has(id))) tokens.push(token);
     }
-    return this.decoder(tokens);
+    return finishDecoding(this.decoder(tokens), this.decoding);
   }
 }
