@@ -6,10 +6,12 @@
 // dim % 6 channels are left as they are. The frequencies reach theta * pi / 2 radians, so a
 // one-ulp difference in an angle moves its cosine by far more than float32 parity allows:
 // every step is computed in float32 in diffusers' order (torch's linspace, then its pow, then
-// the products), and only cos / sin come from float64.
+// the products), and only cos / sin come from float64. torch's CPU pow is not correctly rounded
+// on its vectorised path, so for LTX-Video's own widths the powers are torch's recorded values
+// (torch-powers.ts); other widths take the correctly rounded power, within an ulp of torch's.
 import { tensor, type Device, type Tensor } from '@ditcache/cuda-runtime';
 
-import { torchPow10000 } from './torch-pow.js';
+import { TORCH_POWERS_OF_10000 } from './torch-powers.js';
 
 /** cos and sin, each (1, tokens, dim): they broadcast over the batch. */
 export interface RotaryEmbedding {
@@ -49,11 +51,12 @@ export function torchLinspaceFloat32(start: number, end: number, steps: number):
 
 /**
  * The float32 frequencies (dim / 6 of them) as diffusers computes them: theta ** linspace(0, 1) *
- * pi / 2, the power as torch's CPU kernel computes it for LTX-Video's theta of 10000.
+ * pi / 2, the power as torch's CPU kernel gives it for LTX-Video's widths (recorded), else correctly rounded.
  */
 export function ltxRotaryFrequencies(dim: number, theta = 10000): Float32Array {
   const exponents = torchLinspaceFloat32(0, Math.log(theta) / Math.log(theta), Math.floor(dim / 6));
-  const powers = theta === 10000 ? torchPow10000(exponents) : exponents.map((e) => f32(theta ** e));
+  const recorded = theta === 10000 ? TORCH_POWERS_OF_10000.get(exponents.length) : undefined;
+  const powers = recorded ? new Float32Array(Uint32Array.from(recorded).buffer) : exponents.map((e) => f32(theta ** e));
   const pi = f32(Math.PI);
   return powers.map((p) => f32(f32(p * pi) / 2));
 }
