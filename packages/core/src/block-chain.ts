@@ -118,11 +118,11 @@ export class CachedBlockChain<T> implements Block {
     const { fnComputeBlocks: fn, bnComputeBlocks: bn } = this.context.config;
     buffers.setFnResidual(fnResidual ?? this.ops.sub(fnOut.h, input.h));
     const mnOut = this.runBlocks(fn, this.blocks.length - bn, fnOut, rest, callerArgs, false);
-    buffers.hiddenResidual.update(call.step, this.mnResidual(fnOut.h, mnOut.h, this.holdsResidual(this.hiddenForecast())));
+    buffers.hiddenResidual.update(call.step, this.mnResidual(fnOut.h, mnOut.h, this.context.policy.storesResidual('hidden')));
     // A stream the Mn blocks ended (or never received) leaves nothing to store.
     buffers.mnReturnsEncoder = this.shape.returnsEncoder && mnOut.e != null && fnOut.e != null;
     if (buffers.mnReturnsEncoder) {
-      buffers.encoderResidual.update(call.step, this.mnResidual(fnOut.e as T, mnOut.e as T, this.holdsResidual(this.encoderForecast())));
+      buffers.encoderResidual.update(call.step, this.mnResidual(fnOut.e as T, mnOut.e as T, this.context.policy.storesResidual('encoder')));
     } else {
       buffers.encoderResidual.clear();
     }
@@ -133,11 +133,11 @@ export class CachedBlockChain<T> implements Block {
   private reuseMn(call: ActiveCall<T>, fnOut: Streams<T>, fnResidual: T | undefined): Streams<T> {
     const buffers = call.branch.buffers;
     if (fnResidual !== undefined) this.ops.release(fnResidual);
-    const h = this.addResidual(fnOut.h, buffers.hiddenResidual.predict(call.step), this.holdsResidual(this.hiddenForecast()));
+    const h = this.addResidual(fnOut.h, buffers.hiddenResidual.predict(call.step), this.context.policy.storesResidual('hidden'));
     if (!this.shape.returnsEncoder) return { h, e: fnOut.e };
     const e =
       buffers.mnReturnsEncoder && fnOut.e != null
-        ? this.addResidual(fnOut.e as T, buffers.encoderResidual.predict(call.step), this.holdsResidual(this.encoderForecast()))
+        ? this.addResidual(fnOut.e as T, buffers.encoderResidual.predict(call.step), this.context.policy.storesResidual('encoder'))
         : undefined;
     return { h, e };
   }
@@ -184,20 +184,6 @@ export class CachedBlockChain<T> implements Block {
     const out = this.ops.add(fnOutput, stored.value);
     if (stored.owned) this.ops.release(stored.value);
     return out;
-  }
-
-  /** A stream's store holds residuals unless TaylorSeer forecasts the stream's hidden states. */
-  private holdsResidual(forecast: boolean): boolean {
-    return !forecast || this.context.config.taylorseerCacheType === 'residual';
-  }
-
-  private hiddenForecast(): boolean {
-    return this.context.config.enableTaylorseer;
-  }
-
-  private encoderForecast(): boolean {
-    const c = this.context.config;
-    return c.enableTaylorseer && c.enableEncoderTaylorseer;
   }
 
   /** Releases the Fn outputs that Mn (or the stored residual) replaced. */

@@ -1,9 +1,14 @@
-// Cache configuration: cache-dit's DBCache and TaylorSeer settings under camelCase names, with
-// cache-dit's snake_case names accepted as they are, from objects, JSON or YAML. Inputs are
-// read, never modified; everything is validated before a model is touched.
+// Cache configuration: the engine's keys, the `policy` that decides the steps, and that
+// policy's keys (cache-dit's DBCache and TaylorSeer settings by default) under camelCase names,
+// with cache-dit's snake_case names accepted as they are, from objects, JSON or YAML. Inputs
+// are read, never modified; everything is validated before a model is touched.
 import { readFileSync } from 'node:fs';
 
 import { parse as parseYaml } from 'yaml';
+
+import { boolean, integer, nullable, type Check, type KeySpec } from './config-keys.js';
+import { DBCACHE_DEFAULTS, DBCACHE_KEYS, DBCACHE_POLICY, type EngineKey } from './dbcache-policy.js';
+import { policyRegistry } from './policy.js';
 
 /** How `maxContinuousCachedSteps` counts a run of cached steps (see the README). */
 export type ContinuousCounting = 'cache-dit' | 'plain';
@@ -54,7 +59,17 @@ export interface TaylorSeerConfig {
   taylorseerExpansion: TaylorSeerExpansion;
 }
 
-export interface CacheConfig extends DBCacheConfig, TaylorSeerConfig {}
+export interface PolicySelection {
+  /** The registered cache policy that decides the steps ('dbcache': DBCache with TaylorSeer). */
+  policy: string;
+  /**
+   * The keys of a policy other than 'dbcache', camelCase, defaults filled in. DBCache's keys are
+   * the config's own fields (and keep their defaults, unused, under another policy).
+   */
+  policyOptions: Readonly<Record<string, unknown>>;
+}
+
+export interface CacheConfig extends DBCacheConfig, TaylorSeerConfig, PolicySelection {}
 
 /** Settings given explicitly; defaults and derived values are filled in by `resolveConfig`. */
 export type CacheSettings = Partial<CacheConfig>;
@@ -69,83 +84,51 @@ export type CacheConfigInput = (CacheSettings & { paramsModifiers?: readonly Cac
 export const DEFAULT_CACHE_CONFIG: Readonly<CacheConfig> = Object.freeze({
   fnComputeBlocks: 8,
   bnComputeBlocks: 0,
-  residualDiffThreshold: 0.08,
-  maxAccumulatedResidualDiffThreshold: null,
-  maxWarmupSteps: 8,
-  warmupInterval: 1,
-  maxCachedSteps: -1,
-  maxContinuousCachedSteps: -1,
-  continuousCounting: 'cache-dit',
-  stepsComputationMask: null,
-  stepsComputationPolicy: 'dynamic',
   enableSeparateCfg: null,
   cfgComputeFirst: false,
   cfgDiffComputeSeparate: true,
   numInferenceSteps: null,
-  enableTaylorseer: false,
-  enableEncoderTaylorseer: true,
-  taylorseerCacheType: 'residual',
-  taylorseerOrder: 1,
-  taylorseerExpansion: 'cache-dit',
+  policy: DBCACHE_POLICY,
+  policyOptions: Object.freeze({}),
+  ...DBCACHE_DEFAULTS,
 });
 
-type Check = (v: unknown) => string | undefined;
-const integer =
-  (min: number): Check =>
-  (v) =>
-    Number.isInteger(v) && (v as number) >= min ? undefined : `an integer >= ${min}`;
-const nonNegative: Check = (v) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? undefined : 'a finite number >= 0');
-const boolean: Check = (v) => (typeof v === 'boolean' ? undefined : 'true or false');
-const oneOf =
-  (...allowed: string[]): Check =>
-  (v) =>
-    allowed.includes(v as string) ? undefined : `one of ${allowed.map((a) => `'${a}'`).join(', ')}`;
-const nullable =
-  (check: Check): Check =>
-  (v) =>
-    v === null ? undefined : check(v) && `${check(v)} or null`;
-const mask: Check = (v) =>
-  Array.isArray(v) && v.length > 0 && v.every((m) => m === 0 || m === 1)
-    ? undefined
-    : 'a non-empty list of 0 (may cache) and 1 (compute) per step (named cache-dit mask policies are not supported)';
+const policyName: Check = (v) => {
+  const names = policyRegistry().names();
+  return typeof v === 'string' && names.includes(v) ? undefined : `a registered cache policy: one of ${names.map((n) => `'${n}'`).join(', ')}`;
+};
 
-interface FieldSpec {
-  snake: string;
-  /** Further cache-dit spellings (its calibrator config's names). */
-  aliases?: readonly string[];
-  check: Check;
-}
-
-const FIELDS: { readonly [K in keyof CacheConfig]: FieldSpec } = {
+/** The keys every policy shares: block ranges, CFG branches, runs, and the policy's name. */
+const ENGINE_FIELDS: { readonly [K in EngineKey | 'policy']: KeySpec } = {
   fnComputeBlocks: { snake: 'Fn_compute_blocks', check: integer(1) },
   bnComputeBlocks: { snake: 'Bn_compute_blocks', check: integer(0) },
-  residualDiffThreshold: { snake: 'residual_diff_threshold', check: nonNegative },
-  maxAccumulatedResidualDiffThreshold: { snake: 'max_accumulated_residual_diff_threshold', check: nullable(nonNegative) },
-  maxWarmupSteps: { snake: 'max_warmup_steps', check: integer(0) },
-  warmupInterval: { snake: 'warmup_interval', check: integer(1) },
-  maxCachedSteps: { snake: 'max_cached_steps', check: integer(-1) },
-  maxContinuousCachedSteps: { snake: 'max_continuous_cached_steps', check: integer(-1) },
-  continuousCounting: { snake: 'continuous_counting', check: oneOf('cache-dit', 'plain') },
-  stepsComputationMask: { snake: 'steps_computation_mask', check: nullable(mask) },
-  stepsComputationPolicy: { snake: 'steps_computation_policy', check: oneOf('dynamic', 'static') },
   enableSeparateCfg: { snake: 'enable_separate_cfg', check: nullable(boolean) },
   cfgComputeFirst: { snake: 'cfg_compute_first', check: boolean },
   cfgDiffComputeSeparate: { snake: 'cfg_diff_compute_separate', check: boolean },
   numInferenceSteps: { snake: 'num_inference_steps', check: nullable(integer(1)) },
-  enableTaylorseer: { snake: 'enable_taylorseer', aliases: ['enable_calibrator', 'enableCalibrator'], check: boolean },
-  enableEncoderTaylorseer: {
-    snake: 'enable_encoder_taylorseer',
-    aliases: ['enable_encoder_calibrator', 'enableEncoderCalibrator'],
-    check: boolean,
-  },
-  taylorseerCacheType: {
-    snake: 'taylorseer_cache_type',
-    aliases: ['calibrator_cache_type', 'calibratorCacheType'],
-    check: oneOf('residual', 'hidden_states'),
-  },
-  taylorseerOrder: { snake: 'taylorseer_order', check: integer(0) },
-  taylorseerExpansion: { snake: 'taylorseer_expansion', check: oneOf('cache-dit', 'newton') },
+  policy: { snake: 'policy', check: policyName },
 };
+
+/** Where an accepted spelling goes: a field of the config, or one of `policyOptions`. */
+interface KeyTarget {
+  readonly name: string;
+  readonly spec: KeySpec;
+  readonly option: boolean;
+}
+
+/** The keys a config for `policy` accepts, each under every spelling, engine keys first. */
+function keysOf(policy: string): Map<string, KeyTarget> {
+  const out = new Map<string, KeyTarget>();
+  const add = (fields: Readonly<Record<string, KeySpec>>, option: boolean) => {
+    for (const [name, spec] of Object.entries(fields)) {
+      for (const spelling of [name, spec.snake, ...(spec.aliases ?? [])]) out.set(spelling, { name, spec, option });
+    }
+  };
+  add(ENGINE_FIELDS, false);
+  if (policy === DBCACHE_POLICY) add(DBCACHE_KEYS, false);
+  else add(policyRegistry().get(policy)?.keys ?? {}, true);
+  return out;
+}
 
 /**
  * cache-dit keys read for compatibility with a fixed meaning: a config dumped by cache-dit
@@ -168,24 +151,25 @@ const MODIFIERS_KEYS = ['paramsModifiers', 'params_modifiers'];
 const CACHE_SECTION_KEYS = ['cacheConfig', 'cache_config'];
 const CALIBRATOR_SECTION_KEYS = ['calibratorConfig', 'calibrator_config'];
 
-/** Every accepted spelling -> the field it sets. */
-const NAME_TO_FIELD = new Map<string, keyof CacheConfig>();
-for (const [field, spec] of Object.entries(FIELDS) as [keyof CacheConfig, FieldSpec][]) {
-  for (const name of [field, spec.snake, ...(spec.aliases ?? [])]) NAME_TO_FIELD.set(name, field);
+function validKeysText(policy: string): string {
+  const seen = new Set<string>();
+  const fields: string[] = [];
+  for (const { name, spec } of keysOf(policy).values()) {
+    if (seen.has(name)) continue;
+    seen.add(name);
+    fields.push(name === spec.snake ? name : `${name} (${spec.snake})`);
+  }
+  return `Valid keys with policy '${policy}' (camelCase, or cache-dit's snake_case in parentheses): ${fields.join(', ')}; also paramsModifiers (params_modifiers), and cache-dit's cache_config / calibrator_config sections.`;
 }
 
-function validKeysText(): string {
-  const fields = (Object.entries(FIELDS) as [string, FieldSpec][]).map(([k, s]) => `${k} (${s.snake})`);
-  return `Valid keys (camelCase, or cache-dit's snake_case in parentheses): ${fields.join(', ')}; also paramsModifiers (params_modifiers), and cache-dit's cache_config / calibrator_config sections.`;
-}
-
-/** A configuration problem; the message names the key and lists every valid key. */
+/** A configuration problem; the message names the key and lists every valid key of the policy. */
 export class CacheConfigError extends Error {
   constructor(
     readonly problem: string,
     readonly key?: string,
+    readonly policy: string = DBCACHE_POLICY,
   ) {
-    super(`Invalid cache config: ${problem}\n${validKeysText()}`);
+    super(`Invalid cache config: ${problem}\n${validKeysText(policy)}`);
     this.name = 'CacheConfigError';
   }
 }
@@ -211,7 +195,7 @@ export function parseCacheConfig(input: CacheConfigInput | string | undefined | 
     }
     if (modifiers) throw new CacheConfigError('paramsModifiers given twice (camelCase and snake_case)', key);
     if (!Array.isArray(value)) throw new CacheConfigError(`${key} must be a list with one partial config per cache context`, key);
-    modifiers = value.map((m, i) => settingsOf(m, `${key}[${i}]`));
+    modifiers = value.map((m, i) => settingsOf(m, `${key}[${i}]`, policyNamedIn(rest)));
   }
   return { base: settingsOf(rest, ''), modifiers };
 }
@@ -227,65 +211,94 @@ export function readCacheConfig(path: string): ParsedCacheConfig {
   try {
     return parseCacheConfig(text);
   } catch (e) {
-    if (e instanceof CacheConfigError) throw new CacheConfigError(`${path}: ${e.problem}`, e.key);
+    if (e instanceof CacheConfigError) throw new CacheConfigError(`${path}: ${e.problem}`, e.key, e.policy);
     throw e;
   }
 }
 
 /**
+ * The policy a mapping names (at its top or in its cache_config section), else `inherited`:
+ * a params modifier is read with the keys of its base config's policy.
+ */
+function policyNamedIn(input: Readonly<Record<string, unknown>>, inherited: string = DBCACHE_POLICY): string {
+  for (const section of [input, ...CACHE_SECTION_KEYS.map((k) => input[k])]) {
+    if (isPlainObject(section) && typeof section.policy === 'string') return section.policy;
+  }
+  return inherited;
+}
+
+/**
  * Reads settings without defaults, in either layout: flat keys, or cache-dit's sections
  * (`cache_config`, `calibrator_config`, and sections for other features, which are skipped
- * with a warning).
+ * with a warning). The keys accepted are the engine's and those of the policy the settings
+ * name, else of `inheritedPolicy`.
  */
-export function settingsOf(input: unknown, where: string): CacheSettings {
-  if (!isPlainObject(input)) throw new CacheConfigError(`${where || 'config'} must be a mapping of settings, got ${describe(input)}`);
+export function settingsOf(input: unknown, where: string, inheritedPolicy: string = DBCACHE_POLICY): CacheSettings {
+  if (!isPlainObject(input))
+    throw new CacheConfigError(`${where || 'config'} must be a mapping of settings, got ${describe(input)}`, undefined, inheritedPolicy);
   const at = (key: string) => (where ? `${where}.${key}` : key);
+  const policy = policyNamedIn(input, inheritedPolicy);
+  // An unknown policy is reported before its keys, which would all look unknown.
+  const problem = ENGINE_FIELDS.policy.check(policy);
+  if (problem) throw new CacheConfigError(`${at('policy')} must be ${problem}, got ${describe(policy)}`, at('policy'));
   const hasSections = Object.keys(input).some((k) => CACHE_SECTION_KEYS.includes(k) || CALIBRATOR_SECTION_KEYS.includes(k));
-  if (!hasSections) return flatSettings(input, where);
+  if (!hasSections) return flatSettings(input, where, policy);
 
-  const merged: CacheSettings = {};
+  const merged: Record<string, unknown> = {};
+  const options: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(input)) {
     if (CACHE_SECTION_KEYS.includes(key) || CALIBRATOR_SECTION_KEYS.includes(key)) {
-      const section = flatSettings(value, at(key));
-      for (const [field, v] of Object.entries(section) as [keyof CacheConfig, unknown][]) {
-        if (field in merged && merged[field] !== v) throw new CacheConfigError(`${at(key)}: ${field} is set differently in two sections`, at(key));
-        (merged as Record<string, unknown>)[field] = v;
+      const { policyOptions, ...section } = flatSettings(value, at(key), policy);
+      for (const [target, entries] of [
+        [merged, section],
+        [options, policyOptions ?? {}],
+      ] as const) {
+        for (const [field, v] of Object.entries(entries)) {
+          if (field in target && target[field] !== v) throw new CacheConfigError(`${at(key)}: ${field} is set differently in two sections`, at(key), policy);
+          target[field] = v;
+        }
       }
     } else if (FOREIGN_SECTIONS.includes(key)) {
       process.emitWarning(`ditcache reads only the cache settings of a cache-dit config; '${at(key)}' is ignored`, 'DitcacheConfigWarning');
     } else {
-      throw new CacheConfigError(`unknown key "${at(key)}" next to a cache_config section${suggestion(key)}`, at(key));
+      throw new CacheConfigError(`unknown key "${at(key)}" next to a cache_config section${suggestion(key, policy)}`, at(key), policy);
     }
   }
-  return merged;
+  if (Object.keys(options).length > 0) merged.policyOptions = Object.freeze(options);
+  return merged as CacheSettings;
 }
 
-function flatSettings(input: unknown, where: string): CacheSettings {
-  if (!isPlainObject(input)) throw new CacheConfigError(`${where || 'config'} must be a mapping of settings, got ${describe(input)}`);
+function flatSettings(input: unknown, where: string, policy: string): CacheSettings {
+  if (!isPlainObject(input)) throw new CacheConfigError(`${where || 'config'} must be a mapping of settings, got ${describe(input)}`, undefined, policy);
   const at = (key: string) => (where ? `${where}.${key}` : key);
+  const keys = keysOf(policy);
+  const options: Record<string, unknown> = {};
   const out: Record<string, unknown> = {};
   const spelledAs: Record<string, string> = {};
   for (const [key, value] of Object.entries(input)) {
     const fixed = FIXED_KEYS[key];
     if (fixed) {
-      if (!fixed.allowed(value)) throw new CacheConfigError(`${at(key)} must be ${fixed.meaning}, got ${describe(value)}`, at(key));
+      if (!fixed.allowed(value)) throw new CacheConfigError(`${at(key)} must be ${fixed.meaning}, got ${describe(value)}`, at(key), policy);
       continue;
     }
-    const field = NAME_TO_FIELD.get(key);
-    if (!field) {
+    const target = keys.get(key);
+    if (!target) {
       if (FOREIGN_SECTIONS.includes(key) || CACHE_SECTION_KEYS.includes(key) || CALIBRATOR_SECTION_KEYS.includes(key)) {
-        throw new CacheConfigError(`section "${at(key)}" is not allowed here`, at(key));
+        throw new CacheConfigError(`section "${at(key)}" is not allowed here`, at(key), policy);
       }
-      throw new CacheConfigError(`unknown key "${at(key)}"${suggestion(key)}`, at(key));
+      throw new CacheConfigError(`unknown key "${at(key)}"${suggestion(key, policy)}`, at(key), policy);
     }
-    const problem = FIELDS[field].check(value);
-    if (problem) throw new CacheConfigError(`${at(key)} must be ${problem}, got ${describe(value)}`, at(key));
-    if (field in out && !sameValue(out[field], value)) {
-      throw new CacheConfigError(`${at(key)} and ${at(spelledAs[field])} both set ${field}, to different values`, at(key));
+    const field = target.name;
+    const problem = target.spec.check(value);
+    if (problem) throw new CacheConfigError(`${at(key)} must be ${problem}, got ${describe(value)}`, at(key), policy);
+    const into = target.option ? options : out;
+    if (field in into && !sameValue(into[field], value)) {
+      throw new CacheConfigError(`${at(key)} and ${at(spelledAs[field])} both set ${field}, to different values`, at(key), policy);
     }
-    out[field] = Array.isArray(value) ? Object.freeze([...value]) : value;
+    into[field] = Array.isArray(value) ? Object.freeze([...value]) : value;
     spelledAs[field] = key;
   }
+  if (Object.keys(options).length > 0) out.policyOptions = Object.freeze(options);
   // cache-dit's flat loader leaves the encoder forecast off unless its own key turns it on,
   // while its calibrator config (and a bare taylorseer_order) turns both streams on.
   if ('enable_taylorseer' in input && !('enableEncoderTaylorseer' in out)) out.enableEncoderTaylorseer = false;
@@ -295,12 +308,32 @@ function flatSettings(input: unknown, where: string): CacheSettings {
 /** Defaults filled in under the settings (later ones win), then cross-field checks. */
 export function resolveConfig(...layers: readonly CacheSettings[]): CacheConfig {
   const given: CacheSettings = Object.assign({}, ...layers);
-  const config: CacheConfig = { ...DEFAULT_CACHE_CONFIG, ...given };
+  const config: CacheConfig = { ...DEFAULT_CACHE_CONFIG, ...given, policyOptions: policyOptionsOf(given.policy ?? DBCACHE_POLICY, layers) };
   config.enableTaylorseer = given.enableTaylorseer ?? (given.taylorseerOrder !== undefined && given.taylorseerOrder > 0);
   if (config.enableTaylorseer && (config.taylorseerOrder < 1 || config.taylorseerOrder > 3)) {
     throw new CacheConfigError(`taylorseerOrder must be 1, 2 or 3 while TaylorSeer is on, got ${config.taylorseerOrder}`, 'taylorseerOrder');
   }
   return Object.freeze(config);
+}
+
+/** The policy's defaults under every layer's options; options of another policy are refused. */
+function policyOptionsOf(policy: string, layers: readonly CacheSettings[]): Readonly<Record<string, unknown>> {
+  if (policy === DBCACHE_POLICY) {
+    if (layers.some((l) => l.policyOptions && Object.keys(l.policyOptions).length > 0)) {
+      throw new CacheConfigError("policyOptions are for policies other than 'dbcache', whose keys are the config's own", 'policyOptions');
+    }
+    return DEFAULT_CACHE_CONFIG.policyOptions;
+  }
+  const registered = policyRegistry().get(policy);
+  if (!registered) throw new CacheConfigError(`policy must be ${ENGINE_FIELDS.policy.check(policy)}, got ${describe(policy)}`, 'policy');
+  const options: Record<string, unknown> = { ...registered.defaults };
+  for (const layer of layers) {
+    for (const [key, value] of Object.entries(layer.policyOptions ?? {})) {
+      if (!(key in registered.keys)) throw new CacheConfigError(`${key} is not a key of policy '${policy}'`, key, policy);
+      options[key] = value;
+    }
+  }
+  return Object.freeze(options);
 }
 
 /** Checks that a resolved config fits a chain of `blocks` blocks. */
@@ -338,11 +371,11 @@ function sameValue(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-function suggestion(key: string): string {
+function suggestion(key: string, policy: string): string {
   const k = key.toLowerCase();
   let best: string | undefined;
   let bestDistance = Infinity;
-  for (const name of [...NAME_TO_FIELD.keys(), ...MODIFIERS_KEYS]) {
+  for (const name of [...keysOf(policy).keys(), ...MODIFIERS_KEYS]) {
     const n = name.toLowerCase();
     // A name that contains the key (or the reverse) is a likely truncation: rank it first.
     const d = k.length >= 4 && (n.includes(k) || k.includes(n)) ? 0.5 : editDistance(k, n);

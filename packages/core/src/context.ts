@@ -1,10 +1,11 @@
 // One cache context: the state of one cached block chain (one block list, or several joined),
 // kept per branch (CFG) and per run. It places each transformer call in a step and a branch
 // (from the running call its pipeline described, or by position), applies the decision rules
-// and keeps the statistics.
+// and keeps the statistics. What each step does is its cache policy's call.
 import type { CacheConfig } from './config.js';
-import { BranchDecider, type Decision, type MeasureDiff } from './decision.js';
-import { LastResidualStore, taylorSeerResidualStore, type ResidualStore } from './residual-store.js';
+import type { Decision, MeasureDiff } from './decision.js';
+import { createPolicy, type CachePolicy, type StepDecider } from './policy.js';
+import type { ResidualStore } from './residual-store.js';
 import type { TensorOps } from './tensor-ops.js';
 import type { CfgBranch, RunningCall, TransformerCallInfo, TransformerCallScope } from './transformer-call.js';
 
@@ -31,12 +32,10 @@ export class BranchBuffers<T> {
 
   constructor(
     private readonly ops: TensorOps<T>,
-    config: CacheConfig,
+    policy: CachePolicy,
   ) {
-    const store = (forecast: boolean) =>
-      forecast ? taylorSeerResidualStore(ops, config.taylorseerOrder, config.taylorseerExpansion) : new LastResidualStore(ops);
-    this.hiddenResidual = store(config.enableTaylorseer);
-    this.encoderResidual = store(config.enableTaylorseer && config.enableEncoderTaylorseer);
+    this.hiddenResidual = policy.createStore(ops, 'hidden');
+    this.encoderResidual = policy.createStore(ops, 'encoder');
   }
 
   /** A computed step left everything a cached step needs. */
@@ -59,7 +58,7 @@ export class BranchBuffers<T> {
 }
 
 export class Branch<T> {
-  readonly decider: BranchDecider;
+  readonly decider: StepDecider;
   readonly buffers: BranchBuffers<T>;
   /** How the pipeline named this branch, when it announced its calls. */
   announcedAs: CfgBranch | undefined;
@@ -67,10 +66,10 @@ export class Branch<T> {
   constructor(
     readonly role: BranchRole,
     ops: TensorOps<T>,
-    config: CacheConfig,
+    policy: CachePolicy,
   ) {
-    this.decider = new BranchDecider(config);
-    this.buffers = new BranchBuffers(ops, config);
+    this.decider = policy.createDecider();
+    this.buffers = new BranchBuffers(ops, policy);
   }
 }
 
@@ -115,6 +114,7 @@ export class CacheContext<T> {
   private computedFlops = 0;
   private skippedFlops = 0;
   private outsideFlops = 0;
+  private currentPolicy: CachePolicy;
 
   constructor(
     readonly layout: ChainLayout,
@@ -124,16 +124,21 @@ export class CacheContext<T> {
     /** The running transformer call, as the pipeline (or the adapter's timestepOf) described it. */
     private readonly calls: TransformerCallScope,
     private readonly ops: TensorOps<T>,
-  ) {}
+  ) {
+    this.currentPolicy = createPolicy(currentConfig);
+  }
 
   get config(): CacheConfig {
     return this.currentConfig;
   }
 
+  get policy(): CachePolicy {
+    return this.currentPolicy;
+  }
+
   /** Whether any step of a run could be cached; when not, the chain runs without bookkeeping. */
   get cachingPossible(): boolean {
-    const c = this.currentConfig;
-    return c.residualDiffThreshold > 0 || (c.stepsComputationPolicy === 'static' && (c.stepsComputationMask?.includes(0) ?? false));
+    return this.currentPolicy.cachingPossible;
   }
 
   get separateCfg(): boolean {
@@ -163,6 +168,7 @@ export class CacheContext<T> {
   reconfigure(config: CacheConfig): void {
     this.reset();
     this.currentConfig = config;
+    this.currentPolicy = createPolicy(config);
   }
 
   /** Places the transformer call that is starting in a step and a branch. */
@@ -272,7 +278,7 @@ export class CacheContext<T> {
   private enter(role: BranchRole, announcedAs: CfgBranch | undefined): ActiveCall<T> {
     let branch = this.branches.get(role);
     if (!branch) {
-      branch = new Branch(role, this.ops, this.currentConfig);
+      branch = new Branch(role, this.ops, this.currentPolicy);
       this.branches.set(role, branch);
     }
     if (announcedAs) branch.announcedAs = announcedAs;

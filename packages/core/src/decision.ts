@@ -16,9 +16,12 @@ export type ComputeReason =
 /** Why a step reused the cache. */
 export type CacheReason = 'static-mask' | 'threshold-always' | 'diff-below-threshold';
 
+/** A reason of another cache policy, in its own words (shown by `summary`'s details). */
+export type PolicyReason = string & {};
+
 export type Decision =
-  | { readonly cache: false; readonly reason: ComputeReason; readonly diff?: number }
-  | { readonly cache: true; readonly reason: CacheReason; readonly diff?: number };
+  | { readonly cache: false; readonly reason: ComputeReason | PolicyReason; readonly diff?: number }
+  | { readonly cache: true; readonly reason: CacheReason | PolicyReason; readonly diff?: number };
 
 /** The diff of this step against the branch's reference, or undefined when shapes differ. */
 export type MeasureDiff = () => number | undefined;

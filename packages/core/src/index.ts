@@ -40,6 +40,7 @@ export {
   type ContinuousCounting,
   type DBCacheConfig,
   type ParsedCacheConfig,
+  type PolicySelection,
   type StepsComputationPolicy,
   type TaylorSeerCacheType,
   type TaylorSeerConfig,
@@ -47,7 +48,20 @@ export {
 } from './config.js';
 export { CacheContext, type BranchRole, type StepRecord } from './context.js';
 export { TransformerCallScope, type CfgBranch, type TransformerCallInfo } from './transformer-call.js';
-export { BranchDecider, type Decision, type ComputeReason, type CacheReason } from './decision.js';
+export { BranchDecider, type Decision, type ComputeReason, type CacheReason, type PolicyReason, type MeasureDiff } from './decision.js';
+export {
+  PolicyRegistry,
+  registerPolicy,
+  policyRegistry,
+  type CachePolicy,
+  type CachePolicyFactory,
+  type PolicyRegistration,
+  type RegisteredPolicy,
+  type StepDecider,
+  type Stream,
+} from './policy.js';
+export { DBCACHE_POLICY, DBCACHE_KEYS, DBCachePolicyFactory } from './dbcache-policy.js';
+export { boolean, integer, mask, nonNegative, nullable, oneOf, type Check, type KeySpec } from './config-keys.js';
 export { CacheDitTaylorSeer, NewtonTaylorSeer, LastResidualStore, type ResidualStore, type Forecast } from './residual-store.js';
 export { CachedBlockChain, type Block, type FlopsCounter } from './block-chain.js';
 export { percentile, type CacheSummary, type ContextStats, type BranchStats, type DiffPercentiles } from './stats.js';

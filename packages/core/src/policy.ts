@@ -1,0 +1,115 @@
+// Cache policies: what decides, per step of each branch, whether a chain's middle (Mn) blocks
+// are computed or their work is reused or forecast, and what keeps that work between steps.
+// The engine (block-chain.ts) runs Fn, asks the policy, then runs Mn or takes the policy's
+// stored residual, then runs Bn. DBCache with TaylorSeer is the built-in policy; others register
+// by decorator the way adapters do, can ship in their own package, and are picked by name with
+// the config's `policy` key.
+import { injectable } from 'tsyringe';
+
+import type { KeySpec } from './config-keys.js';
+import type { CacheConfig } from './config.js';
+import type { Decision, MeasureDiff } from './decision.js';
+import { ditcacheContainer } from './registry.js';
+import type { ResidualStore } from './residual-store.js';
+import type { TensorOps } from './tensor-ops.js';
+
+/** One branch's decisions during one run (a fresh one per branch and run). */
+export interface StepDecider {
+  /**
+   * Decides `step`. `hasReference`: a computed step left what a cached step needs;
+   * `measure` gives the relative L1 change of the Fn residual against the last computed step
+   * (undefined when shapes differ), and costs a subtraction and a reduction: call it only when
+   * the rule needs it.
+   */
+  decide(step: number, hasReference: boolean, measure: MeasureDiff): Decision;
+  /** The steps cached so far, in order. */
+  readonly cachedSteps: readonly number[];
+  /** step -> the diff the rule measured (read by a CFG branch that shares the other's diff). */
+  readonly residualDiffs: ReadonlyMap<number, number>;
+}
+
+/** Which stream of the chain a store keeps: the hidden states or the encoder (text) stream. */
+export type Stream = 'hidden' | 'encoder';
+
+/** A policy under one resolved config: the same for every run of its cache context. */
+export interface CachePolicy {
+  /** false when no step of a run can be cached: the chain then runs every block, untracked. */
+  readonly cachingPossible: boolean;
+  createDecider(): StepDecider;
+  /** What keeps the Mn blocks' work on a stream between computed steps, and predicts it for cached ones. */
+  createStore<T>(ops: TensorOps<T>, stream: Stream): ResidualStore<T>;
+  /** true: the store holds the Mn residual (added to the Fn output); false: the Mn output itself. */
+  storesResidual(stream: Stream): boolean;
+}
+
+/**
+ * Builds a policy from a resolved config: the engine's keys are the config's fields, the
+ * policy's own keys are in `config.policyOptions` (DBCache's are the config's fields too).
+ */
+export interface CachePolicyFactory {
+  create(config: CacheConfig): CachePolicy;
+}
+
+export interface PolicyRegistration {
+  /** The value of the config's `policy` key that selects it, e.g. 'dbcache'. */
+  readonly name: string;
+  /** The policy's own config keys, camelCase name -> spelling and check. */
+  readonly keys: Readonly<Record<string, KeySpec>>;
+  /** Values of the keys a config leaves out. */
+  readonly defaults: Readonly<Record<string, unknown>>;
+}
+
+type PolicyClass = new (...args: any[]) => CachePolicyFactory;
+
+export interface RegisteredPolicy extends PolicyRegistration {
+  readonly factory: PolicyClass;
+}
+
+@injectable()
+export class PolicyRegistry {
+  private readonly byName = new Map<string, RegisteredPolicy>();
+
+  add(registration: PolicyRegistration, factory: PolicyClass): void {
+    const owner = this.byName.get(registration.name);
+    if (owner && owner.factory !== factory) {
+      throw new TypeError(`registerPolicy(${factory.name}): policy '${registration.name}' is already registered by ${owner.factory.name}`);
+    }
+    const missing = Object.keys(registration.keys).filter((k) => !(k in registration.defaults));
+    if (missing.length > 0) throw new TypeError(`registerPolicy(${factory.name}): no default for ${missing.join(', ')}`);
+    this.byName.set(registration.name, { ...registration, factory });
+  }
+
+  get(name: string): RegisteredPolicy | undefined {
+    return this.byName.get(name);
+  }
+
+  names(): string[] {
+    return [...this.byName.keys()].sort();
+  }
+}
+
+ditcacheContainer.registerSingleton(PolicyRegistry);
+
+/**
+ * Registers a cache policy factory class, e.g.
+ * `@registerPolicy({ name: 'my-policy', keys: { ... }, defaults: { ... } })`.
+ * The factory is built by `ditcacheContainer`: its constructor parameters are injected.
+ */
+export function registerPolicy(registration: PolicyRegistration) {
+  return <C extends PolicyClass>(factory: C): C => {
+    injectable()(factory);
+    policyRegistry().add(registration, factory);
+    return factory;
+  };
+}
+
+export function policyRegistry(): PolicyRegistry {
+  return ditcacheContainer.resolve(PolicyRegistry);
+}
+
+/** The policy a resolved config names, built by its registered factory. */
+export function createPolicy(config: CacheConfig): CachePolicy {
+  const registered = policyRegistry().get(config.policy);
+  if (!registered) throw new Error(`cache policy '${config.policy}' is not registered (registered: ${policyRegistry().names().join(', ')})`);
+  return ditcacheContainer.resolve(registered.factory).create(config);
+}
