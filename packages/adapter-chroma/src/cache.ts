@@ -2,8 +2,8 @@
 // moves the per-block row cutting into the blocks, the double-stream blocks take (hidden,
 // encoder, table, context) and return [encoder, hidden] (ForwardPattern 1) and the single-stream
 // blocks take and return the joint tokens (Pattern 3). The two lists are two cache contexts, each
-// deciding on its own residual. ChromaPipeline tells the engine its calls as cache-dit counts
-// them (cache-calls.ts).
+// deciding on its own residual. ChromaPipeline tells the engine each call's true step and CFG
+// branch, as every pipeline does.
 import {
   BlockAdapter,
   ForwardPattern,

@@ -6,7 +6,7 @@
 // that dtype, and the tensors are rounded where diffusers' ChromaPipeline rounds them.
 import { join } from 'node:path';
 
-import { runTransformerCall, type CfgBranch } from '@ditcache/core';
+import type { CfgBranch } from '@ditcache/core';
 import { TensorScope, concat, div, full, ones, tidy, zeros, type Device, type Tensor } from '@ditcache/cuda-runtime';
 import {
   AutoencoderKLDecoder,
@@ -35,7 +35,6 @@ import {
   type RotaryTables,
 } from '@ditcache/diffusion';
 
-import { CacheDitCallCounter } from './cache-calls.js';
 import { ChromaPromptEncoder, missingTextComponents, type ChromaPromptEmbeddings, type EncodePromptOptions } from './prompt-encoder.js';
 import { ChromaTransformer } from './transformer.js';
 
@@ -108,12 +107,6 @@ interface BranchInputs extends Conditioning {
   rotary: RotaryTables;
   keyMask: Tensor;
 }
-
-/**
- * What the announcer runs the calls on for its listeners only: no cache engine is enabled on it,
- * so the engine hears of each call once, from CacheDitCallCounter.
- */
-const LISTENERS_ONLY = Object.freeze({});
 
 /** diffusers' ChromaPipeline.default_sample_size: the default image side in latent pixels. */
 const DEFAULT_SAMPLE_SIZE = 128;
@@ -268,21 +261,20 @@ export class ChromaPipeline implements DiffusionPipeline<ChromaGenerateOptions, 
       };
       const cond = branchInputs(positive);
       const uncond = negative ? branchInputs(negative) : null;
-      const cacheCalls = new CacheDitCallCounter(this.transformer, numSteps * (uncond ? 2 : 1));
+      // The listeners and the cache engine learn each call as it is, its step and its branch (core
+      // README, "Fixed on purpose"); cache-dit, told no branch by diffusers' ChromaPipeline, counts
+      // calls by their position instead, which is the truth only under CFG with separate CFG.
       const call = (step: number, branch: CfgBranch, latents: Tensor, b: BranchInputs, timestep: Tensor): Tensor =>
-        // The listeners learn the call as it is; the cache engine, as cache-dit counts it (cache-calls.ts).
-        this.transformerCalls.run(LISTENERS_ONLY, { step, numSteps, timestep: schedule.timesteps[step], branch }, () =>
-          runTransformerCall(this.transformer, cacheCalls.next(), () =>
-            this.transformer.forward({
-              hiddenStates: latents,
-              encoderHiddenStates: b.embeds,
-              timestep,
-              imgIds,
-              txtIds: b.txtIds,
-              rotary: b.rotary,
-              keyMask: b.keyMask,
-            }),
-          ),
+        this.transformerCalls.run(this.transformer, { step, numSteps, timestep: schedule.timesteps[step], branch }, () =>
+          this.transformer.forward({
+            hiddenStates: latents,
+            encoderHiddenStates: b.embeds,
+            timestep,
+            imgIds,
+            txtIds: b.txtIds,
+            rotary: b.rotary,
+            keyMask: b.keyMask,
+          }),
         );
 
       checkFiniteInputs(

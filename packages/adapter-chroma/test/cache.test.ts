@@ -1,7 +1,11 @@
 // The engine on Chroma: cache-dit's traces for every config of the goldens (Fn / Bn, warmup,
-// caps, TaylorSeer, ParamsModifiers, both CFG orders, and runs without CFG): the same cached steps
-// per block list and CFG branch, diffs and latents as cache-dit's. And the patch functor: the
-// patched model is bit-identical, and disableCache restores the model exactly.
+// caps, TaylorSeer, ParamsModifiers, a shared CFG diff, and runs without CFG): the same cached
+// steps per block list and CFG branch, diffs and latents as cache-dit's. The pipeline announces
+// each call's true step and branch, where cache-dit counts calls by position (README, Caching):
+// the two agree under CFG with separate CFG; at guidance 1 ours, with or without separate CFG,
+// matches cache-dit without it (one call, one step); under CFG without separate CFG cache-dit
+// interleaves cond and uncond in one state while ours caches exactly as with separate CFG. And the
+// patch functor: the patched model is bit-identical, and disableCache restores the model exactly.
 import { readFileSync } from 'node:fs';
 
 import { afterAll, describe, expect, it } from 'vitest';
@@ -62,11 +66,22 @@ describe('caching Chroma (chroma-tiny)', () => {
     expect(meta.min_margin).toBeGreaterThanOrEqual(0.02);
   });
 
-  it.each(Object.keys(meta.cache_traces))("%s: cache-dit's steps per block list and CFG branch, and its latents", (name) => {
+  // Guidance-1 traces are cache-dit's runs without separate CFG; ours must match them with it too.
+  const cases = Object.entries(meta.cache_traces).flatMap(([name, trace]): [string, string, boolean | undefined][] =>
+    trace.guidance_scale === 1
+      ? [
+          [name, name, undefined],
+          [`${name} (enable_separate_cfg true)`, name, true],
+        ]
+      : [[name, name, undefined]],
+  );
+
+  const expectCacheDitRun = (name: string, separateCfg: boolean | undefined): void => {
     const trace = meta.cache_traces[name];
     const before = memoryStats();
     enableCache(pipe, {
       ...trace.config,
+      ...(separateCfg === undefined ? {} : { enable_separate_cfg: separateCfg }),
       ...(trace.taylorseer_order ? { taylorseer_order: trace.taylorseer_order } : {}),
       ...(trace.params_modifiers ? { params_modifiers: trace.params_modifiers } : {}),
     });
@@ -84,6 +99,24 @@ describe('caching Chroma (chroma-tiny)', () => {
     latents.dispose();
     expect(disableCache(pipe)).toBe(true);
     expect(memoryStats()).toEqual(before);
+  };
+
+  it('has guidance-1 traces, all made by cache-dit without separate CFG, and none with CFG without it', () => {
+    const entries = Object.values(meta.cache_traces);
+    expect(entries.filter((t) => t.guidance_scale === 1).length).toBeGreaterThanOrEqual(2);
+    for (const t of entries) expect(t.config.enable_separate_cfg === false, JSON.stringify(t.config)).toBe(t.guidance_scale === 1);
+  });
+
+  it.each(cases)("%s: cache-dit's steps per block list and CFG branch, and its latents", (_label, name, separateCfg) => {
+    expectCacheDitRun(name, separateCfg);
+  });
+
+  // cache-dit's own run of these configs without separate CFG interleaves cond and uncond in one
+  // state (2 steps per CFG step); the announced branches keep them apart, so the run is the
+  // separate-CFG trace (core README, "Fixed on purpose"). A shared CFG diff needs separate CFG.
+  const cfgTraces = Object.keys(meta.cache_traces).filter((n) => meta.cache_traces[n].guidance_scale === undefined && !n.endsWith('_SHAREDDIFF'));
+  it.each(cfgTraces)('%s with enable_separate_cfg false: caches exactly like the separate-CFG trace', (name) => {
+    expectCacheDitRun(name, false);
   });
 
   it('the patched model is bit-identical, threshold 0 too, and disableCache restores the model', () => {

@@ -327,12 +327,13 @@ PLANS = [
          params_modifiers=[dict(Fn_compute_blocks=2, max_warmup_steps=3), dict(Bn_compute_blocks=1)]),
     # The CFG branch reuses the non-CFG branch's diff of the step (cfg_diff_compute_separate False).
     dict(config=dict(Fn_compute_blocks=1, Bn_compute_blocks=1, max_warmup_steps=2, cfg_diff_compute_separate=False)),
-    # Without CFG (guidance_scale 1): one call per step, which cache-dit (enable_separate_cfg
-    # defaulting to the adapter's True) still pairs into steps of a non-CFG and a CFG call.
-    dict(config=dict(Fn_compute_blocks=1, Bn_compute_blocks=0, max_warmup_steps=2), guidance_scale=1.0),
-    dict(config=dict(Fn_compute_blocks=2, Bn_compute_blocks=0, max_warmup_steps=1), taylorseer_order=1, guidance_scale=1.0),
-    # Without separate CFG (enable_separate_cfg False): every call is a step of one state, with CFG and without.
-    dict(config=dict(Fn_compute_blocks=1, Bn_compute_blocks=0, max_warmup_steps=3, enable_separate_cfg=False)),
+    # Without CFG (guidance_scale 1): one call per step. Under separate CFG (the adapter's default)
+    # cache-dit, told no branch by ChromaPipeline, pairs consecutive steps into one step of a non-CFG
+    # and a CFG call; with enable_separate_cfg False it counts each call as a step of its own, which
+    # is the truth the TypeScript pipeline announces whatever enable_separate_cfg says. CFG runs
+    # without separate CFG get no trace: cache-dit then interleaves cond and uncond in one state.
+    dict(config=dict(Fn_compute_blocks=1, Bn_compute_blocks=0, max_warmup_steps=2, enable_separate_cfg=False), guidance_scale=1.0),
+    dict(config=dict(Fn_compute_blocks=2, Bn_compute_blocks=0, max_warmup_steps=1, enable_separate_cfg=False), taylorseer_order=1, guidance_scale=1.0),
     dict(config=dict(Fn_compute_blocks=1, Bn_compute_blocks=1, max_warmup_steps=2, enable_separate_cfg=False), guidance_scale=1.0),
 ]
 
