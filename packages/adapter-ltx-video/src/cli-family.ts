@@ -3,10 +3,19 @@ import { basename, dirname, extname, join } from 'node:path';
 
 import type { Tensor } from '@ditcache/cuda-runtime';
 import { saveAnimation, savePngFrames } from '@ditcache/diffusion';
-import { UsageError, componentConfig, pickInputs, type CliFamily, type CliGenerateSettings, type CliTransformer } from '@ditcache/diffusion/cli';
+import {
+  UsageError,
+  componentConfig,
+  pickInputs,
+  textPromptOptions,
+  type CliFamily,
+  type CliGenerateSettings,
+  type CliTransformer,
+} from '@ditcache/diffusion/cli';
 
 import { LTX_TRANSFORMER_DEFAULTS } from './config.js';
 import { LtxPipeline, type LtxGenerateOptions } from './pipeline.js';
+import { DEFAULT_MAX_SEQUENCE_LENGTH, LtxPromptEncoder, TEXT_COMPONENTS, missingTextComponents } from './prompt-encoder.js';
 import { LtxVideoTransformer } from './transformer.js';
 
 /** LTXPipeline's default frame_rate, also the animation's speed when --fps is not given. */
@@ -19,12 +28,34 @@ function scalarInput(inputs: Record<string, Tensor>, file: string, name: string)
   return t.toFloat32Array()[0];
 }
 
+/** A usage error unless the folder has LTX-Video's tokenizer and T5. */
+function checkTextComponents(dir: string, why: string): void {
+  const missing = missingTextComponents(dir);
+  if (missing.length) {
+    throw new UsageError(
+      `${why}: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (LTX-Video encodes prompts with ${TEXT_COMPONENTS.map((m) => `${m}/`).join(' and ')}); ` +
+        'give prompt embeddings and masks with --inputs instead',
+    );
+  }
+}
+
+/** The embeddings of a branch from --inputs: both or neither of the pair, named as LTXPipeline's __call__ names them. */
+function embeddedPair(inputs: Record<string, Tensor>, file: string | undefined, names: readonly [string, string]): [Tensor, Tensor] | undefined {
+  if (!names.some((n) => n in inputs)) return undefined;
+  const [embeds, mask] = pickInputs(inputs, file, [...names]);
+  return [embeds, mask];
+}
+
 const ltxCliFamily: CliFamily = {
   label: 'LTX-Video',
   pipelineClasses: ['LTXPipeline'],
   transformerClasses: ['LTXVideoTransformer3DModel'],
-  // The flags of `ditcache generate` LTX-Video takes beyond every family's: the video's frames and frame rate.
+  // The flags of `ditcache generate` LTX-Video takes beyond every family's: prompts as text, the video's frames and frame rate.
   options: [
+    ...textPromptOptions({
+      negativePrompt: 'the negative prompt of classifier-free guidance (default "", with --guidance above 1)',
+      maxSequenceLength: `T5 tokens of the prompt (default ${DEFAULT_MAX_SEQUENCE_LENGTH})`,
+    }),
     {
       flag: '--frames',
       type: 'positive-integer',
@@ -40,7 +71,12 @@ const ltxCliFamily: CliFamily = {
   ],
   outputFormats: ['.webp', '.gif'],
 
-  spawn: (dir, options) => LtxPipeline.spawn(dir, options),
+  // One generation per run: T5-XXL's weights (9.5 GB) go once the prompts are encoded.
+  spawn: (dir, options) => LtxPipeline.spawn(dir, { ...options, releaseTextEncoders: true }),
+
+  checkModel(dir, s: CliGenerateSettings): void {
+    if (s.prompt !== undefined || s.negativePrompt !== undefined) checkTextComponents(dir, '--prompt');
+  },
 
   // One chain, as cache-dit registers LTX-Video.
   cacheChains: (dir) => [
@@ -51,18 +87,30 @@ const ltxCliFamily: CliFamily = {
   ],
 
   request(inputs, file, s: CliGenerateSettings): LtxGenerateOptions {
-    const [promptEmbeds, promptAttentionMask] = pickInputs(inputs, file, ['prompt_embeds', 'prompt_attention_mask']);
-    const negative = [inputs.negative_prompt_embeds, inputs.negative_prompt_attention_mask];
-    if ((s.guidance ?? 3) > 1 && !(negative[0] && negative[1])) {
+    const positive = embeddedPair(inputs, file, ['prompt_embeds', 'prompt_attention_mask']);
+    const negative = embeddedPair(inputs, file, ['negative_prompt_embeds', 'negative_prompt_attention_mask']);
+    if (s.prompt !== undefined && positive) throw new UsageError(`--prompt and the prompt embeddings of --inputs ${file} exclude each other; give one`);
+    if (s.negativePrompt !== undefined && negative) {
+      throw new UsageError(`--negative-prompt and the negative embeddings of --inputs ${file} exclude each other; give one`);
+    }
+    if (s.prompt === undefined && !positive) {
       throw new UsageError(
-        `--inputs ${file}: guidance ${s.guidance ?? 3} (above 1: classifier-free guidance) needs negative_prompt_embeds and negative_prompt_attention_mask; give them, or --guidance 1`,
+        file === undefined
+          ? '--prompt or --inputs is required: a prompt for a folder with a text encoder, or a safetensors file with prompt_embeds and prompt_attention_mask'
+          : `--inputs ${file} has no prompt_embeds / prompt_attention_mask; give them, or --prompt`,
       );
     }
+    if (s.maxSequenceLength !== undefined && s.prompt === undefined && s.negativePrompt === undefined) {
+      throw new UsageError('--max-sequence-length applies to --prompt and --negative-prompt only');
+    }
     return {
-      promptEmbeds,
-      promptAttentionMask,
-      negativePromptEmbeds: negative[0],
-      negativePromptAttentionMask: negative[1],
+      prompt: s.prompt,
+      negativePrompt: s.negativePrompt,
+      maxSequenceLength: s.maxSequenceLength,
+      promptEmbeds: positive?.[0],
+      promptAttentionMask: positive?.[1],
+      negativePromptEmbeds: negative?.[0],
+      negativePromptAttentionMask: negative?.[1],
       latents: inputs.latents_in,
       seed: inputs.latents_in ? undefined : s.seed,
       height: s.height,
@@ -74,14 +122,23 @@ const ltxCliFamily: CliFamily = {
     };
   },
 
-  // One video per prompt: prompt_embeds (P, ...) makes P.
-  batchSize: (request) => (request as LtxGenerateOptions).promptEmbeds.shape[0],
+  // One video per prompt: prompt_embeds (P, ...) makes P; a text prompt, one.
+  batchSize: (request) => (request as LtxGenerateOptions).promptEmbeds?.shape[0] ?? 1,
 
   /** An animation (.webp or .gif) at `path`, and every frame as a PNG in `<name>_frames/` beside it. */
   async writeOutput(result, path, s) {
     if (!result.video) throw new Error('the pipeline returned no video');
     await saveAnimation(result.video, path, { fps: s.fps ?? DEFAULT_FRAME_RATE });
     await savePngFrames(result.video, join(dirname(path), `${basename(path, extname(path))}_frames`));
+  },
+
+  encodePrompt(dir, prompt, s) {
+    checkTextComponents(dir, 'encode-prompt');
+    using encoder = LtxPromptEncoder.fromPretrained(dir);
+    const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
+    e.inputIds.dispose();
+    // diffusers' LTXPipeline logs this warning when T5 truncates the prompt.
+    return { tensors: { prompt_embeds: e.promptEmbeds, prompt_attention_mask: e.promptAttentionMask }, notes: e.warning ? [e.warning] : [] };
   },
 
   loadTransformer(dir, options): CliTransformer {

@@ -13,5 +13,22 @@ export {
 } from './vae/config.js';
 export { LtxCausalConv3d, LtxResnetBlock3d, LtxTimestepEmbedder, LtxUpsampler3d, channelRmsNorm, depthToSpace } from './vae/blocks.js';
 export { AutoencoderKLLtxVideoDecoder, LtxDecoderBlock, blendDecodeNoise } from './vae/decoder.js';
-export { LtxPipeline, type LtxGenerateOptions, type LtxGenerateResult, type LtxPipelineComponents, type StepEnd, type TransformerCall } from './pipeline.js';
+export {
+  LtxPipeline,
+  type LtxGenerateOptions,
+  type LtxGenerateResult,
+  type LtxLoadOptions,
+  type LtxPipelineComponents,
+  type StepEnd,
+  type TransformerCall,
+} from './pipeline.js';
 export { LtxCacheAdapterFactory, ltxBlockAdapter } from './cache.js';
+export {
+  DEFAULT_MAX_SEQUENCE_LENGTH,
+  LtxPromptEncoder,
+  TEXT_COMPONENTS,
+  missingTextComponents,
+  type EncodePromptOptions,
+  type LtxPromptEmbeddings,
+} from './prompt-encoder.js';
+export { checkPromptInputs, resolveEmbeddings, type LtxPromptInputs, type ResolvedEmbeddings } from './prompt-inputs.js';

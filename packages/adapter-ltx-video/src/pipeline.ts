@@ -1,5 +1,5 @@
-// diffusers' LTXPipeline without its text encoder: T5 prompt embeddings and their attention masks
-// in, packed latents and video frames out. Classifier-free guidance is batched as diffusers
+// diffusers' LTXPipeline: a prompt (through the folder's T5) or T5 prompt embeddings and their
+// attention masks in, packed latents and video frames out. Classifier-free guidance is batched as diffusers
 // batches it: one transformer call per step on [negative, prompt]. The schedule is LTX-Video's:
 // sigmas linspace(1, 1 / steps), shifted by a mu computed from the latent token count (dynamic
 // shifting) and stretched to the terminal sigma. The frame rate scales the rotary positions along
@@ -36,6 +36,8 @@ import {
   type PipelineTransformerCall,
 } from '@ditcache/diffusion';
 
+import { LtxPromptEncoder, missingTextComponents, type EncodePromptOptions, type LtxPromptEmbeddings } from './prompt-encoder.js';
+import { checkPromptInputs, resolveEmbeddings } from './prompt-inputs.js';
 import { LtxVideoTransformer } from './transformer.js';
 import { AutoencoderKLLtxVideoDecoder, blendDecodeNoise } from './vae/decoder.js';
 
@@ -45,13 +47,19 @@ export type TransformerCall = PipelineTransformerCall;
 export type StepEnd = PipelineStepEnd;
 
 export interface LtxGenerateOptions {
-  /** T5 prompt embeddings (B, text tokens, caption_channels). */
-  promptEmbeds: Tensor;
-  /** (B, text tokens): 1 for a token, 0 for padding. */
-  promptAttentionMask: Tensor;
-  /** The negative pair, required when guidanceScale > 1 (this pipeline has no text encoder to encode ""). */
+  /** The prompt (or one per video), encoded by the folder's T5; or give promptEmbeds and promptAttentionMask. */
+  prompt?: string | readonly string[];
+  /** T5 prompt embeddings (B, text tokens, caption_channels), instead of a prompt. */
+  promptEmbeds?: Tensor;
+  /** (B, text tokens): 1 for a token, 0 for padding; with promptEmbeds. */
+  promptAttentionMask?: Tensor;
+  /** The negative prompt of CFG (default ''; one for all videos, or one per prompt); or give negativePromptEmbeds. */
+  negativePrompt?: string | readonly string[];
+  /** Negative prompt embeddings for CFG, shaped like promptEmbeds, with their mask. */
   negativePromptEmbeds?: Tensor;
   negativePromptAttentionMask?: Tensor;
+  /** T5 tokens a text prompt is padded or truncated to (default 128). */
+  maxSequenceLength?: number;
   /** Video size in pixels, multiples of 32 (default 512 x 704). */
   height?: number;
   width?: number;
@@ -92,6 +100,19 @@ export interface LtxPipelineComponents {
   scheduler: FlowMatchEulerDiscreteScheduler;
   /** Settings for generate() where its options give none (fromPretrained reads them from the folder's ditcache.json). */
   defaults?: PipelineDefaults;
+  /** The tokenizer and T5, or null for a pipeline that takes embeddings only. */
+  textEncoders?: LtxPromptEncoder | null;
+  /** Free T5's weights after each prompt encoding. */
+  releaseTextEncoders?: boolean;
+  /** Why there is no text encoder, for the error a prompt gets. */
+  noTextEncodersReason?: string;
+}
+
+export interface LtxLoadOptions extends LoadOptions {
+  /** Load T5's weights with the pipeline (default: on the first prompt). */
+  preloadTextEncoders?: boolean;
+  /** Free T5's weights after each prompt encoding (they load again for the next prompt). */
+  releaseTextEncoders?: boolean;
 }
 
 /** LTXPipeline's defaults. */
@@ -104,6 +125,10 @@ export class LtxPipeline implements DiffusionPipeline<LtxGenerateOptions, LtxGen
   readonly vae: AutoencoderKLLtxVideoDecoder;
   readonly scheduler: FlowMatchEulerDiscreteScheduler;
   readonly defaults: PipelineDefaults;
+  /** The tokenizer and T5, or null for a pipeline that takes embeddings only. */
+  readonly textEncoders: LtxPromptEncoder | null;
+  private readonly releaseTextEncoders: boolean;
+  private readonly noTextEncodersReason: string;
   private readonly transformerCalls = new TransformerCallAnnouncer<TransformerCall>();
 
   constructor(components: LtxPipelineComponents) {
@@ -112,6 +137,9 @@ export class LtxPipeline implements DiffusionPipeline<LtxGenerateOptions, LtxGen
     this.vae = vae;
     this.scheduler = scheduler;
     this.defaults = components.defaults ?? {};
+    this.textEncoders = components.textEncoders ?? null;
+    this.releaseTextEncoders = components.releaseTextEncoders ?? false;
+    this.noTextEncodersReason = components.noTextEncodersReason ?? 'it was built without a text encoder';
     const c = transformer.config;
     // LTXPipeline gives the transformer the latent grid itself as the rotary grid, so only unpatched latents line up.
     if (c.patch_size !== 1 || c.patch_size_t !== 1) {
@@ -128,9 +156,11 @@ export class LtxPipeline implements DiffusionPipeline<LtxGenerateOptions, LtxGen
 
   /**
    * Loads a diffusers LTX-Video folder: `model_index.json` (LTXPipeline), `transformer/`, `vae/`
-   * and `scheduler/`. A text encoder the folder lists is not loaded: give prompt embeddings.
+   * and `scheduler/`; and, when the folder has both, `tokenizer/` and `text_encoder/` for prompts
+   * (T5's weights on the first prompt, unless `preloadTextEncoders`).
    */
-  static fromPretrained(dir: string, opts: LoadOptions = {}): LtxPipeline {
+  static fromPretrained(dir: string, options: LtxLoadOptions = {}): LtxPipeline {
+    const { preloadTextEncoders, releaseTextEncoders, ...opts } = options;
     computeDtype(opts.dtype, 'LtxPipeline.fromPretrained: dtype');
     if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ConfigError(`${dir}: no such pipeline folder`);
     const indexPath = join(dir, 'model_index.json');
@@ -152,23 +182,43 @@ export class LtxPipeline implements DiffusionPipeline<LtxGenerateOptions, LtxGen
       if (!existsSync(join(dir, name))) throw new ConfigError(`${dir}: no ${name}/ folder (model_index.json lists a ${cls})`);
     }
     const scheduler = FlowMatchEulerDiscreteScheduler.fromFolder(join(dir, 'scheduler'));
-    const transformer = LtxVideoTransformer.load(join(dir, 'transformer'), opts);
+    const missingText = missingTextComponents(dir);
+    const textEncoders = missingText.length ? null : LtxPromptEncoder.fromPretrained(dir, { ...opts, preload: preloadTextEncoders });
+    let transformer: LtxVideoTransformer | undefined;
+    let vae: AutoencoderKLLtxVideoDecoder | undefined;
     try {
-      const vae = AutoencoderKLLtxVideoDecoder.load(join(dir, 'vae'), opts);
-      try {
-        return new LtxPipeline({ transformer, vae, scheduler, defaults: readPipelineDefaults(dir) });
-      } catch (e) {
-        vae.dispose();
-        throw e;
-      }
+      transformer = LtxVideoTransformer.load(join(dir, 'transformer'), opts);
+      vae = AutoencoderKLLtxVideoDecoder.load(join(dir, 'vae'), opts);
+      return new LtxPipeline({
+        transformer,
+        vae,
+        scheduler,
+        defaults: readPipelineDefaults(dir),
+        textEncoders,
+        releaseTextEncoders,
+        noTextEncodersReason: missingText.length ? `${dir} has no ${missingText.map((m) => `${m}/`).join(', ')}` : undefined,
+      });
     } catch (e) {
-      transformer.dispose();
+      vae?.dispose();
+      transformer?.dispose();
+      textEncoders?.dispose();
       throw e;
     }
   }
 
+  /** diffusers' _get_t5_prompt_embeds for a prompt (or a batch): embeddings, mask, token ids and the truncation warning. The caller owns the tensors. */
+  encodePrompt(prompt: string | readonly string[], opts: EncodePromptOptions = {}): LtxPromptEmbeddings {
+    if (!this.textEncoders)
+      throw new TypeError(`LtxPipeline: cannot encode a prompt: ${this.noTextEncodersReason}; give promptEmbeds and promptAttentionMask instead`);
+    try {
+      return this.textEncoders.encode(prompt, opts);
+    } finally {
+      if (this.releaseTextEncoders) this.textEncoders.release();
+    }
+  }
+
   /** Loads the pipeline in a worker thread (see RemotePipeline); `enableCache` works on the returned object as on a local pipeline. */
-  static spawn(dir: string, opts: LoadOptions = {}): Promise<RemotePipeline<LtxGenerateOptions, LtxGenerateResult>> {
+  static spawn(dir: string, opts: LtxLoadOptions = {}): Promise<RemotePipeline<LtxGenerateOptions, LtxGenerateResult>> {
     return RemotePipeline.open({ module: new URL('./index.js', import.meta.url).href, exportName: 'LtxPipeline', modelDir: dir, loadOptions: opts });
   }
 
@@ -204,6 +254,18 @@ export class LtxPipeline implements DiffusionPipeline<LtxGenerateOptions, LtxGen
   /** Runs the sampler. The caller owns (and disposes) the returned tensors. */
   generate(options: LtxGenerateOptions): LtxGenerateResult {
     const opts = withPipelineDefaults(options, this.defaults);
+    checkPromptInputs(opts);
+    const cfg = (opts.guidanceScale ?? DEFAULTS.guidanceScale) > 1;
+    const { inputs, owned } = resolveEmbeddings(opts, cfg, this.textEncoders, this.noTextEncodersReason, this.releaseTextEncoders);
+    try {
+      return this.sample({ ...opts, ...inputs, prompt: undefined, negativePrompt: undefined, maxSequenceLength: undefined });
+    } finally {
+      for (const t of owned) t.dispose();
+    }
+  }
+
+  /** The sampler on prompt embeddings, with the folder's defaults applied. */
+  private sample(opts: LtxGenerateOptions): LtxGenerateResult {
     const numSteps = opts.numInferenceSteps ?? DEFAULTS.numInferenceSteps;
     if (!Number.isInteger(numSteps) || numSteps < 1) throw new RangeError(`LtxPipeline: numInferenceSteps must be a positive integer, got ${numSteps}`);
     // A folder's ditcache.json `fps` is its frame rate: the CLI's --fps is LTX's frame_rate too.
@@ -218,7 +280,9 @@ export class LtxPipeline implements DiffusionPipeline<LtxGenerateOptions, LtxGen
       sigmas: linspace(1, 1 / numSteps, numSteps),
       mu: this.scheduler.dynamicShiftMu(tokens),
     });
-    const device = opts.promptEmbeds.device;
+    const promptEmbeds0 = opts.promptEmbeds as Tensor;
+    const promptMask0 = opts.promptAttentionMask as Tensor;
+    const device = promptEmbeds0.device;
     const branch: CfgBranch = cfg ? 'batched' : 'cond';
     // LTXPipeline's rope_interpolation_scale: (temporal ratio / frame rate, spatial ratio, spatial ratio).
     const ropeScale: [number, number, number] = [
@@ -232,8 +296,8 @@ export class LtxPipeline implements DiffusionPipeline<LtxGenerateOptions, LtxGen
       const dtype = this.transformer.dtype;
       const neg = opts.negativePromptEmbeds as Tensor;
       const negMask = opts.negativePromptAttentionMask as Tensor;
-      const promptEmbeds = (cfg ? concat([neg, opts.promptEmbeds], 0) : opts.promptEmbeds).cast(dtype);
-      const mask = cfg ? concat([negMask.cast('float32'), opts.promptAttentionMask.cast('float32')], 0) : opts.promptAttentionMask;
+      const promptEmbeds = (cfg ? concat([neg, promptEmbeds0], 0) : promptEmbeds0).cast(dtype);
+      const mask = cfg ? concat([negMask.cast('float32'), promptMask0.cast('float32')], 0) : promptMask0;
       const shape = [batch, tokens, this.transformer.config.in_channels];
       const seed = opts.seed ?? (opts.latents ? null : Math.floor(Math.random() * 2 ** 32));
       // diffusers' one generator: it draws the initial latents (unless given), then the decode noise.
@@ -330,6 +394,7 @@ export class LtxPipeline implements DiffusionPipeline<LtxGenerateOptions, LtxGen
   dispose(): void {
     this.transformer.dispose();
     this.vae.dispose();
+    this.textEncoders?.dispose();
   }
   [Symbol.dispose](): void {
     this.dispose();
@@ -339,17 +404,13 @@ export class LtxPipeline implements DiffusionPipeline<LtxGenerateOptions, LtxGen
     const captions = this.transformer.config.caption_channels;
     const shape = (t: Tensor): string => `(${t.shape.join(', ')})`;
     const { promptEmbeds: e, promptAttentionMask: m, negativePromptEmbeds: ne, negativePromptAttentionMask: nm } = opts;
-    if (!e || !m) throw new TypeError('LtxPipeline: promptEmbeds and promptAttentionMask are required (this pipeline has no text encoder)');
+    if (!e || !m) throw new TypeError('LtxPipeline: give a prompt, or both promptEmbeds and promptAttentionMask');
     if (e.rank !== 3 || e.shape[2] !== captions) throw new TypeError(`LtxPipeline: promptEmbeds must be (B, tokens, ${captions}), got ${shape(e)}`);
     const [batch, tokens] = e.shape;
     if (m.shape.join() !== [batch, tokens].join()) throw new TypeError(`LtxPipeline: promptAttentionMask must be (${batch}, ${tokens}), got ${shape(m)}`);
     const cfg = guidanceScale > 1;
-    if (cfg) {
-      if (!ne || !nm) {
-        throw new TypeError(
-          'LtxPipeline: guidanceScale > 1 runs classifier-free guidance, which needs negativePromptEmbeds and negativePromptAttentionMask (diffusers encodes "" when no negative prompt is given; this pipeline has no text encoder to do so)',
-        );
-      }
+    // resolveEmbeddings gave CFG its negative pair.
+    if (cfg && ne && nm) {
       // diffusers concatenates the pair along the batch, so it must match the prompt's shape.
       if (ne.shape.join() !== e.shape.join()) throw new TypeError(`LtxPipeline: negativePromptEmbeds must be ${shape(e)} like promptEmbeds, got ${shape(ne)}`);
       if (nm.shape.join() !== m.shape.join())

@@ -74,7 +74,10 @@ describe('LTX-Video errors', () => {
     const r = { ...request(ref, 'ltx-tiny'), decode: false };
     expect(() => pipe.generate({ ...r, height: 48 })).toThrow(/height must be a multiple of 32 of at least 32, got 48/);
     expect(() => pipe.generate({ ...r, numFrames: 0 })).toThrow(/numFrames must be a positive integer, got 0/);
-    expect(() => pipe.generate({ ...r, negativePromptEmbeds: undefined })).toThrow(/needs negativePromptEmbeds and negativePromptAttentionMask/);
+    expect(() => pipe.generate({ ...r, negativePromptEmbeds: undefined })).toThrow(/give negativePromptEmbeds and negativePromptAttentionMask together/);
+    expect(() => pipe.generate({ ...r, negativePromptEmbeds: undefined, negativePromptAttentionMask: undefined })).toThrow(
+      /classifier-free guidance, which needs the negative prompt, and it cannot be encoded \(.* has no tokenizer\/, text_encoder\/\)/,
+    );
     expect(() => pipe.generate({ ...r, numFrames: 5 })).toThrow(/latents must be packed \(1, 32, 8\)/);
     expect(() => pipe.generate({ ...r, decodeTimestep: 0.05, decode: true })).toThrow(/decodeTimestep \/ decodeNoiseScale apply to a timestep-conditioned VAE/);
   });
