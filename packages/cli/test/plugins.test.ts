@@ -178,10 +178,10 @@ describe('the options families declare', () => {
     expect(r.status, r.stderr).toBe(0);
     const help = unwrapped(r.stdout);
     expect(help).toMatch(
-      /Options of the model families \(each takes only those naming it\): (--frames <n> [^-]*)?--prompt <text> Chroma, FLUX\.1, HiDream-I1, HunyuanVideo, Qwen-Image, Wan(, Stable Diffusion 3)?: the prompt, encoded by the folder's text encoders/,
+      /Options of the model families \(each takes only those naming it\): (--frames <n> [^-]*)?--prompt <text> Chroma, FLUX\.1, HiDream-I1, HunyuanVideo, LTX-Video, Qwen-Image, Wan(, Stable Diffusion 3)?: the prompt, encoded by the folder's text encoders/,
     );
     expect(help).toMatch(
-      / --negative-prompt <text> Chroma: the negative prompt of classifier-free guidance \(default "", with --guidance above 1\); FLUX\.1: the negative prompt of true CFG \(with --true-cfg-scale above 1\); .*; Wan(, Stable Diffusion 3)?: the negative prompt of CFG \(default ""\)[ ;]/,
+      / --negative-prompt <text> Chroma, LTX-Video: the negative prompt of classifier-free guidance \(default "", with --guidance above 1\); FLUX\.1: the negative prompt of true CFG \(with --true-cfg-scale above 1\); .*; Wan(, Stable Diffusion 3)?: the negative prompt of CFG \(default ""\)[ ;]/,
     );
     expect(help).toMatch(/ --true-cfg-scale <s> FLUX\.1, HunyuanVideo: true classifier-free guidance /);
     expect(help).toMatch(/ --default-sample-size <n> HiDream-I1: the latent side /);
