@@ -9,6 +9,8 @@ import { parse as parseYaml } from 'yaml';
 import { boolean, integer, nullable, type Check, type KeySpec } from './config-keys.js';
 import { DBCACHE_DEFAULTS, DBCACHE_KEYS, DBCACHE_POLICY, type EngineKey } from './dbcache-policy.js';
 import { policyRegistry } from './policy.js';
+// Registers the second built-in policy; a plugin's package registers its own when imported.
+import './scm-policy.js';
 
 /** How `maxContinuousCachedSteps` counts a run of cached steps (see the README). */
 export type ContinuousCounting = 'cache-dit' | 'plain';
@@ -63,8 +65,8 @@ export interface PolicySelection {
   /** The registered cache policy that decides the steps ('dbcache': DBCache with TaylorSeer). */
   policy: string;
   /**
-   * The keys of a policy other than 'dbcache', camelCase, defaults filled in. DBCache's keys are
-   * the config's own fields (and keep their defaults, unused, under another policy).
+   * The policy's own keys, camelCase, defaults filled in. DBCache's keys are the config's own
+   * fields, for every policy that takes them (and keep their defaults, unused, under another).
    */
   policyOptions: Readonly<Record<string, unknown>>;
 }
@@ -116,17 +118,15 @@ interface KeyTarget {
   readonly option: boolean;
 }
 
+/** DBCache's keys are fields of the config for every policy that takes them; other keys are options. */
+const isField = (name: string) => name in ENGINE_FIELDS || name in DBCACHE_KEYS;
+
 /** The keys a config for `policy` accepts, each under every spelling, engine keys first. */
 function keysOf(policy: string): Map<string, KeyTarget> {
   const out = new Map<string, KeyTarget>();
-  const add = (fields: Readonly<Record<string, KeySpec>>, option: boolean) => {
-    for (const [name, spec] of Object.entries(fields)) {
-      for (const spelling of [name, spec.snake, ...(spec.aliases ?? [])]) out.set(spelling, { name, spec, option });
-    }
-  };
-  add(ENGINE_FIELDS, false);
-  if (policy === DBCACHE_POLICY) add(DBCACHE_KEYS, false);
-  else add(policyRegistry().get(policy)?.keys ?? {}, true);
+  for (const [name, spec] of Object.entries({ ...ENGINE_FIELDS, ...policyRegistry().get(policy)?.keys })) {
+    for (const spelling of [name, spec.snake, ...(spec.aliases ?? [])]) out.set(spelling, { name, spec, option: !isField(name) });
+  }
   return out;
 }
 
@@ -318,15 +318,11 @@ export function resolveConfig(...layers: readonly CacheSettings[]): CacheConfig 
 
 /** The policy's defaults under every layer's options; options of another policy are refused. */
 function policyOptionsOf(policy: string, layers: readonly CacheSettings[]): Readonly<Record<string, unknown>> {
-  if (policy === DBCACHE_POLICY) {
-    if (layers.some((l) => l.policyOptions && Object.keys(l.policyOptions).length > 0)) {
-      throw new CacheConfigError("policyOptions are for policies other than 'dbcache', whose keys are the config's own", 'policyOptions');
-    }
-    return DEFAULT_CACHE_CONFIG.policyOptions;
-  }
   const registered = policyRegistry().get(policy);
   if (!registered) throw new CacheConfigError(`policy must be ${ENGINE_FIELDS.policy.check(policy)}, got ${describe(policy)}`, 'policy');
-  const options: Record<string, unknown> = { ...registered.defaults };
+  const optionKeys = Object.keys(registered.keys).filter((k) => !isField(k));
+  if (optionKeys.length === 0 && layers.every((l) => !l.policyOptions)) return DEFAULT_CACHE_CONFIG.policyOptions;
+  const options: Record<string, unknown> = Object.fromEntries(optionKeys.map((k) => [k, registered.defaults[k]]));
   for (const layer of layers) {
     for (const [key, value] of Object.entries(layer.policyOptions ?? {})) {
       if (!(key in registered.keys)) throw new CacheConfigError(`${key} is not a key of policy '${policy}'`, key, policy);

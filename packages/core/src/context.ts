@@ -4,7 +4,7 @@
 // and keeps the statistics. What each step does is its cache policy's call.
 import type { CacheConfig } from './config.js';
 import type { Decision, MeasureDiff } from './decision.js';
-import { createPolicy, type CachePolicy, type StepDecider } from './policy.js';
+import { createPolicy, type CachePolicy, type RunInfo, type StepDecider } from './policy.js';
 import type { ResidualStore } from './residual-store.js';
 import type { TensorOps } from './tensor-ops.js';
 import type { CfgBranch, RunningCall, TransformerCallInfo, TransformerCallScope } from './transformer-call.js';
@@ -67,8 +67,9 @@ export class Branch<T> {
     readonly role: BranchRole,
     ops: TensorOps<T>,
     policy: CachePolicy,
+    run: RunInfo,
   ) {
-    this.decider = policy.createDecider();
+    this.decider = policy.createDecider(run);
     this.buffers = new BranchBuffers(ops, policy);
   }
 }
@@ -101,6 +102,8 @@ export class CacheContext<T> {
   private branches = new Map<BranchRole, Branch<T>>();
   private step = -1;
   private lastPipelineStep: number | undefined;
+  /** The run's step count as its pipeline announced it. */
+  private announcedSteps: number | undefined;
   private rolesThisStep = new Set<BranchRole>();
   private callsThisStep = 0;
   private callsThisRun = 0;
@@ -151,6 +154,7 @@ export class CacheContext<T> {
     this.branches = new Map();
     this.step = -1;
     this.lastPipelineStep = undefined;
+    this.announcedSteps = undefined;
     this.rolesThisStep = new Set();
     this.callsThisStep = 0;
     this.callsThisRun = 0;
@@ -238,6 +242,7 @@ export class CacheContext<T> {
     const role = this.roleOf(a.branch);
     if (a.step !== this.lastPipelineStep || this.rolesThisStep.has(role)) this.advanceStep(a.step);
     this.rolesThisStep.add(role);
+    this.announcedSteps = a.numSteps ?? this.announcedSteps;
     return this.enter(role, a.branch);
   }
 
@@ -278,7 +283,7 @@ export class CacheContext<T> {
   private enter(role: BranchRole, announcedAs: CfgBranch | undefined): ActiveCall<T> {
     let branch = this.branches.get(role);
     if (!branch) {
-      branch = new Branch(role, this.ops, this.currentPolicy);
+      branch = new Branch(role, this.ops, this.currentPolicy, { numSteps: this.announcedSteps ?? this.currentConfig.numInferenceSteps ?? undefined });
       this.branches.set(role, branch);
     }
     if (announcedAs) branch.announcedAs = announcedAs;

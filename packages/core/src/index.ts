@@ -57,10 +57,13 @@ export {
   type CachePolicyFactory,
   type PolicyRegistration,
   type RegisteredPolicy,
+  type RunInfo,
   type StepDecider,
   type Stream,
 } from './policy.js';
 export { DBCACHE_POLICY, DBCACHE_KEYS, DBCachePolicyFactory } from './dbcache-policy.js';
+export { SCM_POLICY, SCM_KEYS, ScmPolicyFactory, scmMask } from './scm-policy.js';
+export { SCM_MASKS, SCM_PRESETS, type ScmPreset } from './scm-masks.js';
 export { boolean, integer, mask, nonNegative, nullable, oneOf, type Check, type KeySpec } from './config-keys.js';
 export { CacheDitTaylorSeer, NewtonTaylorSeer, LastResidualStore, type ResidualStore, type Forecast } from './residual-store.js';
 export { CachedBlockChain, type Block, type FlopsCounter } from './block-chain.js';

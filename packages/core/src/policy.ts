@@ -1,7 +1,7 @@
 // Cache policies: what decides, per step of each branch, whether a chain's middle (Mn) blocks
 // are computed or their work is reused or forecast, and what keeps that work between steps.
 // The engine (block-chain.ts) runs Fn, asks the policy, then runs Mn or takes the policy's
-// stored residual, then runs Bn. DBCache with TaylorSeer is the built-in policy; others register
+// stored residual, then runs Bn. Core brings two (dbcache-policy.ts, scm-policy.ts); others register
 // by decorator the way adapters do, can ship in their own package, and are picked by name with
 // the config's `policy` key.
 import { injectable } from 'tsyringe';
@@ -28,6 +28,12 @@ export interface StepDecider {
   readonly residualDiffs: ReadonlyMap<number, number>;
 }
 
+/** What a policy knows of the run a branch's decider is made for. */
+export interface RunInfo {
+  /** The run's step count: announced by the pipeline, else the config's numInferenceSteps, else undefined. */
+  readonly numSteps: number | undefined;
+}
+
 /** Which stream of the chain a store keeps: the hidden states or the encoder (text) stream. */
 export type Stream = 'hidden' | 'encoder';
 
@@ -35,7 +41,7 @@ export type Stream = 'hidden' | 'encoder';
 export interface CachePolicy {
   /** false when no step of a run can be cached: the chain then runs every block, untracked. */
   readonly cachingPossible: boolean;
-  createDecider(): StepDecider;
+  createDecider(run: RunInfo): StepDecider;
   /** What keeps the Mn blocks' work on a stream between computed steps, and predicts it for cached ones. */
   createStore<T>(ops: TensorOps<T>, stream: Stream): ResidualStore<T>;
   /** true: the store holds the Mn residual (added to the Fn output); false: the Mn output itself. */
@@ -55,7 +61,7 @@ export interface PolicyRegistration {
   readonly name: string;
   /** The policy's own config keys, camelCase name -> spelling and check. */
   readonly keys: Readonly<Record<string, KeySpec>>;
-  /** Values of the keys a config leaves out. */
+  /** Values of the keys a config leaves out (DBCache's keys have theirs in DEFAULT_CACHE_CONFIG). */
   readonly defaults: Readonly<Record<string, unknown>>;
 }
 
@@ -74,8 +80,6 @@ export class PolicyRegistry {
     if (owner && owner.factory !== factory) {
       throw new TypeError(`registerPolicy(${factory.name}): policy '${registration.name}' is already registered by ${owner.factory.name}`);
     }
-    const missing = Object.keys(registration.keys).filter((k) => !(k in registration.defaults));
-    if (missing.length > 0) throw new TypeError(`registerPolicy(${factory.name}): no default for ${missing.join(', ')}`);
     this.byName.set(registration.name, { ...registration, factory });
   }
 

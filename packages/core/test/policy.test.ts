@@ -16,6 +16,7 @@ import {
   policyRegistry,
   registerPolicy,
   resolveConfig,
+  scmMask,
   summary,
   type CacheConfig,
   type CachePolicy,
@@ -76,7 +77,7 @@ function additiveRun(config: Record<string, unknown>, steps: number) {
 
 describe('a policy registered by decorator', () => {
   it('is selected by name, gets its own keys with defaults, and decides the steps', () => {
-    expect(policyRegistry().names()).toEqual(['dbcache', 'every-nth']);
+    expect(policyRegistry().names()).toEqual(['dbcache', 'every-nth', 'scm']);
     const { outputs, stats, expected } = additiveRun({ policy: 'every-nth', Fn_compute_blocks: 1, Bn_compute_blocks: 1, compute_every: 3 }, 7);
     const context = stats.contexts[0];
     expect(context.config.policyOptions).toEqual({ computeEvery: 3 });
@@ -123,7 +124,7 @@ describe('config errors name the key and list the valid ones', () => {
   it('an unknown policy, with the registered ones', () => {
     const e = failure({ policy: 'magcache', residual_diff_threshold: 0.1 });
     expect(e.key).toBe('policy');
-    expect(e.message).toMatch(/^Invalid cache config: policy must be a registered cache policy: one of 'dbcache', 'every-nth', got "magcache"/);
+    expect(e.message).toMatch(/^Invalid cache config: policy must be a registered cache policy: one of 'dbcache', 'every-nth', 'scm', got "magcache"/);
   });
 
   it("another policy's key, with this policy's keys and not DBCache's", () => {
@@ -165,5 +166,59 @@ describe("policy absent is 'dbcache'", () => {
     expect(absent.cached.length).toBeGreaterThan(2);
     expect(named.cached).toEqual(absent.cached);
     expect(named.out).toEqual(absent.out);
+  });
+});
+
+describe("the 'scm' policy: cache-dit's steps computation masks", () => {
+  it("gives cache-dit's preset masks (values from its steps_mask) and refuses step counts it has none for", () => {
+    expect(scmMask('slow', 28).join('')).toBe('1111111101110011100110010001');
+    expect(scmMask('ultra', 50).join('')).toBe('11111110001100000000011000000000001100000000000001');
+    expect(scmMask('medium', 4).join('')).toBe('1101');
+    expect(() => scmMask('fast', 7)).toThrow(/cache-dit's presets cover 4, 6 and 8-100 steps, not 7/);
+  });
+
+  it("takes DBCache's keys and its preset, not an explicit mask", () => {
+    expect(resolveConfig(parseCacheConfig({ policy: 'scm', mask_policy: 'fast', residual_diff_threshold: 0.3 }).base)).toMatchObject({
+      policy: 'scm',
+      residualDiffThreshold: 0.3,
+      stepsComputationMask: null,
+      policyOptions: { maskPolicy: 'fast' },
+    });
+    expect(resolveConfig(parseCacheConfig({ policy: 'scm' }).base).policyOptions).toEqual({ maskPolicy: 'medium' });
+    expect(() => parseCacheConfig({ policy: 'scm', steps_computation_mask: [1, 0] })).toThrow(
+      /unknown key "steps_computation_mask".*Valid keys with policy 'scm'.*residualDiffThreshold \(residual_diff_threshold\).*maskPolicy \(mask_policy\);/s,
+    );
+    expect(() => parseCacheConfig({ policy: 'scm', mask_policy: 'turbo' })).toThrow(
+      /mask_policy must be one of 'slow', 'medium', 'fast', 'ultra', got "turbo"/,
+    );
+  });
+
+  it('decides as DBCache with the preset mask at the announced step count', () => {
+    const settings = { Fn_compute_blocks: 1, residual_diff_threshold: 0.08, steps_computation_policy: 'static' };
+    const run = (config: Record<string, unknown>) => {
+      const pipe = toyPipeline(ForwardPattern.Pattern_0);
+      enableCache(
+        new BlockAdapter({ pipe, transformer: pipe.transformer, blocks: 'transformerBlocks', forwardPattern: pipe.transformer.pattern, ops: pipe.ops }),
+        config,
+      );
+      const out = pipe.generate({ steps: 20, announce: true });
+      const cached = summary(pipe, { print: false }).contexts[0].cachedSteps;
+      disableCache(pipe);
+      return { out, cached };
+    };
+    const scm = run({ ...settings, policy: 'scm', mask_policy: 'fast' });
+    // fast at 20 steps: 11111101000000000001; 'static' caches every 0.
+    expect(scm.cached).toEqual([6, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]);
+    const explicit = run({ ...settings, steps_computation_mask: scmMask('fast', 20) });
+    expect(explicit.cached).toEqual(scm.cached);
+    expect(explicit.out).toEqual(scm.out);
+  });
+
+  it("needs the run's step count", () => {
+    const ops = new PlainTensorOps();
+    const transformer = { blocks: [1, 2].map((c) => new AdditiveBlock(ops, c, (s) => s)) };
+    enableCache(new BlockAdapter({ transformer, blocks: 'blocks', forwardPattern: ForwardPattern.Pattern_3, ops }), { policy: 'scm', Fn_compute_blocks: 1 });
+    expect(() => transformer.blocks[0].forward(ops.tensor([1]), 0)).toThrow(/cache policy 'scm' needs the run's step count.*numInferenceSteps/);
+    disableCache(transformer);
   });
 });
