@@ -1,9 +1,12 @@
 // The one-line API.
 import { resolveConfig, parseCacheConfig, type CacheConfig, type CacheConfigInput } from './config.js';
+import { DBCACHE_POLICY } from './dbcache-policy.js';
 import { delegateOf, type CacheDelegating } from './delegate.js';
 import type { CacheHandle } from './handle.js';
 import { CacheManager } from './manager.js';
+import { policyRegistry } from './policy.js';
 import { ditcacheContainer } from './registry.js';
+import { SCM_POLICY } from './scm-policy.js';
 import { summarize, type CacheSummary } from './stats.js';
 import type { TransformerCallInfo } from './transformer-call.js';
 
@@ -100,16 +103,23 @@ export function strify(target: object | string): string {
   return handle ? `${tag}_S${handle.summary().cachedSteps}` : tag;
 }
 
+/**
+ * DBCache's tag as cache-dit writes it. Another policy's name leads, DBCache's parts follow only
+ * when the policy takes DBCache's keys, then its own options.
+ */
 function configTag(c: CacheConfig): string {
-  const parts = [
-    'DBCache',
-    `F${c.fnComputeBlocks}B${c.bnComputeBlocks}`,
-    `W${c.maxWarmupSteps}I${c.warmupInterval}M${Math.max(0, c.maxCachedSteps)}MC${Math.max(0, c.maxContinuousCachedSteps)}`,
-    `R${c.residualDiffThreshold}`,
-    `T${c.enableTaylorseer ? 1 : 0}O${c.enableTaylorseer ? c.taylorseerOrder : 0}`,
-  ];
-  if (c.stepsComputationMask) parts.push(`SCM${c.stepsComputationMask.join('')}`, c.stepsComputationPolicy);
-  if (c.continuousCounting === 'plain') parts.push('CCplain');
-  if (c.taylorseerExpansion === 'newton' && c.enableTaylorseer) parts.push('newton');
+  const parts = [c.policy === DBCACHE_POLICY ? 'DBCache' : c.policy, `F${c.fnComputeBlocks}B${c.bnComputeBlocks}`];
+  if ('residualDiffThreshold' in (policyRegistry().get(c.policy)?.keys ?? {})) {
+    parts.push(
+      `W${c.maxWarmupSteps}I${c.warmupInterval}M${Math.max(0, c.maxCachedSteps)}MC${Math.max(0, c.maxContinuousCachedSteps)}`,
+      `R${c.residualDiffThreshold}`,
+      `T${c.enableTaylorseer ? 1 : 0}O${c.enableTaylorseer ? c.taylorseerOrder : 0}`,
+    );
+    if (c.stepsComputationMask) parts.push(`SCM${c.stepsComputationMask.join('')}`, c.stepsComputationPolicy);
+    if (c.continuousCounting === 'plain') parts.push('CCplain');
+    if (c.taylorseerExpansion === 'newton' && c.enableTaylorseer) parts.push('newton');
+  }
+  if (c.policy === SCM_POLICY) parts.push(c.stepsComputationPolicy);
+  for (const [key, value] of Object.entries(c.policyOptions)) parts.push(`${key}-${value}`);
   return parts.join('_');
 }

@@ -17,6 +17,7 @@ import {
   registerPolicy,
   resolveConfig,
   scmMask,
+  strify,
   summary,
   type CacheConfig,
   type CachePolicy,
@@ -212,6 +213,13 @@ describe("the 'scm' policy: cache-dit's steps computation masks", () => {
     const explicit = run({ ...settings, steps_computation_mask: scmMask('fast', 20) });
     expect(explicit.cached).toEqual(scm.cached);
     expect(explicit.out).toEqual(scm.out);
+  });
+
+  it('strify names the policy, its preset and its mask policy', () => {
+    expect(strify({ policy: 'scm', Fn_compute_blocks: 1, mask_policy: 'fast', steps_computation_policy: 'static' })).toBe(
+      'scm_F1B0_W8I1M0MC0_R0.08_T0O0_static_maskPolicy-fast',
+    );
+    expect(strify({ policy: 'every-nth', compute_every: 3 })).toBe('every-nth_F8B0_computeEvery-3');
   });
 
   it("needs the run's step count", () => {
