@@ -2,6 +2,7 @@
 import type { Tensor } from '@ditcache/cuda-runtime';
 import {
   UsageError,
+  checkTextFolders,
   componentConfig,
   pickInputs,
   textPromptOptions,
@@ -13,19 +14,11 @@ import {
 
 import { CHROMA_TRANSFORMER_DEFAULTS } from './config.js';
 import { ChromaPipeline, type ChromaGenerateOptions } from './pipeline.js';
-import { ChromaPromptEncoder, MAX_SEQUENCE_LENGTH, TEXT_COMPONENTS, missingTextComponents } from './prompt-encoder.js';
+import { ChromaPromptEncoder, MAX_SEQUENCE_LENGTH, TEXT_COMPONENTS } from './prompt-encoder.js';
 import { ChromaTransformer } from './transformer.js';
 
-/** A usage error unless the folder has Chroma's tokenizer and T5. */
-function checkTextComponents(dir: string, why: string): void {
-  const missing = missingTextComponents(dir);
-  if (missing.length) {
-    throw new UsageError(
-      `${why}: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (Chroma encodes prompts with ${TEXT_COMPONENTS.map((m) => `${m}/`).join(' and ')}); ` +
-        'give prompt embeddings and masks with --inputs instead',
-    );
-  }
-}
+/** What the folder lacks when a prompt needs its text folders, worded for this family. */
+const TEXT_WORDING = { encoders: `Chroma encodes prompts with ${TEXT_COMPONENTS.map((m) => `${m}/`).join(' and ')}`, instead: 'prompt embeddings and masks' };
 
 function checkSequenceLength(n: number | undefined): void {
   if (n !== undefined && n > MAX_SEQUENCE_LENGTH)
@@ -55,7 +48,7 @@ const chromaCliFamily: CliFamily = {
   spawn: (dir, options) => ChromaPipeline.spawn(dir, { ...options, releaseTextEncoders: true }),
 
   checkModel(dir, s: CliGenerateSettings): void {
-    if (s.prompt !== undefined || s.negativePrompt !== undefined) checkTextComponents(dir, '--prompt');
+    if (s.prompt !== undefined || s.negativePrompt !== undefined) checkTextFolders(dir, TEXT_COMPONENTS, { ...TEXT_WORDING, flag: '--prompt' });
   },
 
   // Two contexts, as cache-dit caches Chroma: the double-stream blocks, then the single-stream ones.
@@ -108,7 +101,7 @@ const chromaCliFamily: CliFamily = {
   writeOutput: (result, path) => writeImage(result, path),
 
   encodePrompt(dir, prompt, s) {
-    checkTextComponents(dir, 'encode-prompt');
+    checkTextFolders(dir, TEXT_COMPONENTS, { ...TEXT_WORDING, flag: 'encode-prompt' });
     checkSequenceLength(s.maxSequenceLength);
     using encoder = ChromaPromptEncoder.fromPretrained(dir);
     const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 
 import { tensor, tidy, zeros, type Tensor } from '@ditcache/cuda-runtime';
-import { ConfigError, missingFolders, type LoadOptions } from '@ditcache/diffusion';
+import { missingFolders, requireFolders, type LoadOptions } from '@ditcache/diffusion';
 import { T5Encoder, loadTokenizer, type Tokenizer } from '@ditcache/text-encoders';
 
 /** The folders of a Chroma pipeline that prompt encoding needs. */
@@ -47,11 +47,7 @@ export class ChromaPromptEncoder implements Disposable {
     readonly dir: string,
     private readonly opts: LoadOptions = {},
   ) {
-    const missing = missingTextComponents(dir);
-    if (missing.length)
-      throw new ConfigError(
-        `${dir}: no ${missing.map((m) => `${m}/`).join(', ')} folder (prompt encoding needs ${TEXT_COMPONENTS.map((m) => `${m}/`).join(', ')})`,
-      );
+    requireFolders(dir, TEXT_COMPONENTS, 'prompt encoding');
     this.tokenizer = loadTokenizer(join(dir, 'tokenizer'));
   }
 

@@ -2,6 +2,7 @@
 import type { Tensor } from '@ditcache/cuda-runtime';
 import {
   UsageError,
+  checkTextFolders,
   componentConfig,
   pickInputs,
   textPromptOptions,
@@ -14,15 +15,8 @@ import { clipLengthWarning, maxSequenceLengthWarning } from '@ditcache/text-enco
 
 import { FLUX_TRANSFORMER_DEFAULTS } from './config.js';
 import { FluxPipeline, type FluxGenerateOptions } from './pipeline.js';
-import { FluxPromptEncoder, MAX_SEQUENCE_LENGTH, missingTextComponents } from './prompt-encoder.js';
+import { FluxPromptEncoder, MAX_SEQUENCE_LENGTH, TEXT_COMPONENTS } from './prompt-encoder.js';
 import { FluxTransformer } from './transformer.js';
-
-/** A usage error unless the folder has FLUX.1's tokenizers and text encoders. */
-function checkTextComponents(dir: string): void {
-  const missing = missingTextComponents(dir);
-  if (missing.length)
-    throw new UsageError(`--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (text encoders); give prompt embeddings with --inputs instead`);
-}
 
 function checkSequenceLength(n: number | undefined): void {
   if (n !== undefined && n > MAX_SEQUENCE_LENGTH)
@@ -54,7 +48,7 @@ const fluxCliFamily: CliFamily = {
 
   checkModel(dir, s: CliGenerateSettings): void {
     if (s.prompt === undefined && s.negativePrompt === undefined) return;
-    checkTextComponents(dir);
+    checkTextFolders(dir, TEXT_COMPONENTS);
   },
 
   // One chain, the double-stream blocks then the single-stream ones (see cache.ts).
@@ -112,7 +106,7 @@ const fluxCliFamily: CliFamily = {
   writeOutput: (result, path) => writeImage(result, path),
 
   encodePrompt(dir, prompt, s) {
-    checkTextComponents(dir);
+    checkTextFolders(dir, TEXT_COMPONENTS);
     checkSequenceLength(s.maxSequenceLength);
     using encoder = FluxPromptEncoder.fromPretrained(dir);
     const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });

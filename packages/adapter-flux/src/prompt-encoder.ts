@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 
 import { tensor, tidy, zeros, type Tensor } from '@ditcache/cuda-runtime';
-import { ConfigError, missingFolders, type LoadOptions } from '@ditcache/diffusion';
+import { missingFolders, requireFolders, type LoadOptions } from '@ditcache/diffusion';
 import { ClipTextModel, T5Encoder, loadTokenizer, type Tokenizer } from '@ditcache/text-encoders';
 
 /** The folders of a FLUX pipeline that prompt encoding needs. */
@@ -50,11 +50,7 @@ export class FluxPromptEncoder implements Disposable {
     readonly dir: string,
     private readonly opts: LoadOptions = {},
   ) {
-    const missing = missingTextComponents(dir);
-    if (missing.length)
-      throw new ConfigError(
-        `${dir}: no ${missing.map((m) => `${m}/`).join(', ')} folder (prompt encoding needs ${TEXT_COMPONENTS.map((m) => `${m}/`).join(', ')})`,
-      );
+    requireFolders(dir, TEXT_COMPONENTS, 'prompt encoding');
     this.clipTokenizer = loadTokenizer(join(dir, 'tokenizer'));
     this.t5Tokenizer = loadTokenizer(join(dir, 'tokenizer_2'));
   }

@@ -2,6 +2,7 @@
 import type { Tensor } from '@ditcache/cuda-runtime';
 import {
   UsageError,
+  checkTextFolders,
   componentConfig,
   pickInputs,
   textPromptOptions,
@@ -14,20 +15,11 @@ import { clipLengthWarning, maxSequenceLengthWarning } from '@ditcache/text-enco
 
 import { HIDREAM_TRANSFORMER_DEFAULTS } from './config.js';
 import { HiDreamPipeline, type HiDreamGenerateOptions } from './pipeline.js';
-import { HiDreamPromptEncoder, MAX_SEQUENCE_LENGTH, missingTextComponents } from './prompt-encoder.js';
+import { CLIP_MAX_LENGTH, HiDreamPromptEncoder, MAX_SEQUENCE_LENGTH, TEXT_COMPONENTS } from './prompt-encoder.js';
 import { HiDreamTransformer } from './transformer.js';
 
-// diffusers' HiDream gives its CLIPs a fixed 218-token limit (prompt-encoder.ts cuts them there too).
-const HIDREAM_CLIP_LIMIT = 218;
 const POSITIVE = ['prompt_embeds_t5', 'prompt_embeds_llama3', 'pooled_prompt_embeds'];
 const NEGATIVE = ['negative_prompt_embeds_t5', 'negative_prompt_embeds_llama3', 'negative_pooled_prompt_embeds'];
-
-/** A usage error unless the folder has HiDream's four tokenizers and text encoders. */
-function checkTextComponents(dir: string): void {
-  const missing = missingTextComponents(dir);
-  if (missing.length)
-    throw new UsageError(`--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (text encoders); give prompt embeddings with --inputs instead`);
-}
 
 const hidreamCliFamily: CliFamily = {
   label: 'HiDream-I1',
@@ -37,7 +29,7 @@ const hidreamCliFamily: CliFamily = {
   options: [
     ...textPromptOptions({
       negativePrompt: 'the negative prompt of classifier-free guidance (default "", as diffusers; with --guidance above 1)',
-      maxSequenceLength: `T5 and Llama tokens of the prompt (default ${MAX_SEQUENCE_LENGTH}; the CLIPs take at most 218)`,
+      maxSequenceLength: `T5 and Llama tokens of the prompt (default ${MAX_SEQUENCE_LENGTH}; the CLIPs take at most ${CLIP_MAX_LENGTH})`,
     }),
     {
       flag: '--default-sample-size',
@@ -54,7 +46,7 @@ const hidreamCliFamily: CliFamily = {
 
   checkModel(dir, s: CliGenerateSettings): void {
     if (s.prompt === undefined && s.negativePrompt === undefined) return;
-    checkTextComponents(dir);
+    checkTextFolders(dir, TEXT_COMPONENTS);
   },
 
   // Two chains, each with its context: the double-stream blocks, then the single-stream ones.
@@ -111,15 +103,15 @@ const hidreamCliFamily: CliFamily = {
   writeOutput: (result, path) => writeImage(result, path),
 
   encodePrompt(dir, prompt, s) {
-    checkTextComponents(dir);
+    checkTextFolders(dir, TEXT_COMPONENTS);
     using encoder = new HiDreamPromptEncoder(dir);
     const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
     // What truncation dropped, as diffusers' encode_prompt warns of it, in its order. The CLIPs
     // are cut at min(max_sequence_length, 218) but their warning names 218 and quotes from there.
     const [clip, clip2, t5, llama] = encoder.tokenizers;
     const notes = [
-      clipLengthWarning(clip, [prompt], e.lengths.clip, HIDREAM_CLIP_LIMIT),
-      clipLengthWarning(clip2, [prompt], e.lengths.clip, HIDREAM_CLIP_LIMIT),
+      clipLengthWarning(clip, [prompt], e.lengths.clip, CLIP_MAX_LENGTH),
+      clipLengthWarning(clip2, [prompt], e.lengths.clip, CLIP_MAX_LENGTH),
       maxSequenceLengthWarning(t5, [prompt], e.lengths.t5),
       maxSequenceLengthWarning(llama, [prompt], e.lengths.llama),
     ].filter((note): note is string => note !== null);

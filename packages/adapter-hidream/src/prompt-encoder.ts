@@ -7,8 +7,8 @@
 import { join } from 'node:path';
 
 import { concat, stack, tensor, tidy, type Tensor } from '@ditcache/cuda-runtime';
-import { ConfigError, missingFolders, type LoadOptions } from '@ditcache/diffusion';
-import { ClipTextModel, DecoderLM, T5Encoder, loadTokenizer, type Tokenizer } from '@ditcache/text-encoders';
+import { missingFolders, requireFolders, type LoadOptions } from '@ditcache/diffusion';
+import { ClipTextModel, DecoderLM, HIDREAM_LLAMA_MAX_LENGTH, T5Encoder, loadTokenizer, type Tokenizer } from '@ditcache/text-encoders';
 
 /** The folders of a HiDream pipeline that prompt encoding needs. */
 export const TEXT_COMPONENTS = [
@@ -23,10 +23,10 @@ export const TEXT_COMPONENTS = [
 ] as const;
 
 /** diffusers' default max_sequence_length for HiDream's T5 and Llama (and its CLIPs, up to their own limit). */
-export const MAX_SEQUENCE_LENGTH = 128;
+export const MAX_SEQUENCE_LENGTH = HIDREAM_LLAMA_MAX_LENGTH;
 
 /** The token limit diffusers' HiDream pipeline gives its CLIP tokenizers. */
-const CLIP_MAX_LENGTH = 218;
+export const CLIP_MAX_LENGTH = 218;
 
 export interface HiDreamEncodePromptOptions {
   /** Tokens of T5 and Llama (and of the CLIPs, up to 218) a prompt is padded or truncated to (default 128). */
@@ -67,11 +67,7 @@ export class HiDreamPromptEncoder implements Disposable {
     readonly dir: string,
     private readonly opts: LoadOptions = {},
   ) {
-    const missing = missingTextComponents(dir);
-    if (missing.length)
-      throw new ConfigError(
-        `${dir}: no ${missing.map((m) => `${m}/`).join(', ')} folder (prompt encoding needs ${TEXT_COMPONENTS.map((m) => `${m}/`).join(', ')})`,
-      );
+    requireFolders(dir, TEXT_COMPONENTS, 'prompt encoding');
     const llama = loadTokenizer(join(dir, 'tokenizer_4'));
     // diffusers' HiDreamImagePipeline pads Llama's prompts with its eos token (Llama 3.1 has no pad token).
     if (llama.eosToken) llama.setPadToken(llama.eosToken);

@@ -7,6 +7,7 @@ import type { Tensor } from '@ditcache/cuda-runtime';
 import { saveAnimation, savePngFrames } from '@ditcache/diffusion';
 import {
   UsageError,
+  checkTextFolders,
   componentConfig,
   pickInputs,
   textPromptOptions,
@@ -18,18 +19,11 @@ import { clipLengthWarning } from '@ditcache/text-encoders';
 
 import { HUNYUAN_VIDEO_TRANSFORMER_DEFAULTS } from './config.js';
 import { HunyuanVideoPipeline, type HunyuanVideoGenerateOptions } from './pipeline.js';
-import { CLIP_MAX_LENGTH, DEFAULT_MAX_SEQUENCE_LENGTH, HunyuanVideoPromptEncoder, missingTextComponents } from './prompt-encoder.js';
+import { CLIP_MAX_LENGTH, DEFAULT_MAX_SEQUENCE_LENGTH, HunyuanVideoPromptEncoder, TEXT_COMPONENTS } from './prompt-encoder.js';
 import { HunyuanVideoTransformer } from './transformer.js';
 
 const PROMPT = ['prompt_embeds', 'pooled_prompt_embeds', 'prompt_attention_mask'];
 const NEGATIVE = ['negative_prompt_embeds', 'negative_pooled_prompt_embeds', 'negative_prompt_attention_mask'];
-
-/** A usage error unless the folder has HunyuanVideo's two tokenizers and text encoders. */
-function checkTextComponents(dir: string): void {
-  const missing = missingTextComponents(dir);
-  if (missing.length)
-    throw new UsageError(`--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (text encoders); give prompt embeddings with --inputs instead`);
-}
 
 const hunyuanVideoCliFamily: CliFamily = {
   label: 'HunyuanVideo',
@@ -60,7 +54,7 @@ const hunyuanVideoCliFamily: CliFamily = {
 
   checkModel(dir, s: CliGenerateSettings): void {
     if (s.prompt === undefined && s.negativePrompt === undefined) return;
-    checkTextComponents(dir);
+    checkTextFolders(dir, TEXT_COMPONENTS);
   },
 
   // Two contexts, as cache-dit caches HunyuanVideo: the dual-stream blocks, then the single-stream ones (see cache.ts).
@@ -133,7 +127,7 @@ const hunyuanVideoCliFamily: CliFamily = {
   },
 
   encodePrompt(dir, prompt, s) {
-    checkTextComponents(dir);
+    checkTextFolders(dir, TEXT_COMPONENTS);
     using encoder = new HunyuanVideoPromptEncoder(dir);
     const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
     // What truncation dropped: diffusers cuts Llama's silently (so this count is ditcache's own)

@@ -10,7 +10,7 @@
 import { join } from 'node:path';
 
 import { tensor, tidy, type Tensor } from '@ditcache/cuda-runtime';
-import { ConfigError, missingFolders, type LoadOptions } from '@ditcache/diffusion';
+import { ConfigError, missingFolders, requireFolders, type LoadOptions } from '@ditcache/diffusion';
 import {
   ClipTextModel,
   DecoderLM,
@@ -76,11 +76,7 @@ export class HunyuanVideoPromptEncoder implements Disposable {
     readonly dir: string,
     private readonly opts: LoadOptions = {},
   ) {
-    const missing = missingTextComponents(dir);
-    if (missing.length)
-      throw new ConfigError(
-        `${dir}: no ${missing.map((m) => `${m}/`).join(', ')} folder (prompt encoding needs ${TEXT_COMPONENTS.map((m) => `${m}/`).join(', ')})`,
-      );
+    requireFolders(dir, TEXT_COMPONENTS, 'prompt encoding');
     this.tokenizers = [loadTokenizer(join(dir, 'tokenizer')), loadTokenizer(join(dir, 'tokenizer_2'))];
   }
 

@@ -5,6 +5,7 @@ import type { Tensor } from '@ditcache/cuda-runtime';
 import { saveAnimation, savePngFrames } from '@ditcache/diffusion';
 import {
   UsageError,
+  checkTextFolders,
   componentConfig,
   pickInputs,
   textPromptOptions,
@@ -15,10 +16,16 @@ import {
 
 import { LTX_TRANSFORMER_DEFAULTS } from './config.js';
 import { LtxPipeline, type LtxGenerateOptions } from './pipeline.js';
-import { DEFAULT_MAX_SEQUENCE_LENGTH, LtxPromptEncoder, TEXT_COMPONENTS, missingTextComponents } from './prompt-encoder.js';
+import { DEFAULT_MAX_SEQUENCE_LENGTH, LtxPromptEncoder, TEXT_COMPONENTS } from './prompt-encoder.js';
 import { LtxVideoTransformer } from './transformer.js';
 
 /** LTXPipeline's default frame_rate, also the animation's speed when --fps is not given. */
+/** What the folder lacks when a prompt needs its text folders, worded for this family. */
+const TEXT_WORDING = {
+  encoders: `LTX-Video encodes prompts with ${TEXT_COMPONENTS.map((m) => `${m}/`).join(' and ')}`,
+  instead: 'prompt embeddings and masks',
+};
+
 const DEFAULT_FRAME_RATE = 25;
 
 /** A scalar of --inputs (a float32 tensor of one value, as the forward's int / float arguments come). */
@@ -26,17 +33,6 @@ function scalarInput(inputs: Record<string, Tensor>, file: string, name: string)
   const [t] = pickInputs(inputs, file, [name]);
   if (t.size !== 1) throw new UsageError(`--inputs ${file}: '${name}' must hold one value, got shape (${t.shape.join(', ')})`);
   return t.toFloat32Array()[0];
-}
-
-/** A usage error unless the folder has LTX-Video's tokenizer and T5. */
-function checkTextComponents(dir: string, why: string): void {
-  const missing = missingTextComponents(dir);
-  if (missing.length) {
-    throw new UsageError(
-      `${why}: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (LTX-Video encodes prompts with ${TEXT_COMPONENTS.map((m) => `${m}/`).join(' and ')}); ` +
-        'give prompt embeddings and masks with --inputs instead',
-    );
-  }
 }
 
 /** The embeddings of a branch from --inputs: both or neither of the pair, named as LTXPipeline's __call__ names them. */
@@ -75,7 +71,7 @@ const ltxCliFamily: CliFamily = {
   spawn: (dir, options) => LtxPipeline.spawn(dir, { ...options, releaseTextEncoders: true }),
 
   checkModel(dir, s: CliGenerateSettings): void {
-    if (s.prompt !== undefined || s.negativePrompt !== undefined) checkTextComponents(dir, '--prompt');
+    if (s.prompt !== undefined || s.negativePrompt !== undefined) checkTextFolders(dir, TEXT_COMPONENTS, { ...TEXT_WORDING, flag: '--prompt' });
   },
 
   // One chain, as cache-dit registers LTX-Video.
@@ -133,7 +129,7 @@ const ltxCliFamily: CliFamily = {
   },
 
   encodePrompt(dir, prompt, s) {
-    checkTextComponents(dir, 'encode-prompt');
+    checkTextFolders(dir, TEXT_COMPONENTS, { ...TEXT_WORDING, flag: 'encode-prompt' });
     using encoder = LtxPromptEncoder.fromPretrained(dir);
     const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
     e.inputIds.dispose();

@@ -3,6 +3,7 @@
 import { ones, type Tensor } from '@ditcache/cuda-runtime';
 import {
   UsageError,
+  checkTextFolders,
   componentConfig,
   pickInputs,
   textPromptOptions,
@@ -14,16 +15,9 @@ import {
 
 import { QWEN_IMAGE_TRANSFORMER_DEFAULTS } from './config.js';
 import { QwenImagePipeline, type QwenImageGenerateOptions } from './pipeline.js';
-import { DEFAULT_MAX_SEQUENCE_LENGTH, MAX_SEQUENCE_LENGTH_LIMIT, QwenImagePromptEncoder, missingTextComponents } from './prompt-encoder.js';
+import { DEFAULT_MAX_SEQUENCE_LENGTH, MAX_SEQUENCE_LENGTH_LIMIT, QwenImagePromptEncoder, TEXT_COMPONENTS } from './prompt-encoder.js';
 import type { ImageShape } from './rotary.js';
 import { QwenImageTransformer } from './transformer.js';
-
-/** A usage error unless the folder has Qwen-Image's tokenizer and text encoder. */
-function checkTextComponents(dir: string): void {
-  const missing = missingTextComponents(dir);
-  if (missing.length)
-    throw new UsageError(`--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (text encoder); give prompt embeddings with --inputs instead`);
-}
 
 /**
  * diffusers' img_shapes, given as a tensor of the same values: the list of (frames, height, width)
@@ -69,7 +63,7 @@ const qwenImageCliFamily: CliFamily = {
 
   checkModel(dir, s: CliGenerateSettings): void {
     if (s.prompt === undefined && s.negativePrompt === undefined) return;
-    checkTextComponents(dir);
+    checkTextFolders(dir, TEXT_COMPONENTS, { encoders: 'text encoder' });
   },
 
   // One chain, the dual-stream blocks (see cache.ts).
@@ -125,7 +119,7 @@ const qwenImageCliFamily: CliFamily = {
   writeOutput: (result, path) => writeImage(result, path),
 
   encodePrompt(dir, prompt, s) {
-    checkTextComponents(dir);
+    checkTextFolders(dir, TEXT_COMPONENTS, { encoders: 'text encoder' });
     using encoder = new QwenImagePromptEncoder(dir);
     const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
     // One prompt pads nothing, so diffusers' mask is None; written as ones, which the pipeline reads the same.

@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 
 import { concat, stack, tensor, tidy, zeros, type Tensor } from '@ditcache/cuda-runtime';
-import { ConfigError, missingFolders, type LoadOptions } from '@ditcache/diffusion';
+import { missingFolders, requireFolders, type LoadOptions } from '@ditcache/diffusion';
 import { DecoderLM, QWEN_IMAGE_MAX_LENGTH, QWEN_IMAGE_PROMPT_TEMPLATE, formatPrompt, loadTokenizer, type Tokenizer } from '@ditcache/text-encoders';
 
 /** The folders of a Qwen-Image pipeline that prompt encoding needs. */
@@ -54,11 +54,7 @@ export class QwenImagePromptEncoder implements Disposable {
     readonly dir: string,
     private readonly opts: LoadOptions = {},
   ) {
-    const missing = missingTextComponents(dir);
-    if (missing.length)
-      throw new ConfigError(
-        `${dir}: no ${missing.map((m) => `${m}/`).join(', ')} folder (prompt encoding needs ${TEXT_COMPONENTS.map((m) => `${m}/`).join(', ')})`,
-      );
+    requireFolders(dir, TEXT_COMPONENTS, 'prompt encoding');
     this.tokenizer = loadTokenizer(join(dir, 'tokenizer'));
   }
 

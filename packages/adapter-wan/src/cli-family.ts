@@ -6,6 +6,7 @@ import { saveAnimation, savePngFrames } from '@ditcache/diffusion';
 import { readJsonObject } from '@ditcache/diffusion';
 import {
   UsageError,
+  checkTextFolders,
   componentConfig,
   pickInputs,
   textPromptOptions,
@@ -16,17 +17,8 @@ import {
 
 import { WAN_TRANSFORMER_DEFAULTS } from './config.js';
 import { WanPipeline, type WanGenerateOptions } from './pipeline.js';
-import { MAX_SEQUENCE_LENGTH, WanPromptEncoder, missingTextComponents } from './prompt-encoder.js';
+import { MAX_SEQUENCE_LENGTH, WanPromptEncoder, TEXT_COMPONENTS } from './prompt-encoder.js';
 import { WanTransformer } from './transformer.js';
-
-/** A usage error unless the folder has Wan's tokenizer and UMT5 encoder. */
-function checkTextComponents(dir: string): void {
-  const missing = missingTextComponents(dir);
-  if (missing.length)
-    throw new UsageError(
-      `--prompt: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (the UMT5 text encoder); give prompt embeddings with --inputs instead`,
-    );
-}
 
 const wanCliFamily: CliFamily = {
   label: 'Wan',
@@ -56,7 +48,7 @@ const wanCliFamily: CliFamily = {
 
   checkModel(dir, s: CliGenerateSettings): void {
     if (s.prompt === undefined && s.negativePrompt === undefined) return;
-    checkTextComponents(dir);
+    checkTextFolders(dir, TEXT_COMPONENTS, { encoders: 'the UMT5 text encoder' });
   },
 
   // One chain per expert: transformer/, and transformer_2/ in a Wan 2.2 folder (a non-null boundary_ratio).
@@ -69,7 +61,7 @@ const wanCliFamily: CliFamily = {
   },
 
   encodePrompt(dir, prompt, s) {
-    checkTextComponents(dir);
+    checkTextFolders(dir, TEXT_COMPONENTS, { encoders: 'the UMT5 text encoder' });
     using encoder = new WanPromptEncoder(dir);
     const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
     const notes = e.truncatedTokens > 0 ? [`UMT5 kept ${e.inputIds.shape[1]} tokens of the prompt; ${e.truncatedTokens} were truncated`] : [];

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 
 import type { Tensor } from '@ditcache/cuda-runtime';
 
-import { readJsonObject, typedConfig } from './io/config-file.js';
+import { missingFolders, readJsonObject, typedConfig } from './io/config-file.js';
 import { savePng } from './io/image.js';
 import type { LoadOptions } from './io/weights.js';
 import type { RemotePipeline } from './pipeline/worker/remote-pipeline.js';
@@ -230,6 +230,24 @@ export function pickInputs(inputs: Record<string, Tensor>, file: string | undefi
     if (!t) throw new UsageError(`--inputs ${file} has no tensor '${n}' (it has: ${Object.keys(inputs).sort().join(', ') || 'none'})`);
     return t;
   });
+}
+
+/** How a family words the absence of its text folders: the flag that needed them, what they hold, what to give instead. */
+export interface TextFoldersWording {
+  /** Default '--prompt'. */
+  flag?: string;
+  /** Default 'text encoders'. */
+  encoders?: string;
+  /** Default 'prompt embeddings'. */
+  instead?: string;
+}
+
+/** A UsageError unless `dir` has every folder of `folders` (a family's tokenizers and text encoders), naming those it lacks. */
+export function checkTextFolders(dir: string, folders: readonly string[], wording: TextFoldersWording = {}): void {
+  const missing = missingFolders(dir, folders);
+  if (missing.length === 0) return;
+  const { flag = '--prompt', encoders = 'text encoders', instead = 'prompt embeddings' } = wording;
+  throw new UsageError(`${flag}: ${dir} has no ${missing.map((m) => `${m}/`).join(', ')} (${encoders}); give ${instead} with --inputs instead`);
 }
 
 /** Writes an image result as PNG (the first image of the batch). */

@@ -9,7 +9,7 @@ export {
 export { AutoencoderKLWanDecoder } from './nn/autoencoder-kl-wan/decoder.js';
 export { WanAttentionBlock, WanRMSNorm, WanResidualBlock, WanUpsampler } from './nn/autoencoder-kl-wan/blocks.js';
 export { CausalConv3d, TemporalCache } from './nn/autoencoder-kl-wan/causal-conv.js';
-export { ConfigError, checkPipelineFolder, missingFolders, readJsonObject, typedConfig } from './io/config-file.js';
+export { ConfigError, checkPipelineFolder, missingFolders, readJsonObject, requireFolders, typedConfig } from './io/config-file.js';
 export { PIPELINE_DEFAULTS_FILE, readPipelineDefaults, withPipelineDefaults, type DefaultableOptions, type PipelineDefaults } from './io/pipeline-defaults.js';
 export { MlpEmbedding, sinusoidalTimestepEmbedding, type SinusoidalOptions } from './nn/embeddings.js';
 export { FeedForward, type FeedForwardActivation } from './nn/feed-forward.js';

@@ -25,6 +25,14 @@ export function missingFolders(dir: string, names: readonly string[]): string[] 
   return names.filter((name) => !existsSync(join(dir, name)) || !statSync(join(dir, name)).isDirectory());
 }
 
+/** A ConfigError unless `dir` has every folder of `names`, naming those it lacks and what `purpose` needs. */
+export function requireFolders(dir: string, names: readonly string[], purpose: string): void {
+  const missing = missingFolders(dir, names);
+  if (missing.length === 0) return;
+  const list = (folders: readonly string[]) => folders.map((m) => `${m}/`).join(', ');
+  throw new ConfigError(`${dir}: no ${list(missing)} folder (${purpose} needs ${list(names)})`);
+}
+
 /**
  * Checks a diffusers pipeline folder before anything loads: it exists; its model_index.json,
  * when there is one, names `pipelineClass` and lists each of `components` ([folder, class]) with
