@@ -15,11 +15,11 @@ import {
   type Undo,
 } from '@ditcache/core';
 import type { Tensor } from '@ditcache/cuda-runtime';
-import { runtimeTensorOps } from '@ditcache/diffusion';
+import { runtimeTensorOps, timesThousandInDtype } from '@ditcache/diffusion';
 
 import type { ChromaBlockContext } from './blocks.js';
 import { patchChromaForCaching } from './caching-patch.js';
-import { embeddedTimesteps, type ChromaTransformer, type ChromaTransformerInputs } from './transformer.js';
+import type { ChromaTransformer, ChromaTransformerInputs } from './transformer.js';
 
 /** cache-dit's ChromaPatchFunctor: the blocks cut their own modulation rows (see caching-patch.ts); the Undo restores the model exactly. */
 export class ChromaPatchFunctor implements PatchFunctor {
@@ -40,7 +40,7 @@ export function chromaBlockAdapter(target: { pipe?: object; transformer: ChromaT
     // CFG runs as separate cond and uncond calls: cache-dit's default enable_separate_cfg for Chroma.
     hasSeparateCfg: true,
     ops: runtimeTensorOps,
-    timestepOf: (args) => embeddedTimesteps((args[0] as ChromaTransformerInputs).timestep, transformer.dtype)[0],
+    timestepOf: (args) => timesThousandInDtype((args[0] as ChromaTransformerInputs).timestep, transformer.dtype)[0],
     flops: chromaFlops(transformer),
   });
 }

@@ -17,7 +17,6 @@ export {
 export {
   ChromaTransformer,
   doubleBlockRows,
-  embeddedTimesteps,
   singleBlockRow,
   type ChromaCallShape,
   type ChromaEmbedded,

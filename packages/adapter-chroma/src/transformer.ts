@@ -4,8 +4,9 @@
 // Chroma's reference implementation and ComfyUI (diffusers adds its float mask as a bias and so
 // masks nothing: issues #12116 and #13619). In bfloat16 / float16 (`dtype`) it rounds where
 // diffusers does under that torch_dtype, as FluxTransformer does.
-import { concat, mul, tensor, tidy, type Device, type Tensor } from '@ditcache/cuda-runtime';
+import { concat, tensor, tidy, type Device, type Tensor } from '@ditcache/cuda-runtime';
 import {
+  timesThousandInDtype,
   Linear,
   checkFloat16Range,
   loadFromFolder,
@@ -83,15 +84,6 @@ export function doubleBlockRows(config: Pick<ChromaTransformerConfig, 'num_layer
 /** The first of the 3 modulation rows of single-stream block `index`. */
 export function singleBlockRow(index: number): number {
   return 3 * index;
-}
-
-/**
- * The timestep as the model embeds it: diffusers' `timestep.to(dtype) * 1000`, rounded to the
- * model's dtype before and after (the rule FLUX.1 has too). Reads `t` from the device.
- */
-export function embeddedTimesteps(t: Tensor, dtype: ComputeDtype): Float32Array {
-  if (dtype === 'float32') return t.toFloat32Array().map((v) => v * 1000);
-  return tidy(() => mul(t.cast(dtype), 1000).toFloat32Array());
 }
 
 export class ChromaTransformer implements Disposable {
@@ -287,6 +279,6 @@ export class ChromaTransformer implements Disposable {
     }
     const t = inputs.timestep;
     if (t.size !== batch || t.rank > 1) fail(`timestep must be (${batch},), got ${shape(t)}`);
-    return embeddedTimesteps(t, this.dtype);
+    return timesThousandInDtype(t, this.dtype);
   }
 }

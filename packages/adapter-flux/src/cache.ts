@@ -4,9 +4,9 @@
 // counts from the first double block and Bn back from the last single block.
 import { BlockAdapter, ForwardPattern, registerAdapter, type AdapterTarget, type BlockAdapterFactory, type FlopsCounter } from '@ditcache/core';
 import type { Tensor } from '@ditcache/cuda-runtime';
-import { runtimeTensorOps } from '@ditcache/diffusion';
+import { runtimeTensorOps, timesThousandInDtype } from '@ditcache/diffusion';
 
-import { fluxEmbeddedValues, type FluxTransformer, type FluxTransformerInputs } from './transformer.js';
+import type { FluxTransformer, FluxTransformerInputs } from './transformer.js';
 
 export type FluxCacheLayout = 'one-chain' | 'two-lists';
 
@@ -28,7 +28,7 @@ export function fluxBlockAdapter(target: { pipe?: object; transformer: FluxTrans
     hasSeparateCfg: false,
     ops: runtimeTensorOps,
     // Only for a bare transformer call: a FluxPipeline tells the engine its calls, timestep included.
-    timestepOf: (args) => fluxEmbeddedValues((args[0] as FluxTransformerInputs).timestep, transformer.dtype)[0],
+    timestepOf: (args) => timesThousandInDtype((args[0] as FluxTransformerInputs).timestep, transformer.dtype)[0],
     flops: fluxFlops(transformer),
   });
 }

@@ -2,8 +2,9 @@
 // double-stream blocks and then the single-stream blocks over both streams, and projects the
 // image stream back to latent channels. In bfloat16 / float16 (`dtype`) it rounds where diffusers
 // does under that torch_dtype: see forward().
-import { add, concat, mul, silu, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { add, concat, silu, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import {
+  timesThousandInDtype,
   Linear,
   MlpEmbedding,
   checkFloat16Range,
@@ -64,17 +65,6 @@ export interface FluxFlops {
   /** norm_out and proj_out. */
   output: number;
   total: number;
-}
-
-/**
- * FLUX's x1000 rule, in one place: the model takes the timestep as sigma (the scheduler's
- * timestep / 1000) and guidance likewise divided, and embeds both times 1000, rounded to the
- * model's dtype before and after (diffusers' `timestep.to(dtype) * 1000`). Reads `t` from the
- * device: the sinusoidal features are computed on the host.
- */
-export function fluxEmbeddedValues(t: Tensor, dtype: ComputeDtype): Float32Array {
-  if (dtype === 'float32') return t.toFloat32Array().map((v) => v * 1000);
-  return tidy(() => mul(t.cast(dtype), 1000).toFloat32Array());
 }
 
 /** time_text_embed: timestep (and guidance) features plus the projected pooled text embedding. */
@@ -247,7 +237,7 @@ export class FluxTransformer implements Disposable {
     }
     const perSample = (name: string, t: Tensor): Float32Array => {
       if (t.size !== batch || t.rank > 1) fail(`${name} must be (${batch},), got ${shape(t)}`);
-      return fluxEmbeddedValues(t, this.dtype);
+      return timesThousandInDtype(t, this.dtype);
     };
     if (c.guidance_embeds && !inputs.guidance) fail('this model has guidance embeddings (guidance_embeds): pass guidance');
     if (!c.guidance_embeds && inputs.guidance) fail('this model has no guidance embeddings (guidance_embeds is false): omit guidance');

@@ -11,7 +11,7 @@ export { WanAttentionBlock, WanRMSNorm, WanResidualBlock, WanUpsampler } from '.
 export { CausalConv3d, TemporalCache } from './nn/autoencoder-kl-wan/causal-conv.js';
 export { ConfigError, checkPipelineFolder, missingFolders, readJsonObject, requireFolders, typedConfig } from './io/config-file.js';
 export { PIPELINE_DEFAULTS_FILE, readPipelineDefaults, withPipelineDefaults, type DefaultableOptions, type PipelineDefaults } from './io/pipeline-defaults.js';
-export { MlpEmbedding, sinusoidalTimestepEmbedding, type SinusoidalOptions } from './nn/embeddings.js';
+export { MlpEmbedding, sinusoidalTimestepEmbedding, timesThousandInDtype, type SinusoidalOptions } from './nn/embeddings.js';
 export { FeedForward, type FeedForwardActivation } from './nn/feed-forward.js';
 export { FLOAT16_MAX, Float16OverflowError, checkFloat16Range, clipToFloat16Range, inDenoisingStep } from './pipeline/float16.js';
 export { NonFiniteError, checkFiniteInputs, checkFiniteLatents, isFiniteTensor } from './pipeline/non-finite.js';

@@ -1,9 +1,9 @@
 // Conditioning embeddings every family shares: the sinusoidal timestep features and the
 // two-layer MLP that projects them (and pooled text) to the model width.
-import { gelu, silu, tensor, tidy, type Device, type DType, type Tensor } from '@ditcache/cuda-runtime';
+import { gelu, mul, silu, tensor, tidy, type Device, type DType, type Tensor } from '@ditcache/cuda-runtime';
 
 import { Linear } from './layers.js';
-import type { WeightReader } from '../io/weights.js';
+import type { ComputeDtype, WeightReader } from '../io/weights.js';
 
 export interface SinusoidalOptions {
   /** Put the cosine half first (diffusers' `flip_sin_to_cos`). */
@@ -21,6 +21,17 @@ export interface SinusoidalOptions {
 }
 
 const f32 = Math.fround;
+
+/**
+ * The x1000 rule of FLUX-style models (FLUX.1, Chroma): the model takes the timestep (and
+ * guidance) as the scheduler's value / 1000 and embeds it times 1000, rounded to the model's
+ * dtype before and after (diffusers' `timestep.to(dtype) * 1000`). Reads `t` from the device:
+ * the sinusoidal features are computed on the host.
+ */
+export function timesThousandInDtype(t: Tensor, dtype: ComputeDtype): Float32Array {
+  if (dtype === 'float32') return t.toFloat32Array().map((v) => v * 1000);
+  return tidy(() => mul(t.cast(dtype), 1000).toFloat32Array());
+}
 
 /**
  * diffusers' get_timestep_embedding: (N, dim) sin / cos features of fractional timesteps. Every
