@@ -1,14 +1,14 @@
-// Prompts as text (the pipeline, and the CLI's encode-prompt and generate --prompt): ChromaPromptEncoder against diffusers' ChromaPipeline.encode_prompt (T5 masked
+// Prompts as text: ChromaPromptEncoder against diffusers' ChromaPipeline.encode_prompt (T5 masked
 // to the prompt's tokens; the transformer's mask keeping them and one pad token, none when the
-// prompt fills max_sequence_length), and a pipeline call from text with a negative prompt. The
-// tiny T5 and tokenizer are @ditcache/text-encoders' reference data.
-import { spawnSync } from 'node:child_process';
+// prompt fills max_sequence_length), a pipeline call from text with a negative prompt, and the CLI
+// family's encode-prompt (generate --prompt through the bin: packages/cli's test/prompt-t5.test.ts).
+// The tiny T5 and tokenizer are @ditcache/text-encoders' reference data.
 import { readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { loadSafetensors, saveSafetensors, tensor } from '@ditcache/cuda-runtime';
+import { loadSafetensors, tensor } from '@ditcache/cuda-runtime';
 import { T5Encoder } from '@ditcache/text-encoders';
 
 import family from '../src/cli-family.js';
@@ -120,25 +120,5 @@ describe('the CLI with T5: encode-prompt and generate --prompt', () => {
     const { tensors, notes } = family.encodePrompt!(dir, diffusers.prompt, { maxSequenceLength: diffusers.max_sequence_length });
     for (const t of Object.values(tensors)) t.dispose();
     expect(notes).toEqual([expect.stringMatching(/^T5 kept 16 tokens of the prompt; \d+ were truncated$/)]);
-  });
-
-  it('generate --prompt --negative-prompt gives diffusers latents', () => {
-    const out = scratchDir('ditcache-chroma-prompt-cli-');
-    saveSafetensors(join(out, 'in.safetensors'), { latents_in: ref.latents_in });
-    const bin = new URL('../../cli/dist/cli.js', import.meta.url).pathname;
-    const args = ['generate', '--model', dir, '--inputs', join(out, 'in.safetensors'), '--prompt', meta.prompts[0], '--negative-prompt', meta.negative_prompt];
-    const settings = ['--max-sequence-length', meta.max_sequence_length, '--height', meta.height, '--width', meta.width, '--steps', meta.num_inference_steps];
-    const r = spawnSync(
-      process.execPath,
-      [bin, ...args, ...settings.map(String), '--guidance', String(meta.guidance_scale), '--save-latents', join(out, 'out.safetensors')],
-      {
-        encoding: 'utf-8',
-        timeout: 300_000,
-      },
-    );
-    expect(r.status, r.stderr).toBe(0);
-    const got = loadSafetensors(join(out, 'out.safetensors'));
-    expect(relativeL2(got.latents_out, ref.latents_out)).toBeLessThan(1e-4);
-    for (const t of Object.values(got)) t.dispose();
   });
 });
