@@ -3,6 +3,7 @@
 // they were before policies existed, so every existing config keeps its meaning.
 import { boolean, integer, mask, nonNegative, nullable, oneOf, type KeySpec } from './config-keys.js';
 import type { CacheConfig, DBCacheConfig, TaylorSeerConfig } from './config.js';
+import { DBCACHE_TUNING } from './dbcache-tuning.js';
 import { BranchDecider } from './decision.js';
 import { registerPolicy, type CachePolicy, type CachePolicyFactory, type Stream } from './policy.js';
 import { LastResidualStore, taylorSeerResidualStore, type ResidualStore } from './residual-store.js';
@@ -86,7 +87,7 @@ class DBCachePolicy implements CachePolicy {
   }
 }
 
-@registerPolicy({ name: DBCACHE_POLICY, keys: DBCACHE_KEYS, defaults: DBCACHE_DEFAULTS })
+@registerPolicy({ name: DBCACHE_POLICY, keys: DBCACHE_KEYS, defaults: DBCACHE_DEFAULTS, tuning: DBCACHE_TUNING })
 export class DBCachePolicyFactory implements CachePolicyFactory {
   create(config: CacheConfig): CachePolicy {
     return new DBCachePolicy(config);

@@ -64,6 +64,9 @@ export {
 export { DBCACHE_POLICY, DBCACHE_KEYS, DBCachePolicyFactory } from './dbcache-policy.js';
 export { SCM_POLICY, SCM_KEYS, ScmPolicyFactory, scmMask } from './scm-policy.js';
 export { SCM_MASKS, SCM_PRESETS, type ScmPreset } from './scm-masks.js';
+export { DBCACHE_TUNING } from './dbcache-tuning.js';
+export { SCM_TUNING } from './scm-tuning.js';
+export type { PolicyTuning, TuningKnob, TuningRange, TuningRun, TuningSteps, TuningVariant } from './tuning.js';
 export { boolean, integer, mask, nonNegative, nullable, oneOf, type Check, type KeySpec } from './config-keys.js';
 export { CacheDitTaylorSeer, NewtonTaylorSeer, LastResidualStore, type ResidualStore, type Forecast } from './residual-store.js';
 export { CachedBlockChain, type Block, type FlopsCounter } from './block-chain.js';

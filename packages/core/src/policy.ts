@@ -12,6 +12,7 @@ import type { Decision, MeasureDiff } from './decision.js';
 import { ditcacheContainer } from './registry.js';
 import type { ResidualStore } from './residual-store.js';
 import type { TensorOps } from './tensor-ops.js';
+import type { PolicyTuning } from './tuning.js';
 
 /** One branch's decisions during one run (a fresh one per branch and run). */
 export interface StepDecider {
@@ -63,6 +64,8 @@ export interface PolicyRegistration {
   readonly keys: Readonly<Record<string, KeySpec>>;
   /** Values of the keys a config leaves out (DBCache's keys have theirs in DEFAULT_CACHE_CONFIG). */
   readonly defaults: Readonly<Record<string, unknown>>;
+  /** How `ditcache tune` searches its configs (tuning.ts); absent: the policy is not tuned. */
+  readonly tuning?: PolicyTuning;
 }
 
 type PolicyClass = new (...args: any[]) => CachePolicyFactory;

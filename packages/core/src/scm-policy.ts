@@ -9,6 +9,7 @@ import { BranchDecider } from './decision.js';
 import { registerPolicy, type CachePolicy, type CachePolicyFactory, type RunInfo, type StepDecider, type Stream } from './policy.js';
 import type { ResidualStore } from './residual-store.js';
 import { SCM_MASKS, SCM_PRESETS, type ScmPreset } from './scm-masks.js';
+import { SCM_TUNING } from './scm-tuning.js';
 import type { TensorOps } from './tensor-ops.js';
 
 export const SCM_POLICY = 'scm';
@@ -67,7 +68,7 @@ class ScmPolicy implements CachePolicy {
 }
 
 // cache-dit's `steps_mask` defaults to 'medium'.
-@registerPolicy({ name: SCM_POLICY, keys: SCM_KEYS, defaults: { maskPolicy: 'medium' } })
+@registerPolicy({ name: SCM_POLICY, keys: SCM_KEYS, defaults: { maskPolicy: 'medium' }, tuning: SCM_TUNING })
 export class ScmPolicyFactory implements CachePolicyFactory {
   create(config: CacheConfig): CachePolicy {
     return new ScmPolicy(config);

@@ -1,0 +1,33 @@
+// What `ditcache tune` searches for the built-in 'dbcache' policy. The residual-diff threshold
+// is its monotone knob: a higher one lets more steps reuse the Mn residual, faster and less
+// faithful. Around it, the structures that change how a cached step is filled in: no forecast,
+// TaylorSeer of order 1 or 2, and order 1 with runs of cached steps capped (a forecast drifts
+// the further it reaches). Fn 1 / Bn 0 is cache-dit's choice for FLUX-class models; the warmup
+// is a tenth of the run, as cache-dit's 8 of 28 steps keeps the steps where the image takes shape.
+import type { PolicyTuning, TuningKnob, TuningRun, TuningVariant } from './tuning.js';
+
+/** cache-dit's defaults are 0.08; past 1 nearly every step after warmup is cached. */
+export const THRESHOLD_KNOB: TuningKnob = { key: 'residual_diff_threshold', range: [0.02, 1], scale: 'log' };
+
+/** Steps computed before any may be cached: a tenth of the run, at least one. */
+export function tuningWarmup(run: TuningRun): number {
+  return Math.max(1, Math.round(run.steps / 10));
+}
+
+function variants(run: TuningRun): TuningVariant[] {
+  const base = { Fn_compute_blocks: 1, Bn_compute_blocks: 0, max_warmup_steps: tuningWarmup(run) };
+  // cache-dit's loader turns TaylorSeer on only by its enable key, so the key is always written.
+  const taylorSeer = (order: number) => (order === 0 ? { enable_taylorseer: false } : { enable_taylorseer: true, taylorseer_order: order });
+  return [
+    { name: 'F1B0-T0', config: { ...base, ...taylorSeer(0) }, knob: THRESHOLD_KNOB },
+    { name: 'F1B0-T1', config: { ...base, ...taylorSeer(1) }, knob: THRESHOLD_KNOB },
+    { name: 'F1B0-T2', config: { ...base, ...taylorSeer(2) }, knob: THRESHOLD_KNOB },
+    { name: 'F1B0-T1-MC3', config: { ...base, ...taylorSeer(1), max_continuous_cached_steps: 3 }, knob: THRESHOLD_KNOB },
+  ];
+}
+
+export const DBCACHE_TUNING: PolicyTuning = {
+  variants,
+  // Its configs are written in cache-dit's keys already.
+  cacheDitForm: (config) => config,
+};
