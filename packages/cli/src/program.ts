@@ -16,6 +16,7 @@ import { checkOutputs, ensureParent, writeTextAtomically } from './outputs.js';
 import { dtypeOption, loadOptions, weightDtypeOption } from './load-options.js';
 import { OPTION_PARSERS, finite, nonNegativeInt, positiveInt } from './parsers.js';
 import { familyFor, loadFamilies, type Families } from './plugins.js';
+import { registerTune } from './tune/command.js';
 import { cliVersion } from './version.js';
 
 interface ForwardFlags {
@@ -170,6 +171,7 @@ export function buildProgram(loaded?: ProgramFamilies): Command {
   registerAdapters(program);
   registerBench(program);
   registerEncodePrompt(program);
+  registerTune(program);
 
   return program;
 }

@@ -1,0 +1,82 @@
+// `ditcache tune`: the command line of tune(), with progress and a line per config on stderr.
+import type { Command } from 'commander';
+
+import type { ComputeDtype } from '@ditcache/diffusion';
+
+import { dtypeOption } from '../load-options.js';
+import { finite, nonNegativeInt, positiveInt } from '../parsers.js';
+import { psnrText } from './outputs.js';
+import { tune } from './tune.js';
+
+interface TuneFlags {
+  model: string;
+  prompts: string;
+  targetPsnr: number;
+  policies?: string[];
+  out: string;
+  steps?: number;
+  height?: number;
+  width?: number;
+  seed: number;
+  holdoutSeed?: number;
+  repeats: number;
+  evaluations: number;
+  dtype: ComputeDtype;
+}
+
+/** `--policies dbcache,scm` or repeated flags. */
+const policyList = (value: string, previous: string[] | undefined): string[] => [
+  ...(previous ?? []),
+  ...value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+];
+
+/** Adds the `tune` command to the program. */
+export function registerTune(program: Command): void {
+  program
+    .command('tune')
+    .description('find the fastest cache config whose PSNR vs uncached keeps a target; checks it on held-out seeds, writes best.yaml (resumable)')
+    .requiredOption('--model <dir>', 'a diffusers-format pipeline folder (as bench runs)')
+    .requiredOption(
+      '--prompts <file>',
+      "safetensors with prompt_embeds (P, tokens, dim) and pooled_prompt_embeds (P, dim), e.g. a model's demo-prompts.safetensors",
+    )
+    .requiredOption('--target-psnr <dB>', 'the mean PSNR against the uncached images the pick must keep on the tuning prompts', finite('--target-psnr'))
+    .option('--policies <names>', 'cache policies to search, comma-separated (default: every registered policy with tuning hints)', policyList)
+    .option('--out <dir>', 'where cells, best.yaml, results.md / .json and the plots go; finished cells there are not run again', 'tune-out')
+    .option('--steps <n>', "denoising steps (default: the prompts file's, else the model folder's, else 28)", positiveInt('--steps'))
+    .option('--height <px>', "image height (default: the prompts file's)", positiveInt('--height'))
+    .option('--width <px>', "image width (default: the prompts file's)", positiveInt('--width'))
+    .option('--seed <n>', 'tuning prompt i starts from the noise of seed + i', nonNegativeInt('--seed'), 0)
+    .option('--holdout-seed <n>', 'held-out prompt i starts from the noise of holdout-seed + i (default: seed + 1000)', nonNegativeInt('--holdout-seed'))
+    .option('--repeats <n>', 'generations per cell; the fastest is kept (steadier timings on a busy machine)', positiveInt('--repeats'), 1)
+    .option('--evaluations <n>', 'configs evaluated per policy variant at most, both ends of its knob included (default 8)', positiveInt('--evaluations'), 8)
+    .addOption(dtypeOption())
+    .action(async (flags: TuneFlags) => {
+      const result = await tune({
+        model: flags.model,
+        prompts: flags.prompts,
+        targetPsnr: flags.targetPsnr,
+        policies: flags.policies,
+        out: flags.out,
+        steps: flags.steps,
+        height: flags.height,
+        width: flags.width,
+        seed: flags.seed,
+        holdoutSeed: flags.holdoutSeed,
+        repeats: flags.repeats,
+        evaluationsPerVariant: flags.evaluations,
+        dtype: flags.dtype,
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
+      const { pick, heldOut, files } = result;
+      const held = heldOut[0].heldOut;
+      process.stdout.write(
+        `pick: ${pick.name}: ${psnrText(pick.measured)} at ${pick.measured.speedup.toFixed(2)}x on the tuning prompts, ` +
+          `${psnrText(held)} at ${held.speedup.toFixed(2)}x held out\n` +
+          `wrote ${files.best}, ${files.table}, ${files.json} and ${Object.values(files.plots).join(', ')}\n`,
+      );
+    });
+}

@@ -1,0 +1,179 @@
+// `tune()`: the fastest cache config that keeps a fidelity target, for apps and for
+// `ditcache tune`. It searches the variants each tunable policy describes (search.ts) on the
+// tuning prompts, reruns the pick and the other Pareto-optimal configs that met the target on
+// held-out prompts (the same prompts from other seeds), and writes best.yaml, the tables and
+// a Pareto plot per policy.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { policyRegistry, type RegisteredPolicy } from '@ditcache/core';
+import { PIPELINE_DEFAULTS_FILE, readPipelineDefaults, type ComputeDtype } from '@ditcache/diffusion';
+
+import { paretoFlags, type ConfigResult } from '../bench/report.js';
+import { readBenchPrompts, type BenchSettings } from '../bench/runner.js';
+import { UsageError } from '../errors.js';
+import { benchEvaluator } from './evaluator.js';
+import { writeTuneOutputs, type TuneFiles } from './outputs.js';
+import { fastestMeetingTarget, searchConfigs, tuneSpaces, TargetNotMetError, type Evaluate, type Trial, type TunePoint } from './search.js';
+
+export interface TuneOptions {
+  /** A diffusers-format pipeline folder bench can run. */
+  readonly model: string;
+  /** A prompts file as bench reads it (prompt_embeds, pooled_prompt_embeds). */
+  readonly prompts: string;
+  /** Mean PSNR against the uncached images, dB, that the pick must keep on the tuning prompts. */
+  readonly targetPsnr: number;
+  /** Where cells, best.yaml and the reports go; cells already there are not run again. */
+  readonly out: string;
+  /** Policies to search (default: every registered policy with tuning hints). */
+  readonly policies?: readonly string[];
+  readonly steps?: number;
+  readonly height?: number;
+  readonly width?: number;
+  /** Tuning prompt i starts from the noise of seed + i (default 0). */
+  readonly seed?: number;
+  /** Held-out prompt i starts from the noise of holdoutSeed + i (default seed + 1000). */
+  readonly holdoutSeed?: number;
+  /** Generations per cell; the fastest is kept (default 1). */
+  readonly repeats?: number;
+  readonly dtype?: ComputeDtype;
+  /** Configs evaluated per variant at most (default 8). */
+  readonly evaluationsPerVariant?: number;
+  /** Receives a line per round and per config measured (the CLI writes them to stderr). */
+  readonly log?: (line: string) => void;
+}
+
+export type TunedPoint = TunePoint<ConfigResult>;
+
+/** A config measured on the tuning prompts and again on the held-out ones. */
+export interface HeldOutCheck {
+  readonly point: TunedPoint;
+  readonly heldOut: ConfigResult;
+  readonly meetsTarget: boolean;
+}
+
+export interface TuneSettings extends BenchSettings {
+  readonly holdoutSeed: number;
+  readonly targetPsnr: number;
+  readonly policies: readonly string[];
+}
+
+export interface TuneResult {
+  readonly settings: TuneSettings;
+  /** The fastest config meeting the target on the tuning prompts. */
+  readonly pick: TunedPoint;
+  /** Every config evaluated on the tuning prompts, in the order evaluated. */
+  readonly points: readonly TunedPoint[];
+  /** The pick first, then the other Pareto-optimal configs that met the target, rerun on the held-out prompts. */
+  readonly heldOut: readonly HeldOutCheck[];
+  /** The fastest of those on the held-out prompts that meets the target there (undefined: none does). */
+  readonly bestHeldOut: HeldOutCheck | undefined;
+  readonly files: TuneFiles;
+}
+
+const DEFAULT_EVALUATIONS = 8;
+const HOLDOUT_SEED_OFFSET = 1000;
+
+/** The registered policies to search: those named (each must bring tuning hints), else every one that does. */
+export function tunablePolicies(names: readonly string[] | undefined): RegisteredPolicy[] {
+  const registry = policyRegistry();
+  const tunable = registry
+    .names()
+    .map((n) => registry.get(n)!)
+    .filter((p) => p.tuning);
+  if (names === undefined) return tunable;
+  const tunableNames = tunable.map((p) => p.name).join(', ');
+  return names.map((name) => {
+    const policy = registry.get(name);
+    if (!policy) throw new UsageError(`--policies: '${name}' is not a registered cache policy (tunable: ${tunableNames})`);
+    if (!policy.tuning) throw new UsageError(`--policies: policy '${name}' brings no tuning hints (tunable: ${tunableNames})`);
+    return policy;
+  });
+}
+
+/** Runs the search, the held-out check and writes the outputs; see TuneOptions. */
+export async function tune(options: TuneOptions): Promise<TuneResult> {
+  const log = options.log ?? (() => undefined);
+  if (!Number.isFinite(options.targetPsnr)) throw new UsageError(`--target-psnr must be a number of dB, got ${options.targetPsnr}`);
+  const policies = tunablePolicies(options.policies);
+  using prompts = readBenchPrompts(options.prompts);
+  const folder = readPipelineDefaults(options.model);
+  const height = options.height ?? prompts.height ?? folder.height;
+  const width = options.width ?? prompts.width ?? folder.width;
+  if (height === undefined || width === undefined) {
+    throw new UsageError(`--height and --width are needed: neither ${options.prompts} nor ${join(options.model, PIPELINE_DEFAULTS_FILE)} recommends a size`);
+  }
+  const seed = options.seed ?? 0;
+  const settings: TuneSettings = {
+    steps: options.steps ?? prompts.steps ?? folder.numInferenceSteps ?? 28,
+    height,
+    width,
+    seed,
+    repeats: options.repeats ?? 1,
+    dtype: options.dtype ?? 'float32',
+    holdoutSeed: options.holdoutSeed ?? seed + HOLDOUT_SEED_OFFSET,
+    targetPsnr: options.targetPsnr,
+    policies: policies.map((p) => p.name),
+  };
+  const count = prompts.labels.length;
+  if (settings.holdoutSeed < seed + count && seed < settings.holdoutSeed + count) {
+    throw new UsageError(`--holdout-seed ${settings.holdoutSeed}: its ${count} seeds overlap the tuning seeds ${seed}..${seed + count - 1}`);
+  }
+  const spaces = tuneSpaces(policies, settings.steps);
+  if (spaces.length === 0) throw new UsageError(`--policies: ${settings.policies.join(', ')} give no configs to search at ${settings.steps} steps`);
+  mkdirSync(options.out, { recursive: true });
+
+  const { holdoutSeed: _h, targetPsnr: _t, policies: _p, ...bench } = settings;
+  const evaluate = logged(
+    benchEvaluator({ model: options.model, prompts, out: join(options.out, 'tuning'), settings: bench, label: 'tune' }),
+    settings.targetPsnr,
+    log,
+  );
+  const points = await searchConfigs(spaces, evaluate, {
+    targetPsnr: settings.targetPsnr,
+    evaluationsPerVariant: options.evaluationsPerVariant ?? DEFAULT_EVALUATIONS,
+    onRound: (round, trials) => log(`tune: round ${round}, ${trials.length} config${trials.length === 1 ? '' : 's'} on ${count} prompts`),
+  });
+  let pick: TunedPoint;
+  try {
+    pick = fastestMeetingTarget(points, settings.targetPsnr);
+  } catch (e) {
+    if (e instanceof TargetNotMetError) await writeTuneOutputs(options.out, { model: options.model, settings, points, policies });
+    throw e;
+  }
+
+  const candidates = heldOutCandidates(points, pick);
+  log(`tune: held-out check of ${candidates.length} config${candidates.length === 1 ? '' : 's'} with seeds from ${settings.holdoutSeed}`);
+  const heldOutResults = await benchEvaluator({
+    model: options.model,
+    prompts,
+    out: join(options.out, 'holdout'),
+    settings: { ...bench, seed: settings.holdoutSeed },
+    label: 'held-out',
+  })(candidates);
+  const heldOut = candidates.map((point, i) => ({ point, heldOut: heldOutResults[i], meetsTarget: heldOutResults[i].meanPsnr >= settings.targetPsnr }));
+  const bestHeldOut = heldOut
+    .filter((c) => c.meetsTarget)
+    .reduce<HeldOutCheck | undefined>((a, b) => (!a || b.heldOut.speedup > a.heldOut.speedup ? b : a), undefined);
+  const files = await writeTuneOutputs(options.out, { model: options.model, settings, points, policies, pick, heldOut, bestHeldOut });
+  return { settings, pick, points, heldOut, bestHeldOut, files };
+}
+
+/** The pick, then the other configs that met the target on the tuning prompts and no faster, more faithful one beats. */
+function heldOutCandidates(points: readonly TunedPoint[], pick: TunedPoint): TunedPoint[] {
+  const meeting = points.filter((p) => p.meetsTarget);
+  const front = paretoFlags(meeting.map((p) => ({ x: p.measured.speedup, y: p.measured.meanPsnr })));
+  return [pick, ...meeting.filter((p, i) => front[i] && p !== pick)];
+}
+
+/** The evaluator, with a log line per config measured. */
+function logged(evaluate: Evaluate<ConfigResult>, targetPsnr: number, log: (line: string) => void): Evaluate<ConfigResult> {
+  return async (trials: readonly Trial[]) => {
+    const results = await evaluate(trials);
+    results.forEach((r, i) => {
+      const psnr = Number.isFinite(r.meanPsnr) ? `${r.meanPsnr.toFixed(2)} dB` : 'identical';
+      log(`tune: ${trials[i].name}: ${psnr}, ${r.speedup.toFixed(2)}x${r.meanPsnr >= targetPsnr ? '' : ` (below ${targetPsnr} dB)`}`);
+    });
+    return results;
+  };
+}

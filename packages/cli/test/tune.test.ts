@@ -1,0 +1,148 @@
+// `ditcache tune` end to end on the flux-tiny golden: the search, the held-out check, best.yaml
+// read back by core's parser reproducing the reported PSNR, resuming, and the command line.
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import sharp from 'sharp';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+
+import { parseCacheConfig, resolveConfig } from '@ditcache/core';
+import { concat, loadSafetensors, neg, saveSafetensors } from '@ditcache/cuda-runtime';
+
+import { evaluateBench } from '../src/bench/report.js';
+import { readBenchPrompts, runBench } from '../src/bench/runner.js';
+import { runCli } from '../src/program.js';
+import { tune, type TuneResult } from '../src/tune/tune.js';
+
+const root = new URL('../../../', import.meta.url).pathname;
+const flux = join(root, 'testdata/goldens/flux-tiny');
+const dir = mkdtempSync(join(tmpdir(), 'ditcache-tune-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Two prompts: the golden's embeddings and their negation, 32x32 at 10 steps. */
+function writePrompts(path: string): void {
+  const golden = loadSafetensors(join(flux, 'pipeline.safetensors'));
+  const negated = [neg(golden.prompt_embeds), neg(golden.pooled_prompt_embeds)];
+  const embeds = concat([golden.prompt_embeds, negated[0]]);
+  const pooled = concat([golden.pooled_prompt_embeds, negated[1]]);
+  saveSafetensors(
+    path,
+    { prompt_embeds: embeds, pooled_prompt_embeds: pooled },
+    { prompts: JSON.stringify(['golden', 'negated']), height: '32', width: '32', num_inference_steps: '10' },
+  );
+  for (const t of [embeds, pooled, ...negated, ...Object.values(golden)]) t.dispose();
+}
+
+describe('ditcache tune', () => {
+  const prompts = join(dir, 'prompts.safetensors');
+  const out = join(dir, 'out');
+  const TARGET = 30;
+  let result: TuneResult;
+  const lines: string[] = [];
+
+  it('picks the fastest config meeting the target and checks it on held-out seeds', async () => {
+    writePrompts(prompts);
+    result = await tune({ model: flux, prompts, targetPsnr: TARGET, out, evaluationsPerVariant: 4, log: (l) => lines.push(l) });
+    const { pick, points, heldOut, settings } = result;
+    expect(settings).toMatchObject({ steps: 10, height: 32, width: 32, seed: 0, holdoutSeed: 1000, policies: ['dbcache', 'scm'] });
+    // 7 variants, at most 4 configs each, at least both ends of every knob.
+    expect(points.length).toBeGreaterThanOrEqual(14);
+    expect(points.length).toBeLessThanOrEqual(28);
+    for (const p of points) expect(p.meetsTarget).toBe(p.measured.meanPsnr >= TARGET);
+    expect(pick.meetsTarget).toBe(true);
+    expect(pick.measured.cachedSteps).toBeGreaterThan(0);
+    const fastest = Math.max(...points.filter((p) => p.meetsTarget).map((p) => p.measured.speedup));
+    expect(pick.measured.speedup).toBe(fastest);
+    // The pick first in the held-out check, measured on other images than the tuning ones.
+    expect(heldOut[0].point).toBe(pick);
+    expect(heldOut[0].heldOut.psnr).toHaveLength(2);
+    expect(heldOut[0].heldOut.psnr).not.toEqual(pick.measured.psnr);
+    const record = JSON.parse(readFileSync(join(out, 'holdout', pick.name, 'prompt-1.json'), 'utf-8')) as { settings: { seed: number } };
+    expect(record.settings.seed).toBe(1000);
+    expect(heldOut.every((c) => c.point.meetsTarget)).toBe(true);
+    expect(lines[0]).toBe('tune: round 1, 14 configs on 2 prompts');
+    expect(lines).toContain(`tune: held-out check of ${heldOut.length} config${heldOut.length === 1 ? '' : 's'} with seeds from 1000`);
+  });
+
+  it('writes best.yaml, which core reads back and which reproduces the reported PSNR', async () => {
+    const { pick, files } = result;
+    const text = readFileSync(files.best!, 'utf-8');
+    expect(text).toMatch(/^# ditcache tune: the fastest config found whose mean PSNR against the uncached images is >= 30 dB/);
+    const document = parseYaml(text) as { cache_config: Record<string, unknown> };
+    expect(Object.keys(document)).toEqual(['cache_config']);
+    // Read by core as --cache reads it: the same resolved config as the one tuned (scm's preset spelled out as its mask).
+    const loaded = resolveConfig(parseCacheConfig(text).base);
+    const tuned = resolveConfig(parseCacheConfig(pick.config).base);
+    expect(loaded.fnComputeBlocks).toBe(tuned.fnComputeBlocks);
+    expect(loaded.residualDiffThreshold).toBe(tuned.residualDiffThreshold);
+    expect(loaded.enableTaylorseer).toBe(tuned.enableTaylorseer);
+    using file = readBenchPrompts(prompts);
+    const again = join(dir, 'again');
+    const records = await runBench({
+      model: flux,
+      prompts: file,
+      configs: [{ name: 'best', cache: document }],
+      out: again,
+      settings: { steps: 10, height: 32, width: 32, seed: 0, repeats: 1 },
+    });
+    const [, best] = await evaluateBench(again, records);
+    expect(best.psnr).toEqual(pick.measured.psnr);
+    expect(best.cachedSteps).toBe(pick.measured.cachedSteps);
+  });
+
+  it('writes the tables, the JSON and a Pareto plot per policy', async () => {
+    const { files, pick, heldOut } = result;
+    const md = readFileSync(files.table, 'utf-8');
+    expect(md).toContain('2 prompts, 10 steps, 32x32');
+    expect(md).toContain(`\`${pick.name}\` (written to best.yaml)`);
+    expect(md).toMatch(/## Held-out check\n[\s\S]*\| Config \| Tuning PSNR dB \| Tuning speedup \| Held-out PSNR dB/);
+    for (const policy of ['dbcache', 'scm']) {
+      expect(md).toContain(`## Policy ${policy}\n\n| Config | Variant | Knob |`);
+      const plot = await sharp(files.plots[policy]).metadata();
+      expect([plot.format, plot.width]).toEqual(['png', 900]);
+    }
+    const json = JSON.parse(readFileSync(files.json, 'utf-8')) as { pick: string; points: unknown[]; heldOut: { name: string }[] };
+    expect(json.pick).toBe(pick.name);
+    expect(json.points).toHaveLength(result.points.length);
+    expect(json.heldOut.map((c) => c.name)).toEqual(heldOut.map((c) => c.point.name));
+  });
+
+  it('resumes from the cells on disk, and runs from the command line', async () => {
+    const stamp = () => statSync(join(out, 'tuning', result.pick.name, 'prompt-0.json')).mtimeMs;
+    const before = stamp();
+    const stdout = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      const status = await runCli([
+        'node',
+        'ditcache',
+        'tune',
+        '--model',
+        flux,
+        '--prompts',
+        prompts,
+        '--target-psnr',
+        '30',
+        '--evaluations',
+        '4',
+        '--out',
+        out,
+      ]);
+      expect(status).toBe(0);
+      expect(String(stdout.mock.calls.at(-1)?.[0])).toMatch(new RegExp(`^pick: ${result.pick.name}: `));
+      expect(await runCli(['node', 'ditcache', 'tune', '--model', flux, '--prompts', prompts, '--target-psnr', '30', '--policies', 'dbcache,nope'])).toBe(2);
+      expect(String(stderr.mock.calls.at(-1)?.[0])).toBe("ditcache: --policies: 'nope' is not a registered cache policy (tunable: dbcache, scm)\n");
+      expect(await runCli(['node', 'ditcache', 'tune', '--model', flux, '--prompts', prompts, '--target-psnr', 'high'])).toBe(2);
+      expect(
+        await runCli(['node', 'ditcache', 'tune', '--model', flux, '--prompts', prompts, '--target-psnr', '30', '--seed', '5', '--holdout-seed', '6']),
+      ).toBe(2);
+      expect(String(stderr.mock.calls.at(-1)?.[0])).toBe('ditcache: --holdout-seed 6: its 2 seeds overlap the tuning seeds 5..6\n');
+    } finally {
+      stdout.mockRestore();
+      stderr.mockRestore();
+    }
+    expect(stamp()).toBe(before);
+  });
+});
