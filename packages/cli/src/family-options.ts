@@ -1,11 +1,12 @@
 // The flags of `ditcache generate` that model families declare (CliFamily.options), so that the
 // CLI names no family itself: what a declaration may be, which declarations of several plugins
 // fit together, how each option is listed in --help, and which settings a run's flags fill.
-import { Option } from 'commander';
+import { Option, type Command } from 'commander';
 
 import { CLI_OPTION_TYPES, FAMILY_FLAGS, type CliFamily, type CliOption, type CliOptionType, type FamilyFlag } from '@ditcache/diffusion/cli';
 
 import { UsageError } from './errors.js';
+import { OPTION_PARSERS } from './parsers.js';
 
 /** The flags of `generate` every family takes (and commander's own): a family may not declare them. */
 export const CLI_GENERATE_FLAGS = [
@@ -233,4 +234,27 @@ export function familySettings(family: CliFamily, given: ReadonlyMap<string, str
 /** The option of `family` that fills `setting`, if it declares one. */
 export function optionFilling(family: CliFamily, setting: string): CliOption | undefined {
   return familyOptions(family).find((o) => o.setting === setting);
+}
+
+/** The heading of the families' own options in a command's help. */
+const FAMILY_OPTIONS_HEADING = 'Options of the model families (each takes only those naming it):';
+
+/** Adds the options `families` declare to `command` (generate, bench), under their heading; returns them for familyFlagsGiven. */
+export function addFamilyOptions(command: Command, families: readonly CliFamily[]): RegisteredOption[] {
+  const options = registeredOptions(families);
+  for (const o of options) {
+    command.addOption(new Option(`${o.flag} <${o.valueName}>`, optionHelp(o)).argParser(OPTION_PARSERS[o.type](o.flag)).helpGroup(FAMILY_OPTIONS_HEADING));
+  }
+  return options;
+}
+
+/** The family flags given on the command line, by flag, taken out of `parsed` (which keeps the flags every family takes). */
+export function familyFlagsGiven(parsed: Record<string, unknown>, options: readonly RegisteredOption[]): Map<string, string | number> {
+  const given = new Map<string, string | number>();
+  for (const o of options) {
+    const value = parsed[o.attribute] as string | number | undefined;
+    delete parsed[o.attribute];
+    if (value !== undefined) given.set(o.flag, value);
+  }
+  return given;
 }

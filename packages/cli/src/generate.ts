@@ -68,7 +68,7 @@ export interface GenerateFlags extends CliGenerateSettings {
  * flag it stands for: the family settings only where the family has an option filling them, the
  * maximum sequence length only for a text prompt, the one thing it applies to.
  */
-function folderSettings(family: CliFamily, flags: GenerateFlags, defaults: PipelineDefaults): [setting: string, flag: string, value: number][] {
+function folderSettings(family: CliFamily, flags: CliGenerateSettings, defaults: PipelineDefaults): [setting: string, flag: string, value: number][] {
   const out: [string, string, number][] = [];
   const take = (setting: keyof CliGenerateSettings, flag: string | undefined, value: number | undefined, applies = true): void => {
     if (applies && flag !== undefined && value !== undefined && flags[setting] === undefined) out.push([setting, flag, value]);
@@ -84,6 +84,16 @@ function folderSettings(family: CliFamily, flags: GenerateFlags, defaults: Pipel
   return out;
 }
 
+/** `settings` with what the folder's ditcache.json recommends where they leave a setting out (flags win), said on stderr. */
+export function withFolderSettings<T extends CliGenerateSettings>(family: CliFamily, settings: T, model: string): T {
+  const fromFolder = folderSettings(family, settings, readPipelineDefaults(model));
+  if (fromFolder.length) {
+    const listed = fromFolder.map(([, flag, value]) => `${flag} ${value}`).join(' ');
+    process.stderr.write(`ditcache: ${join(model, PIPELINE_DEFAULTS_FILE)} gives ${listed}\n`);
+  }
+  return { ...settings, ...Object.fromEntries(fromFolder.map(([setting, , value]) => [setting, value])) };
+}
+
 /**
  * Runs `generate`: `given` holds the flags every family takes, `familyFlags` the values of the
  * families' own flags (by flag), which become the settings the running family's options fill;
@@ -91,14 +101,7 @@ function folderSettings(family: CliFamily, flags: GenerateFlags, defaults: Pipel
  */
 export async function generate(given: GenerateFlags, families: Families, familyFlags: ReadonlyMap<string, string | number> = new Map()): Promise<void> {
   const family = familyForPipeline(families, given.model);
-  const settings: GenerateFlags = { ...given, ...familySettings(family, familyFlags) };
-  // The folder's recommended settings fill what the flags leave out, and say so.
-  const fromFolder = folderSettings(family, settings, readPipelineDefaults(given.model));
-  const flags: GenerateFlags = { ...settings, ...Object.fromEntries(fromFolder.map(([setting, , value]) => [setting, value])) };
-  if (fromFolder.length) {
-    const listed = fromFolder.map(([, flag, value]) => `${flag} ${value}`).join(' ');
-    process.stderr.write(`ditcache: ${join(given.model, PIPELINE_DEFAULTS_FILE)} gives ${listed}\n`);
-  }
+  const flags = withFolderSettings(family, { ...given, ...familySettings(family, familyFlags) }, given.model);
   family.checkModel?.(flags.model, flags);
   if (flags.output && !family.outputFormats.includes(extname(flags.output).toLowerCase())) {
     throw new UsageError(`--output ${flags.output}: ${family.label} writes ${family.outputFormats.join(' or ')} files`);

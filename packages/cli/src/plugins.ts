@@ -197,3 +197,15 @@ export function familyForPipeline(families: Families, modelDir: string): CliFami
   );
   return familyFor(families, 'pipelineClasses', pipelineClassOf(modelDir, transformerToPipeline));
 }
+
+/** The families a program was built for, and the --adapter values they were loaded with. */
+export interface ProgramFamilies {
+  readonly specs: readonly string[];
+  readonly families: Families;
+}
+
+/** The families of a command line: those the program was built for when it names the same --adapter values, else loaded now. */
+export async function familiesFor(loaded: ProgramFamilies | undefined, adapters: readonly string[]): Promise<Families> {
+  const same = loaded !== undefined && loaded.specs.length === adapters.length && loaded.specs.every((s, i) => s === adapters[i]);
+  return same ? loaded.families : loadFamilies(adapters);
+}

@@ -9,13 +9,13 @@ import { adapterOption, registerAdapters } from './adapters-command.js';
 import { registerBench } from './bench/command.js';
 import { registerEncodePrompt } from './encode-prompt.js';
 import { UsageError } from './errors.js';
-import { optionHelp, registeredOptions } from './family-options.js';
+import { addFamilyOptions, familyFlagsGiven } from './family-options.js';
 import { generate, loadInputs, type GenerateFlags } from './generate.js';
 import { componentClassOf } from './model-folder.js';
 import { checkOutputs, ensureParent, writeTextAtomically } from './outputs.js';
 import { dtypeOption, loadOptions, weightDtypeOption } from './load-options.js';
-import { OPTION_PARSERS, finite, nonNegativeInt, positiveInt } from './parsers.js';
-import { familyFor, loadFamilies, type Families } from './plugins.js';
+import { finite, nonNegativeInt, positiveInt } from './parsers.js';
+import { familiesFor, familyFor, loadFamilies, type Families, type ProgramFamilies } from './plugins.js';
 import { registerTune } from './tune/command.js';
 import { cliVersion } from './version.js';
 
@@ -88,11 +88,7 @@ async function forward(flags: ForwardFlags): Promise<void> {
   }
 }
 
-/** The families a program was built for, and the --adapter values they were loaded with. */
-export interface ProgramFamilies {
-  readonly specs: readonly string[];
-  readonly families: Families;
-}
+export type { ProgramFamilies } from './plugins.js';
 
 /** What --output may be, per family (grouped by formats), for its help: ' (FLUX.1, HiDream-I1: .png; Wan: .webp, .gif)'. */
 function outputFormatsHelp(families: Families | undefined): string {
@@ -103,9 +99,6 @@ function outputFormatsHelp(families: Families | undefined): string {
   }
   return groups.size ? ` (${[...groups].map(([formats, labels]) => `${labels.join(', ')}: ${formats}`).join('; ')})` : '';
 }
-
-/** The heading of the families' own options in `generate --help`. */
-const FAMILY_OPTIONS_HEADING = 'Options of the model families (each takes only those naming it):';
 
 /**
  * The `ditcache` program. `generate` takes the options the families of `loaded` declare
@@ -137,21 +130,10 @@ export function buildProgram(loaded?: ProgramFamilies): Command {
     .option('--stats <file>', 'write the cache statistics (JSON, one object per cache context)')
     .option('--force', 'overwrite existing output files', false);
   // The families' own flags, as they declare them; the family that runs refuses the others'.
-  const familyOptions = registeredOptions(loaded?.families.loaded.map((p) => p.family) ?? []);
-  for (const o of familyOptions) {
-    generateCommand.addOption(
-      new Option(`${o.flag} <${o.valueName}>`, optionHelp(o)).argParser(OPTION_PARSERS[o.type](o.flag)).helpGroup(FAMILY_OPTIONS_HEADING),
-    );
-  }
+  const familyOptions = addFamilyOptions(generateCommand, loaded?.families.loaded.map((p) => p.family) ?? []);
   generateCommand.action(async (parsed: GenerateFlags & Record<string, unknown>) => {
-    const given = new Map<string, string | number>();
-    for (const o of familyOptions) {
-      const value = parsed[o.attribute] as string | number | undefined;
-      delete parsed[o.attribute];
-      if (value !== undefined) given.set(o.flag, value);
-    }
-    const sameAdapters = loaded !== undefined && loaded.specs.length === parsed.adapter.length && loaded.specs.every((s, i) => s === parsed.adapter[i]);
-    await generate(parsed, sameAdapters ? loaded.families : await loadFamilies(parsed.adapter), given);
+    const given = familyFlagsGiven(parsed, familyOptions);
+    await generate(parsed, await familiesFor(loaded, parsed.adapter), given);
   });
 
   program
@@ -169,22 +151,26 @@ export function buildProgram(loaded?: ProgramFamilies): Command {
     .action(async (flags: ForwardFlags) => forward(flags));
 
   registerAdapters(program);
-  registerBench(program);
+  registerBench(program, loaded);
   registerEncodePrompt(program);
   registerTune(program);
 
   return program;
 }
 
+/** The commands that take the families' own flags (--frames, --guidance-2, ...). */
+const FAMILY_FLAG_COMMANDS = ['generate', 'bench'];
+
 /**
- * The --adapter values of a command line that runs `generate` (or asks for its help), read
- * before commander parses it: the options of `generate` come from the families these load.
+ * The --adapter values of a command line that runs `generate` or `bench` (or asks for its
+ * help), read before commander parses it: their options come from the families these load.
  * Undefined for the other commands, which load families when they run, if at all.
  */
 export function generateAdapterSpecs(args: readonly string[]): string[] | undefined {
   // The program's own flags take no value, so its first word is the command.
   const words = args.filter((a) => !a.startsWith('-'));
-  if (words[0] !== 'generate' && !(words[0] === 'help' && words[1] === 'generate')) return undefined;
+  const command = words[0] === 'help' ? words[1] : words[0];
+  if (!FAMILY_FLAG_COMMANDS.includes(command)) return undefined;
   const specs: string[] = [];
   for (let i = args.indexOf(words[0]) + 1; i < args.length && args[i] !== '--'; ++i) {
     if (args[i] === '--adapter' && i + 1 < args.length) specs.push(args[++i]);

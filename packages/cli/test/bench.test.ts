@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { concat, loadSafetensors, neg, saveSafetensors } from '@ditcache/cuda-runtime';
 
 import { bench } from '../src/bench/command.js';
-import { DEFAULT_GRID, expandGrid, readBenchConfigs } from '../src/bench/configs.js';
+import { DEFAULT_GRID, DEFAULT_SCM_GRID, expandGrid, readBenchConfigs } from '../src/bench/configs.js';
 import { paretoFlags } from '../src/bench/report.js';
 import { readBenchPrompts, runBench, type BenchProgress } from '../src/bench/runner.js';
 import { UsageError } from '../src/errors.js';
@@ -41,8 +41,20 @@ describe('bench configs', () => {
     expect(configs[0].cache).toEqual({ residual_diff_threshold: 0.1, max_continuous_cached_steps: 2 });
     expect(configs[1].cache).toEqual({ residual_diff_threshold: 0.1, max_continuous_cached_steps: 2, taylorseer_order: 2 });
     expect(configs[1].name).toBe('DBCache_F8B0_W8I1M0MC2_R0.1_T1O2');
-    const size = Object.values(DEFAULT_GRID).reduce((n, values) => n * values.length, 1);
-    expect(readBenchConfigs('grid')).toHaveLength(size);
+    const size = (grid: object) => Object.values(grid).reduce((n: number, values: unknown[]) => n * values.length, 1);
+    expect(size(DEFAULT_GRID)).toBe(48);
+    expect(size(DEFAULT_SCM_GRID)).toBe(8);
+    const all = readBenchConfigs('grid');
+    expect(all).toHaveLength(56);
+    // The DBCache points as before, then SCM's four masks, each static and dynamic.
+    expect(all.slice(0, 48).map((c) => c.cache)).toEqual(expandGrid(DEFAULT_GRID).map((c) => c.cache));
+    expect(all.slice(48).map((c) => [c.cache.mask_policy, c.cache.steps_computation_policy])).toEqual(
+      ['slow', 'medium', 'fast', 'ultra'].flatMap((m) => [
+        [m, 'static'],
+        [m, 'dynamic'],
+      ]),
+    );
+    expect(all[48].name).toBe('scm_F1B0_W2I1M0MC0_R0.3_T0O0_static_maskPolicy-slow');
     expect(() => expandGrid({ threshold: [0.1] } as never)).toThrow(/unknown grid axis 'threshold'/);
     expect(() => expandGrid({ residual_diff_threshold: [] })).toThrow(UsageError);
   });
@@ -116,8 +128,8 @@ describe('ditcache bench', () => {
     expect(loose.computedFraction).toBeLessThan(0.9);
     for (const p of loose.psnr) expect(p).toBeGreaterThan(10);
     expect(loose.pareto || off.pareto).toBe(true);
-    expect(table).toMatch(/^\| Config \| Fn \| Bn \| Threshold/);
-    expect(table).toMatch(/\| loose \| 1 \| 0 \| 0\.7 \| 2 \| - \| off \|/);
+    expect(table).toMatch(/^\| Config \| Policy \| Fn \| Bn \| Threshold/);
+    expect(table).toMatch(/\| loose \| dbcache \| 1 \| 0 \| 0\.7 \| 2 \| - \| off \|/);
     expect(readFileSync(files.table, 'utf-8')).toContain('2 prompts, 12 steps, 32x32');
     const plot = await sharp(files.plot).metadata();
     expect([plot.format, plot.width, plot.height]).toEqual(['png', 900, 560]);
@@ -164,9 +176,6 @@ describe('ditcache bench', () => {
   });
 
   it('refuses what it cannot run, naming the problem', async () => {
-    await expect(bench({ model: join(root, 'testdata/goldens/wan-tiny'), prompts, configs: 'grid', out, seed: 0, repeats: 1 })).rejects.toThrow(
-      /bench runs FLUX pipelines/,
-    );
     await expect(bench({ model: flux, prompts: join(dir, 'missing.safetensors'), configs: 'grid', out, seed: 0, repeats: 1 })).rejects.toThrow(/no such file/);
     const golden = loadSafetensors(join(flux, 'pipeline.safetensors'));
     saveSafetensors(join(dir, 'no-size.safetensors'), { prompt_embeds: golden.prompt_embeds, pooled_prompt_embeds: golden.pooled_prompt_embeds });

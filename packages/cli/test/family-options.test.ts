@@ -150,9 +150,12 @@ describe('the settings of a run', () => {
 });
 
 describe('--adapter before parsing', () => {
-  it('is read for generate and its help only, up to --', () => {
+  it('is read for generate and bench and their help only, up to --', () => {
     expect(generateAdapterSpecs(['generate', '--adapter', 'a', '--model', 'm', '--adapter=./b', '--', '--adapter', 'c'])).toEqual(['a', './b']);
     expect(generateAdapterSpecs(['help', 'generate'])).toEqual([]);
+    // bench takes the families' flags too.
+    expect(generateAdapterSpecs(['bench', '--adapter', 'a', '--frames', '9'])).toEqual(['a']);
+    expect(generateAdapterSpecs(['help', 'bench'])).toEqual([]);
     expect(generateAdapterSpecs(['generate', '--help', '--adapter', 'x'])).toEqual(['x']);
     // A trailing --adapter without its value is left to commander to report.
     expect(generateAdapterSpecs(['generate', '--adapter'])).toEqual([]);

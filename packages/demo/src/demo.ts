@@ -8,6 +8,7 @@ import {
   UNCACHED,
   cellPaths,
   evaluateBench,
+  firstPrompts,
   formatPsnr,
   imageGridSvg,
   presetConfig,
@@ -59,45 +60,38 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   mkdirSync(cells, { recursive: true });
   using file = readBenchPrompts(join(model, 'demo-prompts.safetensors'));
   const count = Math.min(opts.promptCount ?? file.labels.length, file.labels.length);
-  const promptEmbeds = file.promptEmbeds.narrow(0, 0, count);
-  const pooledPromptEmbeds = file.pooledPromptEmbeds.narrow(0, 0, count);
-  try {
-    const prompts = { promptEmbeds, pooledPromptEmbeds, labels: file.labels.slice(0, count) };
-    const configs = (opts.presets ?? DEMO_PRESETS).map(presetConfig);
-    const settings = {
-      steps: file.steps ?? 28,
-      height: file.height ?? 32,
-      width: file.width ?? 32,
-      seed: 0,
-      repeats: opts.repeats ?? 3,
-      dtype: opts.dtype ?? 'float32',
-    };
-    const records = await runBench({ model, prompts, configs, out: cells, settings, onProgress: opts.onProgress });
-    const results = await evaluateBench(cells, records);
-    const table = demoTable(results, settings.steps);
-    const files = { grid: join(opts.out, 'grid.png'), plot: join(opts.out, 'residual-diffs.png'), table: join(opts.out, 'results.md') };
+  using prompts = firstPrompts(file, count);
+  const configs = (opts.presets ?? DEMO_PRESETS).map(presetConfig);
+  const settings = {
+    steps: file.steps ?? 28,
+    height: file.height ?? 32,
+    width: file.width ?? 32,
+    seed: 0,
+    repeats: opts.repeats ?? 3,
+    dtype: opts.dtype ?? 'float32',
+  };
+  const records = await runBench({ model, prompts, configs, out: cells, settings, onProgress: opts.onProgress });
+  const results = await evaluateBench(cells, records);
+  const table = demoTable(results, settings.steps);
+  const files = { grid: join(opts.out, 'grid.png'), plot: join(opts.out, 'residual-diffs.png'), table: join(opts.out, 'results.md') };
 
-    const columns = [UNCACHED, ...configs.map((c) => c.name)];
-    const byName = new Map(results.map((r) => [r.name, r]));
-    const tiles = prompts.labels.map((_, p) => columns.map((name) => readFileSync(cellPaths(cells, name, p).image)));
-    const columnLabels = columns.map((name) => {
-      const r = byName.get(name)!;
-      return name === UNCACHED ? [name, `${r.seconds.toFixed(1)} s`] : [name, `${r.speedup.toFixed(2)}x, ${formatPsnr(r)} dB`];
-    });
-    await renderSvgToPng(await imageGridSvg(tiles, { rowLabels: prompts.labels, columnLabels, scale: 6 }), files.grid);
+  const columns = [UNCACHED, ...configs.map((c) => c.name)];
+  const byName = new Map(results.map((r) => [r.name, r]));
+  const tiles = prompts.labels.map((_, p) => columns.map((name) => readFileSync(cellPaths(cells, name, p).image)));
+  const columnLabels = columns.map((name) => {
+    const r = byName.get(name)!;
+    return name === UNCACHED ? [name, `${r.seconds.toFixed(1)} s`] : [name, `${r.speedup.toFixed(2)}x, ${formatPsnr(r)} dB`];
+  });
+  await renderSvgToPng(await imageGridSvg(tiles, { rowLabels: prompts.labels, columnLabels, scale: 6 }), files.grid);
 
-    const panels = configs.map((c) => ({
-      title: `${c.name}: ${describeConfig(c.cache)}`,
-      threshold: resolved(c.cache).residualDiffThreshold,
-      series: records.get(c.name)!.map((r) => ({ label: prompts.labels[r.prompt], diffs: r.residualDiffs, cachedSteps: r.cachedSteps })),
-    }));
-    await renderSvgToPng(residualDiffChartSvg(panels, settings.steps), files.plot);
-    writeFileSync(files.table, `${table}\n`);
-    return { results, records, prompts: prompts.labels, steps: settings.steps, table, files };
-  } finally {
-    promptEmbeds.dispose();
-    pooledPromptEmbeds.dispose();
-  }
+  const panels = configs.map((c) => ({
+    title: `${c.name}: ${describeConfig(c.cache)}`,
+    threshold: resolved(c.cache).residualDiffThreshold,
+    series: records.get(c.name)!.map((r) => ({ label: prompts.labels[r.prompt], diffs: r.residualDiffs, cachedSteps: r.cachedSteps })),
+  }));
+  await renderSvgToPng(residualDiffChartSvg(panels, settings.steps), files.plot);
+  writeFileSync(files.table, `${table}\n`);
+  return { results, records, prompts: prompts.labels, steps: settings.steps, table, files };
 }
 
 const resolved = (cache: Readonly<Record<string, unknown>>) => resolveConfig(parseCacheConfig(cache).base);

@@ -1,20 +1,28 @@
-// `ditcache bench`: a grid of cache configs over prompts on a FLUX pipeline folder; images per
-// config, metrics against the uncached run, a markdown table and a speedup-vs-PSNR plot.
+// `ditcache bench`: a grid of cache configs over prompts on a pipeline folder of any family the
+// CLI can run (images or videos); pictures per config, metrics against the uncached run, a
+// markdown table and a speedup-vs-PSNR plot.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 
-import { PIPELINE_DEFAULTS_FILE, readPipelineDefaults, type ComputeDtype } from '@ditcache/diffusion';
+import { PIPELINE_DEFAULTS_FILE, type ComputeDtype } from '@ditcache/diffusion';
+import type { CliFamily, CliGenerateSettings } from '@ditcache/diffusion/cli';
 
+import { adapterOption } from '../adapters-command.js';
+import { checkCacheFitsModel } from '../cache-spec.js';
 import { UsageError } from '../errors.js';
+import { addFamilyOptions, familyFlagsGiven, familyOptions, familySettings, optionFilling } from '../family-options.js';
+import { withFolderSettings } from '../generate.js';
 import { dtypeOption } from '../load-options.js';
-import { pipelineClassOf } from '../model-folder.js';
+import { finite, nonNegativeInt, positiveInt } from '../parsers.js';
+import { familiesFor, familyForPipeline, type Families, type ProgramFamilies } from '../plugins.js';
 import { benchProgress } from './progress.js';
 import { paretoChartSvg, renderSvgToPng } from './charts.js';
-import { readBenchConfigs, UNCACHED } from './configs.js';
+import { readBenchConfigs, UNCACHED, type BenchConfig } from './configs.js';
+import { readBenchPrompts, type BenchPrompts } from './prompts.js';
 import { benchMarkdown, evaluateBench, type ConfigResult } from './report.js';
-import { readBenchPrompts, runBench } from './runner.js';
+import { runBench, type BenchSettings } from './runner.js';
 
 export interface BenchFlags {
   model: string;
@@ -24,10 +32,14 @@ export interface BenchFlags {
   steps?: number;
   height?: number;
   width?: number;
+  /** Guidance scale, as generate's --guidance (default: the prompts file's, the folder's, else the pipeline's). */
+  guidance?: number;
   seed: number;
   repeats: number;
   /** What the pipeline computes in (default float32). */
   dtype?: ComputeDtype;
+  /** --adapter: plugins to load besides those installed beside the CLI. */
+  adapter?: string[];
 }
 
 export interface BenchOutputs {
@@ -36,40 +48,108 @@ export interface BenchOutputs {
   readonly files: { readonly table: string; readonly json: string; readonly plot: string };
 }
 
-/** Runs (or resumes) a benchmark and writes results.md, results.json and pareto.png into flags.out. */
-export async function bench(flags: BenchFlags): Promise<BenchOutputs> {
-  const cls = pipelineClassOf(flags.model, { FluxTransformer2DModel: 'FluxPipeline' });
-  if (cls !== 'FluxPipeline') throw new UsageError(`--model: bench runs FLUX pipelines; ${flags.model} holds a ${cls}`);
+/** The family settings a prompts file gives where the flags leave them out, for the options the family has. */
+function promptsFileSettings(family: CliFamily, prompts: BenchPrompts): CliGenerateSettings {
+  const takes = (setting: string) => optionFilling(family, setting) !== undefined;
+  return {
+    height: prompts.height,
+    width: prompts.width,
+    steps: prompts.steps,
+    guidance: prompts.guidance,
+    frames: takes('frames') ? prompts.frames : undefined,
+    fps: takes('fps') ? prompts.fps : undefined,
+  };
+}
+
+/** Fills what `given` leaves undefined from `fallback`. */
+function fill<T extends object>(given: T, fallback: Partial<T>): T {
+  const out = { ...given } as Record<string, unknown>;
+  for (const [k, v] of Object.entries(fallback)) if (out[k] === undefined) out[k] = v;
+  return out as T;
+}
+
+/** Each config against the model's block chains (Fn + Bn within each, one params_modifiers entry per chain), before any work. */
+function checkConfigsFitModel(family: CliFamily, model: string, configs: readonly BenchConfig[]): void {
+  const chains = family.cacheChains?.(model);
+  if (!chains) return;
+  for (const c of configs) {
+    try {
+      checkCacheFitsModel(c.cache, chains);
+    } catch (e) {
+      throw new UsageError((e as Error).message.replace(/^--cache:/, `--configs: '${c.name}':`));
+    }
+  }
+}
+
+/**
+ * Runs (or resumes) a benchmark and writes results.md, results.json and pareto.png into
+ * flags.out. The model runs through the family that runs its folder (`families`, else the
+ * plugins installed beside the CLI and --adapter's), with the family's own flags (`familyFlags`,
+ * by flag: --frames, --fps, --guidance-2, ...) as generate takes them.
+ */
+export async function bench(flags: BenchFlags, families?: Families, familyFlags: ReadonlyMap<string, string | number> = new Map()): Promise<BenchOutputs> {
+  const family = familyForPipeline(families ?? (await familiesFor(undefined, flags.adapter ?? [])), flags.model);
+  const own = familySettings(family, familyFlags);
   const configs = readBenchConfigs(flags.configs);
-  using prompts = readBenchPrompts(flags.prompts);
+  checkConfigsFitModel(family, flags.model, configs);
+  using prompts = readBenchPrompts(flags.prompts, family);
   // Flags win, then what the prompts file recommends, then the model folder's ditcache.json (as generate reads it).
-  const folder = readPipelineDefaults(flags.model);
-  const height = flags.height ?? prompts.height ?? folder.height;
-  const width = flags.width ?? prompts.width ?? folder.width;
+  const given: CliGenerateSettings = { height: flags.height, width: flags.width, steps: flags.steps, guidance: flags.guidance, ...own };
+  const chosen = withFolderSettings(family, fill(given, promptsFileSettings(family, prompts)), flags.model);
+  const { height, width } = chosen;
   if (height === undefined || width === undefined) {
     throw new UsageError(`--height and --width are needed: neither ${flags.prompts} nor ${join(flags.model, PIPELINE_DEFAULTS_FILE)} recommends a size`);
   }
-  const steps = flags.steps ?? prompts.steps ?? folder.numInferenceSteps ?? 28;
-  const settings = { steps, height, width, seed: flags.seed, repeats: flags.repeats, dtype: flags.dtype ?? 'float32' };
+  // The family's own settings, each under the setting its option fills.
+  const familyOwn = Object.fromEntries(
+    familyOptions(family)
+      .map((o) => [o.setting, (chosen as Record<string, unknown>)[o.setting]] as const)
+      .filter((entry): entry is [string, string | number] => entry[1] !== undefined),
+  );
+  const settings: BenchSettings = {
+    steps: chosen.steps ?? 28,
+    height,
+    width,
+    seed: flags.seed,
+    repeats: flags.repeats,
+    dtype: flags.dtype ?? 'float32',
+    ...(chosen.guidance === undefined ? {} : { guidance: chosen.guidance }),
+    ...(Object.keys(familyOwn).length ? { family: familyOwn } : {}),
+  };
   mkdirSync(flags.out, { recursive: true });
 
   const progress = benchProgress();
   let records: Awaited<ReturnType<typeof runBench>>;
   try {
-    records = await runBench({ model: flags.model, prompts, configs, out: flags.out, settings, onProgress: (p) => progress.update(p) });
+    records = await runBench({ model: flags.model, prompts, configs, out: flags.out, settings, family, onProgress: (p) => progress.update(p) });
   } finally {
     progress.stop();
   }
   const results = await evaluateBench(flags.out, records);
   const table = benchMarkdown(results, settings.steps);
   const files = { table: join(flags.out, 'results.md'), json: join(flags.out, 'results.json'), plot: join(flags.out, 'pareto.png') };
-  const header =
-    `Model ${flags.model} in ${settings.dtype}, ${prompts.labels.length} prompts, ${settings.steps} steps, ${width}x${height}, seeds ${settings.seed}..${settings.seed + prompts.labels.length - 1}. ` +
-    `PSNR and SSIM of the 8-bit images against the uncached run, averaged over prompts; wall time summed over prompts (VAE decoding included; the fastest of ${settings.repeats} per cell).\n\n`;
+  const frames = records.get(UNCACHED)?.[0]?.frames;
+  const count = prompts.labels.length;
+  const runDescription = [
+    `Model ${flags.model} (${family.label}) in ${settings.dtype}`,
+    `${count} prompts`,
+    `${settings.steps} steps`,
+    `${width}x${height}${frames === undefined ? '' : `, ${frames} frames`}`,
+    ...(settings.guidance === undefined ? [] : [`guidance ${settings.guidance}`]),
+    ...Object.entries(settings.family ?? {})
+      .filter(([setting]) => setting !== 'frames')
+      .map(([setting, value]) => `${setting} ${value}`),
+    `seeds ${settings.seed}..${settings.seed + count - 1}`,
+  ].join(', ');
+  const compared =
+    frames === undefined
+      ? 'PSNR and SSIM of the 8-bit images against the uncached run, averaged over prompts'
+      : "PSNR of each 8-bit video's frames together and SSIM averaged over its frames, against the uncached run, averaged over prompts";
+  const header = `${runDescription}. ${compared}; wall time summed over prompts (VAE decoding included; the fastest of ${settings.repeats} per cell).\n\n`;
   writeFileSync(files.table, `${header}${table}\n`);
   writeFileSync(
     files.json,
-    `${JSON.stringify({ model: flags.model, prompts: prompts.labels, settings, results }, (_, v: unknown) => (v === Infinity ? null : v), 2)}\n`,
+    `${JSON.stringify({ model: flags.model, family: family.label, prompts: prompts.labels, settings, results }, (_, v: unknown) => (v === Infinity ? null : v), 2)}\n`,
   );
   const points = results.filter((r) => r.name !== UNCACHED).map((r) => ({ label: r.name, x: r.speedup, y: r.meanPsnr, highlighted: r.pareto }));
   await renderSvgToPng(
@@ -83,46 +163,43 @@ export async function bench(flags: BenchFlags): Promise<BenchOutputs> {
   return { results, table, files };
 }
 
-const positiveInt =
-  (flag: string) =>
-  (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${flag} must be a positive integer`);
-    return n;
-  };
+/** The settings of text prompts, which bench does not take: its prompts are embeddings in --prompts. */
+const TEXT_PROMPT_SETTINGS = ['prompt', 'negativePrompt', 'maxSequenceLength'];
 
-/** Adds the `bench` command to the program. */
-export function registerBench(program: Command): void {
-  program
+/** A family as bench sees it: its options without the text-prompt ones. */
+function withoutTextOptions(family: CliFamily): CliFamily {
+  return { ...family, options: familyOptions(family).filter((o) => !TEXT_PROMPT_SETTINGS.includes(o.setting)) };
+}
+
+/** Adds the `bench` command to the program, with the options of the families `loaded` holds (as generate has them). */
+export function registerBench(program: Command, loaded?: ProgramFamilies): void {
+  const command = program
     .command('bench')
-    .description('run cache configs over prompts on a FLUX pipeline; metrics vs uncached, a table and a speedup-vs-PSNR plot (resumable)')
-    .requiredOption('--model <dir>', 'a diffusers-format FLUX pipeline folder')
+    .description(
+      'run cache configs over prompts on a pipeline of any installed family, images or videos; metrics vs uncached, a table and a speedup-vs-PSNR plot (resumable)',
+    )
+    .requiredOption('--model <dir>', 'a diffusers-format pipeline folder')
+    .addOption(adapterOption())
     .requiredOption(
       '--prompts <file>',
-      "safetensors with prompt_embeds (P, tokens, dim) and pooled_prompt_embeds (P, dim), e.g. a model's demo-prompts.safetensors",
+      "safetensors with the tensors generate's --inputs takes for the family (prompt_embeds, pooled_prompt_embeds, negative_prompt_embeds, ...), one row per prompt, e.g. a model's demo-prompts.safetensors",
     )
     .requiredOption(
       '--configs <file|grid>',
-      '`grid` for the built-in grid, or a JSON / YAML file: a list of configs (or preset names), a mapping name -> config, or { grid: { axis: [values] } }',
+      '`grid` for the built-in grids (DBCache and SCM), or a JSON / YAML file: a list of configs (or preset names), a mapping name -> config, or { grid: { axis: [values] } } (or a list of such grids)',
     )
-    .option('--out <dir>', 'where images, records and the report go; finished cells there are not run again', 'bench-out')
-    .option('--steps <n>', "denoising steps (default: the prompts file's, else 28)", positiveInt('--steps'))
-    .option('--height <px>', "image height (default: the prompts file's)", positiveInt('--height'))
-    .option('--width <px>', "image width (default: the prompts file's)", positiveInt('--width'))
-    .option(
-      '--seed <n>',
-      'prompt i starts from the noise of seed + i',
-      (v) => {
-        const n = Number(v);
-        if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('--seed must be a non-negative integer');
-        return n;
-      },
-      0,
-    )
+    .option('--out <dir>', 'where pictures, records and the report go; finished cells there are not run again', 'bench-out')
+    .option('--steps <n>', "denoising steps (default: the prompts file's, the folder's, else 28)", positiveInt('--steps'))
+    .option('--height <px>', "image height (default: the prompts file's, else the folder's)", positiveInt('--height'))
+    .option('--width <px>', "image width (default: the prompts file's, else the folder's)", positiveInt('--width'))
+    .option('--guidance <g>', "guidance scale (default: the prompts file's, the folder's, else the pipeline's)", finite('--guidance'))
+    .option('--seed <n>', 'prompt i starts from the noise of seed + i', nonNegativeInt('--seed'), 0)
     .option('--repeats <n>', 'generations per cell; the fastest is kept (steadier timings on a busy machine)', positiveInt('--repeats'), 1)
-    .addOption(dtypeOption())
-    .action(async (flags: BenchFlags) => {
-      const { table, files } = await bench(flags);
-      process.stdout.write(`${table}\n\nwrote ${files.table}, ${files.json} and ${files.plot}\n`);
-    });
+    .addOption(dtypeOption());
+  const familyFlags = addFamilyOptions(command, loaded?.families.loaded.map((p) => withoutTextOptions(p.family)) ?? []);
+  command.action(async (parsed: BenchFlags & Record<string, unknown>) => {
+    const given = familyFlagsGiven(parsed, familyFlags);
+    const { table, files } = await bench(parsed, await familiesFor(loaded, parsed.adapter ?? []), given);
+    process.stdout.write(`${table}\n\nwrote ${files.table}, ${files.json} and ${files.plot}\n`);
+  });
 }

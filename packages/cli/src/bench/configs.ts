@@ -1,7 +1,8 @@
-// The cache configs a benchmark runs: a named list, or a grid expanded into every combination.
+// The cache configs a benchmark runs: a named list, or a grid (or several) expanded into every
+// combination, of any cache policy: DBCache's keys, `policy`, and every registered policy's own.
 import { readFileSync } from 'node:fs';
 
-import { CACHE_PRESETS, cachePreset, parseCacheConfig, resolveConfig, strify } from '@ditcache/core';
+import { CACHE_PRESETS, cachePreset, parseCacheConfig, policyRegistry, resolveConfig, strify } from '@ditcache/core';
 import { parse as parseYaml } from 'yaml';
 
 import { UsageError } from '../errors.js';
@@ -12,15 +13,32 @@ export interface BenchConfig {
   readonly cache: Readonly<Record<string, unknown>>;
 }
 
-/** The axes of a grid, in cache-dit's names; each key takes a list of values. */
-export interface GridSpec {
-  Fn_compute_blocks?: number[];
-  Bn_compute_blocks?: number[];
-  residual_diff_threshold?: number[];
-  max_warmup_steps?: number[];
-  max_continuous_cached_steps?: number[];
+/** A value of a grid axis: a number, or a name such as a policy's or a preset's. */
+export type GridValue = number | string | boolean;
+
+/**
+ * The axes of a grid, in cache-dit's names; each key takes a list of values. Besides those
+ * named here, `policy` and every registered policy's keys (`mask_policy`,
+ * `steps_computation_policy`, ...) are axes.
+ */
+export interface GridSpec extends Partial<DBCacheGrid> {
+  readonly [axis: string]: readonly GridValue[] | undefined;
+  /** The cache policy ('dbcache', 'scm', or a plugin's). */
+  policy?: string[];
+  /** SCM's preset masks ('slow', 'medium', 'fast', 'ultra') and what a mask's 0 means ('static', 'dynamic'). */
+  mask_policy?: string[];
+  steps_computation_policy?: string[];
+}
+
+/** DBCache's axes, the default grid's. */
+export interface DBCacheGrid {
+  Fn_compute_blocks: number[];
+  Bn_compute_blocks: number[];
+  residual_diff_threshold: number[];
+  max_warmup_steps: number[];
+  max_continuous_cached_steps: number[];
   /** 0 turns TaylorSeer off. */
-  taylorseer_order?: number[];
+  taylorseer_order: number[];
 }
 
 /**
@@ -28,7 +46,7 @@ export interface GridSpec {
  * Bn 0 or 1 (cache-dit's choice for FLUX), thresholds from careful to aggressive, runs of three or
  * five cached steps, and TaylorSeer off, first and second order.
  */
-export const DEFAULT_GRID: Readonly<Required<GridSpec>> = Object.freeze({
+export const DEFAULT_GRID: Readonly<DBCacheGrid> = Object.freeze({
   Fn_compute_blocks: [1],
   Bn_compute_blocks: [0, 1],
   residual_diff_threshold: [0.08, 0.16, 0.3, 0.5],
@@ -37,19 +55,45 @@ export const DEFAULT_GRID: Readonly<Required<GridSpec>> = Object.freeze({
   taylorseer_order: [0, 1, 2],
 });
 
-const GRID_KEYS = Object.keys(DEFAULT_GRID);
+/**
+ * The SCM part of `--configs grid`: each of cache-dit's step masks, from the fewest cached steps
+ * to the most, with a mask's 0 steps cached outright ('static') or by the diff ('dynamic', at a
+ * threshold as loose as the DBCache grid's middle); Fn 1, Bn 0 and warmup 2 as above (the masks
+ * compute the first steps themselves).
+ */
+export const DEFAULT_SCM_GRID: Readonly<GridSpec> = Object.freeze({
+  policy: ['scm'],
+  Fn_compute_blocks: [1],
+  Bn_compute_blocks: [0],
+  residual_diff_threshold: [0.3],
+  max_warmup_steps: [2],
+  mask_policy: ['slow', 'medium', 'fast', 'ultra'],
+  steps_computation_policy: ['static', 'dynamic'],
+});
+
+/** The grids `--configs grid` runs, one after the other. */
+export const DEFAULT_GRIDS: readonly Readonly<GridSpec>[] = Object.freeze([DEFAULT_GRID, DEFAULT_SCM_GRID]);
+
+/** The axes a grid may have: DBCache's above, `policy`, and the keys of every registered policy (by cache-dit's names). */
+export function gridAxes(): string[] {
+  const registry = policyRegistry();
+  const policyKeys = registry.names().flatMap((name) => Object.values(registry.get(name)?.keys ?? {}).map((spec) => spec.snake));
+  return [...new Set([...Object.keys(DEFAULT_GRID), 'policy', ...policyKeys])];
+}
 
 /** Every combination of the grid's values, in the order of its keys (the last varies fastest). */
 export function expandGrid(grid: GridSpec): BenchConfig[] {
   const axes = Object.entries(grid) as [string, unknown][];
+  const valid = gridAxes();
   for (const [key, values] of axes) {
-    if (!GRID_KEYS.includes(key)) throw new UsageError(`--configs: unknown grid axis '${key}' (axes: ${GRID_KEYS.join(', ')})`);
-    if (!Array.isArray(values) || values.length === 0 || !values.every((v) => typeof v === 'number' && Number.isFinite(v))) {
-      throw new UsageError(`--configs: grid axis '${key}' must be a non-empty list of numbers`);
+    if (!valid.includes(key)) throw new UsageError(`--configs: unknown grid axis '${key}' (axes: ${valid.join(', ')})`);
+    const scalar = (v: unknown) => (typeof v === 'number' && Number.isFinite(v)) || typeof v === 'string' || typeof v === 'boolean';
+    if (!Array.isArray(values) || values.length === 0 || !values.every(scalar)) {
+      throw new UsageError(`--configs: grid axis '${key}' must be a non-empty list of numbers, names or true / false`);
     }
   }
-  let combos: Record<string, number>[] = [{}];
-  for (const [key, values] of axes as [string, number[]][]) combos = combos.flatMap((c) => values.map((v) => ({ ...c, [key]: v })));
+  let combos: Record<string, GridValue>[] = [{}];
+  for (const [key, values] of axes as [string, GridValue[]][]) combos = combos.flatMap((c) => values.map((v) => ({ ...c, [key]: v })));
   return combos.map((combo) => {
     const { taylorseer_order: order, ...rest } = combo;
     return namedConfig(order ? { ...rest, taylorseer_order: order } : rest);
@@ -62,17 +106,18 @@ function namedConfig(cache: Record<string, unknown>, name?: string): BenchConfig
     resolveConfig(parseCacheConfig(cache).base);
     return { name: name ?? strify(cache), cache };
   } catch (e) {
-    throw new UsageError(`--configs: ${(e as Error).message}`);
+    // Core's message lists the valid keys on the lines below its first.
+    throw new UsageError(`--configs: ${name === undefined ? '' : `'${name}': `}${(e as Error).message.split('\n').join(' ')}`);
   }
 }
 
 /**
- * What `--configs` names: `grid` (DEFAULT_GRID), or a JSON / YAML file holding a list of configs
+ * What `--configs` names: `grid` (DEFAULT_GRIDS), or a JSON / YAML file holding a list of configs
  * (each optionally with a `name`; a string entry names a preset), a mapping of name -> config,
- * or `{ grid: {...} }`.
+ * or `{ grid: {...} }` (or `{ grid: [{...}, ...] }`, grids run one after the other).
  */
 export function readBenchConfigs(spec: string): BenchConfig[] {
-  if (spec === 'grid') return expandGrid(DEFAULT_GRID);
+  if (spec === 'grid') return DEFAULT_GRIDS.flatMap(expandGrid);
   let raw: unknown;
   try {
     raw = parseYaml(readFileSync(spec, 'utf-8'));
@@ -111,8 +156,10 @@ function configsOf(raw: unknown, spec: string): BenchConfig[] {
   }
   if (isObject(raw)) {
     if ('grid' in raw) {
-      if (!isObject(raw.grid)) throw new UsageError(`--configs: ${spec}: grid must map axes to lists of values`);
-      return expandGrid(raw.grid as GridSpec);
+      const grids = Array.isArray(raw.grid) ? raw.grid : [raw.grid];
+      if (grids.length === 0 || !grids.every(isObject))
+        throw new UsageError(`--configs: ${spec}: grid must map axes to lists of values (or be a list of such grids)`);
+      return grids.flatMap((grid) => expandGrid(grid as GridSpec));
     }
     return Object.entries(raw).map(([name, cache]) => {
       if (!isObject(cache)) throw new UsageError(`--configs: ${spec}: '${name}' is not a config`);

@@ -1,8 +1,22 @@
 // The benchmark harness, also importable alone as '@ditcache/cli/bench'.
 export { bench, registerBench, type BenchFlags, type BenchOutputs } from './command.js';
-export { DEFAULT_GRID, UNCACHED, expandGrid, presetConfig, readBenchConfigs, type BenchConfig, type GridSpec } from './configs.js';
-export { cellPaths, readBenchPrompts, runBench, type BenchProgress, type BenchPrompts, type BenchRun, type BenchSettings, type CellRecord } from './runner.js';
-export { benchMarkdown, evaluateBench, formatPsnr, paretoFlags, type ConfigResult } from './report.js';
+export {
+  DEFAULT_GRID,
+  DEFAULT_GRIDS,
+  DEFAULT_SCM_GRID,
+  UNCACHED,
+  expandGrid,
+  gridAxes,
+  presetConfig,
+  readBenchConfigs,
+  type BenchConfig,
+  type DBCacheGrid,
+  type GridSpec,
+  type GridValue,
+} from './configs.js';
+export { firstPrompts, promptInputs, readBenchPrompts, type BenchPrompts } from './prompts.js';
+export { cellFrames, cellPaths, generateSettings, runBench, type BenchProgress, type BenchRun, type BenchSettings, type CellRecord } from './runner.js';
+export { benchMarkdown, cellMetrics, describePolicy, evaluateBench, formatPsnr, paretoFlags, type ConfigResult } from './report.js';
 export {
   imageGridSvg,
   niceTicks,

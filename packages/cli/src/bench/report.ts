@@ -1,11 +1,11 @@
 // What a benchmark found per config: wall time and speedup against the uncached baseline, cached
 // steps, blocks computed, and PSNR / SSIM of its images against the baseline's, plus the Pareto
 // front of speedup against PSNR.
-import { resolveConfig, parseCacheConfig } from '@ditcache/core';
-import { loadImage, psnr, ssim } from '@ditcache/metrics';
+import { parseCacheConfig, resolveConfig, type CacheConfig } from '@ditcache/core';
+import { loadImage, mse, psnr, psnrFromMse, ssim } from '@ditcache/metrics';
 
 import { UNCACHED } from './configs.js';
-import { cellPaths, type CellRecord } from './runner.js';
+import { cellFrames, cellPaths, type CellRecord } from './runner.js';
 
 export interface ConfigResult {
   readonly name: string;
@@ -29,17 +29,41 @@ export interface ConfigResult {
   readonly pareto: boolean;
 }
 
-/** Per-prompt PSNR and SSIM (8-bit images, data range 255) of every config against the baseline. */
+/**
+ * How far a cell's picture is from the baseline's: PSNR and SSIM of the 8-bit images (data range
+ * 255); for a video, PSNR of all its frames together (from their mean squared error, so that a
+ * frame equal to the baseline's does not make the whole video's infinite) and the mean SSIM of
+ * its frames.
+ */
+export async function cellMetrics(out: string, baseline: CellRecord, cell: CellRecord): Promise<{ psnr: number; ssim: number }> {
+  if (baseline.frames === undefined && cell.frames === undefined) {
+    const [a, b] = await Promise.all([baseline, cell].map((r) => loadImage(cellPaths(out, r.config, r.prompt).image)));
+    return { psnr: psnr(a, b), ssim: ssim(a, b) };
+  }
+  const [baseFrames, frames] = [baseline, cell].map((r) => (r.frames === undefined ? [] : cellFrames(out, r)));
+  if (baseFrames.length !== frames.length || frames.length === 0) {
+    throw new Error(`${cell.config}, prompt ${cell.prompt}: ${frames.length} frames, but the uncached run has ${baseFrames.length}`);
+  }
+  let squaredError = 0;
+  let structure = 0;
+  for (let f = 0; f < frames.length; ++f) {
+    const [a, b] = await Promise.all([loadImage(baseFrames[f]), loadImage(frames[f])]);
+    squaredError += mse(a, b);
+    structure += ssim(a, b);
+  }
+  return { psnr: psnrFromMse(squaredError / frames.length, 255), ssim: structure / frames.length };
+}
+
+/** Per-prompt PSNR and SSIM of every config against the baseline (cellMetrics). */
 export async function evaluateBench(out: string, records: ReadonlyMap<string, readonly CellRecord[]>): Promise<ConfigResult[]> {
   const baseline = records.get(UNCACHED);
   if (!baseline) throw new Error('evaluateBench: no uncached baseline');
   const baseSeconds = sum(baseline.map((r) => r.seconds));
-  const baseImages = await Promise.all(baseline.map((r) => loadImage(cellPaths(out, UNCACHED, r.prompt).image)));
   const results: Omit<ConfigResult, 'pareto'>[] = [];
   for (const [name, cells] of records) {
-    const images = await Promise.all(cells.map((r) => loadImage(cellPaths(out, name, r.prompt).image)));
-    const psnrs = images.map((img, i) => psnr(baseImages[i], img));
-    const ssims = images.map((img, i) => ssim(baseImages[i], img));
+    const metrics = await Promise.all(cells.map((r, i) => cellMetrics(out, baseline[i], r)));
+    const psnrs = metrics.map((m) => m.psnr);
+    const ssims = metrics.map((m) => m.ssim);
     const seconds = sum(cells.map((r) => r.seconds));
     results.push({
       name,
@@ -78,11 +102,21 @@ export function formatPsnr(r: ConfigResult): string {
   return `${r.meanPsnr.toFixed(2)}${infinite ? ` (+${infinite} inf)` : ''}`;
 }
 
+/**
+ * A config's policy in a few words: 'dbcache' (with its mask's rule when it has a mask), or another
+ * policy's name with its own options' values and, where the policy masks steps, the mask's rule
+ * (e.g. 'scm fast static').
+ */
+export function describePolicy(c: CacheConfig): string {
+  const masks = c.stepsComputationMask !== null || 'maskPolicy' in c.policyOptions;
+  return [c.policy, ...Object.values(c.policyOptions).map(String), ...(masks ? [c.stepsComputationPolicy] : [])].join(' ');
+}
+
 /** The markdown table of a benchmark, fastest first; Pareto-optimal configs are marked. */
 export function benchMarkdown(results: readonly ConfigResult[], steps: number): string {
   const header =
-    '| Config | Fn | Bn | Threshold | Warmup | Max cont. | TaylorSeer | Wall s | Speedup | Cached steps | Blocks computed | PSNR dB | SSIM | Pareto |';
-  const rule = '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|';
+    '| Config | Policy | Fn | Bn | Threshold | Warmup | Max cont. | TaylorSeer | Wall s | Speedup | Cached steps | Blocks computed | PSNR dB | SSIM | Pareto |';
+  const rule = '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|';
   const rows = [...results]
     .sort((a, b) => (a.name === UNCACHED ? -1 : b.name === UNCACHED ? 1 : b.speedup - a.speedup))
     .map((r) => {
@@ -91,6 +125,7 @@ export function benchMarkdown(results: readonly ConfigResult[], steps: number): 
             const c = resolveConfig(parseCacheConfig(r.cache).base);
             const mc = c.maxContinuousCachedSteps < 0 ? '-' : String(c.maxContinuousCachedSteps);
             return [
+              describePolicy(c),
               c.fnComputeBlocks,
               c.bnComputeBlocks,
               c.residualDiffThreshold,
@@ -99,7 +134,7 @@ export function benchMarkdown(results: readonly ConfigResult[], steps: number): 
               c.enableTaylorseer ? `order ${c.taylorseerOrder}` : 'off',
             ];
           })()
-        : ['-', '-', '-', '-', '-', '-'];
+        : ['-', '-', '-', '-', '-', '-', '-'];
       return `| ${[
         r.name,
         ...settings,

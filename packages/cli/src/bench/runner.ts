@@ -1,84 +1,40 @@
-// Runs a FLUX pipeline over prompts x cache configs, one "cell" (config, prompt) at a time, and
-// keeps each cell's image and record on disk so that an interrupted benchmark resumes where it
+// Runs a pipeline of any family the CLI can run (through its CliFamily plugin, as `generate`
+// does) over prompts x cache configs, one "cell" (config, prompt) at a time, and keeps each
+// cell's image or video and its record on disk so that an interrupted benchmark resumes where it
 // stopped: a cell whose record matches the current request is not run again.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
-import { FluxPipeline } from '@ditcache/adapter-flux';
-import { disableCache, enableCache, summary } from '@ditcache/core';
-import { openSafetensors, type Tensor } from '@ditcache/cuda-runtime';
-import { encodePng, toImage8, type ComputeDtype } from '@ditcache/diffusion';
+import { disableCache, enableCache, summary, type CacheSummary } from '@ditcache/core';
+import { encodePng, savePngFrames, toImage8, type ComputeDtype } from '@ditcache/diffusion';
+import type { CliFamily, CliGenerateResult, CliGenerateSettings } from '@ditcache/diffusion/cli';
 
-import { UsageError } from '../errors.js';
 import { writeTextAtomically } from '../outputs.js';
+import { familyForPipeline, loadFamilies } from '../plugins.js';
 import { UNCACHED, type BenchConfig } from './configs.js';
+import { asPromptsError, promptInputs, type BenchPrompts } from './prompts.js';
 
-/** Prompt embeddings of a benchmark: `prompt_embeds` (P, T, D) and `pooled_prompt_embeds` (P, D). */
-export interface BenchPrompts {
-  readonly promptEmbeds: Tensor;
-  readonly pooledPromptEmbeds: Tensor;
-  /** The prompts' text (from the file's `prompts` metadata), or "prompt i". */
-  readonly labels: readonly string[];
-  /** Settings the file recommends (`height`, `width`, `num_inference_steps` metadata). */
-  readonly height?: number;
-  readonly width?: number;
-  readonly steps?: number;
-}
-
-/** Reads a prompts file: the demo's `demo-prompts.safetensors` is one. */
-export function readBenchPrompts(path: string): BenchPrompts & Disposable {
-  if (!existsSync(path)) throw new UsageError(`--prompts: no such file ${path}`);
-  const tensors: Record<string, Tensor> = {};
-  let metadata: Record<string, string>;
-  try {
-    using file = openSafetensors(path);
-    metadata = file.metadata;
-    for (const name of ['prompt_embeds', 'pooled_prompt_embeds']) if (file.has(name)) tensors[name] = file.get(name);
-  } catch (e) {
-    Object.values(tensors).forEach((t) => t.dispose());
-    throw new UsageError(`--prompts: ${(e as Error).message}`);
-  }
-  const dispose = () => Object.values(tensors).forEach((t) => t.dispose());
-  const { prompt_embeds: promptEmbeds, pooled_prompt_embeds: pooledPromptEmbeds } = tensors;
-  if (
-    !promptEmbeds ||
-    !pooledPromptEmbeds ||
-    promptEmbeds.rank !== 3 ||
-    pooledPromptEmbeds.rank !== 2 ||
-    promptEmbeds.shape[0] !== pooledPromptEmbeds.shape[0]
-  ) {
-    dispose();
-    throw new UsageError(`--prompts: ${path} needs prompt_embeds (P, tokens, dim) and pooled_prompt_embeds (P, dim) with the same P`);
-  }
-  const count = promptEmbeds.shape[0];
-  const texts = metadata.prompts === undefined ? undefined : (JSON.parse(metadata.prompts) as unknown);
-  const labels = Array.isArray(texts) && texts.length === count ? texts.map(String) : Array.from({ length: count }, (_, i) => `prompt ${i}`);
-  const num = (key: string) => (metadata[key] === undefined ? undefined : Number(metadata[key]));
-  return {
-    promptEmbeds,
-    pooledPromptEmbeds,
-    labels,
-    height: num('height'),
-    width: num('width'),
-    steps: num('num_inference_steps'),
-    [Symbol.dispose]: dispose,
-  };
-}
+// Where the prompts file is read: re-exported for the callers that import it from the runner.
+export { readBenchPrompts, type BenchPrompts } from './prompts.js';
 
 export interface BenchSettings {
   readonly steps: number;
   readonly height: number;
   readonly width: number;
-  /** Prompt i starts from the noise of seed + i. */
+  /** Prompt i starts from the noise of seed + i (unless the prompts file gives latents_in). */
   readonly seed: number;
   /** Generations per cell; the fastest is kept. */
   readonly repeats: number;
   /** What the pipeline computes in (diffusers' torch_dtype; default float32). */
   readonly dtype?: ComputeDtype;
+  /** Guidance scale (`generate --guidance`; default: the pipeline's). */
+  readonly guidance?: number;
+  /** The settings the family's own flags fill, by setting name (`frames`, `fps`, `guidance2`, `trueCfgScale`, ...). */
+  readonly family?: Readonly<Record<string, string | number>>;
 }
 
-/** What one cell measured; stored as `<out>/<config>/prompt-<i>.json` beside its image. */
+/** What one cell measured; stored as `<out>/<config>/prompt-<i>.json` beside its image or video. */
 export interface CellRecord {
   readonly config: string;
   readonly cache: Readonly<Record<string, unknown>> | null;
@@ -87,12 +43,18 @@ export interface CellRecord {
   readonly model: string;
   /** Wall time of generate(), VAE decoding included (the fastest of the repeats). */
   readonly seconds: number;
+  /** The pipeline steps cached (of every cache context; the conditional branch under CFG). */
   readonly cachedSteps: readonly number[];
-  /** Denoising step -> the relative L1 diff compared with the threshold. */
+  /** Pipeline step -> the relative L1 diff compared with the threshold. */
   readonly residualDiffs: Readonly<Record<string, number>>;
+  /** Under CFG with separate branches: the unconditional branch's cached steps. */
+  readonly cfgCachedSteps?: readonly number[];
   readonly computedBlocks: number;
   readonly totalBlocks: number;
   readonly flopsSkippedFraction: number;
+  /** A video cell: its frames (written as PNGs in `prompt-<i>_frames/`) and its animation's extension. */
+  readonly frames?: number;
+  readonly format?: string;
 }
 
 export interface BenchProgress {
@@ -113,32 +75,76 @@ export interface BenchRun {
   readonly configs: readonly BenchConfig[];
   readonly out: string;
   readonly settings: BenchSettings;
+  /** The family that runs the model (default: the installed plugin that runs its folder, as generate finds it). */
+  readonly family?: CliFamily;
   onProgress?(p: BenchProgress): void;
 }
 
-export function cellPaths(out: string, config: string, prompt: number): { image: string; record: string } {
-  return { image: join(out, config, `prompt-${prompt}.png`), record: join(out, config, `prompt-${prompt}.json`) };
+/**
+ * Where a cell's files go: its picture (`format`: '.png' for an image, the animation's extension
+ * for a video), its record, and a video's frames as PNGs.
+ */
+export function cellPaths(out: string, config: string, prompt: number, format = '.png'): { image: string; record: string; frames: string } {
+  const stem = join(out, config, `prompt-${prompt}`);
+  return { image: `${stem}${format}`, record: `${stem}.json`, frames: `${stem}_frames` };
 }
 
-/** The settings with their dtype spelled out (records from before the dtype setting ran in float32). */
+/** The PNG frames of a video cell, in order. */
+export function cellFrames(out: string, record: CellRecord): string[] {
+  const dir = cellPaths(out, record.config, record.prompt).frames;
+  return readdirSync(dir)
+    .filter((name) => name.endsWith('.png'))
+    .sort()
+    .map((name) => join(dir, name));
+}
+
+/** The settings with their dtype spelled out (records from before the dtype setting ran in float32), keys in one order. */
 function withDtype(settings: BenchSettings): BenchSettings {
-  return { ...settings, dtype: settings.dtype ?? 'float32' };
+  const spelled: Record<string, unknown> = { ...settings, dtype: settings.dtype ?? 'float32' };
+  return Object.fromEntries(
+    Object.keys(spelled)
+      .sort()
+      .map((k) => [k, spelled[k]]),
+  ) as unknown as BenchSettings;
 }
 
-/** The stored record of a cell, when it was made for the same model, config and settings. */
+/** The stored record of a cell, when it was made for the same model, config and settings, with its files on disk. */
 function finishedCell(out: string, model: string, config: BenchConfig | null, prompt: number, settings: BenchSettings): CellRecord | undefined {
-  const paths = cellPaths(out, config?.name ?? UNCACHED, prompt);
-  if (!existsSync(paths.record) || !existsSync(paths.image)) return undefined;
+  const { record: recordPath } = cellPaths(out, config?.name ?? UNCACHED, prompt);
+  if (!existsSync(recordPath)) return undefined;
   try {
-    const record = JSON.parse(readFileSync(paths.record, 'utf-8')) as CellRecord;
+    const record = JSON.parse(readFileSync(recordPath, 'utf-8')) as CellRecord;
+    const paths = cellPaths(out, record.config, prompt, record.format);
     const same =
       record.model === model &&
       JSON.stringify(record.cache) === JSON.stringify(config?.cache ?? null) &&
       JSON.stringify(withDtype(record.settings)) === JSON.stringify(settings);
-    return same ? record : undefined;
+    const complete = existsSync(paths.image) && (record.frames === undefined || cellFrames(out, record).length === record.frames);
+    return same && complete ? record : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** The settings `request()`, `writeOutput()` and `checkModel()` of the family get. */
+export function generateSettings(settings: BenchSettings): CliGenerateSettings {
+  const { steps, height, width, guidance, seed } = settings;
+  return { ...settings.family, steps, height, width, guidance, seed };
+}
+
+/** The cached steps and diffs of every context, by pipeline step (a Wan 2.2 expert's context counts its own steps from 0). */
+function cachedStepsOf(stats: CacheSummary | undefined): Pick<CellRecord, 'cachedSteps' | 'residualDiffs' | 'cfgCachedSteps'> {
+  const contexts = stats?.contexts ?? [];
+  const pipelineStep = (c: (typeof contexts)[number], step: number) => c.pipelineSteps[step] ?? step;
+  const steps = (pick: (c: (typeof contexts)[number]) => readonly number[]) =>
+    contexts.flatMap((c) => pick(c).map((s) => pipelineStep(c, s))).sort((a, b) => a - b);
+  const diffs = Object.fromEntries(contexts.flatMap((c) => Object.entries(c.residualDiffs).map(([s, d]) => [String(pipelineStep(c, Number(s))), d])));
+  const cfgCachedSteps = steps((c) => c.cfgCachedSteps);
+  return { cachedSteps: steps((c) => c.cachedSteps), residualDiffs: diffs, ...(cfgCachedSteps.length ? { cfgCachedSteps } : {}) };
+}
+
+function disposeResult(result: CliGenerateResult | undefined): void {
+  for (const t of [result?.latents, result?.image, result?.video]) t?.dispose();
 }
 
 /**
@@ -150,7 +156,7 @@ export async function runBench(run: BenchRun): Promise<Map<string, CellRecord[]>
   const settings = withDtype(run.settings);
   if (!Number.isInteger(settings.repeats) || settings.repeats < 1)
     throw new RangeError(`runBench: repeats must be a positive integer, got ${settings.repeats}`);
-  const count = prompts.promptEmbeds.shape[0];
+  const count = prompts.labels.length;
   const rows: (BenchConfig | null)[] = [null, ...run.configs];
   const cells = rows.length * count;
   const records = new Map<string, CellRecord[]>();
@@ -171,80 +177,108 @@ export async function runBench(run: BenchRun): Promise<Map<string, CellRecord[]>
   run.onProgress?.({ done, cells, config: '', prompt: 0, step: 0, steps: cellSteps });
   if (pending.length === 0) return records;
 
-  using pipe = FluxPipeline.fromPretrained(run.model, { dtype: settings.dtype });
-  const request = (prompt: number, numInferenceSteps: number, callback?: (s: { step: number }) => void) => {
-    const promptEmbeds = prompts.promptEmbeds.narrow(0, prompt, 1);
-    const pooledPromptEmbeds = prompts.pooledPromptEmbeds.narrow(0, prompt, 1);
+  const family = run.family ?? familyForPipeline(await loadFamilies([]), run.model);
+  const generateWith = generateSettings(settings);
+  family.checkModel?.(run.model, generateWith);
+  // The family's complaints about the file (a missing tensor, --frames not 4k + 1) before the model loads.
+  const requestOf = (prompt: number, steps: number) => {
+    const inputs = promptInputs(prompts, prompt);
     try {
-      return pipe.generate({
-        promptEmbeds,
-        pooledPromptEmbeds,
-        seed: settings.seed + prompt,
-        height: settings.height,
-        width: settings.width,
-        numInferenceSteps,
-        callback,
-      });
-    } finally {
-      promptEmbeds.dispose();
-      pooledPromptEmbeds.dispose();
+      return { inputs, request: family.request(inputs, prompts.file ?? '--prompts', { ...generateWith, steps, seed: settings.seed + prompt }) };
+    } catch (e) {
+      for (const t of Object.values(inputs)) t.dispose();
+      throw asPromptsError(e);
     }
   };
-  // One untimed generation first: the first call pages the weights in and warms the thread pool.
-  const warm = request(0, 2);
-  warm.latents.dispose();
-  warm.image?.dispose();
-
-  for (const { config, prompt } of pending) {
-    const name = config?.name ?? UNCACHED;
-    if (config) enableCache(pipe, config.cache);
-    try {
-      // The fastest of the repeats: the run least disturbed by other work on the machine. Every
-      // repeat computes the same image.
-      let seconds = Infinity;
-      let result: ReturnType<typeof request> | undefined;
-      for (let repeat = 0; repeat < settings.repeats; ++repeat) {
-        if (result) {
-          result.latents.dispose();
-          result.image?.dispose();
-        }
-        const t0 = performance.now();
-        const before = repeat * settings.steps;
-        result = request(prompt, settings.steps, ({ step }) =>
-          run.onProgress?.({ done, cells, config: name, prompt, step: before + step + 1, steps: cellSteps }),
-        );
-        seconds = Math.min(seconds, (performance.now() - t0) / 1000);
+  const first = requestOf(0, settings.steps);
+  for (const t of Object.values(first.inputs)) t.dispose();
+  const pipe = await family.spawn(run.model, { dtype: settings.dtype, weightDtype: 'float32' });
+  try {
+    const generate = async (prompt: number, steps: number, onStep?: (step: number) => void): Promise<CliGenerateResult> => {
+      const { inputs, request } = requestOf(prompt, steps);
+      try {
+        return await pipe.generate(request, { onProgress: (p) => onStep?.(p.step) });
+      } finally {
+        for (const t of Object.values(inputs)) t.dispose();
       }
-      const stats = config ? summary(pipe, { print: false }) : undefined;
-      const context = stats?.contexts[0];
-      const png = await encodePng(toImage8(result!.image!));
-      result!.latents.dispose();
-      result!.image?.dispose();
-      const record: CellRecord = {
-        config: name,
-        cache: config?.cache ?? null,
-        prompt,
-        settings,
-        model: run.model,
-        seconds,
-        cachedSteps: context?.cachedSteps ?? [],
-        residualDiffs: context?.residualDiffs ?? {},
-        computedBlocks: stats?.computedBlocks ?? 1,
-        totalBlocks: stats?.totalBlocks ?? 1,
-        flopsSkippedFraction: stats?.flopsSkippedFraction ?? 0,
-      };
-      const paths = cellPaths(out, name, prompt);
-      mkdirSync(join(out, name), { recursive: true });
-      writeFileSync(paths.image, png);
-      // The record goes last: a cell counts as finished only once its image is on disk.
-      writeTextAtomically(paths.record, `${JSON.stringify(record, null, 2)}\n`);
-      records.get(name)!.push(record);
-    } finally {
-      if (config) disableCache(pipe);
+    };
+    // One untimed generation first: the first call pages the weights in and warms the thread pool.
+    disposeResult(await generate(0, 2));
+
+    for (const { config, prompt } of pending) {
+      const name = config?.name ?? UNCACHED;
+      if (config) enableCache(pipe, config.cache);
+      try {
+        // The fastest of the repeats: the run least disturbed by other work on the machine. Every
+        // repeat computes the same image.
+        let seconds = Infinity;
+        let result: CliGenerateResult | undefined;
+        for (let repeat = 0; repeat < settings.repeats; ++repeat) {
+          disposeResult(result);
+          const t0 = performance.now();
+          const before = repeat * settings.steps;
+          result = await generate(prompt, settings.steps, (step) =>
+            run.onProgress?.({ done, cells, config: name, prompt, step: before + step + 1, steps: cellSteps }),
+          );
+          seconds = Math.min(seconds, (performance.now() - t0) / 1000);
+        }
+        const stats = config ? summary(pipe, { print: false }) : undefined;
+        try {
+          const written = await writeCell(out, name, prompt, result!, family, generateWith);
+          const record: CellRecord = {
+            config: name,
+            cache: config?.cache ?? null,
+            prompt,
+            settings,
+            model: run.model,
+            seconds,
+            ...cachedStepsOf(stats),
+            computedBlocks: stats?.computedBlocks ?? 1,
+            totalBlocks: stats?.totalBlocks ?? 1,
+            flopsSkippedFraction: stats?.flopsSkippedFraction ?? 0,
+            ...written,
+          };
+          // The record goes last: a cell counts as finished only once its picture is on disk.
+          writeTextAtomically(cellPaths(out, name, prompt).record, `${JSON.stringify(record, null, 2)}\n`);
+          records.get(name)!.push(record);
+        } finally {
+          disposeResult(result);
+        }
+      } finally {
+        if (config) disableCache(pipe);
+      }
+      done += 1;
+      run.onProgress?.({ done, cells, config: name, prompt, step: 0, steps: cellSteps });
     }
-    done += 1;
-    run.onProgress?.({ done, cells, config: name, prompt, step: 0, steps: cellSteps });
+  } finally {
+    await pipe.close();
   }
   for (const list of records.values()) list.sort((a, b) => a.prompt - b.prompt);
   return records;
+}
+
+/**
+ * Writes a cell's picture: an image as PNG; a video as the family writes it for `generate`
+ * (its first output format) with every frame as a PNG beside it, which the metrics read.
+ */
+async function writeCell(
+  out: string,
+  config: string,
+  prompt: number,
+  result: CliGenerateResult,
+  family: CliFamily,
+  settings: CliGenerateSettings,
+): Promise<Pick<CellRecord, 'frames' | 'format'>> {
+  mkdirSync(join(out, config), { recursive: true });
+  if (result.video) {
+    const format = family.outputFormats[0];
+    const paths = cellPaths(out, config, prompt, format);
+    await family.writeOutput(result, paths.image, settings);
+    // A family whose writeOutput leaves no frames beside the animation: the bench writes them.
+    if (!existsSync(paths.frames)) await savePngFrames(result.video, paths.frames);
+    return { frames: result.video.shape[1], format };
+  }
+  if (!result.image) throw new Error(`the ${family.label} pipeline returned neither an image nor a video`);
+  writeFileSync(cellPaths(out, config, prompt).image, await encodePng(toImage8(result.image)));
+  return {};
 }
