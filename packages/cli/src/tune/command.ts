@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 
 import type { ComputeDtype } from '@ditcache/diffusion';
 
+import { adapterOption } from '../adapters-command.js';
 import { dtypeOption } from '../load-options.js';
 import { finite, nonNegativeInt, positiveInt } from '../parsers.js';
 import { psnrText } from './outputs.js';
@@ -17,6 +18,8 @@ interface TuneFlags {
   steps?: number;
   height?: number;
   width?: number;
+  guidance?: number;
+  adapter: string[];
   seed: number;
   holdoutSeed?: number;
   repeats: number;
@@ -38,17 +41,16 @@ export function registerTune(program: Command): void {
   program
     .command('tune')
     .description('find the fastest cache config whose PSNR vs uncached keeps a target; checks it on held-out seeds, writes best.yaml (resumable)')
-    .requiredOption('--model <dir>', 'a diffusers-format pipeline folder (as bench runs)')
-    .requiredOption(
-      '--prompts <file>',
-      "safetensors with prompt_embeds (P, tokens, dim) and pooled_prompt_embeds (P, dim), e.g. a model's demo-prompts.safetensors",
-    )
+    .requiredOption('--model <dir>', 'a diffusers-format pipeline folder of a family the CLI runs (as bench)')
+    .addOption(adapterOption())
+    .requiredOption('--prompts <file>', "safetensors with the tensors the family's --inputs takes, one row per prompt (as bench), without latents_in")
     .requiredOption('--target-psnr <dB>', 'the mean PSNR against the uncached images the pick must keep on the tuning prompts', finite('--target-psnr'))
     .option('--policies <names>', 'cache policies to search, comma-separated (default: every registered policy with tuning hints)', policyList)
     .option('--out <dir>', 'where cells, best.yaml, results.md / .json and the plots go; finished cells there are not run again', 'tune-out')
     .option('--steps <n>', "denoising steps (default: the prompts file's, else the model folder's, else 28)", positiveInt('--steps'))
     .option('--height <px>', "image height (default: the prompts file's)", positiveInt('--height'))
     .option('--width <px>', "image width (default: the prompts file's)", positiveInt('--width'))
+    .option('--guidance <g>', "guidance scale (default: the prompts file's, the model folder's, else the pipeline's)", finite('--guidance'))
     .option('--seed <n>', 'tuning prompt i starts from the noise of seed + i', nonNegativeInt('--seed'), 0)
     .option('--holdout-seed <n>', 'held-out prompt i starts from the noise of holdout-seed + i (default: seed + 1000)', nonNegativeInt('--holdout-seed'))
     .option('--repeats <n>', 'generations per cell; the fastest is kept (steadier timings on a busy machine)', positiveInt('--repeats'), 1)
@@ -64,6 +66,8 @@ export function registerTune(program: Command): void {
         steps: flags.steps,
         height: flags.height,
         width: flags.width,
+        guidance: flags.guidance,
+        adapter: flags.adapter,
         seed: flags.seed,
         holdoutSeed: flags.holdoutSeed,
         repeats: flags.repeats,

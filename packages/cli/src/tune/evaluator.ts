@@ -1,6 +1,8 @@
 // The evaluator of `ditcache tune`: each round's configs run through bench's resumable runner
 // (the uncached cells are made once and found on disk afterwards; a config already run is not
 // run again) and are measured by bench's metrics against the uncached images.
+import type { CliFamily } from '@ditcache/diffusion/cli';
+
 import { benchProgress } from '../bench/progress.js';
 import { evaluateBench, type ConfigResult } from '../bench/report.js';
 import { runBench, type BenchPrompts, type BenchSettings } from '../bench/runner.js';
@@ -8,6 +10,8 @@ import type { Evaluate, Trial } from './search.js';
 
 export interface BenchEvaluatorOptions {
   readonly model: string;
+  /** The family that runs the model (default: the installed plugin that runs its folder). */
+  readonly family?: CliFamily;
   readonly prompts: BenchPrompts;
   /** The folder of cells, shared by every round. */
   readonly out: string;
@@ -24,6 +28,7 @@ export function benchEvaluator(options: BenchEvaluatorOptions): Evaluate<ConfigR
     try {
       records = await runBench({
         model: options.model,
+        family: options.family,
         prompts: options.prompts,
         configs: trials.map((t) => ({ name: t.name, cache: t.config })),
         out: options.out,

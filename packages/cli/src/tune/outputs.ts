@@ -112,7 +112,7 @@ export function tuneMarkdown(report: TuneReport, count: number): string {
       `\`${pick.name}\` (written to best.yaml): ${psnrText(pick.measured)} at ${pick.measured.speedup.toFixed(2)}x on the tuning prompts, ` +
         `${psnrText(checked.heldOut)} at ${checked.heldOut.speedup.toFixed(2)}x on the held-out prompts (${checked.meetsTarget ? 'meets' : 'misses'} the target there).`,
       '## Held-out check',
-      'The pick, then the other configs that met the target on the tuning prompts and are Pareto-optimal among them, rerun on the held-out prompts.',
+      'The pick, then the other configs that met the target on the tuning prompts and skip work, Pareto-optimal among them, rerun on the held-out prompts.',
       heldOutTable(heldOut),
       bestHeldOut
         ? `Fastest of these meeting the target on the held-out prompts: \`${bestHeldOut.point.name}\` at ${bestHeldOut.heldOut.speedup.toFixed(2)}x; ` +
