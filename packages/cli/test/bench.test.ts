@@ -55,7 +55,7 @@ describe('bench configs', () => {
       ]),
     );
     expect(all[48].name).toBe('scm_F1B0_W2I1M0MC0_R0.3_T0O0_static_maskPolicy-slow');
-    expect(() => expandGrid({ threshold: [0.1] } as never)).toThrow(/unknown grid axis 'threshold'/);
+    expect(() => expandGrid({ residual_diff_treshold: [0.1] })).toThrow(/unknown grid axis 'residual_diff_treshold' \(axes: Fn_compute_blocks, /);
     expect(() => expandGrid({ residual_diff_threshold: [] })).toThrow(UsageError);
   });
 

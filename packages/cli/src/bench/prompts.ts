@@ -2,6 +2,7 @@
 // `generate --inputs` takes (prompt_embeds, pooled_prompt_embeds, prompt_attention_mask,
 // negative_prompt_embeds, latents_in, ...), one row per prompt, so that every family runs from
 // the same kind of file. Each prompt's row becomes one `--inputs` of batch 1 for the family.
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 
 import { openSafetensors, type Tensor } from '@ditcache/cuda-runtime';
@@ -160,4 +161,19 @@ export function promptTensors(prompts: BenchPrompts): Readonly<Record<string, Te
   const { promptEmbeds, pooledPromptEmbeds } = prompts;
   if (!promptEmbeds || !pooledPromptEmbeds) throw new TypeError('BenchPrompts: give tensors, or promptEmbeds and pooledPromptEmbeds');
   return { prompt_embeds: promptEmbeds, pooled_prompt_embeds: pooledPromptEmbeds };
+}
+
+/** A digest of one prompt's tensors (names, dtypes, shapes, values): a cell made from other inputs is not a finished cell of these. */
+export function promptFingerprint(prompts: BenchPrompts, index: number): string {
+  const inputs = promptInputs(prompts, index);
+  try {
+    const hash = createHash('sha256');
+    for (const name of Object.keys(inputs).sort()) {
+      const t = inputs[name];
+      hash.update(`${name}:${t.dtype}:${t.shape.join(',')}:`).update(t.toBytes());
+    }
+    return hash.digest('hex');
+  } finally {
+    for (const t of Object.values(inputs)) t.dispose();
+  }
 }

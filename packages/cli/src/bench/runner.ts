@@ -2,7 +2,7 @@
 // does) over prompts x cache configs, one "cell" (config, prompt) at a time, and keeps each
 // cell's image or video and its record on disk so that an interrupted benchmark resumes where it
 // stopped: a cell whose record matches the current request is not run again.
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
@@ -13,7 +13,7 @@ import type { CliFamily, CliGenerateResult, CliGenerateSettings } from '@ditcach
 import { writeTextAtomically } from '../outputs.js';
 import { familyForPipeline, loadFamilies } from '../plugins.js';
 import { UNCACHED, type BenchConfig } from './configs.js';
-import { asPromptsError, promptInputs, type BenchPrompts } from './prompts.js';
+import { asPromptsError, promptFingerprint, promptInputs, type BenchPrompts } from './prompts.js';
 
 // Where the prompts file is read: re-exported for the callers that import it from the runner.
 export { readBenchPrompts, type BenchPrompts } from './prompts.js';
@@ -41,9 +41,11 @@ export interface CellRecord {
   readonly prompt: number;
   readonly settings: BenchSettings;
   readonly model: string;
+  /** The digest of the prompt's tensors (promptFingerprint): a changed prompts file reruns its cells. */
+  readonly inputs?: string;
   /** Wall time of generate(), VAE decoding included (the fastest of the repeats). */
   readonly seconds: number;
-  /** The pipeline steps cached (of every cache context; the conditional branch under CFG). */
+  /** The pipeline steps where a cache context cached (the conditional branch under CFG). */
   readonly cachedSteps: readonly number[];
   /** Pipeline step -> the relative L1 diff compared with the threshold. */
   readonly residualDiffs: Readonly<Record<string, number>>;
@@ -108,17 +110,25 @@ function withDtype(settings: BenchSettings): BenchSettings {
   ) as unknown as BenchSettings;
 }
 
-/** The stored record of a cell, when it was made for the same model, config and settings, with its files on disk. */
-function finishedCell(out: string, model: string, config: BenchConfig | null, prompt: number, settings: BenchSettings): CellRecord | undefined {
+/** What a finished cell must have been made for: the model, the prompt's tensors and the settings. */
+interface CellRequest {
+  readonly model: string;
+  readonly inputs: string;
+  readonly settings: BenchSettings;
+}
+
+/** The stored record of a cell, when it was made for the same request and config, with its files on disk. */
+function finishedCell(out: string, made: CellRequest, config: BenchConfig | null, prompt: number): CellRecord | undefined {
   const { record: recordPath } = cellPaths(out, config?.name ?? UNCACHED, prompt);
   if (!existsSync(recordPath)) return undefined;
   try {
     const record = JSON.parse(readFileSync(recordPath, 'utf-8')) as CellRecord;
     const paths = cellPaths(out, record.config, prompt, record.format);
     const same =
-      record.model === model &&
+      record.model === made.model &&
+      record.inputs === made.inputs &&
       JSON.stringify(record.cache) === JSON.stringify(config?.cache ?? null) &&
-      JSON.stringify(withDtype(record.settings)) === JSON.stringify(settings);
+      JSON.stringify(withDtype(record.settings)) === JSON.stringify(made.settings);
     const complete = existsSync(paths.image) && (record.frames === undefined || cellFrames(out, record).length === record.frames);
     return same && complete ? record : undefined;
   } catch {
@@ -132,13 +142,20 @@ export function generateSettings(settings: BenchSettings): CliGenerateSettings {
   return { ...settings.family, steps, height, width, guidance, seed };
 }
 
-/** The cached steps and diffs of every context, by pipeline step (a Wan 2.2 expert's context counts its own steps from 0). */
+/**
+ * The cached steps and diffs by pipeline step: the steps where a context cached (a Wan 2.2
+ * expert's context counts its own steps from 0; HiDream's two block lists cache the same step
+ * each on its own), and the first context's diff of each step.
+ */
 function cachedStepsOf(stats: CacheSummary | undefined): Pick<CellRecord, 'cachedSteps' | 'residualDiffs' | 'cfgCachedSteps'> {
   const contexts = stats?.contexts ?? [];
   const pipelineStep = (c: (typeof contexts)[number], step: number) => c.pipelineSteps[step] ?? step;
   const steps = (pick: (c: (typeof contexts)[number]) => readonly number[]) =>
-    contexts.flatMap((c) => pick(c).map((s) => pipelineStep(c, s))).sort((a, b) => a - b);
-  const diffs = Object.fromEntries(contexts.flatMap((c) => Object.entries(c.residualDiffs).map(([s, d]) => [String(pipelineStep(c, Number(s))), d])));
+    [...new Set(contexts.flatMap((c) => pick(c).map((s) => pipelineStep(c, s))))].sort((a, b) => a - b);
+  const diffs: Record<string, number> = {};
+  for (const c of contexts) {
+    for (const [step, diff] of Object.entries(c.residualDiffs)) diffs[String(pipelineStep(c, Number(step)))] ??= diff;
+  }
   const cfgCachedSteps = steps((c) => c.cfgCachedSteps);
   return { cachedSteps: steps((c) => c.cachedSteps), residualDiffs: diffs, ...(cfgCachedSteps.length ? { cfgCachedSteps } : {}) };
 }
@@ -164,9 +181,10 @@ export async function runBench(run: BenchRun): Promise<Map<string, CellRecord[]>
   for (const config of rows) records.set(config?.name ?? UNCACHED, []);
   // Prompt by prompt, every config in turn: a burst of load from other jobs then slows all
   // configs alike instead of one config's whole row.
+  const fingerprints = Array.from({ length: count }, (_, prompt) => promptFingerprint(prompts, prompt));
   for (let prompt = 0; prompt < count; ++prompt) {
     for (const config of rows) {
-      const done = finishedCell(out, run.model, config, prompt, settings);
+      const done = finishedCell(out, { model: run.model, inputs: fingerprints[prompt], settings }, config, prompt);
       if (done) records.get(config?.name ?? UNCACHED)!.push(done);
       else pending.push({ config, prompt });
     }
@@ -231,6 +249,7 @@ export async function runBench(run: BenchRun): Promise<Map<string, CellRecord[]>
             prompt,
             settings,
             model: run.model,
+            inputs: fingerprints[prompt],
             seconds,
             ...cachedStepsOf(stats),
             computedBlocks: stats?.computedBlocks ?? 1,
@@ -273,6 +292,8 @@ async function writeCell(
   if (result.video) {
     const format = family.outputFormats[0];
     const paths = cellPaths(out, config, prompt, format);
+    // The frames of an earlier run of this cell (other frames, say) must not mix with these.
+    rmSync(paths.frames, { recursive: true, force: true });
     await family.writeOutput(result, paths.image, settings);
     // A family whose writeOutput leaves no frames beside the animation: the bench writes them.
     if (!existsSync(paths.frames)) await savePngFrames(result.video, paths.frames);
