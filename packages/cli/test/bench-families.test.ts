@@ -7,13 +7,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import sharp from 'sharp';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 
 import { scmMask } from '@ditcache/core';
 import { concat, loadSafetensors, mul, saveSafetensors, type Tensor } from '@ditcache/cuda-runtime';
 
 import { bench } from '../src/bench/command.js';
 import { readBenchConfigs } from '../src/bench/configs.js';
+import { runCli } from '../src/program.js';
 import type { CellRecord } from '../src/bench/runner.js';
 
 const root = new URL('../../../', import.meta.url).pathname;
@@ -210,6 +211,41 @@ describe('ditcache bench on Wan (video, CFG)', () => {
     await expect(run({ configs: big })).rejects.toThrow(
       /--configs: 'big': Fn_compute_blocks \(3\) \+ Bn_compute_blocks \(2\) exceeds the 4 blocks of transformer\.blocks/,
     );
+  });
+});
+
+describe('ditcache bench on the command line', () => {
+  it("takes the families' own flags as generate does (not the text-prompt ones), and refuses bad values", async () => {
+    const meta = metaOf(wan);
+    const prompts = join(dir, 'cli-prompts.safetensors');
+    writeTwoPrompts(wan, prompts, ['prompt_embeds', 'negative_prompt_embeds'], { height: '32', width: '48' });
+    const configs = join(dir, 'cli-configs.json');
+    writeFileSync(configs, JSON.stringify(['fast']));
+    const out = join(dir, 'cli-out');
+    const argv = ['node', 'ditcache', 'bench', '--model', wan, '--prompts', prompts, '--configs', configs, '--out', out, '--steps', '8', '--guidance', '4'];
+    const printed = { stdout: '', stderr: '' };
+    const stdout = vi.spyOn(process.stdout, 'write').mockImplementation((text) => {
+      printed.stdout += String(text);
+      return true;
+    });
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation((text) => {
+      printed.stderr += String(text);
+      return true;
+    });
+    try {
+      expect(await runCli([...argv, '--frames', String(meta.num_frames), '--fps', '8'])).toBe(0);
+      expect(await runCli([...argv, '--frames', '0'])).toBe(2);
+      expect(await runCli([...argv, '--prompt', 'a cat'])).toBe(2);
+      expect(await runCli(['node', 'ditcache', 'bench', '--help'])).toBe(0);
+    } finally {
+      stdout.mockRestore();
+      stderr.mockRestore();
+    }
+    expect(printed.stdout).toMatch(/\| fast \| dbcache \| 1 \| 0 \| 0\.3 \|/);
+    expect(printed.stderr).toContain('--frames must be a positive integer');
+    expect(printed.stderr).toContain("unknown option '--prompt'");
+    expect(printed.stdout).toMatch(/Options of the model families[\s\S]*--frames <n>[\s\S]*--fps <n>/);
+    expect(record(out, 'fast', 0)).toMatchObject({ frames: 9, settings: { steps: 8, guidance: 4, family: { frames: 9, fps: 8 } } });
   });
 });
 
