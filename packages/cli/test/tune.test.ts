@@ -35,6 +35,19 @@ function writePrompts(path: string): void {
   for (const t of [embeds, pooled, ...negated, ...Object.values(golden)]) t.dispose();
 }
 
+/** Generates the tuning prompts again under a config read from best.yaml; its metrics against a fresh uncached run. */
+async function regenerate(cache: Record<string, unknown>, out: string) {
+  using file = readBenchPrompts(join(dir, 'prompts.safetensors'));
+  const records = await runBench({
+    model: flux,
+    prompts: file,
+    configs: [{ name: 'best', cache }],
+    out,
+    settings: { steps: 10, height: 32, width: 32, seed: 0, repeats: 1 },
+  });
+  return (await evaluateBench(out, records))[1];
+}
+
 describe('ditcache tune', () => {
   const prompts = join(dir, 'prompts.safetensors');
   const out = join(dir, 'out');
@@ -80,18 +93,23 @@ describe('ditcache tune', () => {
     expect(loaded.fnComputeBlocks).toBe(tuned.fnComputeBlocks);
     expect(loaded.residualDiffThreshold).toBe(tuned.residualDiffThreshold);
     expect(loaded.enableTaylorseer).toBe(tuned.enableTaylorseer);
-    using file = readBenchPrompts(prompts);
-    const again = join(dir, 'again');
-    const records = await runBench({
-      model: flux,
-      prompts: file,
-      configs: [{ name: 'best', cache: document }],
-      out: again,
-      settings: { steps: 10, height: 32, width: 32, seed: 0, repeats: 1 },
-    });
-    const [, best] = await evaluateBench(again, records);
+    const best = await regenerate(document, join(dir, 'again'));
     expect(best.psnr).toEqual(pick.measured.psnr);
     expect(best.cachedSteps).toBe(pick.measured.cachedSteps);
+  });
+
+  it("writes an scm pick as DBCache with the preset's mask, which regenerates the same images", async () => {
+    const scm = await tune({ model: flux, prompts, targetPsnr: TARGET, policies: ['scm'], out: join(dir, 'scm'), evaluationsPerVariant: 3 });
+    expect(scm.pick.policy).toBe('scm');
+    expect(scm.pick.measured.cachedSteps).toBeGreaterThan(0);
+    const text = readFileSync(scm.files.best!, 'utf-8');
+    expect(text).toMatch(/\n {2}steps_computation_mask: \[ 1, 1, [01, ]+ \]\n/);
+    const document = parseYaml(text) as { cache_config: Record<string, unknown> };
+    expect(document.cache_config.policy).toBeUndefined();
+    expect(document.cache_config.mask_policy).toBeUndefined();
+    const best = await regenerate(document, join(dir, 'scm-again'));
+    expect(best.psnr).toEqual(scm.pick.measured.psnr);
+    expect(best.cachedSteps).toBe(scm.pick.measured.cachedSteps);
   });
 
   it('writes the tables, the JSON and a Pareto plot per policy', async () => {

@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 
 import type { RegisteredPolicy } from '@ditcache/core';
-import { stringify } from 'yaml';
+import { Document, isSeq, visit } from 'yaml';
 
 import { paretoChartSvg, renderSvgToPng } from '../bench/charts.js';
 import { formatPsnr, paretoFlags, type ConfigResult } from '../bench/report.js';
@@ -53,7 +53,14 @@ export function bestYaml(report: TuneReport, pick: TunedPoint, heldOut: HeldOutC
       ? `# Load it with: ditcache generate --cache best.yaml, or cache-dit's load_configs.`
       : `# Load it with: ditcache generate --cache best.yaml (cache-dit has no form of policy ${pick.policy}).`,
   ];
-  return `${lines.join('\n')}\n${stringify({ cache_config: cacheDit ?? pick.config })}`;
+  const document = new Document({ cache_config: cacheDit ?? pick.config });
+  // Lists (a steps mask) on one line each.
+  visit(document, {
+    Seq(_, node) {
+      if (isSeq(node)) node.flow = true;
+    },
+  });
+  return `${lines.join('\n')}\n${document.toString()}`;
 }
 
 function policyTable(points: readonly TunedPoint[], steps: number): string {
