@@ -43,18 +43,21 @@ describe('bench configs', () => {
     expect(configs[1].name).toBe('DBCache_F8B0_W8I1M0MC2_R0.1_T1O2');
     const size = (grid: object) => Object.values(grid).reduce((n: number, values: unknown[]) => n * values.length, 1);
     expect(size(DEFAULT_GRID)).toBe(48);
-    expect(size(DEFAULT_SCM_GRID)).toBe(8);
+    expect(size(DEFAULT_SCM_GRID)).toBe(16);
     const all = readBenchConfigs('grid');
-    expect(all).toHaveLength(56);
-    // The DBCache points as before, then SCM's four masks, each static and dynamic.
+    expect(all).toHaveLength(64);
+    // The DBCache points as before, then SCM's four masks, each static and dynamic, TaylorSeer off and order 1.
     expect(all.slice(0, 48).map((c) => c.cache)).toEqual(expandGrid(DEFAULT_GRID).map((c) => c.cache));
-    expect(all.slice(48).map((c) => [c.cache.mask_policy, c.cache.steps_computation_policy])).toEqual(
-      ['slow', 'medium', 'fast', 'ultra'].flatMap((m) => [
-        [m, 'static'],
-        [m, 'dynamic'],
-      ]),
+    expect(all.slice(48).map((c) => [c.cache.taylorseer_order ?? 0, c.cache.mask_policy, c.cache.steps_computation_policy])).toEqual(
+      [0, 1].flatMap((order) =>
+        ['slow', 'medium', 'fast', 'ultra'].flatMap((m) => [
+          [order, m, 'static'],
+          [order, m, 'dynamic'],
+        ]),
+      ),
     );
     expect(all[48].name).toBe('scm_F1B0_W2I1M0MC0_R0.3_T0O0_static_maskPolicy-slow');
+    expect(all[63].name).toBe('scm_F1B0_W2I1M0MC0_R0.3_T1O1_dynamic_maskPolicy-ultra');
     expect(() => expandGrid({ residual_diff_treshold: [0.1] })).toThrow(/unknown grid axis 'residual_diff_treshold' \(axes: Fn_compute_blocks, /);
     expect(() => expandGrid({ residual_diff_threshold: [] })).toThrow(UsageError);
   });
