@@ -9,8 +9,9 @@ import { parse as parseYaml } from 'yaml';
 import { boolean, integer, nullable, type Check, type KeySpec } from './config-keys.js';
 import { DBCACHE_DEFAULTS, DBCACHE_KEYS, DBCACHE_POLICY, type EngineKey } from './dbcache-policy.js';
 import { policyRegistry } from './policy.js';
-// Registers the second built-in policy; a plugin's package registers its own when imported.
+// Registers the other built-in policies; a plugin's package registers its own when imported.
 import './scm-policy.js';
+import './magcache-policy.js';
 
 /** How `maxContinuousCachedSteps` counts a run of cached steps (see the README). */
 export type ContinuousCounting = 'cache-dit' | 'plain';
@@ -308,12 +309,19 @@ function flatSettings(input: unknown, where: string, policy: string): CacheSetti
 /** Defaults filled in under the settings (later ones win), then cross-field checks. */
 export function resolveConfig(...layers: readonly CacheSettings[]): CacheConfig {
   const given: CacheSettings = Object.assign({}, ...layers);
-  const config: CacheConfig = { ...DEFAULT_CACHE_CONFIG, ...given, policyOptions: policyOptionsOf(given.policy ?? DBCACHE_POLICY, layers) };
+  const policy = given.policy ?? DBCACHE_POLICY;
+  const config: CacheConfig = { ...DEFAULT_CACHE_CONFIG, ...policyFieldDefaults(policy), ...given, policyOptions: policyOptionsOf(policy, layers) };
   config.enableTaylorseer = given.enableTaylorseer ?? (given.taylorseerOrder !== undefined && given.taylorseerOrder > 0);
   if (config.enableTaylorseer && (config.taylorseerOrder < 1 || config.taylorseerOrder > 3)) {
     throw new CacheConfigError(`taylorseerOrder must be 1, 2 or 3 while TaylorSeer is on, got ${config.taylorseerOrder}`, 'taylorseerOrder');
   }
   return Object.freeze(config);
+}
+
+/** A policy's defaults for the config's own fields (MagCache's Fn and Bn are 0), under what a config gives. */
+function policyFieldDefaults(policy: string): Partial<CacheConfig> {
+  const defaults = policyRegistry().get(policy)?.defaults ?? {};
+  return Object.fromEntries(Object.entries(defaults).filter(([key]) => isField(key)));
 }
 
 /** The policy's defaults under every layer's options; options of another policy are refused. */

@@ -33,9 +33,10 @@ export class BranchBuffers<T> {
   constructor(
     private readonly ops: TensorOps<T>,
     policy: CachePolicy,
+    decider: StepDecider,
   ) {
-    this.hiddenResidual = policy.createStore(ops, 'hidden');
-    this.encoderResidual = policy.createStore(ops, 'encoder');
+    this.hiddenResidual = policy.createStore(ops, 'hidden', decider);
+    this.encoderResidual = policy.createStore(ops, 'encoder', decider);
   }
 
   /** A computed step left everything a cached step needs. */
@@ -70,7 +71,7 @@ export class Branch<T> {
     run: RunInfo,
   ) {
     this.decider = policy.createDecider(run);
-    this.buffers = new BranchBuffers(ops, policy);
+    this.buffers = new BranchBuffers(ops, policy, this.decider);
   }
 }
 
@@ -219,7 +220,15 @@ export class CacheContext<T> {
   snapshot(): ContextSnapshot {
     const branch = (role: BranchRole): BranchSnapshot | undefined => {
       const b = this.branches.get(role);
-      return b && { role, announcedAs: b.announcedAs, cachedSteps: [...b.decider.cachedSteps], residualDiffs: new Map(b.decider.residualDiffs) };
+      return (
+        b && {
+          role,
+          announcedAs: b.announcedAs,
+          cachedSteps: [...b.decider.cachedSteps],
+          residualDiffs: new Map(b.decider.residualDiffs),
+          report: b.decider.report?.(),
+        }
+      );
     };
     return {
       layout: this.layout,
@@ -308,6 +317,7 @@ export interface BranchSnapshot {
   readonly announcedAs: CfgBranch | undefined;
   readonly cachedSteps: readonly number[];
   readonly residualDiffs: ReadonlyMap<number, number>;
+  readonly report: Readonly<Record<string, unknown>> | undefined;
 }
 
 export interface ContextSnapshot {

@@ -64,6 +64,18 @@ export {
 export { DBCACHE_POLICY, DBCACHE_KEYS, DBCachePolicyFactory } from './dbcache-policy.js';
 export { SCM_POLICY, SCM_KEYS, ScmPolicyFactory, scmMask } from './scm-policy.js';
 export { SCM_MASKS, SCM_PRESETS, type ScmPreset } from './scm-masks.js';
+export {
+  MAGCACHE_POLICY,
+  MAGCACHE_KEYS,
+  MAGCACHE_DEFAULTS,
+  MagCachePolicyFactory,
+  MagCacheDecider,
+  MagCacheCalibrationDecider,
+  magCacheRetentionSteps,
+  type MagCacheRule,
+} from './magcache-policy.js';
+export { FLUX_MAG_RATIOS, MAG_RATIOS_PRESETS, magRatiosForSteps } from './magcache-ratios.js';
+export { magCacheCalibration, magCacheConfigFromCalibration, type MagCacheCalibratedBranch, type MagCacheCalibratedContext } from './magcache-calibration.js';
 export { DBCACHE_TUNING } from './dbcache-tuning.js';
 export { SCM_TUNING } from './scm-tuning.js';
 export type { PolicyTuning, TuningKnob, TuningRange, TuningRun, TuningSteps, TuningVariant } from './tuning.js';

@@ -121,6 +121,18 @@ export class PlainTensorOps implements TensorOps<PlainTensor> {
     a.dispose();
   }
 
+  rowNorms(a: PlainTensor): Float64Array {
+    a.assertLive('rowNorms');
+    const width = a.shape.at(-1) ?? 1;
+    const norms = new Float64Array(a.data.length / width);
+    for (let row = 0; row < norms.length; row++) {
+      let squares = 0;
+      for (let i = row * width; i < (row + 1) * width; i++) squares += a.data[i] * a.data[i];
+      norms[row] = Math.sqrt(squares);
+    }
+    return norms;
+  }
+
   /** @internal Called by PlainTensor.dispose. */
   forget(t: PlainTensor): void {
     this.live.delete(t);

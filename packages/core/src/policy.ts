@@ -27,6 +27,11 @@ export interface StepDecider {
   readonly cachedSteps: readonly number[];
   /** step -> the diff the rule measured (read by a CFG branch that shares the other's diff). */
   readonly residualDiffs: ReadonlyMap<number, number>;
+  /**
+   * What else the policy recorded for this branch during the run (e.g. MagCache's calibrated
+   * ratios), plain data shown by `summary` as the branch's `report`. Optional.
+   */
+  report?(): Readonly<Record<string, unknown>>;
 }
 
 /** What a policy knows of the run a branch's decider is made for. */
@@ -43,8 +48,12 @@ export interface CachePolicy {
   /** false when no step of a run can be cached: the chain then runs every block, untracked. */
   readonly cachingPossible: boolean;
   createDecider(run: RunInfo): StepDecider;
-  /** What keeps the Mn blocks' work on a stream between computed steps, and predicts it for cached ones. */
-  createStore<T>(ops: TensorOps<T>, stream: Stream): ResidualStore<T>;
+  /**
+   * What keeps the Mn blocks' work on a stream between computed steps, and predicts it for cached
+   * ones. `decider` is the branch's own (made by createDecider; the engine always passes it), for
+   * a store that measures what it is given on the decider's behalf.
+   */
+  createStore<T>(ops: TensorOps<T>, stream: Stream, decider?: StepDecider): ResidualStore<T>;
   /** true: the store holds the Mn residual (added to the Fn output); false: the Mn output itself. */
   storesResidual(stream: Stream): boolean;
 }

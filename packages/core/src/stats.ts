@@ -22,6 +22,8 @@ export interface BranchStats {
   /** Context step -> relative L1 diff, for the steps compared with the threshold. */
   readonly residualDiffs: Readonly<Record<string, number>>;
   readonly diffPercentiles: DiffPercentiles | undefined;
+  /** What else the policy recorded for this branch (e.g. MagCache's calibrated ratios), when it records anything. */
+  readonly report?: Readonly<Record<string, unknown>>;
 }
 
 export interface ContextStats {
@@ -119,6 +121,7 @@ function branchStats(b: BranchSnapshot): BranchStats {
     announcedAs: b.announcedAs,
     cachedSteps: b.cachedSteps,
     residualDiffs: Object.fromEntries([...b.residualDiffs].map(([step, d]) => [String(step), d])),
+    ...(b.report === undefined ? {} : { report: b.report }),
     diffPercentiles:
       diffs.length === 0
         ? undefined

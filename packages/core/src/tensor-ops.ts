@@ -29,6 +29,11 @@ export interface TensorOps<T> {
   retain(a: T): T;
   /** Frees `a` now. */
   release(a: T): void;
+  /**
+   * The L2 norm of each vector along the last dimension of `a` (one per token), row-major, read
+   * to the host. Optional: only MagCache's calibration needs it.
+   */
+  rowNorms?(a: T): Float64Array;
 }
 
 export function sameShape(a: readonly number[], b: readonly number[]): boolean {

@@ -1,6 +1,6 @@
 // The cache engine's tensor interface over the native runtime's tensors, shared by every
 // model family's adapter.
-import { add, mul, relL1, sub, tidy, type Tensor } from '@ditcache/cuda-runtime';
+import { add, mul, relL1, sqrt, square, sub, sum, tidy, type Tensor } from '@ditcache/cuda-runtime';
 import { ditcacheContainer, TENSOR_OPS, type TensorOps } from '@ditcache/core';
 
 export const runtimeTensorOps: TensorOps<Tensor> = {
@@ -14,6 +14,8 @@ export const runtimeTensorOps: TensorOps<Tensor> = {
   // The engine keeps these across transformer calls, whose scopes would otherwise free them.
   retain: (a) => a.keep(),
   release: (a) => a.dispose(),
+  // MagCache's calibration: one norm per token, in float32 whatever the dtype, as it measures them.
+  rowNorms: (a) => tidy(() => Float64Array.from(sqrt(sum(square(a.dtype === 'float32' ? a : a.cast('float32')), -1)).toFloat32Array())),
 };
 
 // enableCache on a runtime model that no adapter is registered for uses auto mode with these.
