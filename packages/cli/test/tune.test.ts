@@ -126,6 +126,8 @@ describe('ditcache tune', () => {
     const json = JSON.parse(readFileSync(files.json, 'utf-8')) as { pick: string; points: unknown[]; heldOut: { name: string }[] };
     expect(json.pick).toBe(pick.name);
     expect(json.points).toHaveLength(result.points.length);
+    expect(json.points[0]).toMatchObject({ name: result.points[0].name, meetsTarget: result.points[0].meetsTarget });
+    expect(json.points[0]).not.toHaveProperty('measured.pareto');
     expect(json.heldOut.map((c) => c.name)).toEqual(heldOut.map((c) => c.point.name));
   });
 

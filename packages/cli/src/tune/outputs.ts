@@ -136,6 +136,11 @@ export function tuneMarkdown(report: TuneReport, count: number): string {
   return `${parts.join('\n\n')}\n`;
 }
 
+/** bench's Pareto flag compares a result with its round's batch only: meaningless here, so left out. */
+function withoutBatchPareto({ pareto: _, ...measured }: ConfigResult): Omit<ConfigResult, 'pareto'> {
+  return measured;
+}
+
 /** Writes results.md, results.json, a plot per policy and, when there is a pick, best.yaml. */
 export async function writeTuneOutputs(out: string, report: TuneReport): Promise<TuneFiles> {
   const count = report.points[0]?.measured.psnr.length ?? 0;
@@ -169,8 +174,8 @@ export async function writeTuneOutputs(out: string, report: TuneReport): Promise
     settings: report.settings,
     pick: report.pick?.name ?? null,
     cacheDitForm: report.pick ? (cacheDitConfig(report, report.pick) ?? null) : null,
-    points: report.points,
-    heldOut: report.heldOut?.map((c) => ({ name: c.point.name, heldOut: c.heldOut, meetsTarget: c.meetsTarget })) ?? [],
+    points: report.points.map((p) => ({ ...p, measured: withoutBatchPareto(p.measured) })),
+    heldOut: report.heldOut?.map((c) => ({ name: c.point.name, heldOut: withoutBatchPareto(c.heldOut), meetsTarget: c.meetsTarget })) ?? [],
     bestHeldOut: report.bestHeldOut?.point.name ?? null,
   };
   writeTextAtomically(files.json, `${JSON.stringify(json, (_, v: unknown) => (v === Infinity ? null : v), 2)}\n`);
