@@ -103,6 +103,14 @@ export function strify(target: object | string): string {
   return handle ? `${tag}_S${handle.summary().cachedSteps}` : tag;
 }
 
+/** The calibrator's part of the tag, as cache-dit's calibrator configs write it. */
+function calibratorTag(c: CacheConfig): string {
+  if (!c.enableTaylorseer) return 'T0O0';
+  if (c.calibratorType === 'foca') return 'FoCa';
+  if (c.calibratorType === 'dmd') return `DMDH${c.dmdHistory}${c.dmdSvdPrecision === 'medium' ? '' : c.dmdSvdPrecision[0]}`;
+  return `T1O${c.taylorseerOrder}`;
+}
+
 /**
  * DBCache's tag as cache-dit writes it. Another policy's name leads, DBCache's parts follow only
  * when the policy takes DBCache's keys, then its own options.
@@ -113,13 +121,23 @@ function configTag(c: CacheConfig): string {
     parts.push(
       `W${c.maxWarmupSteps}I${c.warmupInterval}M${Math.max(0, c.maxCachedSteps)}MC${Math.max(0, c.maxContinuousCachedSteps)}`,
       `R${c.residualDiffThreshold}`,
-      `T${c.enableTaylorseer ? 1 : 0}O${c.enableTaylorseer ? c.taylorseerOrder : 0}`,
+      calibratorTag(c),
     );
     if (c.stepsComputationMask) parts.push(`SCM${c.stepsComputationMask.join('')}`, c.stepsComputationPolicy);
     if (c.continuousCounting === 'plain') parts.push('CCplain');
     if (c.taylorseerExpansion === 'newton' && c.enableTaylorseer) parts.push('newton');
   }
   if (c.policy === SCM_POLICY) parts.push(c.stepsComputationPolicy);
-  for (const [key, value] of Object.entries(c.policyOptions)) parts.push(`${key}-${value}`);
+  for (const [key, value] of Object.entries(c.policyOptions)) parts.push(`${key}-${Array.isArray(value) ? listTag(value) : value}`);
   return parts.join('_');
+}
+
+/**
+ * A list option (MagCache's ratios) in a tag: its length and a digest of its values, so tags
+ * (and the file names made from them) stay short and tell different lists apart.
+ */
+function listTag(values: readonly unknown[]): string {
+  let hash = 0x811c9dc5;
+  for (const ch of JSON.stringify(values)) hash = Math.imul(hash ^ ch.charCodeAt(0), 0x01000193) >>> 0;
+  return `${values.length}x${hash.toString(16).padStart(8, '0')}`;
 }

@@ -19,6 +19,10 @@ export type StepsComputationPolicy = 'dynamic' | 'static';
 export type TaylorSeerCacheType = 'residual' | 'hidden_states';
 /** 'cache-dit': its Taylor series over backward differences; 'newton': exact divided differences. */
 export type TaylorSeerExpansion = 'cache-dit' | 'newton';
+/** Which of cache-dit's calibrators forecasts the cached steps' residual when one is enabled. */
+export type CalibratorType = 'taylorseer' | 'foca' | 'dmd';
+/** cache-dit's DMD SVD modes; the snapshot matrices here are small, so all three take the exact SVD. */
+export type DmdSvdPrecision = 'low' | 'medium' | 'high';
 
 export interface DBCacheConfig {
   /** Blocks always computed first; their residual decides whether to cache. */
@@ -62,6 +66,19 @@ export interface TaylorSeerConfig {
   taylorseerExpansion: TaylorSeerExpansion;
 }
 
+/** cache-dit's calibrator_config beyond TaylorSeer: which calibrator, and DMD's settings. */
+export interface CalibratorConfig {
+  /** The calibrator enableTaylorseer (enable_calibrator) turns on: TaylorSeer, FoCa or DMD. */
+  calibratorType: CalibratorType;
+  /** DMD: the computed steps it keeps per stream; its exponential fit needs 4 evenly spaced ones. */
+  dmdHistory: number;
+  /** DMD: the SVD rank of its fit (0: the singular values above 1e-4 of the largest). */
+  dmdRank: number;
+  /** DMD: added to the singular values it inverts. */
+  dmdRidge: number;
+  dmdSvdPrecision: DmdSvdPrecision;
+}
+
 export interface PolicySelection {
   /** The registered cache policy that decides the steps ('dbcache': DBCache with TaylorSeer). */
   policy: string;
@@ -72,7 +89,7 @@ export interface PolicySelection {
   policyOptions: Readonly<Record<string, unknown>>;
 }
 
-export interface CacheConfig extends DBCacheConfig, TaylorSeerConfig, PolicySelection {}
+export interface CacheConfig extends DBCacheConfig, TaylorSeerConfig, CalibratorConfig, PolicySelection {}
 
 /** Settings given explicitly; defaults and derived values are filled in by `resolveConfig`. */
 export type CacheSettings = Partial<CacheConfig>;
@@ -138,12 +155,21 @@ function keysOf(policy: string): Map<string, KeyTarget> {
 const FIXED_KEYS: Readonly<Record<string, { allowed: (v: unknown) => boolean; meaning: string }>> = {
   cache_type: { allowed: (v) => v === 'DBCache', meaning: "'DBCache' (the only cache type)" },
   cacheType: { allowed: (v) => v === 'DBCache', meaning: "'DBCache' (the only cache type)" },
-  calibrator_type: { allowed: (v) => v === 'taylorseer', meaning: "'taylorseer' (the only calibrator)" },
-  calibratorType: { allowed: (v) => v === 'taylorseer', meaning: "'taylorseer' (the only calibrator)" },
   calibrator_kwargs: { allowed: (v) => isPlainObject(v) && Object.keys(v).length === 0, meaning: '{} (no calibrator options)' },
   force_refresh_step_hint: { allowed: (v) => v === null, meaning: 'null (forced mid-run refreshes are not supported)' },
   force_refresh_step_policy: { allowed: (v) => v === 'once', meaning: "'once'" },
 };
+
+/**
+ * cache-dit's flat switches for its other calibrators, read beside enable_taylorseer (at most one
+ * of the three true): each turns the calibrator on and names its type; its encoder key turns the
+ * encoder stream's forecast on or off, else FoCa leaves it off and DMD turns it on.
+ */
+const CALIBRATOR_SWITCHES: Readonly<Record<string, { type: CalibratorType; encoderKey: string; encoderDefault: boolean }>> = {
+  enable_foca: { type: 'foca', encoderKey: 'enable_encoder_foca', encoderDefault: false },
+  enable_dmd: { type: 'dmd', encoderKey: 'enable_encoder_dmd', encoderDefault: true },
+};
+const SWITCH_ENCODER_KEYS = Object.values(CALIBRATOR_SWITCHES).map((s) => s.encoderKey);
 
 /** Sections of a cache-dit YAML file that configure other things than caching. */
 const FOREIGN_SECTIONS = ['parallelism_config', 'quantize_config', 'attention_backend'];
@@ -160,7 +186,7 @@ function validKeysText(policy: string): string {
     seen.add(name);
     fields.push(name === spec.snake ? name : `${name} (${spec.snake})`);
   }
-  return `Valid keys with policy '${policy}' (camelCase, or cache-dit's snake_case in parentheses): ${fields.join(', ')}; also paramsModifiers (params_modifiers), and cache-dit's cache_config / calibrator_config sections.`;
+  return `Valid keys with policy '${policy}' (camelCase, or cache-dit's snake_case in parentheses): ${fields.join(', ')}; also paramsModifiers (params_modifiers), cache-dit's flat calibrator switches ${Object.keys(CALIBRATOR_SWITCHES).join(', ')} (with ${SWITCH_ENCODER_KEYS.join(', ')}), and cache-dit's cache_config / calibrator_config sections.`;
 }
 
 /** A configuration problem; the message names the key and lists every valid key of the policy. */
@@ -276,7 +302,13 @@ function flatSettings(input: unknown, where: string, policy: string): CacheSetti
   const options: Record<string, unknown> = {};
   const out: Record<string, unknown> = {};
   const spelledAs: Record<string, string> = {};
+  const switches: Record<string, boolean> = {};
   for (const [key, value] of Object.entries(input)) {
+    if (key in CALIBRATOR_SWITCHES || SWITCH_ENCODER_KEYS.includes(key)) {
+      if (typeof value !== 'boolean') throw new CacheConfigError(`${at(key)} must be true or false, got ${describe(value)}`, at(key), policy);
+      switches[key] = value;
+      continue;
+    }
     const fixed = FIXED_KEYS[key];
     if (fixed) {
       if (!fixed.allowed(value)) throw new CacheConfigError(`${at(key)} must be ${fixed.meaning}, got ${describe(value)}`, at(key), policy);
@@ -300,10 +332,42 @@ function flatSettings(input: unknown, where: string, policy: string): CacheSetti
     spelledAs[field] = key;
   }
   if (Object.keys(options).length > 0) out.policyOptions = Object.freeze(options);
+  switchCalibrator(switches, input, out, spelledAs, at, policy);
   // cache-dit's flat loader leaves the encoder forecast off unless its own key turns it on,
   // while its calibrator config (and a bare taylorseer_order) turns both streams on.
   if ('enable_taylorseer' in input && !('enableEncoderTaylorseer' in out)) out.enableEncoderTaylorseer = false;
   return out as CacheSettings;
+}
+
+/** Applies cache-dit's enable_foca / enable_dmd switches that are on to the settings read so far. */
+function switchCalibrator(
+  switches: Readonly<Record<string, boolean>>,
+  input: Readonly<Record<string, unknown>>,
+  out: Record<string, unknown>,
+  spelledAs: Record<string, string>,
+  at: (key: string) => string,
+  policy: string,
+): void {
+  const on = Object.keys(CALIBRATOR_SWITCHES).filter((key) => switches[key]);
+  if (input.enable_taylorseer === true) on.push('enable_taylorseer');
+  if (on.length > 1) throw new CacheConfigError(`${on.map(at).join(' and ')} are both true; cache-dit takes one calibrator`, at(on[1]), policy);
+  const key = on[0];
+  const chosen = CALIBRATOR_SWITCHES[key];
+  if (!chosen) return;
+  const encoder = switches[chosen.encoderKey] ?? chosen.encoderDefault;
+  for (const [field, value] of [
+    ['enableTaylorseer', true],
+    ['calibratorType', chosen.type],
+    ['enableEncoderTaylorseer', encoder],
+  ] as const) {
+    // enable_taylorseer: false beside a switch is how cache-dit's own files say "not TaylorSeer".
+    const overridable = field === 'enableTaylorseer' && spelledAs[field] === 'enable_taylorseer';
+    if (field in out && out[field] !== value && !overridable) {
+      throw new CacheConfigError(`${at(key)} and ${at(spelledAs[field])} both set ${field}, to different values`, at(key), policy);
+    }
+    out[field] = value;
+    spelledAs[field] ??= key;
+  }
 }
 
 /** Defaults filled in under the settings (later ones win), then cross-field checks. */
@@ -315,7 +379,23 @@ export function resolveConfig(...layers: readonly CacheSettings[]): CacheConfig 
   if (config.enableTaylorseer && (config.taylorseerOrder < 1 || config.taylorseerOrder > 3)) {
     throw new CacheConfigError(`taylorseerOrder must be 1, 2 or 3 while TaylorSeer is on, got ${config.taylorseerOrder}`, 'taylorseerOrder');
   }
+  if (config.enableTaylorseer) checkCalibratorKeys(config.calibratorType, given);
   return Object.freeze(config);
+}
+
+/** The keys only one calibrator reads; given with another one on, they would be silently ignored. */
+const CALIBRATOR_ONLY_KEYS: Readonly<Record<CalibratorType, readonly (keyof CacheConfig)[]>> = {
+  taylorseer: ['taylorseerOrder', 'taylorseerExpansion'],
+  foca: [],
+  dmd: ['dmdHistory', 'dmdRank', 'dmdRidge', 'dmdSvdPrecision'],
+};
+
+function checkCalibratorKeys(type: CalibratorType, given: CacheSettings): void {
+  for (const [owner, keys] of Object.entries(CALIBRATOR_ONLY_KEYS)) {
+    if (owner === type) continue;
+    const key = keys.find((k) => given[k] !== undefined);
+    if (key) throw new CacheConfigError(`${key} is a setting of calibratorType '${owner}', but the calibrator on is '${type}'`, key);
+  }
 }
 
 /** A policy's defaults for the config's own fields (MagCache's Fn and Bn are 0), under what a config gives. */

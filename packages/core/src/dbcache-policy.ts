@@ -2,9 +2,11 @@
 // or a TaylorSeer forecast (residual-store.ts). Its keys stay the cache config's own fields, as
 // they were before policies existed, so every existing config keeps its meaning.
 import { boolean, integer, mask, nonNegative, nullable, oneOf, type KeySpec } from './config-keys.js';
-import type { CacheConfig, DBCacheConfig, TaylorSeerConfig } from './config.js';
+import type { CacheConfig, CalibratorConfig, DBCacheConfig, TaylorSeerConfig } from './config.js';
 import { DBCACHE_TUNING } from './dbcache-tuning.js';
 import { BranchDecider } from './decision.js';
+import { DmdCalibrator } from './dmd-calibrator.js';
+import { FoCaCalibrator } from './foca-calibrator.js';
 import { registerPolicy, type CachePolicy, type CachePolicyFactory, type Stream } from './policy.js';
 import { LastResidualStore, taylorSeerResidualStore, type ResidualStore } from './residual-store.js';
 import type { TensorOps } from './tensor-ops.js';
@@ -14,7 +16,7 @@ export const DBCACHE_POLICY = 'dbcache';
 /** Keys of the config that the engine reads whatever the policy (block ranges, CFG branches, runs). */
 export type EngineKey = 'fnComputeBlocks' | 'bnComputeBlocks' | 'enableSeparateCfg' | 'cfgComputeFirst' | 'cfgDiffComputeSeparate' | 'numInferenceSteps';
 
-export type DBCacheKey = Exclude<keyof (DBCacheConfig & TaylorSeerConfig), EngineKey>;
+export type DBCacheKey = Exclude<keyof (DBCacheConfig & TaylorSeerConfig & CalibratorConfig), EngineKey>;
 
 export const DBCACHE_KEYS: { readonly [K in DBCacheKey]: KeySpec } = {
   residualDiffThreshold: { snake: 'residual_diff_threshold', check: nonNegative },
@@ -39,6 +41,11 @@ export const DBCACHE_KEYS: { readonly [K in DBCacheKey]: KeySpec } = {
   },
   taylorseerOrder: { snake: 'taylorseer_order', check: integer(0) },
   taylorseerExpansion: { snake: 'taylorseer_expansion', check: oneOf('cache-dit', 'newton') },
+  calibratorType: { snake: 'calibrator_type', check: oneOf('taylorseer', 'foca', 'dmd') },
+  dmdHistory: { snake: 'dmd_history', check: integer(1) },
+  dmdRank: { snake: 'dmd_rank', check: integer(0) },
+  dmdRidge: { snake: 'dmd_ridge', check: nonNegative },
+  dmdSvdPrecision: { snake: 'dmd_svd_precision', check: oneOf('low', 'medium', 'high') },
 };
 
 /** cache-dit's defaults. */
@@ -57,6 +64,11 @@ export const DBCACHE_DEFAULTS: Readonly<Pick<CacheConfig, DBCacheKey>> = Object.
   taylorseerCacheType: 'residual',
   taylorseerOrder: 1,
   taylorseerExpansion: 'cache-dit',
+  calibratorType: 'taylorseer',
+  dmdHistory: 6,
+  dmdRank: 0,
+  dmdRidge: 1e-8,
+  dmdSvdPrecision: 'medium',
 });
 
 class DBCachePolicy implements CachePolicy {
@@ -73,10 +85,13 @@ class DBCachePolicy implements CachePolicy {
 
   createStore<T>(ops: TensorOps<T>, stream: Stream): ResidualStore<T> {
     const c = this.config;
-    return this.forecasts(stream) ? taylorSeerResidualStore(ops, c.taylorseerOrder, c.taylorseerExpansion) : new LastResidualStore(ops);
+    if (!this.forecasts(stream)) return new LastResidualStore(ops);
+    if (c.calibratorType === 'foca') return new FoCaCalibrator(ops);
+    if (c.calibratorType === 'dmd') return new DmdCalibrator(ops, { history: c.dmdHistory, rank: c.dmdRank, ridge: c.dmdRidge });
+    return taylorSeerResidualStore(ops, c.taylorseerOrder, c.taylorseerExpansion);
   }
 
-  /** TaylorSeer in 'hidden_states' mode forecasts the Mn output rather than its residual. */
+  /** A calibrator in 'hidden_states' mode forecasts the Mn output rather than its residual. */
   storesResidual(stream: Stream): boolean {
     return !this.forecasts(stream) || this.config.taylorseerCacheType === 'residual';
   }

@@ -45,6 +45,9 @@ export {
   type TaylorSeerCacheType,
   type TaylorSeerConfig,
   type TaylorSeerExpansion,
+  type CalibratorConfig,
+  type CalibratorType,
+  type DmdSvdPrecision,
 } from './config.js';
 export { CacheContext, type BranchRole, type StepRecord } from './context.js';
 export { TransformerCallScope, type CfgBranch, type TransformerCallInfo } from './transformer-call.js';
@@ -81,6 +84,9 @@ export { SCM_TUNING } from './scm-tuning.js';
 export type { PolicyTuning, TuningKnob, TuningRange, TuningRun, TuningSteps, TuningVariant } from './tuning.js';
 export { boolean, integer, mask, nonNegative, nullable, oneOf, type Check, type KeySpec } from './config-keys.js';
 export { CacheDitTaylorSeer, NewtonTaylorSeer, LastResidualStore, type ResidualStore, type Forecast } from './residual-store.js';
+export { FoCaCalibrator } from './foca-calibrator.js';
+export { DmdCalibrator, type DmdOptions } from './dmd-calibrator.js';
+export { fitDmd, type DmdFit } from './dmd-fit.js';
 export { CachedBlockChain, type Block, type FlopsCounter } from './block-chain.js';
 export { percentile, type CacheSummary, type ContextStats, type BranchStats, type DiffPercentiles } from './stats.js';
 export type { TensorOps } from './tensor-ops.js';

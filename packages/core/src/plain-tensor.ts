@@ -121,6 +121,18 @@ export class PlainTensorOps implements TensorOps<PlainTensor> {
     a.dispose();
   }
 
+  toFloat64(a: PlainTensor): Float64Array {
+    a.assertLive('toFloat64');
+    return Float64Array.from(a.data);
+  }
+
+  fromFloat64(values: Float64Array, like: PlainTensor): PlainTensor | undefined {
+    like.assertLive('fromFloat64');
+    const data = like.data instanceof Float32Array ? Float32Array.from(values) : Float64Array.from(values);
+    if (!data.every(Number.isFinite)) return undefined;
+    return this.track(new PlainTensor(data, like.shape, this));
+  }
+
   rowNorms(a: PlainTensor): Float64Array {
     a.assertLive('rowNorms');
     const width = a.shape.at(-1) ?? 1;

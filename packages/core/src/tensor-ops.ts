@@ -30,6 +30,17 @@ export interface TensorOps<T> {
   /** Frees `a` now. */
   release(a: T): void;
   /**
+   * The values of `a` as float64, row-major, read to the host. Optional: only the DMD calibrator
+   * needs it (its fit is a float64 eigendecomposition of a few snapshots).
+   */
+  toFloat64?(a: T): Float64Array;
+  /**
+   * A new tensor of `like`'s shape, dtype and device holding `values` rounded to that dtype (through
+   * float32, as PyTorch casts float64), or undefined when a rounded value is not finite. Optional,
+   * with `toFloat64`.
+   */
+  fromFloat64?(values: Float64Array, like: T): T | undefined;
+  /**
    * The L2 norm of each vector along the last dimension of `a` (one per token), row-major, read
    * to the host. Optional: only MagCache's calibration needs it.
    */
