@@ -154,7 +154,7 @@ describe('ditcache bench on Wan (video, CFG)', () => {
     expect(table).toMatch(/\| scm-fast \| scm fast static \| 1 \| 0 \|/);
     expect(table).toMatch(/\| loose \| dbcache \| 1 \| 0 \| 0\.5 \|/);
     const header = readFileSync(files.table, 'utf-8');
-    expect(header).toContain(`(Wan) in float32, 2 prompts, 16 steps, 48x32, 9 frames, guidance 5, seeds 0..1`);
+    expect(header).toContain("(Wan) in float32, 2 prompts, 16 steps, 48x32, 9 frames, guidance 5, the prompts file's latents_in as noise.");
     expect(header).toContain('PSNR of each 8-bit video');
     const json = JSON.parse(readFileSync(files.json, 'utf-8')) as { family: string; settings: Record<string, unknown> };
     expect(json.family).toBe('Wan');

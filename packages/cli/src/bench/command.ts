@@ -139,7 +139,7 @@ export async function bench(flags: BenchFlags, families?: Families, familyFlags:
     ...Object.entries(settings.family ?? {})
       .filter(([setting]) => setting !== 'frames')
       .map(([setting, value]) => `${setting} ${value}`),
-    `seeds ${settings.seed}..${settings.seed + count - 1}`,
+    prompts.tensors?.latents_in ? "the prompts file's latents_in as noise" : `seeds ${settings.seed}..${settings.seed + count - 1}`,
   ].join(', ');
   const compared =
     frames === undefined
