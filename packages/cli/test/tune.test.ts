@@ -1,6 +1,6 @@
 // `ditcache tune` end to end on the flux-tiny golden: the search, the held-out check, best.yaml
 // read back by core's parser reproducing the reported PSNR, resuming, and the command line.
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -8,12 +8,13 @@ import sharp from 'sharp';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 
-import { parseCacheConfig, resolveConfig } from '@ditcache/core';
+import { parseCacheConfig, registerPolicy, resolveConfig, type CachePolicy } from '@ditcache/core';
 import { concat, loadSafetensors, neg, saveSafetensors } from '@ditcache/cuda-runtime';
 
 import { evaluateBench } from '../src/bench/report.js';
 import { readBenchPrompts, runBench } from '../src/bench/runner.js';
 import { runCli } from '../src/program.js';
+import { TargetNotMetError } from '../src/tune/search.js';
 import { tune, type TuneResult } from '../src/tune/tune.js';
 
 const root = new URL('../../../', import.meta.url).pathname;
@@ -131,6 +132,50 @@ describe('ditcache tune', () => {
     expect(json.heldOut.map((c) => c.name)).toEqual(heldOut.map((c) => c.point.name));
   });
 
+  it('refuses a variant the model cannot run; without a config meeting the target, writes the tables but no best.yaml and says what came closest', async () => {
+    // A plugin's hints: scm's static presets only, whose every config caches and so loses some fidelity.
+    @registerPolicy({
+      name: 'static-masks',
+      keys: {},
+      defaults: {},
+      tuning: {
+        variants: () => [
+          {
+            name: 'static',
+            config: { policy: 'scm', Fn_compute_blocks: 1, steps_computation_policy: 'static' },
+            knob: { key: 'mask_policy', values: ['slow', 'ultra'] },
+          },
+        ],
+      },
+    })
+    class StaticMasks {
+      create(): CachePolicy {
+        throw new Error('its configs name scm');
+      }
+    }
+    expect(StaticMasks.name).toBe('StaticMasks');
+    // A variant that cannot run on the model is refused before any work.
+    @registerPolicy({ name: 'too-deep', keys: {}, defaults: {}, tuning: { variants: () => [{ name: 'deep', config: { policy: 'scm' } }] } })
+    class TooDeep {
+      create(): CachePolicy {
+        throw new Error('refused before any run');
+      }
+    }
+    expect(TooDeep.name).toBe('TooDeep');
+    await expect(tune({ model: flux, prompts, targetPsnr: 30, policies: ['too-deep'], out: join(dir, 'deep') })).rejects.toThrow(
+      /^--policies: policy 'too-deep', variant 'deep': Fn_compute_blocks \(8\) \+ Bn_compute_blocks \(0\) exceeds the 6 blocks of /,
+    );
+    expect(existsSync(join(dir, 'deep'))).toBe(false);
+    const missed = join(dir, 'missed');
+    const run = tune({ model: flux, prompts, targetPsnr: 200, policies: ['static-masks'], out: missed });
+    await expect(run).rejects.toThrow(TargetNotMetError);
+    await expect(run).rejects.toThrow(
+      /^no config reaches 200 dB mean PSNR: the most faithful of the 2 evaluated, static-masks_static_mask_policy-slow, reached \d+\.\d\d dB/,
+    );
+    expect(existsSync(join(missed, 'best.yaml'))).toBe(false);
+    expect(readFileSync(join(missed, 'results.md'), 'utf-8')).toContain('No config met the target of 200 dB on the tuning prompts.');
+  });
+
   it('resumes from the cells on disk, and runs from the command line', async () => {
     const stamp = () => statSync(join(out, 'tuning', result.pick.name, 'prompt-0.json')).mtimeMs;
     const before = stamp();
@@ -147,6 +192,10 @@ describe('ditcache tune', () => {
         prompts,
         '--target-psnr',
         '30',
+        '--policies',
+        'dbcache',
+        '--policies',
+        'scm',
         '--evaluations',
         '4',
         '--out',

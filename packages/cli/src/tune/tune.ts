@@ -6,17 +6,19 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { policyRegistry, type RegisteredPolicy } from '@ditcache/core';
+import { policyRegistry, type CacheConfigInput, type RegisteredPolicy } from '@ditcache/core';
 import { PIPELINE_DEFAULTS_FILE, type ComputeDtype } from '@ditcache/diffusion';
+import type { CliCacheChain } from '@ditcache/diffusion/cli';
 
 import { paretoFlags, type ConfigResult } from '../bench/report.js';
 import { readBenchPrompts, type BenchSettings } from '../bench/runner.js';
+import { checkCacheFitsModel } from '../cache-spec.js';
 import { UsageError } from '../errors.js';
 import { withFolderSettings } from '../generate.js';
 import { familiesFor, familyForPipeline } from '../plugins.js';
 import { benchEvaluator } from './evaluator.js';
 import { writeTuneOutputs, type TuneFiles } from './outputs.js';
-import { fastestMeetingTarget, searchConfigs, tuneSpaces, TargetNotMetError, type Evaluate, type Trial, type TunePoint } from './search.js';
+import { fastestMeetingTarget, searchConfigs, tuneSpaces, TargetNotMetError, type Evaluate, type Trial, type TunePoint, type TuneSpace } from './search.js';
 
 export interface TuneOptions {
   /** A diffusers-format pipeline folder bench can run. */
@@ -143,6 +145,7 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
   }
   const spaces = tuneSpaces(policies, settings.steps);
   if (spaces.length === 0) throw new UsageError(`--policies: ${settings.policies.join(', ')} give no configs to search at ${settings.steps} steps`);
+  checkSpacesFitModel(spaces, family.cacheChains?.(options.model));
   mkdirSync(options.out, { recursive: true });
 
   const { holdoutSeed: _h, targetPsnr: _t, policies: _p, ...bench } = settings;
@@ -180,6 +183,18 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
     .reduce<HeldOutCheck | undefined>((a, b) => (!a || b.heldOut.speedup > a.heldOut.speedup ? b : a), undefined);
   const files = await writeTuneOutputs(options.out, { model: options.model, settings, points, policies, pick, heldOut, bestHeldOut });
   return { settings, pick, points, heldOut, bestHeldOut, files };
+}
+
+/** Each variant against the model's block chains (Fn + Bn within each), before any work. */
+function checkSpacesFitModel(spaces: readonly TuneSpace[], chains: readonly CliCacheChain[] | undefined): void {
+  if (!chains) return;
+  for (const { policy, variant } of spaces) {
+    try {
+      checkCacheFitsModel(variant.config as CacheConfigInput, chains);
+    } catch (e) {
+      throw new UsageError((e as Error).message.replace(/^--cache:/, `--policies: policy '${policy}', variant '${variant.name}':`));
+    }
+  }
 }
 
 /**
