@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
-import { cachePreset, enableCache, summary, type ContextStats } from '@ditcache/core';
+import { cachePreset, enableCache, magCacheCalibration, magCacheConfigFromCalibration, summary, type CacheSummary, type ContextStats } from '@ditcache/core';
 import { loadSafetensors, saveSafetensors, type Tensor } from '@ditcache/cuda-runtime';
 import { PIPELINE_DEFAULTS_FILE, readPipelineDefaults, type ComputeDtype, type PipelineDefaults } from '@ditcache/diffusion';
 import type { CliFamily, CliGenerateResult, CliGenerateSettings } from '@ditcache/diffusion/cli';
@@ -57,6 +57,8 @@ export interface GenerateFlags extends CliGenerateSettings {
   adapter: string[];
   inputs?: string;
   cache?: string;
+  /** Where to write the MagCache config that a calibration run (this one) gives. */
+  magcacheCalibration?: string;
   output?: string;
   saveLatents?: string;
   stats?: string;
@@ -106,20 +108,32 @@ export async function generate(given: GenerateFlags, families: Families, familyF
   if (flags.output && !family.outputFormats.includes(extname(flags.output).toLowerCase())) {
     throw new UsageError(`--output ${flags.output}: ${family.label} writes ${family.outputFormats.join(' or ')} files`);
   }
-  const cache = flags.cache === undefined ? undefined : resolveCacheSpec(flags.cache);
+  if (flags.magcacheCalibration !== undefined && flags.cache !== undefined) {
+    throw new UsageError('--magcache-calibration runs its own cache config (MagCache calibrating, every step computed): leave out --cache');
+  }
+  const cacheSpec = flags.magcacheCalibration === undefined ? flags.cache : MAGCACHE_CALIBRATION;
+  const cache = cacheSpec === undefined ? undefined : resolveCacheSpec(cacheSpec);
   const chains = cache === undefined ? undefined : family.cacheChains?.(flags.model);
   if (cache !== undefined && chains) checkCacheFitsModel(cache, chains);
   const inputs: Record<string, Tensor> = flags.inputs === undefined ? {} : loadInputs(flags.inputs);
   const request = family.request(inputs, flags.inputs, flags);
-  if (!flags.output && !flags.saveLatents && !flags.stats) {
+  if (!flags.output && !flags.saveLatents && !flags.stats && !flags.magcacheCalibration) {
     throw new UsageError(
-      'nothing to write: give --output FILE (the image or video), --save-latents FILE (the final latents) or --stats FILE (the cache statistics)',
+      'nothing to write: give --output FILE (the image or video), --save-latents FILE (the final latents), --stats FILE (the cache statistics) or --magcache-calibration FILE (MagCache ratios)',
     );
   }
   // P prompts make P images: --output becomes P numbered files, each checked now.
   const batch = family.batchSize?.(request) ?? 1;
   const outputs = flags.output === undefined ? [] : numberedPaths(flags.output, batch);
-  checkOutputs([...outputs.map((p) => ['--output', p] as const), ['--save-latents', flags.saveLatents], ['--stats', flags.stats]], flags.force);
+  checkOutputs(
+    [
+      ...outputs.map((p) => ['--output', p] as const),
+      ['--save-latents', flags.saveLatents],
+      ['--stats', flags.stats],
+      ['--magcache-calibration', flags.magcacheCalibration],
+    ],
+    flags.force,
+  );
   if (outputs.length > 1) process.stderr.write(`ditcache: --inputs holds ${batch} prompts; --output writes ${outputs.join(', ')}\n`);
 
   const pipe = await family.spawn(flags.model, loadOptions(flags));
@@ -142,6 +156,7 @@ export async function generate(given: GenerateFlags, families: Families, familyF
     }
     const stats = cache === undefined ? undefined : summary(pipe, { print: false });
     if (flags.stats) writeTextAtomically(flags.stats, `${JSON.stringify((stats?.contexts ?? []).map(statsRecord), null, 2)}\n`);
+    if (flags.magcacheCalibration && stats) writeMagCacheCalibration(flags.magcacheCalibration, stats);
     process.stderr.write(
       `generated in ${seconds.toFixed(2)} s${stats ? `, ${stats.cachedSteps} cached steps, ${stats.computedBlocks}/${stats.totalBlocks} blocks computed` : ''}\n`,
     );
@@ -153,6 +168,16 @@ export async function generate(given: GenerateFlags, families: Families, familyF
     for (const t of Object.values(inputs)) t.dispose();
     await pipe.close();
   }
+}
+
+/** The cache config of a --magcache-calibration run: MagCache recording the ratios, skipping nothing. */
+const MAGCACHE_CALIBRATION = JSON.stringify({ policy: 'magcache', calibrate: true });
+
+/** Writes the config that uses the ratios a calibration run recorded, loadable with --cache FILE. */
+function writeMagCacheCalibration(path: string, stats: CacheSummary): void {
+  const config = magCacheConfigFromCalibration(magCacheCalibration(stats));
+  writeTextAtomically(path, `${JSON.stringify(config, null, 2)}\n`);
+  process.stderr.write(`ditcache: MagCache ratios written to ${path}; run with --cache ${path} to use them\n`);
 }
 
 /** Image (video) `index` of a result, as a result of batch 1 (views: the caller disposes them). */

@@ -128,6 +128,10 @@ export function buildProgram(loaded?: ProgramFamilies): Command {
     .option('--output <file>', `write the image or the video, in a format of the model's family${outputFormatsHelp(loaded?.families)}`)
     .option('--save-latents <file>', 'write the final latents as latents_out (safetensors)')
     .option('--stats <file>', 'write the cache statistics (JSON, one object per cache context)')
+    .option(
+      '--magcache-calibration <file>',
+      "compute every step while recording the model's MagCache magnitude ratios, and write a --cache config using them (JSON)",
+    )
     .option('--force', 'overwrite existing output files', false);
   // The families' own flags, as they declare them; the family that runs refuses the others'.
   const familyOptions = addFamilyOptions(generateCommand, loaded?.families.loaded.map((p) => p.family) ?? []);

@@ -85,7 +85,7 @@ describe('a run that writes nothing', () => {
     const r = ditcache(...fluxRun);
     expect(r.status, r.stderr).toBe(2);
     expect(r.stderr.trim()).toBe(
-      'ditcache: nothing to write: give --output FILE (the image or video), --save-latents FILE (the final latents) or --stats FILE (the cache statistics)',
+      'ditcache: nothing to write: give --output FILE (the image or video), --save-latents FILE (the final latents), --stats FILE (the cache statistics) or --magcache-calibration FILE (MagCache ratios)',
     );
   });
 });

@@ -1,7 +1,7 @@
 // Cache policies: what decides, per step of each branch, whether a chain's middle (Mn) blocks
 // are computed or their work is reused or forecast, and what keeps that work between steps.
 // The engine (block-chain.ts) runs Fn, asks the policy, then runs Mn or takes the policy's
-// stored residual, then runs Bn. Core brings two (dbcache-policy.ts, scm-policy.ts); others register
+// stored residual, then runs Bn. Core brings three (dbcache-, scm- and magcache-policy.ts); others register
 // by decorator the way adapters do, can ship in their own package, and are picked by name with
 // the config's `policy` key.
 import { injectable } from 'tsyringe';

@@ -154,6 +154,10 @@ describe("the 'magcache' policy's keys", () => {
     expect(strify({ policy: 'magcache', mag_ratios: 'flux', threshold: 0.1 })).toBe(
       'magcache_F0B0_threshold-0.1_maxSkipSteps-3_retentionRatio-0.2_magRatios-flux_calibrate-false',
     );
+    // A list of ratios becomes its length and a digest: short, and different for another list.
+    const tag = strify({ policy: 'magcache', mag_ratios: FLUX_MAG_RATIOS });
+    expect(tag).toMatch(/^magcache_F0B0_threshold-0\.06_maxSkipSteps-3_retentionRatio-0\.2_magRatios-28x[0-9a-f]{8}_calibrate-false$/);
+    expect(strify({ policy: 'magcache', mag_ratios: [...FLUX_MAG_RATIOS.slice(0, 27), 0.9] })).not.toBe(tag);
   });
 });
 
