@@ -206,6 +206,9 @@ describe('ditcache bench on Wan (video, CFG)', () => {
     for (const t of Object.values(file)) t.dispose();
     await expect(run({}, new Map([['--frames', 8]]))).rejects.toThrow(/--frames must be 4k \+ 1/);
     await expect(run({}, new Map([['--true-cfg-scale', 2]]))).rejects.toThrow(/--true-cfg-scale does not apply to Wan \(it takes --prompt, .*--frames/);
+    await expect(bench({ model: wan, prompts, configs, out: join(dir, 'wan-bad'), steps: 5, seed: 0, repeats: 1 }, undefined, frames)).rejects.toThrow(
+      /--configs: 'scm-fast': steps computation mask 'fast': cache-dit's presets cover 4, 6 and 8-100 steps, not 5 \(--steps\)/,
+    );
     const big = join(dir, 'big.json');
     writeFileSync(big, JSON.stringify({ big: { Fn_compute_blocks: 3, Bn_compute_blocks: 2 } }));
     await expect(run({ configs: big })).rejects.toThrow(

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 
 import type { Command } from 'commander';
 
+import { SCM_POLICY, parseCacheConfig, resolveConfig, scmMask, type ScmPreset } from '@ditcache/core';
 import { PIPELINE_DEFAULTS_FILE, type ComputeDtype } from '@ditcache/diffusion';
 import type { CliFamily, CliGenerateSettings } from '@ditcache/diffusion/cli';
 
@@ -82,6 +83,22 @@ function checkConfigsFitModel(family: CliFamily, model: string, configs: readonl
 }
 
 /**
+ * Each config that takes its step mask from a preset (SCM's `mask_policy`) against the run's step
+ * count, before any work: cache-dit's presets cover some counts only.
+ */
+function checkConfigsFitSteps(configs: readonly BenchConfig[], steps: number): void {
+  for (const c of configs) {
+    const config = resolveConfig(parseCacheConfig(c.cache).base);
+    if (config.policy !== SCM_POLICY) continue;
+    try {
+      scmMask(config.policyOptions.maskPolicy as ScmPreset, steps);
+    } catch (e) {
+      throw new UsageError(`--configs: '${c.name}': ${(e as Error).message} (--steps)`);
+    }
+  }
+}
+
+/**
  * Runs (or resumes) a benchmark and writes results.md, results.json and pareto.png into
  * flags.out. The model runs through the family that runs its folder (`families`, else the
  * plugins installed beside the CLI and --adapter's), with the family's own flags (`familyFlags`,
@@ -106,8 +123,10 @@ export async function bench(flags: BenchFlags, families?: Families, familyFlags:
       .map((o) => [o.setting, (chosen as Record<string, unknown>)[o.setting]] as const)
       .filter((entry): entry is [string, string | number] => entry[1] !== undefined),
   );
+  const steps = chosen.steps ?? 28;
+  checkConfigsFitSteps(configs, steps);
   const settings: BenchSettings = {
-    steps: chosen.steps ?? 28,
+    steps,
     height,
     width,
     seed: flags.seed,
