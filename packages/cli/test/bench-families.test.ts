@@ -149,7 +149,8 @@ describe('ditcache bench on Wan (video, CFG)', () => {
     const zeros = scmMask('fast', meta.num_inference_steps).flatMap((m, step) => (m === 0 ? [step] : []));
     expect(zeros).toEqual([5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
     for (const prompt of [0, 1]) expect(record(out, 'scm-fast', prompt)).toMatchObject({ cachedSteps: zeros, cfgCachedSteps: zeros });
-    expect(scm.cachedSteps).toBe(zeros.length);
+    expect([scm.cachedSteps, scm.cfgCachedSteps]).toEqual([zeros.length, zeros.length]);
+    expect(table).toMatch(/\| scm-fast \|.*\| 10\.0\/16, CFG 10\.0 \|/);
 
     expect(table).toMatch(/\| scm-fast \| scm fast static \| 1 \| 0 \|/);
     expect(table).toMatch(/\| loose \| dbcache \| 1 \| 0 \| 0\.5 \|/);

@@ -129,6 +129,8 @@ describe('ditcache bench', () => {
     expect(base.speedup).toBe(1);
     expect(loose.cachedSteps).toBeGreaterThan(2);
     expect(loose.computedFraction).toBeLessThan(0.9);
+    // FLUX runs one branch: no CFG column.
+    expect(loose.cfgCachedSteps).toBeUndefined();
     for (const p of loose.psnr) expect(p).toBeGreaterThan(10);
     expect(loose.pareto || off.pareto).toBe(true);
     expect(table).toMatch(/^\| Config \| Policy \| Fn \| Bn \| Threshold/);

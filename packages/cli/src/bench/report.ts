@@ -16,6 +16,8 @@ export interface ConfigResult {
   readonly speedup: number;
   /** Mean over prompts. */
   readonly cachedSteps: number;
+  /** Under CFG with separate branches: the unconditional branch's cached steps, mean over prompts. */
+  readonly cfgCachedSteps?: number;
   /** Blocks computed / blocks in all the transformer calls, over all prompts. */
   readonly computedFraction: number;
   readonly flopsSkippedFraction: number;
@@ -71,6 +73,7 @@ export async function evaluateBench(out: string, records: ReadonlyMap<string, re
       seconds,
       speedup: baseSeconds / seconds,
       cachedSteps: sum(cells.map((r) => r.cachedSteps.length)) / cells.length,
+      ...(cells.some((r) => r.cfgCachedSteps) ? { cfgCachedSteps: sum(cells.map((r) => r.cfgCachedSteps?.length ?? 0)) / cells.length } : {}),
       computedFraction: sum(cells.map((r) => r.computedBlocks)) / sum(cells.map((r) => r.totalBlocks)),
       flopsSkippedFraction: sum(cells.map((r) => r.flopsSkippedFraction)) / cells.length,
       psnr: psnrs,
@@ -140,7 +143,7 @@ export function benchMarkdown(results: readonly ConfigResult[], steps: number): 
         ...settings,
         r.seconds.toFixed(2),
         `${r.speedup.toFixed(2)}x`,
-        `${r.cachedSteps.toFixed(1)}/${steps}`,
+        `${r.cachedSteps.toFixed(1)}/${steps}${r.cfgCachedSteps === undefined ? '' : `, CFG ${r.cfgCachedSteps.toFixed(1)}`}`,
         `${(100 * r.computedFraction).toFixed(1)}%`,
         formatPsnr(r),
         r.meanSsim.toFixed(4),
