@@ -150,6 +150,24 @@ describe("the 'magcache' policy's keys", () => {
     expect(() => enableCache(adapter, { policy: 'magcache' })).toThrow(/policy 'magcache' needs mag_ratios .* or calibrate: true/);
   });
 
+  it("needs the run's step count to decide, and TensorOps.rowNorms to calibrate", () => {
+    const ops = new PlainTensorOps();
+    const transformer = { blocks: [1, 2].map((c) => new AdditiveBlock(ops, c, (s) => s)) };
+    const x = ops.tensor([1, 2]);
+    enableCache(new BlockAdapter({ transformer, blocks: 'blocks', forwardPattern: ForwardPattern.Pattern_3, ops }), { policy: 'magcache', mag_ratios: 'flux' });
+    expect(() => transformer.blocks[0].forward(x, 0)).toThrow(/cache policy 'magcache' needs the run's step count.*numInferenceSteps/);
+    disableCache(transformer);
+    const withoutNorms = Object.assign(Object.create(ops) as PlainTensorOps, { rowNorms: undefined });
+    enableCache(new BlockAdapter({ transformer, blocks: 'blocks', forwardPattern: ForwardPattern.Pattern_3, ops: withoutNorms }), {
+      policy: 'magcache',
+      calibrate: true,
+    });
+    expect(() => transformer.blocks[0].forward(x, 0)).toThrow(/calibrate needs TensorOps.rowNorms/);
+    disableCache(transformer);
+    x.dispose();
+    expect(ops.liveCount).toBe(0);
+  });
+
   it('strify names the policy and its options', () => {
     expect(strify({ policy: 'magcache', mag_ratios: 'flux', threshold: 0.1 })).toBe(
       'magcache_F0B0_threshold-0.1_maxSkipSteps-3_retentionRatio-0.2_magRatios-flux_calibrate-false',
