@@ -32,9 +32,12 @@ def load_prompts(path):
     return tensors["prompt_embeds"].float(), tensors["pooled_prompt_embeds"].float(), labels
 
 
-def cache_dit_configs(cache):
-    """Our bench config (cache-dit's key names, TaylorSeer as taylorseer_order) -> cache-dit's objects."""
+def cache_dit_configs(cache, steps):
+    """Our bench config (cache-dit's key names, TaylorSeer as taylorseer_order) -> cache-dit's objects.
+    An SCM config (policy: scm) is DBCache with the mask cache-dit's steps_mask gives its preset at `steps`."""
     settings = dict(cache)
+    if settings.pop("policy", "dbcache") == "scm":
+        settings["steps_computation_mask"] = cache_dit.steps_mask(total_steps=steps, mask_policy=settings.pop("mask_policy", "medium"))
     order = settings.pop("taylorseer_order", 0)
     calibrator = cache_dit.TaylorSeerCalibratorConfig(taylorseer_order=order) if order else None
     return cache_dit.DBCacheConfig(**settings), calibrator
@@ -105,7 +108,7 @@ def main():
     rows = []
     for config in configs:
         name = config["name"]
-        cache, calibrator = cache_dit_configs(config["cache"])
+        cache, calibrator = cache_dit_configs(config["cache"], settings["steps"])
         cache_dit.enable_cache(pipe, cache_config=cache, calibrator_config=calibrator)
         theirs, steps_equal, cross = [], [], []
         for i in range(len(labels)):
