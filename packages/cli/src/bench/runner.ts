@@ -179,9 +179,9 @@ export async function runBench(run: BenchRun): Promise<Map<string, CellRecord[]>
   const records = new Map<string, CellRecord[]>();
   const pending: { config: BenchConfig | null; prompt: number }[] = [];
   for (const config of rows) records.set(config?.name ?? UNCACHED, []);
+  const fingerprints = Array.from({ length: count }, (_, prompt) => promptFingerprint(prompts, prompt));
   // Prompt by prompt, every config in turn: a burst of load from other jobs then slows all
   // configs alike instead of one config's whole row.
-  const fingerprints = Array.from({ length: count }, (_, prompt) => promptFingerprint(prompts, prompt));
   for (let prompt = 0; prompt < count; ++prompt) {
     for (const config of rows) {
       const done = finishedCell(out, { model: run.model, inputs: fingerprints[prompt], settings }, config, prompt);
