@@ -16,6 +16,7 @@ import { checkOutputs, ensureParent, writeTextAtomically } from './outputs.js';
 import { dtypeOption, loadOptions, weightDtypeOption } from './load-options.js';
 import { finite, nonNegativeInt, positiveInt } from './parsers.js';
 import { familiesFor, familyFor, loadFamilies, type Families, type ProgramFamilies } from './plugins.js';
+import { registerServe } from './serve-command.js';
 import { registerTune } from './tune/command.js';
 import { cliVersion } from './version.js';
 
@@ -158,6 +159,7 @@ export function buildProgram(loaded?: ProgramFamilies): Command {
   registerBench(program, loaded);
   registerEncodePrompt(program);
   registerTune(program);
+  registerServe(program);
 
   return program;
 }

@@ -63,6 +63,7 @@ export { TransformerCallAnnouncer, type PipelineStepEnd, type PipelineTransforme
 export { denoise, type DenoiseOptions } from './pipeline/denoise.js';
 export type { DiffusionPipeline, DiffusionPipelineClass, DiffusionRequest } from './pipeline/diffusion-pipeline.js';
 export { RemotePipeline, type Progress, type RemoteGenerateOptions } from './pipeline/worker/remote-pipeline.js';
+export type { StepCache } from './pipeline/worker/wire.js';
 export type { HostSpec } from './pipeline/worker/host.js';
 export { JointAttention, SelfAttention, type Projection } from './nn/flux-attention.js';
 export {

@@ -7,7 +7,7 @@ import { disableCache, enableCache, summary } from '@ditcache/core';
 import { memoryStats } from '@ditcache/cuda-runtime';
 
 import type { DiffusionPipeline, DiffusionPipelineClass, DiffusionRequest } from '../diffusion-pipeline.js';
-import { decode, disposeTensors, encode, errorToWire, type FromWorker, type ToWorker } from './wire.js';
+import { decode, disposeTensors, encode, errorToWire, type FromWorker, type StepCache, type ToWorker } from './wire.js';
 
 export interface HostSpec {
   /** Module (package name or file URL) exporting the pipeline class. */
@@ -77,6 +77,12 @@ async function main(spec: HostSpec): Promise<void> {
   });
 }
 
+/** What a cached run has cached so far, sent with each step's progress so that a service can show it live. */
+function stepCache(pipe: HostedPipeline): StepCache {
+  const stats = summary(pipe, { print: false });
+  return { cachedSteps: stats.cachedSteps, residualDiffs: { ...stats.contexts[0]?.residualDiffs } };
+}
+
 function run(pipe: HostedPipeline, m: Extract<ToWorker, { type: 'generate' }>, cached: boolean): void {
   const aborted = new Int32Array(m.abort);
   const checkAbort = (): void => {
@@ -93,7 +99,7 @@ function run(pipe: HostedPipeline, m: Extract<ToWorker, { type: 'generate' }>, c
     const result = pipe.generate({
       ...request,
       callback: (s) => {
-        send({ type: 'progress', id: m.id, step: s.step, numSteps: s.numSteps, timestep: s.timestep });
+        send({ type: 'progress', id: m.id, step: s.step, numSteps: s.numSteps, timestep: s.timestep, cache: cached ? stepCache(pipe) : undefined });
         checkAbort();
       },
     });

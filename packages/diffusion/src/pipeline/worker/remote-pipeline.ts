@@ -8,12 +8,14 @@ import { CACHE_DELEGATE, type CacheConfigInput, type CacheDelegate, type CacheSu
 import type { MemoryStats } from '@ditcache/cuda-runtime';
 
 import type { HostSpec } from './host.js';
-import { decode, encode, errorFromWire, type FromWorker, type ToWorker } from './wire.js';
+import { decode, encode, errorFromWire, type FromWorker, type StepCache, type ToWorker } from './wire.js';
 
 export interface Progress {
   step: number;
   numSteps: number;
   timestep: number;
+  /** On a cached pipeline: cached steps so far and the residual diffs measured so far. */
+  cache?: StepCache;
 }
 
 export interface RemoteGenerateOptions {
@@ -146,7 +148,7 @@ export class RemotePipeline<Request, Result> extends EventEmitter {
     if (!p) return;
     switch (m.type) {
       case 'progress': {
-        const progress = { step: m.step, numSteps: m.numSteps, timestep: m.timestep };
+        const progress = { step: m.step, numSteps: m.numSteps, timestep: m.timestep, cache: m.cache };
         p.onProgress?.(progress);
         this.emit('progress', progress);
         return;

@@ -63,9 +63,15 @@ export type ToWorker =
   | { type: 'memoryStats'; id: number }
   | { type: 'close' };
 
+/** The cache's state after a step of a cached run: cached steps so far, and the first context's residual diff by step (for live plots). */
+export interface StepCache {
+  cachedSteps: number;
+  residualDiffs: Record<string, number>;
+}
+
 export type FromWorker =
   | { type: 'ready' }
-  | { type: 'progress'; id: number; step: number; numSteps: number; timestep: number }
+  | { type: 'progress'; id: number; step: number; numSteps: number; timestep: number; cache?: StepCache }
   | { type: 'done'; id: number; result: unknown; cacheSummary: unknown }
   | ({ type: 'failed'; id: number | null } & WireError)
   | { type: 'memoryStats'; id: number; stats: unknown };
