@@ -76,9 +76,9 @@ export function registerTune(program: Command): void {
         log: (line) => process.stderr.write(`${line}\n`),
       });
       const { pick, heldOut, files } = result;
-      const held = heldOut[0].heldOut;
+      const { timed, heldOut: held } = heldOut[0];
       process.stdout.write(
-        `pick: ${pick.name}: ${psnrText(pick.measured)} at ${pick.measured.speedup.toFixed(2)}x on the tuning prompts, ` +
+        `pick: ${pick.name}: ${psnrText(pick.measured)} at ${timed.speedup.toFixed(2)}x on the tuning prompts, ` +
           `${psnrText(held)} at ${held.speedup.toFixed(2)}x held out\n` +
           `wrote ${files.best}, ${files.table}, ${files.json} and ${Object.values(files.plots).join(', ')}\n`,
       );

@@ -53,9 +53,11 @@ export interface TuneOptions {
 
 export type TunedPoint = TunePoint<ConfigResult>;
 
-/** A config measured on the tuning prompts and again on the held-out ones. */
+/** A finalist: timed again beside the others on the tuning prompts, then measured on the held-out ones. */
 export interface HeldOutCheck {
   readonly point: TunedPoint;
+  /** The tuning prompts, the finalists and the uncached run timed in one batch (prompt by prompt, every config in turn). */
+  readonly timed: ConfigResult;
   readonly heldOut: ConfigResult;
   readonly meetsTarget: boolean;
 }
@@ -68,11 +70,11 @@ export interface TuneSettings extends BenchSettings {
 
 export interface TuneResult {
   readonly settings: TuneSettings;
-  /** The fastest config meeting the target on the tuning prompts. */
+  /** The finalist fastest in the timing batch. */
   readonly pick: TunedPoint;
   /** Every config evaluated on the tuning prompts, in the order evaluated. */
   readonly points: readonly TunedPoint[];
-  /** The pick first, then the other Pareto-optimal configs that met the target, rerun on the held-out prompts. */
+  /** The finalists, the pick first: the configs that met the target, skip work, and no config beats in both work and PSNR. */
   readonly heldOut: readonly HeldOutCheck[];
   /** The fastest of those on the held-out prompts that meets the target there (undefined: none does). */
   readonly bestHeldOut: HeldOutCheck | undefined;
@@ -159,25 +161,32 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
     evaluationsPerVariant: options.evaluationsPerVariant ?? DEFAULT_EVALUATIONS,
     onRound: (round, trials) => log(`tune: round ${round}, ${trials.length} config${trials.length === 1 ? '' : 's'} on ${count} prompts`),
   });
-  let pick: TunedPoint;
   try {
-    pick = fastestSkippingWork(points, settings.targetPsnr);
+    fastestMeetingTarget(points, settings.targetPsnr);
   } catch (e) {
     if (e instanceof TargetNotMetError) await writeTuneOutputs(options.out, { model: options.model, settings, points, policies });
     throw e;
   }
 
-  const candidates = heldOutCandidates(points, pick);
-  log(`tune: held-out check of ${candidates.length} config${candidates.length === 1 ? '' : 's'} with seeds from ${settings.holdoutSeed}`);
-  const heldOutResults = await benchEvaluator({
-    model: options.model,
-    family,
-    prompts,
-    out: join(options.out, 'holdout'),
-    settings: { ...bench, seed: settings.holdoutSeed },
-    label: 'held-out',
-  })(candidates);
-  const heldOut = candidates.map((point, i) => ({ point, heldOut: heldOutResults[i], meetsTarget: heldOutResults[i].meanPsnr >= settings.targetPsnr }));
+  // The search's rounds ran at different times, against an uncached time measured in the first:
+  // on a machine whose load drifts their speedups do not compare. The finalists are timed again
+  // together, with the uncached run, and the fastest there is the pick.
+  const finalists = finalistsOf(points, settings.targetPsnr);
+  const run = (label: string, out: string, seed: number) =>
+    benchEvaluator({ model: options.model, family, prompts, out: join(options.out, out), settings: { ...bench, seed }, label })(finalists);
+  log(`tune: timing ${finalists.length} finalist${finalists.length === 1 ? '' : 's'} together on the tuning prompts`);
+  const timed = await run('timing', 'timing', settings.seed);
+  log(`tune: held-out check of the finalists with seeds from ${settings.holdoutSeed}`);
+  const heldOutResults = await run('held-out', 'holdout', settings.holdoutSeed);
+  const checks = finalists.map((point, i) => ({
+    point,
+    timed: timed[i],
+    heldOut: heldOutResults[i],
+    meetsTarget: heldOutResults[i].meanPsnr >= settings.targetPsnr,
+  }));
+  const pickCheck = checks.reduce((a, b) => (b.timed.speedup > a.timed.speedup ? b : a));
+  const pick = pickCheck.point;
+  const heldOut = [pickCheck, ...checks.filter((c) => c !== pickCheck)];
   const bestHeldOut = heldOut
     .filter((c) => c.meetsTarget)
     .reduce<HeldOutCheck | undefined>((a, b) => (!a || b.heldOut.speedup > a.heldOut.speedup ? b : a), undefined);
@@ -198,19 +207,24 @@ function checkSpacesFitModel(spaces: readonly TuneSpace[], chains: readonly CliC
 }
 
 /**
- * The fastest config meeting the target, among those that skip work where any does: one that
- * computes every block does the uncached run's work, so its wall-clock lead is noise.
+ * The configs worth timing: those that met the target, and among them the ones no other beats in
+ * both work (blocks computed) and PSNR. Work, unlike a wall time, does not drift with the
+ * machine's load. A config that computes every block does the uncached run's work, so it is a
+ * finalist only when no config that caches meets the target.
  */
-function fastestSkippingWork(points: readonly TunedPoint[], targetPsnr: number): TunedPoint {
-  const skipping = points.filter((p) => p.meetsTarget && p.measured.computedFraction < 1);
-  return fastestMeetingTarget(skipping.length ? skipping : points, targetPsnr);
-}
-
-/** The pick, then the other work-skipping configs that met the target on the tuning prompts and no faster, more faithful one beats. */
-function heldOutCandidates(points: readonly TunedPoint[], pick: TunedPoint): TunedPoint[] {
-  const meeting = points.filter((p) => p.meetsTarget && p.measured.computedFraction < 1);
-  const front = paretoFlags(meeting.map((p) => ({ x: p.measured.speedup, y: p.measured.meanPsnr })));
-  return [pick, ...meeting.filter((p, i) => front[i] && p !== pick)];
+function finalistsOf(points: readonly TunedPoint[], targetPsnr: number): TunedPoint[] {
+  const meeting = points.filter((p) => p.meetsTarget);
+  const caching = meeting.filter((p) => p.measured.computedFraction < 1);
+  if (caching.length === 0) return [fastestMeetingTarget(meeting, targetPsnr)];
+  const front = paretoFlags(caching.map((p) => ({ x: 1 - p.measured.computedFraction, y: p.measured.meanPsnr })));
+  // One config per work and PSNR (equal points are the same trade-off).
+  const seen = new Set<string>();
+  return caching.filter((p, i) => {
+    const key = `${p.measured.computedFraction}/${p.measured.meanPsnr}`;
+    if (!front[i] || seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }
 
 /** The evaluator, with a log line per config measured. */
