@@ -6,11 +6,12 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 
+import { parseCacheConfig, resolveConfig } from '@ditcache/core';
 import { concat, loadSafetensors, neg, saveSafetensors } from '@ditcache/cuda-runtime';
 
 import { bench } from '../src/bench/command.js';
 import { DEFAULT_GRID, DEFAULT_SCM_GRID, expandGrid, readBenchConfigs } from '../src/bench/configs.js';
-import { paretoFlags } from '../src/bench/report.js';
+import { benchMarkdown, describePolicy, paretoFlags } from '../src/bench/report.js';
 import { readBenchPrompts, runBench, type BenchProgress } from '../src/bench/runner.js';
 import { UsageError } from '../src/errors.js';
 
@@ -82,6 +83,31 @@ describe('bench configs', () => {
     expect(() => readBenchConfigs(bad)).toThrow(/two configs are named 'x'/);
     writeFileSync(bad, JSON.stringify([{ name: 'uncached' }]));
     expect(() => readBenchConfigs(bad)).toThrow(/cannot name a config/);
+  });
+
+  it("name each config's policy in the table: its options, lists by their length", () => {
+    const resolved = (cache: Record<string, unknown>) => resolveConfig(parseCacheConfig(cache).base);
+    expect(describePolicy(resolved({ residual_diff_threshold: 0.2 }))).toBe('dbcache');
+    expect(describePolicy(resolved({ steps_computation_mask: [1, 0, 1], steps_computation_policy: 'static' }))).toBe('dbcache static');
+    expect(describePolicy(resolved({ policy: 'scm', mask_policy: 'ultra' }))).toBe('scm ultra dynamic');
+    // A policy with a list among its options (MagCache's magnitude ratios) and without DBCache's keys.
+    expect(describePolicy(resolved({ policy: 'magcache', threshold: 0.1, mag_ratios: [1, 0.9, 0.8] }))).toMatch(/^magcache threshold=0\.1 .*magRatios=\[3\]/);
+    const result = {
+      seconds: 1,
+      speedup: 1,
+      cachedSteps: 0,
+      computedFraction: 1,
+      flopsSkippedFraction: 0,
+      psnr: [Infinity],
+      ssim: [1],
+      meanPsnr: Infinity,
+      meanSsim: 1,
+      pareto: false,
+    };
+    // DBCache's columns are left empty for it.
+    expect(benchMarkdown([{ ...result, name: 'mag', cache: { policy: 'magcache', threshold: 0.1 } }], 10)).toMatch(
+      /\| mag \| magcache threshold=0\.1 [^|]*\| 0 \| 0 \| - \| - \| - \| - \| 1\.00 \|/,
+    );
   });
 
   it('find the Pareto front of speedup and PSNR', () => {

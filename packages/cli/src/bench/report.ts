@@ -1,7 +1,7 @@
 // What a benchmark found per config: wall time and speedup against the uncached baseline, cached
 // steps, blocks computed, and PSNR / SSIM of its images against the baseline's, plus the Pareto
 // front of speedup against PSNR.
-import { parseCacheConfig, resolveConfig, type CacheConfig } from '@ditcache/core';
+import { parseCacheConfig, policyRegistry, resolveConfig, type CacheConfig } from '@ditcache/core';
 import { loadImage, mse, psnr, psnrFromMse, ssim } from '@ditcache/metrics';
 
 import { UNCACHED } from './configs.js';
@@ -105,15 +105,27 @@ export function formatPsnr(r: ConfigResult): string {
   return `${r.meanPsnr.toFixed(2)}${infinite ? ` (+${infinite} inf)` : ''}`;
 }
 
+/** A policy option in the Policy column: a name as it is ('fast'), a number as key=value, a list by its length, true by its key; false and null not at all. */
+function optionWords([key, value]: [string, unknown]): string[] {
+  if (value === null || value === false) return [];
+  if (value === true) return [key];
+  if (typeof value === 'string') return [value];
+  if (Array.isArray(value)) return [`${key}=[${value.length}]`];
+  return [`${key}=${String(value)}`];
+}
+
 /**
  * A config's policy in a few words: 'dbcache' (with its mask's rule when it has a mask), or another
- * policy's name with its own options' values and, where the policy masks steps, the mask's rule
- * (e.g. 'scm fast static').
+ * policy's name with its own options and, where the policy masks steps, the mask's rule (e.g.
+ * 'scm fast static', 'magcache threshold=0.06 maxSkipSteps=3 retentionRatio=0.2').
  */
 export function describePolicy(c: CacheConfig): string {
   const masks = c.stepsComputationMask !== null || 'maskPolicy' in c.policyOptions;
-  return [c.policy, ...Object.values(c.policyOptions).map(String), ...(masks ? [c.stepsComputationPolicy] : [])].join(' ');
+  return [c.policy, ...Object.entries(c.policyOptions).flatMap(optionWords), ...(masks ? [c.stepsComputationPolicy] : [])].join(' ');
 }
+
+/** Whether the config's policy takes DBCache's keys (threshold, warmup, ...), which the table's columns show. */
+const takesDBCacheKeys = (c: CacheConfig) => 'residualDiffThreshold' in (policyRegistry().get(c.policy)?.keys ?? {});
 
 /** The markdown table of a benchmark, fastest first; Pareto-optimal configs are marked. */
 export function benchMarkdown(results: readonly ConfigResult[], steps: number): string {
@@ -127,15 +139,10 @@ export function benchMarkdown(results: readonly ConfigResult[], steps: number): 
         ? (() => {
             const c = resolveConfig(parseCacheConfig(r.cache).base);
             const mc = c.maxContinuousCachedSteps < 0 ? '-' : String(c.maxContinuousCachedSteps);
-            return [
-              describePolicy(c),
-              c.fnComputeBlocks,
-              c.bnComputeBlocks,
-              c.residualDiffThreshold,
-              c.maxWarmupSteps,
-              mc,
-              c.enableTaylorseer ? `order ${c.taylorseerOrder}` : 'off',
-            ];
+            const dbcache = takesDBCacheKeys(c)
+              ? [c.residualDiffThreshold, c.maxWarmupSteps, mc, c.enableTaylorseer ? `order ${c.taylorseerOrder}` : 'off']
+              : ['-', '-', '-', '-'];
+            return [describePolicy(c), c.fnComputeBlocks, c.bnComputeBlocks, ...dbcache];
           })()
         : ['-', '-', '-', '-', '-', '-', '-'];
       return `| ${[
