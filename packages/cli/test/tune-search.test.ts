@@ -166,6 +166,7 @@ describe('tuning hints of the policies', () => {
       'dbcache/F1B0-T1',
       'dbcache/F1B0-T2',
       'dbcache/F1B0-T1-MC3',
+      'dbcache/F1B0-T2-MC5',
       'scm/static-T0',
       'scm/static-T1',
       'scm/dynamic-ultra-T1',
@@ -176,12 +177,13 @@ describe('tuning hints of the policies', () => {
       for (const value of ends) {
         const config = resolveConfig(parseCacheConfig({ ...variant.config, [knob.key]: value }).base);
         expect(config.fnComputeBlocks).toBe(1);
-        expect(config.maxWarmupSteps).toBe(variant.config.policy === 'scm' ? 8 : 3);
+        expect(config.maxWarmupSteps).toBe(variant.config.policy === 'scm' ? 8 : 2);
       }
     }
     // scm's presets cover 4, 6 and 8-100 steps.
     expect(tuneSpaces(tunablePolicies(['scm']), 5)).toEqual([]);
-    expect(tuneSpaces(tunablePolicies(['dbcache']), 5).map((s) => s.variant.config.max_warmup_steps)).toEqual([1, 1, 1, 1]);
+    expect(tuneSpaces(tunablePolicies(['dbcache']), 5).map((s) => s.variant.config.max_warmup_steps)).toEqual([1, 1, 1, 1, 1]);
+    expect(tuneSpaces(tunablePolicies(['dbcache']), 50).map((s) => s.variant.config.max_warmup_steps)).toEqual([4, 4, 4, 4, 4]);
   });
 
   it("hand cache-dit scm's preset as its mask, and dbcache's config as it is", () => {
