@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 
-import { Queue, QueueEvents, type Job } from 'bullmq';
+import { Queue, QueueEvents, type Job, type RedisClient } from 'bullmq';
 
 import {
   isFinal,
@@ -44,6 +44,7 @@ export class RedisQueue implements JobQueue {
   private constructor(
     private readonly queue: Queue<GenerationSpec, JobResult>,
     private readonly queueEvents: QueueEvents,
+    private readonly connections: readonly RedisClient[],
     private readonly options: RedisQueueOptions & { queueName: string },
   ) {
     this.events.setMaxListeners(0);
@@ -54,11 +55,11 @@ export class RedisQueue implements JobQueue {
 
   static async connect(url: string, options: RedisQueueOptions): Promise<RedisQueue> {
     const queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
-    const connection = redisConnection(url);
-    const queue = new Queue<GenerationSpec, JobResult>(queueName, { connection });
-    const queueEvents = new QueueEvents(queueName, { connection });
+    const connections = [redisConnection(url), redisConnection(url)];
+    const queue = new Queue<GenerationSpec, JobResult>(queueName, { connection: connections[0] });
+    const queueEvents = new QueueEvents(queueName, { connection: connections[1] });
     await Promise.all([queue.waitUntilReady(), queueEvents.waitUntilReady()]);
-    return new RedisQueue(queue, queueEvents, { ...options, queueName });
+    return new RedisQueue(queue, queueEvents, connections, { ...options, queueName });
   }
 
   private async client() {
@@ -103,12 +104,14 @@ export class RedisQueue implements JobQueue {
 
   async view(id: string): Promise<JobView | undefined> {
     const client = await this.client();
+    // The state before the job's fields: a job that ends in between shows its result with a state that says it runs, never the reverse.
+    const state = await this.queue.getJobState(id);
     const [job, mark] = await Promise.all([this.queue.getJob(id), client.get(cancelKey(this.options.queueName, id))]);
-    if (!job) {
+    if (!job || state === 'unknown') {
       // A queued job cancelled here was removed; its mark says what became of it.
       return mark === null ? undefined : { id, state: 'cancelled', created_at: Number(mark), fraction: 0 };
     }
-    return this.viewOf(job as Job<GenerationSpec, JobResult>, await job.getState(), mark !== null);
+    return this.viewOf(job as Job<GenerationSpec, JobResult>, state, mark !== null);
   }
 
   async watch(id: string, listener: (e: JobEvent) => void): Promise<() => void> {
@@ -168,5 +171,6 @@ export class RedisQueue implements JobQueue {
   async close(): Promise<void> {
     await this.queueEvents.close();
     await this.queue.close();
+    for (const c of this.connections) c.disconnect();
   }
 }

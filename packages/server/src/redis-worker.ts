@@ -60,8 +60,9 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
     }
   };
 
+  const connection = redisConnection(o.redis);
   worker = new Worker<GenerationSpec, JobResult>(queueName, processor, {
-    connection: redisConnection(o.redis),
+    connection,
     concurrency: 1,
     lockDuration,
     stalledInterval: lockDuration,
@@ -76,6 +77,7 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
     runner,
     async close() {
       await worker.close();
+      connection.disconnect();
       await runner.close();
     },
   };

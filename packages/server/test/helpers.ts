@@ -11,9 +11,10 @@ export const MODEL = `${ROOT}models/flux-shapes`;
 export const CLI = `${ROOT}packages/cli/dist/cli.js`;
 
 const children = new Set<ChildProcess>();
+// Last started, first stopped: services go before the Redis they use, so that they can close cleanly.
 afterAll(async () => {
-  await Promise.all([...children].map((c) => stopChild(c)));
-});
+  for (const child of [...children].reverse()) await stopChild(child);
+}, 60_000);
 
 export interface Child {
   process: ChildProcess;

@@ -12,7 +12,7 @@ beforeAll(async () => {
   service = await createServer({ model: MODEL, rateLimitPerMinute: 1000 });
   const { port } = await service.listen(0);
   base = `http://127.0.0.1:${port}`;
-});
+}, 60_000);
 afterAll(() => service.close());
 
 async function submit(body: Record<string, unknown>): Promise<JobView> {

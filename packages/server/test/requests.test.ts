@@ -13,7 +13,7 @@ beforeAll(async () => {
   service = await createServer({ model: MODEL, maxBodyBytes: 2048, rateLimitPerMinute: 1000, limits: { maxSteps: 50, maxImages: 2 } });
   const { port } = await service.listen(0);
   base = `http://127.0.0.1:${port}`;
-});
+}, 60_000);
 afterAll(() => service.close());
 
 async function refusal(res: Response): Promise<{ status: number; message: string; param: string | null }> {

@@ -14,7 +14,7 @@ let base: string;
 
 beforeAll(async () => {
   ({ base } = await startServe(['--model', MODEL, '--api-key', KEY]));
-});
+}, 60_000);
 
 describe('ditcache serve', () => {
   it('returns the bytes of ditcache generate for the same prompt, seed, steps, size and cache', async () => {
