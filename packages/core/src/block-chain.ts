@@ -2,11 +2,14 @@
 // call runs the whole chain as the README's semantics say, following the chain's
 // ForwardPattern: the Fn blocks, the decision, then either the Mn blocks (a computed step,
 // whose residuals go to the residual stores) or the stored residual (a cached step), then the
-// Bn blocks.
+// Bn blocks. A policy whose deciders prune single blocks takes the per-block path instead
+// (pruned-chain.ts).
 import type { ActiveCall, CacheContext } from './context.js';
 import type { Decision } from './decision.js';
 import type { Forecast } from './residual-store.js';
 import { ForwardPattern, patternName, patternShape, type PatternShape } from './forward-pattern.js';
+import { prunesBlocks, type BlockPruningDecider } from './policy.js';
+import { runPrunedChain } from './pruned-chain.js';
 import { sameShape, type TensorOps } from './tensor-ops.js';
 
 /** A transformer block: anything with a forward method. */
@@ -31,7 +34,7 @@ export interface FlopsCounter {
  * encoder stream may return null or undefined in its place (as SD3's last joint block,
  * `context_pre_only`, does), and the blocks after it receive what it returned.
  */
-interface Streams<T> {
+export interface Streams<T> {
   h: T;
   e: T | null | undefined;
 }
@@ -61,6 +64,8 @@ export class CachedBlockChain<T> implements Block {
     const input: Streams<T> = { h: args[0] as T, e: shape.takesEncoder ? (args[1] as T) : undefined };
     const rest = args.slice(shape.takesEncoder ? 2 : 1);
     if (!this.context.cachingPossible) return this.runStraight(call, input, rest, args);
+    const decider = call.branch.decider;
+    if (prunesBlocks(decider)) return this.runPruned(call, decider, input, rest, args);
 
     const fnOut = this.runFn(input, rest, args);
     const { decision, fnResidual } = this.decide(call, input, fnOut);
@@ -78,6 +83,29 @@ export class CachedBlockChain<T> implements Block {
     });
     const out = this.runBlocks(0, this.blocks.length, input, rest, callerArgs, false);
     this.countWork(false, callerArgs);
+    return this.pack(out);
+  }
+
+  /** Block by block, each block the decider may prune computed or replaced by its stored residuals. */
+  private runPruned(call: ActiveCall<T>, decider: BlockPruningDecider, input: Streams<T>, rest: unknown[], callerArgs: readonly unknown[]): unknown {
+    const main = this.context.mainDeciderOf(call);
+    const { out, pruned } = runPrunedChain(
+      {
+        ops: this.ops,
+        shape: this.shape,
+        blockCount: this.blocks.length,
+        step: call.step,
+        decider,
+        main: main && prunesBlocks(main) ? main : undefined,
+        store: call.branch.buffers.prunedBlocks,
+        runBlock: (index, streams) => this.runBlocks(index, index + 1, streams, rest, callerArgs, false),
+        callerArgs,
+      },
+      input,
+    );
+    this.context.recordPrunedCall(call, pruned);
+    const skipped = new Set(pruned);
+    this.countBlocks(this.blocks.length - pruned.length, (i) => skipped.has(i), callerArgs);
     return this.pack(out);
   }
 
@@ -208,21 +236,25 @@ export class CachedBlockChain<T> implements Block {
   private countWork(cached: boolean, args: readonly unknown[]): void {
     const n = this.blocks.length;
     const { fnComputeBlocks: fn, bnComputeBlocks: bn } = this.context.config;
-    const computedBlocks = cached ? fn + bn : n;
+    this.countBlocks(cached ? fn + bn : n, (i) => cached && i >= fn && i < n - bn, args);
+  }
+
+  /** Counts `computedBlocks` blocks run, and the FLOPs of those run and of those `skipped`. */
+  private countBlocks(computedBlocks: number, skipped: (index: number) => boolean, args: readonly unknown[]): void {
     const counter = this.flops;
     if (!counter) {
       this.context.countWork(computedBlocks);
       return;
     }
     const chain = this.context.layout.name;
-    let computed = 0;
-    let skipped = 0;
-    for (let i = 0; i < n; i++) {
+    let computedFlops = 0;
+    let skippedFlops = 0;
+    for (let i = 0; i < this.blocks.length; i++) {
       const f = counter.block(chain, i, args);
-      if (cached && i >= fn && i < n - bn) skipped += f;
-      else computed += f;
+      if (skipped(i)) skippedFlops += f;
+      else computedFlops += f;
     }
-    this.context.countWork(computedBlocks, { computed, skipped, outside: counter.outsideBlocks?.(chain, args) ?? 0 });
+    this.context.countWork(computedBlocks, { computed: computedFlops, skipped: skippedFlops, outside: counter.outsideBlocks?.(chain, args) ?? 0 });
   }
 
   private outputError(index: number, out: unknown): TypeError {

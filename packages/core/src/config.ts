@@ -12,6 +12,7 @@ import { policyRegistry } from './policy.js';
 // Registers the other built-in policies; a plugin's package registers its own when imported.
 import './scm-policy.js';
 import './magcache-policy.js';
+import './dbprune-policy.js';
 
 /** How `maxContinuousCachedSteps` counts a run of cached steps (see the README). */
 export type ContinuousCounting = 'cache-dit' | 'plain';

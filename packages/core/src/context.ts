@@ -4,7 +4,8 @@
 // and keeps the statistics. What each step does is its cache policy's call.
 import type { CacheConfig } from './config.js';
 import type { Decision, MeasureDiff } from './decision.js';
-import { createPolicy, type CachePolicy, type RunInfo, type StepDecider } from './policy.js';
+import { createPolicy, prunesBlocks, type CachePolicy, type RunInfo, type StepDecider } from './policy.js';
+import { PrunedBlockStore } from './pruned-chain.js';
 import type { ResidualStore } from './residual-store.js';
 import type { TensorOps } from './tensor-ops.js';
 import type { CfgBranch, RunningCall, TransformerCallInfo, TransformerCallScope } from './transformer-call.js';
@@ -29,6 +30,8 @@ export class BranchBuffers<T> {
    * or forecast for it, and a cached step passes no encoder stream on either.
    */
   mnReturnsEncoder = false;
+  /** Per block, what a policy that prunes single blocks keeps (empty under other policies). */
+  readonly prunedBlocks: PrunedBlockStore<T>;
 
   constructor(
     private readonly ops: TensorOps<T>,
@@ -37,6 +40,7 @@ export class BranchBuffers<T> {
   ) {
     this.hiddenResidual = policy.createStore(ops, 'hidden', decider);
     this.encoderResidual = policy.createStore(ops, 'encoder', decider);
+    this.prunedBlocks = new PrunedBlockStore(ops);
   }
 
   /** A computed step left everything a cached step needs. */
@@ -54,6 +58,7 @@ export class BranchBuffers<T> {
     this.fnResidual = undefined;
     this.hiddenResidual.clear();
     this.encoderResidual.clear();
+    this.prunedBlocks.clear();
     this.mnReturnsEncoder = false;
   }
 }
@@ -205,6 +210,24 @@ export class CacheContext<T> {
     return decision;
   }
 
+  /** The main branch's decider, for a call of the CFG branch (a block-pruning rule may read its diffs). */
+  mainDeciderOf(call: ActiveCall<T>): StepDecider | undefined {
+    return call.branch.role === 'cfg' ? this.branches.get('main')?.decider : undefined;
+  }
+
+  /** Records a call decided block by block: cached when it pruned any block. */
+  recordPrunedCall(call: ActiveCall<T>, prunedBlocks: readonly number[]): void {
+    this.stepRecords.push({
+      step: call.step,
+      pipelineStep: this.pipelineSteps[call.step],
+      role: call.branch.role,
+      announcedAs: call.branch.announcedAs,
+      cached: prunedBlocks.length > 0,
+      reason: prunedBlocks.length > 0 ? `pruned blocks ${prunedBlocks.join(', ')}` : 'no block pruned',
+      diff: undefined,
+    });
+  }
+
   /** Counts the blocks (and FLOPs, when known) one call ran and skipped. */
   countWork(computedBlocks: number, flops?: { computed: number; skipped: number; outside: number }): void {
     this.computedBlocks += computedBlocks;
@@ -226,6 +249,7 @@ export class CacheContext<T> {
           announcedAs: b.announcedAs,
           cachedSteps: [...b.decider.cachedSteps],
           residualDiffs: new Map(b.decider.residualDiffs),
+          prunedBlocks: prunesBlocks(b.decider) ? new Map(b.decider.prunedBlocks) : undefined,
           report: b.decider.report?.(),
         }
       );
@@ -317,6 +341,8 @@ export interface BranchSnapshot {
   readonly announcedAs: CfgBranch | undefined;
   readonly cachedSteps: readonly number[];
   readonly residualDiffs: ReadonlyMap<number, number>;
+  /** step -> the blocks pruned there, under a policy that prunes single blocks. */
+  readonly prunedBlocks: ReadonlyMap<number, readonly number[]> | undefined;
   readonly report: Readonly<Record<string, unknown>> | undefined;
 }
 

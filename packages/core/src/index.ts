@@ -63,6 +63,8 @@ export {
   type RunInfo,
   type StepDecider,
   type Stream,
+  type BlockPruningDecider,
+  prunesBlocks,
 } from './policy.js';
 export { DBCACHE_POLICY, DBCACHE_KEYS, DBCachePolicyFactory } from './dbcache-policy.js';
 export { SCM_POLICY, SCM_KEYS, ScmPolicyFactory, scmMask } from './scm-policy.js';
@@ -77,6 +79,9 @@ export {
   magCacheRetentionSteps,
   type MagCacheRule,
 } from './magcache-policy.js';
+export { DBPRUNE_POLICY, DBPRUNE_KEYS, DBPRUNE_DEFAULTS, DBPrunePolicyFactory } from './dbprune-policy.js';
+export { DBPruneDecider, nonPrunableBlocks, pruneThreshold, type DBPruneOptions, type DBPruneRuleConfig } from './dbprune-rule.js';
+export { DBPRUNE_TUNING } from './dbprune-tuning.js';
 export { FLUX_MAG_RATIOS, MAG_RATIOS_PRESETS, magRatiosForSteps } from './magcache-ratios.js';
 export { magCacheCalibration, magCacheConfigFromCalibration, type MagCacheCalibratedBranch, type MagCacheCalibratedContext } from './magcache-calibration.js';
 export { DBCACHE_TUNING } from './dbcache-tuning.js';

@@ -1,9 +1,10 @@
 // Cache policies: what decides, per step of each branch, whether a chain's middle (Mn) blocks
 // are computed or their work is reused or forecast, and what keeps that work between steps.
 // The engine (block-chain.ts) runs Fn, asks the policy, then runs Mn or takes the policy's
-// stored residual, then runs Bn. Core brings three (dbcache-, scm- and magcache-policy.ts); others register
-// by decorator the way adapters do, can ship in their own package, and are picked by name with
-// the config's `policy` key.
+// stored residual, then runs Bn; a policy whose deciders prune single blocks (DBPrune) is asked
+// block by block instead (pruned-chain.ts). Core brings four (dbcache-, scm-, magcache- and
+// dbprune-policy.ts); others register by decorator the way adapters do, can ship in their own
+// package, and are picked by name with the config's `policy` key.
 import { injectable } from 'tsyringe';
 
 import type { KeySpec } from './config-keys.js';
@@ -32,6 +33,33 @@ export interface StepDecider {
    * ratios), plain data shown by `summary` as the branch's `report`. Optional.
    */
   report?(): Readonly<Record<string, unknown>>;
+}
+
+/**
+ * A decider that prunes single blocks instead of deciding for the whole Mn range: each block it
+ * may prune is either computed (its input and residuals kept per block) or replaced by the
+ * residuals it left at its last computed step. `decide` then only answers for runs in which
+ * nothing can be cached (the chain runs straight).
+ */
+export interface BlockPruningDecider extends StepDecider {
+  /** A call of this branch starts `step` (before any of its blocks is decided). */
+  enterStep(step: number): void;
+  /** Whether block `block` of a chain of `blockCount` may ever be pruned; others are computed, nothing kept. */
+  prunable(block: number, blockCount: number): boolean;
+  /**
+   * Whether block `block` reuses its residuals at `step`. `hasReference`: the block was computed
+   * at an earlier step of this branch; `measure` gives the relative L1 change of the block's
+   * input against its input then (undefined when shapes differ). `main`: given to the CFG
+   * branch's decider, the main branch's decider of the same context.
+   */
+  pruneBlock(step: number, block: number, hasReference: boolean, measure: MeasureDiff, main: BlockPruningDecider | undefined): boolean;
+  /** step -> the blocks pruned there, for every step this branch ran. */
+  readonly prunedBlocks: ReadonlyMap<number, readonly number[]>;
+}
+
+/** Whether a branch's decider prunes single blocks (the chain then asks it block by block). */
+export function prunesBlocks(decider: StepDecider): decider is BlockPruningDecider {
+  return typeof (decider as Partial<BlockPruningDecider>).pruneBlock === 'function';
 }
 
 /** What a policy knows of the run a branch's decider is made for. */

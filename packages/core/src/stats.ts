@@ -22,6 +22,8 @@ export interface BranchStats {
   /** Context step -> relative L1 diff, for the steps compared with the threshold. */
   readonly residualDiffs: Readonly<Record<string, number>>;
   readonly diffPercentiles: DiffPercentiles | undefined;
+  /** Step -> the blocks pruned there, under a policy that prunes single blocks (DBPrune); their count is not in computedBlocks. */
+  readonly prunedBlocks?: Readonly<Record<string, readonly number[]>>;
   /** What else the policy recorded for this branch (e.g. MagCache's calibrated ratios), when it records anything. */
   readonly report?: Readonly<Record<string, unknown>>;
 }
@@ -121,6 +123,7 @@ function branchStats(b: BranchSnapshot): BranchStats {
     announcedAs: b.announcedAs,
     cachedSteps: b.cachedSteps,
     residualDiffs: Object.fromEntries([...b.residualDiffs].map(([step, d]) => [String(step), d])),
+    ...(b.prunedBlocks === undefined ? {} : { prunedBlocks: Object.fromEntries([...b.prunedBlocks].map(([step, blocks]) => [String(step), blocks])) }),
     ...(b.report === undefined ? {} : { report: b.report }),
     diffPercentiles:
       diffs.length === 0
@@ -156,6 +159,7 @@ function markdown(s: Omit<CacheSummary, 'markdown'>, details: boolean): string {
   lines.push('');
   lines.push(`Blocks computed: ${s.computedBlocks}/${s.totalBlocks} (${fmtPercent(s.totalBlocks ? s.computedBlocks / s.totalBlocks : 1)})`);
   if (s.flopsSkippedFraction !== undefined) lines.push(`Transformer FLOPs skipped: ${fmtPercent(s.flopsSkippedFraction)}`);
+  lines.push(...prunedBlocksLines(s.contexts));
   if (details) {
     for (const c of s.contexts) {
       lines.push('', `### ${c.name}`, '', '| Step | Pipeline step | Branch | Decision | Reason | Diff |', '|---|---|---|---|---|---|');
@@ -168,6 +172,21 @@ function markdown(s: Omit<CacheSummary, 'markdown'>, details: boolean): string {
     }
   }
   return lines.join('\n') + '\n';
+}
+
+/** One line per branch that prunes single blocks: the blocks pruned at each step that pruned any. */
+function prunedBlocksLines(contexts: readonly ContextStats[]): string[] {
+  const lines: string[] = [];
+  for (const c of contexts) {
+    for (const b of c.branches) {
+      if (!b.prunedBlocks) continue;
+      const steps = Object.entries(b.prunedBlocks).filter(([, blocks]) => blocks.length > 0);
+      const label = b.announcedAs ? `${b.announcedAs} (${b.role})` : b.role;
+      const listed = steps.map(([step, blocks]) => `${step}: ${blocks.join(' ')}`).join('; ') || 'none';
+      lines.push(`Pruned blocks per step, ${c.name} ${label}: ${listed}`);
+    }
+  }
+  return lines;
 }
 
 function fmt(x: number): string {
