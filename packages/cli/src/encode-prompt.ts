@@ -7,6 +7,7 @@
 import { Command, Option } from 'commander';
 
 import { saveSafetensors } from '@ditcache/cuda-runtime';
+import { readPipelineDefaults } from '@ditcache/diffusion';
 
 import { adapterOption } from './adapters-command.js';
 import { UsageError } from './errors.js';
@@ -28,7 +29,8 @@ export async function encodePrompt(flags: EncodePromptFlags): Promise<void> {
   const family = familyForPipeline(await loadFamilies(flags.adapter), flags.model);
   if (!family.encodePrompt) throw new UsageError(`--model: ${family.label} folders take prompt embeddings; encode-prompt needs a family with text encoders`);
   checkOutputs([['--out', flags.out]], flags.force);
-  const settings = { maxSequenceLength: flags.maxSequenceLength };
+  // As generate does for a text prompt: the flag, else the folder's ditcache.json, else the pipeline's.
+  const settings = { maxSequenceLength: flags.maxSequenceLength ?? readPipelineDefaults(flags.model).maxSequenceLength };
   const { tensors, notes } = family.encodePrompt(flags.model, flags.prompt, settings);
   try {
     if (flags.negativePrompt !== undefined) {

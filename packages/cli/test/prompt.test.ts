@@ -1,7 +1,7 @@
 // `generate --prompt` and `encode-prompt` on a FLUX folder with the tiny text encoders of
 // @ditcache/text-encoders' reference data, as users run the built bin.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -71,6 +71,19 @@ describe('ditcache encode-prompt', () => {
     const alone = loadSafetensors(empty);
     expect([...t.negative_prompt_embeds.toFloat32Array()]).toEqual([...alone.prompt_embeds.toFloat32Array()]);
     expect([...t.negative_pooled_prompt_embeds.toFloat32Array()]).toEqual([...alone.pooled_prompt_embeds.toFloat32Array()]);
+  });
+
+  it("takes the token count from the folder's ditcache.json where --max-sequence-length is not given, as generate does", () => {
+    const withDefaults = join(dir, 'flux-with-defaults');
+    mkdirSync(withDefaults);
+    for (const entry of readdirSync(flux)) symlinkSync(join(flux, entry), join(withDefaults, entry));
+    writeFileSync(join(withDefaults, 'ditcache.json'), JSON.stringify({ max_sequence_length: 20 }));
+    const out = join(dir, 'folder-length.safetensors');
+    expect(ditcache('encode-prompt', '--model', withDefaults, '--prompt', PROMPT, '--out', out).status).toBe(0);
+    expect(loadSafetensors(out).prompt_embeds.shape).toEqual([1, 20, 32]);
+    const flagged = join(dir, 'flag-length.safetensors');
+    expect(ditcache('encode-prompt', '--model', withDefaults, '--prompt', PROMPT, '--max-sequence-length', '24', '--out', flagged).status).toBe(0);
+    expect(loadSafetensors(flagged).prompt_embeds.shape).toEqual([1, 24, 32]);
   });
 
   it('says when the prompt was truncated, and refuses folders without text encoders', () => {
