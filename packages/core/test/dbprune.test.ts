@@ -9,6 +9,8 @@ import { describe, expect, it } from 'vitest';
 import {
   BlockAdapter,
   CacheConfigError,
+  DBCACHE_TUNING,
+  DBPRUNE_TUNING,
   DBPruneDecider,
   disableCache,
   enableCache,
@@ -168,6 +170,25 @@ describe('the dbprune keys', () => {
     const transformer = { blocks: [1, 2].map((c) => new AdditiveBlock(ops, c, (s) => s)) };
     const adapter = new BlockAdapter({ transformer, blocks: 'blocks', forwardPattern: ForwardPattern.Pattern_3, ops });
     expect(() => enableCache(adapter, { policy: 'dbprune', cfg_diff_compute_separate: false })).toThrow(CacheConfigError);
+  });
+});
+
+describe('the dbprune tuning hints', () => {
+  it("bisect the threshold in three structures, each a valid dbprune config at both ends of the knob, with dbcache's warmup", () => {
+    const variants = DBPRUNE_TUNING.variants({ steps: 28 });
+    const warmup = DBCACHE_TUNING.variants({ steps: 28 })[0].config.max_warmup_steps;
+    expect(variants.map((v) => v.name)).toEqual(['F1B0', 'F1B1', 'F1B0-dynamic']);
+    for (const variant of variants) {
+      expect(variant.knob).toEqual({ key: 'residual_diff_threshold', range: [0.02, 1], scale: 'log' });
+      for (const threshold of [0.02, 1]) {
+        const config = resolveConfig(parseCacheConfig({ ...variant.config, residual_diff_threshold: threshold }).base);
+        expect(config.policy).toBe('dbprune');
+        expect(config.residualDiffThreshold).toBe(threshold);
+        expect(config.maxWarmupSteps).toBe(warmup);
+      }
+    }
+    const dynamic = resolveConfig(parseCacheConfig(variants[2].config).base);
+    expect(dynamic.policyOptions.enableDynamicPruneThreshold).toBe(true);
   });
 });
 
