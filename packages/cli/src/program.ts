@@ -158,17 +158,17 @@ export function buildProgram(loaded?: ProgramFamilies): Command {
   registerAdapters(program);
   registerBench(program, loaded);
   registerEncodePrompt(program);
-  registerTune(program);
+  registerTune(program, loaded);
   registerServe(program);
 
   return program;
 }
 
 /** The commands that take the families' own flags (--frames, --guidance-2, ...). */
-const FAMILY_FLAG_COMMANDS = ['generate', 'bench'];
+const FAMILY_FLAG_COMMANDS = ['generate', 'bench', 'tune'];
 
 /**
- * The --adapter values of a command line that runs `generate` or `bench` (or asks for its
+ * The --adapter values of a command line that runs `generate`, `bench` or `tune` (or asks for its
  * help), read before commander parses it: their options come from the families these load.
  * Undefined for the other commands, which load families when they run, if at all.
  */

@@ -7,23 +7,23 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 
 import { SCM_POLICY, parseCacheConfig, resolveConfig, scmMask, type ScmPreset } from '@ditcache/core';
-import { PIPELINE_DEFAULTS_FILE, type ComputeDtype } from '@ditcache/diffusion';
-import type { CliFamily, CliGenerateSettings } from '@ditcache/diffusion/cli';
+import type { ComputeDtype } from '@ditcache/diffusion';
+import type { CliFamily } from '@ditcache/diffusion/cli';
 
 import { adapterOption } from '../adapters-command.js';
 import { checkCacheFitsModel } from '../cache-spec.js';
 import { UsageError } from '../errors.js';
-import { addFamilyOptions, familyFlagsGiven, familyOptions, familySettings, optionFilling } from '../family-options.js';
-import { withFolderSettings } from '../generate.js';
+import { addFamilyOptions, familyFlagsGiven } from '../family-options.js';
 import { dtypeOption } from '../load-options.js';
 import { finite, nonNegativeInt, positiveInt } from '../parsers.js';
 import { familiesFor, familyForPipeline, type Families, type ProgramFamilies } from '../plugins.js';
 import { benchProgress } from './progress.js';
 import { paretoChartSvg, renderSvgToPng } from './charts.js';
 import { readBenchConfigs, UNCACHED, type BenchConfig } from './configs.js';
-import { readBenchPrompts, type BenchPrompts } from './prompts.js';
+import { readBenchPrompts } from './prompts.js';
 import { benchMarkdown, evaluateBench, type ConfigResult } from './report.js';
-import { runBench, type BenchSettings } from './runner.js';
+import { runBench } from './runner.js';
+import { benchRunSettings, withoutTextOptions } from './settings.js';
 
 export interface BenchFlags {
   model: string;
@@ -47,26 +47,6 @@ export interface BenchOutputs {
   readonly results: readonly ConfigResult[];
   readonly table: string;
   readonly files: { readonly table: string; readonly json: string; readonly plot: string };
-}
-
-/** The family settings a prompts file gives where the flags leave them out, for the options the family has. */
-function promptsFileSettings(family: CliFamily, prompts: BenchPrompts): CliGenerateSettings {
-  const takes = (setting: string) => optionFilling(family, setting) !== undefined;
-  return {
-    height: prompts.height,
-    width: prompts.width,
-    steps: prompts.steps,
-    guidance: prompts.guidance,
-    frames: takes('frames') ? prompts.frames : undefined,
-    fps: takes('fps') ? prompts.fps : undefined,
-  };
-}
-
-/** Fills what `given` leaves undefined from `fallback`. */
-function fill<T extends object>(given: T, fallback: Partial<T>): T {
-  const out = { ...given } as Record<string, unknown>;
-  for (const [k, v] of Object.entries(fallback)) if (out[k] === undefined) out[k] = v;
-  return out as T;
 }
 
 /** Each config against the model's block chains (Fn + Bn within each, one params_modifiers entry per chain), before any work. */
@@ -106,35 +86,12 @@ function checkConfigsFitSteps(configs: readonly BenchConfig[], steps: number): v
  */
 export async function bench(flags: BenchFlags, families?: Families, familyFlags: ReadonlyMap<string, string | number> = new Map()): Promise<BenchOutputs> {
   const family = familyForPipeline(families ?? (await familiesFor(undefined, flags.adapter ?? [])), flags.model);
-  const own = familySettings(family, familyFlags);
   const configs = readBenchConfigs(flags.configs);
   checkConfigsFitModel(family, flags.model, configs);
   using prompts = readBenchPrompts(flags.prompts, family);
-  // Flags win, then what the prompts file recommends, then the model folder's ditcache.json (as generate reads it).
-  const given: CliGenerateSettings = { height: flags.height, width: flags.width, steps: flags.steps, guidance: flags.guidance, ...own };
-  const chosen = withFolderSettings(family, fill(given, promptsFileSettings(family, prompts)), flags.model);
-  const { height, width } = chosen;
-  if (height === undefined || width === undefined) {
-    throw new UsageError(`--height and --width are needed: neither ${flags.prompts} nor ${join(flags.model, PIPELINE_DEFAULTS_FILE)} recommends a size`);
-  }
-  // The family's own settings, each under the setting its option fills.
-  const familyOwn = Object.fromEntries(
-    familyOptions(family)
-      .map((o) => [o.setting, (chosen as Record<string, unknown>)[o.setting]] as const)
-      .filter((entry): entry is [string, string | number] => entry[1] !== undefined),
-  );
-  const steps = chosen.steps ?? 28;
-  checkConfigsFitSteps(configs, steps);
-  const settings: BenchSettings = {
-    steps,
-    height,
-    width,
-    seed: flags.seed,
-    repeats: flags.repeats,
-    dtype: flags.dtype ?? 'float32',
-    ...(chosen.guidance === undefined ? {} : { guidance: chosen.guidance }),
-    ...(Object.keys(familyOwn).length ? { family: familyOwn } : {}),
-  };
+  const settings = benchRunSettings(family, flags.model, prompts, flags, familyFlags);
+  const { width, height } = settings;
+  checkConfigsFitSteps(configs, settings.steps);
   mkdirSync(flags.out, { recursive: true });
 
   const progress = benchProgress();
@@ -180,14 +137,6 @@ export async function bench(flags: BenchFlags, families?: Families, familyFlags:
     files.plot,
   );
   return { results, table, files };
-}
-
-/** The settings of text prompts, which bench does not take: its prompts are embeddings in --prompts. */
-const TEXT_PROMPT_SETTINGS = ['prompt', 'negativePrompt', 'maxSequenceLength'];
-
-/** A family as bench sees it: its options without the text-prompt ones. */
-function withoutTextOptions(family: CliFamily): CliFamily {
-  return { ...family, options: familyOptions(family).filter((o) => !TEXT_PROMPT_SETTINGS.includes(o.setting)) };
 }
 
 /** Adds the `bench` command to the program, with the options of the families `loaded` holds (as generate has them). */

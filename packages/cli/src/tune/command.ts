@@ -4,8 +4,11 @@ import type { Command } from 'commander';
 import type { ComputeDtype } from '@ditcache/diffusion';
 
 import { adapterOption } from '../adapters-command.js';
+import { withoutTextOptions } from '../bench/settings.js';
+import { addFamilyOptions, familyFlagsGiven } from '../family-options.js';
 import { dtypeOption } from '../load-options.js';
 import { finite, nonNegativeInt, positiveInt } from '../parsers.js';
+import { familiesFor, type ProgramFamilies } from '../plugins.js';
 import { psnrText } from './outputs.js';
 import { tune } from './tune.js';
 
@@ -36,9 +39,9 @@ const policyList = (value: string, previous: string[] | undefined): string[] => 
     .filter(Boolean),
 ];
 
-/** Adds the `tune` command to the program. */
-export function registerTune(program: Command): void {
-  program
+/** Adds the `tune` command to the program, with the options of the families `loaded` holds (as bench has them). */
+export function registerTune(program: Command, loaded?: ProgramFamilies): void {
+  const command = program
     .command('tune')
     .description('find the fastest cache config whose PSNR vs uncached keeps a target; checks it on held-out seeds, writes best.yaml (resumable)')
     .requiredOption('--model <dir>', 'a diffusers-format pipeline folder of a family the CLI runs (as bench)')
@@ -55,32 +58,36 @@ export function registerTune(program: Command): void {
     .option('--holdout-seed <n>', 'held-out prompt i starts from the noise of holdout-seed + i (default: seed + 1000)', nonNegativeInt('--holdout-seed'))
     .option('--repeats <n>', 'generations per cell; the fastest is kept (steadier timings on a busy machine)', positiveInt('--repeats'), 1)
     .option('--evaluations <n>', 'configs evaluated per policy variant at most, both ends of its knob included (default 8)', positiveInt('--evaluations'), 8)
-    .addOption(dtypeOption())
-    .action(async (flags: TuneFlags) => {
-      const result = await tune({
-        model: flags.model,
-        prompts: flags.prompts,
-        targetPsnr: flags.targetPsnr,
-        policies: flags.policies,
-        out: flags.out,
-        steps: flags.steps,
-        height: flags.height,
-        width: flags.width,
-        guidance: flags.guidance,
-        adapter: flags.adapter,
-        seed: flags.seed,
-        holdoutSeed: flags.holdoutSeed,
-        repeats: flags.repeats,
-        evaluationsPerVariant: flags.evaluations,
-        dtype: flags.dtype,
-        log: (line) => process.stderr.write(`${line}\n`),
-      });
-      const { pick, heldOut, files } = result;
-      const { timed, heldOut: held } = heldOut[0];
-      process.stdout.write(
-        `pick: ${pick.name}: ${psnrText(pick.measured)} at ${timed.speedup.toFixed(2)}x on the tuning prompts, ` +
-          `${psnrText(held)} at ${held.speedup.toFixed(2)}x held out\n` +
-          `wrote ${files.best}, ${files.table}, ${files.json} and ${Object.values(files.plots).join(', ')}\n`,
-      );
+    .addOption(dtypeOption());
+  const familyFlags = addFamilyOptions(command, loaded?.families.loaded.map((p) => withoutTextOptions(p.family)) ?? []);
+  command.action(async (flags: TuneFlags & Record<string, unknown>) => {
+    const given = familyFlagsGiven(flags, familyFlags);
+    const result = await tune({
+      model: flags.model,
+      prompts: flags.prompts,
+      targetPsnr: flags.targetPsnr,
+      policies: flags.policies,
+      out: flags.out,
+      steps: flags.steps,
+      height: flags.height,
+      width: flags.width,
+      guidance: flags.guidance,
+      adapter: flags.adapter,
+      families: await familiesFor(loaded, flags.adapter),
+      familyFlags: given,
+      seed: flags.seed,
+      holdoutSeed: flags.holdoutSeed,
+      repeats: flags.repeats,
+      evaluationsPerVariant: flags.evaluations,
+      dtype: flags.dtype,
+      log: (line) => process.stderr.write(`${line}\n`),
     });
+    const { pick, heldOut, files } = result;
+    const { timed, heldOut: held } = heldOut[0];
+    process.stdout.write(
+      `pick: ${pick.name}: ${psnrText(pick.measured)} at ${timed.speedup.toFixed(2)}x on the tuning prompts, ` +
+        `${psnrText(held)} at ${held.speedup.toFixed(2)}x held out\n` +
+        `wrote ${files.best}, ${files.table}, ${files.json} and ${Object.values(files.plots).join(', ')}\n`,
+    );
+  });
 }

@@ -36,6 +36,10 @@ export function cacheDitConfig(report: Pick<TuneReport, 'policies' | 'settings'>
   return tuning?.cacheDitForm?.(point.config, { steps: report.settings.steps });
 }
 
+/** The run's size, with the family's own settings: '48x32, frames 5, fps 12'. */
+const runSize = (settings: TuneSettings): string =>
+  [`${settings.width}x${settings.height}`, ...Object.entries(settings.family ?? {}).map(([setting, value]) => `${setting} ${value}`)].join(', ');
+
 /** A mean PSNR for a sentence. */
 export const psnrText = (r: Pick<ConfigResult, 'meanPsnr'>): string => (Number.isFinite(r.meanPsnr) ? `${r.meanPsnr.toFixed(2)} dB` : 'identical to uncached');
 
@@ -46,7 +50,7 @@ export function bestYaml(report: TuneReport, pick: TunedPoint, heldOut: HeldOutC
   const knob = pick.knob ? ` with ${pick.knob.key} ${pick.knob.value}` : '';
   const lines = [
     `# ditcache tune: the fastest config found whose mean PSNR against the uncached images is >= ${settings.targetPsnr} dB`,
-    `# (${report.model}, ${settings.steps} steps, ${settings.width}x${settings.height}, ${settings.dtype}): policy ${pick.policy}, variant ${pick.variant}${knob}.`,
+    `# (${report.model}, ${settings.steps} steps, ${runSize(settings)}, ${settings.dtype}): policy ${pick.policy}, variant ${pick.variant}${knob}.`,
     `# Tuning prompts (seeds from ${settings.seed}): ${psnrText(pick.measured)}, ${(heldOut?.timed ?? pick.measured).speedup.toFixed(2)}x.`,
     ...(heldOut ? [`# Held-out prompts (seeds from ${settings.holdoutSeed}): ${psnrText(heldOut.heldOut)}, ${heldOut.heldOut.speedup.toFixed(2)}x.`] : []),
     cacheDit
@@ -107,7 +111,7 @@ export function tuneMarkdown(report: TuneReport, count: number): string {
   const seeds = (from: number) => `seeds ${from}..${from + count - 1}`;
   const parts = [
     '# ditcache tune',
-    `Model ${report.model} in ${settings.dtype}, ${count} prompts, ${settings.steps} steps, ${settings.width}x${settings.height}. ` +
+    `Model ${report.model} in ${settings.dtype}, ${count} prompts, ${settings.steps} steps, ${runSize(settings)}. ` +
       `Target: mean PSNR >= ${settings.targetPsnr} dB against the uncached images (8-bit) on the tuning prompts (${seeds(settings.seed)}). ` +
       `Speedup: uncached wall time over the config's, summed over prompts (VAE decoding included; the fastest of ${settings.repeats} per cell); ` +
       "in the per-policy tables, as measured in the search's rounds, against the uncached time of its first. " +

@@ -7,15 +7,15 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { policyRegistry, type CacheConfigInput, type RegisteredPolicy } from '@ditcache/core';
-import { PIPELINE_DEFAULTS_FILE, type ComputeDtype } from '@ditcache/diffusion';
+import type { ComputeDtype } from '@ditcache/diffusion';
 import type { CliCacheChain } from '@ditcache/diffusion/cli';
 
 import { paretoFlags, type ConfigResult } from '../bench/report.js';
 import { readBenchPrompts, type BenchSettings } from '../bench/runner.js';
+import { benchRunSettings } from '../bench/settings.js';
 import { checkCacheFitsModel } from '../cache-spec.js';
 import { UsageError } from '../errors.js';
-import { withFolderSettings } from '../generate.js';
-import { familiesFor, familyForPipeline } from '../plugins.js';
+import { familiesFor, familyForPipeline, type Families } from '../plugins.js';
 import { benchEvaluator } from './evaluator.js';
 import { writeTuneOutputs, type TuneFiles } from './outputs.js';
 import { fastestMeetingTarget, searchConfigs, tuneSpaces, TargetNotMetError, type Evaluate, type Trial, type TunePoint, type TuneSpace } from './search.js';
@@ -36,8 +36,12 @@ export interface TuneOptions {
   readonly width?: number;
   /** Guidance scale (default: the prompts file's, the model folder's, else the pipeline's). */
   readonly guidance?: number;
+  /** The family's own flags, by flag (--frames, --fps, --guidance-2, ...), as bench takes them. */
+  readonly familyFlags?: ReadonlyMap<string, string | number>;
   /** Plugins to load besides those installed beside the CLI (as --adapter). */
   readonly adapter?: readonly string[];
+  /** The families to find the model's among (default: those installed beside the CLI, and adapter's). */
+  readonly families?: Families;
   /** Tuning prompt i starts from the noise of seed + i (default 0). */
   readonly seed?: number;
   /** Held-out prompt i starts from the noise of holdoutSeed + i (default seed + 1000). */
@@ -106,32 +110,11 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
   const log = options.log ?? (() => undefined);
   if (!Number.isFinite(options.targetPsnr)) throw new UsageError(`--target-psnr must be a number of dB, got ${options.targetPsnr}`);
   const policies = tunablePolicies(options.policies);
-  // The family that runs the folder, and the settings as bench chooses them: options, then the prompts file, then the folder's ditcache.json.
-  const family = familyForPipeline(await familiesFor(undefined, options.adapter ?? []), options.model);
+  const family = familyForPipeline(options.families ?? (await familiesFor(undefined, options.adapter ?? [])), options.model);
   using prompts = readBenchPrompts(options.prompts, family);
-  const chosen = withFolderSettings(
-    family,
-    {
-      height: options.height ?? prompts.height,
-      width: options.width ?? prompts.width,
-      steps: options.steps ?? prompts.steps,
-      guidance: options.guidance ?? prompts.guidance,
-    },
-    options.model,
-  );
-  const { height, width, guidance } = chosen;
-  if (height === undefined || width === undefined) {
-    throw new UsageError(`--height and --width are needed: neither ${options.prompts} nor ${join(options.model, PIPELINE_DEFAULTS_FILE)} recommends a size`);
-  }
   const seed = options.seed ?? 0;
   const settings: TuneSettings = {
-    steps: chosen.steps ?? 28,
-    height,
-    width,
-    seed,
-    repeats: options.repeats ?? 1,
-    dtype: options.dtype ?? 'float32',
-    ...(guidance === undefined ? {} : { guidance }),
+    ...benchRunSettings(family, options.model, prompts, { ...options, seed, repeats: options.repeats ?? 1 }, options.familyFlags),
     holdoutSeed: options.holdoutSeed ?? seed + HOLDOUT_SEED_OFFSET,
     targetPsnr: options.targetPsnr,
     policies: policies.map((p) => p.name),
