@@ -46,7 +46,10 @@ export function registerServe(program: Command): void {
     .option('--port <n>', 'TCP port (0: any free one)', nonNegativeInt('--port'), 8080)
     .option('--host <address>', 'address to listen on', '127.0.0.1')
     .addOption(
-      new Option('--api-key <key>', 'require this key (Authorization: Bearer KEY) on every route but /healthz; repeatable').argParser(collect).default([]),
+      new Option('--api-key <key>', 'require this key (Authorization: Bearer KEY) on every route but /healthz; repeatable')
+        .env('DITCACHE_API_KEY')
+        .argParser(collect)
+        .default([]),
     )
     .option('--redis <url>', 'queue jobs on Redis (BullMQ) for `ditcache worker` processes instead of running them here')
     .option('--workers <n>', 'without --redis: pipelines running jobs in parallel, each in its own worker thread', positiveInt('--workers'), 1)

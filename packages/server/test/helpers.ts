@@ -25,8 +25,8 @@ export interface Child {
 }
 
 /** Starts a process that the file's tests stop at the end, whatever happens. */
-export function startChild(command: string, args: readonly string[]): Child {
-  const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+export function startChild(command: string, args: readonly string[], env: Record<string, string> = {}): Child {
+  const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   children.add(child);
   child.once('exit', () => children.delete(child));
   let text = '';
@@ -81,8 +81,8 @@ export function runDitcache(args: readonly string[]): { status: number | null; o
 }
 
 /** `ditcache serve ARGS` on a free port; its base URL once it listens. */
-export async function startServe(args: readonly string[]): Promise<{ child: Child; base: string }> {
-  const child = startChild(process.execPath, [CLI, 'serve', '--port', '0', ...args]);
+export async function startServe(args: readonly string[], env: Record<string, string> = {}): Promise<{ child: Child; base: string }> {
+  const child = startChild(process.execPath, [CLI, 'serve', '--port', '0', ...args], env);
   const [, base] = await child.waitFor(/listening on (http:\/\/\S+?)\/ /);
   return { child, base };
 }

@@ -13,7 +13,8 @@ const auth = { Authorization: `Bearer ${KEY}` };
 let base: string;
 
 beforeAll(async () => {
-  ({ base } = await startServe(['--model', MODEL, '--api-key', KEY]));
+  // The key from the environment, as an operator keeps it out of the process list.
+  ({ base } = await startServe(['--model', MODEL], { DITCACHE_API_KEY: KEY }));
 }, 60_000);
 
 describe('ditcache serve', () => {
