@@ -19,6 +19,8 @@ interface BlockReference<T> {
 /** One branch's references, per block index; each tensor is its own and released when replaced. */
 export class PrunedBlockStore<T> {
   private readonly byBlock = new Map<number, BlockReference<T>>();
+  /** The inputs kept, so the chain neither releases one nor keeps one twice. */
+  private readonly inputs = new Set<T>();
 
   constructor(private readonly ops: TensorOps<T>) {}
 
@@ -29,6 +31,12 @@ export class PrunedBlockStore<T> {
   set(block: number, reference: BlockReference<T>): void {
     this.release(block);
     this.byBlock.set(block, reference);
+    this.inputs.add(reference.input);
+  }
+
+  /** Whether `t` is the kept input of some block. */
+  holds(t: T): boolean {
+    return this.inputs.has(t);
   }
 
   clear(): void {
@@ -38,6 +46,7 @@ export class PrunedBlockStore<T> {
   private release(block: number): void {
     const old = this.byBlock.get(block);
     if (!old) return;
+    this.inputs.delete(old.input);
     this.ops.release(old.input);
     this.ops.release(old.hiddenResidual);
     if (old.encoderResidual !== undefined) this.ops.release(old.encoderResidual);
@@ -69,7 +78,6 @@ export function runPrunedChain<T>(run: PrunedChainRun<T>, start: Streams<T>): { 
   let current = start;
   for (let i = 0; i < blockCount; i++) {
     let next: Streams<T>;
-    let keptInput: T | undefined;
     if (!decider.prunable(i, blockCount)) {
       next = run.runBlock(i, current);
     } else {
@@ -81,11 +89,10 @@ export function runPrunedChain<T>(run: PrunedChainRun<T>, start: Streams<T>): { 
         next = reuse(run, current, reference);
       } else {
         next = run.runBlock(i, current);
-        keptInput = keep(run, current.h);
-        run.store.set(i, { input: keptInput, ...residuals(run, current, next) });
+        run.store.set(i, { input: keep(run, current.h), ...residuals(run, current, next) });
       }
     }
-    releaseReplaced(run, current, next, keptInput);
+    releaseReplaced(run, current, next);
     current = next;
   }
   return { out: current, pruned };
@@ -106,15 +113,18 @@ function residuals<T>(run: PrunedChainRun<T>, input: Streams<T>, output: Streams
   return { hiddenResidual, encoderResidual: passesEncoder ? ops.retain(ops.sub(output.e as T, input.e as T)) : undefined };
 }
 
-/** The block's input as the store keeps it: the chain's own tensor, or a copy of the caller's. */
+/**
+ * The block's input as the store keeps it: the chain's own tensor, or a copy of one the caller
+ * owns or another block keeps already (a block that returned its input unchanged).
+ */
 function keep<T>(run: PrunedChainRun<T>, input: T): T {
-  return run.ops.retain(run.callerArgs.includes(input) ? run.ops.clone(input) : input);
+  return run.ops.retain(run.callerArgs.includes(input) || run.store.holds(input) ? run.ops.clone(input) : input);
 }
 
 /** Releases the inputs a block replaced, unless the caller owns them, they live on, or the store keeps them. */
-function releaseReplaced<T>(run: PrunedChainRun<T>, input: Streams<T>, output: Streams<T>, kept: T | undefined): void {
+function releaseReplaced<T>(run: PrunedChainRun<T>, input: Streams<T>, output: Streams<T>): void {
   const releasable = (t: T | null | undefined, successor: T | null | undefined): t is T =>
-    t != null && t !== successor && t !== kept && !run.callerArgs.includes(t);
+    t != null && t !== successor && !run.store.holds(t) && !run.callerArgs.includes(t);
   if (releasable(input.h, output.h)) run.ops.release(input.h);
   if (releasable(input.e, output.e)) run.ops.release(input.e);
 }

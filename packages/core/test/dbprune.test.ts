@@ -22,7 +22,7 @@ import {
   summary,
   type DBPruneRuleConfig,
 } from '../src/index.js';
-import { PlainTensorOps } from '../src/testing.js';
+import { PlainTensorOps, type PlainTensor } from '../src/testing.js';
 import { AdditiveBlock, toyPipeline } from './toy-models.js';
 
 const PATTERNS = [0, 1, 2, 3, 4, 5] as ForwardPattern[];
@@ -225,6 +225,27 @@ describe('dbprune on the engine', () => {
     expect([...context.cachedSteps]).toEqual([1, 2]);
     expect(stats.computedBlocks).toBe(5 * 4 - 3);
     expect(stats.markdown).toContain('Pruned blocks per step, transformer.blocks main: 1: 1 2; 2: 1');
+  });
+
+  it('keeps a block that returns its input unchanged apart from the block before it, and frees everything', () => {
+    const ops = new PlainTensorOps();
+    const f = (step: number) => 1 + step;
+    const identity = { forward: (h: unknown) => h };
+    const transformer = { blocks: [new AdditiveBlock(ops, 1, f), identity, identity, new AdditiveBlock(ops, 2, f)] };
+    const config = { policy: 'dbprune', Fn_compute_blocks: 1, max_warmup_steps: 1, residual_diff_threshold: 0.2, max_continuous_cached_steps: 1 };
+    enableCache(new BlockAdapter({ transformer, blocks: 'blocks', forwardPattern: ForwardPattern.Pattern_3, ops }), { numInferenceSteps: 6, ...config });
+    const x = ops.tensor([1, 2, 3], [1, 3]);
+    for (let step = 0; step < 6; step++) {
+      const out = transformer.blocks[0].forward(x, step) as PlainTensor;
+      // The identity blocks change nothing, pruned or not; block 3 adds 2 f(step) or its residual of an earlier step.
+      expect(out.values()[0]).toBeGreaterThan(1 + f(step));
+      out.dispose();
+    }
+    const pruned = Object.values(summary(transformer, { print: false }).contexts[0].branches[0].prunedBlocks ?? {}).flat();
+    disableCache(transformer);
+    x.dispose();
+    expect(pruned).toEqual(expect.arrayContaining([1, 2]));
+    expect(ops.liveCount).toBe(0);
   });
 
   it.each(PATTERNS)('Pattern_%i: a run that prunes nothing is bit-identical to the uncached one (threshold 0, or warmup over the run)', (pattern) => {
