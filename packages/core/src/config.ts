@@ -150,12 +150,24 @@ function keysOf(policy: string): Map<string, KeyTarget> {
 }
 
 /**
+ * cache-dit's cache types other than DBCache, each read as the policy that is it: a cache-dit
+ * config with `cache_type: DBPrune` selects `policy: dbprune` (DBCache is every other policy's base).
+ */
+const CACHE_TYPE_POLICIES: Readonly<Record<string, string>> = { DBPrune: 'dbprune' };
+const CACHE_TYPE_KEYS = ['cache_type', 'cacheType'];
+
+const policyOfCacheType = (v: unknown): string | undefined =>
+  typeof v === 'string' && Object.hasOwn(CACHE_TYPE_POLICIES, v) ? CACHE_TYPE_POLICIES[v] : undefined;
+const cacheTypeAllowed = (v: unknown, policy: string) => v === 'DBCache' || policyOfCacheType(v) === policy;
+const CACHE_TYPE_MEANING = "'DBCache', or 'DBPrune' (read as policy 'dbprune')";
+
+/**
  * cache-dit keys read for compatibility with a fixed meaning: a config dumped by cache-dit
  * carries them, and they must say what ditcache does anyway.
  */
-const FIXED_KEYS: Readonly<Record<string, { allowed: (v: unknown) => boolean; meaning: string }>> = {
-  cache_type: { allowed: (v) => v === 'DBCache', meaning: "'DBCache' (the only cache type)" },
-  cacheType: { allowed: (v) => v === 'DBCache', meaning: "'DBCache' (the only cache type)" },
+const FIXED_KEYS: Readonly<Record<string, { allowed: (v: unknown, policy: string) => boolean; meaning: string }>> = {
+  cache_type: { allowed: cacheTypeAllowed, meaning: CACHE_TYPE_MEANING },
+  cacheType: { allowed: cacheTypeAllowed, meaning: CACHE_TYPE_MEANING },
   calibrator_kwargs: { allowed: (v) => isPlainObject(v) && Object.keys(v).length === 0, meaning: '{} (no calibrator options)' },
   force_refresh_step_hint: { allowed: (v) => v === null, meaning: 'null (forced mid-run refreshes are not supported)' },
   force_refresh_step_policy: { allowed: (v) => v === 'once', meaning: "'once'" },
@@ -249,8 +261,14 @@ export function readCacheConfig(path: string): ParsedCacheConfig {
  * a params modifier is read with the keys of its base config's policy.
  */
 function policyNamedIn(input: Readonly<Record<string, unknown>>, inherited: string = DBCACHE_POLICY): string {
-  for (const section of [input, ...CACHE_SECTION_KEYS.map((k) => input[k])]) {
-    if (isPlainObject(section) && typeof section.policy === 'string') return section.policy;
+  const sections = [input, ...CACHE_SECTION_KEYS.map((k) => input[k])].filter(isPlainObject);
+  for (const section of sections) if (typeof section.policy === 'string') return section.policy;
+  // Without a policy key, a cache-dit cache type that is a policy names it.
+  for (const section of sections) {
+    for (const key of CACHE_TYPE_KEYS) {
+      const policy = policyOfCacheType(section[key]);
+      if (policy !== undefined) return policy;
+    }
   }
   return inherited;
 }
@@ -312,7 +330,9 @@ function flatSettings(input: unknown, where: string, policy: string): CacheSetti
     }
     const fixed = FIXED_KEYS[key];
     if (fixed) {
-      if (!fixed.allowed(value)) throw new CacheConfigError(`${at(key)} must be ${fixed.meaning}, got ${describe(value)}`, at(key), policy);
+      if (!fixed.allowed(value, policy)) throw new CacheConfigError(`${at(key)} must be ${fixed.meaning}, got ${describe(value)}`, at(key), policy);
+      // A cache type read as a policy selects it, as a policy key would.
+      if (CACHE_TYPE_KEYS.includes(key) && value !== 'DBCache') out.policy = policy;
       continue;
     }
     const target = keys.get(key);

@@ -3,7 +3,8 @@
 // it, the structures that change which blocks may be pruned and how their threshold moves: the
 // fixed threshold with Fn 1 / Bn 0, the same with the last block kept, and the dynamic threshold
 // (raised toward the step's first diffs, capped at twice the knob).
-// ditcache reads no cache_type 'DBPrune' in a config file, so no cache-dit form is given.
+// cache-dit's loader takes the same keys with `cache_type: DBPrune`, which ditcache reads as
+// this policy, so best.yaml is written that way and serves both.
 import { THRESHOLD_KNOB, tuningWarmup } from './dbcache-tuning.js';
 import type { PolicyTuning, TuningRun, TuningVariant } from './tuning.js';
 
@@ -16,4 +17,10 @@ function variants(run: TuningRun): TuningVariant[] {
   ];
 }
 
-export const DBPRUNE_TUNING: PolicyTuning = { variants };
+/** The config with its policy named as cache-dit's loader names it. */
+function cacheDitForm(config: Readonly<Record<string, unknown>>): Readonly<Record<string, unknown>> {
+  const { policy: _policy, ...rest } = config;
+  return { cache_type: 'DBPrune', ...rest };
+}
+
+export const DBPRUNE_TUNING: PolicyTuning = { variants, cacheDitForm };

@@ -154,6 +154,20 @@ describe('the dbprune keys', () => {
     });
   });
 
+  it("reads cache-dit's cache_type: DBPrune as the policy, flat or in a cache_config section", () => {
+    const keys = { Fn_compute_blocks: 2, residual_diff_threshold: 0.1, non_prune_block_ids: [3] };
+    const named = resolveConfig(parseCacheConfig({ policy: 'dbprune', ...keys }).base);
+    expect(resolveConfig(parseCacheConfig({ cache_type: 'DBPrune', ...keys }).base)).toEqual(named);
+    expect(resolveConfig(parseCacheConfig({ cache_config: { cache_type: 'DBPrune', ...keys } }).base)).toEqual(named);
+    expect(
+      resolveConfig(
+        parseCacheConfig(`cache_config:\n  cache_type: DBPrune\n  Fn_compute_blocks: 2\n  residual_diff_threshold: 0.1\n  non_prune_block_ids: [3]\n`).base,
+      ),
+    ).toEqual(named);
+    expect(named.policy).toBe('dbprune');
+    expect(named.policyOptions.nonPruneBlockIds).toEqual([3]);
+  });
+
   it('refuses what DBPrune does not take, naming the key and listing the valid ones', () => {
     const bad: [Record<string, unknown>, RegExp][] = [
       [{ steps_computation_mask: [1, 0] }, /unknown key "steps_computation_mask".*\n.*non_prune_block_ids/],
@@ -189,6 +203,14 @@ describe('the dbprune tuning hints', () => {
     }
     const dynamic = resolveConfig(parseCacheConfig(variants[2].config).base);
     expect(dynamic.policyOptions.enableDynamicPruneThreshold).toBe(true);
+  });
+
+  it('hand cache-dit the config with cache_type: DBPrune, which ditcache reads back as the same config', () => {
+    const config = { ...DBPRUNE_TUNING.variants({ steps: 28 })[2].config, residual_diff_threshold: 0.15 };
+    const cacheDit = DBPRUNE_TUNING.cacheDitForm!(config, { steps: 28 });
+    expect(cacheDit).toEqual({ cache_type: 'DBPrune', ...config, policy: undefined });
+    expect(cacheDit).not.toHaveProperty('policy');
+    expect(resolveConfig(parseCacheConfig(cacheDit).base)).toEqual(resolveConfig(parseCacheConfig(config).base));
   });
 });
 
