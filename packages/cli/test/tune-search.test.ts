@@ -1,9 +1,11 @@
 // The search of `ditcache tune` over fake evaluators with known monotone PSNR and speed curves,
-// and the tuning hints the built-in policies bring.
+// the tuning hints the built-in policies bring, and the preparation runs (MagCache's
+// calibration) over a fake runner.
 import { describe, expect, it } from 'vitest';
 
 import {
   DBCACHE_TUNING,
+  MAGCACHE_TUNING,
   SCM_TUNING,
   parseCacheConfig,
   registerPolicy,
@@ -11,10 +13,12 @@ import {
   scmMask,
   type CachePolicy,
   type CacheConfig,
+  type CacheSummary,
   type TuningVariant,
 } from '@ditcache/core';
 
 import { UsageError } from '../src/errors.js';
+import { preparedSpaces } from '../src/tune/prepare.js';
 import { fastestMeetingTarget, searchConfigs, TargetNotMetError, tuneSpaces, type Measurement, type Trial } from '../src/tune/search.js';
 import { tunablePolicies } from '../src/tune/tune.js';
 
@@ -225,5 +229,83 @@ describe('tuning hints of the policies', () => {
     expect(() => tunablePolicies(['dbcahe'])).toThrow(UsageError);
     expect(() => tunablePolicies(['dbcahe'])).toThrow(`--policies: 'dbcahe' is not a registered cache policy (tunable: ${tunable.join(', ')})`);
     expect(() => tunablePolicies(['dbcache', 'every-other'])).not.toThrow();
+  });
+});
+
+/** A calibration run's summary as MagCache reports it: one context, its branches' ratios. */
+function calibrationSummary(branches: Record<string, number[]>): CacheSummary {
+  return {
+    contexts: [
+      { name: 'blocks', branches: Object.entries(branches).map(([announcedAs, magRatios]) => ({ role: 'main', announcedAs, report: { magRatios } })) },
+    ],
+  } as unknown as CacheSummary;
+}
+
+describe('preparation runs', () => {
+  it("give magcache's variants the ratios of a calibration on the tuning prompts, averaged", () => {
+    const variants = MAGCACHE_TUNING.variants({ steps: 10 });
+    expect(variants.map((v) => v.name)).toEqual(['K2-R0.2', 'K3-R0.2', 'K4-R0.2', 'K3-R0.1']);
+    const preparation = MAGCACHE_TUNING.preparation!({ steps: 10 })!;
+    expect(preparation.config).toEqual({ policy: 'magcache', calibrate: true });
+    // Under CFG the conditional branch's ratios, averaged step by step over the prompts.
+    const prepared = preparation.prepared([
+      calibrationSummary({ cond: [1, 0.9, 1.2], uncond: [1, 5, 5] }),
+      calibrationSummary({ cond: [1, 1.1, 0.8], uncond: [1, 5, 5] }),
+    ]);
+    expect(prepared).toEqual({ mag_ratios: [1, 1, 1] });
+    for (const variant of variants) {
+      const knob = variant.knob as { key: string; range: readonly [number, number] };
+      expect(knob.key).toBe('threshold');
+      for (const threshold of knob.range) {
+        const config = resolveConfig(parseCacheConfig({ ...variant.config, ...prepared, threshold }).base);
+        expect(config.policy).toBe('magcache');
+        expect(config.policyOptions).toMatchObject({ threshold, magRatios: [1, 1, 1], calibrate: false });
+      }
+    }
+    expect(variants.map((v) => [v.config.max_skip_steps, v.config.retention_ratio])).toEqual([
+      [2, 0.2],
+      [3, 0.2],
+      [4, 0.2],
+      [3, 0.1],
+    ]);
+    // MagCache is not cache-dit's: best.yaml keeps the config as ditcache reads it.
+    expect(MAGCACHE_TUNING.cacheDitForm).toBeUndefined();
+    expect(() => preparation.prepared([calibrationSummary({ cond: [1, 0.9] }), calibrationSummary({ cond: [1, 0.9, 1] })])).toThrow(
+      'meanMagCacheCalibration: the runs recorded different contexts or steps (blocks: cond x2 vs blocks: cond x3)',
+    );
+  });
+
+  it('run once per policy that names one and has variants, before any variant, whose configs get the prepared keys', async () => {
+    const calls: string[] = [];
+    const policies = [
+      { name: 'plain', tuning: { variants: () => [{ name: 'a', config: { policy: 'plain' } }] } },
+      {
+        name: 'measured',
+        tuning: {
+          variants: () => [
+            { name: 'x', config: { policy: 'measured', k: 1 } },
+            { name: 'y', config: { policy: 'measured', k: 2 } },
+          ],
+          preparation: (run: { steps: number }) => ({
+            config: { policy: 'measured', measure: true, steps: run.steps },
+            prepared: (summaries: readonly CacheSummary[]) => ({ measured: summaries.length }),
+          }),
+        },
+      },
+      { name: 'unsearched', tuning: { variants: () => [], preparation: () => ({ config: { policy: 'unsearched' }, prepared: () => ({ never: true }) }) } },
+    ];
+    const spaces = tuneSpaces(policies, 12);
+    const prepared = await preparedSpaces(spaces, policies, { steps: 12 }, async (policy, config) => {
+      calls.push(`${policy} ${JSON.stringify(config)}`);
+      return [{} as CacheSummary, {} as CacheSummary, {} as CacheSummary];
+    });
+    expect(calls).toEqual(['measured {"policy":"measured","measure":true,"steps":12}']);
+    expect(prepared.map((s) => [s.policy, s.variant.name, s.variant.config])).toEqual([
+      ['plain', 'a', { policy: 'plain' }],
+      ['measured', 'x', { policy: 'measured', k: 1, measured: 3 }],
+      ['measured', 'y', { policy: 'measured', k: 2, measured: 3 }],
+    ]);
+    // The spaces given are left as they were.
+    expect(spaces[1].variant.config).toEqual({ policy: 'measured', k: 1 });
   });
 });

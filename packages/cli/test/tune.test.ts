@@ -12,7 +12,7 @@ import { parseCacheConfig, registerPolicy, resolveConfig, type CachePolicy } fro
 import { concat, loadSafetensors, neg, saveSafetensors } from '@ditcache/cuda-runtime';
 
 import { evaluateBench } from '../src/bench/report.js';
-import { readBenchPrompts, runBench } from '../src/bench/runner.js';
+import { readBenchPrompts, runBench, type CellRecord } from '../src/bench/runner.js';
 import { runCli } from '../src/program.js';
 import { TargetNotMetError } from '../src/tune/search.js';
 import { tune, type TuneResult } from '../src/tune/tune.js';
@@ -51,13 +51,13 @@ async function regenerate(cache: Record<string, unknown>, out: string) {
 
 describe('ditcache tune', () => {
   const prompts = join(dir, 'prompts.safetensors');
+  writePrompts(prompts);
   const out = join(dir, 'out');
   const TARGET = 30;
   let result: TuneResult;
   const lines: string[] = [];
 
   it('picks the fastest config meeting the target and checks it on held-out seeds', async () => {
-    writePrompts(prompts);
     result = await tune({ model: flux, prompts, targetPsnr: TARGET, policies: ['dbcache', 'scm'], out, evaluationsPerVariant: 4, log: (l) => lines.push(l) });
     const { pick, points, heldOut, settings } = result;
     expect(settings).toMatchObject({ steps: 10, height: 32, width: 32, seed: 0, holdoutSeed: 1000, policies: ['dbcache', 'scm'] });
@@ -124,6 +124,68 @@ describe('ditcache tune', () => {
     const best = await regenerate(document, join(dir, 'scm-again'));
     expect(best.psnr).toEqual(scm.pick.measured.psnr);
     expect(best.cachedSteps).toBe(scm.pick.measured.cachedSteps);
+  });
+
+  it('calibrates MagCache once on the tuning prompts and writes a magcache pick with the ratios, which generate loads and which regenerates the same images', async () => {
+    const out = join(dir, 'magcache');
+    const logged: string[] = [];
+    const mag = await tune({ model: flux, prompts, targetPsnr: TARGET, policies: ['magcache'], out, evaluationsPerVariant: 3, log: (l) => logged.push(l) });
+    expect(logged[0]).toBe('tune: preparing policy magcache: {"policy":"magcache","calibrate":true} on 2 prompts');
+    // The calibration computes every step: its images are the uncached ones.
+    for (const prompt of [0, 1]) {
+      expect(readFileSync(join(out, 'tuning', 'magcache_preparation', `prompt-${prompt}.png`))).toEqual(
+        readFileSync(join(out, 'tuning', 'uncached', `prompt-${prompt}.png`)),
+      );
+    }
+    // Every config carries the ratios of the two calibration runs, averaged step by step.
+    const calibrated = [0, 1].map(
+      (prompt) =>
+        (JSON.parse(readFileSync(join(out, 'tuning', 'magcache_preparation', `prompt-${prompt}.json`), 'utf-8')) as CellRecord).summary!.contexts[0].branches[0]
+          .report!.magRatios as number[],
+    );
+    expect(calibrated[0]).toHaveLength(10);
+    expect(calibrated[0]).not.toEqual(calibrated[1]);
+    const mean = calibrated[0].map((r, step) => (r + calibrated[1][step]) / 2);
+    for (const p of mag.points) expect(p.config.mag_ratios).toEqual(mean);
+    expect(mag.pick.policy).toBe('magcache');
+    expect(mag.pick.meetsTarget).toBe(true);
+    expect(mag.pick.measured.cachedSteps).toBeGreaterThan(0);
+
+    // best.yaml: the config itself (cache-dit has no MagCache), the ratios on one line.
+    const text = readFileSync(mag.files.best!, 'utf-8');
+    expect(text).toContain('(cache-dit has no form of policy magcache)');
+    expect(text).toMatch(/\n {2}mag_ratios: \[ 1, [0-9., e-]+ \]\n/);
+    const document = parseYaml(text) as { cache_config: Record<string, unknown> };
+    expect(document.cache_config).toEqual(mag.pick.config);
+    const best = await regenerate(document, join(dir, 'magcache-again'));
+    expect(best.psnr).toEqual(mag.pick.measured.psnr);
+    expect(best.cachedSteps).toBe(mag.pick.measured.cachedSteps);
+    // ditcache generate --cache best.yaml runs it.
+    const stats = join(dir, 'magcache-stats.json');
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      const args = [
+        '--model',
+        flux,
+        '--inputs',
+        join(flux, 'pipeline.safetensors'),
+        '--height',
+        '32',
+        '--width',
+        '32',
+        '--steps',
+        '10',
+        '--cache',
+        mag.files.best!,
+        '--stats',
+        stats,
+      ];
+      expect(await runCli(['node', 'ditcache', 'generate', ...args])).toBe(0);
+    } finally {
+      stderr.mockRestore();
+    }
+    const [context] = JSON.parse(readFileSync(stats, 'utf-8')) as { cachedSteps: number[] }[];
+    expect(context.cachedSteps.length).toBeGreaterThan(0);
   });
 
   it('writes the tables, the JSON and a Pareto plot per policy', async () => {

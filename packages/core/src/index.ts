@@ -83,10 +83,17 @@ export { DBPRUNE_POLICY, DBPRUNE_KEYS, DBPRUNE_DEFAULTS, DBPrunePolicyFactory } 
 export { DBPruneDecider, nonPrunableBlocks, pruneThreshold, type DBPruneOptions, type DBPruneRuleConfig } from './dbprune-rule.js';
 export { DBPRUNE_TUNING } from './dbprune-tuning.js';
 export { FLUX_MAG_RATIOS, MAG_RATIOS_PRESETS, magRatiosForSteps } from './magcache-ratios.js';
-export { magCacheCalibration, magCacheConfigFromCalibration, type MagCacheCalibratedBranch, type MagCacheCalibratedContext } from './magcache-calibration.js';
+export {
+  magCacheCalibration,
+  magCacheConfigFromCalibration,
+  meanMagCacheCalibration,
+  type MagCacheCalibratedBranch,
+  type MagCacheCalibratedContext,
+} from './magcache-calibration.js';
+export { MAGCACHE_TUNING } from './magcache-tuning.js';
 export { DBCACHE_TUNING } from './dbcache-tuning.js';
 export { SCM_TUNING } from './scm-tuning.js';
-export type { PolicyTuning, TuningKnob, TuningRange, TuningRun, TuningSteps, TuningVariant } from './tuning.js';
+export type { PolicyTuning, TuningKnob, TuningPreparation, TuningRange, TuningRun, TuningSteps, TuningVariant } from './tuning.js';
 export { boolean, integer, mask, nonNegative, nullable, oneOf, type Check, type KeySpec } from './config-keys.js';
 export { CacheDitTaylorSeer, NewtonTaylorSeer, LastResidualStore, type ResidualStore, type Forecast } from './residual-store.js';
 export { FoCaCalibrator } from './foca-calibrator.js';

@@ -34,6 +34,27 @@ export function magCacheCalibration(summary: CacheSummary): MagCacheCalibratedCo
 }
 
 /**
+ * The step-by-step mean of the ratios several calibration runs recorded (one per prompt, say), so
+ * that a config fits the prompts together rather than one of them; the runs must have the same
+ * contexts, branches and steps.
+ */
+export function meanMagCacheCalibration(runs: readonly (readonly MagCacheCalibratedContext[])[]): MagCacheCalibratedContext[] {
+  if (runs.length === 0) throw new RangeError('meanMagCacheCalibration: no calibration runs to average');
+  const [first] = runs;
+  const shape = (run: readonly MagCacheCalibratedContext[]) =>
+    run.map((c) => `${c.name}: ${c.branches.map((b) => `${b.branch} x${b.magRatios.length}`).join(', ')}`).join('; ');
+  const unlike = runs.find((run) => shape(run) !== shape(first));
+  if (unlike) throw new RangeError(`meanMagCacheCalibration: the runs recorded different contexts or steps (${shape(first)} vs ${shape(unlike)})`);
+  return first.map((context, c) => ({
+    name: context.name,
+    branches: context.branches.map((branch, b) => ({
+      branch: branch.branch,
+      magRatios: branch.magRatios.map((_, step) => runs.reduce((sum, run) => sum + run[c].branches[b].magRatios[step], 0) / runs.length),
+    })),
+  }));
+}
+
+/**
  * A cache config using calibrated ratios: the conditional branch's of each context (a batched
  * call's, else the only branch's), as diffusers advises for sequential CFG; one context gives
  * `mag_ratios`, several give one params_modifiers entry each.

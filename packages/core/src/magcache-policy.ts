@@ -8,6 +8,7 @@ import { boolean, integer, nonNegative, nullable, type Check, type KeySpec } fro
 import { CacheConfigError, type CacheConfig } from './config.js';
 import type { Decision } from './decision.js';
 import { MAG_RATIOS_PRESETS, magRatiosForSteps } from './magcache-ratios.js';
+import { MAGCACHE_TUNING } from './magcache-tuning.js';
 import { registerPolicy, type CachePolicy, type CachePolicyFactory, type RunInfo, type StepDecider, type Stream } from './policy.js';
 import { LastResidualStore, type Forecast, type ResidualStore } from './residual-store.js';
 import { sameShape, type TensorOps } from './tensor-ops.js';
@@ -234,7 +235,7 @@ class MagCachePolicy implements CachePolicy {
   }
 }
 
-@registerPolicy({ name: MAGCACHE_POLICY, keys: MAGCACHE_KEYS, defaults: MAGCACHE_DEFAULTS })
+@registerPolicy({ name: MAGCACHE_POLICY, keys: MAGCACHE_KEYS, defaults: MAGCACHE_DEFAULTS, tuning: MAGCACHE_TUNING })
 export class MagCachePolicyFactory implements CachePolicyFactory {
   create(config: CacheConfig): CachePolicy {
     return new MagCachePolicy(config);

@@ -1,8 +1,11 @@
 // How `ditcache tune` searches a policy's configs for the fastest one that keeps a fidelity
 // target. Gridding every knob costs a generation per combination; instead a policy says which
 // knob trades fidelity for speed monotonically (so the search bisects it) and the few structural
-// variants worth bisecting it in. A policy hands these over in its registration's `tuning`
-// field; a policy without one is not tuned.
+// variants worth bisecting it in. A policy whose configs need something measured on the model
+// first (MagCache's magnitude ratios) names a preparation run whose cache summaries give it.
+// A policy hands these over in its registration's `tuning` field; a policy without one is not
+// tuned.
+import type { CacheSummary } from './stats.js';
 
 /** A knob whose values run from the most faithful to the fastest. */
 export type TuningKnob = TuningRange | TuningSteps;
@@ -39,9 +42,22 @@ export interface TuningRun {
   readonly steps: number;
 }
 
+/**
+ * A run on each tuning prompt before the search, whose cache summaries give keys that every
+ * variant's config needs (what a calibration measured of the model).
+ */
+export interface TuningPreparation {
+  /** The cache config of the run (every step computed, as in a calibration). */
+  readonly config: Readonly<Record<string, unknown>>;
+  /** The keys added to every variant's config, from the summaries of the runs, one per tuning prompt. */
+  prepared(summaries: readonly CacheSummary[]): Readonly<Record<string, unknown>>;
+}
+
 export interface PolicyTuning {
   /** The variants to search at this run length (none where the policy cannot run it). */
   variants(run: TuningRun): readonly TuningVariant[];
+  /** The run the variants need first, if any: its prepared keys go into every variant's config (and so into best.yaml). */
+  preparation?(run: TuningRun): TuningPreparation | undefined;
   /**
    * The config as cache-dit's own loader reads it to the same effect, for a file both can load;
    * undefined where cache-dit has no such form. Absent: cache-dit does not know the policy.

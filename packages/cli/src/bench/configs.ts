@@ -11,6 +11,8 @@ export interface BenchConfig {
   /** Folder name of the config's cells and its row in the table. */
   readonly name: string;
   readonly cache: Readonly<Record<string, unknown>>;
+  /** Keep each cell's cache summary in its record (what a calibration run measured, for the caller to read). */
+  readonly keepSummary?: boolean;
 }
 
 /** A value of a grid axis: a number, or a name such as a policy's or a preset's. */

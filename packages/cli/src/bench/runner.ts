@@ -54,6 +54,8 @@ export interface CellRecord {
   readonly computedBlocks: number;
   readonly totalBlocks: number;
   readonly flopsSkippedFraction: number;
+  /** The cache summary of the run, where its config asked for it to be kept (BenchConfig.keepSummary). */
+  readonly summary?: CacheSummary;
   /** A video cell: its frames (written as PNGs in `prompt-<i>_frames/`) and its animation's extension. */
   readonly frames?: number;
   readonly format?: string;
@@ -130,7 +132,8 @@ function finishedCell(out: string, made: CellRequest, config: BenchConfig | null
       JSON.stringify(record.cache) === JSON.stringify(config?.cache ?? null) &&
       JSON.stringify(withDtype(record.settings)) === JSON.stringify(made.settings);
     const complete = existsSync(paths.image) && (record.frames === undefined || cellFrames(out, record).length === record.frames);
-    return same && complete ? record : undefined;
+    const kept = !config?.keepSummary || record.summary !== undefined;
+    return same && complete && kept ? record : undefined;
   } catch {
     return undefined;
   }
@@ -255,6 +258,7 @@ export async function runBench(run: BenchRun): Promise<Map<string, CellRecord[]>
             computedBlocks: stats?.computedBlocks ?? 1,
             totalBlocks: stats?.totalBlocks ?? 1,
             flopsSkippedFraction: stats?.flopsSkippedFraction ?? 0,
+            ...(config?.keepSummary && stats ? { summary: stats } : {}),
             ...written,
           };
           // The record goes last: a cell counts as finished only once its picture is on disk.

@@ -1,6 +1,7 @@
 // The cache-config tuner: tune() for apps, its search and outputs for callers that bring their own evaluator.
 export { registerTune } from './command.js';
-export { benchEvaluator, type BenchEvaluatorOptions } from './evaluator.js';
+export { benchEvaluator, benchPreparer, type BenchEvaluatorOptions } from './evaluator.js';
+export { preparedSpaces, type Prepare } from './prepare.js';
 export { bestYaml, cacheDitConfig, psnrText, tuneMarkdown, writeTuneOutputs, type TuneFiles, type TuneReport } from './outputs.js';
 export {
   fastestMeetingTarget,

@@ -58,13 +58,13 @@ export function bestYaml(report: TuneReport, pick: TunedPoint, heldOut: HeldOutC
       : `# Load it with: ditcache generate --cache best.yaml (cache-dit has no form of policy ${pick.policy}).`,
   ];
   const document = new Document({ cache_config: cacheDit ?? pick.config });
-  // Lists (a steps mask) on one line each.
+  // Lists (a steps mask, magnitude ratios) on one line each, however long.
   visit(document, {
     Seq(_, node) {
       if (isSeq(node)) node.flow = true;
     },
   });
-  return `${lines.join('\n')}\n${document.toString()}`;
+  return `${lines.join('\n')}\n${document.toString({ lineWidth: 0 })}`;
 }
 
 function policyTable(points: readonly TunedPoint[], steps: number): string {

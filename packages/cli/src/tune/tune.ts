@@ -16,8 +16,9 @@ import { benchRunSettings } from '../bench/settings.js';
 import { checkCacheFitsModel } from '../cache-spec.js';
 import { UsageError } from '../errors.js';
 import { familiesFor, familyForPipeline, type Families } from '../plugins.js';
-import { benchEvaluator } from './evaluator.js';
+import { benchEvaluator, benchPreparer } from './evaluator.js';
 import { writeTuneOutputs, type TuneFiles } from './outputs.js';
+import { preparedSpaces } from './prepare.js';
 import { fastestMeetingTarget, searchConfigs, tuneSpaces, TargetNotMetError, type Evaluate, type Trial, type TunePoint, type TuneSpace } from './search.js';
 
 export interface TuneOptions {
@@ -130,16 +131,21 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
   }
   const spaces = tuneSpaces(policies, settings.steps);
   if (spaces.length === 0) throw new UsageError(`--policies: ${settings.policies.join(', ')} give no configs to search at ${settings.steps} steps`);
-  checkSpacesFitModel(spaces, family.cacheChains?.(options.model));
+  const chains = family.cacheChains?.(options.model);
+  checkSpacesFitModel(spaces, chains);
   mkdirSync(options.out, { recursive: true });
 
   const { holdoutSeed: _h, targetPsnr: _t, policies: _p, ...bench } = settings;
-  const evaluate = logged(
-    benchEvaluator({ model: options.model, family, prompts, out: join(options.out, 'tuning'), settings: bench, label: 'tune' }),
-    settings.targetPsnr,
-    log,
-  );
-  const points = await searchConfigs(spaces, evaluate, {
+  const tuning = { model: options.model, family, prompts, out: join(options.out, 'tuning'), settings: bench, label: 'tune' };
+  const prepare = benchPreparer(tuning);
+  const searched = await preparedSpaces(spaces, policies, { steps: settings.steps }, (policy, config) => {
+    log(`tune: preparing policy ${policy}: ${JSON.stringify(config)} on ${count} prompt${count === 1 ? '' : 's'}`);
+    return prepare(policy, config);
+  });
+  // What the preparations added (a ratio list per cache context) must fit the model too.
+  checkSpacesFitModel(searched, chains);
+  const evaluate = logged(benchEvaluator(tuning), settings.targetPsnr, log);
+  const points = await searchConfigs(searched, evaluate, {
     targetPsnr: settings.targetPsnr,
     evaluationsPerVariant: options.evaluationsPerVariant ?? DEFAULT_EVALUATIONS,
     onRound: (round, trials) => log(`tune: round ${round}, ${trials.length} config${trials.length === 1 ? '' : 's'} on ${count} prompts`),
