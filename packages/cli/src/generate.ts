@@ -47,7 +47,15 @@ function statsRecord(c: ContextStats): Record<string, unknown> {
     cfgResidualDiffs: c.cfgResidualDiffs,
     computedBlocks: c.computedBlocks,
     totalBlocks: c.totalBlocks,
+    ...prunedBlocksRecord(c),
   };
+}
+
+/** Under a policy that prunes single blocks (dbprune), each step's pruned blocks, per branch as cache-dit names them. */
+function prunedBlocksRecord(c: ContextStats): Record<string, unknown> {
+  const of = (role: 'main' | 'cfg') => c.branches.find((b) => b.role === role)?.prunedBlocks;
+  if (of('main') === undefined && of('cfg') === undefined) return {};
+  return { prunedBlocks: of('main') ?? {}, cfgPrunedBlocks: of('cfg') ?? {} };
 }
 
 export interface GenerateFlags extends CliGenerateSettings {
