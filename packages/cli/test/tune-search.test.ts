@@ -171,6 +171,8 @@ describe('tuning hints of the policies', () => {
       'dbcache/F1B0-T2',
       'dbcache/F1B0-T1-MC3',
       'dbcache/F1B0-T2-MC5',
+      'dbcache/F1B0-FoCa-MC5',
+      'dbcache/F1B0-DMD-MC5',
       'scm/static-T0',
       'scm/static-T1',
       'scm/dynamic-ultra-T1',
@@ -186,8 +188,22 @@ describe('tuning hints of the policies', () => {
     }
     // scm's presets cover 4, 6 and 8-100 steps.
     expect(tuneSpaces(tunablePolicies(['scm']), 5)).toEqual([]);
-    expect(tuneSpaces(tunablePolicies(['dbcache']), 5).map((s) => s.variant.config.max_warmup_steps)).toEqual([1, 1, 1, 1, 1]);
-    expect(tuneSpaces(tunablePolicies(['dbcache']), 50).map((s) => s.variant.config.max_warmup_steps)).toEqual([4, 4, 4, 4, 4]);
+    expect(tuneSpaces(tunablePolicies(['dbcache']), 5).map((s) => s.variant.config.max_warmup_steps)).toEqual([1, 1, 1, 1, 1, 1, 1]);
+    expect(tuneSpaces(tunablePolicies(['dbcache']), 50).map((s) => s.variant.config.max_warmup_steps)).toEqual([4, 4, 4, 4, 4, 4, 4]);
+    // The forecaster each dbcache variant turns on, and how many cached steps in a row it allows.
+    const dbcache = tuneSpaces(tunablePolicies(['dbcache']), 28).map(({ variant }) => {
+      const config = resolveConfig(parseCacheConfig({ ...variant.config, residual_diff_threshold: 0.1 }).base);
+      return [config.enableTaylorseer ? config.calibratorType : 'none', config.taylorseerOrder, config.maxContinuousCachedSteps];
+    });
+    expect(dbcache).toEqual([
+      ['none', 1, -1],
+      ['taylorseer', 1, -1],
+      ['taylorseer', 2, -1],
+      ['taylorseer', 1, 3],
+      ['taylorseer', 2, 5],
+      ['foca', 1, 5],
+      ['dmd', 1, 5],
+    ]);
   });
 
   it("hand cache-dit scm's preset as its mask, and dbcache's config as it is", () => {
@@ -206,6 +222,12 @@ describe('tuning hints of the policies', () => {
     expect(SCM_TUNING.cacheDitForm!(scm, { steps: 5 })).toBeUndefined();
     const dbcache = { Fn_compute_blocks: 1, residual_diff_threshold: 0.2 };
     expect(DBCACHE_TUNING.cacheDitForm!(dbcache, { steps: 28 })).toBe(dbcache);
+    // FoCa and DMD by the flat switches cache-dit's loader reads (it takes no calibrator_type there).
+    const forecasters = DBCACHE_TUNING.variants({ steps: 28 }).slice(-2);
+    expect(forecasters.map((v) => DBCACHE_TUNING.cacheDitForm!(v.config, { steps: 28 }))).toEqual([
+      { Fn_compute_blocks: 1, Bn_compute_blocks: 0, max_warmup_steps: 2, enable_foca: true, max_continuous_cached_steps: 5 },
+      { Fn_compute_blocks: 1, Bn_compute_blocks: 0, max_warmup_steps: 2, enable_dmd: true, max_continuous_cached_steps: 5 },
+    ]);
   });
 
   it('let a third-party policy join with a few lines, and name the tunable ones on a bad --policies', () => {
