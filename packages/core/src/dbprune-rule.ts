@@ -59,7 +59,7 @@ export function nonPrunableBlocks(config: DBPruneRuleConfig, blockCount: number)
 export class DBPruneDecider implements BlockPruningDecider {
   /** Steps where at least one block was pruned (cache-dit's pruned steps). */
   readonly cachedSteps: number[] = [];
-  /** Unused: DBPrune measures per block (see stepDiffs); kept empty for the step-level statistics. */
+  /** Left empty: DBPrune measures per block, not per step (stepDiffs, shown by `summary` as the report's blockDiffs). */
   readonly residualDiffs = new Map<number, number>();
   /** step -> every diff recorded in it, in block order, cache-dit's markers (-1, -2) included. */
   readonly stepDiffs = new Map<number, number[]>();
