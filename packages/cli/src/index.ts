@@ -7,3 +7,4 @@ export * from './tune/index.js';
 export { familyForPipeline, loadFamilies, type Families } from './plugins.js';
 export { checkCacheFitsModel, resolveCacheSpec } from './cache-spec.js';
 export { loadOptions } from './load-options.js';
+export { familyOptions } from './family-options.js';

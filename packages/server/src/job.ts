@@ -10,6 +10,8 @@ export interface GenerationSpec {
   height?: number;
   steps?: number;
   guidance?: number;
+  /** Video length, for families that make videos (checked by the family as generate's --frames). */
+  frames?: number;
   /** The seed of the first image; image i uses seed + i. */
   seed: number;
   /** Images to make, one after the other. */

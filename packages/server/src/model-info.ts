@@ -4,6 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { familyOptions } from '@ditcache/cli';
 import type { CliFamily } from '@ditcache/diffusion/cli';
 
 export interface ModelInfo {
@@ -12,6 +13,8 @@ export interface ModelInfo {
   sizeMultiple: number;
   /** The extension of the files the family writes, e.g. '.png', '.webp'. */
   outputFormat: string;
+  /** The family makes videos whose length a request may set (`frames`, as generate's --frames). */
+  takesFrames: boolean;
 }
 
 /** The size multiple where the model does not say it: 8x VAEs with 2x2 patches, the common case. */
@@ -30,5 +33,6 @@ function sizeMultiple(modelDir: string): number {
 }
 
 export function modelInfo(family: CliFamily, modelDir: string): ModelInfo {
-  return { family: family.label, sizeMultiple: sizeMultiple(modelDir), outputFormat: family.outputFormats[0] };
+  const takesFrames = familyOptions(family).some((o) => o.setting === 'frames');
+  return { family: family.label, sizeMultiple: sizeMultiple(modelDir), outputFormat: family.outputFormats[0], takesFrames };
 }

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
-import { checkCacheFitsModel, familyForPipeline, loadFamilies, loadOptions, resolveCacheSpec } from '@ditcache/cli';
+import { UsageError, checkCacheFitsModel, familyForPipeline, loadFamilies, loadOptions, resolveCacheSpec } from '@ditcache/cli';
 import { cachePreset, disableCache, enableCache, parseCacheConfig, resolveConfig, summary, type CacheConfigInput } from '@ditcache/core';
 import type { ComputeDtype, RemotePipeline } from '@ditcache/diffusion';
 import type { CliFamily, CliGenerateResult, CliGenerateSettings } from '@ditcache/diffusion/cli';
@@ -60,12 +60,13 @@ export class ModelRunner {
 
   /** The family's settings of image `index` of a job. */
   private settings(spec: GenerationSpec, index: number): CliGenerateSettings {
-    const { prompt, negativePrompt, width, height, steps, guidance } = spec;
-    return { prompt, negativePrompt, width, height, steps, guidance, seed: spec.seed + index };
+    const { prompt, negativePrompt, width, height, steps, guidance, frames } = spec;
+    return { prompt, negativePrompt, width, height, steps, guidance, frames, seed: spec.seed + index };
   }
 
   /** Throws the UsageError (or cache config error) the job would fail with, before it is queued. */
   check(spec: GenerationSpec): void {
+    if (spec.frames !== undefined && !this.info.takesFrames) throw new UsageError(`frames: ${this.family.label} makes images; frames is for video models`);
     const settings = this.settings(spec, 0);
     this.family.checkModel?.(this.modelDir, settings);
     this.family.request({}, undefined, settings);

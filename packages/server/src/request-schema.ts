@@ -7,6 +7,7 @@ import { CACHE_PRESETS, parseCacheConfig, type CacheConfigInput } from '@ditcach
 
 import { HttpError } from './http-error.js';
 import type { GenerationSpec } from './job.js';
+import type { ModelInfo } from './model-info.js';
 
 /** Bounds on what one request may ask for. */
 export interface RequestLimits {
@@ -15,11 +16,13 @@ export interface RequestLimits {
   /** The largest width or height. */
   maxSide: number;
   maxPromptChars: number;
+  /** The most video frames a request may ask for. */
+  maxFrames: number;
 }
 
-export const DEFAULT_LIMITS: RequestLimits = { maxSteps: 100, maxImages: 4, maxSide: 2048, maxPromptChars: 2000 };
+export const DEFAULT_LIMITS: RequestLimits = { maxSteps: 100, maxImages: 4, maxSide: 2048, maxPromptChars: 2000, maxFrames: 257 };
 
-const FIELDS = ['prompt', 'negative_prompt', 'size', 'n', 'response_format', 'model', 'user', 'steps', 'guidance', 'seed', 'cache'] as const;
+const FIELDS = ['prompt', 'negative_prompt', 'size', 'n', 'response_format', 'model', 'user', 'steps', 'guidance', 'frames', 'seed', 'cache'] as const;
 
 const SEED_LIMIT = 2 ** 32;
 
@@ -76,7 +79,11 @@ function cache(v: unknown): string | CacheConfigInput | undefined {
 }
 
 /** The generation a parsed JSON body asks for; an HttpError 400 naming the field at fault otherwise. */
-export function parseGenerationRequest(body: unknown, sizeMultiple: number, limits: RequestLimits = DEFAULT_LIMITS): GenerationSpec {
+export function parseGenerationRequest(
+  body: unknown,
+  model: Pick<ModelInfo, 'sizeMultiple' | 'takesFrames'>,
+  limits: RequestLimits = DEFAULT_LIMITS,
+): GenerationSpec {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, `the body must be a JSON object, got ${describe(body)}`);
   const b = body as Record<string, unknown>;
   const unknown = Object.keys(b).filter((k) => !(FIELDS as readonly string[]).includes(k));
@@ -91,13 +98,15 @@ export function parseGenerationRequest(body: unknown, sizeMultiple: number, limi
   const guidance = b.guidance;
   if (guidance !== undefined && (typeof guidance !== 'number' || !Number.isFinite(guidance) || guidance < 0 || guidance > 100))
     throw bad('guidance', `must be a number from 0 to 100, got ${describe(guidance)}`);
+  if (b.frames !== undefined && !model.takesFrames) throw bad('frames', 'this model makes images; frames is for video models');
   return {
     prompt,
     negativePrompt: text(b, 'negative_prompt', limits.maxPromptChars),
-    ...size(b.size, sizeMultiple, limits.maxSide),
+    ...size(b.size, model.sizeMultiple, limits.maxSide),
     n: integer(b, 'n', 1, limits.maxImages) ?? 1,
     steps: integer(b, 'steps', 1, limits.maxSteps),
     guidance: guidance as number | undefined,
+    frames: integer(b, 'frames', 1, limits.maxFrames),
     // Drawn now when not given, so that the job's images can be made again.
     seed: integer(b, 'seed', 0, SEED_LIMIT - 1) ?? randomInt(SEED_LIMIT - 1),
     cache: cache(b.cache),

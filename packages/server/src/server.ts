@@ -144,7 +144,9 @@ export async function createServer(options: ServerOptions): Promise<DitcacheServ
   async function jobSpec(req: IncomingMessage, client: string): Promise<GenerationSpec> {
     limiter.take(client);
     const body = await readJsonBody(req, maxBodyBytes);
-    const spec = parseGenerationRequest(body, (await modelInfo())?.sizeMultiple ?? DEFAULT_SIZE_MULTIPLE, limits);
+    // Before any worker has said what its model is (Redis), frames are left to the worker's check.
+    const info = await modelInfo();
+    const spec = parseGenerationRequest(body, { sizeMultiple: info?.sizeMultiple ?? DEFAULT_SIZE_MULTIPLE, takesFrames: info?.takesFrames ?? true }, limits);
     try {
       runners[0]?.check(spec);
     } catch (e) {

@@ -40,7 +40,7 @@ describe('requests', () => {
     const r = await refusal(await postJson(base, '/v1/images/generations', { prompt: 'x', quality: 'hd', inputs: '/etc/passwd' }));
     expect(r.status).toBe(400);
     expect(r.message).toBe(
-      'unknown fields quality, inputs; valid fields: prompt, negative_prompt, size, n, response_format, model, user, steps, guidance, seed, cache',
+      'unknown fields quality, inputs; valid fields: prompt, negative_prompt, size, n, response_format, model, user, steps, guidance, frames, seed, cache',
     );
   });
 
@@ -53,6 +53,7 @@ describe('requests', () => {
     [{ prompt: 'x', n: 3 }, 'n', 'n: must be an integer from 1 to 2, got 3'],
     [{ prompt: 'x', seed: -1 }, 'seed', 'seed: must be an integer from 0 to 4294967295, got -1'],
     [{ prompt: 'x', guidance: 'high' }, 'guidance', 'guidance: must be a number from 0 to 100, got "high"'],
+    [{ prompt: 'x', frames: 9 }, 'frames', 'frames: this model makes images; frames is for video models'],
     [{ prompt: 'x', response_format: 'url' }, 'response_format', 'response_format: must be \'b64_json\' (this server returns images inline), got "url"'],
     // A cache is a preset or a config, never a file.
     [
