@@ -186,6 +186,12 @@ describe('ditcache tune', () => {
     }
     const [context] = JSON.parse(readFileSync(stats, 'utf-8')) as { cachedSteps: number[] }[];
     expect(context.cachedSteps.length).toBeGreaterThan(0);
+    // Run again, the calibration is found on disk with its summary, as every other cell.
+    const stamp = () => statSync(join(out, 'tuning', 'magcache_preparation', 'prompt-1.json')).mtimeMs;
+    const before = stamp();
+    const again = await tune({ model: flux, prompts, targetPsnr: TARGET, policies: ['magcache'], out, evaluationsPerVariant: 3 });
+    expect(stamp()).toBe(before);
+    expect(again.pick.config).toEqual(mag.pick.config);
   });
 
   it('writes the tables, the JSON and a Pareto plot per policy', async () => {
