@@ -18,7 +18,10 @@ for (const entry of ['transformer', 'vae', 'scheduler']) symlinkSync(join(ROOT, 
 for (const entry of ['tokenizer', 'text_encoder']) symlinkSync(join(ROOT, 'packages/adapter-wan/test/goldens/wan-prompt', entry), join(wan, entry));
 // The golden's pipeline index names no text encoders; this folder has them.
 const index = JSON.parse(readFileSync(join(ROOT, 'testdata/goldens/wan-tiny/model_index.json'), 'utf-8')) as Record<string, unknown>;
-writeFileSync(join(wan, 'model_index.json'), JSON.stringify({ ...index, tokenizer: ['transformers', 'AutoTokenizer'], text_encoder: ['transformers', 'UMT5EncoderModel'] }));
+writeFileSync(
+  join(wan, 'model_index.json'),
+  JSON.stringify({ ...index, tokenizer: ['transformers', 'AutoTokenizer'], text_encoder: ['transformers', 'UMT5EncoderModel'] }),
+);
 
 let service: DitcacheServer;
 let base: string;
