@@ -13,7 +13,7 @@ import { FluxPipeline } from '@ditcache/adapter-flux';
 import { scmMask } from '@ditcache/core';
 import { Tensor, loadSafetensors, openSafetensors } from '@ditcache/cuda-runtime';
 
-import { DEMO_PRESETS, DEMO_SCM, REFERENCE_MODEL, runDemo } from '../src/demo.js';
+import { DEMO_DBPRUNE, DEMO_FOCA, DEMO_MAGCACHE, DEMO_PRESETS, DEMO_SCM, REFERENCE_MODEL, runDemo } from '../src/demo.js';
 
 /** The demo's prompts, as the embeddings file lists them in its metadata. */
 function openPrompts(): string {
@@ -100,18 +100,44 @@ describe('the demo', () => {
   });
 });
 
-describe('the demo of both policies', () => {
-  it('adds an SCM row after the presets: it caches only where the medium mask allows', async () => {
+describe('the demo of every policy', () => {
+  it('adds SCM, FoCa, DBPrune and a calibrated MagCache after the presets, each caching with the fidelity measured', async () => {
     const demo = await runDemo({ out: join(dir, 'policies'), promptCount: 1, repeats: 1 });
-    expect(demo.results.map((r) => r.name)).toEqual(['uncached', ...DEMO_PRESETS, DEMO_SCM.name]);
+    expect(demo.results.map((r) => r.name)).toEqual(['uncached', ...DEMO_PRESETS, DEMO_SCM.name, DEMO_FOCA.name, DEMO_DBPRUNE.name, DEMO_MAGCACHE]);
+    const byName = new Map(demo.results.map((r) => [r.name, r]));
+
+    // SCM caches only where the medium mask allows: measured 12 of its 13 (mean over the four demo prompts) at about 57 dB.
     const record = demo.records.get(DEMO_SCM.name)![0];
     const maskZeros = scmMask('medium', 28).flatMap((m, step) => (m === 0 ? [step] : []));
     expect(maskZeros).toHaveLength(13);
     expect(record.cachedSteps.every((step) => maskZeros.includes(step))).toBe(true);
-    // Measured: 12 of the 13 (mean over the four demo prompts) at about 57 dB.
     expect(record.cachedSteps.length).toBeGreaterThanOrEqual(10);
-    expect(demo.results.at(-1)!.psnr[0]).toBeGreaterThan(45);
+    expect(byName.get(DEMO_SCM.name)!.psnr[0]).toBeGreaterThan(45);
     expect(demo.table).toMatch(/\| scm-medium \| scm medium dynamic \| 0\.3 \|/);
+
+    // FoCa: measured on prompt 0 14 of 28 steps cached, 56% of the blocks, 47.6 dB; 3 in a row at most.
+    const foca = byName.get(DEMO_FOCA.name)!;
+    expect(foca.cachedSteps).toBeGreaterThanOrEqual(12);
+    expect(foca.computedFraction).toBeLessThan(0.6);
+    expect(foca.psnr[0]).toBeGreaterThan(44);
+    expect(demo.table).toMatch(/\| foca \| dbcache foca \| 0\.15 \|/);
+
+    // DBPrune: measured on prompt 0 a pruned block in 16 of 28 steps, 50% of the blocks, 41.8 dB.
+    const dbprune = byName.get(DEMO_DBPRUNE.name)!;
+    expect(dbprune.cachedSteps).toBeGreaterThanOrEqual(13);
+    expect(dbprune.computedFraction).toBeLessThan(0.6);
+    expect(dbprune.psnr[0]).toBeGreaterThan(39);
+    expect(demo.table).toMatch(/\| dbprune \| dbprune .*\| 0\.1 \|/);
+
+    // MagCache with the ratios of prompt 0's calibration, diffusers' threshold 0.06: measured 11 of
+    // 28 steps skipped, 61% of the blocks, 46.3 dB. The calibration run computed every block.
+    const magcache = byName.get(DEMO_MAGCACHE)!;
+    expect(magcache.cachedSteps).toBeGreaterThanOrEqual(9);
+    expect(magcache.computedFraction).toBeLessThan(0.7);
+    expect(magcache.psnr[0]).toBeGreaterThan(43);
+    expect((magcache.cache!.mag_ratios as number[]).length).toBe(28);
+    expect(demo.table).toMatch(/\| magcache \| magcache threshold=0\.06 .*\| 0\.06 \|/);
+    for (const r of [foca, dbprune, magcache]) expect(Number.isFinite(r.psnr[0])).toBe(true);
   });
 });
 
