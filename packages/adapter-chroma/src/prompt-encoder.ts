@@ -1,16 +1,14 @@
 // ChromaPipeline's prompt encoding (diffusers' encode_prompt): T5's last hidden state of the
 // prompt padded to max_sequence_length, T5 attending to the prompt's tokens only, and the mask
 // the transformer gets: the prompt's tokens and the first pad token (Chroma keeps one pad token
-// visible; its model card explains why). The tokenizer loads with the encoder; T5's weights
-// (9.5 GB for T5-XXL) load on first use and can be released after it.
-import { join } from 'node:path';
-
+// visible; its model card explains why). Loading and
+// releasing T5 is @ditcache/text-encoders' T5TextComponents.
 import { tensor, tidy, zeros, type Tensor } from '@ditcache/cuda-runtime';
-import { missingFolders, requireFolders, type LoadOptions } from '@ditcache/diffusion';
-import { T5Encoder, loadTokenizer, type Tokenizer } from '@ditcache/text-encoders';
+import { missingFolders, type LoadOptions } from '@ditcache/diffusion';
+import { T5TextComponents, T5_TEXT_COMPONENTS } from '@ditcache/text-encoders';
 
 /** The folders of a Chroma pipeline that prompt encoding needs. */
-export const TEXT_COMPONENTS = ['tokenizer', 'text_encoder'] as const;
+export const TEXT_COMPONENTS = T5_TEXT_COMPONENTS;
 
 /** diffusers refuses longer T5 sequences for Chroma. */
 export const MAX_SEQUENCE_LENGTH = 512;
@@ -39,40 +37,13 @@ export function missingTextComponents(dir: string): string[] {
   return missingFolders(dir, TEXT_COMPONENTS);
 }
 
-export class ChromaPromptEncoder implements Disposable {
-  readonly tokenizer: Tokenizer;
-  private t5: T5Encoder | null = null;
-
-  constructor(
-    readonly dir: string,
-    private readonly opts: LoadOptions = {},
-  ) {
-    requireFolders(dir, TEXT_COMPONENTS, 'prompt encoding');
-    this.tokenizer = loadTokenizer(join(dir, 'tokenizer'));
-  }
-
+export class ChromaPromptEncoder extends T5TextComponents {
   /** Opens the text components of a Chroma folder; T5 loads on the first encode unless `preload` is set. */
   static fromPretrained(dir: string, opts: LoadOptions & { preload?: boolean } = {}): ChromaPromptEncoder {
     // T5 computes in the pipeline's dtype, as diffusers runs the text encoder of a pipeline loaded with that torch_dtype.
     const encoder = new ChromaPromptEncoder(dir, { device: opts.device, dtype: opts.dtype });
     if (opts.preload) encoder.load();
     return encoder;
-  }
-
-  /** Whether T5's weights are loaded. */
-  get loaded(): boolean {
-    return this.t5 !== null;
-  }
-
-  /** Loads T5's weights now (encode does it when needed). */
-  load(): void {
-    this.t5 ??= T5Encoder.load(join(this.dir, 'text_encoder'), this.opts);
-  }
-
-  /** Frees T5's weights; the next encode loads them again. The tokenizer stays. */
-  release(): void {
-    this.t5?.dispose();
-    this.t5 = null;
   }
 
   /** diffusers' ChromaPipeline.encode_prompt (its _get_t5_prompt_embeds) for one prompt or a batch. */
@@ -83,8 +54,7 @@ export class ChromaPromptEncoder implements Disposable {
     if (!Number.isInteger(length) || length < 1 || length > MAX_SEQUENCE_LENGTH) {
       throw new RangeError(`encodePrompt: maxSequenceLength must be an integer from 1 to ${MAX_SEQUENCE_LENGTH}, got ${length}`);
     }
-    this.load();
-    const t5 = this.t5 as T5Encoder;
+    const t5 = this.load();
     const encoded = prompts.map((p) => this.tokenizer.encodePadded(p, length));
     // The tokens the tokenizer keeps, plus one: position i is visible when i <= that count.
     const visible = encoded.flatMap((e) => {
@@ -104,12 +74,5 @@ export class ChromaPromptEncoder implements Disposable {
         truncatedTokens: Math.max(...encoded.map((e) => e.truncatedTokens)),
       };
     });
-  }
-
-  dispose(): void {
-    this.release();
-  }
-  [Symbol.dispose](): void {
-    this.dispose();
   }
 }

@@ -1,16 +1,14 @@
 // LtxPipeline's prompt encoding (diffusers' LTXPipeline._get_t5_prompt_embeds): the prompt
 // tokenized with padding to max_sequence_length (default 128), truncation and T5's </s>; T5's last
 // hidden state of every token, pads included (diffusers calls T5 without the mask); the
-// tokenizer's mask is what the transformer gets. The tokenizer loads with the encoder; T5's weights
-// (9.5 GB for T5-XXL) load on first use and can be released after it.
-import { join } from 'node:path';
-
+// tokenizer's mask is what the transformer gets. Loading and
+// releasing T5 is @ditcache/text-encoders' T5TextComponents.
 import { tensor, tidy, type Tensor } from '@ditcache/cuda-runtime';
-import { missingFolders, requireFolders, type LoadOptions } from '@ditcache/diffusion';
-import { T5Encoder, loadTokenizer, maxSequenceLengthWarning, type Tokenizer } from '@ditcache/text-encoders';
+import { missingFolders, type LoadOptions } from '@ditcache/diffusion';
+import { T5TextComponents, T5_TEXT_COMPONENTS, maxSequenceLengthWarning } from '@ditcache/text-encoders';
 
 /** The folders of an LTX-Video pipeline that prompt encoding needs. */
-export const TEXT_COMPONENTS = ['tokenizer', 'text_encoder'] as const;
+export const TEXT_COMPONENTS = T5_TEXT_COMPONENTS;
 
 /** LTXPipeline's default max_sequence_length. */
 export const DEFAULT_MAX_SEQUENCE_LENGTH = 128;
@@ -37,18 +35,7 @@ export function missingTextComponents(dir: string): string[] {
   return missingFolders(dir, TEXT_COMPONENTS);
 }
 
-export class LtxPromptEncoder implements Disposable {
-  readonly tokenizer: Tokenizer;
-  private t5: T5Encoder | null = null;
-
-  constructor(
-    readonly dir: string,
-    private readonly opts: LoadOptions = {},
-  ) {
-    requireFolders(dir, TEXT_COMPONENTS, 'prompt encoding');
-    this.tokenizer = loadTokenizer(join(dir, 'tokenizer'));
-  }
-
+export class LtxPromptEncoder extends T5TextComponents {
   /** Opens the text components of an LTX-Video folder; T5 loads on the first encode unless `preload` is set. */
   static fromPretrained(dir: string, opts: LoadOptions & { preload?: boolean } = {}): LtxPromptEncoder {
     // T5 computes in the pipeline's dtype, as diffusers runs the text encoder of a pipeline loaded with that torch_dtype.
@@ -57,30 +44,13 @@ export class LtxPromptEncoder implements Disposable {
     return encoder;
   }
 
-  /** Whether T5's weights are loaded. */
-  get loaded(): boolean {
-    return this.t5 !== null;
-  }
-
-  /** Loads T5's weights now (encode does it when needed). */
-  load(): void {
-    this.t5 ??= T5Encoder.load(join(this.dir, 'text_encoder'), this.opts);
-  }
-
-  /** Frees T5's weights; the next encode loads them again. The tokenizer stays. */
-  release(): void {
-    this.t5?.dispose();
-    this.t5 = null;
-  }
-
   /** diffusers' LTXPipeline._get_t5_prompt_embeds for one prompt or a batch. */
   encode(prompt: string | readonly string[], opts: EncodePromptOptions = {}): LtxPromptEmbeddings {
     const prompts = typeof prompt === 'string' ? [prompt] : [...prompt];
     if (prompts.length === 0) throw new TypeError('encodePrompt: give at least one prompt');
     const length = opts.maxSequenceLength ?? DEFAULT_MAX_SEQUENCE_LENGTH;
     if (!Number.isInteger(length) || length < 1) throw new RangeError(`encodePrompt: maxSequenceLength must be a positive integer, got ${length}`);
-    this.load();
-    const t5 = this.t5 as T5Encoder;
+    const t5 = this.load();
     const encoded = prompts.map((p) => this.tokenizer.encodePadded(p, length));
     const device = this.opts.device ?? 'cpu';
     const warning = maxSequenceLengthWarning(this.tokenizer, prompts, length);
@@ -94,12 +64,5 @@ export class LtxPromptEncoder implements Disposable {
         warning,
       };
     });
-  }
-
-  dispose(): void {
-    this.release();
-  }
-  [Symbol.dispose](): void {
-    this.dispose();
   }
 }

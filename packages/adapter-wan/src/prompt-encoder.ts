@@ -3,15 +3,13 @@
 // UMT5's last hidden state with the padding masked out of attention, and every row past a
 // prompt's own tokens set to zero. The tokenizer loads with the encoder; the encoder's weights
 // load on first use and can be released after it, since Wan's umt5-xxl is 11 GB in bfloat16.
-import { join } from 'node:path';
-
 import { concat, tensor, tidy, zeros, type Tensor } from '@ditcache/cuda-runtime';
-import { missingFolders, requireFolders, type LoadOptions } from '@ditcache/diffusion';
-import { T5Encoder, fixText, loadTokenizer, type Tokenizer } from '@ditcache/text-encoders';
+import { missingFolders } from '@ditcache/diffusion';
+import { T5TextComponents, T5_TEXT_COMPONENTS, fixText } from '@ditcache/text-encoders';
 import { decodeHTML } from 'entities';
 
 /** The folders of a Wan pipeline that prompt encoding needs. */
-export const TEXT_COMPONENTS = ['tokenizer', 'text_encoder'] as const;
+export const TEXT_COMPONENTS = T5_TEXT_COMPONENTS;
 
 /** WanPipeline's default max_sequence_length, which the transformer's text was trained with. */
 export const MAX_SEQUENCE_LENGTH = 512;
@@ -55,35 +53,7 @@ export function missingTextComponents(dir: string): string[] {
   return missingFolders(dir, TEXT_COMPONENTS);
 }
 
-export class WanPromptEncoder implements Disposable {
-  readonly tokenizer: Tokenizer;
-  private encoder: T5Encoder | null = null;
-
-  constructor(
-    readonly dir: string,
-    private readonly opts: LoadOptions = {},
-  ) {
-    requireFolders(dir, TEXT_COMPONENTS, 'prompt encoding');
-    this.tokenizer = loadTokenizer(join(dir, 'tokenizer'));
-  }
-
-  /** Whether the encoder's weights are loaded. */
-  get loaded(): boolean {
-    return this.encoder !== null;
-  }
-
-  /** Loads the encoder's weights now (encode does it when needed). */
-  load(): T5Encoder {
-    this.encoder ??= T5Encoder.load(join(this.dir, 'text_encoder'), this.opts);
-    return this.encoder;
-  }
-
-  /** Frees the encoder's weights; the next encode loads them again. The tokenizer stays. */
-  release(): void {
-    this.encoder?.dispose();
-    this.encoder = null;
-  }
-
+export class WanPromptEncoder extends T5TextComponents {
   /** diffusers' WanPipeline._get_t5_prompt_embeds for one prompt or a batch. */
   encode(prompt: string | readonly string[], opts: WanEncodePromptOptions = {}): WanPromptEmbeddings {
     const prompts = typeof prompt === 'string' ? [prompt] : [...prompt];
@@ -107,12 +77,5 @@ export class WanPromptEncoder implements Disposable {
       });
       return { promptEmbeds: concat(rows, 0), inputIds, attentionMask, truncatedTokens: Math.max(...encoded.map((e) => e.truncatedTokens)) };
     });
-  }
-
-  dispose(): void {
-    this.release();
-  }
-  [Symbol.dispose](): void {
-    this.dispose();
   }
 }

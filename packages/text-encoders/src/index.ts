@@ -21,3 +21,4 @@ export {
   templateCropStart,
 } from './prompt-templates.js';
 export { clipLengthWarning, maxSequenceLengthWarning, pythonRepr } from './truncation-warning.js';
+export { T5_TEXT_COMPONENTS, T5TextComponents } from './t5-text-components.js';
