@@ -1,15 +1,12 @@
 // The FoCa and DMD calibrators on FLUX against cache-dit's: per config, the steps it cached, its
 // diffs and its final latents (tools/cache-references-calibrators/calibrators.py made them,
 // float32). FLUX's encoder stream is forecast too where the config says so.
-import { readFileSync } from 'node:fs';
-
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { disableCache, enableCache, summary } from '@ditcache/core';
-import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
+import { memoryStats } from '@ditcache/cuda-runtime';
 
-import { FluxPipeline } from '../src/index.js';
-import { goldens, localGoldens, relativeL2 } from './helpers.js';
+import { fluxTinyTraces, relativeL2 } from './helpers.js';
 
 interface CalibratorTrace {
   cache_config: Record<string, unknown>;
@@ -19,28 +16,7 @@ interface CalibratorTrace {
 }
 
 describe('the FoCa and DMD calibrators on FLUX (flux-tiny)', () => {
-  const meta = JSON.parse(readFileSync(`${goldens}/flux-tiny/meta.json`, 'utf-8')) as Record<string, number>;
-  const references = JSON.parse(readFileSync(`${localGoldens}/flux-tiny/cache_traces_calibrators.json`, 'utf-8')) as {
-    traces: Record<string, CalibratorTrace>;
-  };
-  const ref = loadSafetensors(`${goldens}/flux-tiny/pipeline.safetensors`);
-  const traces = loadSafetensors(`${localGoldens}/flux-tiny/cache_traces_calibrators.safetensors`);
-  const pipe = FluxPipeline.fromPretrained(`${goldens}/flux-tiny`);
-  afterAll(() => {
-    pipe.dispose();
-    for (const t of [...Object.values(ref), ...Object.values(traces)]) t.dispose();
-  });
-  const latentsOf = (): Tensor =>
-    pipe.generate({
-      promptEmbeds: ref.prompt_embeds,
-      pooledPromptEmbeds: ref.pooled_prompt_embeds,
-      latents: ref.latents_in,
-      height: meta.height,
-      width: meta.width,
-      numInferenceSteps: meta.num_inference_steps,
-      guidanceScale: meta.guidance_scale,
-      decode: false,
-    }).latents;
+  const { references, traces, pipe, latentsOf } = fluxTinyTraces<{ traces: Record<string, CalibratorTrace> }>('calibrators');
 
   it('covers both calibrators', () => {
     const types = new Set(Object.values(references.traces).map((t) => t.calibrator_config.calibrator_type));

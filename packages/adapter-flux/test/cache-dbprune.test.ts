@@ -2,15 +2,12 @@
 // Dynamic Block Prune: per config, the blocks cache-dit pruned at each step, the diffs it measured
 // block by block, and its final latents (tools/cache-references-dbprune/dbprune.py made them,
 // float32, with thresholds every diff stays 2% away from); diffs agree within 1e-5.
-import { readFileSync } from 'node:fs';
-
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { disableCache, enableCache, summary } from '@ditcache/core';
-import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
+import { memoryStats } from '@ditcache/cuda-runtime';
 
-import { FluxPipeline } from '../src/index.js';
-import { goldens, localGoldens, relativeL2 } from './helpers.js';
+import { fluxTinyTraces, relativeL2 } from './helpers.js';
 
 interface DBPruneTrace {
   config: Record<string, unknown>;
@@ -31,26 +28,7 @@ function diffsPerStep(trace: DBPruneTrace, branch: string): Record<string, numbe
 }
 
 describe('the dbprune policy on FLUX (flux-tiny)', () => {
-  const meta = JSON.parse(readFileSync(`${goldens}/flux-tiny/meta.json`, 'utf-8')) as Record<string, number>;
-  const dbprune = JSON.parse(readFileSync(`${localGoldens}/flux-tiny/cache_traces_dbprune.json`, 'utf-8')) as { traces: Record<string, DBPruneTrace> };
-  const ref = loadSafetensors(`${goldens}/flux-tiny/pipeline.safetensors`);
-  const traces = loadSafetensors(`${localGoldens}/flux-tiny/cache_traces_dbprune.safetensors`);
-  const pipe = FluxPipeline.fromPretrained(`${goldens}/flux-tiny`);
-  afterAll(() => {
-    pipe.dispose();
-    for (const t of [...Object.values(ref), ...Object.values(traces)]) t.dispose();
-  });
-  const latentsOf = (): Tensor =>
-    pipe.generate({
-      promptEmbeds: ref.prompt_embeds,
-      pooledPromptEmbeds: ref.pooled_prompt_embeds,
-      latents: ref.latents_in,
-      height: meta.height,
-      width: meta.width,
-      numInferenceSteps: meta.num_inference_steps,
-      guidanceScale: meta.guidance_scale,
-      decode: false,
-    }).latents;
+  const { meta, references: dbprune, traces, pipe, latentsOf } = fluxTinyTraces<{ traces: Record<string, DBPruneTrace> }>('dbprune');
 
   it.each(Object.keys(dbprune.traces))("%s: cache-dit's pruned blocks per step, its diffs and latents", (name) => {
     const trace = dbprune.traces[name];

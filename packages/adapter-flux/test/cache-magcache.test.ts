@@ -3,15 +3,13 @@
 // and changes nothing, and each config skips diffusers' steps, accumulates its errors and ends
 // at its latents, in one chain (double and single blocks together, as diffusers hooks them) and
 // in two.
-import { readFileSync } from 'node:fs';
-
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { disableCache, enableCache, magCacheCalibration, magCacheConfigFromCalibration, summary } from '@ditcache/core';
-import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
+import { memoryStats } from '@ditcache/cuda-runtime';
 
-import { FluxPipeline, fluxBlockAdapter } from '../src/index.js';
-import { goldens, localGoldens, relativeL2 } from './helpers.js';
+import { fluxBlockAdapter } from '../src/index.js';
+import { fluxTinyTraces, relativeL2 } from './helpers.js';
 
 interface MagCacheTrace {
   config: { threshold: number; max_skip_steps: number; retention_ratio: number; num_inference_steps: number };
@@ -22,29 +20,12 @@ interface MagCacheTrace {
 }
 
 describe('the magcache policy on FLUX (flux-tiny)', () => {
-  const meta = JSON.parse(readFileSync(`${goldens}/flux-tiny/meta.json`, 'utf-8')) as Record<string, number>;
-  const reference = JSON.parse(readFileSync(`${localGoldens}/flux-tiny/cache_traces_magcache.json`, 'utf-8')) as {
-    calibration: { cond: number[] };
-    traces: Record<string, MagCacheTrace>;
-  };
-  const ref = loadSafetensors(`${goldens}/flux-tiny/pipeline.safetensors`);
-  const traces = loadSafetensors(`${localGoldens}/flux-tiny/cache_traces_magcache.safetensors`);
-  const pipe = FluxPipeline.fromPretrained(`${goldens}/flux-tiny`);
-  afterAll(() => {
-    pipe.dispose();
-    for (const t of [...Object.values(ref), ...Object.values(traces)]) t.dispose();
-  });
-  const latentsOf = (): Tensor =>
-    pipe.generate({
-      promptEmbeds: ref.prompt_embeds,
-      pooledPromptEmbeds: ref.pooled_prompt_embeds,
-      latents: ref.latents_in,
-      height: meta.height,
-      width: meta.width,
-      numInferenceSteps: meta.num_inference_steps,
-      guidanceScale: meta.guidance_scale,
-      decode: false,
-    }).latents;
+  const {
+    references: reference,
+    traces,
+    pipe,
+    latentsOf,
+  } = fluxTinyTraces<{ calibration: { cond: number[] }; traces: Record<string, MagCacheTrace> }>('magcache');
   const configOf = (trace: MagCacheTrace) => ({
     policy: 'magcache',
     ...trace.config,

@@ -2,15 +2,12 @@
 // calibrator) against cache-dit's: per config, the steps it cached per CFG branch (cond is its
 // non-CFG branch), its diffs and its final latents (tools/cache-references-calibrators/
 // calibrators.py made them, float32).
-import { readFileSync } from 'node:fs';
-
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { disableCache, enableCache, summary } from '@ditcache/core';
-import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
+import { memoryStats } from '@ditcache/cuda-runtime';
 
-import { WanPipeline } from '../src/index.js';
-import { goldens, localGoldens, relativeL2 } from './helpers.js';
+import { relativeL2, wanTinyTraces } from './helpers.js';
 
 type Branches<T> = { non_cfg: T; cfg: T };
 interface CalibratorTrace {
@@ -26,29 +23,7 @@ function expectDiffs(got: Readonly<Record<string, number>>, want: Record<string,
 }
 
 describe('the FoCa and DMD calibrators on Wan (wan-tiny)', () => {
-  const meta = JSON.parse(readFileSync(`${goldens}/wan-tiny/meta.json`, 'utf-8')) as Record<string, number>;
-  const references = JSON.parse(readFileSync(`${localGoldens}/wan-tiny/cache_traces_calibrators.json`, 'utf-8')) as {
-    traces: Record<string, CalibratorTrace>;
-  };
-  const ref = loadSafetensors(`${goldens}/wan-tiny/pipeline.safetensors`);
-  const traces = loadSafetensors(`${localGoldens}/wan-tiny/cache_traces_calibrators.safetensors`);
-  const pipe = WanPipeline.fromPretrained(`${goldens}/wan-tiny`);
-  afterAll(() => {
-    pipe.dispose();
-    for (const t of [...Object.values(ref), ...Object.values(traces)]) t.dispose();
-  });
-  const latentsOf = (): Tensor =>
-    pipe.generate({
-      promptEmbeds: ref.prompt_embeds,
-      negativePromptEmbeds: ref.negative_prompt_embeds,
-      latents: ref.latents_in,
-      height: meta.height,
-      width: meta.width,
-      numFrames: meta.num_frames,
-      numInferenceSteps: meta.num_inference_steps,
-      guidanceScale: meta.guidance_scale,
-      decode: false,
-    }).latents;
+  const { references, traces, pipe, latentsOf } = wanTinyTraces<{ traces: Record<string, CalibratorTrace> }>('calibrators');
 
   it('covers both calibrators', () => {
     const types = new Set(Object.values(references.traces).map((t) => t.calibrator_config.calibrator_type));

@@ -4,15 +4,12 @@
 // (tools/cache-references-dbprune/dbprune.py made them, float32, with thresholds every diff stays
 // 2% away from); diffs agree within 1e-5. The dynamic-threshold configs check that the CFG
 // branch's threshold follows the cond branch's diffs, as cache-dit's does.
-import { readFileSync } from 'node:fs';
-
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { disableCache, enableCache, summary, type BranchStats } from '@ditcache/core';
-import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
+import { memoryStats } from '@ditcache/cuda-runtime';
 
-import { WanPipeline } from '../src/index.js';
-import { goldens, localGoldens, relativeL2 } from './helpers.js';
+import { relativeL2, wanTinyTraces } from './helpers.js';
 
 type CacheDitBranch = 'non_cfg' | 'cfg';
 interface DBPruneTrace {
@@ -45,27 +42,7 @@ function expectBranch(got: BranchStats | undefined, trace: DBPruneTrace, branch:
 }
 
 describe('the dbprune policy on Wan (wan-tiny)', () => {
-  const meta = JSON.parse(readFileSync(`${goldens}/wan-tiny/meta.json`, 'utf-8')) as Record<string, number>;
-  const dbprune = JSON.parse(readFileSync(`${localGoldens}/wan-tiny/cache_traces_dbprune.json`, 'utf-8')) as { traces: Record<string, DBPruneTrace> };
-  const ref = loadSafetensors(`${goldens}/wan-tiny/pipeline.safetensors`);
-  const traces = loadSafetensors(`${localGoldens}/wan-tiny/cache_traces_dbprune.safetensors`);
-  const pipe = WanPipeline.fromPretrained(`${goldens}/wan-tiny`);
-  afterAll(() => {
-    pipe.dispose();
-    for (const t of [...Object.values(ref), ...Object.values(traces)]) t.dispose();
-  });
-  const latentsOf = (): Tensor =>
-    pipe.generate({
-      promptEmbeds: ref.prompt_embeds,
-      negativePromptEmbeds: ref.negative_prompt_embeds,
-      latents: ref.latents_in,
-      height: meta.height,
-      width: meta.width,
-      numFrames: meta.num_frames,
-      numInferenceSteps: meta.num_inference_steps,
-      guidanceScale: meta.guidance_scale,
-      decode: false,
-    }).latents;
+  const { meta, references: dbprune, traces, pipe, latentsOf } = wanTinyTraces<{ traces: Record<string, DBPruneTrace> }>('dbprune');
 
   it.each(Object.keys(dbprune.traces))("%s: cache-dit's pruned blocks per step and CFG branch, its diffs and latents", (name) => {
     const trace = dbprune.traces[name];

@@ -3,15 +3,12 @@
 // keeps one MagCache state per cache context ('cond', 'uncond'); ditcache keeps one per announced
 // branch: each branch records its own calibration, counts its own steps and skips diffusers'
 // steps, and the run ends at diffusers' latents.
-import { readFileSync } from 'node:fs';
-
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { disableCache, enableCache, magCacheCalibration, magCacheConfigFromCalibration, summary } from '@ditcache/core';
-import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
+import { memoryStats } from '@ditcache/cuda-runtime';
 
-import { WanPipeline } from '../src/index.js';
-import { goldens, localGoldens, relativeL2 } from './helpers.js';
+import { relativeL2, wanTinyTraces } from './helpers.js';
 
 type Branches<T> = { cond: T; uncond: T };
 interface MagCacheTrace {
@@ -28,30 +25,12 @@ function expectErrors(got: Readonly<Record<string, number>>, want: Record<string
 }
 
 describe('the magcache policy on Wan (wan-tiny)', () => {
-  const meta = JSON.parse(readFileSync(`${goldens}/wan-tiny/meta.json`, 'utf-8')) as Record<string, number>;
-  const reference = JSON.parse(readFileSync(`${localGoldens}/wan-tiny/cache_traces_magcache.json`, 'utf-8')) as {
-    calibration: Branches<number[]>;
-    traces: Record<string, MagCacheTrace>;
-  };
-  const ref = loadSafetensors(`${goldens}/wan-tiny/pipeline.safetensors`);
-  const traces = loadSafetensors(`${localGoldens}/wan-tiny/cache_traces_magcache.safetensors`);
-  const pipe = WanPipeline.fromPretrained(`${goldens}/wan-tiny`);
-  afterAll(() => {
-    pipe.dispose();
-    for (const t of [...Object.values(ref), ...Object.values(traces)]) t.dispose();
-  });
-  const latentsOf = (): Tensor =>
-    pipe.generate({
-      promptEmbeds: ref.prompt_embeds,
-      negativePromptEmbeds: ref.negative_prompt_embeds,
-      latents: ref.latents_in,
-      height: meta.height,
-      width: meta.width,
-      numFrames: meta.num_frames,
-      numInferenceSteps: meta.num_inference_steps,
-      guidanceScale: meta.guidance_scale,
-      decode: false,
-    }).latents;
+  const {
+    references: reference,
+    traces,
+    pipe,
+    latentsOf,
+  } = wanTinyTraces<{ calibration: Branches<number[]>; traces: Record<string, MagCacheTrace> }>('magcache');
 
   it("calibration records diffusers' ratios per CFG branch and computes every step as the uncached run does, bit for bit", () => {
     const before = memoryStats();

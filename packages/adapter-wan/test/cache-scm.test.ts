@@ -2,15 +2,12 @@
 // computation masks: for every preset, 'static' and 'dynamic', the mask cache-dit's steps_mask
 // gave, the steps it cached per CFG branch (cond is its non-CFG branch), its diffs and its final
 // latents (tools/cache-references-scm/scm.py made them, float32).
-import { readFileSync } from 'node:fs';
-
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { disableCache, enableCache, scmMask, summary, type ScmPreset } from '@ditcache/core';
-import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
+import { memoryStats } from '@ditcache/cuda-runtime';
 
-import { WanPipeline } from '../src/index.js';
-import { goldens, localGoldens, relativeL2 } from './helpers.js';
+import { relativeL2, wanTinyTraces } from './helpers.js';
 
 type Branches<T> = { non_cfg: T; cfg: T };
 interface ScmTrace {
@@ -27,27 +24,7 @@ function expectDiffs(got: Readonly<Record<string, number>>, want: Record<string,
 }
 
 describe('the scm policy on Wan (wan-tiny)', () => {
-  const meta = JSON.parse(readFileSync(`${goldens}/wan-tiny/meta.json`, 'utf-8')) as Record<string, number>;
-  const scm = JSON.parse(readFileSync(`${localGoldens}/wan-tiny/cache_traces_scm.json`, 'utf-8')) as { traces: Record<string, ScmTrace> };
-  const ref = loadSafetensors(`${goldens}/wan-tiny/pipeline.safetensors`);
-  const traces = loadSafetensors(`${localGoldens}/wan-tiny/cache_traces_scm.safetensors`);
-  const pipe = WanPipeline.fromPretrained(`${goldens}/wan-tiny`);
-  afterAll(() => {
-    pipe.dispose();
-    for (const t of [...Object.values(ref), ...Object.values(traces)]) t.dispose();
-  });
-  const latentsOf = (): Tensor =>
-    pipe.generate({
-      promptEmbeds: ref.prompt_embeds,
-      negativePromptEmbeds: ref.negative_prompt_embeds,
-      latents: ref.latents_in,
-      height: meta.height,
-      width: meta.width,
-      numFrames: meta.num_frames,
-      numInferenceSteps: meta.num_inference_steps,
-      guidanceScale: meta.guidance_scale,
-      decode: false,
-    }).latents;
+  const { meta, references: scm, traces, pipe, latentsOf } = wanTinyTraces<{ traces: Record<string, ScmTrace> }>('scm');
 
   it.each(Object.keys(scm.traces))("%s: cache-dit's mask, cached steps and diffs per CFG branch, and latents", (name) => {
     const trace = scm.traces[name];
