@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { disableCache, enableCache, summary } from '@ditcache/core';
 import { memoryStats } from '@ditcache/cuda-runtime';
 
-import { fluxTinyTraces, relativeL2 } from './helpers.js';
+import { relativeL2 } from './helpers.js';
+import { fluxTinyTraces } from './policy-traces.js';
 
 interface DBPruneTrace {
   config: Record<string, unknown>;

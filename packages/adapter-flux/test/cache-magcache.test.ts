@@ -9,7 +9,8 @@ import { disableCache, enableCache, magCacheCalibration, magCacheConfigFromCalib
 import { memoryStats } from '@ditcache/cuda-runtime';
 
 import { fluxBlockAdapter } from '../src/index.js';
-import { fluxTinyTraces, relativeL2 } from './helpers.js';
+import { relativeL2 } from './helpers.js';
+import { fluxTinyTraces } from './policy-traces.js';
 
 interface MagCacheTrace {
   config: { threshold: number; max_skip_steps: number; retention_ratio: number; num_inference_steps: number };

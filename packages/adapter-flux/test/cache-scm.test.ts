@@ -6,7 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { disableCache, enableCache, scmMask, summary, type ScmPreset } from '@ditcache/core';
 import { memoryStats } from '@ditcache/cuda-runtime';
 
-import { fluxTinyTraces, relativeL2 } from './helpers.js';
+import { relativeL2 } from './helpers.js';
+import { fluxTinyTraces } from './policy-traces.js';
 
 interface ScmTrace {
   config: Record<string, unknown> & { mask_policy: ScmPreset; steps_computation_policy: string };

@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { disableCache, enableCache, summary, type BranchStats } from '@ditcache/core';
 import { memoryStats } from '@ditcache/cuda-runtime';
 
-import { relativeL2, wanTinyTraces } from './helpers.js';
+import { relativeL2 } from './helpers.js';
+import { wanTinyTraces } from './policy-traces.js';
 
 type CacheDitBranch = 'non_cfg' | 'cfg';
 interface DBPruneTrace {

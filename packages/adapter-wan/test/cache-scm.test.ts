@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { disableCache, enableCache, scmMask, summary, type ScmPreset } from '@ditcache/core';
 import { memoryStats } from '@ditcache/cuda-runtime';
 
-import { relativeL2, wanTinyTraces } from './helpers.js';
+import { relativeL2 } from './helpers.js';
+import { wanTinyTraces } from './policy-traces.js';
 
 type Branches<T> = { non_cfg: T; cfg: T };
 interface ScmTrace {
