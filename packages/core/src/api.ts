@@ -54,7 +54,7 @@ export function cacheHandleOf<T = unknown>(target: object): CacheHandle<T> | und
  */
 export function runTransformerCall<R>(transformer: object, call: TransformerCallInfo, forward: () => R): R {
   const handle = manager().handleOf(transformer);
-  return handle ? handle.runCall(call, forward) : forward();
+  return handle ? handle.runCall(call, forward, transformer) : forward();
 }
 
 /** Starts fresh state by hand, optionally under a new config. */

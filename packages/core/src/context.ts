@@ -4,7 +4,7 @@
 // and keeps the statistics. What each step does is its cache policy's call.
 import type { CacheConfig } from './config.js';
 import type { Decision, MeasureDiff } from './decision.js';
-import { createPolicy, prunesBlocks, type CachePolicy, type RunInfo, type StepDecider } from './policy.js';
+import { createPolicy, prunesBlocks, type CachePolicy, type RunInfo, type StepDecider, type TransformerCallHook } from './policy.js';
 import { PrunedBlockStore } from './pruned-chain.js';
 import type { ResidualStore } from './residual-store.js';
 import type { TensorOps } from './tensor-ops.js';
@@ -124,6 +124,8 @@ export class CacheContext<T> {
   private skippedFlops = 0;
   private outsideFlops = 0;
   private currentPolicy: CachePolicy;
+  /** The policy's part around whole transformer calls in this run, when it has one. */
+  private callHook: TransformerCallHook<T> | undefined;
 
   constructor(
     readonly layout: ChainLayout,
@@ -156,6 +158,8 @@ export class CacheContext<T> {
 
   /** Drops all state of the current run (releasing its tensors); the next call starts a new run. */
   reset(): void {
+    this.callHook?.clear();
+    this.callHook = undefined;
     for (const b of this.branches.values()) b.buffers.clear();
     this.branches = new Map();
     this.step = -1;
@@ -179,6 +183,22 @@ export class CacheContext<T> {
     this.reset();
     this.currentConfig = config;
     this.currentPolicy = createPolicy(config);
+  }
+
+  /**
+   * Runs an announced transformer call of this context's transformer through the policy's call
+   * hook, if it has one (else just `forward`). A call skipped by the hook counts as a call whose
+   * blocks were all skipped.
+   */
+  runCall<R>(call: TransformerCallInfo, forward: () => R): R {
+    if (!this.currentPolicy.createCallHook) return forward();
+    // A pipeline that starts counting again has started a new run: reset before the hook acts,
+    // not in the middle of its call.
+    if (this.lastPipelineStep !== undefined && call.step < this.lastPipelineStep) this.reset();
+    this.callHook ??= this.currentPolicy.createCallHook(this.ops);
+    const { output, skipped } = this.callHook.run(call, forward as unknown as () => T);
+    if (skipped) this.countWork(0);
+    return output as unknown as R;
   }
 
   /** Places the transformer call that is starting in a step and a branch. */
@@ -266,6 +286,7 @@ export class CacheContext<T> {
       computedBlocks: this.computedBlocks,
       totalBlocks: this.totalBlocks,
       flops: { computed: this.computedFlops, skipped: this.skippedFlops, outside: this.outsideFlops },
+      callReport: this.callHook?.report(),
     };
   }
 
@@ -358,4 +379,6 @@ export interface ContextSnapshot {
   readonly computedBlocks: number;
   readonly totalBlocks: number;
   readonly flops: { readonly computed: number; readonly skipped: number; readonly outside: number };
+  /** What the policy's call hook did in the run, when the policy has one. */
+  readonly callReport: Readonly<Record<string, unknown>> | undefined;
 }

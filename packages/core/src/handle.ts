@@ -33,11 +33,15 @@ export class CacheHandle<T = unknown> {
    * Runs `forward` (the transformer call) as the call `call` describes: its pipeline step and
    * CFG branch ('cond' and 'uncond' keep separate state, 'batched', cond and uncond in one
    * call, shares one decision). The cached chains the call reaches read it; it is cleared when
-   * `forward` returns or throws. Returns what `forward` returns.
+   * `forward` returns or throws. A policy that acts around whole calls (FasterCache) does so in
+   * the context of `transformer` (the first context when it is not one of the adapter's).
+   * Returns what `forward` returns.
    */
-  runCall<R>(call: TransformerCallInfo, forward: () => R): R {
+  runCall<R>(call: TransformerCallInfo, forward: () => R, transformer?: object): R {
     checkCallInfo(call, 'runTransformerCall');
-    return this.calls.run(call, forward);
+    const index = transformer === undefined ? 0 : Math.max(0, this.adapter.transformers.indexOf(transformer));
+    const context = this.contexts.find((c) => c.layout.transformerIndex === index);
+    return this.calls.run(call, context ? () => context.runCall(call, forward) : forward);
   }
 
   /** Resets every context by hand, optionally under a new config (validated before anything changes). */

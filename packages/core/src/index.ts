@@ -64,6 +64,7 @@ export {
   type StepDecider,
   type Stream,
   type BlockPruningDecider,
+  type TransformerCallHook,
   prunesBlocks,
 } from './policy.js';
 export { DBCACHE_POLICY, DBCACHE_KEYS, DBCachePolicyFactory } from './dbcache-policy.js';
@@ -79,6 +80,23 @@ export {
   magCacheRetentionSteps,
   type MagCacheRule,
 } from './magcache-policy.js';
+export {
+  FASTERCACHE_POLICY,
+  FASTERCACHE_KEYS,
+  FASTERCACHE_DEFAULTS,
+  FasterCachePolicyFactory,
+  FasterCacheCalls,
+  type FasterCacheStep,
+} from './fastercache-policy.js';
+export {
+  attentionMayBeForecast,
+  frequencyWeights,
+  skipsUncond,
+  withinRange,
+  type FasterCacheOptions,
+  type TimestepRange,
+} from './fastercache-rules.js';
+export { lowFrequencyRadius, lowPassPlanes } from './frequency-split.js';
 export { DBPRUNE_POLICY, DBPRUNE_KEYS, DBPRUNE_DEFAULTS, DBPrunePolicyFactory } from './dbprune-policy.js';
 export { DBPruneDecider, nonPrunableBlocks, pruneThreshold, type DBPruneOptions, type DBPruneRuleConfig } from './dbprune-rule.js';
 export { DBPRUNE_TUNING } from './dbprune-tuning.js';

@@ -13,6 +13,7 @@ import type { Decision, MeasureDiff } from './decision.js';
 import { ditcacheContainer } from './registry.js';
 import type { ResidualStore } from './residual-store.js';
 import type { TensorOps } from './tensor-ops.js';
+import type { TransformerCallInfo } from './transformer-call.js';
 import type { PolicyTuning } from './tuning.js';
 
 /** One branch's decisions during one run (a fresh one per branch and run). */
@@ -84,6 +85,26 @@ export interface CachePolicy {
   createStore<T>(ops: TensorOps<T>, stream: Stream, decider?: StepDecider): ResidualStore<T>;
   /** true: the store holds the Mn residual (added to the Fn output); false: the Mn output itself. */
   storesResidual(stream: Stream): boolean;
+  /** Optional: acts around each announced transformer call (see TransformerCallHook). */
+  createCallHook?<T>(ops: TensorOps<T>): TransformerCallHook<T>;
+}
+
+/**
+ * A policy's part around whole transformer calls that a pipeline announced (FasterCache rebuilds
+ * the unconditional prediction from the same step's conditional one instead of running the call).
+ * One per cache context and run, made at the run's first announced call of the context's
+ * transformer; the call's output must be the model's output tensor.
+ */
+export interface TransformerCallHook<T> {
+  /**
+   * Runs the call `call` describes: `forward` computes it. Returns its output, or a new tensor in
+   * its place (`skipped`: forward was not run; the caller owns the tensor either way).
+   */
+  run(call: TransformerCallInfo, forward: () => T): { output: T; skipped: boolean };
+  /** What it did in the run, plain data shown by `summary` as the context's `callReport`. */
+  report(): Readonly<Record<string, unknown>>;
+  /** Drops the run's state, releasing its tensors. */
+  clear(): void;
 }
 
 /**

@@ -51,6 +51,8 @@ export interface ContextStats {
   readonly flops: { readonly computed: number; readonly skipped: number; readonly outside: number } | undefined;
   /** Every decision of the run, in call order. */
   readonly decisions: readonly StepRecord[];
+  /** What the policy did around whole transformer calls (FasterCache: skipped uncond calls, forecast attention), when it acts there. */
+  readonly callReport?: Readonly<Record<string, unknown>>;
 }
 
 export interface CacheSummary {
@@ -84,6 +86,7 @@ export function contextStats(s: ContextSnapshot, countsFlops: boolean): ContextS
     totalBlocks: s.totalBlocks,
     flops: countsFlops ? s.flops : undefined,
     decisions: s.stepRecords,
+    ...(s.callReport === undefined ? {} : { callReport: s.callReport }),
   };
 }
 
@@ -160,6 +163,7 @@ function markdown(s: Omit<CacheSummary, 'markdown'>, details: boolean): string {
   lines.push(`Blocks computed: ${s.computedBlocks}/${s.totalBlocks} (${fmtPercent(s.totalBlocks ? s.computedBlocks / s.totalBlocks : 1)})`);
   if (s.flopsSkippedFraction !== undefined) lines.push(`Transformer FLOPs skipped: ${fmtPercent(s.flopsSkippedFraction)}`);
   lines.push(...prunedBlocksLines(s.contexts));
+  for (const c of s.contexts) if (c.callReport) lines.push(`Transformer calls, ${c.name}: ${JSON.stringify(c.callReport)}`);
   if (details) {
     for (const c of s.contexts) {
       lines.push('', `### ${c.name}`, '', '| Step | Pipeline step | Branch | Decision | Reason | Diff |', '|---|---|---|---|---|---|');

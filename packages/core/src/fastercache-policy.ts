@@ -1,0 +1,191 @@
+// FasterCache (Lv et al.) as a cache policy, with diffusers' semantics adapted to pipelines that
+// make separate cond and uncond transformer calls: on the steps diffusers' denoiser hook would
+// run only the cond half of its batched call, the uncond call is not run, and its output is
+// rebuilt from the same step's cond output and the frequency bands of uncond − cond kept at the
+// last computed step. The chains' blocks always run (no step-level block caching).
+import { boolean, integer, nullable, oneOf, type Check, type KeySpec } from './config-keys.js';
+import type { CacheConfig } from './config.js';
+import type { Decision } from './decision.js';
+import { frequencyWeights, skipsUncond, uncondSkippingPossible, type FasterCacheOptions } from './fastercache-rules.js';
+import { FrequencyDeltas } from './fastercache-uncond.js';
+import { registerPolicy, type CachePolicy, type CachePolicyFactory, type StepDecider, type TransformerCallHook } from './policy.js';
+import { LastResidualStore, type ResidualStore } from './residual-store.js';
+import type { TensorOps } from './tensor-ops.js';
+import type { TransformerCallInfo } from './transformer-call.js';
+
+export const FASTERCACHE_POLICY = 'fastercache';
+
+const finite: Check = (v) => (typeof v === 'number' && Number.isFinite(v) ? undefined : 'a finite number');
+const timestepRange: Check = (v) =>
+  Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === 'number' && Number.isFinite(x)) && v[0] <= v[1]
+    ? undefined
+    : 'a list [lo, hi] of two finite numbers, lo <= hi (the open timestep range lo < t < hi)';
+
+/** diffusers' FasterCacheConfig keys (its callbacks as their default constants); Fn and Bn are unused and default to 0. */
+export const FASTERCACHE_KEYS: Readonly<Record<string, KeySpec>> = {
+  fnComputeBlocks: { snake: 'Fn_compute_blocks', check: integer(0) },
+  bnComputeBlocks: { snake: 'Bn_compute_blocks', check: integer(0) },
+  spatialAttentionBlockSkipRange: { snake: 'spatial_attention_block_skip_range', check: nullable(integer(1)) },
+  temporalAttentionBlockSkipRange: { snake: 'temporal_attention_block_skip_range', check: nullable(integer(1)) },
+  spatialAttentionTimestepSkipRange: { snake: 'spatial_attention_timestep_skip_range', check: timestepRange },
+  temporalAttentionTimestepSkipRange: { snake: 'temporal_attention_timestep_skip_range', check: timestepRange },
+  lowFrequencyWeightUpdateTimestepRange: { snake: 'low_frequency_weight_update_timestep_range', check: timestepRange },
+  highFrequencyWeightUpdateTimestepRange: { snake: 'high_frequency_weight_update_timestep_range', check: timestepRange },
+  alphaLowFrequency: { snake: 'alpha_low_frequency', check: finite },
+  alphaHighFrequency: { snake: 'alpha_high_frequency', check: finite },
+  unconditionalBatchSkipRange: { snake: 'unconditional_batch_skip_range', check: integer(1) },
+  unconditionalBatchTimestepSkipRange: { snake: 'unconditional_batch_timestep_skip_range', check: timestepRange },
+  attentionWeight: { snake: 'attention_weight', check: finite },
+  isGuidanceDistilled: { snake: 'is_guidance_distilled', check: boolean },
+  tensorFormat: { snake: 'tensor_format', check: oneOf('BCFHW', 'BFCHW', 'BCHW') },
+};
+
+/** diffusers' defaults (attention_weight: its default callback's constant). */
+export const FASTERCACHE_DEFAULTS = Object.freeze({
+  fnComputeBlocks: 0,
+  bnComputeBlocks: 0,
+  spatialAttentionBlockSkipRange: 2,
+  temporalAttentionBlockSkipRange: null,
+  spatialAttentionTimestepSkipRange: [-1, 681],
+  temporalAttentionTimestepSkipRange: [-1, 681],
+  lowFrequencyWeightUpdateTimestepRange: [99, 901],
+  highFrequencyWeightUpdateTimestepRange: [-1, 301],
+  alphaLowFrequency: 1.1,
+  alphaHighFrequency: 1.1,
+  unconditionalBatchSkipRange: 5,
+  unconditionalBatchTimestepSkipRange: [-1, 641],
+  attentionWeight: 0.5,
+  isGuidanceDistilled: false,
+  tensorFormat: 'BCFHW',
+});
+
+/** The chains' deciders: FasterCache never reuses a chain's blocks. */
+class BlocksAlwaysRun implements StepDecider {
+  readonly cachedSteps: readonly number[] = [];
+  readonly residualDiffs: ReadonlyMap<number, number> = new Map();
+
+  decide(): Decision {
+    return { cache: false, reason: 'fastercache-runs-blocks' };
+  }
+}
+
+/** The step the running call belongs to, as FasterCache counts it. */
+export interface FasterCacheStep {
+  /** The transformer's steps before this one in the run (diffusers' hook iteration). */
+  readonly iteration: number;
+  readonly timestep: number;
+  /** Whether this step's uncond call is (or will be, for its cond call) rebuilt from the cond output. */
+  readonly uncondRebuilt: boolean;
+}
+
+/**
+ * One context's FasterCache state in one run, around each announced call: counts the steps,
+ * keeps a copy of each step's cond output until its uncond call, and there either runs the call
+ * and updates the frequency deltas, or rebuilds its output.
+ */
+export class FasterCacheCalls<T> implements TransformerCallHook<T> {
+  /** The pipeline steps whose uncond call was rebuilt. */
+  readonly uncondSkippedSteps: number[] = [];
+  private lastStep: number | undefined;
+  private iteration = -1;
+  private step: FasterCacheStep | undefined;
+  private readonly deltas: FrequencyDeltas<T> | undefined;
+  /** A copy of the running step's cond output (engine-owned), for its uncond call. */
+  private cond: { step: number; output: T } | undefined;
+
+  constructor(
+    private readonly ops: TensorOps<T>,
+    private readonly options: FasterCacheOptions,
+  ) {
+    this.deltas = uncondSkippingPossible(options) ? new FrequencyDeltas(ops, options.tensorFormat) : undefined;
+  }
+
+  /** The running call's step, for the attention sites. */
+  get currentStep(): FasterCacheStep | undefined {
+    return this.step;
+  }
+
+  run(call: TransformerCallInfo, forward: () => T): { output: T; skipped: boolean } {
+    if (call.timestep === undefined) {
+      throw new Error("cache policy 'fastercache' needs each call's timestep: run the transformer from a pipeline that announces it");
+    }
+    if (call.step !== this.lastStep) {
+      this.iteration += 1;
+      this.lastStep = call.step;
+    }
+    const deltas = this.deltas;
+    const uncondRebuilt = deltas?.hasValue === true && skipsUncond(this.options, this.iteration, call.timestep);
+    this.step = { iteration: this.iteration, timestep: call.timestep, uncondRebuilt };
+    if (deltas === undefined || call.branch === 'batched') return { output: forward(), skipped: false };
+    if (call.branch === 'cond') {
+      const output = forward();
+      this.keepCond(call.step, output);
+      return { output, skipped: false };
+    }
+    const cond = this.cond?.step === call.step ? this.cond.output : undefined;
+    try {
+      if (cond !== undefined && uncondRebuilt) {
+        const output = deltas.rebuild(cond, frequencyWeights(this.options, call.timestep));
+        this.uncondSkippedSteps.push(call.step);
+        return { output, skipped: true };
+      }
+      const output = forward();
+      if (cond !== undefined) deltas.update(cond, output);
+      return { output, skipped: false };
+    } finally {
+      this.releaseCond();
+    }
+  }
+
+  report(): Readonly<Record<string, unknown>> {
+    return { uncondSkippedSteps: [...this.uncondSkippedSteps] };
+  }
+
+  clear(): void {
+    this.releaseCond();
+    this.deltas?.clear();
+    this.step = undefined;
+  }
+
+  private keepCond(step: number, output: T): void {
+    this.releaseCond();
+    this.cond = { step, output: this.ops.retain(this.ops.clone(output)) };
+  }
+
+  private releaseCond(): void {
+    if (this.cond !== undefined) this.ops.release(this.cond.output);
+    this.cond = undefined;
+  }
+}
+
+class FasterCachePolicy implements CachePolicy {
+  readonly cachingPossible = false;
+  private readonly options: FasterCacheOptions;
+
+  constructor(config: CacheConfig) {
+    this.options = config.policyOptions as unknown as FasterCacheOptions;
+  }
+
+  createDecider(): StepDecider {
+    return new BlocksAlwaysRun();
+  }
+
+  createStore<T>(ops: TensorOps<T>): ResidualStore<T> {
+    return new LastResidualStore(ops);
+  }
+
+  storesResidual(): boolean {
+    return true;
+  }
+
+  createCallHook<T>(ops: TensorOps<T>): FasterCacheCalls<T> {
+    return new FasterCacheCalls(ops, this.options);
+  }
+}
+
+@registerPolicy({ name: FASTERCACHE_POLICY, keys: FASTERCACHE_KEYS, defaults: FASTERCACHE_DEFAULTS })
+export class FasterCachePolicyFactory implements CachePolicyFactory {
+  create(config: CacheConfig): CachePolicy {
+    return new FasterCachePolicy(config);
+  }
+}
