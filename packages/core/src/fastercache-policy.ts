@@ -6,6 +6,7 @@
 import { boolean, integer, nullable, oneOf, type Check, type KeySpec } from './config-keys.js';
 import type { CacheConfig } from './config.js';
 import type { Decision } from './decision.js';
+import { AttentionForecaster, type AttentionCall, type AttentionOutput } from './fastercache-attention.js';
 import { frequencyWeights, skipsUncond, uncondSkippingPossible, type FasterCacheOptions } from './fastercache-rules.js';
 import { FrequencyDeltas } from './fastercache-uncond.js';
 import { registerPolicy, type CachePolicy, type CachePolicyFactory, type StepDecider, type TransformerCallHook } from './policy.js';
@@ -69,26 +70,20 @@ class BlocksAlwaysRun implements StepDecider {
   }
 }
 
-/** The step the running call belongs to, as FasterCache counts it. */
-export interface FasterCacheStep {
-  /** The transformer's steps before this one in the run (diffusers' hook iteration). */
-  readonly iteration: number;
-  readonly timestep: number;
-  /** Whether this step's uncond call is (or will be, for its cond call) rebuilt from the cond output. */
-  readonly uncondRebuilt: boolean;
-}
-
 /**
  * One context's FasterCache state in one run, around each announced call: counts the steps,
  * keeps a copy of each step's cond output until its uncond call, and there either runs the call
- * and updates the frequency deltas, or rebuilds its output.
+ * and updates the frequency deltas, or rebuilds its output. While a call runs, its self-attention
+ * sites go through `runAttention`, each site's forecaster deciding from the running call.
  */
 export class FasterCacheCalls<T> implements TransformerCallHook<T> {
   /** The pipeline steps whose uncond call was rebuilt. */
   readonly uncondSkippedSteps: number[] = [];
   private lastStep: number | undefined;
   private iteration = -1;
-  private step: FasterCacheStep | undefined;
+  /** The call running now, for the attention sites; undefined between calls. */
+  private running: AttentionCall | undefined;
+  private readonly forecasters = new Map<string, AttentionForecaster<T> | null>();
   private readonly deltas: FrequencyDeltas<T> | undefined;
   /** A copy of the running step's cond output (engine-owned), for its uncond call. */
   private cond: { step: number; output: T } | undefined;
@@ -100,9 +95,14 @@ export class FasterCacheCalls<T> implements TransformerCallHook<T> {
     this.deltas = uncondSkippingPossible(options) ? new FrequencyDeltas(ops, options.tensorFormat) : undefined;
   }
 
-  /** The running call's step, for the attention sites. */
-  get currentStep(): FasterCacheStep | undefined {
-    return this.step;
+  /**
+   * Runs one call of the self-attention site `site` (`kind`: spatial or temporal) inside the
+   * running transformer call: computed by `compute`, or forecast. Outside an announced call, or
+   * for a kind whose block skip range is null, it is computed.
+   */
+  runAttention<O extends AttentionOutput<T>>(site: string, kind: 'spatial' | 'temporal', compute: () => O): O {
+    const forecaster = this.running && this.forecasterFor(site, kind);
+    return forecaster ? forecaster.run(this.running as AttentionCall, compute) : compute();
   }
 
   run(call: TransformerCallInfo, forward: () => T): { output: T; skipped: boolean } {
@@ -115,10 +115,11 @@ export class FasterCacheCalls<T> implements TransformerCallHook<T> {
     }
     const deltas = this.deltas;
     const uncondRebuilt = deltas?.hasValue === true && skipsUncond(this.options, this.iteration, call.timestep);
-    this.step = { iteration: this.iteration, timestep: call.timestep, uncondRebuilt };
-    if (deltas === undefined || call.branch === 'batched') return { output: forward(), skipped: false };
+    const running: AttentionCall = { pipelineStep: call.step, branch: call.branch, iteration: this.iteration, timestep: call.timestep, uncondRebuilt };
+    const run = () => this.within(running, forward);
+    if (deltas === undefined || call.branch === 'batched') return { output: run(), skipped: false };
     if (call.branch === 'cond') {
-      const output = forward();
+      const output = run();
       this.keepCond(call.step, output);
       return { output, skipped: false };
     }
@@ -129,7 +130,7 @@ export class FasterCacheCalls<T> implements TransformerCallHook<T> {
         this.uncondSkippedSteps.push(call.step);
         return { output, skipped: true };
       }
-      const output = forward();
+      const output = run();
       if (cond !== undefined) deltas.update(cond, output);
       return { output, skipped: false };
     } finally {
@@ -138,13 +139,43 @@ export class FasterCacheCalls<T> implements TransformerCallHook<T> {
   }
 
   report(): Readonly<Record<string, unknown>> {
-    return { uncondSkippedSteps: [...this.uncondSkippedSteps] };
+    const forecastAttention = Object.fromEntries([...this.forecasters].flatMap(([site, f]) => (f ? [[site, [...f.forecastSteps]]] : [])));
+    return { uncondSkippedSteps: [...this.uncondSkippedSteps], forecastAttention };
   }
 
   clear(): void {
     this.releaseCond();
     this.deltas?.clear();
-    this.step = undefined;
+    for (const f of this.forecasters.values()) f?.clear();
+    this.forecasters.clear();
+    this.running = undefined;
+  }
+
+  private within<R>(running: AttentionCall, forward: () => R): R {
+    this.running = running;
+    try {
+      return forward();
+    } finally {
+      this.running = undefined;
+    }
+  }
+
+  /** The site's forecaster, made at its first call; null where its kind's block skip range is null. */
+  private forecasterFor(site: string, kind: 'spatial' | 'temporal'): AttentionForecaster<T> | null {
+    let forecaster = this.forecasters.get(site);
+    if (forecaster === undefined) {
+      const o = this.options;
+      const [blockSkipRange, timestepSkipRange] =
+        kind === 'spatial'
+          ? [o.spatialAttentionBlockSkipRange, o.spatialAttentionTimestepSkipRange]
+          : [o.temporalAttentionBlockSkipRange, o.temporalAttentionTimestepSkipRange];
+      forecaster =
+        blockSkipRange === null
+          ? null
+          : new AttentionForecaster(this.ops, { blockSkipRange, timestepSkipRange, weight: o.attentionWeight, isGuidanceDistilled: o.isGuidanceDistilled });
+      this.forecasters.set(site, forecaster);
+    }
+    return forecaster;
   }
 
   private keepCond(step: number, output: T): void {

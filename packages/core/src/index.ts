@@ -86,8 +86,8 @@ export {
   FASTERCACHE_DEFAULTS,
   FasterCachePolicyFactory,
   FasterCacheCalls,
-  type FasterCacheStep,
 } from './fastercache-policy.js';
+export { AttentionForecaster, type AttentionCall, type AttentionForecastRule, type AttentionOutput } from './fastercache-attention.js';
 export {
   attentionMayBeForecast,
   frequencyWeights,

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 
 import {
+  AttentionForecaster,
   FASTERCACHE_DEFAULTS,
   FasterCacheCalls,
   frequencyWeights,
@@ -116,7 +117,7 @@ describe('the fastercache call hook', () => {
       for (const t of [c.output, u.output] as PlainTensor[]) t.dispose();
     }
     expect(ran.filter((r) => r.endsWith('uncond'))).toEqual(['0:uncond', '3:uncond', '6:uncond']);
-    expect(hook.report()).toEqual({ uncondSkippedSteps: [1, 2, 4, 5] });
+    expect(hook.report()).toEqual({ uncondSkippedSteps: [1, 2, 4, 5], forecastAttention: {} });
     hook.clear();
     expect(ops.liveCount).toBe(0);
   });
@@ -130,5 +131,53 @@ describe('the fastercache call hook', () => {
     );
     hook.clear();
     expect(ops.liveCount).toBe(1); // the uncond output the failed call made, which its caller owns
+  });
+});
+
+describe('the fastercache attention forecast', () => {
+  const rule = { blockSkipRange: 2, timestepSkipRange: [-1, 681] as const, weight: 0.3, isGuidanceDistilled: false };
+  const timesteps = [999, 700, 650, 600, 550, 500];
+
+  it("forecasts a cond call as t + (t − t₂)·w where the rules allow it and the step's uncond is rebuilt, element by element for several outputs", () => {
+    const ops = new PlainTensorOps();
+    const site = new AttentionForecaster(ops, rule);
+    const kept: number[][][] = [];
+    const computed: string[] = [];
+    for (let step = 0; step < timesteps.length; step++) {
+      const call = (branch: CfgBranch, uncondRebuilt: boolean) =>
+        site.run({ pipelineStep: step, branch, iteration: step, timestep: timesteps[step], uncondRebuilt }, () => {
+          computed.push(`${step}:${branch}`);
+          return [ops.tensor(noise(6, step * 2 + (branch === 'cond' ? 0 : 1))), ops.tensor(noise(4, 50 + step))];
+        });
+      // Steps 3 and 5 rebuild their uncond (it is not called); the others call it.
+      const rebuilt = step === 3 || step === 5;
+      const cond = call('cond', rebuilt);
+      if (!rebuilt) for (const t of call('uncond', false)) t.dispose();
+      const values = cond.map((t) => Array.from(t.values()));
+      if (rebuilt) {
+        const [t2, t1] = [kept.at(-2) ?? kept.at(-1), kept.at(-1)] as number[][][];
+        values.forEach((v, k) => v.forEach((x, i) => expect(x).toBeCloseTo(t1[k][i] + (t1[k][i] - t2[k][i]) * 0.3, 12)));
+      }
+      kept.push(values);
+      for (const t of cond) t.dispose();
+    }
+    // Step 3 is forecast (within the range, odd); step 5 too; computed steps are cached as they come.
+    expect(site.forecastSteps).toEqual([3, 5]);
+    expect(computed.filter((c) => c.endsWith(':cond'))).toEqual(['0:cond', '1:cond', '2:cond', '4:cond']);
+    site.clear();
+    expect(ops.liveCount).toBe(0);
+  });
+
+  it('forecasts a guidance-distilled model whatever the uncond does, never at its first call, and never outside the range', () => {
+    const ops = new PlainTensorOps();
+    const site = new AttentionForecaster(ops, { ...rule, isGuidanceDistilled: true, timestepSkipRange: [-1, 1000] });
+    for (let step = 0; step < timesteps.length; step++) {
+      site
+        .run({ pipelineStep: step, branch: 'cond', iteration: step, timestep: timesteps[step], uncondRebuilt: false }, () => ops.tensor(noise(3, step)))
+        .dispose();
+    }
+    expect(site.forecastSteps).toEqual([1, 3, 5]);
+    site.clear();
+    expect(ops.liveCount).toBe(0);
   });
 });
