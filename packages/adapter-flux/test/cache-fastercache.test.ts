@@ -1,0 +1,57 @@
+// The `fastercache` cache policy on FLUX against diffusers' FasterCache (float32, flux-tiny; made by
+// tools/cache-references-fastercache/fastercache.py). FLUX is guidance-distilled there, so only the
+// attention part acts; FLUX's packed token output has no (H, W) planes, so the CFG part is refused
+// for true CFG with an error that says what to do.
+import { describe, expect, it } from 'vitest';
+
+import { disableCache, enableCache, summary } from '@ditcache/core';
+import { memoryStats } from '@ditcache/cuda-runtime';
+
+import { relativeL2 } from './helpers.js';
+import { fluxTinyTraces } from './policy-traces.js';
+
+interface FasterCacheTrace {
+  config: Record<string, unknown>;
+  uncond_skipped_steps: number[];
+  forecast_attention: Record<string, number[]>;
+}
+
+describe('the fastercache policy on FLUX (flux-tiny)', () => {
+  const { references, ref, traces, pipe, meta, latentsOf } = fluxTinyTraces<{ traces: Record<string, FasterCacheTrace> }>('fastercache');
+
+  it('a config that never forecasts is bit for bit the uncached run, and disableCache restores it', () => {
+    const before = memoryStats();
+    const uncached = latentsOf();
+    enableCache(pipe, { policy: 'fastercache', ...references.traces.never.config, is_guidance_distilled: true });
+    const never = latentsOf();
+    expect(summary(pipe, { print: false }).contexts[0].callReport).toEqual({ uncondSkippedSteps: [], forecastAttention: {} });
+    expect(relativeL2(never, traces['never.latents_out'])).toBeLessThan(1e-4);
+    expect(disableCache(pipe)).toBe(true);
+    const restored = latentsOf();
+    expect(Array.from(never.toFloat32Array())).toEqual(Array.from(uncached.toFloat32Array()));
+    expect(Array.from(restored.toFloat32Array())).toEqual(Array.from(uncached.toFloat32Array()));
+    for (const t of [uncached, never, restored]) t.dispose();
+    expect(memoryStats()).toEqual(before);
+  });
+
+  it("refuses the CFG part on FLUX's packed tokens with true CFG, naming tensor_format and is_guidance_distilled", () => {
+    const before = memoryStats();
+    enableCache(pipe, { policy: 'fastercache' });
+    expect(() =>
+      pipe.generate({
+        promptEmbeds: ref.prompt_embeds,
+        pooledPromptEmbeds: ref.pooled_prompt_embeds,
+        negativePromptEmbeds: ref.prompt_embeds,
+        negativePooledPromptEmbeds: ref.pooled_prompt_embeds,
+        trueCfgScale: 2,
+        latents: ref.latents_in,
+        height: meta.height,
+        width: meta.width,
+        numInferenceSteps: 2,
+        decode: false,
+      }),
+    ).toThrow(/tensor_format 'BCFHW' needs a transformer output of rank 5 .*got shape \[1,64,16\].*is_guidance_distilled: true/);
+    expect(disableCache(pipe)).toBe(true);
+    expect(memoryStats()).toEqual(before);
+  });
+});
