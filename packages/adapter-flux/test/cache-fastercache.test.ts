@@ -34,6 +34,24 @@ describe('the fastercache policy on FLUX (flux-tiny)', () => {
     expect(memoryStats()).toEqual(before);
   });
 
+  it('warns once when a run without CFG is not declared guidance-distilled, as nothing can then be skipped', () => {
+    const warnings: string[] = [];
+    const listen = (w: Error) => warnings.push(w.message);
+    process.on('warning', listen);
+    enableCache(pipe, { policy: 'fastercache' });
+    const latents = latentsOf();
+    expect(summary(pipe, { print: false }).contexts[0].callReport).toEqual({ uncondSkippedSteps: [], forecastAttention: {} });
+    latents.dispose();
+    disableCache(pipe);
+    return new Promise<void>((resolve) =>
+      setImmediate(() => {
+        process.off('warning', listen);
+        expect(warnings.filter((w) => w.includes("'fastercache'"))).toEqual([expect.stringMatching(/step 0 made no uncond call.*is_guidance_distilled: true/)]);
+        resolve();
+      }),
+    );
+  });
+
   it("refuses the CFG part on FLUX's packed tokens with true CFG, naming tensor_format and is_guidance_distilled", () => {
     const before = memoryStats();
     enableCache(pipe, { policy: 'fastercache' });

@@ -87,6 +87,7 @@ export class FasterCacheCalls<T> implements TransformerCallHook<T> {
   private readonly deltas: FrequencyDeltas<T> | undefined;
   /** A copy of the running step's cond output (engine-owned), for its uncond call. */
   private cond: { step: number; output: T } | undefined;
+  private warnedNoUncond = false;
 
   constructor(
     private readonly ops: TensorOps<T>,
@@ -179,6 +180,15 @@ export class FasterCacheCalls<T> implements TransformerCallHook<T> {
   }
 
   private keepCond(step: number, output: T): void {
+    // The last step's cond output still kept: no uncond call came, so nothing can ever be rebuilt.
+    if (this.cond !== undefined && !this.warnedNoUncond) {
+      this.warnedNoUncond = true;
+      process.emitWarning(
+        `cache policy 'fastercache': step ${this.cond.step} made no uncond call, so no uncond prediction can be rebuilt and attention is never forecast; ` +
+          'for a model run without classifier-free guidance set is_guidance_distilled: true',
+        'DitcacheFasterCacheWarning',
+      );
+    }
     this.releaseCond();
     this.cond = { step, output: this.ops.retain(this.ops.clone(output)) };
   }
