@@ -6,7 +6,7 @@ import { BlockAdapter, ForwardPattern, registerAdapter, type AdapterTarget, type
 import type { Tensor } from '@ditcache/cuda-runtime';
 import { runtimeTensorOps, timesThousandInDtype } from '@ditcache/diffusion';
 
-import type { FluxTransformer, FluxTransformerInputs } from './transformer.js';
+import type { FluxFlops, FluxTransformer, FluxTransformerInputs } from './transformer.js';
 
 export type FluxCacheLayout = 'one-chain' | 'two-lists';
 
@@ -33,11 +33,23 @@ export function fluxBlockAdapter(target: { pipe?: object; transformer: FluxTrans
   });
 }
 
-/** Counts block FLOPs from the shapes of the chain's arguments (hidden, encoder, ...). */
+/**
+ * Counts block FLOPs from the shapes of the chain's arguments (hidden, encoder, ...). The engine
+ * asks for every block of every call; the costs of the last shape are kept, since the shapes of
+ * a run's calls do not change.
+ */
 function fluxFlops(transformer: FluxTransformer): FlopsCounter {
-  const costs = (args: readonly unknown[]) => {
+  let lastShape: [batch: number, imageTokens: number, textTokens: number] = [-1, -1, -1];
+  let lastCosts: FluxFlops | undefined;
+  const costs = (args: readonly unknown[]): FluxFlops => {
     const [hidden, encoder] = args as [Tensor, Tensor];
-    return transformer.flopsPerCall({ batch: hidden.shape[0], imageTokens: hidden.shape[1], textTokens: encoder.shape[1] });
+    const [batch, imageTokens] = hidden.shape;
+    const textTokens = encoder.shape[1];
+    if (!lastCosts || lastShape[0] !== batch || lastShape[1] !== imageTokens || lastShape[2] !== textTokens) {
+      lastShape = [batch, imageTokens, textTokens];
+      lastCosts = transformer.flopsPerCall({ batch, imageTokens, textTokens });
+    }
+    return lastCosts;
   };
   return {
     block(chain, index, args) {

@@ -3,7 +3,7 @@ export { FluxSingleTransformerBlock, FluxTransformerBlock, type FluxBlock } from
 // The attention and the packed latent layout are shared with Chroma through @ditcache/diffusion.
 export { JointAttention, SelfAttention, latentImageIds, packLatents, unpackLatents, type Projection } from '@ditcache/diffusion';
 export { fluxRotaryEmbedding, type RotaryEmbedding } from './rotary.js';
-export { FluxTransformer, type FluxCallShape, type FluxFlops, type FluxTransformerInputs } from './transformer.js';
+export { FluxTransformer, type FluxCallShape, type FluxFlops, type FluxTextConditioning, type FluxTransformerInputs } from './transformer.js';
 export {
   FluxPipeline,
   type FluxGenerateOptions,

@@ -35,7 +35,7 @@ import {
 } from '@ditcache/diffusion';
 
 import { FluxPromptEncoder, missingTextComponents, type EncodePromptOptions, type FluxPromptEmbeddings } from './prompt-encoder.js';
-import { FluxTransformer } from './transformer.js';
+import { FluxTransformer, type FluxTextConditioning } from './transformer.js';
 
 /** Told to onTransformerCall listeners before each transformer call of generate(): 'cond' for the prompt (always first), 'uncond' for the negative prompt under true CFG. */
 export type TransformerCall = PipelineTransformerCall;
@@ -261,7 +261,18 @@ export class FluxPipeline implements DiffusionPipeline<FluxGenerateOptions, Flux
       const txtIds = zeros([textTokens, 3], { device });
       const rotary = this.transformer.rotaryEmbedding(txtIds, imgIds);
       const guidance = this.transformer.config.guidance_embeds ? full([batch], opts.guidanceScale ?? 3.5, { device }) : undefined;
-      const call = (step: number, branch: CfgBranch, latents: Tensor, promptEmbeds: Tensor, pooled: Tensor, timestep: Tensor): Tensor => {
+      // What the transformer makes of each prompt alone, once per run rather than once per step.
+      const text = this.transformer.embedText(embeds.promptEmbeds, embeds.pooledPromptEmbeds);
+      const negativeText = trueCfg ? this.transformer.embedText(embeds.negativePromptEmbeds as Tensor, embeds.negativePooledPromptEmbeds as Tensor) : undefined;
+      const call = (
+        step: number,
+        branch: CfgBranch,
+        latents: Tensor,
+        promptEmbeds: Tensor,
+        pooled: Tensor,
+        promptText: FluxTextConditioning,
+        timestep: Tensor,
+      ): Tensor => {
         // The cache engine learns step, branch and timestep from here, read from no tensor.
         return this.transformerCalls.run(this.transformer, { step, numSteps, timestep: schedule.timesteps[step], branch }, () =>
           this.transformer.forward({
@@ -273,6 +284,7 @@ export class FluxPipeline implements DiffusionPipeline<FluxGenerateOptions, Flux
             txtIds,
             guidance,
             rotary,
+            text: promptText,
           }),
         );
       };
@@ -296,9 +308,10 @@ export class FluxPipeline implements DiffusionPipeline<FluxGenerateOptions, Flux
         callback: opts.callback,
         step: (step, latents, t) => {
           const timestep = this.modelTimestep(t, batch, device);
-          let noise = call(step, 'cond', latents, embeds.promptEmbeds, embeds.pooledPromptEmbeds, timestep);
+          let noise = call(step, 'cond', latents, embeds.promptEmbeds, embeds.pooledPromptEmbeds, text, timestep);
           if (trueCfg) {
-            const negative = call(step, 'uncond', latents, embeds.negativePromptEmbeds as Tensor, embeds.negativePooledPromptEmbeds as Tensor, timestep);
+            const negativeEmbeds = [embeds.negativePromptEmbeds, embeds.negativePooledPromptEmbeds] as [Tensor, Tensor];
+            const negative = call(step, 'uncond', latents, ...negativeEmbeds, negativeText as FluxTextConditioning, timestep);
             noise = classifierFreeGuidance(negative, noise, trueCfgScale);
           }
           return schedule.step(step, noise, latents);

@@ -45,6 +45,21 @@ export interface FluxTransformerInputs {
    * back from the device and building them on every call. Made from the ids when absent.
    */
   rotary?: RotaryEmbedding;
+  /**
+   * context_embedder(encoderHiddenStates) and the text part of time_text_embed, from
+   * `embedText(encoderHiddenStates, pooledProjections)`: they depend on the prompt alone, so a
+   * caller that runs many steps on one prompt (FluxPipeline) makes them once per branch instead
+   * of once per step. Made from the embeddings when absent.
+   */
+  text?: FluxTextConditioning;
+}
+
+/** What forward() makes of the prompt alone, the same at every step (see `embedText`). */
+export interface FluxTextConditioning {
+  /** context_embedder's output (B, text tokens, inner dim): the text stream the first block takes. */
+  readonly encoder: Tensor;
+  /** time_text_embed's text_embedder output (B, inner dim), added to the timestep (and guidance) embedding. */
+  readonly pooled: Tensor;
 }
 
 /** The sizes a call's cost depends on. */
@@ -75,14 +90,20 @@ class TimeTextEmbedding {
     readonly textEmbedder: MlpEmbedding,
   ) {}
 
-  forward(timesteps: Float32Array, guidance: Float32Array | null, pooled: Tensor): Tensor {
+  /** The text part: text_embedder of the pooled prompt embedding, which no step changes. */
+  embedText(pooled: Tensor): Tensor {
+    return this.textEmbedder.forward(pooled);
+  }
+
+  /** `text` is embedText's output; the sum is diffusers' (timestep + guidance) + text. */
+  forward(timesteps: Float32Array, guidance: Float32Array | null, text: Tensor): Tensor {
     // Computed in float32, rounded to the pooled embedding's dtype (diffusers' `.to(dtype=pooled_projection.dtype)`).
     const features = (values: Float32Array): Tensor =>
-      sinusoidalTimestepEmbedding(values, TIME_PROJ_DIM, { flipSinToCos: true, downscaleFreqShift: 0, device: pooled.device, dtype: pooled.dtype });
+      sinusoidalTimestepEmbedding(values, TIME_PROJ_DIM, { flipSinToCos: true, downscaleFreqShift: 0, device: text.device, dtype: text.dtype });
     return tidy(() => {
       let conditioning = this.timestepEmbedder.forward(features(timesteps));
       if (this.guidanceEmbedder && guidance) conditioning = add(conditioning, this.guidanceEmbedder.forward(features(guidance)));
-      return add(conditioning, this.textEmbedder.forward(pooled));
+      return add(conditioning, text);
     });
   }
 }
@@ -144,6 +165,18 @@ export class FluxTransformer implements Disposable {
     return loadFromFolder(dir, opts, (folder, w, params) => new FluxTransformer(readFluxTransformerConfig(folder), w, params));
   }
 
+  /**
+   * context_embedder of the prompt embeddings and text_embedder of the pooled one, in the model's
+   * dtype (inputs of another dtype are rounded to it first): what forward() computes from the
+   * prompt at every step, to pass it as `text` when the prompt stays. The caller owns the tensors.
+   */
+  embedText(encoderHiddenStates: Tensor, pooledProjections: Tensor): FluxTextConditioning {
+    return tidy(() => ({
+      encoder: this.contextEmbedder.forward(this.own(encoderHiddenStates)),
+      pooled: this.timeTextEmbed.embedText(this.own(pooledProjections)),
+    }));
+  }
+
   /** The rotary tables (float32, on the ids' device) of the joint sequence: text tokens, then image tokens. */
   rotaryEmbedding(txtIds: Tensor, imgIds: Tensor): RotaryEmbedding {
     return tidy(() => fluxRotaryEmbedding(concat([txtIds, imgIds], 0), this.config.axes_dims_rope, { device: imgIds.device }));
@@ -160,10 +193,10 @@ export class FluxTransformer implements Disposable {
   forward(inputs: FluxTransformerInputs): Tensor {
     const { timestep, guidance } = this.checkInputs(inputs);
     return tidy(() => {
-      const own = (t: Tensor): Tensor => (t.dtype === this.dtype ? t : t.cast(this.dtype));
-      let hidden = this.xEmbedder.forward(own(inputs.hiddenStates));
-      const temb = this.timeTextEmbed.forward(timestep, guidance, own(inputs.pooledProjections));
-      let encoder = this.contextEmbedder.forward(own(inputs.encoderHiddenStates));
+      let hidden = this.xEmbedder.forward(this.own(inputs.hiddenStates));
+      const text = inputs.text ?? this.embedText(inputs.encoderHiddenStates, inputs.pooledProjections);
+      const temb = this.timeTextEmbed.forward(timestep, guidance, text.pooled);
+      let encoder = text.encoder;
       const rotary = inputs.rotary ?? this.rotaryEmbedding(inputs.txtIds, inputs.imgIds);
 
       for (const block of this.transformerBlocks) [encoder, hidden] = block.forward(hidden, encoder, temb, rotary);
@@ -204,6 +237,11 @@ export class FluxTransformer implements Disposable {
     };
   }
 
+  /** `t` in the model's dtype: itself, or rounded to it (diffusers' `.to(dtype)`). */
+  private own(t: Tensor): Tensor {
+    return t.dtype === this.dtype ? t : t.cast(this.dtype);
+  }
+
   /** Frees the weights. */
   dispose(): void {
     this.params.dispose();
@@ -234,6 +272,14 @@ export class FluxTransformer implements Disposable {
     const headDim = c.attention_head_dim;
     if (inputs.rotary && (inputs.rotary.cos.rank !== 2 || inputs.rotary.cos.shape[0] !== e.shape[1] + imageTokens || inputs.rotary.cos.shape[1] !== headDim)) {
       fail(`rotary must hold (${e.shape[1] + imageTokens}, ${headDim}) tables (text + image tokens, head dim), got cos ${shape(inputs.rotary.cos)}`);
+    }
+    if (inputs.text) {
+      const dim = this.innerDim;
+      const { encoder, pooled } = inputs.text;
+      if (encoder.rank !== 3 || encoder.shape[0] !== batch || encoder.shape[1] !== e.shape[1] || encoder.shape[2] !== dim)
+        fail(`text.encoder must be (${batch}, ${e.shape[1]}, ${dim}) (embedText of encoderHiddenStates), got ${shape(encoder)}`);
+      if (pooled.rank !== 2 || pooled.shape[0] !== batch || pooled.shape[1] !== dim)
+        fail(`text.pooled must be (${batch}, ${dim}) (embedText of pooledProjections), got ${shape(pooled)}`);
     }
     const perSample = (name: string, t: Tensor): Float32Array => {
       if (t.size !== batch || t.rank > 1) fail(`${name} must be (${batch},), got ${shape(t)}`);

@@ -43,4 +43,25 @@ describe.each(['flux-tiny', 'flux-tiny-guidance'])('FluxTransformer on %s', (set
     expect(memoryStats()).toEqual(before);
     for (const t of Object.values(ref)) t.dispose();
   });
+  it('gives the same output, bit for bit, from the text conditioning and rotary tables made once (embedText, rotaryEmbedding)', () => {
+    const ref = loadSafetensors(`${goldens}/${set}/transformer_forward.safetensors`);
+    using transformer = FluxTransformer.load(`${goldens}/${set}/transformer`);
+    const inputs = {
+      hiddenStates: ref.hidden_states,
+      encoderHiddenStates: ref.encoder_hidden_states,
+      pooledProjections: ref.pooled_projections,
+      timestep: ref.timestep,
+      imgIds: ref.img_ids,
+      txtIds: ref.txt_ids,
+      guidance: ref.guidance,
+    };
+    const text = transformer.embedText(ref.encoder_hidden_states, ref.pooled_projections);
+    const rotary = transformer.rotaryEmbedding(ref.txt_ids, ref.img_ids);
+    const perStep = transformer.forward(inputs);
+    const once = transformer.forward({ ...inputs, text, rotary });
+    expect(relativeL2(perStep, ref.sample)).toBeLessThan(1e-5);
+    expect(Array.from(once.toFloat32Array())).toEqual(Array.from(perStep.toFloat32Array()));
+    expect(() => transformer.forward({ ...inputs, text: { encoder: text.pooled, pooled: text.pooled } })).toThrow(/text\.encoder must be \(\d+, \d+, \d+\)/);
+    for (const t of [perStep, once, text.encoder, text.pooled, rotary.cos, rotary.sin, ...Object.values(ref)]) t.dispose();
+  });
 });
