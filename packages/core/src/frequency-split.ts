@@ -10,13 +10,20 @@ export function lowFrequencyRadius(height: number, width: number): number {
   return Math.floor(Math.min(height, width) / 5);
 }
 
-/** cos and sin of 2πk/n for k in [0, n): a twiddle for frequency f at index j is entry (f·j mod n). */
-function twiddles(n: number): { cos: Float64Array; sin: Float64Array } {
-  const cos = new Float64Array(n);
-  const sin = new Float64Array(n);
-  for (let k = 0; k < n; k++) {
-    cos[k] = Math.cos((2 * Math.PI * k) / n);
-    sin[k] = Math.sin((2 * Math.PI * k) / n);
+/**
+ * cos and sin of 2π·f·j/n for the signed frequencies f = -r..r (rows) and j in [0, n): the
+ * forward DFT's twiddles are (cos, -sin), the inverse's (cos, sin). The angle is reduced mod n
+ * first, so large f·j lose no precision.
+ */
+function twiddles(n: number, r: number): { cos: Float64Array; sin: Float64Array } {
+  const cos = new Float64Array((2 * r + 1) * n);
+  const sin = new Float64Array((2 * r + 1) * n);
+  for (let f = -r; f <= r; f++) {
+    for (let j = 0; j < n; j++) {
+      const k = (((f * j) % n) + n) % n;
+      cos[(f + r) * n + j] = Math.cos((2 * Math.PI * k) / n);
+      sin[(f + r) * n + j] = Math.sin((2 * Math.PI * k) / n);
+    }
   }
   return { cos, sin };
 }
@@ -33,42 +40,39 @@ export function lowPassPlanes(values: Float64Array, height: number, width: numbe
   }
   const r = lowFrequencyRadius(height, width);
   const freqs = 2 * r + 1; // signed frequencies -r..r along each dim (r < n / 2, so all distinct)
-  const tw = twiddles(width);
-  const th = twiddles(height);
+  const tw = twiddles(width, r);
+  const th = twiddles(height, r);
   const out = new Float64Array(values.length);
-  // rows[y][s]: the DFT along W of row y at frequency s - r; spec[t][s]: then along H at t - r.
+  // row[y][s]: the DFT along W of row y at frequency s - r; spec[t][s]: then along H at t - r.
   const rowRe = new Float64Array(height * freqs);
   const rowIm = new Float64Array(height * freqs);
   const specRe = new Float64Array(freqs * freqs);
   const specIm = new Float64Array(freqs * freqs);
-  const mod = (a: number, n: number) => ((a % n) + n) % n;
   for (let base = 0; base < values.length; base += plane) {
     for (let y = 0; y < height; y++) {
+      const row = base + y * width;
       for (let s = 0; s < freqs; s++) {
-        const f = s - r;
+        const at = s * width;
         let re = 0;
         let im = 0;
         for (let x = 0; x < width; x++) {
-          const v = values[base + y * width + x];
-          const k = mod(f * x, width);
-          re += v * tw.cos[k];
-          im -= v * tw.sin[k];
+          const v = values[row + x];
+          re += v * tw.cos[at + x];
+          im -= v * tw.sin[at + x];
         }
         rowRe[y * freqs + s] = re;
         rowIm[y * freqs + s] = im;
       }
     }
     for (let t = 0; t < freqs; t++) {
-      const g = t - r;
+      const at = t * height;
       for (let s = 0; s < freqs; s++) {
-        const f = s - r;
         let re = 0;
         let im = 0;
-        if (f * f + g * g <= r * r) {
+        if ((s - r) ** 2 + (t - r) ** 2 <= r * r) {
           for (let y = 0; y < height; y++) {
-            const k = mod(g * y, height);
-            const c = th.cos[k];
-            const sn = th.sin[k];
+            const c = th.cos[at + y];
+            const sn = th.sin[at + y];
             const a = rowRe[y * freqs + s];
             const b = rowIm[y * freqs + s];
             re += a * c + b * sn;
@@ -85,9 +89,8 @@ export function lowPassPlanes(values: Float64Array, height: number, width: numbe
         let re = 0;
         let im = 0;
         for (let t = 0; t < freqs; t++) {
-          const k = mod((t - r) * y, height);
-          const c = th.cos[k];
-          const sn = th.sin[k];
+          const c = th.cos[t * height + y];
+          const sn = th.sin[t * height + y];
           const a = specRe[t * freqs + s];
           const b = specIm[t * freqs + s];
           re += a * c - b * sn;
@@ -96,13 +99,13 @@ export function lowPassPlanes(values: Float64Array, height: number, width: numbe
         rowRe[y * freqs + s] = re;
         rowIm[y * freqs + s] = im;
       }
-      for (let x = 0; x < width; x++) {
-        let re = 0;
-        for (let s = 0; s < freqs; s++) {
-          const k = mod((s - r) * x, width);
-          re += rowRe[y * freqs + s] * tw.cos[k] - rowIm[y * freqs + s] * tw.sin[k];
-        }
-        out[base + y * width + x] = re / plane;
+      const row = base + y * width;
+      for (let x = 0; x < width; x++) out[row + x] = 0;
+      for (let s = 0; s < freqs; s++) {
+        const re = rowRe[y * freqs + s] / plane;
+        const im = rowIm[y * freqs + s] / plane;
+        const at = s * width;
+        for (let x = 0; x < width; x++) out[row + x] += re * tw.cos[at + x] - im * tw.sin[at + x];
       }
     }
   }
