@@ -1,6 +1,7 @@
 // Where the cached blocks of a model are and how they are called: which transformer(s), which
 // block lists (each its own cache context, or several joined into one chain), their
 // ForwardPatterns, per-context overrides, CFG layout and the tensor operations to use.
+import type { AttentionSiteDeclaration } from './attention-sites.js';
 import type { CacheSettings } from './config.js';
 import { ForwardPattern, patternName, patternShape } from './forward-pattern.js';
 import { modifierSettings, type ParamsModifierLike } from './params-modifier.js';
@@ -49,6 +50,11 @@ export interface BlockAdapterOptions<T = unknown> {
   pipeEntry?: string;
   /** Names of the transformers in stats (default: the pipeline property holding each). */
   transformerNames?: readonly string[];
+  /**
+   * The attention modules of each transformer, for policies that act on single attention calls
+   * (PAB, FasterCache): called at enableCache with each transformer and its index (attention-sites.ts).
+   */
+  attentionSites?: AttentionSiteDeclaration;
 }
 
 /** Property names the auto mode looks for, camelCase and diffusers' snake_case. */
@@ -92,6 +98,7 @@ export class BlockAdapter<T = unknown> {
   readonly flops: FlopsCounter | undefined;
   readonly pipeEntry: string;
   readonly transformerNames: readonly string[];
+  readonly attentionSites: AttentionSiteDeclaration | undefined;
   private readonly chainPaths: readonly (readonly string[])[][] | undefined;
   private readonly patterns: readonly ForwardPattern[] | undefined;
   private readonly modifiers: readonly Readonly<CacheSettings>[] | undefined;
@@ -111,6 +118,7 @@ export class BlockAdapter<T = unknown> {
     this.flops = options.flops;
     this.pipeEntry = options.pipeEntry ?? 'generate';
     this.transformerNames = transformers.map((t, i) => options.transformerNames?.[i] ?? defaultName(options.pipe, t, i));
+    this.attentionSites = options.attentionSites;
 
     if (options.auto) {
       if (options.blocks !== undefined) throw new TypeError('BlockAdapter: give either blocks or auto: true, not both');

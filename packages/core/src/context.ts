@@ -2,6 +2,14 @@
 // kept per branch (CFG) and per run. It places each transformer call in a step and a branch
 // (from the running call its pipeline described, or by position), applies the decision rules
 // and keeps the statistics. What each step does is its cache policy's call.
+import {
+  AttentionRun,
+  missingSitesError,
+  type AttentionSiteCall,
+  type AttentionSiteHost,
+  type AttentionSiteRecord,
+  type PlacedCall,
+} from './attention-sites.js';
 import type { CacheConfig } from './config.js';
 import type { Decision, MeasureDiff } from './decision.js';
 import { createPolicy, prunesBlocks, type CachePolicy, type RunInfo, type StepDecider, type TransformerCallHook } from './policy.js';
@@ -104,7 +112,7 @@ export interface ChainLayout {
   readonly blockCount: number;
 }
 
-export class CacheContext<T> {
+export class CacheContext<T> implements AttentionSiteHost {
   private branches = new Map<BranchRole, Branch<T>>();
   private step = -1;
   private lastPipelineStep: number | undefined;
@@ -126,6 +134,12 @@ export class CacheContext<T> {
   private currentPolicy: CachePolicy;
   /** The policy's part around whole transformer calls in this run, when it has one. */
   private callHook: TransformerCallHook<T> | undefined;
+  /** The attention sites its transformer's adapter declared (set by enableCache). */
+  private attentionSiteCount = 0;
+  /** The policy's decisions on the attention sites in this run, when it acts on them. */
+  private attentionRun: AttentionRun<T> | undefined;
+  /** The transformer call this context placed last, for the attention sites it runs. */
+  private placed: PlacedCall | undefined;
 
   constructor(
     readonly layout: ChainLayout,
@@ -160,6 +174,9 @@ export class CacheContext<T> {
   reset(): void {
     this.callHook?.clear();
     this.callHook = undefined;
+    this.attentionRun?.clear();
+    this.attentionRun = undefined;
+    this.placed = undefined;
     for (const b of this.branches.values()) b.buffers.clear();
     this.branches = new Map();
     this.step = -1;
@@ -180,9 +197,28 @@ export class CacheContext<T> {
 
   /** Starts a new run under another config. */
   reconfigure(config: CacheConfig): void {
+    const policy = createPolicy(config);
+    this.checkAttentionSites(policy);
     this.reset();
     this.currentConfig = config;
-    this.currentPolicy = createPolicy(config);
+    this.currentPolicy = policy;
+  }
+
+  declareAttentionSites(count: number): void {
+    this.attentionSiteCount = count;
+  }
+
+  /** Refuses a policy that acts on attention sites when this context's transformer declares none. */
+  checkAttentionSites(policy: CachePolicy): void {
+    if (policy.attention?.requiresSites && this.attentionSiteCount === 0) throw missingSitesError(this.currentConfig.policy, this.layout.name);
+  }
+
+  /** Runs one call of an attention site of this context's transformer, as its policy decides. */
+  runAttention<O>(site: AttentionSiteCall['site'], compute: () => O): O {
+    const attention = this.currentPolicy.attention;
+    if (!attention || this.placed === undefined) return compute();
+    this.attentionRun ??= new AttentionRun(attention, this.ops);
+    return this.attentionRun.run(site, this.placed, this.callHook, compute as () => never) as O;
   }
 
   /**
@@ -206,8 +242,12 @@ export class CacheContext<T> {
     const running = this.calls.current;
     const fresh = running !== undefined && running !== this.lastPlaced;
     this.lastPlaced = running;
-    if (fresh && running.kind === 'announced') return this.announcedCall(running.call);
-    return this.inferredCall(fresh && running.kind === 'bare' ? running.timestep : undefined);
+    const active =
+      fresh && running.kind === 'announced'
+        ? this.announcedCall(running.call)
+        : this.inferredCall(fresh && running.kind === 'bare' ? running.timestep : undefined);
+    this.placed = placedCall(running, active, this.pipelineSteps[active.step], this.separateCfg, this.currentConfig.cfgComputeFirst);
+    return active;
   }
 
   /** Applies the decision rules to this call, sharing the other branch's diff where configured. */
@@ -287,6 +327,7 @@ export class CacheContext<T> {
       totalBlocks: this.totalBlocks,
       flops: { computed: this.computedFlops, skipped: this.skippedFlops, outside: this.outsideFlops },
       callReport: this.callHook?.report(),
+      attention: this.attentionRun?.records() ?? [],
     };
   }
 
@@ -381,4 +422,23 @@ export interface ContextSnapshot {
   readonly flops: { readonly computed: number; readonly skipped: number; readonly outside: number };
   /** What the policy's call hook did in the run, when the policy has one. */
   readonly callReport: Readonly<Record<string, unknown>> | undefined;
+  /** Per attention site and branch, its calls and the calls the policy skipped, when it acts on them. */
+  readonly attention: readonly AttentionSiteRecord[];
+}
+
+/**
+ * The branch and timestep of the call just placed. An unannounced call's branch follows from its
+ * role: without separate CFG it is one batched call; with it, cache-dit's roles map back to the
+ * cond call (the step's first) and the uncond call.
+ */
+function placedCall(
+  running: RunningCall | undefined,
+  active: ActiveCall<unknown>,
+  pipelineStep: number | undefined,
+  separateCfg: boolean,
+  cfgComputeFirst: boolean,
+): PlacedCall {
+  if (running?.kind === 'announced') return { branch: running.call.branch, pipelineStep, timestep: running.call.timestep };
+  const branch: CfgBranch = !separateCfg ? 'batched' : (active.branch.role === 'cfg') === cfgComputeFirst ? 'cond' : 'uncond';
+  return { branch, pipelineStep, timestep: running?.kind === 'bare' ? running.timestep : undefined };
 }

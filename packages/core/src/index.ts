@@ -67,6 +67,17 @@ export {
   type TransformerCallHook,
   prunesBlocks,
 } from './policy.js';
+export {
+  ATTENTION_KINDS,
+  type AttentionHook,
+  type AttentionKind,
+  type AttentionOutput,
+  type AttentionPolicy,
+  type AttentionSite,
+  type AttentionSiteCall,
+  type AttentionSiteDeclaration,
+  type AttentionSiteRecord,
+} from './attention-sites.js';
 export { DBCACHE_POLICY, DBCACHE_KEYS, DBCachePolicyFactory } from './dbcache-policy.js';
 export { SCM_POLICY, SCM_KEYS, ScmPolicyFactory, scmMask } from './scm-policy.js';
 export { SCM_MASKS, SCM_PRESETS, type ScmPreset } from './scm-masks.js';
@@ -87,7 +98,7 @@ export {
   FasterCachePolicyFactory,
   FasterCacheCalls,
 } from './fastercache-policy.js';
-export { AttentionForecaster, type AttentionCall, type AttentionForecastRule, type AttentionOutput } from './fastercache-attention.js';
+export { AttentionForecaster, type AttentionCall, type AttentionForecastRule } from './fastercache-attention.js';
 export {
   attentionMayBeForecast,
   frequencyWeights,
@@ -97,6 +108,17 @@ export {
   type TimestepRange,
 } from './fastercache-rules.js';
 export { lowFrequencyRadius, lowPassPlanes } from './frequency-split.js';
+export {
+  PAB_POLICY,
+  PAB_KEYS,
+  PAB_DEFAULTS,
+  PabPolicyFactory,
+  PyramidAttentionBroadcast,
+  pabReuses,
+  pabRules,
+  type PabOptions,
+  type PabRule,
+} from './pab-policy.js';
 export { DBPRUNE_POLICY, DBPRUNE_KEYS, DBPRUNE_DEFAULTS, DBPrunePolicyFactory } from './dbprune-policy.js';
 export { DBPruneDecider, nonPrunableBlocks, pruneThreshold, type DBPruneOptions, type DBPruneRuleConfig } from './dbprune-rule.js';
 export { DBPRUNE_TUNING } from './dbprune-tuning.js';
@@ -118,5 +140,5 @@ export { FoCaCalibrator } from './foca-calibrator.js';
 export { DmdCalibrator, type DmdOptions } from './dmd-calibrator.js';
 export { fitDmd, type DmdFit } from './dmd-fit.js';
 export { CachedBlockChain, type Block, type FlopsCounter } from './block-chain.js';
-export { percentile, type CacheSummary, type ContextStats, type BranchStats, type DiffPercentiles } from './stats.js';
+export { percentile, type AttentionStats, type CacheSummary, type ContextStats, type BranchStats, type DiffPercentiles } from './stats.js';
 export type { TensorOps } from './tensor-ops.js';

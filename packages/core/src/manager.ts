@@ -3,6 +3,7 @@
 // and keeps one CacheHandle per enabled target so it can be found and undone.
 import { injectable } from 'tsyringe';
 
+import { wrapAttentionSites } from './attention-sites.js';
 import { BlockAdapter, type ResolvedChain } from './block-adapter.js';
 import {
   CacheConfigError,
@@ -53,6 +54,9 @@ export class CacheManager {
           ),
       );
       const handle = new CacheHandle<T>(adapter, contexts, calls, undo, parsed, configsFor);
+      // Before the block lists are replaced, so a declaration may read the blocks.
+      wrapAttentionSites(adapter.attentionSites, adapter.transformers, adapter.transformerNames, chains, contexts, undo);
+      for (const context of contexts) context.checkAttentionSites(context.policy);
       chains.forEach((chain, i) => {
         const cached = new CachedBlockChain(contexts[i], chain.blocks, chain.pattern, adapter.ops, adapter.flops);
         chain.lists.forEach((list, j) => undo.push(patchProperty(list.owner, list.key, j === 0 ? [cached] : [])));

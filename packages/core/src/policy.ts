@@ -7,6 +7,7 @@
 // package, and are picked by name with the config's `policy` key.
 import { injectable } from 'tsyringe';
 
+import type { AttentionPolicy } from './attention-sites.js';
 import type { KeySpec } from './config-keys.js';
 import type { CacheConfig } from './config.js';
 import type { Decision, MeasureDiff } from './decision.js';
@@ -87,6 +88,8 @@ export interface CachePolicy {
   storesResidual(stream: Stream): boolean;
   /** Optional: acts around each announced transformer call (see TransformerCallHook). */
   createCallHook?<T>(ops: TensorOps<T>): TransformerCallHook<T>;
+  /** Optional: decides each call of the model's attention sites (attention-sites.ts). */
+  readonly attention?: AttentionPolicy;
 }
 
 /**

@@ -1,5 +1,6 @@
 // Statistics of a cached model: per cache context and branch, the cached steps, the measured
 // diffs and their percentiles, blocks computed, FLOPs skipped; printed as markdown tables.
+import type { AttentionKind, AttentionSiteRecord } from './attention-sites.js';
 import type { CacheConfig } from './config.js';
 import type { BranchSnapshot, ContextSnapshot, StepRecord } from './context.js';
 
@@ -53,6 +54,16 @@ export interface ContextStats {
   readonly decisions: readonly StepRecord[];
   /** What the policy did around whole transformer calls (FasterCache: skipped uncond calls, forecast attention), when it acts there. */
   readonly callReport?: Readonly<Record<string, unknown>>;
+  /**
+   * Attention calls under a policy that acts on attention sites (PAB, FasterCache): per site kind,
+   * the calls and how many the policy skipped (reused or forecast), and each (site, branch)'s record.
+   */
+  readonly attention?: AttentionStats;
+}
+
+export interface AttentionStats {
+  readonly kinds: Readonly<Partial<Record<AttentionKind, { readonly calls: number; readonly skipped: number }>>>;
+  readonly sites: readonly AttentionSiteRecord[];
 }
 
 export interface CacheSummary {
@@ -87,7 +98,19 @@ export function contextStats(s: ContextSnapshot, countsFlops: boolean): ContextS
     flops: countsFlops ? s.flops : undefined,
     decisions: s.stepRecords,
     ...(s.callReport === undefined ? {} : { callReport: s.callReport }),
+    ...(s.attention.length === 0 ? {} : { attention: attentionStats(s.attention) }),
   };
+}
+
+function attentionStats(sites: readonly AttentionSiteRecord[]): AttentionStats {
+  const kinds: Partial<Record<AttentionKind, { calls: number; skipped: number }>> = {};
+  for (const r of sites) {
+    const k = kinds[r.kind] ?? { calls: 0, skipped: 0 };
+    k.calls += r.calls;
+    k.skipped += r.skippedCalls.length;
+    kinds[r.kind] = k;
+  }
+  return { kinds, sites };
 }
 
 export function summarize(contexts: readonly ContextStats[], details: boolean): CacheSummary {
@@ -164,6 +187,11 @@ function markdown(s: Omit<CacheSummary, 'markdown'>, details: boolean): string {
   if (s.flopsSkippedFraction !== undefined) lines.push(`Transformer FLOPs skipped: ${fmtPercent(s.flopsSkippedFraction)}`);
   lines.push(...prunedBlocksLines(s.contexts));
   for (const c of s.contexts) if (c.callReport) lines.push(`Transformer calls, ${c.name}: ${JSON.stringify(c.callReport)}`);
+  for (const c of s.contexts) {
+    if (!c.attention) continue;
+    const kinds = Object.entries(c.attention.kinds).map(([kind, k]) => `${kind} ${k.skipped}/${k.calls}`);
+    lines.push(`Attention calls skipped (reused or forecast), ${c.name}: ${kinds.join(', ')}`);
+  }
   if (details) {
     for (const c of s.contexts) {
       lines.push('', `### ${c.name}`, '', '| Step | Pipeline step | Branch | Decision | Reason | Diff |', '|---|---|---|---|---|---|');

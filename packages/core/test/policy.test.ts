@@ -78,7 +78,7 @@ function additiveRun(config: Record<string, unknown>, steps: number) {
 
 describe('a policy registered by decorator', () => {
   it('is selected by name, gets its own keys with defaults, and decides the steps', () => {
-    expect(policyRegistry().names()).toEqual(['dbcache', 'dbprune', 'every-nth', 'fastercache', 'magcache', 'scm']);
+    expect(policyRegistry().names()).toEqual(['dbcache', 'dbprune', 'every-nth', 'fastercache', 'magcache', 'pab', 'scm']);
     const { outputs, stats, expected } = additiveRun({ policy: 'every-nth', Fn_compute_blocks: 1, Bn_compute_blocks: 1, compute_every: 3 }, 7);
     const context = stats.contexts[0];
     expect(context.config.policyOptions).toEqual({ computeEvery: 3 });
@@ -126,7 +126,7 @@ describe('config errors name the key and list the valid ones', () => {
     const e = failure({ policy: 'teacache', residual_diff_threshold: 0.1 });
     expect(e.key).toBe('policy');
     expect(e.message).toMatch(
-      /^Invalid cache config: policy must be a registered cache policy: one of 'dbcache', 'dbprune', 'every-nth', 'fastercache', 'magcache', 'scm', got "teacache"/,
+      /^Invalid cache config: policy must be a registered cache policy: one of 'dbcache', 'dbprune', 'every-nth', 'fastercache', 'magcache', 'pab', 'scm', got "teacache"/,
     );
   });
 
