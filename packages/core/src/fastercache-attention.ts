@@ -3,12 +3,10 @@
 // from the site's last two outputs as t + (t − t₂)·w, a site returning several tensors forecast
 // element by element; either way the output becomes the newest of the two kept. An uncond call
 // is always computed and kept out of them, as diffusers keeps only the cond half of its batch.
+import type { AttentionOutput } from './attention-sites.js';
 import { attentionMayBeForecast, type TimestepRange } from './fastercache-rules.js';
 import type { TensorOps } from './tensor-ops.js';
 import type { CfgBranch } from './transformer-call.js';
-
-/** What an attention site returns: one tensor, or several (a joint attention's image and text outputs). */
-export type AttentionOutput<T> = T | readonly T[];
 
 /** The running call, as the site's forecast rule needs it. */
 export interface AttentionCall {

@@ -6,7 +6,8 @@
 import { boolean, integer, nullable, oneOf, type Check, type KeySpec } from './config-keys.js';
 import type { CacheConfig } from './config.js';
 import type { Decision } from './decision.js';
-import { AttentionForecaster, type AttentionCall, type AttentionOutput } from './fastercache-attention.js';
+import type { AttentionHook, AttentionOutput, AttentionPolicy, AttentionSiteCall } from './attention-sites.js';
+import { AttentionForecaster, type AttentionCall } from './fastercache-attention.js';
 import { frequencyWeights, skipsUncond, uncondSkippingPossible, type FasterCacheOptions } from './fastercache-rules.js';
 import { FrequencyDeltas } from './fastercache-uncond.js';
 import { registerPolicy, type CachePolicy, type CachePolicyFactory, type StepDecider, type TransformerCallHook } from './policy.js';
@@ -161,7 +162,10 @@ export class FasterCacheCalls<T> implements TransformerCallHook<T> {
     }
   }
 
-  /** The site's forecaster, made at its first call; null where its kind's block skip range is null. */
+  /**
+   * The site's forecaster, made at its first call; null where its kind's block skip range is null
+   * or no step can forecast (neither guidance-distilled nor any uncond prediction rebuilt).
+   */
   private forecasterFor(site: string, kind: 'spatial' | 'temporal'): AttentionForecaster<T> | null {
     let forecaster = this.forecasters.get(site);
     if (forecaster === undefined) {
@@ -171,7 +175,7 @@ export class FasterCacheCalls<T> implements TransformerCallHook<T> {
           ? [o.spatialAttentionBlockSkipRange, o.spatialAttentionTimestepSkipRange]
           : [o.temporalAttentionBlockSkipRange, o.temporalAttentionTimestepSkipRange];
       forecaster =
-        blockSkipRange === null
+        blockSkipRange === null || (!o.isGuidanceDistilled && this.deltas === undefined)
           ? null
           : new AttentionForecaster(this.ops, { blockSkipRange, timestepSkipRange, weight: o.attentionWeight, isGuidanceDistilled: o.isGuidanceDistilled });
       this.forecasters.set(site, forecaster);
@@ -199,12 +203,37 @@ export class FasterCacheCalls<T> implements TransformerCallHook<T> {
   }
 }
 
+/**
+ * FasterCache on the attention sites: spatial and temporal self-attention go to the call hook's
+ * forecasters (which know the running step); cross attention, and a call no pipeline announced,
+ * are computed. The call hook owns and clears what the forecasters keep.
+ */
+class FasterCacheAttention<T> implements AttentionHook<T> {
+  constructor(private readonly calls: FasterCacheCalls<T> | undefined) {}
+
+  run<O extends AttentionOutput<T>>(call: AttentionSiteCall, compute: () => O): O {
+    if (this.calls === undefined || call.site.kind === 'cross') return compute();
+    return this.calls.runAttention(call.site.name, call.site.kind, compute);
+  }
+
+  // Nothing of its own to release: the forecasters belong to the call hook, which clears them.
+  clear(): void {}
+}
+
 class FasterCachePolicy implements CachePolicy {
   readonly cachingPossible = false;
+  readonly attention: AttentionPolicy;
   private readonly options: FasterCacheOptions;
 
   constructor(config: CacheConfig) {
-    this.options = config.policyOptions as unknown as FasterCacheOptions;
+    const o = config.policyOptions as unknown as FasterCacheOptions;
+    this.options = o;
+    this.attention = {
+      // Guidance-distilled, the attention part is all FasterCache does.
+      requiresSites: o.isGuidanceDistilled,
+      createHook: <T>(_ops: TensorOps<T>, calls: unknown) =>
+        new FasterCacheAttention<T>(calls instanceof FasterCacheCalls ? (calls as FasterCacheCalls<T>) : undefined),
+    };
   }
 
   createDecider(): StepDecider {

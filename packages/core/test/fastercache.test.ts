@@ -7,7 +7,11 @@ import { describe, expect, it } from 'vitest';
 
 import {
   AttentionForecaster,
+  BlockAdapter,
+  disableCache,
+  enableCache,
   FASTERCACHE_DEFAULTS,
+  ForwardPattern,
   FasterCacheCalls,
   frequencyWeights,
   lowPassPlanes,
@@ -18,7 +22,7 @@ import {
   type FasterCacheOptions,
 } from '../src/index.js';
 import { PlainTensorOps, type PlainTensor } from '../src/testing.js';
-import { noise } from './toy-models.js';
+import { AdditiveBlock, noise } from './toy-models.js';
 
 const options = (settings: Record<string, unknown> = {}): FasterCacheOptions =>
   resolveConfig(parseCacheConfig({ policy: 'fastercache', ...settings }).base).policyOptions as unknown as FasterCacheOptions;
@@ -52,6 +56,19 @@ describe('fastercache keys', () => {
     [{ residual_diff_threshold: 0.1 }, /residual_diff_threshold.*fastercache/s],
   ])('refuse %j, naming the key and the valid values', (settings, message) => {
     expect(() => resolveConfig(parseCacheConfig({ policy: 'fastercache', ...settings }).base)).toThrow(message);
+  });
+});
+
+describe('fastercache on a model', () => {
+  it('refuses a guidance-distilled run on a model whose adapter declares no attention sites (nothing would act), and takes one with CFG', () => {
+    const ops = new PlainTensorOps();
+    const transformer = { blocks: [1, 2].map((c) => new AdditiveBlock(ops, c, (s) => s)) };
+    const adapter = () => new BlockAdapter({ transformer, blocks: 'blocks', forwardPattern: ForwardPattern.Pattern_3, ops });
+    expect(() => enableCache(adapter(), { policy: 'fastercache', is_guidance_distilled: true })).toThrow(
+      /'fastercache' acts on attention modules.*declares no attention sites/,
+    );
+    enableCache(adapter(), { policy: 'fastercache' });
+    expect(disableCache(transformer)).toBe(true);
   });
 });
 
