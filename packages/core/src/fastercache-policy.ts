@@ -88,11 +88,12 @@ export class FasterCacheCalls<T> implements TransformerCallHook<T> {
   private readonly deltas: FrequencyDeltas<T> | undefined;
   /** A copy of the running step's cond output (engine-owned), for its uncond call. */
   private cond: { step: number; output: T } | undefined;
-  private warnedNoUncond = false;
 
   constructor(
     private readonly ops: TensorOps<T>,
     private readonly options: FasterCacheOptions,
+    /** Emits a process warning; the policy passes one that speaks once per enabled config. */
+    private readonly warn: (message: string) => void = (message) => process.emitWarning(message, 'DitcacheFasterCacheWarning'),
   ) {
     this.deltas = uncondSkippingPossible(options) ? new FrequencyDeltas(ops, options.tensorFormat) : undefined;
   }
@@ -119,6 +120,9 @@ export class FasterCacheCalls<T> implements TransformerCallHook<T> {
     const uncondRebuilt = deltas?.hasValue === true && skipsUncond(this.options, this.iteration, call.timestep);
     const running: AttentionCall = { pipelineStep: call.step, branch: call.branch, iteration: this.iteration, timestep: call.timestep, uncondRebuilt };
     const run = () => this.within(running, forward);
+    if (deltas !== undefined && call.branch === 'batched') {
+      this.warnNothingRebuilt(`step ${call.step} is one call on the batch [uncond, cond], which cannot be halved`);
+    }
     if (deltas === undefined || call.branch === 'batched') return { output: run(), skipped: false };
     if (call.branch === 'cond') {
       const output = run();
@@ -185,16 +189,17 @@ export class FasterCacheCalls<T> implements TransformerCallHook<T> {
 
   private keepCond(step: number, output: T): void {
     // The last step's cond output still kept: no uncond call came, so nothing can ever be rebuilt.
-    if (this.cond !== undefined && !this.warnedNoUncond) {
-      this.warnedNoUncond = true;
-      process.emitWarning(
-        `cache policy 'fastercache': step ${this.cond.step} made no uncond call, so no uncond prediction can be rebuilt and attention is never forecast; ` +
-          'for a model run without classifier-free guidance set is_guidance_distilled: true',
-        'DitcacheFasterCacheWarning',
-      );
-    }
+    if (this.cond !== undefined) this.warnNothingRebuilt(`step ${this.cond.step} made no uncond call`);
     this.releaseCond();
     this.cond = { step, output: this.ops.retain(this.ops.clone(output)) };
+  }
+
+  /** Says why no uncond prediction can be rebuilt (and so no attention forecast), through the policy's warning. */
+  private warnNothingRebuilt(why: string): void {
+    this.warn(
+      `cache policy 'fastercache': ${why}, so no uncond prediction can be rebuilt and attention is never forecast; ` +
+        'for a model run without classifier-free guidance set is_guidance_distilled: true',
+    );
   }
 
   private releaseCond(): void {
@@ -224,6 +229,8 @@ class FasterCachePolicy implements CachePolicy {
   readonly cachingPossible = false;
   readonly attention: AttentionPolicy;
   private readonly options: FasterCacheOptions;
+  /** Whether a run under this config already warned (once is enough, not once per run). */
+  private warned = false;
 
   constructor(config: CacheConfig) {
     const o = config.policyOptions as unknown as FasterCacheOptions;
@@ -249,7 +256,11 @@ class FasterCachePolicy implements CachePolicy {
   }
 
   createCallHook<T>(ops: TensorOps<T>): FasterCacheCalls<T> {
-    return new FasterCacheCalls(ops, this.options);
+    return new FasterCacheCalls(ops, this.options, (message) => {
+      if (this.warned) return;
+      this.warned = true;
+      process.emitWarning(message, 'DitcacheFasterCacheWarning');
+    });
   }
 }
 

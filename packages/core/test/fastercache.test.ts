@@ -139,6 +139,20 @@ describe('the fastercache call hook', () => {
     expect(ops.liveCount).toBe(0);
   });
 
+  it('warns that batched [uncond, cond] calls cannot be halved, and runs them', () => {
+    const ops = new PlainTensorOps();
+    const warnings: string[] = [];
+    const hook = new FasterCacheCalls(ops, o, (message) => warnings.push(message));
+    for (let step = 0; step < 3; step++) {
+      const { output, skipped } = hook.run({ step, branch: 'batched', timestep: timesteps[step] }, () => ops.tensor(noise(size, step), shape));
+      expect(skipped).toBe(false);
+      output.dispose();
+    }
+    expect(warnings[0]).toMatch(/step 0 is one call on the batch \[uncond, cond\], which cannot be halved/);
+    hook.clear();
+    expect(ops.liveCount).toBe(0);
+  });
+
   it('refuses an output without (H, W) planes, such as packed tokens, pointing to is_guidance_distilled', () => {
     const ops = new PlainTensorOps();
     const hook = new FasterCacheCalls(ops, o);
