@@ -6,6 +6,7 @@ import { BlockAdapter, ForwardPattern, registerAdapter, type AdapterTarget, type
 import type { Tensor } from '@ditcache/cuda-runtime';
 import { runtimeTensorOps, timesThousandInDtype } from '@ditcache/diffusion';
 
+import { FluxSingleTransformerBlock, FluxTransformerBlock } from './blocks.js';
 import type { FluxFlops, FluxTransformer, FluxTransformerInputs } from './transformer.js';
 
 export type FluxCacheLayout = 'one-chain' | 'two-lists';
@@ -30,6 +31,16 @@ export function fluxBlockAdapter(target: { pipe?: object; transformer: FluxTrans
     // Only for a bare transformer call: a FluxPipeline tells the engine its calls, timestep included.
     timestepOf: (args) => timesThousandInDtype((args[0] as FluxTransformerInputs).timestep, transformer.dtype)[0],
     flops: fluxFlops(transformer),
+    // diffusers' names; no FLUX attention module is a cross-attention, so diffusers' PAB and
+    // FasterCache treat all as spatial. A block put in place of FLUX's own declares nothing.
+    attentionSites: () => [
+      ...transformer.transformerBlocks.flatMap((b, i) =>
+        b instanceof FluxTransformerBlock ? [{ name: `transformer_blocks.${i}.attn`, kind: 'spatial' as const, module: b.attn }] : [],
+      ),
+      ...transformer.singleTransformerBlocks.flatMap((b, i) =>
+        b instanceof FluxSingleTransformerBlock ? [{ name: `single_transformer_blocks.${i}.attn`, kind: 'spatial' as const, module: b.attn }] : [],
+      ),
+    ],
   });
 }
 

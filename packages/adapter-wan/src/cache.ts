@@ -6,6 +6,7 @@ import { BlockAdapter, ForwardPattern, registerAdapter, type AdapterTarget, type
 import type { Tensor } from '@ditcache/cuda-runtime';
 import { runtimeTensorOps } from '@ditcache/diffusion';
 
+import { WanTransformerBlock } from './blocks.js';
 import type { WanTransformer, WanTransformerInputs } from './transformer.js';
 
 /** The BlockAdapter of a Wan pipeline (both experts of Wan 2.2), or of one bare transformer. */
@@ -21,6 +22,17 @@ export function wanBlockAdapter(target: { pipe?: object; transformers: readonly 
     timestepOf: (args) => (args[0] as WanTransformerInputs).timestep.toFloat32Array()[0],
     flops: wanFlops(transformers),
     transformerNames: transformers.map((_, i) => (i === 0 ? 'transformer' : `transformer_${i + 1}`)),
+    // diffusers' names and kinds: attn1 attends over the video tokens, attn2 to the text. A block
+    // put in place of Wan's own declares nothing.
+    attentionSites: (_, index) =>
+      transformers[index].blocks.flatMap((b, i) =>
+        b instanceof WanTransformerBlock
+          ? [
+              { name: `blocks.${i}.attn1`, kind: 'spatial' as const, module: b.attn1 },
+              { name: `blocks.${i}.attn2`, kind: 'cross' as const, module: b.attn2 },
+            ]
+          : [],
+      ),
   });
 }
 
