@@ -48,6 +48,8 @@ function statsRecord(c: ContextStats): Record<string, unknown> {
     computedBlocks: c.computedBlocks,
     totalBlocks: c.totalBlocks,
     ...prunedBlocksRecord(c),
+    // Under a policy that skips attention calls (pab, fastercache): per site kind, calls and skipped calls.
+    ...(c.attention ? { attentionCalls: c.attention.kinds } : {}),
   };
 }
 

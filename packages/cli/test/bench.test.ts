@@ -108,6 +108,12 @@ describe('bench configs', () => {
     expect(benchMarkdown([{ ...result, name: 'mag', cache: { policy: 'magcache', threshold: 0.1 } }], 10)).toMatch(
       /\| mag \| magcache threshold=0\.1 [^|]*\| 0 \| 0 \| - \| - \| - \| - \| 1\.00 \|/,
     );
+    // A policy that reuses attention calls (pab): the share it reused, beside the cached steps.
+    const [pab] = expandGrid({ policy: ['pab'], spatial_attention_block_skip_range: [3] });
+    expect(pab.cache).toEqual({ policy: 'pab', spatial_attention_block_skip_range: 3 });
+    expect(benchMarkdown([{ ...result, name: 'pab', cache: pab.cache, attentionSkippedFraction: 0.3 }], 10)).toMatch(
+      /\| pab \| pab spatialAttentionBlockSkipRange=3 [^|]*\| 0 \| 0 \| - \| - \| - \| - \| 1\.00 \| 1\.00x \| 0\.0\/10, attention 30\.0% reused \|/,
+    );
   });
 
   it('find the Pareto front of speedup and PSNR', () => {

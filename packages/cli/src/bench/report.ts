@@ -21,6 +21,8 @@ export interface ConfigResult {
   /** Blocks computed / blocks in all the transformer calls, over all prompts. */
   readonly computedFraction: number;
   readonly flopsSkippedFraction: number;
+  /** Attention calls skipped / attention calls, over all prompts, under a policy that skips them (pab, fastercache). */
+  readonly attentionSkippedFraction?: number;
   /** Per prompt; Infinity where an image equals the baseline's. */
   readonly psnr: readonly number[];
   readonly ssim: readonly number[];
@@ -76,6 +78,9 @@ export async function evaluateBench(out: string, records: ReadonlyMap<string, re
       ...(cells.some((r) => r.cfgCachedSteps) ? { cfgCachedSteps: sum(cells.map((r) => r.cfgCachedSteps?.length ?? 0)) / cells.length } : {}),
       computedFraction: sum(cells.map((r) => r.computedBlocks)) / sum(cells.map((r) => r.totalBlocks)),
       flopsSkippedFraction: sum(cells.map((r) => r.flopsSkippedFraction)) / cells.length,
+      ...(cells.some((r) => r.attention)
+        ? { attentionSkippedFraction: sum(cells.map((r) => r.attention?.skipped ?? 0)) / Math.max(1, sum(cells.map((r) => r.attention?.calls ?? 0))) }
+        : {}),
       psnr: psnrs,
       ssim: ssims,
       meanPsnr: meanOfFinite(psnrs),
@@ -150,7 +155,9 @@ export function benchMarkdown(results: readonly ConfigResult[], steps: number): 
         ...settings,
         r.seconds.toFixed(2),
         `${r.speedup.toFixed(2)}x`,
-        `${r.cachedSteps.toFixed(1)}/${steps}${r.cfgCachedSteps === undefined ? '' : `, CFG ${r.cfgCachedSteps.toFixed(1)}`}`,
+        `${r.cachedSteps.toFixed(1)}/${steps}${r.cfgCachedSteps === undefined ? '' : `, CFG ${r.cfgCachedSteps.toFixed(1)}`}${
+          r.attentionSkippedFraction === undefined ? '' : `, attention ${(100 * r.attentionSkippedFraction).toFixed(1)}% reused`
+        }`,
         `${(100 * r.computedFraction).toFixed(1)}%`,
         formatPsnr(r),
         r.meanSsim.toFixed(4),

@@ -54,6 +54,8 @@ export interface CellRecord {
   readonly computedBlocks: number;
   readonly totalBlocks: number;
   readonly flopsSkippedFraction: number;
+  /** Under a policy that skips attention calls (pab, fastercache): the calls of its attention sites and how many it skipped. */
+  readonly attention?: { readonly calls: number; readonly skipped: number };
   /** The cache summary of the run, where its config asked for it to be kept (BenchConfig.keepSummary). */
   readonly summary?: CacheSummary;
   /** A video cell: its frames (written as PNGs in `prompt-<i>_frames/`) and its animation's extension. */
@@ -163,6 +165,13 @@ function cachedStepsOf(stats: CacheSummary | undefined): Pick<CellRecord, 'cache
   return { cachedSteps: steps((c) => c.cachedSteps), residualDiffs: diffs, ...(cfgCachedSteps.length ? { cfgCachedSteps } : {}) };
 }
 
+/** The attention calls of every context and site kind, where the policy acts on attention sites. */
+function attentionOf(stats: CacheSummary | undefined): Pick<CellRecord, 'attention'> {
+  const kinds = (stats?.contexts ?? []).flatMap((c) => Object.values(c.attention?.kinds ?? {}));
+  if (kinds.length === 0) return {};
+  return { attention: { calls: kinds.reduce((n, k) => n + k.calls, 0), skipped: kinds.reduce((n, k) => n + k.skipped, 0) } };
+}
+
 function disposeResult(result: CliGenerateResult | undefined): void {
   for (const t of [result?.latents, result?.image, result?.video]) t?.dispose();
 }
@@ -258,6 +267,7 @@ export async function runBench(run: BenchRun): Promise<Map<string, CellRecord[]>
             computedBlocks: stats?.computedBlocks ?? 1,
             totalBlocks: stats?.totalBlocks ?? 1,
             flopsSkippedFraction: stats?.flopsSkippedFraction ?? 0,
+            ...attentionOf(stats),
             ...(config?.keepSummary && stats ? { summary: stats } : {}),
             ...written,
           };
