@@ -8,6 +8,7 @@ import { missingFolders } from '@ditcache/diffusion';
 import {
   UsageError,
   componentConfig,
+  encodePromptBatches,
   pickInputs,
   textPromptOptions,
   writeImage,
@@ -56,11 +57,13 @@ const sd3CliFamily: CliFamily = {
     { name: 'transformer.transformer_blocks', blocks: componentConfig(dir, 'transformer', ['SD3Transformer2DModel'], SD3_TRANSFORMER_DEFAULTS).num_layers },
   ],
 
-  encodePrompt(dir, prompt, s) {
+  encodePrompt(dir, prompts, s) {
     checkTextComponents(dir);
     using encoder = new SD3PromptEncoder(dir, loadSD3TransformerConfig(join(dir, 'transformer')).joint_attention_dim);
-    const { promptEmbeds, pooledPromptEmbeds } = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
-    return { tensors: { prompt_embeds: promptEmbeds, pooled_prompt_embeds: pooledPromptEmbeds }, notes: [] };
+    return encodePromptBatches(prompts, s.negativePrompt, (batch) => {
+      const { promptEmbeds, pooledPromptEmbeds } = encoder.encode(batch, { maxSequenceLength: s.maxSequenceLength });
+      return { tensors: { prompt_embeds: promptEmbeds, pooled_prompt_embeds: pooledPromptEmbeds }, notes: batch.map(() => []) };
+    });
   },
 
   request(inputs, file, s: CliGenerateSettings): SD3GenerateOptions {

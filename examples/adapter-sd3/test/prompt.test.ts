@@ -77,7 +77,7 @@ describe('StableDiffusion3Pipeline from text', () => {
   });
 
   it('gives ditcache encode-prompt the same embeddings through its CLI family', () => {
-    const { tensors, notes } = sd3CliFamily.encodePrompt!(folder, meta.prompts[0], { maxSequenceLength: 12 });
+    const { tensors, notes } = sd3CliFamily.encodePrompt!(folder, [meta.prompts[0]], { maxSequenceLength: 12 });
     expect(Object.keys(tensors).sort()).toEqual(['pooled_prompt_embeds', 'prompt_embeds']);
     expect(notes).toEqual([]);
     expect(relativeL2(tensors.prompt_embeds, ref.prompt_embeds_12.slice(0, 0, 1))).toBeLessThan(1e-5);

@@ -4,7 +4,9 @@ import {
   UsageError,
   checkTextFolders,
   componentConfig,
+  encodePromptBatches,
   pickInputs,
+  sharedPerPrompt,
   textPromptOptions,
   writeImage,
   type CliFamily,
@@ -100,20 +102,23 @@ const chromaCliFamily: CliFamily = {
 
   writeOutput: (result, path) => writeImage(result, path),
 
-  encodePrompt(dir, prompt, s) {
+  encodePrompt(dir, prompts, s) {
     checkTextFolders(dir, TEXT_COMPONENTS, { ...TEXT_WORDING, flag: 'encode-prompt' });
     checkSequenceLength(s.maxSequenceLength);
     using encoder = ChromaPromptEncoder.fromPretrained(dir);
-    const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
-    // diffusers' ChromaPipeline truncates T5 without a warning: this count is ditcache's own.
-    const notes = e.truncatedTokens > 0 ? [`T5 kept ${e.inputIds.shape[1]} tokens of the prompt; ${e.truncatedTokens} were truncated`] : [];
-    // Token ids as float32 values, exact up to 2^24.
-    const inputIds = e.inputIds.cast('float32');
-    e.inputIds.dispose();
-    return {
-      tensors: { prompt_embeds: e.promptEmbeds, prompt_attention_mask: e.promptAttentionMask, text_ids: e.textIds, input_ids: inputIds },
-      notes,
-    };
+    return encodePromptBatches(prompts, s.negativePrompt, (batch) => {
+      const e = encoder.encode(batch, { maxSequenceLength: s.maxSequenceLength });
+      // diffusers' ChromaPipeline truncates T5 without a warning: this count is ditcache's own.
+      const notes = e.truncatedTokensPerPrompt.map((n) => (n > 0 ? [`T5 kept ${e.inputIds.shape[1]} tokens of the prompt; ${n} were truncated`] : []));
+      // Token ids as float32 values, exact up to 2^24.
+      const inputIds = e.inputIds.cast('float32');
+      e.inputIds.dispose();
+      const textIds = sharedPerPrompt(e.textIds, batch.length);
+      return {
+        tensors: { prompt_embeds: e.promptEmbeds, prompt_attention_mask: e.promptAttentionMask, text_ids: textIds, input_ids: inputIds },
+        notes,
+      };
+    });
   },
 
   loadTransformer(dir, options): CliTransformer {

@@ -30,6 +30,8 @@ export interface ChromaPromptEmbeddings {
   inputIds: Tensor;
   /** Tokens truncation dropped from the longest prompt (diffusers logs these). */
   truncatedTokens: number;
+  /** Tokens truncation dropped from each prompt, in order. */
+  truncatedTokensPerPrompt: number[];
 }
 
 /** The text folders a pipeline folder lacks (none when prompts can be encoded). */
@@ -72,6 +74,7 @@ export class ChromaPromptEncoder extends T5TextComponents {
         textIds: zeros([length, 3], { device }),
         inputIds,
         truncatedTokens: Math.max(...encoded.map((e) => e.truncatedTokens)),
+        truncatedTokensPerPrompt: encoded.map((e) => e.truncatedTokens),
       };
     });
   }

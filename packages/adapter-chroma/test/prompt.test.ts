@@ -97,7 +97,7 @@ describe('the CLI with T5: encode-prompt and generate --prompt', () => {
   });
 
   it("encode-prompt writes the pipeline's prompt_embeds and prompt_attention_mask", () => {
-    const encoded = family.encodePrompt?.(dir, meta.prompts[0], { maxSequenceLength: meta.max_sequence_length });
+    const encoded = family.encodePrompt?.(dir, [meta.prompts[0]], { maxSequenceLength: meta.max_sequence_length });
     expect(encoded).toBeDefined();
     const { tensors } = encoded as NonNullable<typeof encoded>;
     expect(Object.keys(tensors).sort()).toEqual(['input_ids', 'prompt_attention_mask', 'prompt_embeds', 'text_ids']);
@@ -117,7 +117,7 @@ describe('the CLI with T5: encode-prompt and generate --prompt', () => {
       }
     ).chroma;
     expect(diffusers.warnings).toEqual([]);
-    const { tensors, notes } = family.encodePrompt!(dir, diffusers.prompt, { maxSequenceLength: diffusers.max_sequence_length });
+    const { tensors, notes } = family.encodePrompt!(dir, [diffusers.prompt], { maxSequenceLength: diffusers.max_sequence_length });
     for (const t of Object.values(tensors)) t.dispose();
     expect(notes).toEqual([expect.stringMatching(/^T5 kept 16 tokens of the prompt; \d+ were truncated$/)]);
   });

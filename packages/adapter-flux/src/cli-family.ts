@@ -4,7 +4,9 @@ import {
   UsageError,
   checkTextFolders,
   componentConfig,
+  encodePromptBatches,
   pickInputs,
+  sharedPerPrompt,
   textPromptOptions,
   writeImage,
   type CliFamily,
@@ -105,23 +107,28 @@ const fluxCliFamily: CliFamily = {
 
   writeOutput: (result, path) => writeImage(result, path),
 
-  encodePrompt(dir, prompt, s) {
+  encodePrompt(dir, prompts, s) {
     checkTextFolders(dir, TEXT_COMPONENTS);
     checkSequenceLength(s.maxSequenceLength);
     using encoder = FluxPromptEncoder.fromPretrained(dir);
-    const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
-    // What truncation dropped, as diffusers' encode_prompt warns of it: CLIP's, then T5's, whose
-    // warning quotes from CLIP's tokenizer_max_length - 1, not from max_sequence_length - 1.
-    const clipLength = e.clipInputIds.shape[1];
-    const notes = [
-      clipLengthWarning(encoder.clipTokenizer, [prompt], clipLength),
-      maxSequenceLengthWarning(encoder.t5Tokenizer, [prompt], e.t5InputIds.shape[1], clipLength - 1),
-    ].filter((note): note is string => note !== null);
-    // Token ids as float32 values, exact up to 2^24.
-    const ids = { clip_input_ids: e.clipInputIds.cast('float32'), t5_input_ids: e.t5InputIds.cast('float32') };
-    e.clipInputIds.dispose();
-    e.t5InputIds.dispose();
-    return { tensors: { prompt_embeds: e.promptEmbeds, pooled_prompt_embeds: e.pooledPromptEmbeds, text_ids: e.textIds, ...ids }, notes };
+    return encodePromptBatches(prompts, s.negativePrompt, (batch) => {
+      const e = encoder.encode(batch, { maxSequenceLength: s.maxSequenceLength });
+      // What truncation dropped, as diffusers' encode_prompt warns of it: CLIP's, then T5's, whose
+      // warning quotes from CLIP's tokenizer_max_length - 1, not from max_sequence_length - 1.
+      const clipLength = e.clipInputIds.shape[1];
+      const notes = batch.map((prompt) =>
+        [
+          clipLengthWarning(encoder.clipTokenizer, [prompt], clipLength),
+          maxSequenceLengthWarning(encoder.t5Tokenizer, [prompt], e.t5InputIds.shape[1], clipLength - 1),
+        ].filter((note): note is string => note !== null),
+      );
+      // Token ids as float32 values, exact up to 2^24.
+      const ids = { clip_input_ids: e.clipInputIds.cast('float32'), t5_input_ids: e.t5InputIds.cast('float32') };
+      e.clipInputIds.dispose();
+      e.t5InputIds.dispose();
+      const textIds = sharedPerPrompt(e.textIds, batch.length);
+      return { tensors: { prompt_embeds: e.promptEmbeds, pooled_prompt_embeds: e.pooledPromptEmbeds, text_ids: textIds, ...ids }, notes };
+    });
   },
 
   loadTransformer(dir, options): CliTransformer {

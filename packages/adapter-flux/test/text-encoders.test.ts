@@ -162,11 +162,11 @@ describe('FluxPipeline with text encoders', () => {
         flux: { prompt: string; max_sequence_length: number; warnings: string[] };
       }
     ).flux;
-    const { tensors, notes } = fluxCliFamily.encodePrompt!(dir, diffusers.prompt, { maxSequenceLength: diffusers.max_sequence_length });
+    const { tensors, notes } = fluxCliFamily.encodePrompt!(dir, [diffusers.prompt], { maxSequenceLength: diffusers.max_sequence_length });
     for (const t of Object.values(tensors)) t.dispose();
     expect(diffusers.warnings).toHaveLength(2);
     expect(notes).toEqual(diffusers.warnings);
-    const short = fluxCliFamily.encodePrompt!(dir, PROMPT, { maxSequenceLength: 24 });
+    const short = fluxCliFamily.encodePrompt!(dir, [PROMPT], { maxSequenceLength: 24 });
     for (const t of Object.values(short.tensors)) t.dispose();
     expect(short.notes).toEqual([]);
   });

@@ -4,6 +4,7 @@ import {
   UsageError,
   checkTextFolders,
   componentConfig,
+  encodePromptBatches,
   pickInputs,
   textPromptOptions,
   writeImage,
@@ -102,23 +103,28 @@ const hidreamCliFamily: CliFamily = {
 
   writeOutput: (result, path) => writeImage(result, path),
 
-  encodePrompt(dir, prompt, s) {
+  encodePrompt(dir, prompts, s) {
     checkTextFolders(dir, TEXT_COMPONENTS);
     using encoder = new HiDreamPromptEncoder(dir);
-    const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
-    // What truncation dropped, as diffusers' encode_prompt warns of it, in its order. The CLIPs
-    // are cut at min(max_sequence_length, 218) but their warning names 218 and quotes from there.
-    const [clip, clip2, t5, llama] = encoder.tokenizers;
-    const notes = [
-      clipLengthWarning(clip, [prompt], e.lengths.clip, CLIP_MAX_LENGTH),
-      clipLengthWarning(clip2, [prompt], e.lengths.clip, CLIP_MAX_LENGTH),
-      maxSequenceLengthWarning(t5, [prompt], e.lengths.t5),
-      maxSequenceLengthWarning(llama, [prompt], e.lengths.llama),
-    ].filter((note): note is string => note !== null);
-    return {
-      tensors: { prompt_embeds_t5: e.promptEmbedsT5, prompt_embeds_llama3: e.promptEmbedsLlama3, pooled_prompt_embeds: e.pooledPromptEmbeds },
-      notes,
-    };
+    return encodePromptBatches(prompts, s.negativePrompt, (batch) => {
+      const e = encoder.encode(batch, { maxSequenceLength: s.maxSequenceLength });
+      // What truncation dropped, as diffusers' encode_prompt warns of it, in its order. The CLIPs
+      // are cut at min(max_sequence_length, 218) but their warning names 218 and quotes from there.
+      const [clip, clip2, t5, llama] = encoder.tokenizers;
+      const notes = batch.map((prompt) =>
+        [
+          clipLengthWarning(clip, [prompt], e.lengths.clip, CLIP_MAX_LENGTH),
+          clipLengthWarning(clip2, [prompt], e.lengths.clip, CLIP_MAX_LENGTH),
+          maxSequenceLengthWarning(t5, [prompt], e.lengths.t5),
+          maxSequenceLengthWarning(llama, [prompt], e.lengths.llama),
+        ].filter((note): note is string => note !== null),
+      );
+      // prompt_embeds_llama3 is (layers, prompts, tokens, width): its prompts on the second axis, where bench reads them.
+      return {
+        tensors: { prompt_embeds_t5: e.promptEmbedsT5, prompt_embeds_llama3: e.promptEmbedsLlama3, pooled_prompt_embeds: e.pooledPromptEmbeds },
+        notes,
+      };
+    });
   },
 
   loadTransformer(dir, options): CliTransformer {

@@ -102,7 +102,7 @@ describe('HiDreamImagePipeline from text', () => {
 
   it("gives ditcache encode-prompt the embeddings under the pipeline's names, with diffusers' truncation warnings", () => {
     expect([diffusersWarnings.prompt, diffusersWarnings.max_sequence_length]).toEqual([meta.prompts[3], 12]);
-    const { tensors, notes } = hidreamCliFamily.encodePrompt!(folder, meta.prompts[3], { maxSequenceLength: 12 });
+    const { tensors, notes } = hidreamCliFamily.encodePrompt!(folder, [meta.prompts[3]], { maxSequenceLength: 12 });
     expect(Object.keys(tensors).sort()).toEqual(['pooled_prompt_embeds', 'prompt_embeds_llama3', 'prompt_embeds_t5']);
     tidy(() => {
       expect(relativeL2(tensors.prompt_embeds_t5, ref.prompt_embeds_t5_12.narrow(0, 3, 1))).toBeLessThan(1e-5);
@@ -116,7 +116,7 @@ describe('HiDreamImagePipeline from text', () => {
 
   it("warns as diffusers of CLIP cuts that leave nothing past token 217 to quote, and of T5's unknown pieces", () => {
     expect([diffusersShortWarnings.prompt, diffusersShortWarnings.max_sequence_length]).toEqual([meta.prompts[1], 12]);
-    const { tensors, notes } = hidreamCliFamily.encodePrompt!(folder, meta.prompts[1], { maxSequenceLength: 12 });
+    const { tensors, notes } = hidreamCliFamily.encodePrompt!(folder, [meta.prompts[1]], { maxSequenceLength: 12 });
     for (const t of Object.values(tensors)) t.dispose();
     expect(diffusersShortWarnings.warnings[0]).toMatch(/up to 218 tokens: \[''\]$/);
     expect(notes).toEqual(diffusersShortWarnings.warnings);

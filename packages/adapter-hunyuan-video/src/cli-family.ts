@@ -9,6 +9,7 @@ import {
   UsageError,
   checkTextFolders,
   componentConfig,
+  encodePromptBatches,
   pickInputs,
   textPromptOptions,
   type CliFamily,
@@ -126,24 +127,27 @@ const hunyuanVideoCliFamily: CliFamily = {
     await savePngFrames(result.video, join(dirname(path), `${basename(path, extname(path))}_frames`));
   },
 
-  encodePrompt(dir, prompt, s) {
+  encodePrompt(dir, prompts, s) {
     checkTextFolders(dir, TEXT_COMPONENTS);
     using encoder = new HunyuanVideoPromptEncoder(dir);
-    const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
-    // What truncation dropped: diffusers cuts Llama's silently (so this count is ditcache's own)
-    // and warns of CLIP's, as the second note says it word for word.
     const length = s.maxSequenceLength ?? DEFAULT_MAX_SEQUENCE_LENGTH;
-    const clipWarning = clipLengthWarning(encoder.tokenizers[1], [prompt], CLIP_MAX_LENGTH);
-    const notes = [
-      ...(e.truncatedTokens.llama > 0
-        ? [`Llama kept ${length} tokens after the template's first 95; ${e.truncatedTokens.llama} of the prompt were truncated`]
-        : []),
-      ...(clipWarning ? [clipWarning] : []),
-    ];
-    return {
-      tensors: { prompt_embeds: e.promptEmbeds, pooled_prompt_embeds: e.pooledPromptEmbeds, prompt_attention_mask: e.promptAttentionMask },
-      notes,
-    };
+    return encodePromptBatches(prompts, s.negativePrompt, (batch) => {
+      const e = encoder.encode(batch, { maxSequenceLength: s.maxSequenceLength });
+      // What truncation dropped: diffusers cuts Llama's silently (so this count is ditcache's own)
+      // and warns of CLIP's, as the second note says it word for word.
+      const notes = batch.map((prompt, i) => {
+        const llamaCut = e.truncatedTokensPerPrompt[i].llama;
+        const clipWarning = clipLengthWarning(encoder.tokenizers[1], [prompt], CLIP_MAX_LENGTH);
+        return [
+          ...(llamaCut > 0 ? [`Llama kept ${length} tokens after the template's first 95; ${llamaCut} of the prompt were truncated`] : []),
+          ...(clipWarning ? [clipWarning] : []),
+        ];
+      });
+      return {
+        tensors: { prompt_embeds: e.promptEmbeds, pooled_prompt_embeds: e.pooledPromptEmbeds, prompt_attention_mask: e.promptAttentionMask },
+        notes,
+      };
+    });
   },
 
   loadTransformer(dir, options): CliTransformer {

@@ -49,6 +49,8 @@ export interface HunyuanVideoPromptEmbeddings {
   promptAttentionMask: Tensor;
   /** Tokens truncation dropped from the longest-cut prompt, per tokenizer (diffusers warns of CLIP's). */
   truncatedTokens: { llama: number; clip: number };
+  /** What each prompt lost, in order. */
+  truncatedTokensPerPrompt: { llama: number; clip: number }[];
 }
 
 /** The text folders a pipeline folder lacks (none when prompts can be encoded). */
@@ -136,6 +138,7 @@ export class HunyuanVideoPromptEncoder implements Disposable {
       }),
       promptAttentionMask: rows(llamaTokens, 'attentionMask', dropTokens),
       truncatedTokens: { llama: mostTruncated(llamaTokens), clip: mostTruncated(clipTokens) },
+      truncatedTokensPerPrompt: prompts.map((_, i) => ({ llama: llamaTokens[i].truncatedTokens, clip: clipTokens[i].truncatedTokens })),
     };
   }
 

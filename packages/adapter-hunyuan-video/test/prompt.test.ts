@@ -140,7 +140,7 @@ describe('HunyuanVideoPipeline from text', () => {
   });
 
   it('gives ditcache encode-prompt the triple under the pipeline names, with the truncation notes', () => {
-    const { tensors, notes } = family.encodePrompt!(folder, meta.prompts[3], { maxSequenceLength: 106 });
+    const { tensors, notes } = family.encodePrompt!(folder, [meta.prompts[3]], { maxSequenceLength: 106 });
     expect(Object.keys(tensors).sort()).toEqual(['pooled_prompt_embeds', 'prompt_attention_mask', 'prompt_embeds']);
     tidy(() => {
       expect(relativeL2(tensors.prompt_embeds, ref.prompt_embeds_106.narrow(0, 3, 1))).toBeLessThan(1e-5);
@@ -187,7 +187,7 @@ describe('HunyuanVideoPipeline from text', () => {
         /no tokenizer_2\/, text_encoder_2\/ folder \(prompt encoding needs tokenizer\/, text_encoder\//,
       );
       expect(() => family.checkModel?.(partial, { negativePrompt: 'blur' })).toThrow(/has no tokenizer_2\/, text_encoder_2\/ \(text encoders\)/);
-      expect(() => family.encodePrompt?.(partial, 'a cat', {})).toThrow(/has no tokenizer_2\/, text_encoder_2\/ \(text encoders\)/);
+      expect(() => family.encodePrompt?.(partial, ['a cat'], {})).toThrow(/has no tokenizer_2\/, text_encoder_2\/ \(text encoders\)/);
       using pipe = HunyuanVideoPipeline.fromPretrained(partial);
       expect(pipe.textEncoders).toBeNull();
     } finally {

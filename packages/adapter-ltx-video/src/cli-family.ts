@@ -7,12 +7,14 @@ import {
   UsageError,
   checkTextFolders,
   componentConfig,
+  encodePromptBatches,
   pickInputs,
   textPromptOptions,
   type CliFamily,
   type CliGenerateSettings,
   type CliTransformer,
 } from '@ditcache/diffusion/cli';
+import { maxSequenceLengthWarning } from '@ditcache/text-encoders';
 
 import { LTX_TRANSFORMER_DEFAULTS } from './config.js';
 import { LtxPipeline, type LtxGenerateOptions } from './pipeline.js';
@@ -128,13 +130,20 @@ const ltxCliFamily: CliFamily = {
     await savePngFrames(result.video, join(dirname(path), `${basename(path, extname(path))}_frames`));
   },
 
-  encodePrompt(dir, prompt, s) {
+  encodePrompt(dir, prompts, s) {
     checkTextFolders(dir, TEXT_COMPONENTS, { ...TEXT_WORDING, flag: 'encode-prompt' });
     using encoder = LtxPromptEncoder.fromPretrained(dir);
-    const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
-    e.inputIds.dispose();
-    // diffusers' LTXPipeline logs this warning when T5 truncates the prompt.
-    return { tensors: { prompt_embeds: e.promptEmbeds, prompt_attention_mask: e.promptAttentionMask }, notes: e.warning ? [e.warning] : [] };
+    return encodePromptBatches(prompts, s.negativePrompt, (batch) => {
+      const e = encoder.encode(batch, { maxSequenceLength: s.maxSequenceLength });
+      e.inputIds.dispose();
+      // diffusers' LTXPipeline logs this warning when T5 truncates a prompt; said of each prompt here.
+      const length = e.promptEmbeds.shape[1];
+      const notes = batch.map((prompt) => {
+        const warning = maxSequenceLengthWarning(encoder.tokenizer, [prompt], length);
+        return warning ? [warning] : [];
+      });
+      return { tensors: { prompt_embeds: e.promptEmbeds, prompt_attention_mask: e.promptAttentionMask }, notes };
+    });
   },
 
   loadTransformer(dir, options): CliTransformer {

@@ -129,7 +129,7 @@ describe('LtxPipeline with T5', () => {
 
 describe('the CLI with T5: encode-prompt and generate --prompt', () => {
   it("encode-prompt writes the pipeline's prompt_embeds and prompt_attention_mask, and diffusers' warning", () => {
-    const { tensors, notes } = family.encodePrompt!(dir, meta.prompts[3], { maxSequenceLength: meta.max_sequence_length });
+    const { tensors, notes } = family.encodePrompt!(dir, [meta.prompts[3]], { maxSequenceLength: meta.max_sequence_length });
     expect(Object.keys(tensors).sort()).toEqual(['prompt_attention_mask', 'prompt_embeds']);
     using last = ref.prompt_embeds.narrow(0, 3, 1).clone();
     expect(relativeL2(tensors.prompt_embeds, last)).toBeLessThan(1e-5);

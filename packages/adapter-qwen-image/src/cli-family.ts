@@ -5,6 +5,7 @@ import {
   UsageError,
   checkTextFolders,
   componentConfig,
+  encodePromptBatches,
   pickInputs,
   textPromptOptions,
   writeImage,
@@ -118,20 +119,22 @@ const qwenImageCliFamily: CliFamily = {
 
   writeOutput: (result, path) => writeImage(result, path),
 
-  encodePrompt(dir, prompt, s) {
+  encodePrompt(dir, prompts, s) {
     checkTextFolders(dir, TEXT_COMPONENTS, { encoders: 'text encoder' });
     using encoder = new QwenImagePromptEncoder(dir);
-    const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
-    // One prompt pads nothing, so diffusers' mask is None; written as ones, which the pipeline reads the same.
-    const mask = e.promptEmbedsMask ?? ones(e.promptEmbeds.shape.slice(0, 2), { dtype: 'int32', device: e.promptEmbeds.device });
     const length = s.maxSequenceLength ?? DEFAULT_MAX_SEQUENCE_LENGTH;
-    return {
-      tensors: { prompt_embeds: e.promptEmbeds, prompt_embeds_mask: mask },
-      notes:
-        e.truncatedTokens > 0
-          ? [`Qwen2.5-VL kept ${e.promptEmbeds.shape[1]} tokens of the prompt (at most ${length}); ${e.truncatedTokens} were truncated`]
-          : [],
-    };
+    return encodePromptBatches(prompts, s.negativePrompt, (batch) => {
+      // Padded to the longest prompt of the batch, as diffusers pads a list of prompts.
+      const e = encoder.encode(batch, { maxSequenceLength: s.maxSequenceLength });
+      // A batch without padding (one prompt, or prompts of one length) has diffusers' mask None;
+      // written as ones, which the pipeline reads the same.
+      const mask = e.promptEmbedsMask ?? ones(e.promptEmbeds.shape.slice(0, 2), { dtype: 'int32', device: e.promptEmbeds.device });
+      // A truncated prompt kept the most tokens of the batch, so the embeddings' width is its count.
+      const notes = e.truncatedTokensPerPrompt.map((n) =>
+        n > 0 ? [`Qwen2.5-VL kept ${e.promptEmbeds.shape[1]} tokens of the prompt (at most ${length}); ${n} were truncated`] : [],
+      );
+      return { tensors: { prompt_embeds: e.promptEmbeds, prompt_embeds_mask: mask }, notes };
+    });
   },
 
   loadTransformer(dir, options): CliTransformer {

@@ -30,6 +30,8 @@ export interface QwenImagePromptEmbeddings {
   promptEmbedsMask: Tensor | null;
   /** Tokens the longest-cut prompt lost, to the tokenizer's 1024 + 34 limit and to maxSequenceLength. */
   truncatedTokens: number;
+  /** What each prompt lost, in order. */
+  truncatedTokensPerPrompt: number[];
 }
 
 /** The text folders a pipeline folder lacks (none when prompts can be encoded). */
@@ -111,10 +113,12 @@ export class QwenImagePromptEncoder implements Disposable {
     attentionMask.dispose();
     const padded = rows.some((r) => r.kept < tokens);
     const mask = rows.flatMap((r) => Array.from({ length: tokens }, (_, j) => (j < r.kept ? 1 : 0)));
+    const truncatedTokensPerPrompt = rows.map((r, i) => batch.truncatedTokens[i] + r.own - r.kept);
     return {
       promptEmbeds,
       promptEmbedsMask: padded ? tensor(Int32Array.from(mask), [prompts.length, tokens], { device }) : null,
-      truncatedTokens: Math.max(...rows.map((r, i) => batch.truncatedTokens[i] + r.own - r.kept)),
+      truncatedTokens: Math.max(...truncatedTokensPerPrompt),
+      truncatedTokensPerPrompt,
     };
   }
 

@@ -128,7 +128,7 @@ describe('QwenImagePipeline from text', () => {
   });
 
   it('gives ditcache encode-prompt prompt_embeds and prompt_embeds_mask, with the truncation note', () => {
-    const { tensors, notes } = qwenImageCliFamily.encodePrompt!(folder, meta.prompts[3], { maxSequenceLength: 8 });
+    const { tensors, notes } = qwenImageCliFamily.encodePrompt!(folder, [meta.prompts[3]], { maxSequenceLength: 8 });
     expect(Object.keys(tensors).sort()).toEqual(['prompt_embeds', 'prompt_embeds_mask']);
     tidy(() => expect(relativeL2(tensors.prompt_embeds, ref.prompt_embeds_8.narrow(0, 3, 1))).toBeLessThan(1e-5));
     expect(values(tensors.prompt_embeds_mask)).toEqual(Array(8).fill(1));

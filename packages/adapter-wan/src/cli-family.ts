@@ -8,6 +8,7 @@ import {
   UsageError,
   checkTextFolders,
   componentConfig,
+  encodePromptBatches,
   pickInputs,
   textPromptOptions,
   type CliFamily,
@@ -60,16 +61,18 @@ const wanCliFamily: CliFamily = {
     }));
   },
 
-  encodePrompt(dir, prompt, s) {
+  encodePrompt(dir, prompts, s) {
     checkTextFolders(dir, TEXT_COMPONENTS, { encoders: 'the UMT5 text encoder' });
     using encoder = new WanPromptEncoder(dir);
-    const e = encoder.encode(prompt, { maxSequenceLength: s.maxSequenceLength });
-    const notes = e.truncatedTokens > 0 ? [`UMT5 kept ${e.inputIds.shape[1]} tokens of the prompt; ${e.truncatedTokens} were truncated`] : [];
-    // Token ids and mask as float32 values, exact up to 2^24.
-    const extras = { input_ids: e.inputIds.cast('float32'), attention_mask: e.attentionMask.cast('float32') };
-    e.inputIds.dispose();
-    e.attentionMask.dispose();
-    return { tensors: { prompt_embeds: e.promptEmbeds, ...extras }, notes };
+    return encodePromptBatches(prompts, s.negativePrompt, (batch) => {
+      const e = encoder.encode(batch, { maxSequenceLength: s.maxSequenceLength });
+      const notes = e.truncatedTokensPerPrompt.map((n) => (n > 0 ? [`UMT5 kept ${e.inputIds.shape[1]} tokens of the prompt; ${n} were truncated`] : []));
+      // Token ids and mask as float32 values, exact up to 2^24.
+      const extras = { input_ids: e.inputIds.cast('float32'), attention_mask: e.attentionMask.cast('float32') };
+      e.inputIds.dispose();
+      e.attentionMask.dispose();
+      return { tensors: { prompt_embeds: e.promptEmbeds, ...extras }, notes };
+    });
   },
 
   request(inputs, file, s: CliGenerateSettings): WanGenerateOptions {

@@ -46,6 +46,8 @@ export interface WanPromptEmbeddings {
   attentionMask: Tensor;
   /** Tokens truncation dropped from the longest prompt (diffusers drops them silently). */
   truncatedTokens: number;
+  /** Tokens truncation dropped from each prompt, in order. */
+  truncatedTokensPerPrompt: number[];
 }
 
 /** The text folders a pipeline folder lacks (none when prompts can be encoded). */
@@ -75,7 +77,8 @@ export class WanPromptEncoder extends T5TextComponents {
         const own = hidden.slice(0, i, i + 1).slice(1, 0, tokens);
         return tokens === length ? own : concat([own, padding], 1);
       });
-      return { promptEmbeds: concat(rows, 0), inputIds, attentionMask, truncatedTokens: Math.max(...encoded.map((e) => e.truncatedTokens)) };
+      const truncatedTokensPerPrompt = encoded.map((e) => e.truncatedTokens);
+      return { promptEmbeds: concat(rows, 0), inputIds, attentionMask, truncatedTokens: Math.max(...truncatedTokensPerPrompt), truncatedTokensPerPrompt };
     });
   }
 }

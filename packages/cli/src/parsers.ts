@@ -35,3 +35,12 @@ export const OPTION_PARSERS: Record<CliOptionType, (flag: string) => (value: str
   number: finite,
   string: () => (v) => v,
 };
+
+/** A finite number above 0: what a prompts file's guidance_scale must be for bench to read it. */
+export const positiveNumber =
+  (flag: string) =>
+  (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${flag} must be a number above 0`);
+    return n;
+  };

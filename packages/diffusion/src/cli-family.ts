@@ -12,6 +12,8 @@ import { savePng } from './io/image.js';
 import type { LoadOptions } from './io/weights.js';
 import type { RemotePipeline } from './pipeline/worker/remote-pipeline.js';
 
+export { encodePromptBatches, sharedPerPrompt, type CliPromptBatch } from './cli-prompt-batch.js';
+
 /**
  * The family-specific flags of `ditcache generate` before families declared their own options
  * (`CliFamily.options`): a family that still lists them in `CliFamily.flags` gets the CLI's
@@ -114,7 +116,7 @@ export interface CliGenerateResult {
 export interface CliEncodedPrompt {
   /** The tensors to write, by the names `generate --inputs` reads them (the caller disposes them). */
   tensors: Record<string, Tensor>;
-  /** Lines for stderr, such as how many tokens truncation dropped. */
+  /** Lines for stderr, such as how many tokens truncation dropped (naming the prompt when there are several). */
   notes: string[];
 }
 
@@ -181,10 +183,14 @@ export interface CliFamily {
    */
   forward?(transformerDir: string, inputs: Record<string, Tensor>, file: string): Tensor;
   /**
-   * `ditcache encode-prompt`: the folder's text encoders on `prompt`, the tensors its pipeline
-   * conditions on and the token ids behind them. Absent where the family takes embeddings only.
+   * `ditcache encode-prompt`: the folder's text encoders, loaded once, on `prompts` as one batch
+   * (as diffusers encodes a list of prompts) and, with `settings.negativePrompt`, on that negative
+   * prompt once per prompt, written as negative_<name>: the tensors its pipeline conditions on and
+   * the token ids behind them, every one holding one row per prompt where bench's prompts files
+   * keep it. `encodePromptBatches` does the batching around the family's own encoding. Absent
+   * where the family takes embeddings only.
    */
-  encodePrompt?(modelDir: string, prompt: string, settings: Pick<CliGenerateSettings, 'maxSequenceLength'>): CliEncodedPrompt;
+  encodePrompt?(modelDir: string, prompts: readonly string[], settings: Pick<CliGenerateSettings, 'maxSequenceLength' | 'negativePrompt'>): CliEncodedPrompt;
 }
 
 /** One chain of transformer blocks with its own cache context, as `CliFamily.cacheChains` lists them. */
