@@ -28,6 +28,9 @@
 //   that the caller may release. The hook releases what it keeps in `clear()`.
 // - The engine counts, per (site, branch), the calls and the calls where `compute()` was not
 //   run; `summary` reports them per site kind.
+// - A site called before its context placed the running transformer call (outside the cached
+//   block lists, e.g. in a text embedder) is computed without asking the policy, and not recorded:
+//   the call's branch and step are not known there.
 // - The state of every site follows its cache context's runs: a new pipeline run, a bare call
 //   whose timestep rises, or a pipeline whose step count starts again clears it.
 import type { ResolvedChain } from './block-adapter.js';

@@ -216,7 +216,9 @@ export class CacheContext<T> implements AttentionSiteHost {
   /** Runs one call of an attention site of this context's transformer, as its policy decides. */
   runAttention<O>(site: AttentionSiteCall['site'], compute: () => O): O {
     const attention = this.currentPolicy.attention;
-    if (!attention || this.placed === undefined) return compute();
+    // A site that runs before the chain placed the running call (e.g. in an embedder) is computed:
+    // the call's branch and step are not known yet.
+    if (!attention || this.placed === undefined || this.calls.current !== this.lastPlaced) return compute();
     this.attentionRun ??= new AttentionRun(attention, this.ops);
     return this.attentionRun.run(site, this.placed, this.callHook, compute as () => never) as O;
   }

@@ -52,26 +52,34 @@ class ToyAttentionBlock {
 
 class ToyAttentionTransformer {
   readonly blocks: ToyAttentionBlock[];
+  /** An attention that runs before the blocks (as in a text embedder's refiner). */
+  readonly embedderAttn: ToyAttention;
 
   constructor(readonly ops: PlainTensorOps) {
     this.blocks = [0, 1, 2].map((k) => new ToyAttentionBlock(ops, k));
+    this.embedderAttn = new ToyAttention(ops, 9, false);
   }
 
-  forward(h: PlainTensor, e: PlainTensor): PlainTensor {
+  forward(h: PlainTensor, text: PlainTensor): PlainTensor {
+    const e = this.embedderAttn.forward(text, text) as PlainTensor;
     let cur = h;
     for (const block of this.blocks) {
       const next = block.forward(cur, e);
       if (cur !== h) cur.dispose();
       cur = next;
     }
+    e.dispose();
     return cur;
   }
 
   sites(): AttentionSite[] {
-    return this.blocks.flatMap((b, i) => [
-      { name: `blocks.${i}.attn1`, kind: 'spatial' as const, module: b.attn1 },
-      { name: `blocks.${i}.attn2`, kind: 'cross' as const, module: b.attn2 },
-    ]);
+    return [
+      { name: 'embedder.attn', kind: 'spatial' as const, module: this.embedderAttn },
+      ...this.blocks.flatMap((b, i) => [
+        { name: `blocks.${i}.attn1`, kind: 'spatial' as const, module: b.attn1 },
+        { name: `blocks.${i}.attn2`, kind: 'cross' as const, module: b.attn2 },
+      ]),
+    ];
   }
 }
 
@@ -174,6 +182,7 @@ describe('attention sites', () => {
     const cached = generate(transformer);
     const [context] = summary(transformer, quiet).contexts;
     const attention = context.attention!;
+    // The embedder's site runs before the chain places the call: computed, never decided.
     // spatial, skip 3 in (100, 800): calls 1 (t = 833) and 3 (3 % 3 == 0) computed, 2, 4, 5 reused.
     // cross, skip 2 in (400, 900): calls 1 and 2 reused (odd / in range), 3 reused, 4 (t = 333) computed.
     for (const site of attention.sites) {
