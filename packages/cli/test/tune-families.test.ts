@@ -59,8 +59,8 @@ describe('ditcache tune with a family’s own flags', () => {
     expect(json.settings).toMatchObject({ steps: 4, height: 32, width: 48, guidance: 5, family: { frames: 5, fps: 12 } });
     expect(readFileSync(join(out, 'results.md'), 'utf-8')).toContain('1 prompts, 4 steps, 48x32, frames 5, fps 12.');
     expect(readFileSync(join(out, 'best.yaml'), 'utf-8')).toContain(', 4 steps, 48x32, frames 5, fps 12, float32)');
-    // 7 variants, both ends of the threshold each.
-    expect(json.points).toHaveLength(14);
+    // 10 variants, both ends of the knob each (the threshold, or the periodic variants' cap: 1 and 3 at 4 steps).
+    expect(json.points).toHaveLength(20);
     // Every cell of the search, the timing and the held-out check: a video of 5 frames, made with those settings.
     for (const phase of ['tuning', 'timing', 'holdout']) {
       for (const config of readdirSync(join(out, phase))) {

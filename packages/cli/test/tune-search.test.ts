@@ -173,6 +173,9 @@ describe('tuning hints of the policies', () => {
       'dbcache/F1B0-T2-MC5',
       'dbcache/F1B0-FoCa-MC5',
       'dbcache/F1B0-DMD-MC5',
+      'dbcache/F1B0-periodic-T1',
+      'dbcache/F1B0-periodic-T2',
+      'dbcache/F1B0-periodic-FoCa',
       'scm/static-T0',
       'scm/static-T1',
       'scm/dynamic-ultra-T1',
@@ -183,16 +186,19 @@ describe('tuning hints of the policies', () => {
       for (const value of ends) {
         const config = resolveConfig(parseCacheConfig({ ...variant.config, [knob.key]: value }).base);
         expect(config.fnComputeBlocks).toBe(1);
-        expect(config.maxWarmupSteps).toBe(variant.config.policy === 'scm' ? 8 : 2);
+        expect(config.maxWarmupSteps).toBe(variant.config.policy === 'scm' ? 8 : variant.name.includes('periodic') ? 1 : 2);
       }
     }
     // scm's presets cover 4, 6 and 8-100 steps.
     expect(tuneSpaces(tunablePolicies(['scm']), 5)).toEqual([]);
-    expect(tuneSpaces(tunablePolicies(['dbcache']), 5).map((s) => s.variant.config.max_warmup_steps)).toEqual([1, 1, 1, 1, 1, 1, 1]);
-    expect(tuneSpaces(tunablePolicies(['dbcache']), 50).map((s) => s.variant.config.max_warmup_steps)).toEqual([4, 4, 4, 4, 4, 4, 4]);
-    // The forecaster each dbcache variant turns on, and how many cached steps in a row it allows.
+    expect(tuneSpaces(tunablePolicies(['dbcache']), 5).map((s) => s.variant.config.max_warmup_steps)).toEqual([1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
+    expect(tuneSpaces(tunablePolicies(['dbcache']), 50).map((s) => s.variant.config.max_warmup_steps)).toEqual([4, 4, 4, 4, 4, 4, 4, 1, 1, 1]);
+    // The forecaster each dbcache variant turns on, and how many cached steps in a row it allows
+    // (the periodic variants' cap is their knob: here its fastest end).
     const dbcache = tuneSpaces(tunablePolicies(['dbcache']), 28).map(({ variant }) => {
-      const config = resolveConfig(parseCacheConfig({ ...variant.config, residual_diff_threshold: 0.1 }).base);
+      const knob = variant.knob!;
+      const fastest = 'range' in knob ? knob.range[1] : knob.values.at(-1)!;
+      const config = resolveConfig(parseCacheConfig({ ...variant.config, [knob.key]: fastest }).base);
       return [config.enableTaylorseer ? config.calibratorType : 'none', config.taylorseerOrder, config.maxContinuousCachedSteps];
     });
     expect(dbcache).toEqual([
@@ -203,6 +209,9 @@ describe('tuning hints of the policies', () => {
       ['taylorseer', 2, 5],
       ['foca', 1, 5],
       ['dmd', 1, 5],
+      ['taylorseer', 1, 27],
+      ['taylorseer', 2, 27],
+      ['foca', 1, 27],
     ]);
   });
 
@@ -223,7 +232,7 @@ describe('tuning hints of the policies', () => {
     const dbcache = { Fn_compute_blocks: 1, residual_diff_threshold: 0.2 };
     expect(DBCACHE_TUNING.cacheDitForm!(dbcache, { steps: 28 })).toBe(dbcache);
     // FoCa and DMD by the flat switches cache-dit's loader reads (it takes no calibrator_type there).
-    const forecasters = DBCACHE_TUNING.variants({ steps: 28 }).slice(-2);
+    const forecasters = DBCACHE_TUNING.variants({ steps: 28 }).filter((v) => v.name === 'F1B0-FoCa-MC5' || v.name === 'F1B0-DMD-MC5');
     expect(forecasters.map((v) => DBCACHE_TUNING.cacheDitForm!(v.config, { steps: 28 }))).toEqual([
       { Fn_compute_blocks: 1, Bn_compute_blocks: 0, max_warmup_steps: 2, enable_foca: true, max_continuous_cached_steps: 5 },
       { Fn_compute_blocks: 1, Bn_compute_blocks: 0, max_warmup_steps: 2, enable_dmd: true, max_continuous_cached_steps: 5 },

@@ -61,9 +61,9 @@ describe('ditcache tune', () => {
     result = await tune({ model: flux, prompts, targetPsnr: TARGET, policies: ['dbcache', 'scm'], out, evaluationsPerVariant: 4, log: (l) => lines.push(l) });
     const { pick, points, heldOut, settings } = result;
     expect(settings).toMatchObject({ steps: 10, height: 32, width: 32, seed: 0, holdoutSeed: 1000, policies: ['dbcache', 'scm'] });
-    // 10 variants, at most 4 configs each, at least both ends of every knob.
-    expect(points.length).toBeGreaterThanOrEqual(20);
-    expect(points.length).toBeLessThanOrEqual(40);
+    // 13 variants, at most 4 configs each, at least both ends of every knob.
+    expect(points.length).toBeGreaterThanOrEqual(26);
+    expect(points.length).toBeLessThanOrEqual(52);
     for (const p of points) expect(p.meetsTarget).toBe(p.measured.meanPsnr >= TARGET);
     expect(pick.meetsTarget).toBe(true);
     expect(pick.measured.cachedSteps).toBeGreaterThan(0);
@@ -90,7 +90,7 @@ describe('ditcache tune', () => {
     const record = JSON.parse(readFileSync(join(out, 'holdout', pick.name, 'prompt-1.json'), 'utf-8')) as { settings: { seed: number } };
     expect(record.settings.seed).toBe(1000);
     expect(heldOut.every((c) => c.point.meetsTarget)).toBe(true);
-    expect(lines[0]).toBe('tune: round 1, 20 configs on 2 prompts');
+    expect(lines[0]).toBe('tune: round 1, 26 configs on 2 prompts');
     expect(lines).toContain(`tune: timing ${heldOut.length} finalist${heldOut.length === 1 ? '' : 's'} together on the tuning prompts`);
     expect(lines.at(-1)).toBe('tune: held-out check of the finalists with seeds from 1000');
   });
