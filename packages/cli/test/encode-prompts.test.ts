@@ -1,14 +1,19 @@
 // `ditcache encode-prompt` with several prompts, as users make a bench / tune prompts file: one
-// batch whose rows equal the prompts' single encodings (T5 pads every prompt alike; Qwen-Image
-// pads to the longest, masked), the texts and settings as metadata, and the file run by `bench`.
+// batch whose rows equal the prompts' single encodings (FLUX.1's T5 bit for bit; Qwen-Image
+// padded to the longest, masked; HiDream's Llama on its second axis), the texts and settings as
+// metadata, the file read by bench's reader and run by `bench`, and the usage errors.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 
 import { loadSafetensors, openSafetensors, type Tensor } from '@ditcache/cuda-runtime';
+
+import { promptInputs, readBenchPrompts } from '../src/bench/prompts.js';
+import { familyForPipeline, loadFamilies } from '../src/plugins.js';
+import { runCli } from '../src/program.js';
 
 const root = new URL('../../../', import.meta.url).pathname;
 const bin = join(root, 'packages/cli/dist/cli.js');
@@ -58,6 +63,12 @@ function relativeDifference(a: Tensor, b: Tensor): number {
   const [x, y] = [values(a), values(b)];
   expect(x).toHaveLength(y.length);
   return Math.max(...x.map((v, i) => Math.abs(v - y[i]))) / Math.max(...y.map(Math.abs));
+}
+
+/** Each prompt encoded alone by the folder's family, as `encode-prompt --prompt P` encodes it (in-process: no CLI start per prompt). */
+async function singleEncodings(folder: string, prompts: string[], settings: { maxSequenceLength?: number }): Promise<Record<string, Tensor>[]> {
+  const family = familyForPipeline(await loadFamilies([]), folder);
+  return prompts.map((p) => family.encodePrompt!(folder, [p], settings).tensors);
 }
 
 const CAT = 'a photo of a cat';
@@ -153,10 +164,10 @@ describe('ditcache encode-prompt with several prompts', () => {
     });
   });
 
-  it("pads Qwen-Image's prompts to the longest, each row its single encoding on its real tokens, the mask marking the padding", () => {
+  it("pads Qwen-Image's prompts to the longest, each row its single encoding on its real tokens, the mask marking the padding", async () => {
     const long = 'a red cube beside a tall lighthouse on a rocky shore at dusk';
     const got = loadSafetensors(encode('qwen-two', '--model', qwen, '--prompt', CAT, '--prompt', long));
-    const singles = [CAT, long].map((p, i) => loadSafetensors(encode(`qwen-${i}`, '--model', qwen, '--prompt', p)));
+    const singles = await singleEncodings(qwen, [CAT, long], {});
     const lengths = singles.map((s) => s.prompt_embeds.shape[1]);
     expect(lengths[0]).toBeLessThan(lengths[1]);
     expect(got.prompt_embeds.shape).toEqual([2, lengths[1], singles[0].prompt_embeds.shape[2]]);
@@ -167,6 +178,31 @@ describe('ditcache encode-prompt with several prompts', () => {
       // The longer batch sums the masked keys' zeros too, so a row may differ in the last bits.
       expect(relativeDifference(row.narrow(1, 0, lengths[i]), s.prompt_embeds), `row ${i}`).toBeLessThan(1e-5);
       expect(values(row.narrow(1, lengths[i], lengths[1] - lengths[i])).every((v) => v === 0)).toBe(true);
+    });
+  });
+
+  it("puts HiDream's prompts on prompt_embeds_llama3's second axis, where bench's reader finds each prompt's single encoding", async () => {
+    const hidreamGoldens = join(root, 'packages/adapter-hidream/test/goldens');
+    const hidream = join(dir, 'hidream');
+    mkdirSync(hidream);
+    for (const entry of ['model_index.json', 'transformer', 'vae', 'scheduler']) symlinkSync(join(goldens, 'hidream-tiny', entry), join(hidream, entry));
+    for (const n of ['', '_2', '_3', '_4']) {
+      for (const entry of [`tokenizer${n}`, `text_encoder${n}`]) symlinkSync(join(hidreamGoldens, 'hidream-prompt', entry), join(hidream, entry));
+    }
+    const file = encode('hidream-two', '--model', hidream, '--prompt', CAT, '--prompt', MAT, '--max-sequence-length', '32');
+    const singles = await singleEncodings(hidream, [CAT, MAT], { maxSequenceLength: 32 });
+    const llama = singles[0].prompt_embeds_llama3.shape;
+    expect(loadSafetensors(file).prompt_embeds_llama3.shape).toEqual([llama[0], 2, ...llama.slice(2)]);
+    using prompts = readBenchPrompts(file, familyForPipeline(await loadFamilies([]), hidream));
+    expect(prompts.labels).toEqual([CAT, MAT]);
+    singles.forEach((single, i) => {
+      const rows = promptInputs(prompts, i);
+      expect(Object.keys(rows).sort()).toEqual(Object.keys(single).sort());
+      for (const [name, t] of Object.entries(rows)) {
+        // The CPU kernels may sum a batch in another order than one prompt: the last bits of rounding.
+        expect(relativeDifference(t, single[name]), `${name} of prompt ${i}`).toBeLessThan(1e-6);
+        t.dispose();
+      }
     });
   });
 
@@ -201,7 +237,7 @@ describe('ditcache encode-prompt with several prompts', () => {
     expect(readdirSync(join(out, 'off')).filter((f) => f.endsWith('.png'))).toEqual(['prompt-0.png', 'prompt-1.png']);
   });
 
-  it('refuses --prompt with --prompts-file, no prompts, and settings bench could not read, with one clear line', () => {
+  it('refuses --prompt with --prompts-file, no prompts, and settings bench could not read, with one clear line', async () => {
     const blank = join(dir, 'blank.txt');
     writeFileSync(blank, '\n  \n\n');
     const out = join(dir, 'refused.safetensors');
@@ -213,10 +249,16 @@ describe('ditcache encode-prompt with several prompts', () => {
       [['--prompt', CAT, '--guidance', '0'], /--guidance must be a number above 0/],
       [['--prompt', CAT, '--steps', '2.5'], /--steps must be a positive integer/],
     ];
+    // In-process (runCli, as the bin runs it): these fail before any encoder loads.
     for (const [args, message] of cases) {
-      const r = ditcache('encode-prompt', '--model', flux, ...args, '--out', out);
-      expect(r.stderr, args.join(' ')).toMatch(message);
-      expect(r.status, args.join(' ')).toBe(2);
+      let stderr = '';
+      const spy = vi.spyOn(process.stderr, 'write').mockImplementation((text) => {
+        stderr += String(text);
+        return true;
+      });
+      const status = await runCli(['node', 'ditcache', 'encode-prompt', '--model', flux, ...args, '--out', out]).finally(() => spy.mockRestore());
+      expect(stderr, args.join(' ')).toMatch(message);
+      expect(status, args.join(' ')).toBe(2);
     }
   });
 });
