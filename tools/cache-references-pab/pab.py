@@ -7,6 +7,8 @@ call computed or reused, with the final latents:
 - FLUX (testdata/goldens/flux-tiny): FluxPipeline as it is (one 'cond' call per step).
 - Wan (testdata/goldens/wan-tiny, video): WanPipeline as it is, CFG as separate 'cond' and
   'uncond' calls.
+- LTX-Video (packages/adapter-ltx-video/test/goldens/ltx-tiny, video): LTXPipeline as it is, CFG
+  batched in one 'cond_uncond' call.
 
 diffusers keeps one PAB state per module, so the uncond call of a step shares the cond call's
 counter and reuses its output. ditcache keeps one state per (module, CFG branch); while recording,
@@ -16,7 +18,7 @@ latents are from the per-context ones.
 
     /work/refvenv-cd/bin/python tools/cache-references-pab/pab.py testdata/goldens packages
 
-writes packages/adapter-{flux,wan}/test/goldens/{set}/cache_traces_pab.{json,safetensors}, read by
+writes packages/adapter-{flux,wan,ltx-video}/test/goldens/{set}/cache_traces_pab.{json,safetensors}, read by
 those packages' test/cache-pab.test.ts. Run by hand, never by CI or the tests. The script observes
 diffusers' hook (it wraps its forward); it computes none of its rules.
 """
@@ -30,7 +32,7 @@ from pathlib import Path
 import diffusers
 import torch
 from diffusers import (AutoencoderKL, AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel,
-                       PyramidAttentionBroadcastConfig, WanPipeline)
+                       LTXPipeline, PyramidAttentionBroadcastConfig, WanPipeline)
 from diffusers.hooks import HookRegistry, apply_pyramid_attention_broadcast, pyramid_attention_broadcast as pab
 from diffusers.models.cache_utils import CacheMixin
 from safetensors.torch import load_file, save_file
@@ -119,8 +121,20 @@ def wan(goldens):
     return pipe, call, meta["num_inference_steps"], lambda out: out.frames
 
 
+def ltx(goldens):
+    meta = json.loads((goldens / "meta.json").read_text())["pipeline"]
+    pipe = LTXPipeline.from_pretrained(goldens, text_encoder=None, tokenizer=None, torch_dtype=torch.float32)
+    g = load_file(str(goldens / "pipeline.safetensors"))
+    call = dict(prompt_embeds=g["prompt_embeds"], prompt_attention_mask=g["prompt_attention_mask"].to(torch.int64),
+                negative_prompt_embeds=g["negative_prompt_embeds"], negative_prompt_attention_mask=g["negative_prompt_attention_mask"].to(torch.int64),
+                height=meta["height"], width=meta["width"], num_frames=meta["num_frames"], frame_rate=meta["frame_rate"],
+                num_inference_steps=meta["steps"], guidance_scale=meta["guidance_scale"], latents=g["latents_in"], output_type="latent")
+    return pipe, call, meta["steps"], lambda out: out.frames
+
+
 # Per family: PAB settings (diffusers' defaults for what is left out), named. Ranges are (lo, hi),
-# exclusive. FLUX: 20 steps, timesteps 1000 .. 90; Wan: 16 steps, 1000 .. 47.
+# exclusive. FLUX: 20 steps, timesteps 1000 .. 90; Wan: 16 steps, 1000 .. 47; LTX: 12 steps, 1000 .. 100.
+# Where each set's goldens are: under GOLDENS_ROOT, or (LTX) in its package's test goldens.
 PLAN = [
     (flux, "flux-tiny", "adapter-flux", {
         "spatial2": dict(spatial_attention_block_skip_range=2),
@@ -132,6 +146,11 @@ PLAN = [
         "spatial2_cross3": dict(spatial_attention_block_skip_range=2, spatial_attention_timestep_skip_range=(300, 990),
                                 cross_attention_block_skip_range=3, cross_attention_timestep_skip_range=(40, 990)),
         "never": dict(spatial_attention_block_skip_range=1, cross_attention_block_skip_range=1),
+    }),
+    (ltx, "ltx-tiny", "adapter-ltx-video", {
+        "spatial2": dict(spatial_attention_block_skip_range=2),
+        "spatial3_wide": dict(spatial_attention_block_skip_range=3, spatial_attention_timestep_skip_range=(50, 990)),
+        "never": dict(spatial_attention_block_skip_range=1),
     }),
 ]
 SHARED_STATE_CHECK = ("wan-tiny", "spatial2_cross3")
@@ -155,11 +174,14 @@ def rel_l2(a, b):
 
 def main(goldens_root, packages):
     for family, name, package, configs in PLAN:
-        pipe, call, steps, output = family(Path(goldens_root) / name)
+        goldens = Path(goldens_root) / name
+        if not goldens.exists():
+            goldens = Path(packages) / package / "test" / "goldens" / name
+        pipe, call, steps, output = family(goldens)
         tensors = {}
         with torch.inference_mode():
             tensors["uncached.latents_out"] = output(pipe(**call)).contiguous()
-        timesteps = [float(t) for t in load_file(str(Path(goldens_root) / name / "pipeline.safetensors"))["timesteps"]]
+        timesteps = [float(t) for t in load_file(str(goldens / "pipeline.safetensors"))["timesteps"]]
         traces = {}
         for key, settings in configs.items():
             latents, sites, calls = run(pipe, call, output, settings)

@@ -6,6 +6,7 @@ import { BlockAdapter, ForwardPattern, registerAdapter, type AdapterTarget, type
 import type { Tensor } from '@ditcache/cuda-runtime';
 import { runtimeTensorOps } from '@ditcache/diffusion';
 
+import { LtxTransformerBlock } from './blocks.js';
 import type { LtxTransformerInputs, LtxVideoTransformer } from './transformer.js';
 
 /** The BlockAdapter of an LTX-Video pipeline, or of a bare transformer. */
@@ -21,6 +22,18 @@ export function ltxBlockAdapter(target: { pipe?: object; transformer: LtxVideoTr
     timestepOf: (args) => (args[0] as LtxTransformerInputs).timestep.toFloat32Array()[0],
     flops: ltxFlops(transformer),
     transformerNames: ['transformer'],
+    // diffusers' names and kinds: LTX's attention modules do not say they are cross-attention, so
+    // diffusers' PAB treats attn2 (attention to the text) as spatial too. A block put in place of
+    // LTX's own declares nothing.
+    attentionSites: () =>
+      transformer.transformerBlocks.flatMap((b, i) =>
+        b instanceof LtxTransformerBlock
+          ? [
+              { name: `transformer_blocks.${i}.attn1`, kind: 'spatial' as const, module: b.attn1 },
+              { name: `transformer_blocks.${i}.attn2`, kind: 'spatial' as const, module: b.attn2 },
+            ]
+          : [],
+      ),
   });
 }
 
