@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { disableCache, enableCache, summary } from '@ditcache/core';
 import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
 
-import { LtxPipeline, LtxTransformerBlock } from '../src/index.js';
+import { LtxPipeline, type LtxTransformerBlock } from '../src/index.js';
 import { goldens, relativeL2, request } from './helpers.js';
 import references from './goldens/ltx-tiny/cache_traces_pab.json' with { type: 'json' };
 
