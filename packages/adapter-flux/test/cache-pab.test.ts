@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { disableCache, enableCache, summary } from '@ditcache/core';
 import { memoryStats } from '@ditcache/cuda-runtime';
 
+import type { FluxSingleTransformerBlock, FluxTransformerBlock } from '../src/index.js';
 import { relativeL2 } from './helpers.js';
 import { fluxTinyTraces } from './policy-traces.js';
 
@@ -53,7 +54,8 @@ describe('the pab policy on FLUX (flux-tiny)', () => {
     latents.dispose();
     expect(disableCache(pipe)).toBe(true);
     const t = pipe.transformer;
-    expect([...t.transformerBlocks, ...t.singleTransformerBlocks].every((b) => !Object.hasOwn((b as { attn: object }).attn, 'forward'))).toBe(true);
+    const blocks = [...t.transformerBlocks, ...t.singleTransformerBlocks] as (FluxTransformerBlock | FluxSingleTransformerBlock)[];
+    expect(blocks.every((b) => !Object.hasOwn(b.attn, 'forward'))).toBe(true);
     expect(memoryStats()).toEqual(before);
   });
 });

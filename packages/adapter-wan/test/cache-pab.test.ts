@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { disableCache, enableCache, summary } from '@ditcache/core';
 import { memoryStats } from '@ditcache/cuda-runtime';
 
+import type { WanTransformerBlock } from '../src/index.js';
 import { relativeL2 } from './helpers.js';
 import { wanTinyTraces } from './policy-traces.js';
 
@@ -56,7 +57,8 @@ describe('the pab policy on Wan (wan-tiny)', () => {
     expect(relativeL2(latents, traces[`${name}.latents_out`])).toBeLessThan(1e-4);
     latents.dispose();
     expect(disableCache(pipe)).toBe(true);
-    expect(pipe.transformer.blocks.every((b) => !Object.hasOwn(b.attn1, 'forward') && !Object.hasOwn(b.attn2, 'forward'))).toBe(true);
+    const blocks = pipe.transformer.blocks as WanTransformerBlock[];
+    expect(blocks.every((b) => !Object.hasOwn(b.attn1, 'forward') && !Object.hasOwn(b.attn2, 'forward'))).toBe(true);
     expect(memoryStats()).toEqual(before);
   });
 });
