@@ -198,7 +198,7 @@ export class CacheContext<T> implements AttentionSiteHost {
   /** Starts a new run under another config. */
   reconfigure(config: CacheConfig): void {
     const policy = createPolicy(config);
-    this.checkAttentionSites(policy);
+    this.checkAttentionSites(policy, config.policy);
     this.reset();
     this.currentConfig = config;
     this.currentPolicy = policy;
@@ -209,8 +209,8 @@ export class CacheContext<T> implements AttentionSiteHost {
   }
 
   /** Refuses a policy that acts on attention sites when this context's transformer declares none. */
-  checkAttentionSites(policy: CachePolicy): void {
-    if (policy.attention?.requiresSites && this.attentionSiteCount === 0) throw missingSitesError(this.currentConfig.policy, this.layout.name);
+  checkAttentionSites(policy: CachePolicy, name = this.currentConfig.policy): void {
+    if (policy.attention?.requiresSites && this.attentionSiteCount === 0) throw missingSitesError(name, this.layout.name);
   }
 
   /** Runs one call of an attention site of this context's transformer, as its policy decides. */

@@ -52,8 +52,10 @@ export class CacheHandle<T = unknown> {
     }
     const parsed = parseCacheConfig(config);
     const configs = this.configsFor(parsed);
-    this.parsed = parsed;
+    // A policy a context refuses (one that needs attention sites the model lacks) throws here,
+    // at the first context, before anything changed.
     this.contexts.forEach((c, i) => c.reconfigure(configs[i]));
+    this.parsed = parsed;
   }
 
   stats(): ContextStats[] {

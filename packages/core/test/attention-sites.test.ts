@@ -6,7 +6,18 @@
 // latents from the same model with the broadcast written out in the test.
 import { describe, expect, it, vi } from 'vitest';
 
-import { BlockAdapter, disableCache, enableCache, ForwardPattern, runTransformerCall, summary, type AttentionSite, type CfgBranch } from '../src/index.js';
+import {
+  BlockAdapter,
+  cacheHandleOf,
+  disableCache,
+  enableCache,
+  ForwardPattern,
+  refreshContext,
+  runTransformerCall,
+  summary,
+  type AttentionSite,
+  type CfgBranch,
+} from '../src/index.js';
 import { PlainTensorOps, type PlainTensor } from '../src/testing.js';
 import { noise } from './toy-models.js';
 
@@ -243,6 +254,20 @@ describe('attention sites', () => {
     );
     // Nothing stays patched after the refusal.
     expect(transformer.blocks.every((b) => !Object.hasOwn(b.attn1, 'forward'))).toBe(true);
+  });
+
+  it('refuses a refresh to pab on a model without sites, leaving its cache as it was', () => {
+    const transformer = new ToyAttentionTransformer(new PlainTensorOps());
+    enableCache(adapterOf(transformer, false), { policy: 'dbcache', Fn_compute_blocks: 1, Bn_compute_blocks: 0, residual_diff_threshold: 0.1 });
+    try {
+      expect(() => refreshContext(transformer, { policy: 'pab', spatial_attention_block_skip_range: 2 })).toThrow(
+        /cache policy 'pab' acts on attention modules/,
+      );
+      expect(cacheHandleOf(transformer)?.baseConfig.policy).toBe('dbcache');
+      expect(cacheHandleOf(transformer)?.contexts[0].config.policy).toBe('dbcache');
+    } finally {
+      disableCache(transformer);
+    }
   });
 
   it('a call without a timestep is refused under PAB', () => {
