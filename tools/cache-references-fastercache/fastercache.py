@@ -7,11 +7,13 @@ transformers of the shared goldens and records what its hooks did:
   per branch, which FasterCache's denoiser hook cannot split, so the denoising loop here batches
   [uncond, cond] into one call (WanPipeline's scheduler, inputs and guidance otherwise), with
   tensor_format "BCFHW". The same loop without FasterCache is checked against WanPipeline's latents.
+- Wan 2.2 (testdata/goldens/wan-tiny/wan22, two experts): the same loop, each step's expert chosen
+  by WanPipeline's boundary, FasterCache applied to each expert (each keeps its own hook state).
 - FLUX (testdata/goldens/flux-tiny): FluxPipeline as it is, is_guidance_distilled=True, so only the
   attention part acts.
 
-Per config: the steps whose unconditional half was skipped, per attention module the steps whose
-output was forecast, the timesteps, and the final latents.
+Per config and transformer: the pipeline steps whose unconditional half was skipped, per attention
+module the steps whose output was forecast; the timesteps, and the final latents.
 
     /work/refvenv-cd/bin/python tools/cache-references-fastercache/fastercache.py testdata/goldens packages
 
@@ -35,14 +37,15 @@ torch.set_num_threads(2)
 
 
 class Recorder:
-    """What FasterCache's hooks did in one run."""
+    """What FasterCache's hooks did in one run, at the pipeline steps the loop sets."""
 
     def __init__(self):
         self.clear()
 
     def clear(self):
-        self.uncond_skipped = []  # denoiser iterations whose unconditional half was skipped
-        self.forecast = defaultdict(list)  # attention module name -> iterations it was forecast
+        self.step = None
+        self.uncond_skipped = defaultdict(list)  # transformer name -> pipeline steps whose unconditional half was skipped
+        self.forecast = defaultdict(list)  # transformer name + "." + attention module name -> pipeline steps it was forecast
         self.skipping = False
         self.forecasting = False
 
@@ -60,11 +63,11 @@ def _recording_cond_input(input):
 
 
 def _recording_denoiser_forward(self, module, *args, **kwargs):
-    iteration = self.state.iteration
+    step = REC.step
     REC.skipping = False
     out = _denoiser_forward(self, module, *args, **kwargs)
     if REC.skipping:
-        REC.uncond_skipped.append(iteration)
+        REC.uncond_skipped[self._recorded_name].append(step)
     return out
 
 
@@ -74,11 +77,11 @@ def _recording_approximate(self, *args, **kwargs):
 
 
 def _recording_block_forward(self, module, *args, **kwargs):
-    iteration = self.state.iteration
+    step = REC.step
     REC.forecasting = False
     out = _block_forward(self, module, *args, **kwargs)
     if REC.forecasting:
-        REC.forecast[self._recorded_name].append(iteration)
+        REC.forecast[self._recorded_name].append(step)
     return out
 
 
@@ -88,15 +91,17 @@ faster_cache.FasterCacheBlockHook._compute_approximated_attention_output = _reco
 faster_cache.FasterCacheBlockHook.new_forward = _recording_block_forward
 
 
-def enable(transformer, config):
+def enable(transformer, name, config):
+    """Applies FasterCache to `transformer` (named `name` in the records); returns its attention modules' record names."""
     apply_faster_cache(transformer, config)
+    transformer._diffusers_hook.get_hook(faster_cache._FASTER_CACHE_DENOISER_HOOK)._recorded_name = name
     names = []
-    for name, module in transformer.named_modules():
+    for module_name, module in transformer.named_modules():
         registry = getattr(module, "_diffusers_hook", None)
         hook = registry.get_hook(faster_cache._FASTER_CACHE_BLOCK_HOOK) if registry is not None else None
         if hook is not None:
-            hook._recorded_name = name
-            names.append(name)
+            hook._recorded_name = f"{name}.{module_name}"
+            names.append(hook._recorded_name)
     return names
 
 
@@ -107,36 +112,47 @@ def disable(transformer):
 
 
 class WanBatchedCfg:
-    """WanPipeline's denoising loop on wan-tiny, with cond and uncond in one transformer call [uncond, cond]."""
+    """WanPipeline's denoising loop on wan-tiny (or its Wan 2.2 set), with cond and uncond in one transformer call [uncond, cond]."""
 
     def __init__(self, goldens):
         self.meta = json.loads((goldens / "meta.json").read_text())
         vae = AutoencoderKLWan.from_pretrained(goldens / "vae", torch_dtype=torch.float32)
-        self.pipe = WanPipeline.from_pretrained(goldens, vae=vae, tokenizer=None, text_encoder=None, transformer_2=None, torch_dtype=torch.float32)
+        two_experts = (goldens / "transformer_2").is_dir()
+        extra = {} if two_experts else dict(transformer_2=None)
+        self.pipe = WanPipeline.from_pretrained(goldens, vae=vae, tokenizer=None, text_encoder=None, torch_dtype=torch.float32, **extra)
+        self.transformers = {"transformer": self.pipe.transformer, **({"transformer_2": self.pipe.transformer_2} if two_experts else {})}
         self.g = load_file(str(goldens / "pipeline.safetensors"))
         self.timestep = None
         self.steps = self.meta["num_inference_steps"]
 
-    def pipeline_latents(self):
+    def call(self):
         m = self.meta
+        return dict(prompt_embeds=self.g["prompt_embeds"], negative_prompt_embeds=self.g["negative_prompt_embeds"], height=m["height"],
+                    width=m["width"], num_frames=m["num_frames"], num_inference_steps=self.steps, guidance_scale=m["guidance_scale"],
+                    latents=self.g["latents_in"], output_type="latent", **({"guidance_scale_2": m["guidance_scale_2"]} if "guidance_scale_2" in m else {}))
+
+    def pipeline_latents(self):
         with torch.inference_mode():
-            out = self.pipe(prompt_embeds=self.g["prompt_embeds"], negative_prompt_embeds=self.g["negative_prompt_embeds"], height=m["height"],
-                            width=m["width"], num_frames=m["num_frames"], num_inference_steps=self.steps,
-                            guidance_scale=m["guidance_scale"], latents=self.g["latents_in"], output_type="latent")
-        return out.frames.contiguous()
+            return self.pipe(**self.call()).frames.contiguous()
 
     @torch.inference_mode()
     def latents(self):
-        pipe, g = self.pipe, self.g
+        pipe, g, m = self.pipe, self.g, self.meta
         pipe.scheduler.set_timesteps(self.steps, device="cpu")
+        # WanPipeline's expert rule: transformer while t >= boundary, then transformer_2 (with guidance_scale_2).
+        ratio = pipe.config.boundary_ratio
+        boundary = None if ratio is None else ratio * pipe.scheduler.config.num_train_timesteps
         latents = g["latents_in"].clone()
         embeds = torch.cat([g["negative_prompt_embeds"], g["prompt_embeds"]])
-        for t in pipe.scheduler.timesteps:
+        for step, t in enumerate(pipe.scheduler.timesteps):
             self.timestep = t
-            out = pipe.transformer(hidden_states=torch.cat([latents, latents]), timestep=t.expand(2), encoder_hidden_states=embeds, return_dict=False)[0]
+            REC.step = step
+            first = boundary is None or t >= boundary
+            model = pipe.transformer if first else pipe.transformer_2
+            scale = m["guidance_scale"] if first else m["guidance_scale_2"]
+            out = model(hidden_states=torch.cat([latents, latents]), timestep=t.expand(2), encoder_hidden_states=embeds, return_dict=False)[0]
             uncond, cond = out.chunk(2)
-            noise = uncond + self.meta["guidance_scale"] * (cond - uncond)
-            latents = pipe.scheduler.step(noise, t, latents, return_dict=False)[0]
+            latents = pipe.scheduler.step(uncond + scale * (cond - uncond), t, latents, return_dict=False)[0]
         return latents.contiguous()
 
     def timesteps(self):
@@ -159,6 +175,7 @@ class Flux:
                          guidance_scale=meta["guidance_scale"], output_type="latent")
         self.steps = meta["num_inference_steps"]
         self.g = g
+        self.transformers = {"transformer": self.pipe.transformer}
 
     @property
     def timestep(self):
@@ -166,10 +183,17 @@ class Flux:
 
     @torch.inference_mode()
     def latents(self):
-        return self.pipe(**self.call).images.contiguous()
+        # The step index the hooks record: FluxPipeline's own loop counts from 0 as they are called.
+        REC.step = 0
+        return self.pipe(**self.call, callback_on_step_end=_next_step).images.contiguous()
 
     def timesteps(self):
         return [float(t) for t in self.g["timesteps"]]
+
+
+def _next_step(pipe, step, timestep, kwargs):
+    REC.step = step + 1
+    return kwargs
 
 
 # Per family: FasterCache settings (diffusers' defaults for what is left out), named. Ranges are
@@ -184,6 +208,13 @@ PLAN = [
         "uncond_only": dict(unconditional_batch_skip_range=4, unconditional_batch_timestep_skip_range=(-1, 950),
                             spatial_attention_timestep_skip_range=(-1, 0)),
         "never": dict(unconditional_batch_skip_range=1),
+    }),
+    (WanBatchedCfg, "wan-tiny/wan22", "adapter-wan", False, {
+        "defaults": {},
+        "uncond_every3_wide": dict(unconditional_batch_skip_range=3, unconditional_batch_timestep_skip_range=(-1, 950),
+                                   low_frequency_weight_update_timestep_range=(99, 800), high_frequency_weight_update_timestep_range=(-1, 500),
+                                   alpha_low_frequency=1.2, alpha_high_frequency=1.05, spatial_attention_block_skip_range=3,
+                                   spatial_attention_timestep_skip_range=(-1, 900), attention_weight=0.3),
     }),
     (Flux, "flux-tiny", "adapter-flux", True, {
         "defaults": {},
@@ -213,13 +244,14 @@ def main(goldens_root, packages):
         traces = {}
         for key, settings in configs.items():
             REC.clear()
-            sites = enable(model.pipe.transformer, faster_cache_config(settings, distilled, model))
+            sites = [site for name, t in model.transformers.items() for site in enable(t, name, faster_cache_config(settings, distilled, model))]
             try:
                 latents = model.latents()
             finally:
-                disable(model.pipe.transformer)
+                for t in model.transformers.values():
+                    disable(t)
             config = {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
-            traces[key] = dict(config=config, uncond_skipped_steps=list(REC.uncond_skipped),
+            traces[key] = dict(config=config, uncond_skipped_steps={name: list(REC.uncond_skipped.get(name, [])) for name in model.transformers},
                                forecast_attention={site: list(REC.forecast.get(site, [])) for site in sites})
             tensors[f"{key}.latents_out"] = latents
             drift = float((latents - tensors["uncached.latents_out"]).norm() / tensors["uncached.latents_out"].norm())

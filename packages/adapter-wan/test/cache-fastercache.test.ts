@@ -1,46 +1,70 @@
 // The `fastercache` cache policy on Wan (video, cond and uncond calls per step) against diffusers'
-// FasterCache (float32, wan-tiny; made by tools/cache-references-fastercache/fastercache.py with a
-// loop that batches [uncond, cond] in one call, as diffusers' denoiser hook needs). ditcache skips
-// the uncond call on the steps where diffusers runs only the cond half, rebuilding it from the
-// same step's cond output, and forecasts the cond call's self-attention (attn1) where diffusers
-// forecasts it: the same steps, the same attention calls, and the run ends at diffusers' latents.
-import { describe, expect, it } from 'vitest';
+// FasterCache (float32, wan-tiny and its Wan 2.2 set; made by
+// tools/cache-references-fastercache/fastercache.py with a loop that batches [uncond, cond] in one
+// call, as diffusers' denoiser hook needs). ditcache skips the uncond call on the steps where
+// diffusers runs only the cond half, rebuilding it from the same step's cond output, and forecasts
+// the cond call's self-attention (attn1) where diffusers forecasts it: the same steps, the same
+// attention calls, and the run ends at diffusers' latents. Wan 2.2's experts each keep their own
+// state and count their own steps, as diffusers' hooks on each transformer do.
+import { readFileSync } from 'node:fs';
 
-import { disableCache, enableCache, summary } from '@ditcache/core';
-import { memoryStats } from '@ditcache/cuda-runtime';
+import { afterAll, describe, expect, it } from 'vitest';
 
-import { relativeL2 } from './helpers.js';
+import { disableCache, enableCache, summary, type ContextStats } from '@ditcache/core';
+import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
+
+import { WanPipeline } from '../src/index.js';
+import { goldens, localGoldens, relativeL2 } from './helpers.js';
 import { wanTinyTraces } from './policy-traces.js';
 
 interface FasterCacheTrace {
   config: Record<string, unknown>;
-  uncond_skipped_steps: number[];
+  /** Per transformer ('transformer', 'transformer_2'), the pipeline steps whose uncond half was skipped. */
+  uncond_skipped_steps: Record<string, number[]>;
+  /** Per attention module, named '<transformer>.<module>', the pipeline steps it was forecast. */
   forecast_attention: Record<string, number[]>;
 }
+type References = { traces: Record<string, FasterCacheTrace> };
 
 /** The sites with at least one forecast call, and their steps. */
-function forecastSteps(report: Readonly<Record<string, unknown>> | undefined): Record<string, number[]> {
-  const sites = (report?.forecastAttention ?? {}) as Record<string, number[]>;
+function forecastSteps(sites: Readonly<Record<string, number[]>>): Record<string, number[]> {
   return Object.fromEntries(Object.entries(sites).filter(([, steps]) => steps.length > 0));
 }
 
+/** Each context (one per transformer) against diffusers' hooks on that transformer. */
+function expectDiffusersDecisions(contexts: readonly ContextStats[], trace: FasterCacheTrace): void {
+  expect(contexts.map((c) => c.name.split('.')[0]).sort()).toEqual(Object.keys(trace.uncond_skipped_steps).sort());
+  for (const context of contexts) {
+    const transformer = context.name.split('.')[0];
+    expect(context.callReport?.uncondSkippedSteps, `${transformer} uncond`).toEqual(trace.uncond_skipped_steps[transformer]);
+    const sites = (context.callReport?.forecastAttention ?? {}) as Record<string, number[]>;
+    const want = Object.fromEntries(Object.entries(trace.forecast_attention).filter(([site]) => site.startsWith(`${transformer}.`)));
+    expect(
+      forecastSteps(Object.fromEntries(Object.entries(sites).map(([site, steps]) => [`${transformer}.${site}`, steps]))),
+      `${transformer} attention`,
+    ).toEqual(forecastSteps(want));
+  }
+}
+
+/** The check of one reference config: decisions, latents, and that the comparison can fail. */
+function expectReference(pipe: WanPipeline, latentsOf: () => Tensor, trace: FasterCacheTrace, traces: Record<string, Tensor>, name: string): void {
+  const before = memoryStats();
+  enableCache(pipe, { policy: 'fastercache', ...trace.config });
+  const latents = latentsOf();
+  expectDiffusersDecisions(summary(pipe, { print: false }).contexts, trace);
+  expect(relativeL2(latents, traces[`${name}.latents_out`])).toBeLessThan(1e-4);
+  // Where diffusers skipped, its latents are far from the uncached ones: the comparison above can fail.
+  if (Object.values(trace.uncond_skipped_steps).flat().length > 0) expect(relativeL2(latents, traces['uncached.latents_out'])).toBeGreaterThan(1e-2);
+  latents.dispose();
+  expect(disableCache(pipe)).toBe(true);
+  expect(memoryStats()).toEqual(before);
+}
+
 describe('the fastercache policy on Wan (wan-tiny)', () => {
-  const { references, traces, pipe, latentsOf } = wanTinyTraces<{ traces: Record<string, FasterCacheTrace> }>('fastercache');
+  const { references, traces, pipe, latentsOf } = wanTinyTraces<References>('fastercache');
 
   it.each(Object.keys(references.traces))("%s: diffusers' skipped uncond steps, forecast self-attention calls and latents", (name) => {
-    const trace = references.traces[name];
-    const before = memoryStats();
-    enableCache(pipe, { policy: 'fastercache', ...trace.config });
-    const latents = latentsOf();
-    const [context] = summary(pipe, { print: false }).contexts;
-    expect(context.callReport?.uncondSkippedSteps).toEqual(trace.uncond_skipped_steps);
-    expect(forecastSteps(context.callReport)).toEqual(forecastSteps({ forecastAttention: trace.forecast_attention }));
-    expect(relativeL2(latents, traces[`${name}.latents_out`])).toBeLessThan(1e-4);
-    // Where diffusers skipped, its latents are far from the uncached ones: the comparison above can fail.
-    if (trace.uncond_skipped_steps.length > 0) expect(relativeL2(latents, traces['uncached.latents_out'])).toBeGreaterThan(1e-2);
-    latents.dispose();
-    expect(disableCache(pipe)).toBe(true);
-    expect(memoryStats()).toEqual(before);
+    expectReference(pipe, latentsOf, references.traces[name], traces, name);
   });
 
   it('a config that never skips is bit for bit the uncached run, and disableCache restores it', () => {
@@ -55,5 +79,34 @@ describe('the fastercache policy on Wan (wan-tiny)', () => {
     expect(Array.from(restored.toFloat32Array())).toEqual(Array.from(uncached.toFloat32Array()));
     for (const t of [uncached, never, restored]) t.dispose();
     expect(memoryStats()).toEqual(before);
+  });
+});
+
+describe('the fastercache policy on Wan 2.2 (wan-tiny/wan22, two experts)', () => {
+  const meta = JSON.parse(readFileSync(`${goldens}/wan-tiny/wan22/meta.json`, 'utf-8')) as Record<string, number>;
+  const references = JSON.parse(readFileSync(`${localGoldens}/wan-tiny/wan22/cache_traces_fastercache.json`, 'utf-8')) as References;
+  const ref = loadSafetensors(`${goldens}/wan-tiny/wan22/pipeline.safetensors`);
+  const traces = loadSafetensors(`${localGoldens}/wan-tiny/wan22/cache_traces_fastercache.safetensors`);
+  const pipe = WanPipeline.fromPretrained(`${goldens}/wan-tiny/wan22`);
+  afterAll(() => {
+    pipe.dispose();
+    for (const t of [...Object.values(ref), ...Object.values(traces)]) t.dispose();
+  });
+  const latentsOf = (): Tensor =>
+    pipe.generate({
+      promptEmbeds: ref.prompt_embeds,
+      negativePromptEmbeds: ref.negative_prompt_embeds,
+      latents: ref.latents_in,
+      height: meta.height,
+      width: meta.width,
+      numFrames: meta.num_frames,
+      numInferenceSteps: meta.num_inference_steps,
+      guidanceScale: meta.guidance_scale,
+      guidanceScale2: meta.guidance_scale_2,
+      decode: false,
+    }).latents;
+
+  it.each(Object.keys(references.traces))("%s: diffusers' decisions per expert, and latents", (name) => {
+    expectReference(pipe, latentsOf, references.traces[name], traces, name);
   });
 });
