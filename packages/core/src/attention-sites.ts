@@ -65,7 +65,8 @@ export interface PlacedCall {
 
 /** One call of an attention site. */
 export interface AttentionSiteCall {
-  readonly site: { readonly name: string; readonly kind: AttentionKind; readonly transformerIndex: number };
+  /** `transformer`: the name of its transformer in stats (e.g. 'transformer', 'transformer_2'), at `transformerIndex`. */
+  readonly site: { readonly name: string; readonly kind: AttentionKind; readonly transformerIndex: number; readonly transformer: string };
   readonly branch: CfgBranch;
   /** Calls of this site by this branch earlier in the run. */
   readonly callIndex: number;
@@ -97,6 +98,8 @@ export interface AttentionSiteRecord {
   readonly site: string;
   readonly kind: AttentionKind;
   readonly transformerIndex: number;
+  /** The name of its transformer in stats, e.g. 'transformer' or Wan 2.2's 'transformer_2'. */
+  readonly transformer: string;
   readonly branch: CfgBranch;
   readonly calls: number;
   /** The call indices (see AttentionSiteCall.callIndex) at which compute() was not run. */
@@ -104,7 +107,15 @@ export interface AttentionSiteRecord {
 }
 
 interface SiteState {
-  readonly record: { site: string; kind: AttentionKind; transformerIndex: number; branch: CfgBranch; calls: number; skippedCalls: number[] };
+  readonly record: {
+    site: string;
+    kind: AttentionKind;
+    transformerIndex: number;
+    transformer: string;
+    branch: CfgBranch;
+    calls: number;
+    skippedCalls: number[];
+  };
   readonly site: AttentionSiteCall['site'];
 }
 
@@ -127,7 +138,15 @@ export class AttentionRun<T> {
     if (!state) {
       state = {
         site,
-        record: { site: site.name, kind: site.kind, transformerIndex: site.transformerIndex, branch: placed.branch, calls: 0, skippedCalls: [] },
+        record: {
+          site: site.name,
+          kind: site.kind,
+          transformerIndex: site.transformerIndex,
+          transformer: site.transformer,
+          branch: placed.branch,
+          calls: 0,
+          skippedCalls: [],
+        },
       };
       this.states.set(key, state);
     }
@@ -193,7 +212,7 @@ export function wrapAttentionSites(
       if (seen.has(site.name)) throw new TypeError(`attention site ${where} is declared twice`);
       if ([...seen.values()].includes(site.module)) throw new TypeError(`attention site ${where}: its module is already declared under another name`);
       seen.set(site.name, site.module);
-      const placed = { name: site.name, kind: site.kind, transformerIndex: index };
+      const placed = { name: site.name, kind: site.kind, transformerIndex: index, transformer: transformerNames[index] };
       undo.push(
         wrapMethod(
           site.module,

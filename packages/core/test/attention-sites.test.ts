@@ -197,6 +197,7 @@ describe('attention sites', () => {
     // spatial, skip 3 in (100, 800): calls 1 (t = 833) and 3 (3 % 3 == 0) computed, 2, 4, 5 reused.
     // cross, skip 2 in (400, 900): calls 1 and 2 reused (odd / in range), 3 reused, 4 (t = 333) computed.
     for (const site of attention.sites) {
+      expect([site.transformer, site.transformerIndex]).toEqual(['transformer', 0]);
       expect(site.calls).toBe(STEPS);
       expect(site.skippedCalls).toEqual(site.kind === 'spatial' ? [2, 4, 5] : [1, 3]);
     }
