@@ -7,6 +7,8 @@ call computed or reused, with the final latents:
 - FLUX (testdata/goldens/flux-tiny): FluxPipeline as it is (one 'cond' call per step).
 - Wan (testdata/goldens/wan-tiny, video): WanPipeline as it is, CFG as separate 'cond' and
   'uncond' calls.
+- Wan 2.2 (testdata/goldens/wan-tiny/wan22, two experts): WanPipeline as it is, PAB applied to
+  each expert; a module is recorded under its expert's name (transformer.blocks.0.attn1, ...).
 - LTX-Video (packages/adapter-ltx-video/test/goldens/ltx-tiny, video): LTXPipeline as it is, CFG
   batched in one 'cond_uncond' call.
 
@@ -80,21 +82,30 @@ CacheMixin.cache_context = _recording_cache_context
 pab.PyramidAttentionBroadcastHook.new_forward = _recording_new_forward
 
 
+def transformers(pipe):
+    """The pipeline's transformers by their attribute names (Wan 2.2 has two experts)."""
+    return {n: t for n in ("transformer", "transformer_2") if (t := getattr(pipe, n, None)) is not None}
+
+
 def enable(pipe, settings):
+    """PAB on every transformer; a module is recorded by its name, after its transformer's when there are two."""
     config = PyramidAttentionBroadcastConfig(**settings, current_timestep_callback=lambda: pipe.current_timestep)
-    apply_pyramid_attention_broadcast(pipe.transformer, config)
+    experts = transformers(pipe)
     names = []
-    for name, module in pipe.transformer.named_modules():
-        registry = getattr(module, "_diffusers_hook", None)
-        hook = registry.get_hook(pab._PYRAMID_ATTENTION_BROADCAST_HOOK) if registry is not None else None
-        if hook is not None:
-            hook._recorded_name = name
-            names.append(name)
+    for expert, transformer in experts.items():
+        apply_pyramid_attention_broadcast(transformer, config)
+        for name, module in transformer.named_modules():
+            registry = getattr(module, "_diffusers_hook", None)
+            hook = registry.get_hook(pab._PYRAMID_ATTENTION_BROADCAST_HOOK) if registry is not None else None
+            if hook is not None:
+                hook._recorded_name = f"{expert}.{name}" if len(experts) > 1 else name
+                names.append(hook._recorded_name)
     return names
 
 
 def disable(pipe):
-    HookRegistry.check_if_exists_or_initialize(pipe.transformer).remove_hook(pab._PYRAMID_ATTENTION_BROADCAST_HOOK, recurse=True)
+    for transformer in transformers(pipe).values():
+        HookRegistry.check_if_exists_or_initialize(transformer).remove_hook(pab._PYRAMID_ATTENTION_BROADCAST_HOOK, recurse=True)
 
 
 def flux(goldens):
@@ -118,6 +129,18 @@ def wan(goldens):
     call = dict(prompt_embeds=g["prompt_embeds"], negative_prompt_embeds=g["negative_prompt_embeds"], height=meta["height"],
                 width=meta["width"], num_frames=meta["num_frames"], num_inference_steps=meta["num_inference_steps"],
                 guidance_scale=meta["guidance_scale"], latents=g["latents_in"], output_type="latent")
+    return pipe, call, meta["num_inference_steps"], lambda out: out.frames
+
+
+def wan22(goldens):
+    """Wan 2.2's two experts: transformer for the steps at or above the boundary timestep, transformer_2 after."""
+    meta = json.loads((goldens / "meta.json").read_text())
+    vae = AutoencoderKLWan.from_pretrained(goldens / "vae", torch_dtype=torch.float32)
+    pipe = WanPipeline.from_pretrained(goldens, vae=vae, tokenizer=None, text_encoder=None, torch_dtype=torch.float32)
+    g = load_file(str(goldens / "pipeline.safetensors"))
+    call = dict(prompt_embeds=g["prompt_embeds"], negative_prompt_embeds=g["negative_prompt_embeds"], height=meta["height"],
+                width=meta["width"], num_frames=meta["num_frames"], num_inference_steps=meta["num_inference_steps"],
+                guidance_scale=meta["guidance_scale"], guidance_scale_2=meta["guidance_scale_2"], latents=g["latents_in"], output_type="latent")
     return pipe, call, meta["num_inference_steps"], lambda out: out.frames
 
 
@@ -146,6 +169,10 @@ PLAN = [
         "spatial2_cross3": dict(spatial_attention_block_skip_range=2, spatial_attention_timestep_skip_range=(300, 990),
                                 cross_attention_block_skip_range=3, cross_attention_timestep_skip_range=(40, 990)),
         "never": dict(spatial_attention_block_skip_range=1, cross_attention_block_skip_range=1),
+    }),
+    (wan22, "wan-tiny/wan22", "adapter-wan", {
+        "spatial2_cross3": dict(spatial_attention_block_skip_range=2, spatial_attention_timestep_skip_range=(300, 990),
+                                cross_attention_block_skip_range=3, cross_attention_timestep_skip_range=(40, 990)),
     }),
     (ltx, "ltx-tiny", "adapter-ltx-video", {
         "spatial2": dict(spatial_attention_block_skip_range=2),

@@ -3,14 +3,17 @@
 // tools/cache-references-pab/pab.py with one hook state per cache context, since diffusers'
 // own state per module makes the uncond call reuse the cond call's output). ditcache keeps one
 // state per attention site and CFG branch: the same calls reused per site and branch (attn1 as
-// spatial, attn2 as cross), diffusers' latents, and a skip range of 1 exactly uncached.
-import { describe, expect, it } from 'vitest';
+// spatial, attn2 as cross), diffusers' latents, and a skip range of 1 exactly uncached. On Wan
+// 2.2 each expert's sites count only the calls of that expert.
+import { readFileSync } from 'node:fs';
+
+import { afterAll, describe, expect, it } from 'vitest';
 
 import { disableCache, enableCache, summary } from '@ditcache/core';
-import { memoryStats } from '@ditcache/cuda-runtime';
+import { loadSafetensors, memoryStats } from '@ditcache/cuda-runtime';
 
-import type { WanTransformerBlock } from '../src/index.js';
-import { relativeL2 } from './helpers.js';
+import { WanPipeline, type WanTransformerBlock } from '../src/index.js';
+import { goldens, localGoldens, relativeL2 } from './helpers.js';
 import { wanTinyTraces } from './policy-traces.js';
 
 interface PabTrace {
@@ -59,6 +62,52 @@ describe('the pab policy on Wan (wan-tiny)', () => {
     expect(disableCache(pipe)).toBe(true);
     const blocks = pipe.transformer.blocks as WanTransformerBlock[];
     expect(blocks.every((b) => !Object.hasOwn(b.attn1, 'forward') && !Object.hasOwn(b.attn2, 'forward'))).toBe(true);
+    expect(memoryStats()).toEqual(before);
+  });
+});
+
+describe('the pab policy on Wan 2.2 (wan-tiny/wan22, two experts)', () => {
+  const set = 'wan-tiny/wan22';
+  const meta = JSON.parse(readFileSync(`${goldens}/${set}/meta.json`, 'utf-8')) as Record<string, number>;
+  const references = JSON.parse(readFileSync(`${localGoldens}/${set}/cache_traces_pab.json`, 'utf-8')) as { traces: Record<string, PabTrace> };
+  const ref = loadSafetensors(`${goldens}/${set}/pipeline.safetensors`);
+  const traces = loadSafetensors(`${localGoldens}/${set}/cache_traces_pab.safetensors`);
+  const pipe = WanPipeline.fromPretrained(`${goldens}/${set}`);
+  afterAll(() => {
+    pipe.dispose();
+    for (const t of [...Object.values(ref), ...Object.values(traces)]) t.dispose();
+  });
+
+  it.each(Object.keys(references.traces))("%s: diffusers' reused attention calls per expert, site and CFG branch, and latents", (name) => {
+    const trace = references.traces[name];
+    const before = memoryStats();
+    enableCache(pipe, { policy: 'pab', ...trace.config });
+    const latents = pipe.generate({
+      promptEmbeds: ref.prompt_embeds,
+      negativePromptEmbeds: ref.negative_prompt_embeds,
+      latents: ref.latents_in,
+      height: meta.height,
+      width: meta.width,
+      numFrames: meta.num_frames,
+      numInferenceSteps: meta.num_inference_steps,
+      guidanceScale: meta.guidance_scale,
+      guidanceScale2: meta.guidance_scale_2,
+      decode: false,
+    }).latents;
+    const contexts = summary(pipe, { print: false }).contexts;
+    expect(contexts.map((c) => c.name)).toEqual(['transformer.blocks', 'transformer_2.blocks']);
+    const sites = contexts.flatMap((c) => c.attention!.sites);
+    expect(new Set(sites.map((s) => `${s.transformer}.${s.site}`))).toEqual(new Set(Object.keys(trace.calls)));
+    for (const s of sites) {
+      const key = `${s.transformer}.${s.site}`;
+      expect(s.calls, `${key} ${s.branch}`).toBe(trace.calls[key][s.branch]);
+      expect(s.skippedCalls, `${key} ${s.branch}`).toEqual(trace.reused_calls[key][s.branch]);
+    }
+    expect(sites).toHaveLength(2 * Object.keys(trace.calls).length);
+    expect(relativeL2(latents, traces['uncached.latents_out'])).toBeGreaterThan(1e-3);
+    expect(relativeL2(latents, traces[`${name}.latents_out`])).toBeLessThan(1e-4);
+    latents.dispose();
+    expect(disableCache(pipe)).toBe(true);
     expect(memoryStats()).toEqual(before);
   });
 });
