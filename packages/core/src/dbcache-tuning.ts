@@ -18,8 +18,9 @@
 // places all the other computed steps, and spreads more of them over a longer run, so the warmup
 // only has to give the first step, which nothing can be forecast from; a second step right
 // after it costs a whole step and lets the forecast see little more (at 28 steps, warmup 2
-// lost 2 dB against warmup 1 at the same work). Only a forecaster makes sense here, since plain
-// reuse repeats one residual over the whole run: TaylorSeer of order 1 and 2, and FoCa.
+// lost 2 dB against warmup 1 at the same work). The cached steps are forecast, by TaylorSeer of
+// order 1 or 2 or by FoCa: reusing the last residual as it is over such long runs lost 3-9 dB
+// against TaylorSeer 1 at the same work there (caps 9 and 13).
 import type { PolicyTuning, TuningKnob, TuningRun, TuningSteps, TuningVariant } from './tuning.js';
 
 /** cache-dit's defaults are 0.08; past 1 nearly every step after warmup is cached. */
