@@ -163,6 +163,8 @@ PLAN = [
         "spatial2": dict(spatial_attention_block_skip_range=2),
         "spatial3_wide": dict(spatial_attention_block_skip_range=3, spatial_attention_timestep_skip_range=(50, 990)),
         "never": dict(spatial_attention_block_skip_range=1),
+        # True CFG (separate 'cond' and 'uncond' calls), the negative prompt being the prompt's embeddings negated.
+        "true_cfg_spatial2": dict(spatial_attention_block_skip_range=2, spatial_attention_timestep_skip_range=(100, 990), true_cfg_scale=4.0),
     }),
     (wan, "wan-tiny", "adapter-wan", {
         "spatial2_wide": dict(spatial_attention_block_skip_range=2, spatial_attention_timestep_skip_range=(100, 950)),
@@ -186,6 +188,11 @@ SHARED_STATE_CHECK = ("wan-tiny", "spatial2_cross3")
 def run(pipe, call, output, settings, per_context=True):
     REC.clear()
     REC.per_context = per_context
+    settings = dict(settings)
+    true_cfg_scale = settings.pop("true_cfg_scale", None)
+    if true_cfg_scale is not None:
+        call = dict(call, true_cfg_scale=true_cfg_scale, negative_prompt_embeds=-call["prompt_embeds"],
+                    negative_pooled_prompt_embeds=-call["pooled_prompt_embeds"])
     sites = enable(pipe, settings)
     try:
         with torch.inference_mode():

@@ -1,12 +1,12 @@
 // The `pab` cache policy on FLUX against diffusers' Pyramid Attention Broadcast (float32,
 // flux-tiny; made by tools/cache-references-pab/pab.py): the same calls reused per attention
 // site (every double- and single-stream block's attention, all spatial as diffusers sees them;
-// the joint attention returns two tensors), diffusers' latents, a skip range of 1 exactly
-// uncached, no tensor left behind and the modules restored by disableCache.
-import { describe, expect, it } from 'vitest';
+// the joint attention returns two tensors) and, with true CFG, per CFG branch; diffusers' latents,
+// a skip range of 1 exactly uncached, no tensor left behind and the modules restored by disableCache.
+import { afterAll, describe, expect, it } from 'vitest';
 
 import { disableCache, enableCache, summary } from '@ditcache/core';
-import { memoryStats } from '@ditcache/cuda-runtime';
+import { memoryStats, neg, type Tensor } from '@ditcache/cuda-runtime';
 
 import type { FluxSingleTransformerBlock, FluxTransformerBlock } from '../src/index.js';
 import { relativeL2 } from './helpers.js';
@@ -19,39 +19,57 @@ interface PabTrace {
 }
 
 describe('the pab policy on FLUX (flux-tiny)', () => {
-  const { references, traces, pipe, latentsOf } = fluxTinyTraces<{ traces: Record<string, PabTrace> }>('pab');
+  const { references, ref, traces, pipe, meta } = fluxTinyTraces<{ traces: Record<string, PabTrace> }>('pab');
+  const negative = neg(ref.prompt_embeds);
+  const negativePooled = neg(ref.pooled_prompt_embeds);
+  afterAll(() => {
+    negative.dispose();
+    negativePooled.dispose();
+  });
+  /** The golden run; with true CFG, the negative prompt is the prompt's embeddings negated, as the tool's. */
+  const latentsOf = (trueCfgScale: number | undefined): Tensor =>
+    pipe.generate({
+      promptEmbeds: ref.prompt_embeds,
+      pooledPromptEmbeds: ref.pooled_prompt_embeds,
+      latents: ref.latents_in,
+      height: meta.height,
+      width: meta.width,
+      numInferenceSteps: meta.num_inference_steps,
+      guidanceScale: meta.guidance_scale,
+      ...(trueCfgScale === undefined ? {} : { trueCfgScale, negativePromptEmbeds: negative, negativePooledPromptEmbeds: negativePooled }),
+      decode: false,
+    }).latents;
 
-  it.each(Object.keys(references.traces))("%s: diffusers' reused attention calls per site, and latents", (name) => {
+  it.each(Object.keys(references.traces))("%s: diffusers' reused attention calls per site and CFG branch, and latents", (name) => {
+    const { true_cfg_scale: trueCfgScale, ...config } = references.traces[name].config as { true_cfg_scale?: number };
     const trace = references.traces[name];
     const before = memoryStats();
-    enableCache(pipe, { policy: 'pab', ...trace.config });
-    const latents = latentsOf();
+    const plain = latentsOf(trueCfgScale);
+    enableCache(pipe, { policy: 'pab', ...config });
+    const latents = latentsOf(trueCfgScale);
     const [context] = summary(pipe, { print: false }).contexts;
     const sites = context.attention!.sites;
+    const branches = trueCfgScale === undefined ? ['cond'] : ['cond', 'uncond'];
     expect(sites.map((s) => `${s.site} ${s.branch}`).sort()).toEqual(
       Object.keys(trace.calls)
-        .map((site) => `${site} cond`)
+        .flatMap((site) => branches.map((b) => `${site} ${b}`))
         .sort(),
     );
     for (const s of sites) {
       expect(s.kind).toBe('spatial');
-      expect(s.calls, s.site).toBe(trace.calls[s.site].cond);
-      expect(s.skippedCalls, s.site).toEqual(trace.reused_calls[s.site].cond);
+      expect(s.calls, `${s.site} ${s.branch}`).toBe(trace.calls[s.site][s.branch]);
+      expect(s.skippedCalls, `${s.site} ${s.branch}`).toEqual(trace.reused_calls[s.site][s.branch]);
     }
-    const reused = Object.values(trace.reused_calls).reduce((n, per) => n + per.cond.length, 0);
+    const reused = Object.values(trace.reused_calls).reduce((n, per) => n + Object.values(per).flat().length, 0);
     expect(context.attention!.kinds.spatial!.skipped).toBe(reused);
     if (reused === 0) {
       // Never reusing is the uncached run, to the bit.
-      expect(disableCache(pipe)).toBe(true);
-      const plain = latentsOf();
       expect(Array.from(latents.toFloat32Array())).toEqual(Array.from(plain.toFloat32Array()));
-      plain.dispose();
-      enableCache(pipe, { policy: 'pab', ...trace.config });
     } else {
-      expect(relativeL2(latents, traces['uncached.latents_out'])).toBeGreaterThan(1e-3);
+      expect(relativeL2(latents, plain)).toBeGreaterThan(1e-3);
     }
     expect(relativeL2(latents, traces[`${name}.latents_out`])).toBeLessThan(1e-4);
-    latents.dispose();
+    for (const t of [latents, plain]) t.dispose();
     expect(disableCache(pipe)).toBe(true);
     const t = pipe.transformer;
     const blocks = [...t.transformerBlocks, ...t.singleTransformerBlocks] as (FluxTransformerBlock | FluxSingleTransformerBlock)[];
