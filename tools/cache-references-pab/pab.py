@@ -4,7 +4,8 @@ diffusers' apply_pyramid_attention_broadcast to the float32 pipelines of the sha
 records, per attention module and per cache context ('cond', and 'uncond' for Wan), whether each
 call computed or reused, with the final latents:
 
-- FLUX (testdata/goldens/flux-tiny): FluxPipeline as it is (one 'cond' call per step).
+- FLUX (testdata/goldens/flux-tiny): FluxPipeline as it is (one 'cond' call per step), and once
+  with true CFG ('cond' and 'uncond' calls; the negative prompt is the prompt's embeddings negated).
 - Wan (testdata/goldens/wan-tiny, video): WanPipeline as it is, CFG as separate 'cond' and
   'uncond' calls.
 - Wan 2.2 (testdata/goldens/wan-tiny/wan22, two experts): WanPipeline as it is, PAB applied to
