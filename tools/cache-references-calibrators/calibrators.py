@@ -25,40 +25,18 @@ import sys
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel, WanPipeline
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 import cache_dit
 from cache_dit import DBCacheConfig, DMDCalibratorConfig, FoCaCalibratorConfig
 from cache_dit.caching.cache_contexts.calibrators import dmd as dmd_module
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from golden_pipelines import flux, wan  # noqa: E402 (tools/golden_pipelines.py)
+
 torch.set_num_threads(2)
 MIN_MARGIN = 0.02
 RANK_CUTOFF = 1e-4  # cache-dit's automatic DMD rank: singular values above 1e-4 of the largest
-
-
-def flux(goldens):
-    meta = json.loads((goldens / "meta.json").read_text())
-    pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(str(goldens / "scheduler")),
-                        vae=AutoencoderKL.from_pretrained(str(goldens / "vae")), text_encoder=None, tokenizer=None,
-                        text_encoder_2=None, tokenizer_2=None,
-                        transformer=FluxTransformer2DModel.from_pretrained(str(goldens / "transformer")))
-    g = load_file(str(goldens / "pipeline.safetensors"))
-    call = dict(prompt_embeds=g["prompt_embeds"], pooled_prompt_embeds=g["pooled_prompt_embeds"], latents=g["latents_in"],
-                height=meta["height"], width=meta["width"], num_inference_steps=meta["num_inference_steps"],
-                guidance_scale=meta["guidance_scale"], output_type="latent")
-    return pipe, call, lambda out: out.images
-
-
-def wan(goldens):
-    meta = json.loads((goldens / "meta.json").read_text())
-    vae = AutoencoderKLWan.from_pretrained(goldens / "vae", torch_dtype=torch.float32)
-    pipe = WanPipeline.from_pretrained(goldens, vae=vae, tokenizer=None, text_encoder=None, transformer_2=None, torch_dtype=torch.float32)
-    g = load_file(str(goldens / "pipeline.safetensors"))
-    call = dict(prompt_embeds=g["prompt_embeds"], negative_prompt_embeds=g["negative_prompt_embeds"], height=meta["height"],
-                width=meta["width"], num_frames=meta["num_frames"], num_inference_steps=meta["num_inference_steps"],
-                guidance_scale=meta["guidance_scale"], latents=g["latents_in"], output_type="latent")
-    return pipe, call, lambda out: out.frames
 
 
 FLUX_CANDIDATES = [0.6, 0.65, 0.7, 0.75, 0.55, 0.5, 0.8]
@@ -189,7 +167,7 @@ def main(goldens_root, packages, only=None):
     for family, name, runs in PLAN:
         if only and name != only:
             continue
-        pipe, call, output = family(Path(goldens_root) / name)
+        pipe, call, _, output = family(Path(goldens_root) / name)
         traces, tensors = {}, {}
         for key, cache, calibrator, candidates in runs:
             for threshold in candidates:

@@ -26,9 +26,12 @@ from pathlib import Path
 
 import diffusers
 import torch
-from diffusers import AutoencoderKL, AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel, MagCacheConfig, WanPipeline
+from diffusers import MagCacheConfig
 from diffusers.hooks import mag_cache
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from golden_pipelines import flux, wan  # noqa: E402 (tools/golden_pipelines.py)
 
 torch.set_num_threads(2)
 MIN_MARGIN = 0.02
@@ -86,30 +89,6 @@ def _recording_calibration_step(self, state, residual):
 
 mag_cache.MagCacheHeadHook.new_forward = _recording_head_forward
 mag_cache.MagCacheBlockHook._perform_calibration_step = _recording_calibration_step
-
-
-def flux(goldens):
-    meta = json.loads((goldens / "meta.json").read_text())
-    pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(str(goldens / "scheduler")),
-                        vae=AutoencoderKL.from_pretrained(str(goldens / "vae")), text_encoder=None, tokenizer=None,
-                        text_encoder_2=None, tokenizer_2=None,
-                        transformer=FluxTransformer2DModel.from_pretrained(str(goldens / "transformer")))
-    g = load_file(str(goldens / "pipeline.safetensors"))
-    call = dict(prompt_embeds=g["prompt_embeds"], pooled_prompt_embeds=g["pooled_prompt_embeds"], latents=g["latents_in"],
-                height=meta["height"], width=meta["width"], num_inference_steps=meta["num_inference_steps"],
-                guidance_scale=meta["guidance_scale"], output_type="latent")
-    return pipe, call, meta["num_inference_steps"], lambda out: out.images
-
-
-def wan(goldens):
-    meta = json.loads((goldens / "meta.json").read_text())
-    vae = AutoencoderKLWan.from_pretrained(goldens / "vae", torch_dtype=torch.float32)
-    pipe = WanPipeline.from_pretrained(goldens, vae=vae, tokenizer=None, text_encoder=None, transformer_2=None, torch_dtype=torch.float32)
-    g = load_file(str(goldens / "pipeline.safetensors"))
-    call = dict(prompt_embeds=g["prompt_embeds"], negative_prompt_embeds=g["negative_prompt_embeds"], height=meta["height"],
-                width=meta["width"], num_frames=meta["num_frames"], num_inference_steps=meta["num_inference_steps"],
-                guidance_scale=meta["guidance_scale"], latents=g["latents_in"], output_type="latent")
-    return pipe, call, meta["num_inference_steps"], lambda out: out.frames
 
 
 # Per family: the MagCache configs (besides threshold), named. mag_ratios 'calibrated' is the

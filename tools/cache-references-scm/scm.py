@@ -20,39 +20,17 @@ import sys
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel, WanPipeline
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 import cache_dit
 from cache_dit import DBCacheConfig, TaylorSeerCalibratorConfig, steps_mask
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from golden_pipelines import flux, wan  # noqa: E402 (tools/golden_pipelines.py)
+
 torch.set_num_threads(2)
 MIN_MARGIN = 0.02
 CANDIDATES = [0.1, 0.12, 0.14, 0.16, 0.2, 0.3, 0.4, 0.45, 0.55, 0.6, 0.7]
-
-
-def flux(goldens):
-    meta = json.loads((goldens / "meta.json").read_text())
-    pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(str(goldens / "scheduler")),
-                        vae=AutoencoderKL.from_pretrained(str(goldens / "vae")), text_encoder=None, tokenizer=None,
-                        text_encoder_2=None, tokenizer_2=None,
-                        transformer=FluxTransformer2DModel.from_pretrained(str(goldens / "transformer")))
-    g = load_file(str(goldens / "pipeline.safetensors"))
-    call = dict(prompt_embeds=g["prompt_embeds"], pooled_prompt_embeds=g["pooled_prompt_embeds"], latents=g["latents_in"],
-                height=meta["height"], width=meta["width"], num_inference_steps=meta["num_inference_steps"],
-                guidance_scale=meta["guidance_scale"], output_type="latent")
-    return pipe, call, meta["num_inference_steps"], lambda out: out.images
-
-
-def wan(goldens):
-    meta = json.loads((goldens / "meta.json").read_text())
-    vae = AutoencoderKLWan.from_pretrained(goldens / "vae", torch_dtype=torch.float32)
-    pipe = WanPipeline.from_pretrained(goldens, vae=vae, tokenizer=None, text_encoder=None, transformer_2=None, torch_dtype=torch.float32)
-    g = load_file(str(goldens / "pipeline.safetensors"))
-    call = dict(prompt_embeds=g["prompt_embeds"], negative_prompt_embeds=g["negative_prompt_embeds"], height=meta["height"],
-                width=meta["width"], num_frames=meta["num_frames"], num_inference_steps=meta["num_inference_steps"],
-                guidance_scale=meta["guidance_scale"], latents=g["latents_in"], output_type="latent")
-    return pipe, call, meta["num_inference_steps"], lambda out: out.frames
 
 
 # (family, golden set, base config, [(preset, policy, taylorseer order)]): every preset, both
