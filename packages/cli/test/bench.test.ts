@@ -85,13 +85,16 @@ describe('bench configs', () => {
     expect(() => readBenchConfigs(bad)).toThrow(/cannot name a config/);
   });
 
-  it("name each config's policy in the table: its options, lists by their length", () => {
+  it("name each config's policy in the table: its options, lists by their length, ranges by their ends", () => {
     const resolved = (cache: Record<string, unknown>) => resolveConfig(parseCacheConfig(cache).base);
     expect(describePolicy(resolved({ residual_diff_threshold: 0.2 }))).toBe('dbcache');
     expect(describePolicy(resolved({ steps_computation_mask: [1, 0, 1], steps_computation_policy: 'static' }))).toBe('dbcache static');
     expect(describePolicy(resolved({ policy: 'scm', mask_policy: 'ultra' }))).toBe('scm ultra dynamic');
     // A policy with a list among its options (MagCache's magnitude ratios) and without DBCache's keys.
     expect(describePolicy(resolved({ policy: 'magcache', threshold: 0.1, mag_ratios: [1, 0.9, 0.8] }))).toMatch(/^magcache threshold=0\.1 .*magRatios=\[3\]/);
+    expect(describePolicy(resolved({ policy: 'pab', spatial_attention_block_skip_range: 3, spatial_attention_timestep_skip_range: [0, 1000] }))).toMatch(
+      /^pab spatialAttentionBlockSkipRange=3 spatialAttentionTimestepSkipRange=0\.\.1000 /,
+    );
     const result = {
       seconds: 1,
       speedup: 1,

@@ -102,8 +102,31 @@ export const DEMO_DBPRUNE: BenchConfig = Object.freeze({
   cache: Object.freeze({ policy: 'dbprune', Fn_compute_blocks: 1, Bn_compute_blocks: 0, max_warmup_steps: 2, residual_diff_threshold: 0.1 }),
 });
 
+/**
+ * Pyramid Attention Broadcast: each attention module's output reused for 2 of every 3 steps
+ * within diffusers' default timestep range (100, 800) (on the reference model 43% of the
+ * attention calls reused at about 53 dB); the blocks themselves always run.
+ */
+export const DEMO_PAB: BenchConfig = Object.freeze({
+  name: 'pab',
+  cache: Object.freeze({ policy: 'pab', spatial_attention_block_skip_range: 3 }),
+});
+
+/**
+ * FasterCache's attention part at diffusers' defaults, the model being guidance-distilled (FLUX
+ * has no uncond call to rebuild): attention forecast as t + (t - t2) / 2 every other step below
+ * timestep 681 (on the reference model 29% of the attention calls at about 62 dB).
+ */
+export const DEMO_FASTERCACHE: BenchConfig = Object.freeze({
+  name: 'fastercache',
+  cache: Object.freeze({ policy: 'fastercache', is_guidance_distilled: true }),
+});
+
 /** The policies after the presets, in their order; MagCache follows, once calibrated. */
-export const DEMO_POLICIES: readonly BenchConfig[] = Object.freeze([DEMO_SCM, DEMO_FOCA, DEMO_DBPRUNE]);
+export const DEMO_POLICIES: readonly BenchConfig[] = Object.freeze([DEMO_SCM, DEMO_FOCA, DEMO_DBPRUNE, DEMO_PAB, DEMO_FASTERCACHE]);
+
+/** Policies that reuse attention outputs and leave the block chains to run: DBCache's keys mean nothing to them. */
+const ATTENTION_POLICIES: readonly string[] = [DEMO_PAB.cache.policy as string, DEMO_FASTERCACHE.cache.policy as string];
 
 /** MagCache's row: diffusers' defaults (threshold 0.06, 3 skipped in a row, 20% retention) with the ratios the first prompt's calibration run recorded. */
 export const DEMO_MAGCACHE = 'magcache';
@@ -190,6 +213,7 @@ const CALIBRATORS = { taylorseer: 'TaylorSeer', foca: 'FoCa', dmd: 'DMD' } as co
 export function describeConfig(cache: Readonly<Record<string, unknown>>): string {
   const c = resolved(cache);
   if (c.policy === 'magcache') return `magcache, threshold ${threshold(c)}, max ${c.policyOptions.maxSkipSteps as number} skipped in a row`;
+  if (ATTENTION_POLICIES.includes(c.policy)) return describePolicy(c);
   const policy = c.policy === 'dbcache' ? '' : `${describePolicy(c)}, `;
   const run = c.maxContinuousCachedSteps < 0 ? '' : `, max ${c.maxContinuousCachedSteps} in a row`;
   const order = c.calibratorType === 'taylorseer' ? ` ${c.taylorseerOrder}` : '';
@@ -209,7 +233,7 @@ export function demoTable(results: readonly ConfigResult[], steps: number): stri
     [
       r.name,
       r.cache ? policyWords(resolved(r.cache)) : '-',
-      r.cache ? String(threshold(resolved(r.cache))) : '-',
+      r.cache && !ATTENTION_POLICIES.includes(resolved(r.cache).policy) ? String(threshold(resolved(r.cache))) : '-',
       r.seconds.toFixed(2),
       `${r.speedup.toFixed(2)}x`,
       `${r.cachedSteps.toFixed(1)}/${steps}`,

@@ -13,7 +13,7 @@ import { FluxPipeline } from '@ditcache/adapter-flux';
 import { scmMask } from '@ditcache/core';
 import { Tensor, loadSafetensors, openSafetensors } from '@ditcache/cuda-runtime';
 
-import { DEMO_DBPRUNE, DEMO_FOCA, DEMO_MAGCACHE, DEMO_PRESETS, DEMO_SCM, REFERENCE_MODEL, runDemo } from '../src/demo.js';
+import { DEMO_DBPRUNE, DEMO_FASTERCACHE, DEMO_FOCA, DEMO_MAGCACHE, DEMO_PAB, DEMO_PRESETS, DEMO_SCM, REFERENCE_MODEL, runDemo } from '../src/demo.js';
 
 /** The demo's prompts, as the embeddings file lists them in its metadata. */
 function openPrompts(): string {
@@ -101,9 +101,18 @@ describe('the demo', () => {
 });
 
 describe('the demo of every policy', () => {
-  it('adds SCM, FoCa, DBPrune and a calibrated MagCache after the presets, each caching with the fidelity measured', async () => {
+  it('adds SCM, FoCa, DBPrune, PAB, FasterCache and a calibrated MagCache after the presets, each caching with the fidelity measured', async () => {
     const demo = await runDemo({ out: join(dir, 'policies'), promptCount: 1, repeats: 1 });
-    expect(demo.results.map((r) => r.name)).toEqual(['uncached', ...DEMO_PRESETS, DEMO_SCM.name, DEMO_FOCA.name, DEMO_DBPRUNE.name, DEMO_MAGCACHE]);
+    expect(demo.results.map((r) => r.name)).toEqual([
+      'uncached',
+      ...DEMO_PRESETS,
+      DEMO_SCM.name,
+      DEMO_FOCA.name,
+      DEMO_DBPRUNE.name,
+      DEMO_PAB.name,
+      DEMO_FASTERCACHE.name,
+      DEMO_MAGCACHE,
+    ]);
     const byName = new Map(demo.results.map((r) => [r.name, r]));
 
     // SCM caches only where the medium mask allows: measured 12 of its 13 (mean over the four demo prompts) at about 57 dB.
@@ -128,6 +137,23 @@ describe('the demo of every policy', () => {
     expect(dbprune.computedFraction).toBeLessThan(0.6);
     expect(dbprune.psnr[0]).toBeGreaterThan(39);
     expect(demo.table).toMatch(/\| dbprune \| dbprune .*\| 0\.1 \|/);
+
+    // The attention policies run every block and reuse attention outputs instead: PAB measured 43% of
+    // the attention calls reused at 53 dB (4 prompts), FasterCache's forecast 29% at 62 dB.
+    const pab = byName.get(DEMO_PAB.name)!;
+    const fastercache = byName.get(DEMO_FASTERCACHE.name)!;
+    for (const [r, reused, psnr] of [
+      [pab, 0.35, 45],
+      [fastercache, 0.2, 50],
+    ] as const) {
+      expect(r.cachedSteps).toBe(0);
+      expect(r.computedFraction).toBe(1);
+      expect(r.attentionSkippedFraction).toBeGreaterThan(reused);
+      expect(r.psnr[0]).toBeGreaterThan(psnr);
+      expect(Number.isFinite(r.psnr[0])).toBe(true);
+    }
+    expect(demo.table).toMatch(/\| pab \| pab spatialAttentionBlockSkipRange=3 [^|]*\| - \|/);
+    expect(demo.table).toMatch(/\| fastercache \| fastercache [^|]*isGuidanceDistilled[^|]*\| - \|/);
 
     // MagCache with the ratios of prompt 0's calibration, diffusers' threshold 0.06: measured 11 of
     // 28 steps skipped, 61% of the blocks, 46.3 dB. The calibration run computed every block.

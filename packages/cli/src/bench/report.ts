@@ -110,12 +110,17 @@ export function formatPsnr(r: ConfigResult): string {
   return `${r.meanPsnr.toFixed(2)}${infinite ? ` (+${infinite} inf)` : ''}`;
 }
 
-/** A policy option in the Policy column: a name as it is ('fast'), a number as key=value, a list by its length, true by its key; false and null not at all. */
+/**
+ * A policy option in the Policy column: a name as it is ('fast'), a number as key=value, a range
+ * (a pair of numbers) as key=lo..hi, a longer list by its length, true by its key; false and
+ * null not at all.
+ */
 function optionWords([key, value]: [string, unknown]): string[] {
   if (value === null || value === false) return [];
   if (value === true) return [key];
   if (typeof value === 'string') return [value];
-  if (Array.isArray(value)) return [`${key}=[${value.length}]`];
+  if (Array.isArray(value))
+    return [value.length === 2 && value.every((v) => typeof v === 'number') ? `${key}=${value[0]}..${value[1]}` : `${key}=[${value.length}]`];
   return [`${key}=${String(value)}`];
 }
 
