@@ -53,6 +53,9 @@ export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWork
         },
       });
       await pending;
+      // Said before BullMQ records the completion: a job a worker dies on without this line was
+      // not recorded as done by it, so it runs again elsewhere.
+      log(`finished ${id}`);
       return result;
     } catch (e) {
       if (controller.signal.aborted) throw new UnrecoverableError(CANCELLED);
