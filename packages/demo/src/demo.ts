@@ -236,7 +236,7 @@ export function demoTable(results: readonly ConfigResult[], steps: number): stri
       r.cache && !ATTENTION_POLICIES.includes(resolved(r.cache).policy) ? String(threshold(resolved(r.cache))) : '-',
       r.seconds.toFixed(2),
       `${r.speedup.toFixed(2)}x`,
-      `${r.cachedSteps.toFixed(1)}/${steps}`,
+      `${r.cachedSteps.toFixed(1)}/${steps}${r.attentionSkippedFraction === undefined ? '' : `, attention ${(100 * r.attentionSkippedFraction).toFixed(1)}% reused`}`,
       `${(100 * r.computedFraction).toFixed(1)}%`,
       formatPsnr(r),
       r.meanSsim.toFixed(4),

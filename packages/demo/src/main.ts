@@ -35,7 +35,7 @@ try {
   progress.stop();
 }
 process.stdout.write(
-  `${demo.prompts.length} prompts x (uncached + ${demo.results.length - 1} cache configs: presets, then SCM, FoCa, DBPrune and MagCache), ${demo.steps} steps each; wall time summed over the prompts; ` +
+  `${demo.prompts.length} prompts x (uncached + ${demo.results.length - 1} cache configs: presets, then SCM, FoCa, DBPrune, PAB, FasterCache and MagCache), ${demo.steps} steps each; wall time summed over the prompts; ` +
     'PSNR / SSIM of the 8-bit images against the uncached ones, mean over the prompts\n\n' +
     `${demo.table}\n\nwrote ${demo.files.grid}\n      ${demo.files.plot}\n      ${demo.files.table}\n` +
     `demo finished in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,

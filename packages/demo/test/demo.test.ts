@@ -152,7 +152,7 @@ describe('the demo of every policy', () => {
       expect(r.psnr[0]).toBeGreaterThan(psnr);
       expect(Number.isFinite(r.psnr[0])).toBe(true);
     }
-    expect(demo.table).toMatch(/\| pab \| pab spatialAttentionBlockSkipRange=3 [^|]*\| - \|/);
+    expect(demo.table).toMatch(/\| pab \| pab spatialAttentionBlockSkipRange=3 [^|]*\| - \|[^|]*\|[^|]*\| 0\.0\/28, attention \d+\.\d% reused \|/);
     expect(demo.table).toMatch(/\| fastercache \| fastercache [^|]*isGuidanceDistilled[^|]*\| - \|/);
 
     // MagCache with the ratios of prompt 0's calibration, diffusers' threshold 0.06: measured 11 of
