@@ -6,15 +6,13 @@
 // the cond call's self-attention (attn1) where diffusers forecasts it: the same steps, the same
 // attention calls, and the run ends at diffusers' latents. Wan 2.2's experts each keep their own
 // state and count their own steps, as diffusers' hooks on each transformer do.
-import { readFileSync } from 'node:fs';
-
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { disableCache, enableCache, summary, type ContextStats } from '@ditcache/core';
-import { loadSafetensors, memoryStats, type Tensor } from '@ditcache/cuda-runtime';
+import { memoryStats, type Tensor } from '@ditcache/cuda-runtime';
 
-import { WanPipeline } from '../src/index.js';
-import { goldens, localGoldens, relativeL2 } from './helpers.js';
+import type { WanPipeline } from '../src/index.js';
+import { relativeL2 } from './helpers.js';
 import { wanTinyTraces } from './policy-traces.js';
 
 interface FasterCacheTrace {
@@ -83,28 +81,7 @@ describe('the fastercache policy on Wan (wan-tiny)', () => {
 });
 
 describe('the fastercache policy on Wan 2.2 (wan-tiny/wan22, two experts)', () => {
-  const meta = JSON.parse(readFileSync(`${goldens}/wan-tiny/wan22/meta.json`, 'utf-8')) as Record<string, number>;
-  const references = JSON.parse(readFileSync(`${localGoldens}/wan-tiny/wan22/cache_traces_fastercache.json`, 'utf-8')) as References;
-  const ref = loadSafetensors(`${goldens}/wan-tiny/wan22/pipeline.safetensors`);
-  const traces = loadSafetensors(`${localGoldens}/wan-tiny/wan22/cache_traces_fastercache.safetensors`);
-  const pipe = WanPipeline.fromPretrained(`${goldens}/wan-tiny/wan22`);
-  afterAll(() => {
-    pipe.dispose();
-    for (const t of [...Object.values(ref), ...Object.values(traces)]) t.dispose();
-  });
-  const latentsOf = (): Tensor =>
-    pipe.generate({
-      promptEmbeds: ref.prompt_embeds,
-      negativePromptEmbeds: ref.negative_prompt_embeds,
-      latents: ref.latents_in,
-      height: meta.height,
-      width: meta.width,
-      numFrames: meta.num_frames,
-      numInferenceSteps: meta.num_inference_steps,
-      guidanceScale: meta.guidance_scale,
-      guidanceScale2: meta.guidance_scale_2,
-      decode: false,
-    }).latents;
+  const { references, traces, pipe, latentsOf } = wanTinyTraces<References>('fastercache', 'wan-tiny/wan22');
 
   it.each(Object.keys(references.traces))("%s: diffusers' decisions per expert, and latents", (name) => {
     expectReference(pipe, latentsOf, references.traces[name], traces, name);

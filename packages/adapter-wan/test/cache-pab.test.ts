@@ -5,15 +5,13 @@
 // state per attention site and CFG branch: the same calls reused per site and branch (attn1 as
 // spatial, attn2 as cross), diffusers' latents, and a skip range of 1 exactly uncached. On Wan
 // 2.2 each expert's sites count only the calls of that expert.
-import { readFileSync } from 'node:fs';
-
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { disableCache, enableCache, summary } from '@ditcache/core';
-import { loadSafetensors, memoryStats } from '@ditcache/cuda-runtime';
+import { memoryStats } from '@ditcache/cuda-runtime';
 
-import { WanPipeline, type WanTransformerBlock } from '../src/index.js';
-import { goldens, localGoldens, relativeL2 } from './helpers.js';
+import type { WanTransformerBlock } from '../src/index.js';
+import { relativeL2 } from './helpers.js';
 import { wanTinyTraces } from './policy-traces.js';
 
 interface PabTrace {
@@ -67,33 +65,13 @@ describe('the pab policy on Wan (wan-tiny)', () => {
 });
 
 describe('the pab policy on Wan 2.2 (wan-tiny/wan22, two experts)', () => {
-  const set = 'wan-tiny/wan22';
-  const meta = JSON.parse(readFileSync(`${goldens}/${set}/meta.json`, 'utf-8')) as Record<string, number>;
-  const references = JSON.parse(readFileSync(`${localGoldens}/${set}/cache_traces_pab.json`, 'utf-8')) as { traces: Record<string, PabTrace> };
-  const ref = loadSafetensors(`${goldens}/${set}/pipeline.safetensors`);
-  const traces = loadSafetensors(`${localGoldens}/${set}/cache_traces_pab.safetensors`);
-  const pipe = WanPipeline.fromPretrained(`${goldens}/${set}`);
-  afterAll(() => {
-    pipe.dispose();
-    for (const t of [...Object.values(ref), ...Object.values(traces)]) t.dispose();
-  });
+  const { references, traces, pipe, latentsOf } = wanTinyTraces<{ traces: Record<string, PabTrace> }>('pab', 'wan-tiny/wan22');
 
   it.each(Object.keys(references.traces))("%s: diffusers' reused attention calls per expert, site and CFG branch, and latents", (name) => {
     const trace = references.traces[name];
     const before = memoryStats();
     enableCache(pipe, { policy: 'pab', ...trace.config });
-    const latents = pipe.generate({
-      promptEmbeds: ref.prompt_embeds,
-      negativePromptEmbeds: ref.negative_prompt_embeds,
-      latents: ref.latents_in,
-      height: meta.height,
-      width: meta.width,
-      numFrames: meta.num_frames,
-      numInferenceSteps: meta.num_inference_steps,
-      guidanceScale: meta.guidance_scale,
-      guidanceScale2: meta.guidance_scale_2,
-      decode: false,
-    }).latents;
+    const latents = latentsOf();
     const contexts = summary(pipe, { print: false }).contexts;
     expect(contexts.map((c) => c.name)).toEqual(['transformer.blocks', 'transformer_2.blocks']);
     const sites = contexts.flatMap((c) => c.attention!.sites);
