@@ -22,6 +22,11 @@ export const oneOf =
   (...allowed: string[]): Check =>
   (v) =>
     allowed.includes(v as string) ? undefined : `one of ${allowed.map((a) => `'${a}'`).join(', ')}`;
+/** An open timestep range lo < t < hi on the scheduler's 0-1000 scale, as diffusers' attention and FasterCache configs give them. */
+export const timestepRange: Check = (v) =>
+  Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === 'number' && Number.isFinite(x)) && v[0] <= v[1]
+    ? undefined
+    : 'a list [lo, hi] of two finite numbers, lo <= hi (the open timestep range lo < t < hi)';
 export const nullable =
   (check: Check): Check =>
   (v) =>

@@ -3,7 +3,7 @@
 // run only the cond half of its batched call, the uncond call is not run, and its output is
 // rebuilt from the same step's cond output and the frequency bands of uncond − cond kept at the
 // last computed step. The chains' blocks always run (no step-level block caching).
-import { boolean, integer, nullable, oneOf, type Check, type KeySpec } from './config-keys.js';
+import { boolean, integer, nullable, oneOf, timestepRange, type Check, type KeySpec } from './config-keys.js';
 import type { CacheConfig } from './config.js';
 import type { Decision } from './decision.js';
 import type { AttentionHook, AttentionOutput, AttentionPolicy, AttentionSiteCall } from './attention-sites.js';
@@ -18,11 +18,6 @@ import type { TransformerCallInfo } from './transformer-call.js';
 export const FASTERCACHE_POLICY = 'fastercache';
 
 const finite: Check = (v) => (typeof v === 'number' && Number.isFinite(v) ? undefined : 'a finite number');
-const timestepRange: Check = (v) =>
-  Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === 'number' && Number.isFinite(x)) && v[0] <= v[1]
-    ? undefined
-    : 'a list [lo, hi] of two finite numbers, lo <= hi (the open timestep range lo < t < hi)';
-
 /** diffusers' FasterCacheConfig keys (its callbacks as their default constants); Fn and Bn are unused and default to 0. */
 export const FASTERCACHE_KEYS: Readonly<Record<string, KeySpec>> = {
   fnComputeBlocks: { snake: 'Fn_compute_blocks', check: integer(0) },

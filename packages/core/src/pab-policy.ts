@@ -5,7 +5,7 @@
 // Unlike diffusers, whose hook keeps one state per module, each CFG branch of a site counts its
 // own calls and reuses its own output (diffusers' uncond call reuses the cond call's output of
 // the same step). The chains' blocks always run.
-import { integer, nullable, type Check, type KeySpec } from './config-keys.js';
+import { integer, nullable, timestepRange, type KeySpec } from './config-keys.js';
 import type { CacheConfig } from './config.js';
 import type { Decision } from './decision.js';
 import type { AttentionHook, AttentionKind, AttentionOutput, AttentionPolicy, AttentionSiteCall } from './attention-sites.js';
@@ -16,11 +16,6 @@ import type { TensorOps } from './tensor-ops.js';
 export const PAB_POLICY = 'pab';
 
 type TimestepRange = readonly [number, number];
-
-const timestepRange: Check = (v) =>
-  Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === 'number' && Number.isFinite(x)) && v[0] <= v[1]
-    ? undefined
-    : 'a list [lo, hi] of two finite numbers, lo <= hi (the open timestep range lo < t < hi)';
 
 /** diffusers' PyramidAttentionBroadcastConfig keys (its module-name identifiers are the adapters' site kinds); Fn and Bn are unused and default to 0. */
 export const PAB_KEYS: Readonly<Record<string, KeySpec>> = {
