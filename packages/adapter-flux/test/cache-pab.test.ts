@@ -19,7 +19,7 @@ interface PabTrace {
 }
 
 describe('the pab policy on FLUX (flux-tiny)', () => {
-  const { references, ref, traces, pipe, meta } = fluxTinyTraces<{ traces: Record<string, PabTrace> }>('pab');
+  const { references, ref, traces, pipe, latentsOf: goldenRun } = fluxTinyTraces<{ traces: Record<string, PabTrace> }>('pab');
   const negative = neg(ref.prompt_embeds);
   const negativePooled = neg(ref.pooled_prompt_embeds);
   afterAll(() => {
@@ -28,17 +28,7 @@ describe('the pab policy on FLUX (flux-tiny)', () => {
   });
   /** The golden run; with true CFG, the negative prompt is the prompt's embeddings negated, as the tool's. */
   const latentsOf = (trueCfgScale: number | undefined): Tensor =>
-    pipe.generate({
-      promptEmbeds: ref.prompt_embeds,
-      pooledPromptEmbeds: ref.pooled_prompt_embeds,
-      latents: ref.latents_in,
-      height: meta.height,
-      width: meta.width,
-      numInferenceSteps: meta.num_inference_steps,
-      guidanceScale: meta.guidance_scale,
-      ...(trueCfgScale === undefined ? {} : { trueCfgScale, negativePromptEmbeds: negative, negativePooledPromptEmbeds: negativePooled }),
-      decode: false,
-    }).latents;
+    goldenRun(trueCfgScale === undefined ? {} : { trueCfgScale, negativePromptEmbeds: negative, negativePooledPromptEmbeds: negativePooled });
 
   it.each(Object.keys(references.traces))("%s: diffusers' reused attention calls per site and CFG branch, and latents", (name) => {
     const { true_cfg_scale: trueCfgScale, ...config } = references.traces[name].config as { true_cfg_scale?: number };

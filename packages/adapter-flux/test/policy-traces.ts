@@ -7,13 +7,13 @@ import { afterAll } from 'vitest';
 
 import { loadSafetensors, type Tensor } from '@ditcache/cuda-runtime';
 
-import { FluxPipeline } from '../src/index.js';
+import { FluxPipeline, type FluxGenerateOptions } from '../src/index.js';
 import { goldens, localGoldens } from './helpers.js';
 
 /**
  * A cache policy's reference traces on flux-tiny (`cache_traces_<kind>.json` / `.safetensors`, written
  * by tools/cache-references-<kind>/), the golden's inputs and pipeline, and `latentsOf()`: the
- * golden run's final latents under whatever cache is enabled. Call it in a describe: it frees
+ * golden run's final latents under whatever cache is enabled (with `extra` generate options). Call it in a describe: it frees
  * what it loaded after that describe's tests.
  */
 export function fluxTinyTraces<References>(kind: string) {
@@ -26,7 +26,8 @@ export function fluxTinyTraces<References>(kind: string) {
     pipe.dispose();
     for (const t of [...Object.values(ref), ...Object.values(traces)]) t.dispose();
   });
-  const latentsOf = (): Tensor =>
+  // `extra`: what a test adds to the golden run, e.g. true CFG's scale and negative embeddings.
+  const latentsOf = (extra: Partial<FluxGenerateOptions> = {}): Tensor =>
     pipe.generate({
       promptEmbeds: ref.prompt_embeds,
       pooledPromptEmbeds: ref.pooled_prompt_embeds,
@@ -35,6 +36,7 @@ export function fluxTinyTraces<References>(kind: string) {
       width: meta.width,
       numInferenceSteps: meta.num_inference_steps,
       guidanceScale: meta.guidance_scale,
+      ...extra,
       decode: false,
     }).latents;
   return { meta, references, ref, traces, pipe, latentsOf };
