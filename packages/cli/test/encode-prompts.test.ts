@@ -14,26 +14,14 @@ import { loadSafetensors, openSafetensors, type Tensor } from '@ditcache/cuda-ru
 import { promptInputs, readBenchPrompts } from '../src/bench/prompts.js';
 import { familyForPipeline, loadFamilies } from '../src/plugins.js';
 import { runCli } from '../src/program.js';
+import { fluxTextFolder, goldens, textData } from './flux-text-folder.js';
 
 const root = new URL('../../../', import.meta.url).pathname;
 const bin = join(root, 'packages/cli/dist/cli.js');
-const goldens = join(root, 'testdata/goldens');
-const textData = join(root, 'packages/text-encoders/test/data');
 const dir = mkdtempSync(join(tmpdir(), 'ditcache-cli-prompts-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** flux-tiny-guidance with the tiny CLIP and T5 of @ditcache/text-encoders' reference data. */
-const flux = join(dir, 'flux');
-mkdirSync(flux);
-for (const entry of ['transformer', 'vae', 'scheduler']) symlinkSync(join(goldens, 'flux-tiny-guidance', entry), join(flux, entry));
-for (const [entry, source] of Object.entries({
-  tokenizer: 'clip-tokenizer',
-  tokenizer_2: 't5-tokenizer',
-  text_encoder: 'clip-text-model',
-  text_encoder_2: 't5-encoder',
-})) {
-  symlinkSync(join(textData, source), join(flux, entry));
-}
+const flux = fluxTextFolder(join(dir, 'flux'));
 
 /** qwen-tiny with the Qwen2 tokenizer and tiny Qwen2.5-VL encoder of the adapter's prompt references. */
 const qwenGoldens = join(root, 'packages/adapter-qwen-image/test/goldens');

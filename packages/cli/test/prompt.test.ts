@@ -9,25 +9,15 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { loadSafetensors, saveSafetensors, tensor } from '@ditcache/cuda-runtime';
 
+import { fluxTextFolder, goldens, textData } from './flux-text-folder.js';
+
 const root = new URL('../../../', import.meta.url).pathname;
 const bin = join(root, 'packages/cli/dist/cli.js');
-const goldens = join(root, 'testdata/goldens');
-const textData = join(root, 'packages/text-encoders/test/data');
 const dir = mkdtempSync(join(tmpdir(), 'ditcache-cli-prompt-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const flux = join(dir, 'flux');
+const flux = fluxTextFolder(join(dir, 'flux'));
 const golden = join(goldens, 'flux-tiny-guidance');
-mkdirSync(flux);
-for (const entry of ['transformer', 'vae', 'scheduler']) symlinkSync(join(goldens, 'flux-tiny-guidance', entry), join(flux, entry));
-for (const [entry, source] of Object.entries({
-  tokenizer: 'clip-tokenizer',
-  tokenizer_2: 't5-tokenizer',
-  text_encoder: 'clip-text-model',
-  text_encoder_2: 't5-encoder',
-})) {
-  symlinkSync(join(textData, source), join(flux, entry));
-}
 
 function ditcache(...args: string[]) {
   const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf-8', timeout: 120_000 });
