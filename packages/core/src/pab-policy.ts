@@ -97,7 +97,9 @@ export class PyramidAttentionBroadcast<T> implements AttentionHook<T> {
       return (kept.list ? copies : copies[0]) as O;
     }
     const output = compute();
-    this.keep(call.key, output);
+    // The next call of this site and branch is computed whatever its timestep when its index is a
+    // multiple of the skip range: then nothing kept now could be reused, and no copy is made.
+    if ((call.callIndex + 1) % rule.blockSkipRange !== 0) this.keep(call.key, output);
     return output;
   }
 
